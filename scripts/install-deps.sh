@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages odin-ws needs to build, run and test: one `apt-get update`,
+# then one `apt-get install -y`. Pass "test" to add what only the test suite needs.
+set -euo pipefail
+packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
+          libfmt-dev libssl-dev libnats-dev)
+if [[ "${1:-}" == "test" ]]; then
+  packages+=(libgtest-dev libbenchmark-dev clang-format nats-server python3 python3-websockets
+             chromium)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y "${missing[@]}"
+fi

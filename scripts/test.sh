@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds and runs the whole test suite twice: a normal build, then under AddressSanitizer +
+# UndefinedBehaviorSanitizer. Unit (GoogleTest), integration (python3-websockets against the
+# binary), browser (headless Chromium). Exits non-zero if any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
+if [[ -f tests/browser/package-lock.json ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# Formatting is part of the contract.
+clang-format --dry-run -Werror $(git ls-files 'src/*.cpp' 'src/*.hpp' 'tests/*.cpp' 'tools/*.cpp')
+
+status=0
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir"
+  echo "=== ctest in $dir ==="
+  ctest --test-dir "$dir" --output-on-failure --timeout 300 || status=1
+}
+run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_suite build/sanitize -DCMAKE_BUILD_TYPE=Debug -DODIN_SANITIZE=ON
+if [[ $status -ne 0 ]]; then echo "TEST SUITE FAILED"; else echo "TEST SUITE PASSED"; fi
+exit $status

@@ -1,0 +1,141 @@
+// The composition root (see gateway.hpp): start-up, admission, signals, graceful drain.
+#include "gateway.hpp"
+
+#include <signal.h>
+
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "broker/demo_feed.hpp"
+#include "http/ops_endpoints.hpp"
+#include "net/event_loop.hpp"
+#include "spdlog/spdlog.h"
+
+namespace odin {
+
+namespace {
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+Gateway::Gateway(Config config) : config_(std::move(config)) {
+  unsigned threads = config_.threads;
+  if (threads == 0) {
+    threads = static_cast<unsigned>(std::max(1.0, std::floor(ResourceMonitor::available_cpus())));
+  }
+  threads = std::min(threads, 255u);  // the session id keeps the thread in its low byte
+  std::vector<ThreadFanout*> fanouts;
+  for (unsigned i = 0; i < threads; ++i) {
+    loops_.push_back(std::make_unique<EventLoop>(*this, i));
+    fanouts.push_back(&loops_.back()->fanout());
+  }
+  hub_ = std::make_unique<Hub>(std::move(fanouts));
+  broker_ = std::make_unique<EmbeddedBroker>(*hub_);
+  resources_.configure(config_.cpu_limit, config_.memory_limit);
+  const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
+  const size_t files = web_.load(root);
+  if (files == 0) spdlog::warn("no page files found in {}", root);
+}
+
+Gateway::~Gateway() {
+  for (auto& loop : loops_)
+    loop->stop();
+  for (auto& loop : loops_)
+    loop->join();
+}
+
+std::optional<RejectReason> Gateway::admit() {
+  if (draining()) return RejectReason::kDraining;
+  if (resources_.memory_percent() >= config_.memory_reject_threshold) return RejectReason::kMemory;
+  if (resources_.cpu_percent() >= config_.cpu_reject_threshold) return RejectReason::kCpu;
+  const uint32_t now = websocket_connections_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (now > config_.max_connections) {
+    websocket_connections_.fetch_sub(1, std::memory_order_relaxed);
+    return RejectReason::kAtCapacity;
+  }
+  return std::nullopt;
+}
+
+int Gateway::run() {
+  // Signals are taken by this thread only (sigtimedwait below), never by an event loop.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  boost::asio::ip::tcp::endpoint endpoint(config_.listen_host.empty()
+                                              ? boost::asio::ip::address_v4::any()
+                                              : boost::asio::ip::make_address(config_.listen_host),
+                                          config_.listen_port);
+  try {
+    port_ = loops_[0]->listen(endpoint);
+    endpoint.port(port_);
+    for (size_t i = 1; i < loops_.size(); ++i)
+      loops_[i]->listen(endpoint);
+  } catch (const boost::system::system_error& e) {
+    spdlog::error("cannot listen on {}:{}: {}", endpoint.address().to_string(), config_.listen_port,
+                  e.code().message());
+    return 1;
+  }
+  started_at_ms_ = wall_ms();
+  if (config_.demo_feed) {
+    demo_feed_ = std::make_unique<DemoFeed>(loops_[0]->io(), *broker_, config_.demo_rate,
+                                            config_.demo_symbols);
+    demo_feed_->start();
+  }
+  for (auto& loop : loops_)
+    loop->start_thread();
+  spdlog::info("odin-ws listening on {}:{} with {} event-loop thread(s), broker {}{}",
+               endpoint.address().to_string(), port_, loops_.size(), broker_->name(),
+               config_.demo_feed ? ", demo feed on" : "");
+
+  // Main thread: resource sampling once a second, periodic stats log, and the stop signal.
+  int64_t next_stats_log = wall_ms() + config_.metrics_interval.count();
+  int received = 0;
+  while (received == 0) {
+    timespec second{1, 0};
+    const int sig = sigtimedwait(&signals, nullptr, &second);
+    if (sig > 0) {
+      received = sig;
+      break;
+    }
+    resources_.sample();
+    if (wall_ms() >= next_stats_log) {
+      next_stats_log += config_.metrics_interval.count();
+      spdlog::info("stats {}", render_stats(*this));
+    }
+  }
+
+  spdlog::info("{} received: draining {} connection(s), up to {} ms", strsignal(received),
+               websocket_connections(), config_.drain_timeout.count());
+  draining_.store(true);
+  if (demo_feed_) {
+    boost::asio::post(loops_[0]->io(), [feed = demo_feed_.get()] { feed->stop(); });
+  }
+  for (auto& loop : loops_) {
+    boost::asio::post(loop->io(), [l = loop.get()] { l->begin_drain(); });
+  }
+  const int64_t deadline = wall_ms() + config_.drain_timeout.count();
+  while (websocket_connections() > 0 && wall_ms() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const uint32_t left = websocket_connections();
+  for (auto& loop : loops_)
+    loop->stop();
+  for (auto& loop : loops_)
+    loop->join();
+  if (left > 0) {
+    spdlog::warn("drain timeout: {} connection(s) closed without finishing the handshake", left);
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace odin

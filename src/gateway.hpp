@@ -1,0 +1,70 @@
+// The composition root: configuration, the event-loop threads, the hub, the broker, the
+// resource guard and the admission decision. main() builds one Gateway and runs it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "broker/broker.hpp"
+#include "guard/resource_monitor.hpp"
+#include "http/static_files.hpp"
+#include "hub/fanout.hpp"
+#include "ops/config.hpp"
+#include "ops/metrics.hpp"
+
+namespace odin {
+
+class EventLoop;
+class DemoFeed;
+
+class Gateway {
+ public:
+  explicit Gateway(Config config);
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds, starts the threads and blocks until SIGTERM/SIGINT and the drain are over. Returns
+  // the process exit status.
+  int run();
+
+  const Config& config() const { return config_; }
+  unsigned thread_count() const { return static_cast<unsigned>(loops_.size()); }
+  EventLoop& loop(unsigned index) { return *loops_[index]; }
+  const EventLoop& loop(unsigned index) const { return *loops_[index]; }
+  Hub& hub() { return *hub_; }
+  const Hub& hub() const { return *hub_; }
+  Broker& broker() { return *broker_; }
+  const Broker& broker() const { return *broker_; }
+  ResourceMonitor& resources() { return resources_; }
+  const ResourceMonitor& resources() const { return resources_; }
+  const StaticFiles& web() const { return web_; }
+  uint16_t port() const { return port_; }
+  int64_t started_at_ms() const { return started_at_ms_; }
+
+  // Admission of a WebSocket upgrade: counts the connection when admitted.
+  std::optional<RejectReason> admit();
+  void release_connection() { websocket_connections_.fetch_sub(1, std::memory_order_relaxed); }
+  uint32_t websocket_connections() const {
+    return websocket_connections_.load(std::memory_order_relaxed);
+  }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+
+ private:
+  Config config_;
+  std::vector<std::unique_ptr<EventLoop>> loops_;
+  std::unique_ptr<Hub> hub_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<DemoFeed> demo_feed_;
+  ResourceMonitor resources_;
+  StaticFiles web_;
+  uint16_t port_ = 0;
+  int64_t started_at_ms_ = 0;
+  std::atomic<uint32_t> websocket_connections_{0};
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace odin

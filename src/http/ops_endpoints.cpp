@@ -1,0 +1,178 @@
+// /health, /stats and /metrics (see ops_endpoints.hpp). Totals are sums of the per-thread
+// counters, read without stopping the threads.
+#include "http/ops_endpoints.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "gateway.hpp"
+#include "net/event_loop.hpp"
+#include "ops/json.hpp"
+
+namespace odin {
+
+namespace {
+
+struct Totals {
+  uint64_t accepted = 0, closed = 0, messages_out = 0, bytes_out = 0, slow = 0, heartbeat = 0,
+           protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, rate_limited = 0,
+           rate_limit_closes = 0, requests = 0, http = 0;
+  uint64_t rejected[static_cast<int>(RejectReason::kCount)] = {};
+  uint64_t sessions = 0, detached = 0, channels = 0;
+  HistogramSnapshot latency;
+};
+
+Totals sum(const Gateway& gateway) {
+  Totals t;
+  for (unsigned i = 0; i < gateway.thread_count(); ++i) {
+    const EventLoop& loop = gateway.loop(i);
+    const ThreadStats& s = loop.stats();
+    t.accepted += s.connections_accepted.get();
+    t.closed += s.connections_closed.get();
+    t.messages_out += s.messages_out.get();
+    t.bytes_out += s.bytes_out.get();
+    t.slow += s.slow_consumer_closes.get();
+    t.heartbeat += s.heartbeat_timeouts.get();
+    t.protocol += s.protocol_errors.get();
+    t.replays += s.replay_requests.get();
+    t.resumes_ok += s.resumes_ok.get();
+    t.resumes_failed += s.resumes_failed.get();
+    t.rate_limited += s.rate_limited.get();
+    t.rate_limit_closes += s.rate_limit_closes.get();
+    t.requests += s.requests.get();
+    t.http += s.http_requests.get();
+    for (int r = 0; r < static_cast<int>(RejectReason::kCount); ++r) {
+      t.rejected[r] += s.connections_rejected[r].get();
+    }
+    t.sessions += loop.session_count();
+    t.detached += loop.detached_count();
+    t.channels = std::max<uint64_t>(t.channels, loop.channel_count());
+    t.latency.merge(s.fanout_latency.snapshot());
+  }
+  return t;
+}
+
+double uptime_seconds(const Gateway& gateway) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  return static_cast<double>(now - gateway.started_at_ms()) / 1000.0;
+}
+
+const char* boolean(bool b) {
+  return b ? "true" : "false";
+}
+
+}  // namespace
+
+HealthReport render_health(const Gateway& gateway) {
+  const Config& config = gateway.config();
+  const ResourceMonitor& res = gateway.resources();
+  const double cpu = res.cpu_percent();
+  const double memory = res.memory_percent();
+  const uint32_t current = gateway.websocket_connections();
+  const double capacity = 100.0 * current / config.max_connections;
+  const bool cpu_ok = cpu < config.cpu_reject_threshold;
+  const bool memory_ok = memory < config.memory_reject_threshold;
+  const bool broker_ok = gateway.broker().connected();
+  // Unhealthy: cannot serve (no broker, memory exhausted, draining): the balancer should stop
+  // sending clients. Degraded: serving, but refusing new connections for a resource reason.
+  const char* status = "healthy";
+  unsigned http_status = 200;
+  if (!broker_ok || memory >= 100.0 || gateway.draining()) {
+    status = "unhealthy";
+    http_status = 503;
+  } else if (!cpu_ok || !memory_ok || current >= config.max_connections) {
+    status = "degraded";
+  }
+  HealthReport report;
+  report.status = http_status;
+  report.body = fmt::format(
+      R"({{"status":"{}","checks":{{"cpu":{{"percentage":{:.1f},"threshold":{:.1f},"healthy":{}}},)"
+      R"("memory":{{"percentage":{:.1f},"limit_mb":{},"healthy":{}}},)"
+      R"("capacity":{{"current":{},"max":{},"percentage":{:.1f}}},)"
+      R"("broker":{{"connected":{}}}}}}})",
+      status, cpu, config.cpu_reject_threshold, boolean(cpu_ok), memory,
+      res.memory_limit() / (1024 * 1024), boolean(memory_ok), current, config.max_connections,
+      capacity, boolean(broker_ok));
+  return report;
+}
+
+std::string render_stats(const Gateway& gateway) {
+  const Totals t = sum(gateway);
+  const ResourceMonitor& res = gateway.resources();
+  return fmt::format(
+      R"({{"currentConnections":{},"maxConnections":{},"connectionsAccepted":{},)"
+      R"("connectionsRejected":{},"sessions":{},"detachedSessions":{},"channels":{},)"
+      R"("memoryMB":{:.1f},"cpuPercent":{:.1f},"messagesIn":{},"messagesOut":{},"bytesOut":{},)"
+      R"("slowClientDisconnects":{},"heartbeatTimeouts":{},"rateLimited":{},"replayRequests":{},)"
+      R"("resumesOk":{},"resumesFailed":{},"fanoutLatencyMs":{{"p50":{:.3f},"p99":{:.3f}}},)"
+      R"("threads":{},"broker":"{}","uptimeSeconds":{:.1f}}})",
+      gateway.websocket_connections(), gateway.config().max_connections, t.accepted,
+      t.rejected[0] + t.rejected[1] + t.rejected[2] + t.rejected[3], t.sessions, t.detached,
+      t.channels, static_cast<double>(res.rss_bytes()) / (1024.0 * 1024.0), res.cpu_percent(),
+      gateway.hub().messages_in(), t.messages_out, t.bytes_out, t.slow, t.heartbeat, t.rate_limited,
+      t.replays, t.resumes_ok, t.resumes_failed,
+      static_cast<double>(t.latency.quantile_ns(0.5)) / 1e6,
+      static_cast<double>(t.latency.quantile_ns(0.99)) / 1e6, gateway.thread_count(),
+      gateway.broker().name(), uptime_seconds(gateway));
+}
+
+std::string render_metrics(const Gateway& gateway) {
+  const Totals t = sum(gateway);
+  const ResourceMonitor& res = gateway.resources();
+  std::string out;
+  auto metric = [&](std::string_view name, std::string_view type, std::string_view help,
+                    auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n{} {}\n", name, help, name, type, name, value);
+  };
+  metric("ws_connections_current", "gauge", "Open WebSocket connections.",
+         gateway.websocket_connections());
+  metric("ws_connections_max", "gauge", "WS_MAX_CONNECTIONS.", gateway.config().max_connections);
+  metric("ws_connections_accepted_total", "counter", "WebSocket upgrades accepted.", t.accepted);
+  metric("ws_connections_closed_total", "counter", "WebSocket connections closed.", t.closed);
+  out +=
+      "# HELP ws_connections_rejected_total Upgrades refused with 503, by reason.\n"
+      "# TYPE ws_connections_rejected_total counter\n";
+  for (int r = 0; r < static_cast<int>(RejectReason::kCount); ++r) {
+    out += fmt::format("ws_connections_rejected_total{{reason=\"{}\"}} {}\n",
+                       reject_reason_name(static_cast<RejectReason>(r)), t.rejected[r]);
+  }
+  metric("ws_sessions", "gauge", "Sessions (attached and detached).", t.sessions);
+  metric("ws_sessions_detached", "gauge", "Sessions waiting for a resume.", t.detached);
+  metric("ws_messages_in_total", "counter", "Messages ingested from the broker.",
+         gateway.hub().messages_in());
+  metric("ws_messages_out_total", "counter", "Data messages queued to clients.", t.messages_out);
+  metric("ws_bytes_out_total", "counter", "Bytes written to client sockets.", t.bytes_out);
+  metric("ws_slow_consumer_disconnects_total", "counter", "Clients closed with 4008.", t.slow);
+  metric("ws_heartbeat_timeouts_total", "counter", "Clients closed with 4000.", t.heartbeat);
+  metric("ws_protocol_errors_total", "counter", "Clients closed for protocol errors.", t.protocol);
+  metric("ws_requests_total", "counter", "Client requests handled.", t.requests);
+  metric("ws_replay_requests_total", "counter", "Replay requests.", t.replays);
+  out += "# HELP ws_resumes_total Resume requests, by result.\n# TYPE ws_resumes_total counter\n";
+  out += fmt::format(
+      "ws_resumes_total{{result=\"ok\"}} {}\nws_resumes_total{{result=\"failed\"}} {}\n",
+      t.resumes_ok, t.resumes_failed);
+  metric("ws_rate_limited_total", "counter", "Client requests refused by the rate limit.",
+         t.rate_limited);
+  metric("ws_rate_limit_disconnects_total", "counter", "Clients closed with 1008 for abuse.",
+         t.rate_limit_closes);
+  metric("ws_http_requests_total", "counter", "HTTP requests handled.", t.http);
+  metric("ws_cpu_percent", "gauge", "Process CPU as a percentage of WS_CPU_LIMIT.",
+         fmt::format("{:.2f}", res.cpu_percent()));
+  metric("ws_memory_rss_bytes", "gauge", "Resident set size.", res.rss_bytes());
+  metric("ws_memory_limit_bytes", "gauge", "WS_MEMORY_LIMIT (or physical memory).",
+         res.memory_limit());
+  metric("ws_broker_connected", "gauge", "1 when the broker is connected.",
+         gateway.broker().connected() ? 1 : 0);
+  metric("ws_event_loop_threads", "gauge", "Event-loop threads.", gateway.thread_count());
+  metric("ws_uptime_seconds", "gauge", "Seconds since start.",
+         fmt::format("{:.1f}", uptime_seconds(gateway)));
+  append_prometheus_histogram(
+      out, "ws_fanout_latency_seconds",
+      "Time from ingest to the write to the last recipient on an event-loop thread.", t.latency);
+  return out;
+}
+
+}  // namespace odin

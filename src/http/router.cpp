@@ -1,0 +1,243 @@
+// HTTP routing (see router.hpp): /ws, /health, /stats, /metrics, POST /publish, the page.
+#include "http/router.hpp"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <vector>
+
+#include "gateway.hpp"
+#include "http/ops_endpoints.hpp"
+#include "http/publish.hpp"
+#include "hub/channel_name.hpp"
+#include "net/connection.hpp"
+#include "net/event_loop.hpp"
+#include "ops/json.hpp"
+#include "session/requests.hpp"
+#include "session/session.hpp"
+#include "ws/handshake.hpp"
+
+namespace odin {
+
+namespace http = boost::beast::http;
+
+namespace {
+
+const char* reason_phrase(unsigned status) {
+  switch (status) {
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 413:
+      return "Payload Too Large";
+    case 426:
+      return "Upgrade Required";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+// Value of `key` in the target's query string (raw; channel names need no decoding beyond
+// %2C for the comma separator, handled by the caller splitting on both).
+std::string_view query_param(std::string_view target, std::string_view key) {
+  const size_t q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    const size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+bool split_channels(std::string_view list, std::vector<std::string_view>& out) {
+  while (!list.empty()) {
+    size_t cut = list.find(',');
+    size_t skip = 1;
+    const size_t encoded = list.find("%2C");
+    const size_t encoded_lower = list.find("%2c");
+    for (size_t e : {encoded, encoded_lower}) {
+      if (e < cut) {
+        cut = e;
+        skip = 3;
+      }
+    }
+    std::string_view name = list.substr(0, cut);
+    if (!is_valid_channel_name(name)) return false;
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+    if (cut == std::string_view::npos) break;
+    list.remove_prefix(cut + skip);
+  }
+  return true;
+}
+
+bool handle_upgrade(Connection& conn, HttpRequest& request) {
+  EventLoop& loop = conn.loop();
+  Gateway& gateway = loop.gateway();
+  const bool keep_alive = request.keep_alive();
+  ws::UpgradeRequest up;
+  const std::string_view method = request.method_string();
+  up.method = method;
+  up.http_version = request.version();
+  up.upgrade = request[http::field::upgrade];
+  up.connection = request[http::field::connection];
+  up.key = request[http::field::sec_websocket_key];
+  up.version = request[http::field::sec_websocket_version];
+  const ws::UpgradeVerdict verdict = ws::check_upgrade(up);
+  if (verdict.status == 426) {
+    send_http_error(conn, 426, verdict.error, keep_alive, "Sec-WebSocket-Version: 13\r\n");
+    return keep_alive;
+  }
+  if (verdict.status != 101) {
+    send_http_error(conn, 400, verdict.error, keep_alive);
+    return keep_alive;
+  }
+  std::vector<std::string_view> channels;
+  const std::string_view target = request.target();
+  if (!split_channels(query_param(target, "channels"), channels)) {
+    send_http_error(conn, 400, "invalid channel name in ?channels=", keep_alive);
+    return keep_alive;
+  }
+  if (channels.size() > gateway.config().max_channels_per_conn) {
+    send_http_error(conn, 400, "too many channels in ?channels=", keep_alive);
+    return keep_alive;
+  }
+  if (auto refused = gateway.admit()) {
+    loop.stats().connections_rejected[static_cast<int>(*refused)].add();
+    send_http_error(conn, 503, reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
+    return keep_alive;
+  }
+  const std::string accept = ws::accept_key(up.key);
+  conn.send_raw(fmt::format(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: {}\r\n\r\n",
+      accept));
+  const Config& config = gateway.config();
+  Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size,
+                                            config.client_rate, config.client_burst, 0);
+  conn.upgrade(session);
+  loop.stats().connections_accepted.add();
+  send_welcome(conn, session);
+  if (!channels.empty()) subscribe_at_connect(conn, session, channels);
+  return false;
+}
+
+bool handle_publish(Connection& conn, HttpRequest& request) {
+  EventLoop& loop = conn.loop();
+  Gateway& gateway = loop.gateway();
+  const bool keep_alive = request.keep_alive();
+  if (!conn.is_loopback()) {
+    const std::string& token = gateway.config().publish_token;
+    if (token.empty()) {
+      send_http_error(conn, 403, "publishing is allowed from loopback only", keep_alive);
+      return keep_alive;
+    }
+    const std::string_view auth = request[http::field::authorization];
+    if (auth != "Bearer " + token) {
+      send_http_error(conn, 401, "missing or wrong bearer token", keep_alive);
+      return keep_alive;
+    }
+  }
+  PublishBatch batch;
+  if (auto error = parse_publish_body(request.body(), loop.json_parser(), batch)) {
+    std::string body = "{\"error\":";
+    json::append_string(body, error->message);
+    if (error->index >= 0) body += fmt::format(",\"index\":{}", error->index);
+    body += "}";
+    send_http_response(conn, 400, "application/json", body, keep_alive);
+    return keep_alive;
+  }
+  std::string problem = gateway.broker().publish(batch.items);
+  if (!problem.empty()) {
+    send_http_error(conn, 503, problem, keep_alive);
+    return keep_alive;
+  }
+  send_http_response(conn, 200, "application/json",
+                     fmt::format("{{\"published\":{}}}", batch.items.size()), keep_alive);
+  return keep_alive;
+}
+
+}  // namespace
+
+void send_http_response(Connection& conn, unsigned status, std::string_view content_type,
+                        std::string_view body, bool keep_alive, std::string_view extra_headers) {
+  std::string head = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}"
+      "{}\r\n",
+      status, reason_phrase(status), content_type, body.size(), extra_headers,
+      keep_alive ? "" : "Connection: close\r\n");
+  head.append(body);
+  conn.send_raw(head);
+  if (!keep_alive) conn.close_after_flush();
+}
+
+void send_http_error(Connection& conn, unsigned status, std::string_view reason, bool keep_alive,
+                     std::string_view extra_headers) {
+  std::string body = "{\"error\":";
+  json::append_string(body, reason);
+  body += "}";
+  send_http_response(conn, status, "application/json", body, keep_alive, extra_headers);
+}
+
+bool handle_http_request(Connection& conn, HttpRequest& request) {
+  Gateway& gateway = conn.loop().gateway();
+  const bool keep_alive = request.keep_alive();
+  const std::string_view path = path_of(request.target());
+  const bool wants_upgrade = !request[http::field::upgrade].empty();
+
+  if (path == "/ws") return handle_upgrade(conn, request);
+  if (wants_upgrade) {
+    send_http_error(conn, 404, "WebSocket endpoint is /ws", keep_alive);
+    return keep_alive;
+  }
+  if (path == "/publish") {
+    if (request.method() != http::verb::post) {
+      send_http_error(conn, 405, "use POST", keep_alive, "Allow: POST\r\n");
+      return keep_alive;
+    }
+    return handle_publish(conn, request);
+  }
+  if (request.method() != http::verb::get && request.method() != http::verb::head) {
+    send_http_error(conn, 405, "method not allowed", keep_alive, "Allow: GET\r\n");
+    return keep_alive;
+  }
+  if (path == "/health") {
+    HealthReport health = render_health(gateway);
+    send_http_response(conn, health.status, "application/json", health.body, keep_alive);
+  } else if (path == "/stats") {
+    send_http_response(conn, 200, "application/json", render_stats(gateway), keep_alive);
+  } else if (path == "/metrics") {
+    send_http_response(conn, 200, "text/plain; version=0.0.4; charset=utf-8",
+                       render_metrics(gateway), keep_alive);
+  } else if (const StaticFiles::File* file = gateway.web().find(path)) {
+    send_http_response(conn, 200, file->content_type, file->body, keep_alive);
+  } else {
+    send_http_error(conn, 404, "not found", keep_alive);
+  }
+  return keep_alive;
+}
+
+}  // namespace odin

@@ -1,0 +1,25 @@
+// The page's files (web/), read once at start-up and served from memory.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace odin {
+
+class StaticFiles {
+ public:
+  struct File {
+    std::string body;
+    std::string_view content_type;
+  };
+  // Loads every regular file directly inside `root` (no subfolders). Returns the count.
+  size_t load(const std::string& root);
+  // `path` as requested ("/" means index.html); nullptr when there is no such file.
+  const File* find(std::string_view path) const;
+
+ private:
+  std::unordered_map<std::string, File> files_;
+};
+
+}  // namespace odin

@@ -1,0 +1,22 @@
+// Envelope encoding (PROTOCOL.md "Server to client"): the shared tail is built once per message,
+// only the frame header and `{"seq":N,` are written per recipient.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace odin {
+
+// Appends `"ts":T,"type":"...","channel":"...","data":D}`. `data_is_json` false turns the
+// payload into a JSON string (PROTOCOL.md: data verbatim when valid JSON, else a string).
+void encode_envelope_tail(std::string& out, int64_t ts_ms, std::string_view type,
+                          std::string_view channel, std::string_view data, bool data_is_json);
+
+// The per-recipient front of a data frame: WebSocket header for the whole payload, then
+// `{"seq":N,`. `out` needs kMaxDataPrefixBytes. Returns the bytes written.
+inline constexpr size_t kMaxDataPrefixBytes = 10 + 7 + 20 + 1;
+size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size);
+
+}  // namespace odin

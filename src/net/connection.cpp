@@ -1,0 +1,435 @@
+// One client socket (see connection.hpp): reading, the HTTP phase, the WebSocket phase, the
+// close handshake, slow-consumer handling and lifetime.
+#include "net/connection.hpp"
+
+#include <sys/socket.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <cerrno>
+#include <chrono>
+
+#include "http/router.hpp"
+#include "net/event_loop.hpp"
+#include "ops/config.hpp"
+#include "session/requests.hpp"
+#include "session/session.hpp"
+#include "spdlog/spdlog.h"
+
+namespace odin {
+
+namespace beast_http = boost::beast::http;
+
+namespace {
+constexpr int64_t kCloseHandshakeMs = 5000;
+constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one socket per turn
+constexpr uint32_t kMaxHttpHeaderBytes = 8 * 1024;
+constexpr uint64_t kMaxHttpBodyBytes = 1024 * 1024;
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+// The HTTP phase's state: allocated at accept, freed at the upgrade.
+struct HttpReader {
+  HttpReader() { reset(); }
+  void reset() {
+    parser.emplace();
+    parser->header_limit(kMaxHttpHeaderBytes);
+    parser->body_limit(kMaxHttpBodyBytes);
+    parser->eager(true);
+  }
+  std::optional<beast_http::request_parser<beast_http::string_body>> parser;
+  std::string pending;  // bytes the parser has not consumed yet
+};
+
+Connection::Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback)
+    : loop_(loop),
+      socket_(std::move(socket)),
+      reader_(loop.config().max_message_bytes),
+      opened_at_ms_(wall_ms()),
+      last_heard_ms_(opened_at_ms_),
+      last_ping_ms_(opened_at_ms_),
+      loopback_(loopback) {}
+
+Connection::~Connection() = default;
+
+void Connection::start() {
+  http_ = std::make_unique<HttpReader>();
+  on_readable();  // data may have arrived before the socket joined the reactor
+}
+
+void Connection::start_migrated(ws::MessageReader reader, std::string unsent) {
+  state_ = State::kOpen;
+  reader_ = std::move(reader);
+  if (!unsent.empty()) {
+    out_.backlog = std::move(unsent);
+    // Whole frames only: the old thread wrote its partial frame into `unsent` as one piece.
+    out_.backlog_frames.push_back(static_cast<uint32_t>(out_.backlog.size()));
+    arm_write();
+  }
+}
+
+bool Connection::wants_input() const {
+  if (migrating_) return false;
+  switch (state_) {
+    case State::kHttp:
+    case State::kOpen:
+      return true;
+    case State::kClosing:
+      return close_frame_sent_;  // waiting for the client's close frame (or EOF)
+    case State::kClosed:
+      return false;
+  }
+  return false;
+}
+
+void Connection::arm_read() {
+  if (reading_ || !wants_input()) return;
+  reading_ = true;
+  ++pending_ops_;
+  socket_.async_wait(boost::asio::ip::tcp::socket::wait_read,
+                     [this](const boost::system::error_code& ec) {
+                       --pending_ops_;
+                       reading_ = false;
+                       if (ec || state_ == State::kClosed) {
+                         release_if_done();
+                         return;
+                       }
+                       on_readable();
+                     });
+}
+
+void Connection::on_readable() {
+  std::span<char> buffer = loop_.read_buffer();
+  for (size_t i = 0; i < kMaxReadsPerTurn; ++i) {
+    ssize_t n = ::recv(fd(), buffer.data(), buffer.size(), 0);
+    if (n > 0) {
+      last_heard_ms_ = wall_ms();
+      std::span<char> bytes = buffer.first(static_cast<size_t>(n));
+      // A false return only means "the rest of this read is not for us".
+      const bool whole_read_used = state_ == State::kHttp ? feed_http(bytes) : feed_ws(bytes);
+      if (!wants_input()) return;
+      if (!whole_read_used && state_ == State::kHttp) return;
+      if (static_cast<size_t>(n) < buffer.size()) break;  // drained
+      if (i + 1 == kMaxReadsPerTurn) {
+        // More may be waiting, but the reactor is edge-triggered: come back after the others.
+        ++pending_ops_;
+        boost::asio::post(loop_.io(), [this] {
+          --pending_ops_;
+          if (!wants_input()) return release_if_done();
+          on_readable();
+        });
+        return;
+      }
+      continue;
+    }
+    if (n == 0) {  // the peer closed its side
+      if (state_ == State::kClosing) return finish_close();
+      return abort();
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    return abort();
+  }
+  arm_read();
+}
+
+bool Connection::feed_http(std::span<char> bytes) {
+  HttpReader& http = *http_;
+  http.pending.append(bytes.data(), bytes.size());
+  size_t offset = 0;
+  while (offset < http.pending.size()) {
+    boost::beast::error_code ec;
+    const size_t used = http.parser->put(
+        boost::asio::buffer(http.pending.data() + offset, http.pending.size() - offset), ec);
+    offset += used;
+    if (ec == beast_http::error::need_more) break;
+    if (ec) {
+      const bool too_big =
+          ec == beast_http::error::header_limit || ec == beast_http::error::body_limit;
+      send_http_error(*this, too_big ? 413 : 400,
+                      too_big ? "request too large" : "malformed HTTP request", false);
+      close_after_flush();
+      return false;
+    }
+    if (!http.parser->is_done()) continue;
+    HttpRequest request = http.parser->release();
+    http.reset();
+    loop_.stats().http_requests.add();
+    if (!handle_http_request(*this, request)) {
+      // Upgraded (the rest of the bytes are WebSocket frames) or closing.
+      if (state_ == State::kOpen && offset < http.pending.size()) {
+        std::string rest = http.pending.substr(offset);
+        http_.reset();
+        return feed_ws({rest.data(), rest.size()});
+      }
+      if (state_ == State::kOpen) http_.reset();
+      return false;
+    }
+  }
+  http.pending.erase(0, offset);
+  if (http.pending.empty()) std::string().swap(http.pending);
+  return true;
+}
+
+bool Connection::feed_ws(std::span<char> bytes) {
+  if (state_ == State::kClosed) return false;
+  if (auto error = reader_.feed(bytes, *this)) {
+    loop_.stats().protocol_errors.add();
+    close(error->close_code, error->reason);
+    return false;
+  }
+  return state_ == State::kOpen || state_ == State::kClosing;
+}
+
+bool Connection::on_text(std::string_view message) {
+  if (state_ != State::kOpen) return true;  // ignore data after our close frame
+  if (migrating_) {
+    queued_while_migrating_.emplace_back(message);
+    return true;
+  }
+  return handle_client_request(*this, *session_, message);
+}
+
+bool Connection::on_ping(std::string_view payload) {
+  if (state_ != State::kOpen || migrating_) return true;
+  std::string frame;
+  ws::append_frame(frame, ws::Opcode::kPong, payload);
+  send_raw(frame);
+  return true;
+}
+
+bool Connection::on_pong(std::string_view) {
+  return true;
+}
+
+void Connection::on_close(uint16_t code, std::string_view) {
+  if (state_ == State::kClosing) {  // the answer to our close frame
+    finish_close();
+    return;
+  }
+  // The client started the handshake: echo its code (RFC 6455 5.5.1), then close TCP.
+  std::string frame;
+  ws::append_close_frame(frame, code == ws::close_code::kNoStatus ? ws::close_code::kNormal : code,
+                         {});
+  send_raw(frame);
+  detach_session();
+  state_ = State::kClosing;
+  close_frame_sent_ = true;
+  close_when_flushed_ = true;
+  close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+}
+
+void Connection::send_raw(std::string_view bytes) {
+  if (state_ == State::kClosed) return;
+  loop_.out().append_copy(*this, bytes);
+  loop_.schedule_flush();
+}
+
+void Connection::send_text(std::string_view json) {
+  if (state_ != State::kOpen) return;
+  char* p = loop_.out().append_reserve(*this, ws::frame_header_size(json.size()) + json.size());
+  const size_t header = ws::encode_frame_header(p, ws::Opcode::kText, json.size());
+  std::memcpy(p + header, json.data(), json.size());
+  loop_.schedule_flush();
+}
+
+void Connection::upgrade(Session& session) {
+  state_ = State::kOpen;
+  session_ = &session;
+  session.connection = this;
+  last_heard_ms_ = last_ping_ms_ = wall_ms();
+}
+
+void Connection::rebind(Session& session) {
+  session_ = &session;
+  session.connection = this;
+}
+
+void Connection::detach_session() {
+  if (!session_) return;
+  session_->connection = nullptr;
+  session_->detached_at_ms = wall_ms();
+  session_ = nullptr;
+}
+
+void Connection::close(uint16_t code, std::string_view reason) {
+  if (state_ == State::kClosed || state_ == State::kClosing) return;
+  if (state_ == State::kHttp) return abort();
+  std::string frame;
+  ws::append_close_frame(frame, code, reason);
+  send_raw(frame);
+  if (code == ws::close_code::kGoingAway && session_) {
+    // A drain ends sessions: there is nothing left to resume them on.
+    Session* s = session_;
+    detach_session();
+    loop_.sessions().destroy(*s, loop_.fanout().index());
+  } else {
+    detach_session();
+  }
+  state_ = State::kClosing;
+  close_frame_sent_ = true;
+  close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+}
+
+void Connection::close_after_flush() {
+  close_when_flushed_ = true;
+  if (state_ == State::kHttp) {
+    state_ = State::kClosing;
+    close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+  }
+}
+
+void Connection::abort() {
+  if (state_ == State::kClosed) return;
+  detach_session();
+  const bool was_websocket = state_ == State::kOpen || close_frame_sent_;
+  state_ = State::kClosed;
+  loop_.out().forget(*this);
+  out_.release();
+  reader_.release_buffers();
+  http_.reset();
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+  if (was_websocket) loop_.on_websocket_closed();
+  release_if_done();
+}
+
+void Connection::finish_close() {
+  abort();
+}
+
+void Connection::arm_write() {
+  if (writing_ || state_ == State::kClosed) return;
+  writing_ = true;
+  ++pending_ops_;
+  socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
+                     [this](const boost::system::error_code& ec) {
+                       --pending_ops_;
+                       writing_ = false;
+                       if (ec || state_ == State::kClosed) return release_if_done();
+                       uint64_t written = 0;
+                       FlushResult result = OutBatch::write_backlog(*this, written);
+                       loop_.stats().bytes_out.add(written);
+                       on_flushed(result);
+                     });
+}
+
+void Connection::on_flushed(FlushResult result) {
+  if (state_ == State::kClosed) return;
+  switch (result) {
+    case FlushResult::kFailed:
+      return abort();
+    case FlushResult::kBacklogged:
+      if (state_ == State::kOpen && out_.backlog_bytes() > loop_.config().client_queue_bytes) {
+        return slow_consumer();
+      }
+      return arm_write();
+    case FlushResult::kDone:
+      if (close_when_flushed_) {
+        if (state_ == State::kHttp || (state_ == State::kClosing && !close_frame_sent_)) {
+          return abort();
+        }
+        // Our close frame (or the echo of the client's) is out: let the client see EOF.
+        ::shutdown(fd(), SHUT_WR);
+        if (state_ == State::kClosing && !reading_) arm_read();
+      }
+      return;
+  }
+}
+
+void Connection::slow_consumer() {
+  // Keep only the rest of a frame already partly written, so the stream stays valid, then end
+  // it with 4008. The backlog's memory goes back at once.
+  std::string keep;
+  if (out_.head_frame_written > 0 && !out_.backlog_frames.empty()) {
+    const size_t rest = out_.backlog_frames.front() - out_.head_frame_written;
+    keep.assign(out_.backlog.data() + out_.backlog_offset, rest);
+  }
+  out_.release();
+  if (!keep.empty()) {
+    out_.backlog = std::move(keep);
+    out_.backlog_frames.push_back(static_cast<uint32_t>(out_.backlog.size()));
+  }
+  loop_.stats().slow_consumer_closes.add();
+  spdlog::debug("slow consumer closed (backlog over {} bytes)", loop_.config().client_queue_bytes);
+  close(ws::close_code::kSlowConsumer, "slow consumer");
+  close_when_flushed_ = true;
+}
+
+void Connection::on_sweep(int64_t now_ms) {
+  const Config& config = loop_.config();
+  switch (state_) {
+    case State::kHttp:
+      if (now_ms - opened_at_ms_ > config.handshake_timeout.count()) abort();
+      return;
+    case State::kOpen: {
+      if (now_ms - last_heard_ms_ >= config.heartbeat_timeout.count()) {
+        loop_.stats().heartbeat_timeouts.add();
+        close(ws::close_code::kHeartbeatTimeout, "heartbeat timeout");
+        return;
+      }
+      const int64_t quiet_since = std::max(last_heard_ms_, last_ping_ms_);
+      if (now_ms - quiet_since >= config.ping_interval.count()) {
+        last_ping_ms_ = now_ms;
+        static constexpr char kPing[] = {static_cast<char>(0x89), 0};
+        send_raw({kPing, 2});
+      }
+      return;
+    }
+    case State::kClosing:
+      if (now_ms >= close_deadline_ms_) abort();
+      return;
+    case State::kClosed:
+      return;
+  }
+}
+
+void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string request,
+                         uint64_t fresh_session) {
+  migrating_ = true;
+  MigratingConnection moving;
+  moving.purpose = purpose;
+  moving.loopback = loopback_;
+  moving.request = std::move(request);
+  moving.fresh_session = fresh_session;
+  // Requests that followed the resume in this read are collected by on_text until we return;
+  // the move happens after this handler, in a post, so they are complete.
+  ++pending_ops_;
+  boost::asio::post(loop_.io(), [this, thread, moving = std::move(moving)]() mutable {
+    --pending_ops_;
+    if (state_ == State::kClosed) return release_if_done();
+    loop_.flush();  // everything queued for this client goes out from here, in order
+    moving.queued = std::move(queued_while_migrating_);
+    moving.saw_request = saw_request;
+    moving.reader = std::move(reader_);
+    if (out_.backlog_bytes() > 0) {
+      moving.unsent.assign(out_.backlog.data() + out_.backlog_offset, out_.backlog_bytes());
+    }
+    detach_session();
+    boost::system::error_code ec;
+    moving.fd = socket_.release(ec);
+    out_.release();
+    state_ = State::kClosed;
+    if (ec) {
+      spdlog::warn("could not hand a connection to another thread: {}", ec.message());
+      release_if_done();
+      return;
+    }
+    loop_.hand_over(thread, std::move(moving));
+    release_if_done();
+  });
+}
+
+void Connection::release_if_done() {
+  if (state_ != State::kClosed || pending_ops_ > 0 || out_.in_batch || retired_) return;
+  retired_ = true;
+  loop_.retire(this);
+}
+
+}  // namespace odin

@@ -1,0 +1,120 @@
+// One client socket: HTTP/1.1 until it upgrades, then a WebSocket bound to a Session. Reads go
+// into the thread's scratch buffer; the connection keeps bytes only for a partial frame, an
+// unfinished HTTP request or an unsent backlog. All writes go through the thread's OutBatch.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/out_batch.hpp"
+#include "ws/frame.hpp"
+
+namespace odin {
+
+class EventLoop;
+class Session;
+struct HttpReader;
+enum class MigrationPurpose : uint8_t;
+
+class Connection final : public ws::FrameHandler {
+ public:
+  enum class State : uint8_t { kHttp, kOpen, kClosing, kClosed };
+
+  Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback);
+  ~Connection() override;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start();
+  // Continues a connection that arrived from another thread (resume migration).
+  void start_migrated(ws::MessageReader reader, std::string unsent);
+
+  int fd() { return socket_.native_handle(); }
+  EventLoop& loop() { return loop_; }
+  Outbound& outbound() { return out_; }
+  State state() const { return state_; }
+  bool is_loopback() const { return loopback_; }
+  bool accepts_data() const { return state_ == State::kOpen; }
+  Session* session() { return session_; }
+  int64_t opened_at_ms() const { return opened_at_ms_; }
+
+  // Queues bytes (a whole HTTP response or a whole frame) and schedules the flush.
+  void send_raw(std::string_view bytes);
+  void send_text(std::string_view json);
+  // Switches to WebSocket after a 101 response was queued.
+  void upgrade(Session& session);
+  // Re-binds an open connection to another session of this thread (resume on the same thread).
+  void rebind(Session& session);
+  // Starts the close handshake (server side) with `code`; the socket closes once the frame is
+  // out and the client answered, or after a deadline.
+  void close(uint16_t code, std::string_view reason);
+  // Closes the socket now (errors, timeouts, plain HTTP "Connection: close" after the response).
+  void abort();
+  // Closes after the queued bytes are written (HTTP responses with Connection: close).
+  void close_after_flush();
+  // Hands the socket to `thread` (a resume whose session lives there); this object retires.
+  // Requests that arrive after the resume in the same read travel along, in order.
+  void migrate(unsigned thread, MigrationPurpose purpose, std::string request,
+               uint64_t fresh_session);
+  void queue_while_migrating(std::string request) {
+    queued_while_migrating_.push_back(std::move(request));
+  }
+  bool migrating() const { return migrating_; }
+  // Reads and handles whatever is waiting, then waits for more.
+  void resume_reading() { on_readable(); }
+
+  // Set once the connection has made its first request (resume is only allowed as the first).
+  bool saw_request = false;
+
+  // From OutBatch::flush.
+  void on_flushed(FlushResult result);
+  // Periodic: pings, heartbeat timeout, handshake timeout, close deadline.
+  void on_sweep(int64_t now_ms);
+
+  // ws::FrameHandler
+  bool on_text(std::string_view message) override;
+  bool on_ping(std::string_view payload) override;
+  bool on_pong(std::string_view payload) override;
+  void on_close(uint16_t code, std::string_view reason) override;
+
+ private:
+  bool wants_input() const;
+  void arm_read();
+  void on_readable();
+  bool feed_http(std::span<char> bytes);
+  bool feed_ws(std::span<char> bytes);
+  void arm_write();
+  void slow_consumer();
+  void detach_session();
+  void finish_close();
+  void release_if_done();
+
+  EventLoop& loop_;
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<HttpReader> http_;
+  ws::MessageReader reader_;
+  Session* session_ = nullptr;
+  Outbound out_;
+  int64_t opened_at_ms_;
+  int64_t last_heard_ms_;
+  int64_t last_ping_ms_;
+  int64_t close_deadline_ms_ = 0;
+  uint16_t pending_ops_ = 0;
+  State state_ = State::kHttp;
+  bool loopback_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool close_when_flushed_ = false;
+  bool close_frame_sent_ = false;
+  bool retired_ = false;
+  bool migrating_ = false;
+  std::vector<std::string> queued_while_migrating_;
+
+  friend class EventLoop;
+};
+
+}  // namespace odin

@@ -1,0 +1,139 @@
+// One event-loop thread: its io_context, its listener (SO_REUSEPORT), the connections it owns,
+// its half of the fan-out, its sessions, its output batch and its periodic sweep (pings,
+// heartbeat timeouts, handshake timeouts, session expiry). Nothing here is shared with other
+// threads except through posts to io() and the read-only stats.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hub/fanout.hpp"
+#include "net/out_batch.hpp"
+#include "ops/config.hpp"
+#include "ops/metrics.hpp"
+#include "session/session.hpp"
+#include "ws/frame.hpp"
+
+namespace simdjson::dom {
+class parser;
+}
+
+namespace odin {
+
+class Gateway;
+class Connection;
+
+// Why a connection moves between threads. A resume goes to the thread that owns the session;
+// if that thread cannot resume it, the connection goes back to its fresh session's thread with
+// the request, to be answered `resume_failed` there.
+enum class MigrationPurpose : uint8_t { kResume, kResumeFailed };
+
+// A connection handed from one thread to another.
+struct MigratingConnection {
+  MigrationPurpose purpose = MigrationPurpose::kResume;
+  int fd = -1;
+  bool loopback = false;
+  ws::MessageReader reader{0};      // partial frame / fragmented message state
+  std::string unsent;               // bytes the old thread could not write yet
+  std::string request;              // the resume request, answered by the new thread
+  std::vector<std::string> queued;  // requests received after it, in order
+  uint64_t fresh_session = 0;       // the session `welcome` announced (old thread's)
+  bool saw_request = false;
+};
+
+class EventLoop {
+ public:
+  EventLoop(Gateway& gateway, unsigned index);
+  ~EventLoop();
+  EventLoop(const EventLoop&) = delete;
+  EventLoop& operator=(const EventLoop&) = delete;
+
+  // Binds this loop's listener (SO_REUSEPORT, so every loop accepts on the same port). Returns
+  // the bound port.
+  uint16_t listen(const boost::asio::ip::tcp::endpoint& endpoint);
+  void start_thread();
+  void join();
+  void stop();
+
+  boost::asio::io_context& io() { return io_; }
+  unsigned index() const { return index_; }
+  Gateway& gateway() { return gateway_; }
+  const Config& config() const;
+  OutBatch& out() { return out_; }
+  ThreadStats& stats() { return stats_; }
+  const ThreadStats& stats() const { return stats_; }
+  ThreadFanout& fanout() { return fanout_; }
+  SessionTable& sessions() { return sessions_; }
+  simdjson::dom::parser& json_parser() { return *json_parser_; }
+  std::string& json_scratch() { return json_scratch_; }
+  std::span<char> read_buffer() { return {read_buffer_.get(), kReadBufferBytes}; }
+
+  // Writes everything batched so far (one writev per touched connection).
+  void flush();
+  // Flush at the end of this turn of the loop, once, however many handlers append before it.
+  void schedule_flush();
+
+  uint64_t new_session_id();
+  // Sends a connection to another thread's adopt().
+  void hand_over(unsigned thread, MigratingConnection moving);
+  // A connection arrives from another thread.
+  void adopt(MigratingConnection moving);
+  // Destroys a (detached) session of another thread: the fresh session of a connection that
+  // resumed an older one elsewhere.
+  void discard_session_elsewhere(uint64_t session_id);
+  unsigned gateway_thread_count() const;
+  // Accounting of open WebSocket connections (the cap is process-wide).
+  void on_websocket_closed();
+  // Called by a connection once nothing refers to it any more; destroyed after this handler.
+  void retire(Connection* conn);
+
+  // Graceful shutdown: stop accepting, close every client with 1001.
+  void begin_drain();
+  // Counts maintained for /stats (read from other threads).
+  uint32_t connection_count() const { return connection_count_.load(std::memory_order_relaxed); }
+  uint32_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
+  uint32_t detached_count() const { return detached_count_.load(std::memory_order_relaxed); }
+  uint32_t channel_count() const { return channel_count_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr size_t kReadBufferBytes = 64 * 1024;
+  void accept_next();
+  void add_connection(boost::asio::ip::tcp::socket socket, bool loopback);
+  void sweep();
+  void arm_sweep();
+  void reap();
+
+  Gateway& gateway_;
+  unsigned index_;
+  boost::asio::io_context io_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  boost::asio::steady_timer sweep_timer_;
+  boost::asio::steady_timer accept_retry_timer_;
+  std::thread thread_;
+  OutBatch out_;
+  bool flush_posted_ = false;
+  ThreadStats stats_;
+  ThreadFanout fanout_;
+  SessionTable sessions_;
+  std::unique_ptr<simdjson::dom::parser> json_parser_;
+  std::string json_scratch_;
+  std::unique_ptr<char[]> read_buffer_;
+  std::vector<std::unique_ptr<Connection>> connections_;
+  std::vector<Connection*> retired_;
+  bool reap_posted_ = false;
+  bool draining_ = false;
+  uint64_t session_counter_ = 0;
+  std::atomic<uint32_t> connection_count_{0};
+  std::atomic<uint32_t> session_count_{0};
+  std::atomic<uint32_t> detached_count_{0};
+  std::atomic<uint32_t> channel_count_{0};
+};
+
+}  // namespace odin

@@ -1,0 +1,247 @@
+// Batched vectored output (see out_batch.hpp). This is the end of the fan-out hot path: one
+// writev per touched connection per loop turn, whatever number of messages it carries.
+#include "net/out_batch.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "net/connection.hpp"
+
+namespace odin {
+
+namespace {
+constexpr size_t kChunkBytes = 64 * 1024;
+// Arena chunks kept between turns; more than this is returned to the allocator after a burst.
+constexpr size_t kChunksKept = 16;
+constexpr int kMaxIov = IOV_MAX;
+}  // namespace
+
+void Outbound::release() {
+  std::string().swap(backlog);
+  std::vector<uint32_t>().swap(backlog_frames);
+  backlog_offset = 0;
+  head_frame_written = 0;
+}
+
+OutBatch::OutBatch() {
+  iov_.reserve(kMaxIov);
+}
+
+char* OutBatch::arena_alloc(size_t n) {
+  if (n > kChunkBytes / 4) {
+    oversized_.push_back(std::make_unique<char[]>(n));
+    return oversized_.back().get();
+  }
+  if (chunk_index_ < chunks_.size() && chunk_used_ + n > kChunkBytes) {
+    ++chunk_index_;
+    chunk_used_ = 0;
+  }
+  if (chunk_index_ == chunks_.size()) chunks_.push_back(std::make_unique<char[]>(kChunkBytes));
+  char* p = chunks_[chunk_index_].get() + chunk_used_;
+  chunk_used_ += n;
+  return p;
+}
+
+void OutBatch::reset_arena() {
+  chunk_index_ = 0;
+  chunk_used_ = 0;
+  if (chunks_.size() > kChunksKept) chunks_.resize(kChunksKept);
+  oversized_.clear();
+}
+
+void OutBatch::link(Connection& conn, uint32_t piece_index) {
+  Outbound& out = conn.outbound();
+  if (!out.in_batch) {
+    out.in_batch = true;
+    out.first_piece = piece_index;
+    dirty_.push_back(&conn);
+  } else {
+    pieces_[out.last_piece].next = piece_index;
+  }
+  out.last_piece = piece_index;
+}
+
+void OutBatch::append_shared(Connection& conn, std::string_view head, const MessageRef& owner,
+                             std::string_view tail) {
+  char* head_copy = arena_alloc(head.size());
+  std::memcpy(head_copy, head.data(), head.size());
+  pieces_.push_back(Piece{head_copy, tail.data(), static_cast<uint32_t>(head.size()),
+                          static_cast<uint32_t>(tail.size()), Outbound::kNone, owner});
+  link(conn, static_cast<uint32_t>(pieces_.size() - 1));
+}
+
+char* OutBatch::append_reserve(Connection& conn, size_t n) {
+  char* p = arena_alloc(n);
+  pieces_.push_back(Piece{p, nullptr, static_cast<uint32_t>(n), 0, Outbound::kNone, MessageRef()});
+  link(conn, static_cast<uint32_t>(pieces_.size() - 1));
+  return p;
+}
+
+void OutBatch::append_copy(Connection& conn, std::string_view bytes) {
+  std::memcpy(append_reserve(conn, bytes.size()), bytes.data(), bytes.size());
+}
+
+void OutBatch::forget(Connection& conn) {
+  Outbound& out = conn.outbound();
+  if (!out.in_batch) return;
+  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &conn), dirty_.end());
+  out.in_batch = false;
+  out.first_piece = out.last_piece = Outbound::kNone;
+}
+
+namespace {
+
+// Advances the backlog past `n` written bytes, keeping frame sizes in step.
+void consume_backlog(Outbound& out, size_t n) {
+  out.backlog_offset += static_cast<uint32_t>(n);
+  size_t frames_done = 0;
+  size_t left = n + out.head_frame_written;
+  while (frames_done < out.backlog_frames.size() && left >= out.backlog_frames[frames_done]) {
+    left -= out.backlog_frames[frames_done];
+    ++frames_done;
+  }
+  out.backlog_frames.erase(out.backlog_frames.begin(),
+                           out.backlog_frames.begin() + static_cast<ptrdiff_t>(frames_done));
+  out.head_frame_written = static_cast<uint32_t>(left);
+  if (out.backlog_offset == out.backlog.size()) {
+    out.release();
+  } else if (out.backlog_offset > out.backlog.size() / 2) {
+    out.backlog.erase(0, out.backlog_offset);
+    out.backlog_offset = 0;
+  }
+}
+
+// writev until done or the kernel refuses; returns bytes written or -1 on a hard error.
+ssize_t write_all(int fd, iovec* iov, int count) {
+  size_t written = 0;
+  while (count > 0) {
+    ssize_t n = ::writev(fd, iov, count);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return -1;
+    }
+    written += static_cast<size_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --count;
+    }
+    if (count == 0) break;
+    iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+    iov->iov_len -= left;
+    if (left > 0 || n == 0) break;  // a short write: the socket buffer is full
+  }
+  return static_cast<ssize_t>(written);
+}
+
+}  // namespace
+
+FlushResult OutBatch::write_backlog(Connection& conn, uint64_t& bytes_written) {
+  Outbound& out = conn.outbound();
+  if (out.backlog_bytes() == 0) return FlushResult::kDone;
+  iovec iov{out.backlog.data() + out.backlog_offset, out.backlog_bytes()};
+  ssize_t n = write_all(conn.fd(), &iov, 1);
+  if (n < 0) return FlushResult::kFailed;
+  bytes_written += static_cast<uint64_t>(n);
+  consume_backlog(out, static_cast<size_t>(n));
+  return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
+}
+
+FlushResult OutBatch::flush_one(Connection& conn, uint64_t& bytes_written) {
+  Outbound& out = conn.outbound();
+  const int fd = conn.fd();
+  uint32_t piece = out.first_piece;
+  bool blocked = false;
+
+  // Backlog first: it is older than anything in this batch.
+  if (out.backlog_bytes() > 0) {
+    FlushResult r = write_backlog(conn, bytes_written);
+    if (r == FlushResult::kFailed) return r;
+    blocked = r == FlushResult::kBacklogged;
+  }
+
+  while (piece != Outbound::kNone && !blocked) {
+    iov_.clear();
+    uint32_t batch_end = piece;
+    size_t total = 0;
+    while (batch_end != Outbound::kNone && iov_.size() + 2 <= static_cast<size_t>(kMaxIov)) {
+      const Piece& p = pieces_[batch_end];
+      iov_.push_back({const_cast<char*>(p.head), p.head_len});
+      total += p.head_len;
+      if (p.tail_len) {
+        iov_.push_back({const_cast<char*>(p.tail), p.tail_len});
+        total += p.tail_len;
+      }
+      batch_end = p.next;
+    }
+    ssize_t n = write_all(fd, iov_.data(), static_cast<int>(iov_.size()));
+    if (n < 0) return FlushResult::kFailed;
+    bytes_written += static_cast<uint64_t>(n);
+    if (static_cast<size_t>(n) == total) {
+      piece = batch_end;
+      continue;
+    }
+    // Short write: skip what went out, then fall through to copy the rest into the backlog.
+    size_t skip = static_cast<size_t>(n);
+    while (skip > 0) {
+      Piece& p = pieces_[piece];
+      const size_t size = size_t{p.head_len} + p.tail_len;
+      if (skip >= size) {
+        skip -= size;
+        piece = p.next;
+        continue;
+      }
+      // Partly written piece: its rest opens the backlog, recorded as a frame already begun.
+      out.backlog_frames.push_back(static_cast<uint32_t>(size));
+      out.head_frame_written = static_cast<uint32_t>(skip);
+      if (skip < p.head_len) {
+        out.backlog.append(p.head + skip, p.head_len - skip);
+        out.backlog.append(p.tail, p.tail_len);
+      } else {
+        out.backlog.append(p.tail + (skip - p.head_len), p.tail_len - (skip - p.head_len));
+      }
+      piece = p.next;
+      skip = 0;
+    }
+    blocked = true;
+  }
+
+  // Whatever the socket did not take waits in the backlog (the slow path).
+  for (; piece != Outbound::kNone; piece = pieces_[piece].next) {
+    const Piece& p = pieces_[piece];
+    out.backlog.append(p.head, p.head_len);
+    if (p.tail_len) out.backlog.append(p.tail, p.tail_len);
+    out.backlog_frames.push_back(p.head_len + p.tail_len);
+  }
+  return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
+}
+
+uint64_t OutBatch::flush() {
+  uint64_t bytes_written = 0;
+  // Connections may append again (a close frame, say) while we report results: they go into the
+  // next batch, so take this one's list first.
+  std::vector<Connection*>& work = flushing_;
+  work.swap(dirty_);
+  std::vector<FlushResult>& results = results_;
+  results.clear();
+  for (Connection* conn : work) {
+    results.push_back(flush_one(*conn, bytes_written));
+    Outbound& out = conn->outbound();
+    out.in_batch = false;
+    out.first_piece = out.last_piece = Outbound::kNone;
+  }
+  pieces_.clear();
+  reset_arena();
+  for (size_t i = 0; i < work.size(); ++i)
+    work[i]->on_flushed(results[i]);
+  work.clear();
+  return bytes_written;
+}
+
+}  // namespace odin

@@ -1,0 +1,87 @@
+// Batched, vectored output for one event-loop thread. Everything a turn of the loop wants to send
+// is appended here as pieces (a per-recipient head plus a referenced shared tail), and flush()
+// writes each touched connection once with writev. Only what the kernel refuses is copied, into
+// that connection's backlog; idle connections hold no buffers.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hub/message.hpp"
+
+namespace odin {
+
+class Connection;
+
+// A connection's unsent bytes. Empty (no heap) for every connection that keeps up.
+struct Outbound {
+  static constexpr uint32_t kNone = UINT32_MAX;
+  std::string backlog;                   // bytes the kernel did not take yet
+  std::vector<uint32_t> backlog_frames;  // sizes of the frames (or raw pieces) in backlog
+  uint32_t backlog_offset = 0;           // bytes of backlog already written
+  uint32_t head_frame_written = 0;       // bytes of the first frame in backlog already written
+  uint32_t first_piece = kNone;          // this turn's pieces, in order
+  uint32_t last_piece = kNone;
+  bool in_batch = false;
+
+  size_t backlog_bytes() const { return backlog.size() - backlog_offset; }
+  void release();
+};
+
+// What flushing one connection did; the connection acts on it (wait for writable, 4008, close).
+enum class FlushResult : uint8_t { kDone, kBacklogged, kFailed };
+
+class OutBatch {
+ public:
+  OutBatch();
+  OutBatch(const OutBatch&) = delete;
+  OutBatch& operator=(const OutBatch&) = delete;
+
+  // Hot path: a data frame = `head` (copied, small) + `tail` (referenced through `owner`).
+  void append_shared(Connection& conn, std::string_view head, const MessageRef& owner,
+                     std::string_view tail);
+  // Anything else (control frames, HTTP responses, replays' heads): copied into the batch arena.
+  void append_copy(Connection& conn, std::string_view bytes);
+  // Reserves `n` bytes in the arena for the caller to fill, appended as one piece.
+  char* append_reserve(Connection& conn, size_t n);
+
+  bool empty() const { return dirty_.empty(); }
+  // Writes every connection touched since the last flush, then hands each its FlushResult.
+  // Returns the bytes written to sockets.
+  uint64_t flush();
+  // Writes a connection's backlog when its socket becomes writable again.
+  static FlushResult write_backlog(Connection& conn, uint64_t& bytes_written);
+  // Drops the pieces of a connection that is being torn down before the next flush.
+  void forget(Connection& conn);
+
+ private:
+  struct Piece {
+    const char* head;
+    const char* tail;
+    uint32_t head_len;
+    uint32_t tail_len;
+    uint32_t next;
+    MessageRef owner;
+  };
+  char* arena_alloc(size_t n);
+  void link(Connection& conn, uint32_t piece_index);
+  FlushResult flush_one(Connection& conn, uint64_t& bytes_written);
+  void reset_arena();
+
+  std::vector<Piece> pieces_;
+  std::vector<Connection*> dirty_;
+  std::vector<Connection*> flushing_;  // the batch being written (kept for its capacity)
+  std::vector<FlushResult> results_;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t chunk_index_ = 0;
+  size_t chunk_used_ = 0;
+  std::vector<std::unique_ptr<char[]>> oversized_;
+  std::vector<iovec> iov_;
+};
+
+}  // namespace odin

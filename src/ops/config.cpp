@@ -1,0 +1,438 @@
+// Configuration loading (see config.hpp): one table lists every setting with its variable,
+// default, meaning and parser, so --help, the environment and the flags cannot disagree.
+#include "ops/config.hpp"
+
+#include <sched.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+namespace odin {
+
+namespace {
+
+using Parser = std::function<std::optional<std::string>(Config&, std::string_view)>;
+
+struct Setting {
+  const char* variable;
+  const char* group;
+  const char* default_text;
+  const char* meaning;
+  Parser parse;  // returns an error description ("expected ..."), or nullopt
+};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::optional<uint64_t> parse_u64(std::string_view text) {
+  uint64_t v = 0;
+  if (text.empty()) return std::nullopt;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<double> parse_double(std::string_view text) {
+  double v = 0;
+  if (text.empty()) return std::nullopt;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(v)) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+template <class T>
+Parser integer(T Config::*field, uint64_t min, uint64_t max) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    auto v = parse_u64(text);
+    if (!v || *v < min || *v > max)
+      return fmt::format("expected an integer from {} to {}", min, max);
+    c.*field = static_cast<T>(*v);
+    return std::nullopt;
+  };
+}
+
+Parser real(double Config::*field, double min, double max, bool min_exclusive) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    auto v = parse_double(text);
+    if (!v || *v > max || *v < min || (min_exclusive && *v == min)) {
+      return fmt::format("expected a number {} {} and <= {}", min_exclusive ? ">" : ">=", min, max);
+    }
+    c.*field = *v;
+    return std::nullopt;
+  };
+}
+
+// Durations: "250ms", "30s", "5m", "1.5s"; a bare number is seconds.
+std::optional<Millis> parse_duration(std::string_view text) {
+  double scale = 1000.0;
+  if (text.ends_with("ms")) {
+    scale = 1.0;
+    text.remove_suffix(2);
+  } else if (text.ends_with("s")) {
+    text.remove_suffix(1);
+  } else if (text.ends_with("m")) {
+    scale = 60'000.0;
+    text.remove_suffix(1);
+  } else if (text.ends_with("h")) {
+    scale = 3'600'000.0;
+    text.remove_suffix(1);
+  }
+  auto v = parse_double(text);
+  if (!v || *v <= 0) return std::nullopt;
+  const double ms = *v * scale;
+  if (ms < 1.0 || ms > 86'400'000.0) return std::nullopt;
+  return Millis(static_cast<int64_t>(std::llround(ms)));
+}
+
+Parser duration(Millis Config::*field) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    auto v = parse_duration(text);
+    if (!v)
+      return "expected a duration from 1ms to 24h such as 250ms, 30s, 5m (bare number = seconds)";
+    c.*field = *v;
+    return std::nullopt;
+  };
+}
+
+// Byte sizes: plain integer, or with K/M/G (KiB/MiB/GiB), powers of 1024.
+std::optional<uint64_t> parse_bytes(std::string_view text) {
+  uint64_t scale = 1;
+  std::string l = lower(text);
+  std::string_view t = l;
+  for (auto [suffix, mult] : {std::pair<std::string_view, uint64_t>{"kib", 1ull << 10},
+                              {"mib", 1ull << 20},
+                              {"gib", 1ull << 30},
+                              {"kb", 1ull << 10},
+                              {"mb", 1ull << 20},
+                              {"gb", 1ull << 30},
+                              {"k", 1ull << 10},
+                              {"m", 1ull << 20},
+                              {"g", 1ull << 30}}) {
+    if (t.ends_with(suffix)) {
+      scale = mult;
+      t.remove_suffix(suffix.size());
+      break;
+    }
+  }
+  auto v = parse_u64(t);
+  if (!v || *v > UINT64_MAX / scale) return std::nullopt;
+  return *v * scale;
+}
+
+template <class T>
+Parser bytes(T Config::*field, uint64_t min, uint64_t max) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    auto v = parse_bytes(text);
+    if (!v || *v < min || *v > max) {
+      return fmt::format("expected a byte size from {} to {} (suffixes K, M, G)", min, max);
+    }
+    c.*field = static_cast<T>(*v);
+    return std::nullopt;
+  };
+}
+
+Parser text_value(std::string Config::*field) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    c.*field = std::string(text);
+    return std::nullopt;
+  };
+}
+
+Parser boolean(bool Config::*field) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    const std::string l = lower(text);
+    if (l == "1" || l == "true" || l == "yes" || l == "on") {
+      c.*field = true;
+    } else if (l == "0" || l == "false" || l == "no" || l == "off") {
+      c.*field = false;
+    } else {
+      return "expected true/false (1/0, yes/no, on/off)";
+    }
+    return std::nullopt;
+  };
+}
+
+std::optional<std::string> parse_addr(Config& c, std::string_view text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return "expected host:port or :port";
+  std::string_view host = text.substr(0, colon);
+  auto port = parse_u64(text.substr(colon + 1));
+  if (!port || *port > 65535) return "expected a port from 0 to 65535 after ':'";
+  if (!host.empty()) {
+    // Dotted IPv4: four numbers 0..255 (or "localhost").
+    if (host == "localhost") host = "127.0.0.1";
+    int parts = 0;
+    std::string_view rest = host;
+    while (true) {
+      const size_t dot = rest.find('.');
+      auto n = parse_u64(rest.substr(0, dot));
+      if (!n || *n > 255) return "expected an IPv4 address (or nothing) before ':'";
+      ++parts;
+      if (dot == std::string_view::npos) break;
+      rest.remove_prefix(dot + 1);
+    }
+    if (parts != 4) return "expected an IPv4 address (or nothing) before ':'";
+  }
+  c.listen_host = std::string(host);
+  c.listen_port = static_cast<uint16_t>(*port);
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_level(Config& c, std::string_view text) {
+  static const std::map<std::string, LogLevel> kLevels = {
+      {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug},  {"info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},   {"warning", LogLevel::kWarn}, {"error", LogLevel::kError},
+      {"off", LogLevel::kOff}};
+  auto it = kLevels.find(lower(text));
+  if (it == kLevels.end()) return "expected trace, debug, info, warn, error or off";
+  c.log_level = it->second;
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_format(Config& c, std::string_view text) {
+  const std::string l = lower(text);
+  if (l == "json") {
+    c.log_format = LogFormat::kJson;
+  } else if (l == "text") {
+    c.log_format = LogFormat::kText;
+  } else {
+    return "expected json or text";
+  }
+  return std::nullopt;
+}
+
+// Seed settings that have no meaning here: validated, then noted as ignored.
+Parser ignored(const char* variable, const char* why) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    if (!parse_u64(text)) return "expected a non-negative integer";
+    c.notices.push_back(
+        fmt::format("{} is accepted for compatibility and ignored: {}", variable, why));
+    return std::nullopt;
+  };
+}
+
+unsigned usable_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
+  return 1;
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> kSettings = {
+      {"WS_ADDR", "Listener", ":3002",
+       "listen address, host:port or :port (port 0 = any free port)", parse_addr},
+      {"WS_THREADS", "Listener", "0 (CPUs available)", "event-loop threads",
+       integer(&Config::threads, 0, 255)},
+      {"WS_MAX_CONNECTIONS", "Limits", "10000", "WebSocket connections; beyond: 503",
+       integer(&Config::max_connections, 1, 10'000'000)},
+      {"WS_MAX_MESSAGE_BYTES", "Limits", "4096", "largest client message; beyond: close 1009",
+       integer(&Config::max_message_bytes, 16, 16u << 20)},
+      {"WS_MAX_CHANNELS_PER_CONN", "Limits", "100",
+       "channels per connection; beyond: too_many_channels",
+       integer(&Config::max_channels_per_conn, 1, 100'000)},
+      {"WS_CLIENT_RATE", "Limits", "10", "client requests per second (token bucket refill)",
+       real(&Config::client_rate, 0, 1e6, true)},
+      {"WS_CLIENT_BURST", "Limits", "100", "client request burst (token bucket depth)",
+       real(&Config::client_burst, 1, 1e6, false)},
+      {"WS_REPLAY_SIZE", "Limits", "100", "data messages kept per session for replay and resume",
+       integer(&Config::replay_size, 0, 100'000)},
+      {"WS_RESUME_TTL", "Limits", "30s", "how long a detached session can be resumed",
+       duration(&Config::resume_ttl)},
+      {"WS_PING_INTERVAL", "Limits", "30s", "server ping after this much silence from a client",
+       duration(&Config::ping_interval)},
+      {"WS_HEARTBEAT_TIMEOUT", "Limits", "90s", "silence after which a client is closed with 4000",
+       duration(&Config::heartbeat_timeout)},
+      {"WS_HANDSHAKE_TIMEOUT", "Limits", "10s",
+       "a connection still in HTTP after this long is closed",
+       duration(&Config::handshake_timeout)},
+      {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
+       bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
+      {"WS_PUBLISH_TOKEN", "Limits", "unset",
+       "bearer token for POST /publish from non-loopback addresses",
+       text_value(&Config::publish_token)},
+      {"WS_DRAIN_TIMEOUT", "Limits", "30s", "graceful shutdown limit",
+       duration(&Config::drain_timeout)},
+      {"WS_CPU_LIMIT", "Resource guards", "0 (CPUs available)",
+       "cores this process may use; CPU percentages are of this",
+       real(&Config::cpu_limit, 0, 4096, false)},
+      {"WS_MEMORY_LIMIT", "Resource guards", "0 (physical memory / cgroup)",
+       "memory this process may use; memory percentages are of this",
+       bytes(&Config::memory_limit, 0, UINT64_MAX)},
+      {"WS_CPU_REJECT_THRESHOLD", "Resource guards", "75",
+       "refuse upgrades (503) above this CPU percent",
+       real(&Config::cpu_reject_threshold, 0, 100, true)},
+      {"WS_CPU_PAUSE_THRESHOLD", "Resource guards", "80",
+       "NATS mode: pause intake above this CPU percent",
+       real(&Config::cpu_pause_threshold, 0, 100, true)},
+      {"WS_MEMORY_REJECT_THRESHOLD", "Resource guards", "90",
+       "refuse upgrades (503) above this RSS percent of WS_MEMORY_LIMIT",
+       real(&Config::memory_reject_threshold, 0, 100, true)},
+      {"WS_MAX_NATS_RATE", "Resource guards", "0 (unlimited)",
+       "NATS mode: intake cap, messages per second",
+       integer(&Config::max_nats_rate, 0, UINT64_MAX)},
+      {"WS_MAX_BROADCAST_RATE", "Resource guards", "0 (unlimited)",
+       "NATS mode: fan-out cap, messages per second",
+       integer(&Config::max_broadcast_rate, 0, UINT64_MAX)},
+      {"WS_WORKER_POOL_SIZE", "Resource guards", "unset",
+       "seed setting: caps WS_THREADS when that is unset", nullptr},
+      {"WS_WORKER_QUEUE_SIZE", "Resource guards", "unset", "seed setting, accepted and ignored",
+       ignored("WS_WORKER_QUEUE_SIZE",
+               "fan-out queues are unbounded per thread and drained every loop turn")},
+      {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
+       ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
+      {"NATS_URL", "Broker", "unset (embedded broker)",
+       "NATS server URL (NATS mode is not built yet: validated only)",
+       text_value(&Config::nats_url)},
+      {"WS_SUBJECT_PREFIX", "Broker", "odin.token.",
+       "NATS subject prefix; channel = the rest of the subject",
+       text_value(&Config::subject_prefix)},
+      {"JS_STREAM_NAME", "Broker", "ODIN_TOKENS", "JetStream stream",
+       text_value(&Config::js_stream_name)},
+      {"JS_CONSUMER_NAME", "Broker", "ws-server", "JetStream durable consumer",
+       text_value(&Config::js_consumer_name)},
+      {"JS_STREAM_MAX_AGE", "Broker", "30s", "JetStream stream retention",
+       duration(&Config::js_stream_max_age)},
+      {"JS_STREAM_MAX_MSGS", "Broker", "100000", "JetStream stream message limit",
+       integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
+      {"JS_STREAM_MAX_BYTES", "Broker", "52428800", "JetStream stream byte limit",
+       bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
+      {"JS_CONSUMER_ACK_WAIT", "Broker", "30s", "JetStream ack wait",
+       duration(&Config::js_consumer_ack_wait)},
+      {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
+       boolean(&Config::demo_feed)},
+      {"WS_DEMO_RATE", "Demo", "50", "demo messages per second over all symbols",
+       real(&Config::demo_rate, 0, 1e6, true)},
+      {"WS_DEMO_SYMBOLS", "Demo", "100", "demo symbols", integer(&Config::demo_symbols, 1, 10'000)},
+      {"WS_WEB_ROOT", "Demo", "the repository's web/", "directory of the page's files",
+       text_value(&Config::web_root)},
+      {"METRICS_INTERVAL", "Operations", "15s", "period of the stats log line",
+       duration(&Config::metrics_interval)},
+      {"LOG_LEVEL", "Operations", "info", "trace, debug, info, warn, error, off", parse_level},
+      {"LOG_FORMAT", "Operations", "json", "json or text", parse_format},
+      {"ENVIRONMENT", "Operations", "development", "free-form deployment name, logged at start",
+       text_value(&Config::environment)},
+  };
+  return kSettings;
+}
+
+std::string flag_of(std::string_view variable) {
+  std::string name(variable.starts_with("WS_") ? variable.substr(3) : variable);
+  name = lower(name);
+  std::replace(name.begin(), name.end(), '_', '-');
+  return "--" + name;
+}
+
+}  // namespace
+
+ConfigLoad load_config(std::span<const char* const> args,
+                       const std::function<const char*(const char*)>& getenv) {
+  ConfigLoad result;
+  Config config;
+  std::map<std::string, std::pair<std::string, std::string>> values;  // variable -> (value, source)
+
+  for (const Setting& s : settings()) {
+    const char* v = getenv(s.variable);
+    if (v && *v) values[s.variable] = {v, s.variable};
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i] ? args[i] : "";
+    if (arg == "--help" || arg == "-h") {
+      result.show_help = true;
+      return result;
+    }
+    const size_t eq = arg.find('=');
+    const std::string_view flag = arg.substr(0, eq);
+    const Setting* match = nullptr;
+    for (const Setting& s : settings()) {
+      if (flag_of(s.variable) == flag) match = &s;
+    }
+    if (!match) {
+      result.error = fmt::format("unknown option '{}' (see --help)", arg);
+      return result;
+    }
+    std::string value;
+    if (eq != std::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      result.error = fmt::format("{}: missing value", flag);
+      return result;
+    }
+    values[match->variable] = {value, std::string(flag)};
+  }
+
+  for (const Setting& s : settings()) {
+    auto it = values.find(s.variable);
+    if (it == values.end() || !s.parse) continue;
+    if (auto problem = s.parse(config, it->second.first)) {
+      result.error = fmt::format("{}: {}, got '{}'", it->second.second, *problem, it->second.first);
+      return result;
+    }
+  }
+  if (auto pool = values.find("WS_WORKER_POOL_SIZE"); pool != values.end()) {
+    auto v = parse_u64(pool->second.first);
+    if (!v || *v < 1 || *v > 1'000'000) {
+      result.error = fmt::format("{}: expected an integer from 1 to 1000000, got '{}'",
+                                 pool->second.second, pool->second.first);
+      return result;
+    }
+    if (!values.contains("WS_THREADS")) {
+      config.threads = static_cast<unsigned>(std::min<uint64_t>({*v, usable_cpus(), 255}));
+      config.notices.push_back(fmt::format(
+          "WS_WORKER_POOL_SIZE={} mapped to {} event-loop thread(s) (capped at the CPUs available)",
+          *v, config.threads));
+    } else {
+      config.notices.push_back("WS_WORKER_POOL_SIZE ignored: WS_THREADS is set");
+    }
+  }
+  if (config.heartbeat_timeout <= config.ping_interval) {
+    result.error =
+        fmt::format("WS_HEARTBEAT_TIMEOUT: must be longer than WS_PING_INTERVAL ({} ms), got {} ms",
+                    config.ping_interval.count(), config.heartbeat_timeout.count());
+    return result;
+  }
+  if (config.cpu_pause_threshold < config.cpu_reject_threshold) {
+    config.notices.push_back(
+        "WS_CPU_PAUSE_THRESHOLD is below WS_CPU_REJECT_THRESHOLD: intake pauses before new "
+        "connections are refused");
+  }
+  if (!config.nats_url.empty()) {
+    config.notices.push_back(
+        "NATS_URL is set but NATS mode is not built yet: using the embedded broker");
+  }
+  result.config = std::move(config);
+  return result;
+}
+
+std::string config_help() {
+  std::string out =
+      "Usage: odin-ws [--flag=value ...]\n\n"
+      "A WebSocket fan-out gateway. Every setting is an environment variable and a flag;\n"
+      "flags win. Durations: 250ms, 30s, 5m (a bare number is seconds). Byte sizes: 1024,\n"
+      "64K, 256KiB, 1G (powers of 1024). A bad value exits with status 2 naming the setting.\n";
+  std::string group;
+  for (const Setting& s : settings()) {
+    if (group != s.group) {
+      group = s.group;
+      out += fmt::format("\n{}:\n", group);
+    }
+    out += fmt::format("  {:<28} {:<30} default {}\n  {:<28} {}\n", s.variable, flag_of(s.variable),
+                       s.default_text, "", s.meaning);
+  }
+  return out;
+}
+
+}  // namespace odin

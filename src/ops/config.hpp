@@ -1,0 +1,93 @@
+// Gateway configuration: every setting, its default, and loading it from the environment and
+// command-line flags with validation (a bad value names its variable; main exits with status 2).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace odin {
+
+using Millis = std::chrono::milliseconds;
+
+enum class LogFormat { kJson, kText };
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
+
+struct Config {
+  // Listener (WS_ADDR, "host:port" or ":port"; empty host = all IPv4 interfaces).
+  std::string listen_host;
+  uint16_t listen_port = 3002;
+  // Event-loop threads (WS_THREADS; 0 = the CPUs this process may run on).
+  unsigned threads = 0;
+
+  // Admission and per-connection limits.
+  uint32_t max_connections = 10000;      // WS_MAX_CONNECTIONS
+  uint32_t max_message_bytes = 4096;     // WS_MAX_MESSAGE_BYTES
+  uint32_t max_channels_per_conn = 100;  // WS_MAX_CHANNELS_PER_CONN
+  double client_rate = 10.0;             // WS_CLIENT_RATE (requests per second)
+  double client_burst = 100.0;           // WS_CLIENT_BURST
+  uint32_t replay_size = 100;            // WS_REPLAY_SIZE
+  Millis resume_ttl{30'000};             // WS_RESUME_TTL
+  Millis ping_interval{30'000};          // WS_PING_INTERVAL
+  Millis heartbeat_timeout{90'000};      // WS_HEARTBEAT_TIMEOUT
+  Millis handshake_timeout{10'000};      // WS_HANDSHAKE_TIMEOUT
+  uint64_t client_queue_bytes = 262144;  // WS_CLIENT_QUEUE_BYTES
+  std::string publish_token;             // WS_PUBLISH_TOKEN
+  Millis drain_timeout{30'000};          // WS_DRAIN_TIMEOUT
+
+  // Resource guards.
+  double cpu_limit = 0.0;                 // WS_CPU_LIMIT, cores (0 = the CPUs this process may use)
+  uint64_t memory_limit = 0;              // WS_MEMORY_LIMIT, bytes (0 = physical memory)
+  double cpu_reject_threshold = 75.0;     // WS_CPU_REJECT_THRESHOLD, percent of cpu_limit
+  double cpu_pause_threshold = 80.0;      // WS_CPU_PAUSE_THRESHOLD, percent of cpu_limit
+  double memory_reject_threshold = 90.0;  // WS_MEMORY_REJECT_THRESHOLD, percent of memory_limit
+  uint64_t max_nats_rate = 0;             // WS_MAX_NATS_RATE, messages/s (0 = unlimited)
+  uint64_t max_broadcast_rate = 0;        // WS_MAX_BROADCAST_RATE, messages/s (0 = unlimited)
+
+  // Broker.
+  std::string nats_url;                        // NATS_URL (empty = embedded broker)
+  std::string subject_prefix = "odin.token.";  // WS_SUBJECT_PREFIX
+  std::string js_stream_name = "ODIN_TOKENS";  // JS_STREAM_NAME
+  std::string js_consumer_name = "ws-server";  // JS_CONSUMER_NAME
+  Millis js_stream_max_age{30'000};            // JS_STREAM_MAX_AGE
+  int64_t js_stream_max_msgs = 100000;         // JS_STREAM_MAX_MSGS
+  int64_t js_stream_max_bytes = 52428800;      // JS_STREAM_MAX_BYTES
+  Millis js_consumer_ack_wait{30'000};         // JS_CONSUMER_ACK_WAIT
+
+  // Demo feed and page.
+  bool demo_feed = false;       // WS_DEMO_FEED
+  double demo_rate = 50.0;      // WS_DEMO_RATE, messages/s over all demo symbols
+  uint32_t demo_symbols = 100;  // WS_DEMO_SYMBOLS
+  std::string web_root;         // WS_WEB_ROOT (empty = the repository's web/)
+
+  // Operations.
+  Millis metrics_interval{15'000};          // METRICS_INTERVAL (periodic stats log line)
+  LogLevel log_level = LogLevel::kInfo;     // LOG_LEVEL
+  LogFormat log_format = LogFormat::kJson;  // LOG_FORMAT
+  std::string environment = "development";  // ENVIRONMENT
+
+  // Seed settings without a meaning in this design, kept so the gateway accepts their
+  // deployment files; main logs each one that was set once, as ignored or as mapped.
+  std::vector<std::string> notices;
+};
+
+// The outcome of loading: a config, a request for --help, or an error naming the setting.
+struct ConfigLoad {
+  std::optional<Config> config;
+  bool show_help = false;
+  std::string error;  // e.g. "WS_MAX_CONNECTIONS: expected a positive integer, got 'abc'"
+};
+
+// Reads the environment through `getenv` (so tests need not touch the real one), then applies
+// command-line flags (`--max-connections=5000` or `--max-connections 5000`), which win.
+ConfigLoad load_config(std::span<const char* const> args,
+                       const std::function<const char*(const char*)>& getenv);
+
+// The text printed by --help: every variable and flag, its default and meaning.
+std::string config_help();
+
+}  // namespace odin

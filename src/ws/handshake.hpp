@@ -1,0 +1,32 @@
+// The HTTP side of the WebSocket opening handshake (RFC 6455 4.2): checking a client's upgrade
+// request and computing Sec-WebSocket-Accept. Independent of any HTTP library.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace odin::ws {
+
+struct UpgradeRequest {
+  std::string_view method;
+  unsigned http_version = 11;  // 11 = HTTP/1.1
+  std::string_view upgrade;
+  std::string_view connection;
+  std::string_view key;
+  std::string_view version;
+};
+
+struct UpgradeVerdict {
+  int status;  // 101 acceptable, 400 bad upgrade, 426 unsupported version
+  std::string_view error;
+};
+
+UpgradeVerdict check_upgrade(const UpgradeRequest& request);
+
+// base64(SHA-1(key + the RFC's GUID)).
+std::string accept_key(std::string_view client_key);
+
+// Does the comma-separated header value hold `token` (case-insensitive)?
+bool header_has_token(std::string_view value, std::string_view token);
+
+}  // namespace odin::ws
