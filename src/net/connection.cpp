@@ -274,6 +274,9 @@ void Connection::close(uint16_t code, std::string_view reason) {
   }
   state_ = State::kClosing;
   close_frame_sent_ = true;
+  // Half-close once the frame is out: the client sees the close frame then EOF even if it never
+  // answers; we keep reading for its close frame until the deadline.
+  close_when_flushed_ = true;
   close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
 }
 

@@ -72,7 +72,16 @@ void EventLoop::start_thread() {
   arm_sweep();
   thread_ = std::thread([this] {
     auto guard = boost::asio::make_work_guard(io_);
-    io_.run();
+    // A handler that throws is a bug; log it and keep serving everyone else rather than let
+    // one connection take the process down.
+    while (true) {
+      try {
+        io_.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("event loop {}: unexpected exception: {}", index_, e.what());
+      }
+    }
   });
 }
 

@@ -278,7 +278,8 @@ struct ParsedRequest {
   simdjson::dom::element root;
   std::string_view type;
   std::string id_json;
-  bool ok = false;
+  bool is_object = false;  // parsed, and a JSON object
+  bool ok = false;         // ... with a string "type"
 };
 
 ParsedRequest parse_request(EventLoop& loop, std::string_view text) {
@@ -286,6 +287,7 @@ ParsedRequest parse_request(EventLoop& loop, std::string_view text) {
   simdjson::dom::element root;
   if (loop.json_parser().parse(text.data(), text.size()).get(root) || !root.is_object()) return p;
   p.root = root;
+  p.is_object = true;
   simdjson::dom::element id;
   if (!root["id"].get(id)) p.id_json = simdjson::minify(id);
   if (root["type"].get(p.type)) return p;
@@ -319,7 +321,7 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
 
   if (!request.ok) {
     send_error(conn, request.id_json, "bad_request",
-               request.root.is_object() ? "missing \"type\"" : "not a JSON object");
+               request.is_object ? "\"type\" must be a string" : "not a JSON object");
     return true;
   }
   const std::string_view type = request.type;
@@ -366,7 +368,7 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
   ParsedRequest request = parse_request(loop, moving.request);
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
-    resumed = resume_here(conn, read_resume(request.root), request.id_json);
+    resumed = request.ok && resume_here(conn, read_resume(request.root), request.id_json);
     if (resumed) {
       loop.discard_session_elsewhere(moving.fresh_session);
     } else {

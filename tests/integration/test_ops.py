@@ -1,0 +1,121 @@
+"""Operations: /health, /stats, /metrics shapes and movement, HTTP keep-alive, POST /publish
+validation, configuration errors and --help."""
+import asyncio
+import http.client
+import json
+import re
+import subprocess
+
+from harness import Gateway, connect, recv_json, run_tests
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9.eE+-]+$|^[a-zA-Z_:][a-zA-Z0-9_:]*\{le="\+Inf"\} [0-9]+$')
+
+
+def parse_metrics(text):
+    samples = {}
+    for line in text.strip().split("\n"):
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        assert SAMPLE.match(line), f"not a Prometheus sample: {line!r}"
+        name, value = line.rsplit(" ", 1)
+        samples[name] = float(value)
+    return samples
+
+
+async def test_health_stats_metrics(binary):
+    with Gateway(binary) as gw:
+        health = gw.json("/health")
+        assert health["status"] == "healthy"
+        checks = health["checks"]
+        assert set(checks) == {"cpu", "memory", "capacity", "broker"}
+        assert isinstance(checks["cpu"]["percentage"], (int, float)) and isinstance(checks["cpu"]["threshold"], (int, float))
+        assert checks["cpu"]["healthy"] is True
+        assert isinstance(checks["memory"]["percentage"], (int, float)) and checks["memory"]["limit_mb"] > 0
+        assert checks["memory"]["healthy"] is True
+        assert checks["capacity"] == {"current": 0, "max": 10000, "percentage": 0}
+        assert checks["broker"] == {"connected": True}
+
+        stats = gw.json("/stats")
+        for key in ("currentConnections", "memoryMB", "messagesIn", "messagesOut",
+                    "slowClientDisconnects", "uptimeSeconds"):
+            assert isinstance(stats[key], (int, float)), key
+        clients = [(await connect(gw, "?channels=M"))[0] for _ in range(3)]
+        for ws in clients:
+            await recv_json(ws)
+        gw.publish([{"channel": "M", "data": i} for i in range(5)])
+        for ws in clients:
+            for _ in range(5):
+                await recv_json(ws)
+        after = gw.json("/stats")
+        assert after["currentConnections"] == 3
+        assert after["messagesIn"] - stats["messagesIn"] == 5
+        assert after["messagesOut"] - stats["messagesOut"] == 15
+        assert gw.json("/health")["checks"]["capacity"]["current"] == 3
+
+        status, headers, body = gw.http("GET", "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        m = parse_metrics(body.decode())
+        for name in ("ws_connections_current", "ws_connections_accepted_total", "ws_messages_in_total",
+                     "ws_messages_out_total", "ws_bytes_out_total", "ws_slow_consumer_disconnects_total",
+                     "ws_replay_requests_total", 'ws_resumes_total{result="ok"}',
+                     'ws_resumes_total{result="failed"}', "ws_rate_limited_total", "ws_cpu_percent",
+                     "ws_memory_rss_bytes", 'ws_fanout_latency_seconds_bucket{le="+Inf"}',
+                     "ws_fanout_latency_seconds_sum", "ws_fanout_latency_seconds_count",
+                     'ws_connections_rejected_total{reason="at_capacity"}'):
+            assert name in m, name
+        assert m["ws_connections_current"] == 3
+        assert m["ws_messages_out_total"] >= 15
+        assert m["ws_memory_rss_bytes"] > 1_000_000
+        assert m["ws_fanout_latency_seconds_count"] >= 5
+        await clients[0].send(json.dumps({"type": "replay", "data": {"from": 1}}))
+        await recv_json(clients[0])
+        await asyncio.sleep(0.1)
+        m2 = parse_metrics(gw.http("GET", "/metrics")[2].decode())
+        assert m2["ws_replay_requests_total"] == m["ws_replay_requests_total"] + 1
+        for ws in clients:
+            await ws.close()
+
+
+def test_keep_alive_and_paths(binary):
+    with Gateway(binary) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        for path in ("/health", "/stats", "/metrics", "/health"):
+            status, _, _ = gw.http("GET", path, conn=conn)
+            assert status == 200
+        status, _, body = gw.http("GET", "/nope", conn=conn)
+        assert status == 404 and "error" in json.loads(body)
+        conn.close()
+
+
+def test_publish_validation(binary):
+    with Gateway(binary) as gw:
+        before = gw.json("/stats")["messagesIn"]
+        for body in ["not json", "{}", '{"data":1}', '{"channel":"a b","data":1}', '{"channel":5,"data":1}',
+                     '{"channel":"ok","type":3,"data":1}', '{"channel":"ok"}',
+                     '[{"channel":"ok","data":1},{"channel":"x/y","data":1}]']:
+            status, headers, data = gw.http("POST", "/publish", body, {"Content-Type": "application/json"})
+            assert status == 400, (body, status)
+            assert headers["Content-Type"] == "application/json"
+            assert isinstance(json.loads(data)["error"], str)
+        assert gw.json("/stats")["messagesIn"] == before  # nothing published
+        status, _, _ = gw.http("GET", "/publish")
+        assert status == 405
+        assert gw.publish([{"channel": "ok", "data": 1}, {"channel": "ok", "data": 2}]) == 2
+
+
+def test_configuration_errors_and_help(binary):
+    bad = subprocess.run([binary], env={"WS_MAX_CONNECTIONS": "abc"}, capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2, bad.returncode
+    assert "WS_MAX_CONNECTIONS" in bad.stderr and "abc" in bad.stderr
+    bad = subprocess.run([binary, "--resume-ttl=never"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "--resume-ttl" in bad.stderr
+    ok = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=10)
+    assert ok.returncode == 0
+    for name in ("WS_MAX_CONNECTIONS", "WS_REPLAY_SIZE", "NATS_URL", "JS_STREAM_NAME", "WS_CPU_LIMIT",
+                 "--max-connections"):
+        assert name in ok.stdout, name
+
+
+if __name__ == "__main__":
+    run_tests([test_health_stats_metrics, test_keep_alive_and_paths, test_publish_validation,
+               test_configuration_errors_and_help])
