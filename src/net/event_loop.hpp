@@ -117,10 +117,12 @@ class EventLoop {
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer accept_retry_timer_;
   std::thread thread_;
+  ThreadStats stats_;
+  // Declaration order is destruction order in reverse: everything holding message references
+  // (pending writes, sessions' rings) goes before the fan-out that owns their pool.
+  ThreadFanout fanout_;
   OutBatch out_;
   bool flush_posted_ = false;
-  ThreadStats stats_;
-  ThreadFanout fanout_;
   SessionTable sessions_;
   std::unique_ptr<simdjson::dom::parser> json_parser_;
   std::string json_scratch_;
