@@ -62,7 +62,7 @@ class ThreadFanout {
   EventLoop& loop_;
   MessageQueue queue_;
   std::atomic<bool> drain_posted_{false};
-  LocalMessagePool pool_;   // before index_: the index's references die first
+  LocalMessagePool pool_;  // before index_: the index's references die first
   SubscriptionIndex index_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
 };
