@@ -39,7 +39,7 @@ class Gateway:
         while time.time() < deadline:
             try:
                 status, _, _ = self.http("GET", "/health")
-                if status == 200:
+                if status in (200, 503):  # answering; 503 = unhealthy by configuration
                     return
             except OSError:
                 pass

@@ -83,6 +83,26 @@ async def test_503_at_capacity(binary):
         await d.close()
 
 
+def test_memory_admission(binary):
+    # A memory limit the process is already past: upgrades are refused with 503 "memory", while
+    # the plain endpoints keep answering (and /health says why).
+    with Gateway(binary, WS_MEMORY_LIMIT="1M", WS_MEMORY_REJECT_THRESHOLD=90) as gw:
+        c = RawClient(gw.port)
+        status, headers = c.read_http_head()
+        assert status == 503 and "retry-after" in headers, (status, headers)
+        length = int(headers["content-length"])
+        while len(c.buf) < length:
+            c.buf += c.sock.recv(4096)
+        assert json.loads(c.buf[:length]) == {"error": "memory"}
+        c.close()
+        status, _, body = gw.http("GET", "/health")
+        health = json.loads(body)
+        assert health["checks"]["memory"]["healthy"] is False
+        assert health["status"] == "unhealthy" and status == 503, (status, health)
+        metrics = gw.http("GET", "/metrics")[2].decode()
+        assert 'ws_connections_rejected_total{reason="memory"} 1' in metrics
+
+
 async def test_heartbeat_timeout(binary):
     with Gateway(binary, WS_PING_INTERVAL="300ms", WS_HEARTBEAT_TIMEOUT="1200ms") as gw:
         silent = RawClient(gw.port)
@@ -114,4 +134,5 @@ async def test_heartbeat_timeout(binary):
 
 if __name__ == "__main__":
     run_tests([test_rate_limit_then_1008, test_rate_limit_spares_a_client_at_the_rate,
-               test_too_big_and_binary, test_503_at_capacity, test_heartbeat_timeout])
+               test_too_big_and_binary, test_503_at_capacity, test_memory_admission,
+               test_heartbeat_timeout])

@@ -116,6 +116,18 @@ def test_configuration_errors_and_help(binary):
         assert name in ok.stdout, name
 
 
+def test_json_logs(binary):
+    gw = Gateway(binary, LOG_FORMAT="json", LOG_LEVEL="info")
+    gw.stop()
+    lines = [l for l in gw.output().splitlines() if l.strip()]
+    assert len(lines) >= 2, lines
+    for line in lines:
+        entry = json.loads(line)
+        assert set(entry) == {"ts", "level", "msg"}, entry
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", entry["ts"]), entry
+    assert any("listening" in json.loads(l)["msg"] for l in lines)
+
+
 if __name__ == "__main__":
     run_tests([test_health_stats_metrics, test_keep_alive_and_paths, test_publish_validation,
-               test_configuration_errors_and_help])
+               test_configuration_errors_and_help, test_json_logs])
