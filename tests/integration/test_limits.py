@@ -103,6 +103,31 @@ def test_memory_admission(binary):
         assert 'ws_connections_rejected_total{reason="memory"} 1' in metrics
 
 
+def test_cpu_admission(binary):
+    # A CPU limit so small that any work passes the threshold: after the next one-second sample,
+    # upgrades are refused with 503 "cpu"; /health reports the CPU check unhealthy.
+    with Gateway(binary, WS_CPU_LIMIT="0.0001", WS_CPU_REJECT_THRESHOLD=1) as gw:
+        deadline = time.time() + 6
+        refused = False
+        while time.time() < deadline and not refused:
+            for _ in range(50):  # make some CPU time to measure
+                gw.http("GET", "/metrics")
+            c = RawClient(gw.port)
+            status, headers = c.read_http_head()
+            if status == 503:
+                length = int(headers["content-length"])
+                while len(c.buf) < length:
+                    c.buf += c.sock.recv(4096)
+                assert json.loads(c.buf[:length]) == {"error": "cpu"}
+                refused = True
+            c.close()
+        assert refused, "never refused for CPU"
+        health = json.loads(gw.http("GET", "/health")[2])
+        assert health["checks"]["cpu"]["healthy"] is False and health["status"] == "degraded", health
+        metrics = gw.http("GET", "/metrics")[2].decode()
+        assert 'ws_connections_rejected_total{reason="cpu"}' in metrics
+
+
 async def test_heartbeat_timeout(binary):
     with Gateway(binary, WS_PING_INTERVAL="300ms", WS_HEARTBEAT_TIMEOUT="1200ms") as gw:
         silent = RawClient(gw.port)
@@ -135,4 +160,4 @@ async def test_heartbeat_timeout(binary):
 if __name__ == "__main__":
     run_tests([test_rate_limit_then_1008, test_rate_limit_spares_a_client_at_the_rate,
                test_too_big_and_binary, test_503_at_capacity, test_memory_admission,
-               test_heartbeat_timeout])
+               test_cpu_admission, test_heartbeat_timeout])
