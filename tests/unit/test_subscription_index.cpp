@@ -36,10 +36,10 @@ TEST(SubscriptionIndex, SwapRemoveReportsTheMovedSubscriber) {
 }
 
 TEST(SubscriptionIndex, UnusedEntriesAreErasedButOnesWithALatestMessageStay) {
+  LocalMessagePool pool;  // outlives the index, whose entries hold references into it
   SubscriptionIndex index;
   index.erase_if_unused(index.entry("A"));
   EXPECT_EQ(index.find("A"), nullptr);
-  LocalMessagePool pool;
   auto message = std::make_shared<Message>();
   ChannelSubscribers& b = index.entry("B");
   b.latest = pool.adopt(message);
