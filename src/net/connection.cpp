@@ -369,7 +369,9 @@ void Connection::on_sweep(int64_t now_ms) {
   const Config& config = loop_.config();
   switch (state_) {
     case State::kHttp:
-      if (now_ms - opened_at_ms_ > config.handshake_timeout.count()) abort();
+      // Measured from the last byte received: a keep-alive client that keeps sending requests
+      // (a publisher) stays; a silent or stalled one is dropped.
+      if (now_ms - last_heard_ms_ > config.handshake_timeout.count()) abort();
       return;
     case State::kOpen: {
       if (now_ms - last_heard_ms_ >= config.heartbeat_timeout.count()) {

@@ -87,6 +87,26 @@ def test_keep_alive_and_paths(binary):
         conn.close()
 
 
+def test_http_idle_timeout(binary):
+    # A keep-alive client that keeps making requests outlives WS_HANDSHAKE_TIMEOUT; a silent
+    # connection does not.
+    import socket
+    import time
+    with Gateway(binary, WS_HANDSHAKE_TIMEOUT="1s") as gw:
+        busy = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        silent = socket.create_connection(("127.0.0.1", gw.port))
+        silent.settimeout(5)
+        start = time.time()
+        while time.time() - start < 2.5:
+            status, _, _ = gw.http("POST", "/publish", {"channel": "k", "data": 1}, conn=busy)
+            assert status == 200
+            time.sleep(0.2)
+        assert silent.recv(1) == b""  # closed by the gateway
+        assert 0.9 <= time.time() - start <= 4
+        busy.close()
+        silent.close()
+
+
 def test_publish_validation(binary):
     with Gateway(binary) as gw:
         before = gw.json("/stats")["messagesIn"]
@@ -130,4 +150,4 @@ def test_json_logs(binary):
 
 if __name__ == "__main__":
     run_tests([test_health_stats_metrics, test_keep_alive_and_paths, test_publish_validation,
-               test_configuration_errors_and_help, test_json_logs])
+               test_configuration_errors_and_help, test_json_logs, test_http_idle_timeout])

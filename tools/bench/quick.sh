@@ -25,7 +25,7 @@ trap cleanup EXIT
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 wait_file() { for _ in $(seq 1 600); do [[ -s $1 ]] && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; return 1; }
 start_gateway() {
-  WS_ADDR=127.0.0.1:$port WS_MAX_CONNECTIONS=20000 WS_REPLAY_SIZE=100 LOG_LEVEL=warn \
+  WS_ADDR=127.0.0.1:$port WS_THREADS=${WS_THREADS:-0} WS_MAX_CONNECTIONS=20000 WS_REPLAY_SIZE=100 LOG_LEVEL=warn \
     "$build/odin-ws" >"$tmp/gw.log" 2>&1 &
   gw_pid=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return 0; sleep 0.1; done
