@@ -255,7 +255,7 @@ const std::vector<Setting>& settings() {
       {"WS_HEARTBEAT_TIMEOUT", "Limits", "90s", "silence after which a client is closed with 4000",
        duration(&Config::heartbeat_timeout)},
       {"WS_HANDSHAKE_TIMEOUT", "Limits", "10s",
-       "a connection still in HTTP after this long is closed",
+       "an HTTP connection (before the upgrade, or keep-alive) silent this long is closed",
        duration(&Config::handshake_timeout)},
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
