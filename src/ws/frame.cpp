@@ -1,242 +1,341 @@
 // RFC 6455 framing (see frame.hpp). Section numbers refer to RFC 6455.
 #include "ws/frame.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace odin::ws {
 
-bool is_valid_close_code(uint16_t code) {
-  // 7.4.1: 1004, 1005, 1006 and 1015 must never appear on the wire; 7.4.2: 3000-4999 are for
-  // libraries and applications; the rest below 3000 is reserved.
-  if (code >= 3000 && code <= 4999) return true;
-  switch (code) {
-    case 1000:
-    case 1001:
-    case 1002:
-    case 1003:
-    case 1007:
-    case 1008:
-    case 1009:
-    case 1010:
-    case 1011:
-    case 1012:
-    case 1013:
-    case 1014:
-      return true;
-    default:
-      return false;
+namespace {
+
+constexpr ReadError kInvalidUtf8{close_code::kInvalidPayload, "invalid UTF-8"};
+
+inline bool is_control(uint8_t opcode) {
+  return (opcode & 0x8) != 0;
+}
+
+// XORs `mask` over `payload`, a word at a time (the payload sits at any alignment).
+void unmask(std::span<char> payload, const char mask[4]) {
+  char mask8[8];
+  std::memcpy(mask8, mask, 4);
+  std::memcpy(mask8 + 4, mask, 4);
+  uint64_t wide;
+  std::memcpy(&wide, mask8, 8);
+  char* p = payload.data();
+  const size_t n = payload.size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t chunk;
+    std::memcpy(&chunk, p + i, 8);
+    chunk ^= wide;
+    std::memcpy(p + i, &chunk, 8);
   }
+  for (; i < n; ++i)
+    p[i] = static_cast<char>(p[i] ^ mask[i & 3]);
+}
+
+}  // namespace
+
+bool is_valid_close_code(uint16_t code) {
+  // 7.4.1: 1004 is reserved, 1005, 1006 and 1015 must never be sent; 1012-1014 are IANA-registered
+  // since; 7.4.2: 3000-4999 belong to libraries and applications. Everything else is reserved.
+  if (code >= 3000 && code <= 4999) return true;
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
 }
 
 void append_frame(std::string& out, Opcode op, std::string_view payload) {
   char header[kMaxFrameHeaderBytes];
-  out.append(header, encode_frame_header(header, op, payload.size()));
+  const size_t header_size = encode_frame_header(header, op, payload.size());
+  out.reserve(out.size() + header_size + payload.size());
+  out.append(header, header_size);
   out.append(payload);
 }
 
 void append_close_frame(std::string& out, uint16_t code, std::string_view reason) {
   size_t keep = std::min(reason.size(), kMaxControlPayload - 2);
-  // Never cut a UTF-8 sequence: back up over continuation bytes.
-  while (keep < reason.size() && keep > 0 && (static_cast<uint8_t>(reason[keep]) & 0xC0) == 0x80) {
+  // reason[keep] is the first byte cut off: if it continues a character, cut before that
+  // character's lead byte too.
+  while (keep > 0 && keep < reason.size() && (static_cast<uint8_t>(reason[keep]) & 0xC0) == 0x80)
     --keep;
-  }
-  char header[kMaxFrameHeaderBytes];
-  out.append(header, encode_frame_header(header, Opcode::kClose, 2 + keep));
-  out.push_back(static_cast<char>(code >> 8));
-  out.push_back(static_cast<char>(code & 0xFF));
+  char frame[kMaxFrameHeaderBytes + 2];
+  size_t n = encode_frame_header(frame, Opcode::kClose, 2 + keep);
+  frame[n++] = static_cast<char>(code >> 8);
+  frame[n++] = static_cast<char>(code);
+  out.reserve(out.size() + n + keep);
+  out.append(frame, n);
   out.append(reason.substr(0, keep));
 }
 
-void MessageReader::release_buffers() {
-  std::string().swap(partial_);
-  std::string().swap(message_);
+void MessageReader::Held::reserve(size_t wanted, size_t soft_limit) {
+  if (wanted <= capacity) return;
+  // Doubling keeps many small fragments linear; the cap keeps a message's memory within the limit.
+  const size_t grown = std::max(wanted, std::min(capacity * 2, soft_limit));
+  auto bigger = std::make_unique_for_overwrite<char[]>(grown);
+  if (size > 0) std::memcpy(bigger.get(), data.get(), size);
+  data = std::move(bigger);
+  capacity = grown;
 }
 
-MessageReader::Step MessageReader::parse_header(std::span<const char> data, Header& h,
-                                                ReadError& error) const {
-  if (data.size() < 2) return Step::kNeedMore;
+void MessageReader::stop() {
+  stopped_ = true;
+  held_ = Held{};
+  in_frame_ = false;
+  in_message_ = false;
+  header_len_ = 0;
+}
+
+ReadError MessageReader::fail(ReadError error) {
+  stop();
+  return error;
+}
+
+void MessageReader::release_buffers() {
+  if (in_frame_ || in_message_) stop();  // part of the stream is gone: cannot resync
+  held_ = Held{};
+}
+
+MessageReader::Parse MessageReader::parse_header(const char* data, size_t n, Header& h,
+                                                 std::optional<ReadError>& error) const {
+  // Checks run as soon as the bytes they need are here, so garbage fails on its first byte.
   const auto b0 = static_cast<uint8_t>(data[0]);
-  const auto b1 = static_cast<uint8_t>(data[1]);
-  h.fin = (b0 & 0x80) != 0;
   const uint8_t op = b0 & 0x0F;
-  // 5.2: RSV bits must be 0 unless an extension defines them; we negotiate none.
-  if (b0 & 0x70) return error = {close_code::kProtocolError, "reserved bits set"}, Step::kError;
+  h.fin = (b0 & 0x80) != 0;
+  h.opcode = op;
+  // 5.2: RSV1-3 must be 0 unless an extension defines them; we negotiate none.
+  if (b0 & 0x70)
+    return error = ReadError{close_code::kProtocolError, "reserved bits set"}, Parse::kError;
   if ((op > 0x2 && op < 0x8) || op > 0xA) {
-    return error = {close_code::kProtocolError, "unknown opcode"}, Step::kError;
+    return error = ReadError{close_code::kProtocolError, "unknown opcode"}, Parse::kError;
   }
-  h.opcode = static_cast<Opcode>(op);
-  // 5.1: a server must close on an unmasked client frame.
-  if (!(b1 & 0x80)) return error = {close_code::kProtocolError, "unmasked frame"}, Step::kError;
+  if (is_control(op)) {
+    // 5.5: control frames are never fragmented.
+    if (!h.fin) {
+      return error = ReadError{close_code::kProtocolError, "fragmented control frame"},
+             Parse::kError;
+    }
+  } else if (op == 0x0) {
+    if (!in_message_) {
+      return error = ReadError{close_code::kProtocolError, "continuation without a message"},
+             Parse::kError;
+    }
+  } else if (in_message_) {
+    // 5.4: the fragments of one message are not interleaved with another message's.
+    return error = ReadError{close_code::kProtocolError, "new message inside a fragmented one"},
+           Parse::kError;
+  }
+  if (n < 2) return Parse::kNeedMore;
+  const auto b1 = static_cast<uint8_t>(data[1]);
+  // 5.1: a server must close the connection on an unmasked client frame.
+  if (!(b1 & 0x80)) {
+    return error = ReadError{close_code::kProtocolError, "unmasked client frame"}, Parse::kError;
+  }
   const uint8_t len7 = b1 & 0x7F;
-  const bool control = op >= 0x8;
-  // 5.5: control frames carry at most 125 bytes and are never fragmented.
-  if (control && (!h.fin || len7 > kMaxControlPayload)) {
-    return error = {close_code::kProtocolError, "bad control frame"}, Step::kError;
+  if (op == static_cast<uint8_t>(Opcode::kBinary)) {
+    return error = ReadError{close_code::kUnsupportedData, "binary frames are not accepted"},
+           Parse::kError;
   }
   size_t pos = 2;
+  uint64_t len = len7;
   if (len7 == 126) {
-    if (data.size() < 4) return Step::kNeedMore;
-    h.payload_len = (uint64_t{static_cast<uint8_t>(data[2])} << 8) | static_cast<uint8_t>(data[3]);
+    if (n < 4) return Parse::kNeedMore;
+    len = (uint64_t{static_cast<uint8_t>(data[2])} << 8) | static_cast<uint8_t>(data[3]);
     pos = 4;
   } else if (len7 == 127) {
-    if (data.size() < 10) return Step::kNeedMore;
-    h.payload_len = 0;
+    if (n < 10) return Parse::kNeedMore;
+    len = 0;
     for (int i = 0; i < 8; ++i)
-      h.payload_len = (h.payload_len << 8) | static_cast<uint8_t>(data[2 + i]);
+      len = (len << 8) | static_cast<uint8_t>(data[2 + i]);
     // 5.2: the most significant bit of a 64-bit length must be 0.
-    if (h.payload_len >> 63)
-      return error = {close_code::kProtocolError, "bad length"}, Step::kError;
+    if (len >> 63) {
+      return error = ReadError{close_code::kProtocolError, "invalid payload length"}, Parse::kError;
+    }
     pos = 10;
-  } else {
-    h.payload_len = len7;
   }
-  // Non-minimal length encodings are accepted: 5.2 says "minimal" for senders only and Autobahn
-  // does not require receivers to refuse them.
-  if (!control) {
-    if (h.opcode == Opcode::kBinary) {
-      return error = {close_code::kUnsupportedData, "binary frames are not accepted"}, Step::kError;
-    }
-    if (h.opcode == Opcode::kContinuation && !in_message_) {
-      return error = {close_code::kProtocolError, "continuation without a message"}, Step::kError;
-    }
-    if (h.opcode == Opcode::kText && in_message_) {
-      return error = {close_code::kProtocolError, "new message inside a fragmented one"},
-             Step::kError;
-    }
-    const uint64_t total = h.payload_len + (in_message_ ? message_.size() : 0);
-    if (total > max_message_) return error = {close_code::kTooBig, "message too big"}, Step::kError;
+  // 5.5: the limit is on the length itself; a non-minimal encoding of a small one is fine.
+  if (is_control(op) && len > kMaxControlPayload) {
+    return error = ReadError{close_code::kProtocolError, "control frame payload over 125 bytes"},
+           Parse::kError;
   }
-  if (data.size() < pos + 4) return Step::kNeedMore;
-  std::memcpy(h.mask, data.data() + pos, 4);
-  h.header_len = pos + 4;
-  if (data.size() - h.header_len < h.payload_len) return Step::kNeedMore;
-  return Step::kFrame;
+  // Refused before a byte of payload is buffered. A continuation counts what the message holds.
+  const uint64_t total = len + (op == 0x0 ? held_.size : 0);
+  if (total > max_message_) {
+    return error = ReadError{close_code::kTooBig, "message too big"}, Parse::kError;
+  }
+  if (n < pos + 4) return Parse::kNeedMore;
+  std::memcpy(h.mask, data + pos, 4);
+  h.size = static_cast<uint8_t>(pos + 4);
+  h.payload_len = len;
+  return Parse::kDone;
 }
 
-namespace {
-void unmask(std::span<char> payload, const char mask[4]) {
-  uint64_t wide;
-  char m8[8];
-  for (int i = 0; i < 8; ++i)
-    m8[i] = mask[i & 3];
-  std::memcpy(&wide, m8, 8);
-  size_t i = 0;
-  for (; i + 8 <= payload.size(); i += 8) {
-    uint64_t chunk;
-    std::memcpy(&chunk, payload.data() + i, 8);
-    chunk ^= wide;
-    std::memcpy(payload.data() + i, &chunk, 8);
-  }
-  for (; i < payload.size(); ++i)
-    payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+bool MessageReader::deliver_message(FrameHandler& handler) {
+  // The reader holds nothing once the message is handed over, and the handler may call
+  // release_buffers() without pulling the message from under its own feet.
+  const Held message = std::move(held_);
+  in_message_ = false;
+  return handler.on_text(message.view());
 }
-}  // namespace
 
-bool MessageReader::on_frame(const Header& h, std::span<char> payload, FrameHandler& handler,
-                             std::optional<ReadError>& error) {
-  unmask(payload, h.mask);
-  const std::string_view text(payload.data(), payload.size());
-  switch (h.opcode) {
-    case Opcode::kText:
-      if (h.fin) {
-        if (!is_valid_utf8(text))
-          return error = ReadError{close_code::kInvalidPayload, "invalid UTF-8"}, false;
-        return handler.on_text(text);
-      }
-      utf8_.reset();
-      if (!utf8_.feed(text))
-        return error = ReadError{close_code::kInvalidPayload, "invalid UTF-8"}, false;
-      in_message_ = true;
-      message_.assign(text);
-      return true;
-    case Opcode::kContinuation: {
-      // 8.1 / Autobahn 6.x: fail fast on the fragment where the text becomes invalid.
-      if (!utf8_.feed(text) || (h.fin && !utf8_.complete())) {
-        return error = ReadError{close_code::kInvalidPayload, "invalid UTF-8"}, false;
-      }
-      message_.append(text);
-      if (!h.fin) return true;
-      in_message_ = false;
-      std::string complete;
-      complete.swap(message_);  // the reader holds nothing once the message is handed over
-      return handler.on_text(complete);
-    }
-    case Opcode::kPing:
-      return handler.on_ping(text);
-    case Opcode::kPong:
-      return handler.on_pong(text);
-    case Opcode::kClose: {
-      // 5.5.1: an optional 2-byte code, then an optional UTF-8 reason.
-      if (payload.size() == 1)
-        return error = ReadError{close_code::kProtocolError, "bad close frame"}, false;
-      uint16_t code = close_code::kNoStatus;
-      std::string_view reason;
-      if (payload.size() >= 2) {
-        code = static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
-                                     static_cast<uint8_t>(payload[1]));
-        if (!is_valid_close_code(code))
-          return error = ReadError{close_code::kProtocolError, "invalid close code"}, false;
-        reason = text.substr(2);
-        if (!is_valid_utf8(reason))
-          return error = ReadError{close_code::kInvalidPayload, "invalid UTF-8 in close reason"},
-                 false;
-      }
-      closed_ = true;
-      handler.on_close(code, reason);
+bool MessageReader::on_control(Opcode op, std::string_view payload, FrameHandler& handler,
+                               std::optional<ReadError>& error) {
+  if (op == Opcode::kPing) return handler.on_ping(payload);
+  if (op == Opcode::kPong) return handler.on_pong(payload);
+  // 5.5.1: an optional 2-byte code, then an optional UTF-8 reason.
+  if (payload.size() == 1) {
+    error = ReadError{close_code::kProtocolError, "close frame with a 1-byte payload"};
+    return false;
+  }
+  uint16_t code = close_code::kNoStatus;
+  std::string_view reason;
+  if (payload.size() >= 2) {
+    code = static_cast<uint16_t>((static_cast<uint8_t>(payload[0]) << 8) |
+                                 static_cast<uint8_t>(payload[1]));
+    if (!is_valid_close_code(code)) {
+      error = ReadError{close_code::kProtocolError, "invalid close code"};
       return false;
     }
-    case Opcode::kBinary:
-      break;
+    reason = payload.substr(2);
+    if (!is_valid_utf8(reason)) {
+      error = ReadError{close_code::kInvalidPayload, "invalid UTF-8 in close reason"};
+      return false;
+    }
   }
-  return error = ReadError{close_code::kUnsupportedData, "binary frames are not accepted"}, false;
+  stop();
+  handler.on_close(code, reason);
+  return false;
+}
+
+bool MessageReader::on_whole_frame(const Header& h, std::span<char> payload, FrameHandler& handler,
+                                   std::optional<ReadError>& error) {
+  const std::string_view text(payload.data(), payload.size());
+  if (is_control(h.opcode)) return on_control(static_cast<Opcode>(h.opcode), text, handler, error);
+  if (h.opcode == static_cast<uint8_t>(Opcode::kText)) {
+    if (h.fin) {
+      // The common case: one frame, one message, straight from the read buffer.
+      if (!is_valid_utf8(text)) return error = kInvalidUtf8, false;
+      return handler.on_text(text);
+    }
+    utf8_.reset();
+    if (!utf8_.feed(text)) return error = kInvalidUtf8, false;
+    in_message_ = true;
+  } else {  // continuation; parse_header saw to it that a message is in progress
+    if (!utf8_.feed(text) || (h.fin && !utf8_.complete())) return error = kInvalidUtf8, false;
+    if (h.fin && held_.size == 0) {  // nothing before it: no need to copy
+      in_message_ = false;
+      held_ = Held{};
+      return handler.on_text(text);
+    }
+  }
+  held_.reserve(held_.size + payload.size(), max_message_);
+  if (!payload.empty()) std::memcpy(held_.data.get() + held_.size, payload.data(), payload.size());
+  held_.size += payload.size();
+  return h.fin ? deliver_message(handler) : true;
+}
+
+void MessageReader::start_split_frame(const Header& h) {
+  in_frame_ = true;
+  frame_opcode_ = h.opcode;
+  frame_fin_ = h.fin;
+  frame_left_ = static_cast<uint32_t>(h.payload_len);
+  frame_start_ = static_cast<uint32_t>(held_.size);
+  std::memcpy(mask_, h.mask, 4);
+  // Exact size for a single split frame; a control frame goes after the message in progress.
+  held_.reserve(held_.size + h.payload_len, max_message_);
+  if (h.opcode == static_cast<uint8_t>(Opcode::kText)) utf8_.reset();
+}
+
+bool MessageReader::collect(std::span<char> chunk, std::optional<ReadError>& error) {
+  unmask(chunk, mask_);
+  const size_t shift = chunk.size() & 3;
+  if (shift != 0) {
+    char rotated[4];
+    for (size_t i = 0; i < 4; ++i)
+      rotated[i] = mask_[(i + shift) & 3];
+    std::memcpy(mask_, rotated, 4);
+  }
+  // Text is validated as it arrives: an invalid byte fails now, not when the frame completes.
+  if (!is_control(frame_opcode_) && !utf8_.feed({chunk.data(), chunk.size()})) {
+    error = kInvalidUtf8;
+    return false;
+  }
+  std::memcpy(held_.data.get() + held_.size, chunk.data(), chunk.size());
+  held_.size += chunk.size();
+  frame_left_ -= static_cast<uint32_t>(chunk.size());
+  return true;
+}
+
+bool MessageReader::finish_split_frame(FrameHandler& handler, std::optional<ReadError>& error) {
+  in_frame_ = false;
+  if (!is_control(frame_opcode_)) {
+    if (!frame_fin_) {
+      in_message_ = true;
+      return true;
+    }
+    if (!utf8_.complete()) return error = kInvalidUtf8, false;
+    return deliver_message(handler);
+  }
+  // Copied out so the message in progress goes back to exactly what it was, and the handler can
+  // release the reader's buffers safely.
+  char payload[kMaxControlPayload];
+  const size_t n = held_.size - frame_start_;
+  std::memcpy(payload, held_.data.get() + frame_start_, n);
+  held_.size = frame_start_;
+  if (!in_message_) held_ = Held{};
+  return on_control(static_cast<Opcode>(frame_opcode_), {payload, n}, handler, error);
 }
 
 std::optional<ReadError> MessageReader::feed(std::span<char> bytes, FrameHandler& handler) {
-  if (closed_) return std::nullopt;
   std::optional<ReadError> error;
-  ReadError header_error{};
-  Header h{};
-
-  // A frame split across reads: complete it in partial_ first, copying only what it needs.
-  while (!partial_.empty()) {
-    Step step = parse_header(partial_, h, header_error);
-    if (step == Step::kError) return header_error;
-    if (step == Step::kFrame) {
-      std::string frame;
-      frame.swap(partial_);  // released once handled
-      const bool go_on =
-          on_frame(h, std::span<char>(frame.data() + h.header_len, h.payload_len), handler, error);
-      if (error) return error;
-      if (!go_on) return std::nullopt;
+  while (!stopped_) {
+    bool go_on = true;
+    if (in_frame_) {
+      if (bytes.empty()) break;
+      const size_t take = std::min<size_t>(frame_left_, bytes.size());
+      if (!collect(bytes.first(take), error)) return fail(*error);
+      bytes = bytes.subspan(take);
+      if (frame_left_ > 0) break;  // all of `bytes` went into the frame
+      go_on = finish_split_frame(handler, error);
+    } else {
+      if (bytes.empty()) break;
+      Header h;
+      Parse parsed;
+      size_t used;  // bytes of `bytes` that were header
+      if (header_len_ == 0) {
+        parsed = parse_header(bytes.data(), bytes.size(), h, error);
+        if (parsed == Parse::kNeedMore) {  // fewer than 14 bytes left
+          std::memcpy(header_, bytes.data(), bytes.size());
+          header_len_ = static_cast<uint8_t>(bytes.size());
+          break;
+        }
+        used = h.size;
+      } else {
+        const size_t copy = std::min(sizeof(header_) - header_len_, bytes.size());
+        std::memcpy(header_ + header_len_, bytes.data(), copy);
+        parsed = parse_header(header_, header_len_ + copy, h, error);
+        if (parsed == Parse::kNeedMore) {  // then `copy` was all of `bytes`
+          header_len_ = static_cast<uint8_t>(header_len_ + copy);
+          break;
+        }
+        used = h.size - header_len_;
+        header_len_ = 0;
+      }
+      if (parsed == Parse::kError) return fail(*error);
+      bytes = bytes.subspan(used);
+      if (bytes.size() < h.payload_len) {
+        start_split_frame(h);
+        continue;
+      }
+      const std::span<char> payload = bytes.first(h.payload_len);
+      bytes = bytes.subspan(h.payload_len);
+      unmask(payload, h.mask);
+      go_on = on_whole_frame(h, payload, handler, error);
+    }
+    if (error) return fail(*error);
+    if (!go_on) {
+      // What is left of this read is lost to us: the stream cannot be followed past it.
+      if (!bytes.empty()) stop();
       break;
     }
-    if (bytes.empty()) return std::nullopt;
-    // How much more is needed: the header's rest (at most 14 bytes), then the payload.
-    size_t want = 14;
-    if (partial_.size() >= 2) {
-      const uint8_t len7 = static_cast<uint8_t>(partial_[1]) & 0x7F;
-      const size_t header_len = (len7 < 126 ? 2 : (len7 == 126 ? 4 : 10)) + 4;
-      if (partial_.size() >= header_len)
-        want = header_len + h.payload_len;
-      else
-        want = header_len;
-    }
-    const size_t take = std::min(bytes.size(), want - partial_.size());
-    partial_.append(bytes.data(), take);
-    bytes = bytes.subspan(take);
-  }
-
-  // Whole frames straight from the read buffer.
-  while (!bytes.empty()) {
-    Step step = parse_header(bytes, h, header_error);
-    if (step == Step::kError) return header_error;
-    if (step == Step::kNeedMore) {
-      partial_.assign(bytes.data(), bytes.size());
-      return std::nullopt;
-    }
-    std::span<char> payload = bytes.subspan(h.header_len, h.payload_len);
-    bytes = bytes.subspan(h.header_len + h.payload_len);
-    const bool go_on = on_frame(h, payload, handler, error);
-    if (error) return error;
-    if (!go_on) return std::nullopt;
   }
   return std::nullopt;
 }

@@ -1,15 +1,16 @@
-// RFC 6455 server-side framing: encoding server frames (unmasked, FIN) and reading client frames
-// (masked) into complete messages, enforcing every rule of section 5 with the close code the
-// gateway must answer with.
+// RFC 6455 server-side framing: encoding server frames (FIN, unmasked) and reading one client
+// connection's frames (masked) into complete text messages, enforcing section 5 with the close
+// code the gateway must answer with. Pure logic, no I/O.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "ws/utf8.hpp"
 
@@ -42,14 +43,15 @@ inline constexpr uint16_t kSlowConsumer = 4008;
 // May a peer send `code` in a close frame (RFC 6455 7.4.1, 7.4.2)?
 bool is_valid_close_code(uint16_t code);
 
-inline constexpr size_t kMaxFrameHeaderBytes = 10;
-inline constexpr size_t kMaxControlPayload = 125;  // RFC 6455 5.5
+inline constexpr size_t kMaxFrameHeaderBytes = 10;  // server frames: no masking key
+inline constexpr size_t kMaxControlPayload = 125;   // RFC 6455 5.5
 
-inline size_t frame_header_size(uint64_t payload_len) {
+constexpr size_t frame_header_size(uint64_t payload_len) {
   return payload_len < 126 ? 2 : (payload_len <= 0xFFFF ? 4 : 10);
 }
 
-// Writes a FIN, unmasked frame header for `payload_len` bytes; returns the bytes written.
+// Writes a FIN, unmasked frame header for `payload_len` bytes into `out` (room for
+// kMaxFrameHeaderBytes); returns the bytes written. Always the minimal length encoding (5.2).
 inline size_t encode_frame_header(char* out, Opcode op, uint64_t payload_len) {
   out[0] = static_cast<char>(0x80 | static_cast<uint8_t>(op));
   if (payload_len < 126) {
@@ -59,7 +61,7 @@ inline size_t encode_frame_header(char* out, Opcode op, uint64_t payload_len) {
   if (payload_len <= 0xFFFF) {
     out[1] = 126;
     out[2] = static_cast<char>(payload_len >> 8);
-    out[3] = static_cast<char>(payload_len & 0xFF);
+    out[3] = static_cast<char>(payload_len);
     return 4;
   }
   out[1] = 127;
@@ -68,8 +70,9 @@ inline size_t encode_frame_header(char* out, Opcode op, uint64_t payload_len) {
   return 10;
 }
 
+// Header + payload.
 void append_frame(std::string& out, Opcode op, std::string_view payload);
-// A close frame; the reason is cut (on a UTF-8 boundary) so the payload stays <= 125 bytes.
+// A close frame; the reason is cut on a UTF-8 boundary so the payload stays <= 125 bytes.
 void append_close_frame(std::string& out, uint16_t code, std::string_view reason);
 
 struct ReadError {
@@ -80,47 +83,106 @@ struct ReadError {
 class FrameHandler {
  public:
   virtual ~FrameHandler() = default;
-  // Each returns false to stop reading (the connection is going away).
-  virtual bool on_text(std::string_view message) = 0;  // complete and valid UTF-8
+  // Each returns false to stop reading (the connection is being closed); feed() then returns at
+  // once. Views point into the caller's read buffer or into memory the reader frees right after
+  // the call: copy what must outlive it.
+  virtual bool on_text(std::string_view message) = 0;  // complete, valid UTF-8, maybe reassembled
   virtual bool on_ping(std::string_view payload) = 0;
   virtual bool on_pong(std::string_view payload) = 0;
-  // A valid close frame (code 1005 when it had no payload); nothing is read after it.
+  // A valid close frame; code 1005 when it had no payload. Nothing is read after it.
   virtual void on_close(uint16_t code, std::string_view reason) = 0;
 };
 
-// Reads one client connection's frames. Whole frames are processed in place (unmasked in the
-// caller's buffer); bytes are copied only for a frame split across reads or a fragmented
-// message, and that memory is released as soon as the frame or message completes.
+// Reads one client connection's frames. Whole frames are handled in place (unmasked in the
+// caller's buffer, no copy). Bytes are copied only for a frame whose payload is split across
+// feed() calls or for a fragmented message, and that memory is freed as soon as the frame or
+// message completes, so an idle reader owns no heap memory. A split header is kept inline.
+//
+// Limits: a data frame, or a reassembled message, larger than max_message_bytes is refused (1009)
+// from its header alone, so the held message never exceeds max_message_bytes. Control frames obey
+// the same limit (and 125 bytes). The only case that holds more is a control frame split across
+// reads in the middle of a fragmented message: its payload (<= 125 bytes) sits after the message.
+// Non-minimal length encodings are accepted: RFC 6455 5.2 asks senders for the minimal form but
+// does not tell receivers to fail on it (and Autobahn does not test for it).
+//
+// Once feed() returns an error, or on_close() was called, the reader ignores all further input.
+// When a handler returns false with bytes of the same feed() left over, those bytes are lost and
+// the reader ignores further input as well (it would be out of sync); when the stop came with the
+// last frame of the feed() call, reading can go on (e.g. to see the peer's close frame).
 class MessageReader {
  public:
   explicit MessageReader(uint32_t max_message_bytes) : max_message_(max_message_bytes) {}
 
-  // Consumes all of `bytes`. Returns the error to close with, or nullopt.
+  // Consumes all of `bytes` (unmasking in place). Returns nullopt when fine, including when more
+  // bytes are needed; otherwise the code and reason to close the connection with.
   std::optional<ReadError> feed(std::span<char> bytes, FrameHandler& handler);
-  size_t buffered_bytes() const { return partial_.size() + message_.size(); }
+  // Bytes held for a partial frame (header included) or a fragmented message.
+  size_t buffered_bytes() const { return held_.size + header_len_; }
+  // Heap memory held right now (capacity, not size).
+  size_t heap_bytes() const { return held_.capacity; }
+  // Frees held memory (the owner calls it when closing). If that drops part of a frame or message
+  // the stream cannot be followed any more, and later input is ignored.
   void release_buffers();
 
  private:
+  // Exactly sized heap bytes: smaller than std::string (24 bytes, not 32) and without a growth
+  // policy of its own, so the capacity never overshoots the limits.
+  struct Held {
+    std::unique_ptr<char[]> data;
+    size_t size = 0;
+    size_t capacity = 0;
+
+    Held() = default;
+    Held(Held&& other) noexcept
+        : data(std::move(other.data)),
+          size(std::exchange(other.size, 0)),
+          capacity(std::exchange(other.capacity, 0)) {}
+    Held& operator=(Held&& other) noexcept {
+      data = std::move(other.data);
+      size = std::exchange(other.size, 0);
+      capacity = std::exchange(other.capacity, 0);
+      return *this;
+    }
+    std::string_view view() const { return {data.get(), size}; }
+    void reserve(size_t wanted, size_t soft_limit);
+  };
+
   struct Header {
-    bool fin;
-    Opcode opcode;
     uint64_t payload_len;
-    size_t header_len;
+    uint8_t size;  // header bytes, masking key included
+    uint8_t opcode;
+    bool fin;
     char mask[4];
   };
-  enum class Step { kFrame, kNeedMore, kError };
-  // Parses (and validates) the header at the front of `data`.
-  Step parse_header(std::span<const char> data, Header& header, ReadError& error) const;
-  // Handles one complete frame whose payload is `payload` (still masked). False: stop.
-  bool on_frame(const Header& header, std::span<char> payload, FrameHandler& handler,
-                std::optional<ReadError>& error);
+  enum class Parse : uint8_t { kNeedMore, kDone, kError };
 
-  std::string partial_;  // an incomplete frame, header included
-  std::string message_;  // a fragmented text message so far
-  Utf8Validator utf8_;
-  bool in_message_ = false;
-  bool closed_ = false;
+  Parse parse_header(const char* data, size_t n, Header& h, std::optional<ReadError>& error) const;
+  // A frame whose whole payload is at hand (already unmasked). False: stop reading.
+  bool on_whole_frame(const Header& h, std::span<char> payload, FrameHandler& handler,
+                      std::optional<ReadError>& error);
+  void start_split_frame(const Header& h);
+  // The next bytes of the split frame's payload. False on invalid UTF-8.
+  bool collect(std::span<char> chunk, std::optional<ReadError>& error);
+  bool finish_split_frame(FrameHandler& handler, std::optional<ReadError>& error);
+  bool on_control(Opcode op, std::string_view payload, FrameHandler& handler,
+                  std::optional<ReadError>& error);
+  bool deliver_message(FrameHandler& handler);
+  ReadError fail(ReadError error);
+  void stop();
+
+  Held held_;  // the fragmented message so far, then a split frame's payload
   uint32_t max_message_;
+  uint32_t frame_left_ = 0;   // payload bytes of the split frame still to come
+  uint32_t frame_start_ = 0;  // where the split frame's payload starts in held_
+  char header_[14];           // a header split across reads
+  uint8_t header_len_ = 0;
+  char mask_[4];  // the split frame's masking key, rotated to line up with the next byte
+  uint8_t frame_opcode_ = 0;
+  bool frame_fin_ = false;
+  bool in_frame_ = false;    // a split frame's payload is being collected
+  bool in_message_ = false;  // a fragmented text message is in progress
+  bool stopped_ = false;
+  Utf8Validator utf8_;  // of the message in progress (whole frames skip it)
 };
 
 }  // namespace odin::ws

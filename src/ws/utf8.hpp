@@ -1,5 +1,6 @@
-// UTF-8 validation for WebSocket text (RFC 6455 8.1, RFC 3629): incremental across fragments,
-// rejecting overlongs, surrogates and code points above U+10FFFF.
+// UTF-8 validation for WebSocket text (RFC 6455 8.1, RFC 3629): an incremental validator for
+// fragmented messages and a whole-string check; both reject overlongs, surrogates (U+D800-DFFF)
+// and code points above U+10FFFF.
 #pragma once
 
 #include <cstdint>
@@ -7,20 +8,22 @@
 
 namespace odin::ws {
 
+// One byte of state, so a reader can keep it per connection for free. The state after a
+// rejection is sticky: every later feed() fails until reset().
 class Utf8Validator {
  public:
-  // Feeds the next chunk; false as soon as the input can no longer be valid UTF-8.
+  // Feeds the next chunk; false as soon as the input so far can no longer be valid UTF-8, so an
+  // invalid fragment fails on arrival rather than at the end of the message.
   bool feed(std::string_view chunk);
-  // True when the input so far ends on a character boundary.
-  bool complete() const { return state_ == kAccept; }
-  void reset() { state_ = kAccept; }
+  // True when the input so far ends on a character boundary (and nothing was rejected).
+  bool complete() const { return state_ == 0; }
+  void reset() { state_ = 0; }
 
  private:
-  static constexpr uint8_t kAccept = 0;
-  static constexpr uint8_t kReject = 1;
-  uint8_t state_ = kAccept;
+  uint8_t state_ = 0;
 };
 
+// Whole-string check (vectorised); the answer equals Utf8Validator's feed() + complete().
 bool is_valid_utf8(std::string_view text);
 
 }  // namespace odin::ws
