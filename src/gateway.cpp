@@ -1,5 +1,6 @@
 // The composition root (see gateway.hpp): start-up, admission, signals, graceful drain.
 #include "gateway.hpp"
+#include "ops/clock.hpp"
 
 #include <signal.h>
 
@@ -14,14 +15,6 @@
 #include "spdlog/spdlog.h"
 
 namespace odin {
-
-namespace {
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 Gateway::Gateway(Config config) : config_(std::move(config)) {
   unsigned threads = config_.threads;

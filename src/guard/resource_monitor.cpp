@@ -1,5 +1,6 @@
 // CPU and memory sampling (see resource_monitor.hpp).
 #include "guard/resource_monitor.hpp"
+#include "ops/clock.hpp"
 
 #include <sched.h>
 #include <unistd.h>
@@ -11,14 +12,6 @@
 #include <string>
 
 namespace odin {
-
-namespace {
-int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 void ResourceMonitor::configure(double cpu_limit, uint64_t memory_limit) {
   cpu_limit_ = cpu_limit > 0 ? cpu_limit : available_cpus();

@@ -10,6 +10,7 @@
 #include "hub/envelope.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
+#include "ops/clock.hpp"
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
 
@@ -85,9 +86,7 @@ void ThreadFanout::drain() {
   loop_.flush();
 
   // Ingest to the write of this thread's last recipient, one sample per message.
-  const int64_t done = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                           std::chrono::steady_clock::now().time_since_epoch())
-                           .count();
+  const int64_t done = steady_ns();
   for (int64_t ingest_ns : drained_ingest_ns_) {
     stats.fanout_latency.record(static_cast<uint64_t>(std::max<int64_t>(0, done - ingest_ns)));
   }
@@ -97,12 +96,8 @@ void ThreadFanout::drain() {
 Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
 
 void Hub::ingest(std::span<const IngestItem> items) {
-  const auto wall = std::chrono::system_clock::now();
-  const int64_t ts_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
-  const int64_t steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                std::chrono::steady_clock::now().time_since_epoch())
-                                .count();
+  const int64_t ts_ms = wall_ms();
+  const int64_t ingest_ns = steady_ns();
 
   // Encode outside the lock; the lock only fixes the order of hand-off.
   std::vector<std::shared_ptr<const Message>> encoded;
@@ -113,7 +108,7 @@ void Hub::ingest(std::span<const IngestItem> items) {
     message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);
     encode_envelope_tail(message->tail, ts_ms, item.type, item.channel, item.data,
                          item.data_is_json);
-    message->ingest_steady_ns = steady_ns;
+    message->ingest_steady_ns = ingest_ns;
     encoded.push_back(std::move(message));
   }
 

@@ -1,6 +1,7 @@
 // One client socket (see connection.hpp): reading, the HTTP phase, the WebSocket phase, the
 // close handshake, slow-consumer handling and lifetime.
 #include "net/connection.hpp"
+#include "ops/clock.hpp"
 
 #include <sys/socket.h>
 
@@ -27,11 +28,6 @@ constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one soc
 constexpr uint32_t kMaxHttpHeaderBytes = 8 * 1024;
 constexpr uint64_t kMaxHttpBodyBytes = 1024 * 1024;
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 }  // namespace
 
 // The HTTP phase's state: allocated at accept, freed at the upgrade.

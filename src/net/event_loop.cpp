@@ -1,5 +1,6 @@
 // One event-loop thread (see event_loop.hpp).
 #include "net/event_loop.hpp"
+#include "ops/clock.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,11 +18,6 @@
 namespace odin {
 
 namespace {
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Sweep often enough for the shortest configured timeout, never more than 20 times a second.
 std::chrono::milliseconds sweep_period(const Config& config) {

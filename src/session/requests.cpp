@@ -2,6 +2,7 @@
 // fan-out, so clarity wins here: requests are parsed with simdjson's DOM and replies are
 // written by hand into the thread's scratch string.
 #include "session/requests.hpp"
+#include "ops/clock.hpp"
 
 #include <simdjson.h>
 
@@ -22,17 +23,6 @@ namespace {
 
 // Refused requests since the bucket was last full that make a client an abuser (1008).
 constexpr uint32_t kRateLimitStrikes = 50;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // One reply under construction: `{"type":"<type>"` ... `,"id":<id>}`.
 class Reply {
@@ -241,7 +231,7 @@ bool resume_here(Connection& conn, const ResumeRequest& resume, std::string_view
   EventLoop& loop = conn.loop();
   Session* old = loop.sessions().find(resume.session_id);
   if (!old || old == conn.session()) return false;
-  if (!old->connection && now_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
+  if (!old->connection && wall_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
     return false;
   }
   if (resume.last_seq > old->seq) return false;
@@ -305,7 +295,7 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
 
   ParsedRequest request = parse_request(loop, text);
 
-  const int64_t now = now_ns();
+  const int64_t now = steady_ns();
   if (session.bucket.full(now)) session.refused_since_full = 0;
   if (!session.bucket.try_take(now)) {
     stats.rate_limited.add();
@@ -331,7 +321,7 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   if (type == "heartbeat") {
     Reply reply(loop.json_scratch(), "pong");
     reply.out().append(",\"ts\":");
-    json::append_int(reply.out(), now_ms());
+    json::append_int(reply.out(), wall_ms());
     reply.send(conn, request.id_json);
     return true;
   }
@@ -382,9 +372,9 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
   } else {
     Session* fresh = loop.sessions().find(moving.fresh_session);
     if (!fresh) {
-      fresh =
-          &loop.sessions().create(moving.fresh_session, loop.config().replay_size,
-                                  loop.config().client_rate, loop.config().client_burst, now_ns());
+      fresh = &loop.sessions().create(moving.fresh_session, loop.config().replay_size,
+                                      loop.config().client_rate, loop.config().client_burst,
+                                      steady_ns());
     }
     conn.rebind(*fresh);
     resume_failed(conn, request.id_json);
@@ -399,7 +389,7 @@ void send_welcome(Connection& conn, Session& session) {
   Reply reply(conn.loop().json_scratch(), "welcome");
   std::string& out = reply.out();
   out.append(",\"ts\":");
-  json::append_int(out, now_ms());
+  json::append_int(out, wall_ms());
   out.append(",\"data\":{\"session\":\"").append(session.id_text()).append("\",\"heartbeat_ms\":");
   json::append_int(out, config.ping_interval.count());
   out.append(",\"replay_size\":");
