@@ -1,15 +1,32 @@
 // Channel names (PROTOCOL.md): 1 to 128 characters of A-Z a-z 0-9 _ - . :
+// Checked on every subscribe, publish and ?channels= entry before a name reaches the index; the
+// set excludes NATS wildcards and separators other than '.' (`*`, `>`, space, `/`).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <string_view>
 
 namespace odin {
 
 inline constexpr size_t kMaxChannelNameLength = 128;
 
+namespace detail {
+inline constexpr std::array<bool, 256> kChannelNameChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'A'; c <= 'Z'; ++c)
+    t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c)
+    t[c] = true;
+  for (int c = '0'; c <= '9'; ++c)
+    t[c] = true;
+  t['_'] = t['-'] = t['.'] = t[':'] = true;
+  return t;
+}();
+}  // namespace detail
+
 constexpr bool is_channel_name_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '-' || c == '.' || c == ':';
+  return detail::kChannelNameChars[static_cast<unsigned char>(c)];
 }
 
 constexpr bool is_valid_channel_name(std::string_view name) {
@@ -19,5 +36,8 @@ constexpr bool is_valid_channel_name(std::string_view name) {
   }
   return true;
 }
+
+static_assert(is_valid_channel_name("price:BTC-USD.v1_x"));
+static_assert(!is_valid_channel_name("odin.token.>"));
 
 }  // namespace odin

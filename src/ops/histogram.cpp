@@ -1,37 +1,54 @@
-// Latency histogram (see histogram.hpp).
+// Latency histogram: snapshots, quantiles and the Prometheus exposition (see histogram.hpp).
 #include "ops/histogram.hpp"
 
-#include <bit>
 #include <cmath>
 
-#include <fmt/format.h>
+#include "ops/json.hpp"
 
 namespace odin {
 
-size_t HistogramSnapshot::bucket_of(uint64_t ns) {
-  // Bucket group 0 covers [0, 1024) linearly; group g >= 1 covers [2^(9+g), 2^(10+g)).
-  if (ns < (uint64_t{1} << kHistogramMinShift)) {
-    return static_cast<size_t>(ns >> (kHistogramMinShift - kHistogramSubBits));
+namespace {
+
+// The fine bucket layout must make the documented `le` mapping exact: no bound may coincide
+// with a fine-bucket lower bound (then "lo < le" and "lo <= le" would differ).
+constexpr bool le_bounds_fall_inside_buckets() {
+  for (uint64_t le : kPrometheusLeNanos) {
+    if (HistogramSnapshot::bucket_lower(HistogramSnapshot::bucket_of(le)) == le) return false;
   }
-  const int top = 63 - std::countl_zero(ns);  // >= 10
-  int group = top - kHistogramMinShift + 1;
-  if (group > kHistogramPowers) return kHistogramBuckets - 1;
-  const uint64_t sub = (ns >> (top - kHistogramSubBits)) & ((1u << kHistogramSubBits) - 1);
-  return (static_cast<size_t>(group) << kHistogramSubBits) + sub;
+  return true;
+}
+static_assert(le_bounds_fall_inside_buckets());
+static_assert(HistogramSnapshot::bucket_of(1000) < HistogramSnapshot::bucket_of(1024));
+static_assert(HistogramSnapshot::bucket_lower(kHistogramOverflowBucket) ==
+              uint64_t{1} << kHistogramTopShift);
+
+// Appends `ns` as seconds with all nine decimals: exact, no floating-point rounding.
+void append_seconds(std::string& out, uint64_t ns) {
+  json::append_uint(out, ns / 1'000'000'000);
+  char frac[9];
+  uint64_t rest = ns % 1'000'000'000;
+  for (int i = 8; i >= 0; --i) {
+    frac[i] = static_cast<char>('0' + rest % 10);
+    rest /= 10;
+  }
+  out.push_back('.');
+  out.append(frac, sizeof(frac));
 }
 
-uint64_t HistogramSnapshot::bucket_lower(size_t bucket) {
-  const size_t group = bucket >> kHistogramSubBits;
-  const uint64_t sub = bucket & ((1u << kHistogramSubBits) - 1);
-  if (group == 0) return sub << (kHistogramMinShift - kHistogramSubBits);
-  const int top = static_cast<int>(group) + kHistogramMinShift - 1;
-  return (uint64_t{1} << top) + (sub << (top - kHistogramSubBits));
+// HELP text escaping of the text format: backslash and line feed.
+void append_help(std::string& out, std::string_view help) {
+  for (char c : help) {
+    if (c == '\\') {
+      out.append("\\\\");
+    } else if (c == '\n') {
+      out.append("\\n");
+    } else {
+      out.push_back(c);
+    }
+  }
 }
 
-uint64_t HistogramSnapshot::bucket_upper(size_t bucket) {
-  if (bucket + 1 >= kHistogramBuckets) return UINT64_MAX;
-  return bucket_lower(bucket + 1);
-}
+}  // namespace
 
 void HistogramSnapshot::merge(const HistogramSnapshot& other) {
   for (size_t i = 0; i < kHistogramBuckets; ++i)
@@ -46,21 +63,25 @@ uint64_t HistogramSnapshot::quantile_ns(double q) const {
   for (uint64_t c : counts)
     total += c;
   if (total == 0) return 0;
-  const auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
+  q = std::clamp(std::isnan(q) ? 0.0 : q, 0.0, 1.0);
+  const auto rank = std::max<uint64_t>(
+      1, std::min(total, static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)))));
   uint64_t seen = 0;
   for (size_t i = 0; i < kHistogramBuckets; ++i) {
     seen += counts[i];
-    if (seen >= std::max<uint64_t>(rank, 1))
-      return std::min(bucket_upper(i), max_ns ? max_ns : bucket_upper(i));
+    if (seen >= rank) return std::min(bucket_upper(i), max_ns);
   }
-  return max_ns;
+  return max_ns;  // not reached: seen ends at total >= rank
 }
 
 HistogramSnapshot LatencyHistogram::snapshot() const {
   HistogramSnapshot s;
-  for (size_t i = 0; i < kHistogramBuckets; ++i)
+  uint64_t total = 0;
+  for (size_t i = 0; i < kHistogramBuckets; ++i) {
     s.counts[i] = counts_[i].load(std::memory_order_relaxed);
-  s.count = count_.load(std::memory_order_relaxed);
+    total += s.counts[i];
+  }
+  s.count = total;
   s.sum_ns = sum_ns_.load(std::memory_order_relaxed);
   s.max_ns = max_ns_.load(std::memory_order_relaxed);
   return s;
@@ -68,23 +89,32 @@ HistogramSnapshot LatencyHistogram::snapshot() const {
 
 void append_prometheus_histogram(std::string& out, std::string_view name, std::string_view help,
                                  const HistogramSnapshot& snapshot) {
-  static constexpr double kBounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                       0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
-  out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
-  uint64_t total = 0;
-  for (uint64_t c : snapshot.counts)
-    total += c;
-  for (double le : kBounds) {
-    const auto le_ns = static_cast<uint64_t>(std::llround(le * 1e9));
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < kHistogramBuckets; ++i) {
-      if (HistogramSnapshot::bucket_upper(i) <= le_ns) cumulative += snapshot.counts[i];
-    }
-    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, le, cumulative);
+  out.append("# HELP ").append(name).push_back(' ');
+  append_help(out, help);
+  out.append("\n# TYPE ").append(name).append(" histogram\n");
+
+  // One pass: fine buckets 0..bucket_of(le - 1) are exactly those with lower bound < le.
+  uint64_t cumulative = 0;
+  size_t next = 0;
+  for (size_t b = 0; b < kPrometheusLeNanos.size(); ++b) {
+    const size_t last = HistogramSnapshot::bucket_of(kPrometheusLeNanos[b] - 1);
+    for (; next <= last; ++next)
+      cumulative += snapshot.counts[next];
+    out.append(name).append("_bucket{le=\"").append(kPrometheusLeLabels[b]).append("\"} ");
+    json::append_uint(out, cumulative);
+    out.push_back('\n');
   }
-  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, total);
-  out += fmt::format("{}_sum {:.9f}\n", name, static_cast<double>(snapshot.sum_ns) / 1e9);
-  out += fmt::format("{}_count {}\n", name, total);
+  for (; next < kHistogramBuckets; ++next)
+    cumulative += snapshot.counts[next];
+  out.append(name).append("_bucket{le=\"+Inf\"} ");
+  json::append_uint(out, cumulative);
+  out.push_back('\n');
+  out.append(name).append("_sum ");
+  append_seconds(out, snapshot.sum_ns);
+  out.push_back('\n');
+  out.append(name).append("_count ");
+  json::append_uint(out, cumulative);
+  out.push_back('\n');
 }
 
 }  // namespace odin

@@ -1,4 +1,6 @@
-// Writing JSON by hand into buffers: strings, integers, decimals. (Parsing uses simdjson.)
+// Writing JSON by hand into buffers (envelopes, replies, logs, /stats): strings, integers and
+// fixed-point decimals, with no allocation beyond the destination's growth. Parsing uses
+// simdjson.
 #pragma once
 
 #include <cstddef>
@@ -8,15 +10,23 @@
 
 namespace odin::json {
 
-// Appends `utf8` as a quoted JSON string; assumes valid UTF-8 and passes it through.
+// Most characters write_uint writes (UINT64_MAX has 20 digits).
+inline constexpr size_t kMaxUintDigits = 20;
+
+// Appends `utf8` as a quoted JSON string. Escapes `"`, `\` and the control characters below
+// 0x20 (\n \t \r \b \f, the others as \u00XX); everything else, including DEL and multi-byte
+// UTF-8, passes through unchanged. Assumes valid UTF-8 (the caller validated it).
 void append_string(std::string& out, std::string_view utf8);
 
+// Number of decimal digits of `v` (1 for 0).
 size_t uint_digits(uint64_t v);
-// Writes the decimal digits of `v` at `out` (room for 20) and returns the end.
+// Writes the decimal digits of `v` at `out`, which has room for kMaxUintDigits, and returns the
+// end of what it wrote. No terminator.
 char* write_uint(char* out, uint64_t v);
 void append_uint(std::string& out, uint64_t v);
 void append_int(std::string& out, int64_t v);
-// Finite values with `decimals` digits after the point; NaN and infinities become 0.
+// Appends `v` in fixed notation with `decimals` digits after the point (clamped to 0..17; 0
+// writes no point). NaN and infinities write 0 with those decimals (JSON has no such numbers).
 void append_double(std::string& out, double v, int decimals);
 
 }  // namespace odin::json

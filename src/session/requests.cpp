@@ -296,8 +296,9 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   ParsedRequest request = parse_request(loop, text);
 
   const int64_t now = steady_ns();
-  if (session.bucket.full(now)) session.refused_since_full = 0;
-  if (!session.bucket.try_take(now)) {
+  const TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
+  if (session.bucket.full(policy, now)) session.refused_since_full = 0;
+  if (!session.bucket.try_take(policy, now)) {
     stats.rate_limited.add();
     if (++session.refused_since_full >= kRateLimitStrikes) {
       stats.rate_limit_closes.add();

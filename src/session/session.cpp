@@ -7,7 +7,10 @@
 namespace odin {
 
 Session::Session(uint64_t id, uint32_t replay_size, double rate, double burst, int64_t now_ns)
-    : ring(replay_size), bucket(rate, burst), id_(id) {
+    : ring(replay_size), id_(id) {
+  // The bucket starts full; rate and burst are passed on each use (TokenBucketPolicy).
+  (void)rate;
+  (void)burst;
   (void)now_ns;
 }
 
