@@ -136,8 +136,7 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
       "Sec-WebSocket-Accept: {}\r\n\r\n",
       accept));
   const Config& config = gateway.config();
-  Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size,
-                                            config.client_rate, config.client_burst, 0);
+  Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size);
   conn.upgrade(session);
   loop.stats().connections_accepted.add();
   send_welcome(conn, session);

@@ -373,9 +373,7 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
   } else {
     Session* fresh = loop.sessions().find(moving.fresh_session);
     if (!fresh) {
-      fresh = &loop.sessions().create(moving.fresh_session, loop.config().replay_size,
-                                      loop.config().client_rate, loop.config().client_burst,
-                                      steady_ns());
+      fresh = &loop.sessions().create(moving.fresh_session, loop.config().replay_size);
     }
     conn.rebind(*fresh);
     resume_failed(conn, request.id_json);

@@ -6,13 +6,7 @@
 
 namespace odin {
 
-Session::Session(uint64_t id, uint32_t replay_size, double rate, double burst, int64_t now_ns)
-    : ring(replay_size), id_(id) {
-  // The bucket starts full; rate and burst are passed on each use (TokenBucketPolicy).
-  (void)rate;
-  (void)burst;
-  (void)now_ns;
-}
+Session::Session(uint64_t id, uint32_t replay_size) : ring(replay_size), id_(id) {}
 
 Session::~Session() = default;
 
@@ -72,9 +66,9 @@ void Session::unsubscribe_all(SubscriptionIndex& index) {
   }
 }
 
-Session& SessionTable::create(uint64_t id, uint32_t replay_size, double rate, double burst,
-                              int64_t now_ns) {
-  auto session = std::make_unique<Session>(id, replay_size, rate, burst, now_ns);
+Session& SessionTable::create(uint64_t id, uint32_t replay_size) {
+  // The request budget (TokenBucket) starts full; its rate and burst come with each use.
+  auto session = std::make_unique<Session>(id, replay_size);
   Session& ref = *session;
   sessions_[id] = std::move(session);
   return ref;

@@ -24,7 +24,7 @@ class Session {
     uint32_t position;  // index in channel->sessions
   };
 
-  Session(uint64_t id, uint32_t replay_size, double rate, double burst, int64_t now_ns);
+  Session(uint64_t id, uint32_t replay_size);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -64,7 +64,7 @@ class Session {
 // The sessions of one thread, attached or detached, by id.
 class SessionTable {
  public:
-  Session& create(uint64_t id, uint32_t replay_size, double rate, double burst, int64_t now_ns);
+  Session& create(uint64_t id, uint32_t replay_size);
   Session* find(uint64_t id);
   void destroy(Session& session, SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }

@@ -49,7 +49,7 @@ TEST(SubscriptionIndex, UnusedEntriesAreErasedButOnesWithALatestMessageStay) {
 
 TEST(SessionSubscriptions, SubscribeUnsubscribeKeepTheIndexConsistent) {
   SubscriptionIndex index;
-  Session a(1, 10, 10, 100, 0), b(2, 10, 10, 100, 0), c(3, 10, 10, 100, 0);
+  Session a(1, 10), b(2, 10), c(3, 10);
   EXPECT_TRUE(a.subscribe(index, "X"));
   EXPECT_FALSE(a.subscribe(index, "X"));  // already subscribed
   EXPECT_TRUE(b.subscribe(index, "X"));
@@ -77,7 +77,7 @@ TEST(SessionSubscriptions, ManySubscribersRemovedInAnyOrder) {
   SubscriptionIndex index;
   std::vector<std::unique_ptr<Session>> sessions;
   for (uint64_t i = 0; i < 50; ++i) {
-    sessions.push_back(std::make_unique<Session>(i, 4, 10, 100, 0));
+    sessions.push_back(std::make_unique<Session>(i, 4));
     ASSERT_TRUE(sessions.back()->subscribe(index, "C"));
   }
   for (size_t i = 0; i < sessions.size(); i += 2)
@@ -93,7 +93,7 @@ TEST(SessionSubscriptions, ManySubscribersRemovedInAnyOrder) {
 }
 
 TEST(SessionId, TextRoundTripsAndCarriesTheThread) {
-  Session s(0x0123456789abcd05ULL, 1, 1, 1, 0);
+  Session s(0x0123456789abcd05ULL, 1);
   EXPECT_EQ(s.id_text(), "0123456789abcd05");
   uint64_t parsed = 0;
   EXPECT_TRUE(Session::parse_id(s.id_text(), parsed));
