@@ -145,9 +145,74 @@ Parser bytes(T Config::*field, uint64_t min, uint64_t max) {
 
 Parser text_value(std::string Config::*field) {
   return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    // Control characters would corrupt log lines and HTTP headers; no setting needs one.
+    for (unsigned char ch : text) {
+      if (ch < 0x20 || ch == 0x7f) return "expected text without control characters";
+    }
     c.*field = std::string(text);
     return std::nullopt;
   };
+}
+
+// A word that must fit into a header or NATS subject/name unquoted.
+bool has_space_or_control(std::string_view text) {
+  return std::any_of(text.begin(), text.end(),
+                     [](unsigned char ch) { return ch <= 0x20 || ch == 0x7f; });
+}
+
+Parser token_value(std::string Config::*field) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    if (has_space_or_control(text)) return "expected a value without spaces or control characters";
+    c.*field = std::string(text);
+    return std::nullopt;
+  };
+}
+
+// JetStream stream and consumer names: NATS forbids spaces, '.', '*', '>', path separators.
+Parser nats_name(std::string Config::*field) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    if (text.empty() || has_space_or_control(text) ||
+        text.find_first_of(".*>/\\") != std::string_view::npos) {
+      return "expected a non-empty NATS name without spaces, '.', '*', '>', '/' or '\\'";
+    }
+    c.*field = std::string(text);
+    return std::nullopt;
+  };
+}
+
+// A subject prefix is a literal subject start: no wildcards, spaces or empty tokens.
+std::optional<std::string> parse_subject_prefix(Config& c, std::string_view text) {
+  if (text.empty() || has_space_or_control(text) ||
+      text.find_first_of("*>") != std::string_view::npos || text.starts_with('.') ||
+      text.find("..") != std::string_view::npos) {
+    return "expected a NATS subject prefix such as 'odin.token.' (no spaces, wildcards or empty "
+           "tokens)";
+  }
+  c.subject_prefix = std::string(text);
+  return std::nullopt;
+}
+
+// NATS_URL: a comma-separated list of nats://, tls://, ws:// or wss:// URLs or host:port.
+std::optional<std::string> parse_nats_url(Config& c, std::string_view text) {
+  constexpr std::string_view kExpected =
+      "expected nats://host:port (or tls://, ws://, wss://; several separated by commas)";
+  if (has_space_or_control(text)) return std::string(kExpected);
+  std::string_view rest = text;
+  while (true) {
+    const size_t comma = rest.find(',');
+    std::string_view url = rest.substr(0, comma);
+    if (const size_t scheme = url.find("://"); scheme != std::string_view::npos) {
+      const std::string s = lower(url.substr(0, scheme));
+      if (s != "nats" && s != "tls" && s != "ws" && s != "wss") return std::string(kExpected);
+      url.remove_prefix(scheme + 3);
+    }
+    if (const size_t at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
+    if (url.empty() || url.front() == ':' || url.front() == '/') return std::string(kExpected);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  c.nats_url = std::string(text);
+  return std::nullopt;
 }
 
 Parser boolean(bool Config::*field) {
@@ -255,13 +320,13 @@ const std::vector<Setting>& settings() {
       {"WS_HEARTBEAT_TIMEOUT", "Limits", "90s", "silence after which a client is closed with 4000",
        duration(&Config::heartbeat_timeout)},
       {"WS_HANDSHAKE_TIMEOUT", "Limits", "10s",
-       "an HTTP connection (before the upgrade, or keep-alive) silent this long is closed",
+       "HTTP connections (before the upgrade, or keep-alive) silent this long are closed",
        duration(&Config::handshake_timeout)},
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
       {"WS_PUBLISH_TOKEN", "Limits", "unset",
        "bearer token for POST /publish from non-loopback addresses",
-       text_value(&Config::publish_token)},
+       token_value(&Config::publish_token)},
       {"WS_DRAIN_TIMEOUT", "Limits", "30s", "graceful shutdown limit",
        duration(&Config::drain_timeout)},
       {"WS_CPU_LIMIT", "Resource guards", "0 (CPUs available)",
@@ -286,29 +351,27 @@ const std::vector<Setting>& settings() {
        "NATS mode: fan-out cap, messages per second",
        integer(&Config::max_broadcast_rate, 0, UINT64_MAX)},
       {"WS_WORKER_POOL_SIZE", "Resource guards", "unset",
-       "seed setting: caps WS_THREADS when that is unset", nullptr},
+       "seed setting: threads = min(this, CPUs available) when WS_THREADS is unset", nullptr},
       {"WS_WORKER_QUEUE_SIZE", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_WORKER_QUEUE_SIZE",
                "fan-out queues are unbounded per thread and drained every loop turn")},
       {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
-      {"NATS_URL", "Broker", "unset (embedded broker)",
-       "NATS server URL (NATS mode is not built yet: validated only)",
-       text_value(&Config::nats_url)},
-      {"WS_SUBJECT_PREFIX", "Broker", "odin.token.",
-       "NATS subject prefix; channel = the rest of the subject",
-       text_value(&Config::subject_prefix)},
-      {"JS_STREAM_NAME", "Broker", "ODIN_TOKENS", "JetStream stream",
-       text_value(&Config::js_stream_name)},
-      {"JS_CONSUMER_NAME", "Broker", "ws-server", "JetStream durable consumer",
-       text_value(&Config::js_consumer_name)},
-      {"JS_STREAM_MAX_AGE", "Broker", "30s", "JetStream stream retention",
+      {"NATS_URL", "Broker (NATS, JetStream)", "unset (embedded broker)",
+       "NATS server URL (NATS mode is not built yet: validated only)", parse_nats_url},
+      {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream)", "odin.token.",
+       "NATS subject prefix; channel = the rest of the subject", parse_subject_prefix},
+      {"JS_STREAM_NAME", "Broker (NATS, JetStream)", "ODIN_TOKENS", "JetStream stream",
+       nats_name(&Config::js_stream_name)},
+      {"JS_CONSUMER_NAME", "Broker (NATS, JetStream)", "ws-server", "JetStream durable consumer",
+       nats_name(&Config::js_consumer_name)},
+      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream)", "30s", "JetStream stream retention",
        duration(&Config::js_stream_max_age)},
-      {"JS_STREAM_MAX_MSGS", "Broker", "100000", "JetStream stream message limit",
+      {"JS_STREAM_MAX_MSGS", "Broker (NATS, JetStream)", "100000", "JetStream stream message limit",
        integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
-      {"JS_STREAM_MAX_BYTES", "Broker", "52428800", "JetStream stream byte limit",
+      {"JS_STREAM_MAX_BYTES", "Broker (NATS, JetStream)", "52428800", "JetStream stream byte limit",
        bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
-      {"JS_CONSUMER_ACK_WAIT", "Broker", "30s", "JetStream ack wait",
+      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream)", "30s", "JetStream ack wait",
        duration(&Config::js_consumer_ack_wait)},
       {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
        boolean(&Config::demo_feed)},
@@ -346,12 +409,15 @@ ConfigLoad load_config(std::span<const char* const> args,
     const char* v = getenv(s.variable);
     if (v && *v) values[s.variable] = {v, s.variable};
   }
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i] ? args[i] : "";
-    if (arg == "--help" || arg == "-h") {
+  // --help wins wherever it appears, even after a flag that would be an error.
+  for (const char* arg : args) {
+    if (arg && (std::string_view(arg) == "--help" || std::string_view(arg) == "-h")) {
       result.show_help = true;
       return result;
     }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i] ? args[i] : "";
     const size_t eq = arg.find('=');
     const std::string_view flag = arg.substr(0, eq);
     const Setting* match = nullptr;
@@ -359,19 +425,23 @@ ConfigLoad load_config(std::span<const char* const> args,
       if (flag_of(s.variable) == flag) match = &s;
     }
     if (!match) {
-      result.error = fmt::format("unknown option '{}' (see --help)", arg);
+      result.error = fmt::format("unknown option '{}' (see --help)", flag);
       return result;
     }
     std::string value;
     if (eq != std::string_view::npos) {
       value = std::string(arg.substr(eq + 1));
-    } else if (i + 1 < args.size()) {
+    } else if (i + 1 < args.size() && args[i + 1] &&
+               !std::string_view(args[i + 1]).starts_with("--")) {
+      // A following "--flag" means this flag's value was forgotten; swallowing it would hide
+      // that. A value that starts with "--" can still be given as --flag=--value.
       value = args[++i];
     } else {
-      result.error = fmt::format("{}: missing value", flag);
+      result.error = fmt::format("{} ({}): missing value (use {}=value or {} value)", flag,
+                                 match->variable, flag, flag);
       return result;
     }
-    values[match->variable] = {value, std::string(flag)};
+    values[match->variable] = {value, fmt::format("{} ({})", flag, match->variable)};
   }
 
   for (const Setting& s : settings()) {
@@ -384,12 +454,16 @@ ConfigLoad load_config(std::span<const char* const> args,
   }
   if (auto pool = values.find("WS_WORKER_POOL_SIZE"); pool != values.end()) {
     auto v = parse_u64(pool->second.first);
-    if (!v || *v < 1 || *v > 1'000'000) {
-      result.error = fmt::format("{}: expected an integer from 1 to 1000000, got '{}'",
+    if (!v || *v > 1'000'000) {
+      result.error = fmt::format("{}: expected an integer from 0 to 1000000, got '{}'",
                                  pool->second.second, pool->second.first);
       return result;
     }
-    if (!values.contains("WS_THREADS")) {
+    if (*v == 0) {
+      config.notices.push_back(
+          "WS_WORKER_POOL_SIZE=0 ignored: event-loop threads follow WS_THREADS (0 = the CPUs "
+          "available)");
+    } else if (!values.contains("WS_THREADS")) {
       config.threads = static_cast<unsigned>(std::min<uint64_t>({*v, usable_cpus(), 255}));
       config.notices.push_back(fmt::format(
           "WS_WORKER_POOL_SIZE={} mapped to {} event-loop thread(s) (capped at the CPUs available)",
@@ -420,9 +494,13 @@ ConfigLoad load_config(std::span<const char* const> args,
 std::string config_help() {
   std::string out =
       "Usage: odin-ws [--flag=value ...]\n\n"
-      "A WebSocket fan-out gateway. Every setting is an environment variable and a flag;\n"
-      "flags win. Durations: 250ms, 30s, 5m (a bare number is seconds). Byte sizes: 1024,\n"
-      "64K, 256KiB, 1G (powers of 1024). A bad value exits with status 2 naming the setting.\n";
+      "A WebSocket fan-out gateway. Every setting is an environment variable and a flag\n"
+      "(--flag=value or --flag value); flags win over the environment, and an empty variable\n"
+      "counts as unset. -h, --help prints this text.\n\n"
+      "Durations: 250ms, 30s, 5m, 1h, fractions allowed (1.5s); a bare number is seconds;\n"
+      "from 1ms to 24h. Byte sizes: 1024, 64K, 256KiB, 16M, 1GiB (K/M/G and KiB/MiB/GiB are\n"
+      "powers of 1024). Booleans: 1/0, true/false, yes/no, on/off.\n"
+      "A bad value exits with status 2 and a message naming the setting.\n";
   std::string group;
   for (const Setting& s : settings()) {
     if (group != s.group) {

@@ -1,163 +1,617 @@
-// Unit tests of configuration loading: defaults, environment, flags, validation, --help.
+// Unit tests of configuration loading: defaults, every variable from the environment and as a
+// flag, flags over environment, validation of each kind of value, seed-only settings, --help.
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cctype>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "ops/config.hpp"
 
 namespace odin {
 namespace {
 
-ConfigLoad load(std::map<std::string, std::string> env, std::vector<const char*> args = {}) {
+using Env = std::map<std::string, std::string>;
+
+ConfigLoad load(const Env& env, std::vector<const char*> args = {}) {
   return load_config(args, [&env](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   });
 }
 
+// Loads with one variable set and returns the error ("" when it loaded).
+std::string error_of(const std::string& name, const std::string& value) {
+  ConfigLoad r = load({{name, value}});
+  return r.config ? "" : r.error;
+}
+
+bool accepts(const std::string& name, const std::string& value) {
+  return error_of(name, value).empty();
+}
+
+// Every variable the gateway reads, as documented in DESIGN.md and PROTOCOL.md.
+const std::vector<std::string> kAllVariables = {
+    "WS_ADDR",
+    "WS_THREADS",
+    "WS_MAX_CONNECTIONS",
+    "WS_MAX_MESSAGE_BYTES",
+    "WS_MAX_CHANNELS_PER_CONN",
+    "WS_CLIENT_RATE",
+    "WS_CLIENT_BURST",
+    "WS_REPLAY_SIZE",
+    "WS_RESUME_TTL",
+    "WS_PING_INTERVAL",
+    "WS_HEARTBEAT_TIMEOUT",
+    "WS_HANDSHAKE_TIMEOUT",
+    "WS_CLIENT_QUEUE_BYTES",
+    "WS_PUBLISH_TOKEN",
+    "WS_DRAIN_TIMEOUT",
+    "WS_CPU_LIMIT",
+    "WS_MEMORY_LIMIT",
+    "WS_CPU_REJECT_THRESHOLD",
+    "WS_CPU_PAUSE_THRESHOLD",
+    "WS_MEMORY_REJECT_THRESHOLD",
+    "WS_MAX_NATS_RATE",
+    "WS_MAX_BROADCAST_RATE",
+    "WS_WORKER_POOL_SIZE",
+    "WS_WORKER_QUEUE_SIZE",
+    "WS_MAX_GOROUTINES",
+    "NATS_URL",
+    "WS_SUBJECT_PREFIX",
+    "JS_STREAM_NAME",
+    "JS_CONSUMER_NAME",
+    "JS_STREAM_MAX_AGE",
+    "JS_STREAM_MAX_MSGS",
+    "JS_STREAM_MAX_BYTES",
+    "JS_CONSUMER_ACK_WAIT",
+    "WS_DEMO_FEED",
+    "WS_DEMO_RATE",
+    "WS_DEMO_SYMBOLS",
+    "WS_WEB_ROOT",
+    "METRICS_INTERVAL",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ENVIRONMENT",
+};
+
+std::string flag_for(std::string variable) {
+  if (variable.starts_with("WS_")) variable.erase(0, 3);
+  std::transform(variable.begin(), variable.end(), variable.begin(), [](unsigned char c) {
+    return c == '_' ? '-' : static_cast<char>(std::tolower(c));
+  });
+  return "--" + variable;
+}
+
+// A non-default value for every variable except the worker pool (which WS_THREADS overrides).
+const Env kEveryValue = {
+    {"WS_ADDR", "127.0.0.1:8080"},
+    {"WS_THREADS", "3"},
+    {"WS_MAX_CONNECTIONS", "5000"},
+    {"WS_MAX_MESSAGE_BYTES", "8192"},
+    {"WS_MAX_CHANNELS_PER_CONN", "50"},
+    {"WS_CLIENT_RATE", "2.5"},
+    {"WS_CLIENT_BURST", "20"},
+    {"WS_REPLAY_SIZE", "0"},
+    {"WS_RESUME_TTL", "1.5s"},
+    {"WS_PING_INTERVAL", "250ms"},
+    {"WS_HEARTBEAT_TIMEOUT", "2m"},
+    {"WS_HANDSHAKE_TIMEOUT", "5"},
+    {"WS_CLIENT_QUEUE_BYTES", "64K"},
+    {"WS_PUBLISH_TOKEN", "s3cret"},
+    {"WS_DRAIN_TIMEOUT", "1h"},
+    {"WS_CPU_LIMIT", "1.8"},
+    {"WS_MEMORY_LIMIT", "1879048192"},
+    {"WS_CPU_REJECT_THRESHOLD", "70.5"},
+    {"WS_CPU_PAUSE_THRESHOLD", "85"},
+    {"WS_MEMORY_REJECT_THRESHOLD", "100"},
+    {"WS_MAX_NATS_RATE", "1000"},
+    {"WS_MAX_BROADCAST_RATE", "2000"},
+    {"WS_WORKER_QUEUE_SIZE", "25600"},
+    {"WS_MAX_GOROUTINES", "25000"},
+    {"NATS_URL", "nats://127.0.0.1:4222"},
+    {"WS_SUBJECT_PREFIX", "prices."},
+    {"JS_STREAM_NAME", "PRICES"},
+    {"JS_CONSUMER_NAME", "gw-1"},
+    {"JS_STREAM_MAX_AGE", "45"},
+    {"JS_STREAM_MAX_MSGS", "5000"},
+    {"JS_STREAM_MAX_BYTES", "16MiB"},
+    {"JS_CONSUMER_ACK_WAIT", "10s"},
+    {"WS_DEMO_FEED", "on"},
+    {"WS_DEMO_RATE", "1000"},
+    {"WS_DEMO_SYMBOLS", "7"},
+    {"WS_WEB_ROOT", "/srv/web"},
+    {"METRICS_INTERVAL", "1m"},
+    {"LOG_LEVEL", "WARNING"},
+    {"LOG_FORMAT", "text"},
+    {"ENVIRONMENT", "production"},
+};
+
+void expect_every_value(const Config& c) {
+  EXPECT_EQ(c.listen_host, "127.0.0.1");
+  EXPECT_EQ(c.listen_port, 8080);
+  EXPECT_EQ(c.threads, 3u);
+  EXPECT_EQ(c.max_connections, 5000u);
+  EXPECT_EQ(c.max_message_bytes, 8192u);
+  EXPECT_EQ(c.max_channels_per_conn, 50u);
+  EXPECT_DOUBLE_EQ(c.client_rate, 2.5);
+  EXPECT_DOUBLE_EQ(c.client_burst, 20);
+  EXPECT_EQ(c.replay_size, 0u);
+  EXPECT_EQ(c.resume_ttl, Millis(1500));
+  EXPECT_EQ(c.ping_interval, Millis(250));
+  EXPECT_EQ(c.heartbeat_timeout, Millis(120'000));
+  EXPECT_EQ(c.handshake_timeout, Millis(5'000));
+  EXPECT_EQ(c.client_queue_bytes, 65536u);
+  EXPECT_EQ(c.publish_token, "s3cret");
+  EXPECT_EQ(c.drain_timeout, Millis(3'600'000));
+  EXPECT_DOUBLE_EQ(c.cpu_limit, 1.8);
+  EXPECT_EQ(c.memory_limit, 1879048192u);
+  EXPECT_DOUBLE_EQ(c.cpu_reject_threshold, 70.5);
+  EXPECT_DOUBLE_EQ(c.cpu_pause_threshold, 85);
+  EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 100);
+  EXPECT_EQ(c.max_nats_rate, 1000u);
+  EXPECT_EQ(c.max_broadcast_rate, 2000u);
+  EXPECT_EQ(c.nats_url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c.subject_prefix, "prices.");
+  EXPECT_EQ(c.js_stream_name, "PRICES");
+  EXPECT_EQ(c.js_consumer_name, "gw-1");
+  EXPECT_EQ(c.js_stream_max_age, Millis(45'000));
+  EXPECT_EQ(c.js_stream_max_msgs, 5000);
+  EXPECT_EQ(c.js_stream_max_bytes, 16 << 20);
+  EXPECT_EQ(c.js_consumer_ack_wait, Millis(10'000));
+  EXPECT_TRUE(c.demo_feed);
+  EXPECT_DOUBLE_EQ(c.demo_rate, 1000);
+  EXPECT_EQ(c.demo_symbols, 7u);
+  EXPECT_EQ(c.web_root, "/srv/web");
+  EXPECT_EQ(c.metrics_interval, Millis(60'000));
+  EXPECT_EQ(c.log_level, LogLevel::kWarn);
+  EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_EQ(c.environment, "production");
+}
+
+bool has_notice(const Config& c, std::string_view text) {
+  return std::any_of(c.notices.begin(), c.notices.end(),
+                     [&](const std::string& n) { return n.find(text) != std::string::npos; });
+}
+
 TEST(Config, Defaults) {
   ConfigLoad r = load({});
   ASSERT_TRUE(r.config) << r.error;
+  EXPECT_FALSE(r.show_help);
+  EXPECT_TRUE(r.error.empty());
   const Config& c = *r.config;
-  EXPECT_EQ(c.listen_port, 3002);
   EXPECT_EQ(c.listen_host, "");
+  EXPECT_EQ(c.listen_port, 3002);
+  EXPECT_EQ(c.threads, 0u);
   EXPECT_EQ(c.max_connections, 10000u);
   EXPECT_EQ(c.max_message_bytes, 4096u);
+  EXPECT_EQ(c.max_channels_per_conn, 100u);
+  EXPECT_DOUBLE_EQ(c.client_rate, 10);
+  EXPECT_DOUBLE_EQ(c.client_burst, 100);
   EXPECT_EQ(c.replay_size, 100u);
-  EXPECT_EQ(c.resume_ttl, Millis(30000));
-  EXPECT_EQ(c.ping_interval, Millis(30000));
-  EXPECT_EQ(c.heartbeat_timeout, Millis(90000));
+  EXPECT_EQ(c.resume_ttl, Millis(30'000));
+  EXPECT_EQ(c.ping_interval, Millis(30'000));
+  EXPECT_EQ(c.heartbeat_timeout, Millis(90'000));
+  EXPECT_EQ(c.handshake_timeout, Millis(10'000));
   EXPECT_EQ(c.client_queue_bytes, 262144u);
+  EXPECT_EQ(c.publish_token, "");
+  EXPECT_EQ(c.drain_timeout, Millis(30'000));
+  EXPECT_DOUBLE_EQ(c.cpu_limit, 0);
+  EXPECT_EQ(c.memory_limit, 0u);
+  EXPECT_DOUBLE_EQ(c.cpu_reject_threshold, 75);
+  EXPECT_DOUBLE_EQ(c.cpu_pause_threshold, 80);
+  EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 90);
+  EXPECT_EQ(c.max_nats_rate, 0u);
+  EXPECT_EQ(c.max_broadcast_rate, 0u);
+  EXPECT_EQ(c.nats_url, "");
   EXPECT_EQ(c.subject_prefix, "odin.token.");
   EXPECT_EQ(c.js_stream_name, "ODIN_TOKENS");
+  EXPECT_EQ(c.js_consumer_name, "ws-server");
+  EXPECT_EQ(c.js_stream_max_age, Millis(30'000));
+  EXPECT_EQ(c.js_stream_max_msgs, 100000);
+  EXPECT_EQ(c.js_stream_max_bytes, 52428800);
+  EXPECT_EQ(c.js_consumer_ack_wait, Millis(30'000));
   EXPECT_FALSE(c.demo_feed);
+  EXPECT_DOUBLE_EQ(c.demo_rate, 50);
+  EXPECT_EQ(c.demo_symbols, 100u);
+  EXPECT_EQ(c.web_root, "");
+  EXPECT_EQ(c.metrics_interval, Millis(15'000));
+  EXPECT_EQ(c.log_level, LogLevel::kInfo);
+  EXPECT_EQ(c.log_format, LogFormat::kJson);
+  EXPECT_EQ(c.environment, "development");
+  EXPECT_TRUE(c.notices.empty());
 }
 
-TEST(Config, EnvironmentValues) {
-  ConfigLoad r = load({{"WS_ADDR", "127.0.0.1:0"},
-                       {"WS_MAX_CONNECTIONS", "5"},
-                       {"WS_RESUME_TTL", "1.5s"},
-                       {"WS_PING_INTERVAL", "250ms"},
-                       {"WS_HEARTBEAT_TIMEOUT", "2m"},
-                       {"WS_CLIENT_QUEUE_BYTES", "64K"},
-                       {"WS_MEMORY_LIMIT", "2GiB"},
-                       {"WS_DEMO_FEED", "on"},
-                       {"WS_CLIENT_RATE", "2.5"},
-                       {"LOG_LEVEL", "WARNING"},
-                       {"LOG_FORMAT", "text"},
-                       {"JS_STREAM_MAX_AGE", "45"},
-                       {"WS_MAX_GOROUTINES", "35000"}});
+TEST(Config, EveryVariableFromTheEnvironment) {
+  ConfigLoad r = load(kEveryValue);
   ASSERT_TRUE(r.config) << r.error;
-  const Config& c = *r.config;
-  EXPECT_EQ(c.listen_host, "127.0.0.1");
-  EXPECT_EQ(c.listen_port, 0);
-  EXPECT_EQ(c.max_connections, 5u);
-  EXPECT_EQ(c.resume_ttl, Millis(1500));
-  EXPECT_EQ(c.ping_interval, Millis(250));
-  EXPECT_EQ(c.heartbeat_timeout, Millis(120000));
-  EXPECT_EQ(c.client_queue_bytes, 65536u);
-  EXPECT_EQ(c.memory_limit, 2ull << 30);
-  EXPECT_TRUE(c.demo_feed);
-  EXPECT_DOUBLE_EQ(c.client_rate, 2.5);
-  EXPECT_EQ(c.log_level, LogLevel::kWarn);
-  EXPECT_EQ(c.log_format, LogFormat::kText);
-  EXPECT_EQ(c.js_stream_max_age, Millis(45000));
-  ASSERT_EQ(c.notices.size(), 1u);
-  EXPECT_NE(c.notices[0].find("WS_MAX_GOROUTINES"), std::string::npos);
+  expect_every_value(*r.config);
 }
 
-TEST(Config, FlagsWinInBothForms) {
-  ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "5"}, {"WS_REPLAY_SIZE", "7"}},
-                      {"--max-connections=9", "--replay-size", "11", "--js-stream-name=S"});
-  ASSERT_TRUE(r.config) << r.error;
-  EXPECT_EQ(r.config->max_connections, 9u);
-  EXPECT_EQ(r.config->replay_size, 11u);
-  EXPECT_EQ(r.config->js_stream_name, "S");
-}
-
-TEST(Config, BadValuesNameTheSetting) {
-  const std::vector<std::pair<std::string, std::string>> bad = {
-      {"WS_MAX_CONNECTIONS", "abc"},  {"WS_MAX_CONNECTIONS", "0"},
-      {"WS_MAX_CONNECTIONS", "-1"},   {"WS_MAX_CONNECTIONS", "12x"},
-      {"WS_RESUME_TTL", "soon"},      {"WS_RESUME_TTL", "0s"},
-      {"WS_RESUME_TTL", "-5"},        {"WS_CLIENT_RATE", "0"},
-      {"WS_CLIENT_RATE", "nan"},      {"WS_ADDR", "3002"},
-      {"WS_ADDR", "1.2.3:80"},        {"WS_ADDR", ":70000"},
-      {"WS_DEMO_FEED", "maybe"},      {"LOG_LEVEL", "loud"},
-      {"LOG_FORMAT", "xml"},          {"WS_CPU_REJECT_THRESHOLD", "101"},
-      {"WS_CLIENT_QUEUE_BYTES", "1"}, {"WS_MEMORY_LIMIT", "lots"},
-      {"WS_WORKER_POOL_SIZE", "x"},   {"WS_MAX_GOROUTINES", "y"},
-      {"JS_STREAM_MAX_MSGS", "0"},    {"WS_THREADS", "1000"}};
-  for (const auto& [name, value] : bad) {
-    ConfigLoad r = load({{name, value}});
-    EXPECT_FALSE(r.config) << name << "=" << value;
-    EXPECT_NE(r.error.find(name), std::string::npos) << r.error;
-    EXPECT_NE(r.error.find(value), std::string::npos) << r.error;
+TEST(Config, EveryVariableAsAFlagInBothFormsOverTheEnvironment) {
+  // The environment holds valid values that differ from kEveryValue; the flags must win.
+  const Env env = {{"WS_MAX_CONNECTIONS", "9"},    {"WS_ADDR", ":1"},
+                   {"LOG_FORMAT", "json"},         {"JS_STREAM_NAME", "OTHER"},
+                   {"WS_RESUME_TTL", "9s"},        {"WS_DEMO_FEED", "false"},
+                   {"WS_PUBLISH_TOKEN", "ignored"}};
+  std::vector<std::string> storage;
+  bool joined = true;
+  for (const auto& [name, value] : kEveryValue) {
+    if (joined) {
+      storage.push_back(flag_for(name) + "=" + value);
+    } else {
+      storage.push_back(flag_for(name));
+      storage.push_back(value);
+    }
+    joined = !joined;
   }
-  ConfigLoad flag = load({}, {"--max-connections=zero"});
-  EXPECT_FALSE(flag.config);
-  EXPECT_NE(flag.error.find("--max-connections"), std::string::npos);
+  std::vector<const char*> args;
+  for (const std::string& s : storage)
+    args.push_back(s.c_str());
+  ConfigLoad r = load(env, args);
+  ASSERT_TRUE(r.config) << r.error;
+  expect_every_value(*r.config);
+}
+
+TEST(Config, FlagNamesFollowTheRule) {
+  EXPECT_EQ(flag_for("WS_MAX_CONNECTIONS"), "--max-connections");
+  EXPECT_EQ(flag_for("JS_STREAM_NAME"), "--js-stream-name");
+  ConfigLoad r = load({}, {"--threads", "2", "--log-level=debug", "--nats-url", "nats://h:1",
+                           "--addr=:0", "--environment", "ci", "--metrics-interval=2s"});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->threads, 2u);
+  EXPECT_EQ(r.config->log_level, LogLevel::kDebug);
+  EXPECT_EQ(r.config->nats_url, "nats://h:1");
+  EXPECT_EQ(r.config->listen_port, 0);
+  EXPECT_EQ(r.config->environment, "ci");
+  EXPECT_EQ(r.config->metrics_interval, Millis(2000));
+}
+
+TEST(Config, LaterFlagWinsAndEmptyEnvironmentIsUnset) {
+  ConfigLoad r =
+      load({{"WS_MAX_CONNECTIONS", ""}, {"WS_ADDR", ""}}, {"--replay-size=1", "--replay-size=2"});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->max_connections, 10000u);
+  EXPECT_EQ(r.config->listen_port, 3002);
+  EXPECT_EQ(r.config->replay_size, 2u);
+}
+
+TEST(Config, FlagProblems) {
   ConfigLoad unknown = load({}, {"--no-such-flag=1"});
   EXPECT_FALSE(unknown.config);
-  EXPECT_NE(unknown.error.find("--no-such-flag"), std::string::npos);
-  ConfigLoad order = load({{"WS_PING_INTERVAL", "10s"}, {"WS_HEARTBEAT_TIMEOUT", "5s"}});
-  EXPECT_FALSE(order.config);
-  EXPECT_NE(order.error.find("WS_HEARTBEAT_TIMEOUT"), std::string::npos);
+  EXPECT_NE(unknown.error.find("--no-such-flag"), std::string::npos) << unknown.error;
+  ConfigLoad positional = load({}, {"stray"});
+  EXPECT_FALSE(positional.config);
+  EXPECT_NE(positional.error.find("stray"), std::string::npos) << positional.error;
+  ConfigLoad variable_as_flag = load({}, {"WS_THREADS=2"});
+  EXPECT_FALSE(variable_as_flag.config);
+
+  ConfigLoad at_end = load({}, {"--max-connections"});
+  EXPECT_FALSE(at_end.config);
+  EXPECT_NE(at_end.error.find("--max-connections"), std::string::npos) << at_end.error;
+  EXPECT_NE(at_end.error.find("missing value"), std::string::npos) << at_end.error;
+  ConfigLoad before_flag = load({}, {"--publish-token", "--threads", "2"});
+  EXPECT_FALSE(before_flag.config);
+  EXPECT_NE(before_flag.error.find("--publish-token"), std::string::npos) << before_flag.error;
+  ConfigLoad dashes = load({}, {"--publish-token=--odd"});
+  ASSERT_TRUE(dashes.config) << dashes.error;
+  EXPECT_EQ(dashes.config->publish_token, "--odd");
+
+  ConfigLoad bad = load({{"WS_MAX_CONNECTIONS", "5"}}, {"--max-connections", "zero"});
+  EXPECT_FALSE(bad.config);
+  EXPECT_NE(bad.error.find("--max-connections"), std::string::npos) << bad.error;
+  EXPECT_NE(bad.error.find("WS_MAX_CONNECTIONS"), std::string::npos) << bad.error;
+  EXPECT_NE(bad.error.find("'zero'"), std::string::npos) << bad.error;
+  ConfigLoad empty = load({}, {"--max-connections="});
+  EXPECT_FALSE(empty.config);
+}
+
+TEST(Config, HelpWinsWherever) {
+  for (const char* help : {"--help", "-h"}) {
+    ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "bad"}}, {"--bogus", help});
+    EXPECT_TRUE(r.show_help) << help;
+    EXPECT_FALSE(r.config);
+  }
+}
+
+TEST(Config, ErrorMessageShape) {
+  EXPECT_EQ(error_of("WS_MAX_CONNECTIONS", "abc"),
+            "WS_MAX_CONNECTIONS: expected an integer from 1 to 10000000, got 'abc'");
+}
+
+TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      // integers: not a number, trailing junk, sign, spaces, out of range
+      {"WS_MAX_CONNECTIONS", "abc"},
+      {"WS_MAX_CONNECTIONS", "12x"},
+      {"WS_MAX_CONNECTIONS", "-1"},
+      {"WS_MAX_CONNECTIONS", "+5"},
+      {"WS_MAX_CONNECTIONS", " 5"},
+      {"WS_MAX_CONNECTIONS", "1.5"},
+      {"WS_MAX_CONNECTIONS", "0"},
+      {"WS_MAX_CONNECTIONS", "10000001"},
+      {"WS_MAX_CONNECTIONS", "99999999999999999999999"},
+      {"WS_MAX_MESSAGE_BYTES", "15"},
+      {"WS_MAX_MESSAGE_BYTES", "16777217"},
+      {"WS_REPLAY_SIZE", "100001"},
+      {"WS_MAX_CHANNELS_PER_CONN", "0"},
+      {"WS_MAX_CHANNELS_PER_CONN", "100001"},
+      {"WS_THREADS", "256"},
+      {"WS_DEMO_SYMBOLS", "0"},
+      {"WS_DEMO_SYMBOLS", "10001"},
+      {"JS_STREAM_MAX_MSGS", "0"},
+      {"WS_MAX_NATS_RATE", "fast"},
+      {"WS_MAX_BROADCAST_RATE", "-3"},
+      // doubles
+      {"WS_CLIENT_RATE", "0"},
+      {"WS_CLIENT_RATE", "-1"},
+      {"WS_CLIENT_RATE", "nan"},
+      {"WS_CLIENT_RATE", "inf"},
+      {"WS_CLIENT_RATE", "1e999"},
+      {"WS_CLIENT_RATE", "ten"},
+      {"WS_CLIENT_BURST", "0.5"},
+      {"WS_CPU_REJECT_THRESHOLD", "0"},
+      {"WS_CPU_REJECT_THRESHOLD", "101"},
+      {"WS_CPU_PAUSE_THRESHOLD", "100.5"},
+      {"WS_MEMORY_REJECT_THRESHOLD", "-5"},
+      {"WS_CPU_LIMIT", "-0.5"},
+      {"WS_DEMO_RATE", "0"},
+      {"WS_DEMO_RATE", "1000001"},
+      // durations
+      {"WS_RESUME_TTL", "soon"},
+      {"WS_RESUME_TTL", "0s"},
+      {"WS_RESUME_TTL", "0"},
+      {"WS_RESUME_TTL", "-5"},
+      {"WS_PING_INTERVAL", "0.4ms"},
+      {"WS_HANDSHAKE_TIMEOUT", "25h"},
+      {"WS_DRAIN_TIMEOUT", "86401"},
+      {"JS_STREAM_MAX_AGE", "30 s"},
+      {"JS_CONSUMER_ACK_WAIT", "ms"},
+      {"METRICS_INTERVAL", "1.2.3s"},
+      {"METRICS_INTERVAL", "5d"},
+      // byte sizes
+      {"WS_CLIENT_QUEUE_BYTES", "1"},
+      {"WS_CLIENT_QUEUE_BYTES", "2G"},
+      {"WS_CLIENT_QUEUE_BYTES", "1.5K"},
+      {"WS_MEMORY_LIMIT", "lots"},
+      {"WS_MEMORY_LIMIT", "99999999999999999999G"},
+      {"WS_MEMORY_LIMIT", "-1"},
+      {"WS_MEMORY_LIMIT", "K"},
+      {"JS_STREAM_MAX_BYTES", "0"},
+      {"JS_STREAM_MAX_BYTES", "10T"},
+      // booleans
+      {"WS_DEMO_FEED", "maybe"},
+      {"WS_DEMO_FEED", "2"},
+      {"WS_DEMO_FEED", "y"},
+      // addresses
+      {"WS_ADDR", "3002"},
+      {"WS_ADDR", "1.2.3:80"},
+      {"WS_ADDR", "1.2.3.4.5:80"},
+      {"WS_ADDR", "256.0.0.1:80"},
+      {"WS_ADDR", "example.com:80"},
+      {"WS_ADDR", "[::1]:80"},
+      {"WS_ADDR", ":70000"},
+      {"WS_ADDR", ":65536"},
+      {"WS_ADDR", "1.2.3.4:"},
+      {"WS_ADDR", ":80x"},
+      // enumerations
+      {"LOG_LEVEL", "loud"},
+      {"LOG_FORMAT", "xml"},
+      // text that must fit a NATS name, subject, URL or header
+      {"JS_STREAM_NAME", "a.b"},
+      {"JS_STREAM_NAME", "a b"},
+      {"JS_CONSUMER_NAME", "c*"},
+      {"WS_SUBJECT_PREFIX", "odin.>"},
+      {"WS_SUBJECT_PREFIX", "odin..x"},
+      {"NATS_URL", "http://127.0.0.1:4222"},
+      {"NATS_URL", "nats://"},
+      {"NATS_URL", "nats://a:1,"},
+      {"WS_PUBLISH_TOKEN", "two words"},
+      {"ENVIRONMENT", "line\nbreak"},
+      // seed-only settings
+      {"WS_WORKER_POOL_SIZE", "x"},
+      {"WS_WORKER_POOL_SIZE", "-2"},
+      {"WS_WORKER_QUEUE_SIZE", "-1"},
+      {"WS_MAX_GOROUTINES", "y"},
+  };
+  for (const auto& [name, value] : bad) {
+    const std::string error = error_of(name, value);
+    EXPECT_FALSE(error.empty()) << name << "=" << value << " was accepted";
+    EXPECT_TRUE(error.starts_with(name + ":")) << error;
+    EXPECT_NE(error.find("'" + value + "'"), std::string::npos) << error;
+  }
+}
+
+TEST(Config, Durations) {
+  const std::vector<std::pair<std::string, int64_t>> good = {
+      {"250ms", 250},      {"30s", 30'000},       {"5m", 300'000},   {"1h", 3'600'000},
+      {"30", 30'000},      {"1.5s", 1'500},       {"0.25", 250},     {"1ms", 1},
+      {"24h", 86'400'000}, {"1440m", 86'400'000}, {"2.5m", 150'000}, {"0.001", 1}};
+  for (const auto& [text, ms] : good) {
+    ConfigLoad r = load({{"WS_RESUME_TTL", text}});
+    ASSERT_TRUE(r.config) << text << ": " << r.error;
+    EXPECT_EQ(r.config->resume_ttl, Millis(ms)) << text;
+  }
+}
+
+TEST(Config, ByteSizes) {
+  const std::vector<std::pair<std::string, uint64_t>> good = {{"0", 0},
+                                                              {"1024", 1024},
+                                                              {"64K", 64ull << 10},
+                                                              {"64k", 64ull << 10},
+                                                              {"64KiB", 64ull << 10},
+                                                              {"16M", 16ull << 20},
+                                                              {"16MiB", 16ull << 20},
+                                                              {"2G", 2ull << 30},
+                                                              {"2GiB", 2ull << 30},
+                                                              {"2gib", 2ull << 30},
+                                                              {"1879048192", 1879048192ull}};
+  for (const auto& [text, bytes] : good) {
+    ConfigLoad r = load({{"WS_MEMORY_LIMIT", text}});
+    ASSERT_TRUE(r.config) << text << ": " << r.error;
+    EXPECT_EQ(r.config->memory_limit, bytes) << text;
+  }
+  EXPECT_TRUE(accepts("WS_CLIENT_QUEUE_BYTES", "1024"));
+  EXPECT_TRUE(accepts("WS_CLIENT_QUEUE_BYTES", "1G"));
+  EXPECT_FALSE(accepts("WS_CLIENT_QUEUE_BYTES", "1023"));
+  EXPECT_TRUE(accepts("JS_STREAM_MAX_BYTES", "50M"));
+}
+
+TEST(Config, Booleans) {
+  for (const char* yes : {"1", "true", "TRUE", "yes", "Yes", "on", "ON"}) {
+    ConfigLoad r = load({{"WS_DEMO_FEED", yes}});
+    ASSERT_TRUE(r.config) << yes;
+    EXPECT_TRUE(r.config->demo_feed) << yes;
+  }
+  for (const char* no : {"0", "false", "False", "no", "NO", "off", "Off"}) {
+    ConfigLoad r = load({{"WS_DEMO_FEED", no}}, {"--demo-feed=on", "--demo-feed", no});
+    ASSERT_TRUE(r.config) << no;
+    EXPECT_FALSE(r.config->demo_feed) << no;
+  }
+}
+
+TEST(Config, Addresses) {
+  struct Case {
+    const char* text;
+    const char* host;
+    uint16_t port;
+  };
+  for (const Case& c : {Case{":3002", "", 3002}, Case{"127.0.0.1:3002", "127.0.0.1", 3002},
+                        Case{"0.0.0.0:80", "0.0.0.0", 80}, Case{":0", "", 0},
+                        Case{":65535", "", 65535}, Case{"localhost:9", "127.0.0.1", 9}}) {
+    ConfigLoad r = load({{"WS_ADDR", c.text}});
+    ASSERT_TRUE(r.config) << c.text << ": " << r.error;
+    EXPECT_EQ(r.config->listen_host, c.host) << c.text;
+    EXPECT_EQ(r.config->listen_port, c.port) << c.text;
+  }
+}
+
+TEST(Config, LogLevelsAndFormats) {
+  const std::vector<std::pair<const char*, LogLevel>> levels = {
+      {"trace", LogLevel::kTrace}, {"DEBUG", LogLevel::kDebug},  {"Info", LogLevel::kInfo},
+      {"warn", LogLevel::kWarn},   {"warning", LogLevel::kWarn}, {"error", LogLevel::kError},
+      {"off", LogLevel::kOff}};
+  for (const auto& [text, level] : levels) {
+    ConfigLoad r = load({{"LOG_LEVEL", text}});
+    ASSERT_TRUE(r.config) << text;
+    EXPECT_EQ(r.config->log_level, level) << text;
+  }
+  ConfigLoad json = load({{"LOG_FORMAT", "JSON"}});
+  ASSERT_TRUE(json.config);
+  EXPECT_EQ(json.config->log_format, LogFormat::kJson);
+}
+
+TEST(Config, TextSettings) {
+  EXPECT_TRUE(accepts("NATS_URL", "nats://user:pw@10.0.0.1:4222,tls://b:4443"));
+  EXPECT_TRUE(accepts("NATS_URL", "127.0.0.1:4222"));
+  EXPECT_TRUE(accepts("JS_STREAM_NAME", "ODIN-TOKENS_2"));
+  EXPECT_TRUE(accepts("WS_SUBJECT_PREFIX", "odin.token."));
+  EXPECT_TRUE(accepts("WS_WEB_ROOT", "/path with spaces/web"));
+  EXPECT_TRUE(accepts("ENVIRONMENT", "staging eu-west"));
+}
+
+TEST(Config, HeartbeatMustOutlastPing) {
+  for (const char* heartbeat : {"5s", "10s"}) {
+    const std::string error =
+        load({{"WS_PING_INTERVAL", "10s"}, {"WS_HEARTBEAT_TIMEOUT", heartbeat}}).error;
+    EXPECT_TRUE(error.starts_with("WS_HEARTBEAT_TIMEOUT")) << error;
+  }
+  ConfigLoad by_default = load({{"WS_PING_INTERVAL", "100s"}});
+  EXPECT_FALSE(by_default.config);
+  EXPECT_TRUE(load({{"WS_PING_INTERVAL", "10s"}, {"WS_HEARTBEAT_TIMEOUT", "10001ms"}}).config);
+}
+
+TEST(Config, SeedOnlySettingsAreValidatedAndNoticed) {
+  ConfigLoad r = load({{"WS_MAX_GOROUTINES", "25000"}, {"WS_WORKER_QUEUE_SIZE", "0"}});
+  ASSERT_TRUE(r.config) << r.error;
+  ASSERT_EQ(r.config->notices.size(), 2u);
+  EXPECT_TRUE(has_notice(*r.config,
+                         "WS_MAX_GOROUTINES is accepted for compatibility and ignored: odin-ws "
+                         "runs no goroutines"));
+  EXPECT_TRUE(has_notice(*r.config, "WS_WORKER_QUEUE_SIZE is accepted for compatibility"));
 }
 
 TEST(Config, WorkerPoolMapsToThreadsHonestly) {
-  ConfigLoad r = load({{"WS_WORKER_POOL_SIZE", "512"}});
-  ASSERT_TRUE(r.config) << r.error;
-  EXPECT_GE(r.config->threads, 1u);
-  EXPECT_LE(r.config->threads, 255u);
+  ConfigLoad one = load({{"WS_WORKER_POOL_SIZE", "1"}});
+  ASSERT_TRUE(one.config) << one.error;
+  EXPECT_EQ(one.config->threads, 1u);
+  EXPECT_TRUE(has_notice(*one.config, "WS_WORKER_POOL_SIZE"));
+
+  // 256 workers become at most the CPUs this process may use, never 256 threads on 2 cores.
+  ConfigLoad many = load({{"WS_WORKER_POOL_SIZE", "256"}});
+  ASSERT_TRUE(many.config) << many.error;
+  EXPECT_GE(many.config->threads, 1u);
+  EXPECT_LE(many.config->threads, 255u);
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  EXPECT_EQ(many.config->threads, std::min<unsigned>(256, CPU_COUNT(&set)));
+
   ConfigLoad explicit_threads = load({{"WS_WORKER_POOL_SIZE", "512"}, {"WS_THREADS", "3"}});
   ASSERT_TRUE(explicit_threads.config);
   EXPECT_EQ(explicit_threads.config->threads, 3u);
+  ConfigLoad flag_threads = load({{"WS_WORKER_POOL_SIZE", "512"}}, {"--threads=0"});
+  ASSERT_TRUE(flag_threads.config);
+  EXPECT_EQ(flag_threads.config->threads, 0u);
+
+  ConfigLoad zero = load({{"WS_WORKER_POOL_SIZE", "0"}});
+  ASSERT_TRUE(zero.config) << zero.error;
+  EXPECT_EQ(zero.config->threads, 0u);
 }
 
-TEST(Config, HelpListsEverySetting) {
-  EXPECT_TRUE(load({}, {"--help"}).show_help);
+TEST(Config, SeedDeploymentLoads) {
+  // The environment block of the e2-small 10k seed deployment, verbatim.
+  ConfigLoad r = load({{"WS_CPU_LIMIT", "1.8"},
+                       {"WS_MEMORY_LIMIT", "1879048192"},
+                       {"WS_MAX_CONNECTIONS", "10000"},
+                       {"WS_WORKER_POOL_SIZE", "256"},
+                       {"WS_WORKER_QUEUE_SIZE", "25600"},
+                       {"WS_MAX_GOROUTINES", "25000"},
+                       {"WS_MAX_NATS_RATE", "0"},
+                       {"WS_MAX_BROADCAST_RATE", "0"},
+                       {"WS_CPU_REJECT_THRESHOLD", "75.0"},
+                       {"WS_CPU_PAUSE_THRESHOLD", "80.0"},
+                       {"JS_STREAM_NAME", "ODIN_TOKENS"},
+                       {"JS_CONSUMER_NAME", "ws-server"},
+                       {"JS_STREAM_MAX_AGE", "30s"},
+                       {"JS_STREAM_MAX_MSGS", "100000"},
+                       {"JS_STREAM_MAX_BYTES", "52428800"},
+                       {"LOG_LEVEL", "info"},
+                       {"LOG_FORMAT", "json"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_DOUBLE_EQ(r.config->cpu_limit, 1.8);
+  EXPECT_EQ(r.config->memory_limit, 1879048192u);
+  EXPECT_EQ(r.config->notices.size(), 3u);  // pool mapped, queue and goroutines ignored
+}
+
+TEST(Config, HelpListsEveryVariableWithItsFlag) {
   const std::string help = config_help();
-  for (const char* name : {"WS_ADDR",
-                           "WS_THREADS",
-                           "WS_MAX_CONNECTIONS",
-                           "WS_MAX_MESSAGE_BYTES",
-                           "WS_MAX_CHANNELS_PER_CONN",
-                           "WS_CLIENT_RATE",
-                           "WS_CLIENT_BURST",
-                           "WS_REPLAY_SIZE",
-                           "WS_RESUME_TTL",
-                           "WS_PING_INTERVAL",
-                           "WS_HEARTBEAT_TIMEOUT",
-                           "WS_CLIENT_QUEUE_BYTES",
-                           "WS_PUBLISH_TOKEN",
-                           "WS_DRAIN_TIMEOUT",
-                           "WS_CPU_LIMIT",
-                           "WS_MEMORY_LIMIT",
-                           "WS_CPU_REJECT_THRESHOLD",
-                           "WS_CPU_PAUSE_THRESHOLD",
-                           "WS_MAX_NATS_RATE",
-                           "WS_MAX_BROADCAST_RATE",
-                           "WS_WORKER_POOL_SIZE",
-                           "WS_WORKER_QUEUE_SIZE",
-                           "WS_MAX_GOROUTINES",
-                           "NATS_URL",
-                           "WS_SUBJECT_PREFIX",
-                           "JS_STREAM_NAME",
-                           "JS_CONSUMER_NAME",
-                           "JS_STREAM_MAX_AGE",
-                           "JS_STREAM_MAX_MSGS",
-                           "JS_STREAM_MAX_BYTES",
-                           "JS_CONSUMER_ACK_WAIT",
-                           "METRICS_INTERVAL",
-                           "LOG_LEVEL",
-                           "LOG_FORMAT",
-                           "ENVIRONMENT",
-                           "WS_DEMO_FEED",
-                           "--max-connections",
-                           "--js-stream-name"}) {
+  EXPECT_TRUE(help.starts_with("Usage:")) << help;
+  for (const std::string& name : kAllVariables) {
     EXPECT_NE(help.find(name), std::string::npos) << name;
+    EXPECT_NE(help.find(flag_for(name)), std::string::npos) << flag_for(name);
   }
+  for (const char* text : {"Listener", "Limits", "Resource guards", "Broker", "NATS", "JetStream",
+                           "Demo", "Operations", "250ms", "KiB", "status 2", "--help"}) {
+    EXPECT_NE(help.find(text), std::string::npos) << text;
+  }
+}
+
+TEST(Config, EveryHelpVariableIsReadFromTheEnvironment) {
+  // Guards the list above against the loader: each variable must actually be looked up.
+  std::vector<std::string> asked;
+  const std::vector<const char*> no_args;
+  load_config(no_args, [&asked](const char* name) -> const char* {
+    asked.emplace_back(name);
+    return nullptr;
+  });
+  for (const std::string& name : kAllVariables) {
+    EXPECT_NE(std::find(asked.begin(), asked.end(), name), asked.end()) << name;
+  }
+  EXPECT_EQ(asked.size(), kAllVariables.size());
 }
 
 }  // namespace
