@@ -1,168 +1,505 @@
-// The live ticker page: an OdinClient, a table of prices, a channel picker, the client's
-// counters and the gateway's /stats.
-import { OdinClient } from './odin-client.js';
+// The live ticker page (index.html): one OdinClient, a price board of the subscribed channels, a
+// channel picker, the client's own counters, the gateway's /stats and an event log. Everything
+// the page knows about the connection comes from the client's events, so the page is also a
+// living example of the odin-client.js API.
+import { ClientState, OdinClient } from './odin-client.js';
 
-const DEMO_SYMBOLS = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD',
-  'DOTUSD', 'LINKUSD', 'MATICUSD', 'LTCUSD', 'TRXUSD', 'ATOMUSD', 'UNIUSD', 'XLMUSD', 'ETCUSD', 'FILUSD',
-  'APTUSD', 'ARBUSD', 'NEARUSD', 'OPUSD', 'ICPUSD', 'HBARUSD', 'VETUSD', 'ALGOUSD', 'AAVEUSD', 'MKRUSD',
-  'SANDUSD', 'MANAUSD', 'AXSUSD', 'EGLDUSD', 'XTZUSD', 'EOSUSD', 'THETAUSD', 'FTMUSD', 'GRTUSD', 'SNXUSD',
-  'CRVUSD', 'LDOUSD'];
-for (let i = DEMO_SYMBOLS.length; i < 100; i++) DEMO_SYMBOLS.push(`SYM${String(i).padStart(3, '0')}`);
-const DEFAULTS = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD'];
+// The demo feed's symbols (WS_DEMO_FEED=1): 40 well-known ones, then SYM040..SYM099.
+const KNOWN = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD',
+  'DOTUSD', 'LINKUSD', 'MATICUSD', 'LTCUSD', 'TRXUSD', 'ATOMUSD', 'UNIUSD', 'XLMUSD', 'ETCUSD',
+  'FILUSD', 'APTUSD', 'ARBUSD', 'NEARUSD', 'OPUSD', 'ICPUSD', 'HBARUSD', 'VETUSD', 'ALGOUSD',
+  'AAVEUSD', 'MKRUSD', 'SANDUSD', 'MANAUSD', 'AXSUSD', 'EGLDUSD', 'XTZUSD', 'EOSUSD', 'THETAUSD',
+  'FTMUSD', 'GRTUSD', 'SNXUSD', 'CRVUSD', 'LDOUSD'];
+const DEMO_SYMBOLS = [...KNOWN];
+for (let i = KNOWN.length; i < 100; i++) DEMO_SYMBOLS.push(`SYM${String(i).padStart(3, '0')}`);
+const POPULAR = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD'];
+
+const CHANNEL_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+const STORAGE_KEY = 'odin-ws.channels';
+const TREND_POINTS = 60; // prices kept per row for the sparkline
+const LOG_LINES = 80;
+const STATE_LABEL = {
+  [ClientState.IDLE]: 'idle',
+  [ClientState.CONNECTING]: 'connecting',
+  [ClientState.RESUMING]: 'resuming',
+  [ClientState.OPEN]: 'live',
+  [ClientState.RECONNECTING]: 'reconnecting',
+  [ClientState.CLOSED]: 'closed',
+};
 
 const $ = (id) => document.getElementById(id);
-const rows = new Map();
+const rows = new Map(); // channel -> row (see makeRow)
 const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const client = new OdinClient(url);
+window.odin = client; // for the console
+
+const priceFormats = new Map();
+const compact = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
+const integer = new Intl.NumberFormat('en-US');
+
+// ---- small helpers ---------------------------------------------------------------------------
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Same precision as the demo feed: 5 decimals under 1, 3 under 100, else 2.
+function formatPrice(p) {
+  const digits = Math.abs(p) < 1 ? 5 : Math.abs(p) < 100 ? 3 : 2;
+  let f = priceFormats.get(digits);
+  if (!f) {
+    f = new Intl.NumberFormat('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    priceFormats.set(digits, f);
+  }
+  return f.format(p);
+}
+
+function formatAge(ms) {
+  if (ms < 1500) return 'now';
+  if (ms < 60000) return `${Math.round(ms / 1000)} s ago`;
+  if (ms < 3600000) return `${Math.round(ms / 60000)} min ago`;
+  return 'long ago';
+}
+
+function formatUptime(s) {
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  if (h) return `${h} h ${m} min`;
+  if (m) return `${m} min ${sec} s`;
+  return `${sec} s`;
+}
+
+function setText(node, text) {
+  const value = String(text);
+  if (node.textContent !== value) node.textContent = value;
+}
+
+// Restarts a CSS animation class: removing and re-adding it in one frame would not.
+function replay(node, className, other) {
+  node.classList.remove(className, other);
+  void node.offsetWidth;
+  node.classList.add(className);
+}
 
 function log(text, kind = '') {
-  const li = document.createElement('li');
-  li.className = kind;
-  li.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
-  $('log').prepend(li);
-  while ($('log').children.length > 40) $('log').lastChild.remove();
+  const li = el('li', kind);
+  li.append(el('time', '', new Date().toLocaleTimeString('en-GB')), el('span', '', text));
+  const list = $('log');
+  list.prepend(li);
+  while (list.children.length > LOG_LINES) list.lastChild.remove();
 }
 
-function counters() {
-  const s = client.stats;
-  $('seq').textContent = client.lastSeq;
-  $('received').textContent = s.received;
-  $('gaps').textContent = s.unrecovered ? `${s.gaps} (${s.unrecovered} lost)` : s.gaps;
-  $('replays').textContent = s.replays;
-  $('reconnects').textContent = s.reconnects;
-  $('resumes').textContent = s.resumeFailures ? `${s.resumes} (+${s.resumeFailures} failed)` : s.resumes;
-  $('session').textContent = client.session ?? '-';
+function saveChannels() {
+  try {
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(client.channels));
+  } catch {
+    // storage disabled (private mode, file://): the page just starts with the defaults next time
+  }
 }
 
-function row(channel) {
-  if (rows.has(channel)) return rows.get(channel);
-  const tr = document.createElement('tr');
+// ?channels=A,B in the page URL, else what the visitor had last time, else the popular ones.
+function initialChannels() {
+  const param = new URLSearchParams(location.search).get('channels');
+  if (param !== null) return param.split(',').map((c) => c.trim()).filter((c) => CHANNEL_NAME.test(c));
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    if (Array.isArray(saved)) return saved.filter((c) => typeof c === 'string' && CHANNEL_NAME.test(c));
+  } catch {
+    // nothing saved, or not readable
+  }
+  return POPULAR;
+}
+
+// ---- the price board -------------------------------------------------------------------------
+
+function makeRow(channel) {
+  const tr = el('tr');
   tr.dataset.testid = `row-${channel}`;
-  tr.innerHTML = `<td class="sym"></td><td class="num price" data-testid="price-${channel}">…</td>
-    <td class="num change"></td><td class="num seq"></td><td class="num when"></td>
-    <td><button class="remove" title="Unsubscribe">×</button></td>`;
-  tr.querySelector('.sym').textContent = channel;
-  tr.querySelector('.remove').onclick = () => unsubscribe(channel);
-  const ordered = [...rows.keys(), channel].sort();
-  const before = rows.get(ordered[ordered.indexOf(channel) + 1]);
-  $('rows').insertBefore(tr, before ?? null);
-  rows.set(channel, tr);
-  $('empty').hidden = true;
-  return tr;
+  tr.dataset.channel = channel;
+
+  const sym = el('td', 'sym', channel);
+  const sub = el('small', '', 'waiting for data');
+  sym.append(sub);
+
+  const price = el('td', 'num price waiting');
+  price.dataset.testid = `price-${channel}`;
+  const arrow = el('span', 'arrow', '');
+  const value = el('span', 'value', '…');
+  price.append(arrow, value);
+
+  const change = el('td', 'num change');
+  change.dataset.testid = `change-${channel}`;
+
+  const trend = el('td', 'trend');
+  const svg = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+  svg.setAttribute('viewBox', '0 0 100 26');
+  svg.setAttribute('preserveAspectRatio', 'none');
+  const area = document.createElementNS(svg.namespaceURI, 'polygon');
+  area.setAttribute('class', 'area');
+  const line = document.createElementNS(svg.namespaceURI, 'polyline');
+  svg.append(area, line);
+  trend.append(svg);
+
+  const vol = el('td', 'num vol');
+  const seq = el('td', 'num when');
+  seq.dataset.testid = `seq-${channel}`;
+  const when = el('td', 'num when');
+  when.dataset.testid = `updated-${channel}`;
+
+  const actions = el('td', 'num');
+  const remove = el('button', 'remove', '×');
+  remove.title = `Unsubscribe from ${channel}`;
+  remove.setAttribute('aria-label', `Unsubscribe from ${channel}`);
+  remove.dataset.testid = `remove-${channel}`;
+  remove.onclick = () => unsubscribe(channel);
+  actions.append(remove);
+
+  tr.append(sym, price, change, trend, vol, seq, when, actions);
+  $('rows').append(tr);
+  const row = { tr, sub, price, arrow, value, change, area, line, vol, seq, when, last: null, ts: 0, history: [] };
+  rows.set(channel, row);
+  return row;
 }
 
-function formatPrice(p) {
-  if (typeof p !== 'number') return String(p);
-  return p.toLocaleString(undefined, { minimumFractionDigits: p < 1 ? 4 : 2, maximumFractionDigits: p < 1 ? 5 : 2 });
+function removeRow(channel) {
+  rows.get(channel)?.tr.remove();
+  rows.delete(channel);
+  updateEmpty();
 }
+
+function updateEmpty() {
+  $('empty').hidden = rows.size > 0;
+  setText($('count'), `${rows.size} subscribed`);
+}
+
+function drawTrend(row) {
+  const h = row.history;
+  if (h.length < 2) return;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const p of h) {
+    if (p < lo) lo = p;
+    if (p > hi) hi = p;
+  }
+  const span = hi - lo || 1;
+  // Until the history is full the line fills the width with what there is.
+  const step = 100 / (h.length - 1);
+  const pts = h.map((p, i) => `${(i * step).toFixed(1)},${(24 - ((p - lo) / span) * 22).toFixed(1)}`);
+  row.line.setAttribute('points', pts.join(' '));
+  row.area.setAttribute('points', `0,26 ${pts.join(' ')} 100,26`);
+}
+
+function onMessage(env, gap) {
+  if (!client.isSubscribed(env.channel)) return; // in flight when the visitor unsubscribed
+  const row = rows.get(env.channel) ?? makeRow(env.channel);
+  const d = env.data;
+  const isPrice = d !== null && typeof d === 'object' && typeof d.price === 'number';
+  row.sub.textContent = env.type;
+  row.seq.textContent = env.seq;
+  row.tr.dataset.seq = env.seq;
+  row.ts = env.ts;
+  row.when.textContent = formatAge(Date.now() - env.ts);
+  row.when.classList.remove('stale');
+  row.when.title = new Date(env.ts).toLocaleString();
+  if (gap) log(`${env.channel}: seq ${gap.from}–${gap.to} lost before ${env.seq}`, 'bad');
+
+  if (!isPrice) {
+    // Any other channel: show the payload as text.
+    row.price.className = 'num price text';
+    row.arrow.textContent = '';
+    row.value.textContent = typeof d === 'string' ? d : JSON.stringify(d);
+    row.price.title = row.value.textContent;
+    return;
+  }
+
+  const p = d.price;
+  row.price.className = 'num price';
+  row.value.textContent = formatPrice(p);
+  if (row.last !== null && p !== row.last) {
+    const up = p > row.last;
+    row.arrow.textContent = up ? '▲' : '▼';
+    replay(row.price, up ? 'flash-up' : 'flash-down', up ? 'flash-down' : 'flash-up');
+  }
+  row.last = p;
+
+  if (typeof d.change === 'number') {
+    const span = el('span', d.change >= 0 ? 'up' : 'down', `${d.change >= 0 ? '+' : ''}${d.change.toFixed(2)}%`);
+    row.change.replaceChildren(span);
+    row.tr.classList.toggle('rising', d.change >= 0);
+    row.tr.classList.toggle('falling', d.change < 0);
+  }
+  if (typeof d.volume === 'number') row.vol.textContent = compact.format(d.volume);
+
+  row.history.push(p);
+  if (row.history.length > TREND_POINTS) row.history.shift();
+  if (typeof d.change !== 'number') {
+    const rising = p >= row.history[0];
+    row.tr.classList.toggle('rising', rising);
+    row.tr.classList.toggle('falling', !rising);
+  }
+  drawTrend(row);
+}
+
+// The "updated" column ages in place.
+setInterval(() => {
+  const now = Date.now();
+  for (const row of rows.values()) {
+    if (!row.ts) continue;
+    setText(row.when, formatAge(now - row.ts));
+    row.when.classList.toggle('stale', now - row.ts > 15000);
+  }
+}, 1000);
+
+// ---- subscribing -----------------------------------------------------------------------------
 
 function subscribe(channel) {
-  if (!channel || client.channels.has(channel)) return;
-  row(channel);
-  client.subscribe([channel], { snapshot: true });
+  if (client.isSubscribed(channel)) return;
+  if (!rows.has(channel)) makeRow(channel);
+  updateEmpty();
+  client.subscribe([channel], { snapshot: true }).then(
+    () => log(`subscribed ${channel}`),
+    (e) => {
+      log(`subscribe ${channel} refused: ${e.code}${e.message ? ` (${e.message})` : ''}`, 'bad');
+      if (!client.isSubscribed(channel)) {
+        removeRow(channel);
+        renderPicker();
+        saveChannels();
+      }
+    },
+  );
+  saveChannels();
   renderPicker();
 }
 
 function unsubscribe(channel) {
-  client.unsubscribe([channel]);
-  rows.get(channel)?.remove();
-  rows.delete(channel);
-  $('empty').hidden = rows.size > 0;
+  client.unsubscribe([channel]).then(() => log(`unsubscribed ${channel}`), () => {});
+  removeRow(channel);
+  saveChannels();
   renderPicker();
+}
+
+function toggle(channel) {
+  if (client.isSubscribed(channel)) unsubscribe(channel);
+  else subscribe(channel);
 }
 
 function renderPicker() {
   const filter = $('filter').value.trim().toUpperCase();
+  const subscribed = client.channels;
+  const custom = subscribed.filter((c) => !DEMO_SYMBOLS.includes(c));
   const list = $('symbols');
-  list.textContent = '';
-  for (const s of DEMO_SYMBOLS.filter((x) => x.includes(filter)).slice(0, 60)) {
-    const li = document.createElement('li');
-    li.textContent = s;
-    li.dataset.testid = `pick-${s}`;
-    if (client.channels.has(s)) li.className = 'on';
-    li.onclick = () => (client.channels.has(s) ? unsubscribe(s) : subscribe(s));
-    list.append(li);
+  const chips = [];
+  for (const name of [...custom, ...DEMO_SYMBOLS]) {
+    if (filter && !name.toUpperCase().includes(filter)) continue;
+    const li = el('li', '', name);
+    li.dataset.testid = `pick-${name}`;
+    li.tabIndex = 0;
+    li.setAttribute('role', 'button');
+    const on = client.isSubscribed(name);
+    li.classList.toggle('on', on);
+    li.classList.toggle('custom', custom.includes(name));
+    li.setAttribute('aria-pressed', String(on));
+    li.title = on ? `Unsubscribe from ${name}` : `Subscribe to ${name}`;
+    li.onclick = () => toggle(name);
+    li.onkeydown = (e) => {
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        toggle(name);
+      }
+    };
+    chips.push(li);
   }
+  if (chips.length === 0) {
+    const typed = $('filter').value.trim();
+    chips.push(el('li', 'none', CHANNEL_NAME.test(typed)
+      ? `No demo symbol matches: press Enter to subscribe to "${typed}"`
+      : 'Channel names: 1–128 of A–Z a–z 0–9 _ - . :'));
+  }
+  list.replaceChildren(...chips);
 }
 
-client.addEventListener('message', ({ detail: env }) => {
-  const tr = rows.get(env.channel) ?? row(env.channel);
-  const d = env.data ?? {};
-  const price = typeof d === 'object' && d !== null && 'price' in d ? d.price : d;
-  const priceCell = tr.querySelector('.price');
-  const old = parseFloat(priceCell.dataset.value);
-  priceCell.textContent = formatPrice(price);
-  priceCell.dataset.value = price;
-  const change = tr.querySelector('.change');
-  if (typeof d.change === 'number') {
-    change.textContent = `${d.change >= 0 ? '+' : ''}${d.change.toFixed(2)}%`;
-    change.className = `num change ${d.change >= 0 ? 'up' : 'down'}`;
-  }
-  tr.querySelector('.seq').textContent = env.seq;
-  tr.querySelector('.when').textContent = new Date(env.ts).toLocaleTimeString();
-  if (!Number.isNaN(old) && price !== old) {
-    tr.classList.remove('flash-up', 'flash-down');
-    void tr.offsetWidth;  // restart the animation
-    tr.classList.add(price > old ? 'flash-up' : 'flash-down');
-  }
-  counters();
-});
-
-client.addEventListener('state', ({ detail }) => {
-  $('state').textContent = detail.state;
-  document.body.dataset.state = detail.state;
-  counters();
-});
-client.addEventListener('welcome', ({ detail }) => log(`welcome: session ${detail.session}`));
-client.addEventListener('gap', ({ detail }) => {
-  log(`gap ${detail.from}-${detail.to} ${detail.recovered ? 'filled by replay' : 'could not be replayed'}`, detail.recovered ? '' : 'bad');
-  counters();
-});
-client.addEventListener('reconnecting', ({ detail }) => log(`reconnecting in ${Math.round(detail.delay)} ms`, 'warn'));
-client.addEventListener('resumed', ({ detail }) => {
-  $('state').textContent = 'resumed';
-  log(`resumed ${detail.session}: ${detail.replayed} message(s) replayed`, 'good');
-  counters();
-});
-client.addEventListener('resume_failed', () => {
-  log('resume failed: new session, channels re-subscribed with snapshots', 'warn');
-  counters();
-});
-client.addEventListener('server_error', ({ detail }) => log(`error ${detail.code}: ${detail.message}`, 'bad'));
-
-$('drop').onclick = () => {
-  log('dropping the connection');
-  client.dropConnection();
-};
-$('filter').oninput = renderPicker;
-$('add').onsubmit = (e) => {
+$('filter').addEventListener('input', renderPicker);
+$('add').addEventListener('submit', (e) => {
   e.preventDefault();
-  const name = $('filter').value.trim();
-  if (/^[A-Za-z0-9_.:-]{1,128}$/.test(name)) subscribe(name);
-  else log(`not a channel name: ${name}`, 'bad');
+  const typed = $('filter').value.trim();
+  if (!typed) return;
+  // "btcusd" means the demo symbol; anything else is taken as typed (channel names are case-sensitive).
+  const name = DEMO_SYMBOLS.find((s) => s === typed.toUpperCase()) ?? typed;
+  if (!CHANNEL_NAME.test(name)) {
+    log(`"${typed}" is not a channel name (1–128 of A–Z a–z 0–9 _ - . :)`, 'bad');
+    return;
+  }
+  subscribe(name);
   $('filter').value = '';
   renderPicker();
-};
+});
+
+// ---- connection status and counters ---------------------------------------------------------
+
+let origin = ''; // how the current connection came about: '', 'resumed', 'new session'
+
+function renderStatus() {
+  const state = client.state;
+  document.body.dataset.state = state;
+  setText($('state'), STATE_LABEL[state] ?? state);
+  const o = $('origin');
+  setText(o, state === ClientState.OPEN ? origin : '');
+  o.className = `origin ${origin === 'resumed' ? 'good' : 'warn'}`;
+}
+
+const shown = {};
+function metric(id, value, { bad = false } = {}) {
+  const node = $(id);
+  const text = String(value);
+  if (shown[id] === text) return;
+  const bump = shown[id] !== undefined && id !== 'seq' && id !== 'received' && id !== 'rtt' && id !== 'session';
+  shown[id] = text;
+  node.textContent = text;
+  node.classList.toggle('bad', bad);
+  if (bump) replay(node, 'bump');
+}
+
+function renderCounters() {
+  const s = client.stats;
+  metric('session', client.session ?? '–');
+  metric('seq', client.lastSeq);
+  metric('received', integer.format(s.received));
+  metric('gaps', s.gaps);
+  metric('lost', s.lostMessages, { bad: s.lostMessages > 0 });
+  metric('replays', s.replays);
+  metric('reconnects', s.reconnects);
+  metric('resumes', s.resumes);
+  metric('resumeFailures', s.resumeFailures, { bad: s.resumeFailures > 0 });
+  metric('rtt', s.rttMs === null ? '–' : `${s.rttMs.toFixed(1)} ms`);
+}
+
+// Counters change with every message: redraw them at most once per frame.
+let countersQueued = false;
+function queueCounters() {
+  if (countersQueued) return;
+  countersQueued = true;
+  const run = () => {
+    countersQueued = false;
+    renderCounters();
+  };
+  if (document.hidden) setTimeout(run, 250);
+  else requestAnimationFrame(run);
+}
+
+client.on('message', (env, event) => {
+  onMessage(env, event.gap);
+  queueCounters();
+});
+client.on('state', ({ state }) => {
+  if (state !== ClientState.OPEN) origin = state === ClientState.RESUMING ? origin : '';
+  // A first round trip right away, rather than after the first heartbeat interval.
+  if (state === ClientState.OPEN) client.ping().catch(() => {});
+  renderStatus();
+  queueCounters();
+});
+client.on('welcome', (w) => {
+  log(`welcome: session ${w.session} (heartbeat ${w.heartbeat_ms} ms, replay ${w.replay_size})`, 'info');
+  queueCounters();
+});
+client.on('subscribed', ({ channels }) => {
+  if (channels.length > 1) log(`subscribed ${channels.join(', ')}`);
+});
+client.on('gap', ({ from, to }) => {
+  log(`gap: seq ${from}${to > from ? `–${to}` : ''} missing, asking for a replay`, 'warn');
+  queueCounters();
+});
+client.on('replay_done', ({ from, to, sent, lost }) => {
+  if (lost) log(`replay ${from}–${to}: ${sent} re-sent, ${lost.from}–${lost.to} no longer held`, 'bad');
+  else log(`replay ${from}–${to}: filled (${sent} re-sent)`, 'good');
+  queueCounters();
+});
+client.on('disconnected', ({ code, reason }) => {
+  log(`disconnected (${code}${reason ? ` ${reason}` : ''})`, 'warn');
+});
+client.on('reconnecting', ({ attempt, delayMs }) => {
+  log(`reconnecting in ${delayMs} ms (attempt ${attempt})`, 'warn');
+});
+client.on('resumed', ({ session, replayed }) => {
+  origin = 'resumed';
+  log(`resumed ${session}: ${replayed} missed message${replayed === 1 ? '' : 's'} re-sent`, 'good');
+  renderStatus();
+  queueCounters();
+});
+client.on('resume_failed', ({ session, newSession }) => {
+  origin = 'new session';
+  log(`resume of ${session} failed: new session ${newSession}, channels re-subscribed with snapshots`, 'warn');
+  // The old numbering is gone: rows keep their prices until the snapshots replace them.
+  renderStatus();
+  queueCounters();
+});
+client.on('error', ({ code, message, request }) => {
+  // Refused subscribes are logged where they are made.
+  if (request && request.type === 'subscribe') return;
+  log(`error ${code}${message ? `: ${message}` : ''}`, 'bad');
+});
+client.on('pong', queueCounters);
+
+$('drop').addEventListener('click', () => {
+  if (client.state !== ClientState.OPEN) {
+    log('not connected: nothing to drop', 'warn');
+    return;
+  }
+  log(`dropping the connection at seq ${client.lastSeq}`, 'warn');
+  client.drop();
+});
+
+// ---- gateway /stats --------------------------------------------------------------------------
+
+let previousStats = null;
+
+function num(v, digits = 0) {
+  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '–';
+}
 
 async function pollStats() {
+  const panel = $('gateway');
   try {
-    const s = await (await fetch('/stats')).json();
-    for (const key of ['currentConnections', 'messagesIn', 'messagesOut']) $(`stat-${key}`).textContent = s[key].toLocaleString();
-    $('stat-memoryMB').textContent = `${s.memoryMB.toFixed(1)} MB`;
-    $('stat-cpuPercent').textContent = `${s.cpuPercent.toFixed(1)} %`;
-    $('stat-uptimeSeconds').textContent = `${Math.floor(s.uptimeSeconds)} s`;
-    $('stat-latency').textContent = `${s.fanoutLatencyMs.p99.toFixed(2)} ms`;
+    const r = await fetch('/stats', { cache: 'no-store' });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const s = await r.json();
+    const at = performance.now();
+    for (const key of ['currentConnections', 'sessions', 'messagesIn', 'messagesOut', 'threads', 'slowClientDisconnects']) {
+      setText($(`stat-${key}`), typeof s[key] === 'number' ? integer.format(s[key]) : '–');
+    }
+    setText($('stat-memoryMB'), `${num(s.memoryMB, 1)} MB`);
+    setText($('stat-cpuPercent'), `${num(s.cpuPercent, 1)} %`);
+    setText($('stat-uptimeSeconds'), typeof s.uptimeSeconds === 'number' ? formatUptime(s.uptimeSeconds) : '–');
+    const lat = s.fanoutLatencyMs ?? {};
+    setText($('stat-latency'), `${num(lat.p50, 2)} · ${num(lat.p99, 2)} ms`);
+    setText($('stat-resumes'), `${num(s.resumesOk)} · ${num(s.resumesFailed)}`);
+    if (previousStats && typeof s.messagesOut === 'number') {
+      const perSecond = (s.messagesOut - previousStats.messagesOut) / ((at - previousStats.at) / 1000);
+      setText($('stat-outRate'), perSecond >= 0 ? integer.format(Math.round(perSecond)) : '–');
+    }
+    previousStats = { messagesOut: s.messagesOut, at };
+    panel.classList.remove('stale');
+    setText($('stats-note'), 'GET /stats every 2 s');
   } catch {
-    // the gateway is restarting or draining; try again next tick
+    // Restarting or draining: keep the last values, greyed out, and try again on the next tick.
+    panel.classList.add('stale');
+    setText($('stats-note'), 'gateway unreachable');
+    previousStats = null;
   }
 }
 
-for (const s of DEFAULTS) {
-  client.channels.add(s);
-  row(s);
-}
+// ---- start -----------------------------------------------------------------------------------
+
+const start = initialChannels();
+for (const c of start) makeRow(c);
+updateEmpty();
+if (start.length) client.subscribe(start, { snapshot: true }).catch(() => {});
 renderPicker();
-client.connect();
+renderStatus();
+renderCounters();
+client.connect().catch(() => {});
 pollStats();
 setInterval(pollStats, 2000);
-window.odin = client;  // for the console (and the browser test)

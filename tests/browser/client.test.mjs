@@ -1,84 +1,272 @@
-// Tests web/odin-client.js under Node with npm `ws` against the real gateway: ordered delivery,
-// a gap filled by replay, reconnect + resume, and resume_failed starting fresh.
-import WebSocket from 'ws';
-import { OdinClient } from '../../web/odin-client.js';
-import { argBinary, assert, run, startGateway, waitFor } from './gateway.mjs';
+// Tests web/odin-client.js under Node 20 with npm `ws` against the real gateway: ordered
+// delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
+// cannot fill, reconnect + resume after the socket dies or the gateway closes it, channel
+// changes made while disconnected, resume_failed after a gateway restart; and, against a
+// silent fake server, that a connection without pongs is declared dead.
+//   node tests/browser/client.test.mjs --binary build/odin-ws
+import WebSocket, { WebSocketServer } from 'ws';
+import { ClientState, OdinClient } from '../../web/odin-client.js';
+import { argBinary, assert, Runner, sleep, startGateway, waitFor } from './gateway.mjs';
 
-const gw = await startGateway(argBinary(), { WS_REPLAY_SIZE: '50' });
+const binary = argBinary();
+// A small replay ring makes "the ring no longer holds it" easy to reach.
+const GATEWAY_ENV = { WS_REPLAY_SIZE: '8', WS_RESUME_TTL: '30s' };
+let gw = await startGateway(binary, GATEWAY_ENV);
+const runner = new Runner('client');
+const clients = new Set();
+runner.budget(55000, async () => {
+  for (const c of clients) c.close();
+  await gw.stop(1000);
+});
 
-function client(options = {}) {
-  const c = new OdinClient(gw.ws, { WebSocket, minBackoffMs: 50, maxBackoffMs: 200, ...options });
-  c.received = [];
-  c.addEventListener('message', (e) => c.received.push(e.detail));
+// A client that records what it delivers and the events it sees.
+function client(options = {}, url = gw.ws) {
+  const c = new OdinClient(url, { WebSocket, backoffInitialMs: 50, backoffMaxMs: 400, ...options });
+  c.got = [];
+  c.events = [];
+  c.on('message', (env, event) => c.got.push({ ...env, gap: event.gap }));
+  for (const type of ['state', 'welcome', 'subscribed', 'unsubscribed', 'gap', 'replay_start', 'replay_done',
+    'disconnected', 'reconnecting', 'resumed', 'resume_failed', 'error']) {
+    c.on(type, (detail) => c.events.push({ type, detail }));
+  }
+  c.seen = (type) => c.events.filter((e) => e.type === type);
+  clients.add(c);
   return c;
 }
 
-const opened = (c) => waitFor(() => c.state === 'open' && c.session, 5000, 'open');
+const seqs = (c) => c.got.map((m) => m.seq).join(',');
+const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i).join(',');
+const publishN = (channel, n, from = 0) =>
+  gw.publish(Array.from({ length: n }, (_, i) => ({ channel, type: 'test', data: { i: from + i } })));
 
-let result;
-try {
-  result = await run('client', [
-    ['subscribes and delivers in seq order', async () => {
-      const c = client();
-      c.channels.add('A');
-      c.connect();
-      await opened(c);
-      await waitFor(() => c.ws.readyState === 1, 2000, 'socket');
-      await new Promise((r) => setTimeout(r, 100));
-      await gw.publish(Array.from({ length: 20 }, (_, i) => ({ channel: 'A', data: { i } })));
-      await waitFor(() => c.received.length >= 20, 5000, '20 messages');
-      assert(c.received.every((m, i) => m.seq === i + 1 && m.data.i === i), 'order');
-      c.close();
-    }],
-    ['a gap is filled by replay', async () => {
-      const c = client({ _dropSeqForTest: 3 });
-      c.channels.add('G');
-      c.connect();
-      await opened(c);
-      await new Promise((r) => setTimeout(r, 100));
-      await gw.publish(Array.from({ length: 6 }, (_, i) => ({ channel: 'G', data: { i } })));
-      await waitFor(() => c.received.length >= 6, 5000, '6 messages');
-      assert(c.received.map((m) => m.seq).join() === '1,2,3,4,5,6', c.received.map((m) => m.seq).join());
-      assert(c.stats.gaps === 1 && c.stats.replays === 1 && c.stats.unrecovered === 0, JSON.stringify(c.stats));
-      c.close();
-    }],
-    ['reconnects and resumes after the socket dies', async () => {
-      const c = client();
-      c.channels.add('R');
-      c.connect();
-      await opened(c);
-      await new Promise((r) => setTimeout(r, 100));
-      await gw.publish([{ channel: 'R', data: 1 }, { channel: 'R', data: 2 }]);
-      await waitFor(() => c.received.length >= 2, 5000, '2 messages');
-      const session = c.session;
-      c.ws._socket.destroy();  // a network failure, not a close handshake
-      await gw.publish([{ channel: 'R', data: 3 }, { channel: 'R', data: 4 }]);
-      await waitFor(() => c.stats.resumes === 1, 5000, 'a resume');
-      await waitFor(() => c.received.length >= 4, 5000, 'the missed messages');
-      assert(c.session === session, 'same session');
-      assert(c.received.map((m) => m.data).join() === '1,2,3,4', c.received.map((m) => m.data).join());
-      c.close();
-    }],
-    ['resume_failed starts a fresh session and re-subscribes', async () => {
-      const c = client();
-      c.channels.add('F');
-      c.session = '0123456789abcd00';  // unknown to the gateway
-      c.lastSeq = 5;
-      c._attempt = 1;
-      c.connect();
-      await waitFor(() => c.stats.resumeFailures === 1, 5000, 'resume_failed');
-      await opened(c);
-      assert(c.session !== '0123456789abcd00' && c.lastSeq === 0, `session ${c.session} seq ${c.lastSeq}`);
-      await new Promise((r) => setTimeout(r, 100));
-      await gw.publish({ channel: 'F', data: 'fresh' });
-      await waitFor(() => c.received.length >= 1, 5000, 'a message on the fresh session');
-      assert(c.received[0].seq === 1 && c.received[0].data === 'fresh', JSON.stringify(c.received[0]));
-      c.close();
-    }],
-  ]);
-} finally {
-  const code = await gw.stop();
-  if (code !== 0) console.log(`gateway exited with ${code}\n${gw.output()}`);
+await runner.check('subscribe resolves with the reply; messages arrive in seq order', async () => {
+  const c = client();
+  await c.connect();
+  assert(c.state === ClientState.OPEN && /^[0-9a-f]+$/.test(c.session), `state ${c.state} session ${c.session}`);
+  const confirmed = await c.subscribe(['order'], { snapshot: false });
+  assert(confirmed.join() === 'order', `subscribe resolved with ${confirmed}`);
+  assert(c.seen('subscribed').length === 1, 'a subscribed event');
+  await publishN('order', 20);
+  await waitFor(() => c.got.length >= 20, 5000, '20 messages');
+  assert(seqs(c) === range(1, 20), `seqs ${seqs(c)}`);
+  assert(c.got.every((m, i) => m.data.i === i && m.channel === 'order' && m.type === 'test' && m.gap === null), 'payloads in order');
+  assert(c.lastSeq === 20, `lastSeq ${c.lastSeq}`);
+  const rtt = await c.ping();
+  assert(typeof rtt === 'number' && rtt >= 0 && rtt < 1000, `rtt ${rtt}`);
+  const gone = await c.unsubscribe('order');
+  assert(gone.join() === 'order', `unsubscribe resolved with ${gone}`);
+  await publishN('order', 3);
+  await sleep(200);
+  assert(c.got.length === 20, `messages after unsubscribe: ${c.got.length}`);
+  c.close();
+  assert(c.state === ClientState.CLOSED, c.state);
+});
+
+await runner.check('snapshot: the latest message arrives right after subscribing', async () => {
+  await gw.publish([{ channel: 'snap', data: { v: 1 } }, { channel: 'snap', data: { v: 2 } }]);
+  const c = client();
+  await c.connect();
+  await c.subscribe('snap'); // snapshot defaults to true
+  await waitFor(() => c.got.length >= 1, 3000, 'the snapshot');
+  assert(c.got.length === 1 && c.got[0].seq === 1 && c.got[0].data.v === 2, JSON.stringify(c.got));
+  c.close();
+});
+
+await runner.check('errors reject the request and are emitted; refused channels are forgotten', async () => {
+  const c = client();
+  await c.connect();
+  let error = null;
+  await c.request('subscribe', { channels: [] }).catch((e) => { error = e; });
+  assert(error && error.code === 'bad_request', `error ${error}`);
+  error = null;
+  await c.request('frobnicate').catch((e) => { error = e; });
+  assert(error && error.code === 'unknown_type', `error ${error}`);
+  assert(c.seen('error').map((e) => e.detail.code).join() === 'bad_request,unknown_type', JSON.stringify(c.seen('error')));
+  error = null;
+  await c.subscribe('bad channel!').catch((e) => { error = e; });
+  assert(error && error.code === 'bad_request' && !c.isSubscribed('bad channel!'), `client-side validation: ${error}`);
+  c.close();
+});
+
+await runner.check('an artificial gap (_dropSeqForTest) is filled by replay, in order', async () => {
+  const c = client({ _dropSeqForTest: 3 });
+  await c.connect();
+  await c.subscribe('gap', { snapshot: false });
+  await publishN('gap', 6);
+  await waitFor(() => c.got.length >= 6, 5000, '6 messages');
+  assert(seqs(c) === range(1, 6), `seqs ${seqs(c)}`);
+  assert(c.got.map((m) => m.data.i).join() === '0,1,2,3,4,5', 'payloads in order');
+  const gaps = c.seen('gap').map((e) => `${e.detail.from}-${e.detail.to}`);
+  assert(gaps.join() === '3-3', `gap events ${gaps}`);
+  assert(c.seen('replay_start').length === 1, 'replay_start');
+  const done = c.seen('replay_done')[0]?.detail;
+  assert(done && done.sent === 1 && done.lost === null, `replay_done ${JSON.stringify(done)}`);
+  const s = c.stats;
+  assert(s.gaps === 1 && s.replays === 1 && s.lostMessages === 0 && s.buffered === 0, JSON.stringify(s));
+  assert(c.got.every((m) => m.gap === null), 'no message flagged');
+  c.close();
+});
+
+await runner.check('a gap older than the replay ring is skipped, flagged, and delivery continues', async () => {
+  // Drops 3..12: when 13 arrives the ring (8) no longer holds 3.
+  const c = client({ _dropSeqForTest: (seq) => seq >= 3 && seq <= 12 });
+  await c.connect();
+  await c.subscribe('lost', { snapshot: false });
+  await publishN('lost', 30);
+  await waitFor(() => c.lastSeq >= 30 && c.stats.buffered === 0, 5000, 'seq 30');
+  const done = c.seen('replay_done')[0]?.detail;
+  assert(done && done.from === 3 && done.to === 12 && done.first_available > 3, `replay_done ${JSON.stringify(done)}`);
+  // How much the ring still held depends on how far the gateway got before the replay request.
+  const firstKept = Math.min(done.first_available, 13);
+  assert(done.sent === 13 - firstKept, `sent ${done.sent}`);
+  assert(done.lost && done.lost.from === 3 && done.lost.to === firstKept - 1, `lost ${JSON.stringify(done.lost)}`);
+  const delivered = c.got.map((m) => m.seq).join();
+  assert(delivered === `1,2,${range(firstKept, 30)}`, `delivered ${delivered}`);
+  const flagged = c.got.filter((m) => m.gap);
+  assert(flagged.length === 1 && flagged[0].seq === firstKept &&
+    flagged[0].gap.from === 3 && flagged[0].gap.to === firstKept - 1, `flagged ${JSON.stringify(flagged)}`);
+  assert(c.stats.lostMessages === firstKept - 3 && c.stats.lostGaps === 1, JSON.stringify(c.stats));
+  console.log(`  (replay ring held from seq ${done.first_available}; lost ${done.lost.from}-${done.lost.to})`);
+  c.close();
+});
+
+await runner.check('reconnect + resume after the TCP connection dies', async () => {
+  const c = client();
+  await c.connect();
+  await c.subscribe('res', { snapshot: false });
+  await publishN('res', 2, 1);
+  await waitFor(() => c.got.length >= 2, 5000, '2 messages');
+  const session = c.session;
+  c._ws._socket.destroy(); // a network failure: no close handshake
+  await publishN('res', 2, 3); // published while the client is away
+  await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
+  await waitFor(() => c.got.length >= 4, 5000, 'the missed messages');
+  await publishN('res', 1, 5);
+  await waitFor(() => c.got.length >= 5, 5000, 'a live message after the resume');
+  assert(c.session === session, `session ${c.session} != ${session}`);
+  assert(c.got.map((m) => m.data.i).join() === '1,2,3,4,5', c.got.map((m) => m.data.i).join());
+  assert(seqs(c) === range(1, 5), seqs(c));
+  const resumed = c.seen('resumed')[0].detail;
+  assert(resumed.session === session && resumed.replayed === 2, JSON.stringify(resumed));
+  assert(c.seen('reconnecting').length === 1, 'one reconnect scheduled');
+  const s = c.stats;
+  assert(s.reconnects === 1 && s.resumes === 1 && s.resumeFailures === 0 && s.gaps === 0, JSON.stringify(s));
+  const states = c.seen('state').map((e) => e.detail.state).join('>');
+  assert(states === 'connecting>open>reconnecting>resuming>open', states);
+  c.close();
+});
+
+await runner.check('reconnect + resume after the gateway closes the connection (1003)', async () => {
+  const c = client();
+  await c.connect();
+  await c.subscribe('srv', { snapshot: false });
+  await publishN('srv', 3);
+  await waitFor(() => c.got.length >= 3, 5000, '3 messages');
+  const session = c.session;
+  c._ws.send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
+  await waitFor(() => c.seen('disconnected').length === 1, 3000, 'the close');
+  assert(c.seen('disconnected')[0].detail.code === 1003, JSON.stringify(c.seen('disconnected')));
+  await publishN('srv', 2, 3);
+  await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
+  await waitFor(() => c.got.length >= 5, 5000, 'the missed messages');
+  assert(c.session === session && seqs(c) === range(1, 5), `${c.session} ${seqs(c)}`);
+  c.close();
+});
+
+await runner.check('channel changes made while disconnected are applied after the resume', async () => {
+  const c = client();
+  await c.connect();
+  await c.subscribe(['keep', 'drop'], { snapshot: false });
+  let added;
+  let removed;
+  let stateThen;
+  const off = c.on('disconnected', () => {
+    off();
+    stateThen = c.state;
+    added = c.subscribe('added', { snapshot: false });
+    removed = c.unsubscribe('drop');
+  });
+  c._ws._socket.destroy();
+  await waitFor(() => added, 2000, 'the disconnect');
+  assert(stateThen === ClientState.RECONNECTING, `state when disconnected is emitted: ${stateThen}`);
+  assert(c.channels.join() === 'added,keep', c.channels.join());
+  assert((await added).join() === 'added', 'offline subscribe resolves once subscribed');
+  await removed;
+  assert(c.seen('resumed').length === 1, 'resumed');
+  await gw.publish([{ channel: 'drop', data: 'no' }, { channel: 'keep', data: 'k' }, { channel: 'added', data: 'a' }]);
+  await waitFor(() => c.got.length >= 2, 5000, '2 messages');
+  await sleep(150);
+  assert(c.got.map((m) => m.data).join() === 'k,a', c.got.map((m) => m.data).join());
+  c.close();
+});
+
+await runner.check('resume_failed (unknown session): fresh session, channels re-subscribed', async () => {
+  const c = client();
+  c.subscribe('fresh');
+  // As if this client had a session the gateway has never heard of.
+  c._session = '0123456789abcd00';
+  c._lastSeq = 5;
+  c._disconnectedAt = Date.now();
+  await c.connect();
+  const failed = c.seen('resume_failed')[0]?.detail;
+  assert(failed && failed.session === '0123456789abcd00' && failed.newSession === c.session, JSON.stringify(failed));
+  assert(c.lastSeq === 0, `lastSeq ${c.lastSeq}`);
+  await waitFor(() => c.seen('subscribed').length === 1, 3000, 'the re-subscribe');
+  await gw.publish({ channel: 'fresh', data: 'new' });
+  await waitFor(() => c.got.length >= 1, 5000, 'a message on the fresh session');
+  assert(c.got[0].seq === 1 && c.got[0].data === 'new', JSON.stringify(c.got[0]));
+  c.close();
+});
+
+await runner.check('gateway restart: backoff while down, resume_failed, snapshot re-subscribe', async () => {
+  const c = client({ backoffInitialMs: 100, backoffMaxMs: 300 });
+  await c.connect();
+  await c.subscribe('boot', { snapshot: false });
+  await publishN('boot', 3);
+  await waitFor(() => c.got.length >= 3, 5000, '3 messages');
+  const oldSession = c.session;
+  const port = gw.port;
+  await gw.stop(); // graceful drain: closes with 1001, sessions are gone
+  await waitFor(() => c.seen('reconnecting').length >= 2, 5000, 'reconnect attempts while the gateway is down');
+  gw = await startGateway(binary, GATEWAY_ENV, { port });
+  await gw.publish({ channel: 'boot', data: { i: 'after restart' } });
+  await waitFor(() => c.seen('resume_failed').length === 1, 5000, 'resume_failed');
+  assert(c.session !== oldSession, 'a new session');
+  // The re-subscribe asks for a snapshot, so the value published before it shows up at once.
+  await waitFor(() => c.got.length >= 4, 5000, 'the snapshot on the new session');
+  const last = c.got[3];
+  assert(last.seq === 1 && last.data.i === 'after restart', JSON.stringify(last));
+  assert(c.seen('disconnected')[0].detail.code === 1001, JSON.stringify(c.seen('disconnected')[0]));
+  c.close();
+});
+
+await runner.check('a connection that stops answering heartbeats is declared dead', async () => {
+  // A fake gateway: welcomes with a 200 ms heartbeat and then never answers anything.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  let connections = 0;
+  wss.on('connection', (sock) => {
+    connections += 1;
+    sock.send(JSON.stringify({ type: 'welcome', ts: Date.now(), data: { session: `s${connections}`, heartbeat_ms: 200, replay_size: 10, resume_ttl_ms: 0 } }));
+  });
+  const c = client({}, `ws://127.0.0.1:${wss.address().port}/ws`);
+  try {
+    await c.connect();
+    await waitFor(() => connections >= 2, 3000, 'a reconnect after missing pongs');
+    const d = c.seen('disconnected')[0]?.detail;
+    assert(d && d.reason === 'no pong', JSON.stringify(d));
+    assert(c.seen('resumed').length === 0 && c.session === 's2', `session ${c.session}`);
+  } finally {
+    c.close();
+    for (const sock of wss.clients) sock.terminate();
+    await new Promise((r) => wss.close(r));
+  }
+});
+
+for (const c of clients) c.close();
+const code = await gw.stop();
+if (code !== 0) {
+  console.log(`FAIL client: gateway exited with ${code}\n${gw.output()}`);
+  runner.finish(1);
 }
-console.log(`${result.passed} passed, ${result.failed} failed`);
-process.exit(result.failed ? 1 : 0);
+runner.finish();
