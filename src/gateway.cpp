@@ -3,13 +3,17 @@
 #include "ops/clock.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <cctype>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 #include "broker/demo_feed.hpp"
+#include "broker/nats_broker.hpp"
 #include "http/ops_endpoints.hpp"
 #include "net/event_loop.hpp"
 #include "spdlog/spdlog.h"
@@ -28,7 +32,6 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
     fanouts.push_back(&loops_.back()->fanout());
   }
   hub_ = std::make_unique<Hub>(std::move(fanouts));
-  broker_ = std::make_unique<EmbeddedBroker>(*hub_);
   resources_.configure(config_.cpu_limit, config_.memory_limit);
   const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
   const size_t files = web_.load(root);
@@ -36,6 +39,7 @@ Gateway::Gateway(Config config) : config_(std::move(config)) {
 }
 
 Gateway::~Gateway() {
+  if (broker_) broker_->stop();
   for (auto& loop : loops_)
     loop->stop();
   for (auto& loop : loops_)
@@ -52,6 +56,19 @@ std::optional<RejectReason> Gateway::admit() {
     return RejectReason::kAtCapacity;
   }
   return std::nullopt;
+}
+
+std::string Gateway::instance_id() const {
+  if (!config_.instance_id.empty()) return config_.instance_id;
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) std::strcpy(host, "odin-ws");
+  // A JetStream consumer name may not hold '.', '*', '>' or spaces.
+  std::string id;
+  for (const char* c = host; *c; ++c) {
+    const bool plain = std::isalnum(static_cast<unsigned char>(*c)) || *c == '-' || *c == '_';
+    id.push_back(plain ? *c : '_');
+  }
+  return id + "-" + std::to_string(port_);
 }
 
 int Gateway::run() {
@@ -78,6 +95,15 @@ int Gateway::run() {
     return 1;
   }
   started_at_ms_ = wall_ms();
+  if (config_.broker == BrokerKind::kNats || config_.broker == BrokerKind::kJetStream) {
+    broker_ = std::make_unique<NatsBroker>(config_, instance_id(), *hub_, resources_);
+  } else {
+    broker_ = std::make_unique<EmbeddedBroker>(*hub_);
+  }
+  if (std::string problem = broker_->start(); !problem.empty()) {
+    spdlog::error("{}", problem);
+    return 1;
+  }
   if (config_.demo_feed) {
     demo_feed_ = std::make_unique<DemoFeed>(loops_[0]->io(), *broker_, config_.demo_rate,
                                             config_.demo_symbols);
@@ -109,6 +135,9 @@ int Gateway::run() {
   spdlog::info("{} received: draining {} connection(s), up to {} ms", strsignal(received),
                websocket_connections(), config_.drain_timeout.count());
   draining_.store(true);
+  // No new messages while clients are told to go: intake ends after the batch in hand (acked),
+  // and publishes still queued are answered with an error.
+  broker_->stop();
   if (demo_feed_) {
     boost::asio::post(loops_[0]->io(), [feed = demo_feed_.get()] { feed->stop(); });
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "broker/broker.hpp"
@@ -43,6 +44,8 @@ class Gateway {
   const ResourceMonitor& resources() const { return resources_; }
   const StaticFiles& web() const { return web_; }
   uint16_t port() const { return port_; }
+  // WS_INSTANCE_ID, or <hostname>-<port>: how this instance is named on NATS.
+  std::string instance_id() const;
   int64_t started_at_ms() const { return started_at_ms_; }
 
   // Admission of a WebSocket upgrade: counts the connection when admitted.

@@ -1,7 +1,11 @@
-// Where messages come from: the broker interface, and the embedded in-process broker used when
-// no NATS_URL is set (publishing goes straight into the hub).
+// Where messages come from: the broker interface, the counters every broker keeps, and the
+// embedded in-process broker used when no NATS_URL is set (publishing goes straight into the hub).
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -10,23 +14,74 @@
 
 namespace odin {
 
+// Why a message from the broker was not delivered (each is counted, and logged at most every
+// few seconds, so a bad publisher cannot flood the log).
+enum class IntakeReject : uint8_t {
+  kBadSubject,   // the subject is not <prefix><valid channel name>
+  kBadType,      // the Type header is empty, longer than 128 bytes or not UTF-8
+  kOversized,    // the payload is larger than WS_MAX_PAYLOAD_BYTES
+  kInvalidUtf8,  // the payload is not UTF-8: it could not become a WebSocket text frame
+  kDuplicate,    // a JetStream redelivery of a message already handed to the fan-out
+  kCount
+};
+const char* intake_reject_name(IntakeReject reason);
+
+// Written by the broker's threads, read by /metrics, /stats and /health on any thread.
+struct BrokerCounters {
+  std::atomic<bool> connected{false};
+  std::atomic<bool> paused{false};
+  std::atomic<uint64_t> received{0};     // messages taken from the broker
+  std::atomic<uint64_t> delivered{0};    // handed to the fan-out
+  std::atomic<uint64_t> disconnects{0};  // connection to the broker lost
+  std::atomic<uint64_t> reconnects{0};   // and regained
+  std::atomic<uint64_t> pauses{0};       // intake paused for CPU (WS_CPU_PAUSE_THRESHOLD)
+  std::atomic<uint64_t> dropped{0};      // core NATS: dropped by the client library when full
+  std::atomic<uint64_t> published{0};    // POST /publish messages the broker accepted
+  std::atomic<uint64_t> publish_failures{0};
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(IntakeReject::kCount)> rejected{};
+
+  void reject(IntakeReject reason) {
+    rejected[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+// The outcome of a publish: how many messages the broker accepted, and why it stopped short.
+struct PublishOutcome {
+  size_t published = 0;
+  std::string error;  // empty when all were accepted
+};
+using PublishDone = std::function<void(PublishOutcome)>;
+
 class Broker {
  public:
   virtual ~Broker() = default;
   virtual std::string_view name() const = 0;
-  virtual bool connected() const = 0;
-  // Publishes through the broker; returns an error text, empty on success.
-  virtual std::string publish(std::span<const IngestItem> items) = 0;
+  // Starts intake (connecting in the background); an error text when it cannot start at all.
+  // stop() ends intake and fails pending publishes.
+  virtual std::string start() { return {}; }
+  virtual void stop() {}
+  bool connected() const { return counters_.connected.load(std::memory_order_relaxed); }
+  bool paused() const { return counters_.paused.load(std::memory_order_relaxed); }
+  const BrokerCounters& counters() const { return counters_; }
+  // Publishes `items` through the broker (copying what it needs before returning). `done` runs
+  // once, on any thread, after the broker accepted them (NATS: flushed to the server;
+  // JetStream: stored, acknowledged by the stream) or gave up.
+  virtual void publish(std::span<const IngestItem> items, PublishDone done) = 0;
+
+ protected:
+  BrokerCounters counters_;
 };
 
 class EmbeddedBroker final : public Broker {
  public:
-  explicit EmbeddedBroker(Hub& hub) : hub_(hub) {}
+  explicit EmbeddedBroker(Hub& hub) : hub_(hub) { counters_.connected = true; }
   std::string_view name() const override { return "embedded"; }
-  bool connected() const override { return true; }
-  std::string publish(std::span<const IngestItem> items) override {
+  void publish(std::span<const IngestItem> items, PublishDone done) override {
     hub_.ingest(items);
-    return {};
+    counters_.received.fetch_add(items.size(), std::memory_order_relaxed);
+    counters_.delivered.fetch_add(items.size(), std::memory_order_relaxed);
+    counters_.published.fetch_add(items.size(), std::memory_order_relaxed);
+    done(PublishOutcome{items.size(), {}});
   }
 
  private:

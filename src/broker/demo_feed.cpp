@@ -8,6 +8,7 @@
 
 #include "broker/broker.hpp"
 #include "hub/fanout.hpp"
+#include "spdlog/spdlog.h"
 
 namespace odin {
 
@@ -93,7 +94,9 @@ void DemoFeed::tick() {
                     q.symbol, q.price, decimals, change, q.volume, now_ns));
     items.push_back(IngestItem{q.symbol, "price:update", payloads.back(), true});
   }
-  broker_.publish(items);
+  broker_.publish(items, [](PublishOutcome outcome) {
+    if (!outcome.error.empty()) spdlog::debug("demo feed: {}", outcome.error);
+  });
 }
 
 }  // namespace odin

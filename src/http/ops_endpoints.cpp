@@ -64,6 +64,36 @@ const char* boolean(bool b) {
   return b ? "true" : "false";
 }
 
+template <typename Metric>
+void append_broker_metrics(std::string& out, const Broker& broker, Metric& metric) {
+  const BrokerCounters& c = broker.counters();
+  metric("ws_broker_connected", "gauge", "1 when the broker is connected.", c.connected ? 1 : 0);
+  metric("ws_broker_paused", "gauge", "1 while intake is paused for CPU.", c.paused ? 1 : 0);
+  metric("ws_broker_pauses_total", "counter", "Times intake paused for CPU.", c.pauses.load());
+  metric("ws_broker_disconnects_total", "counter", "Broker connections lost.",
+         c.disconnects.load());
+  metric("ws_broker_reconnects_total", "counter", "Broker connections regained.",
+         c.reconnects.load());
+  metric("ws_broker_messages_received_total", "counter", "Messages taken from the broker.",
+         c.received.load());
+  metric("ws_broker_messages_delivered_total", "counter", "Broker messages handed to the fan-out.",
+         c.delivered.load());
+  metric("ws_broker_messages_dropped_total", "counter",
+         "Core NATS messages the client library dropped because intake fell behind.",
+         c.dropped.load());
+  out +=
+      "# HELP ws_broker_messages_rejected_total Broker messages not delivered, by reason.\n"
+      "# TYPE ws_broker_messages_rejected_total counter\n";
+  for (size_t r = 0; r < c.rejected.size(); ++r) {
+    out += fmt::format("ws_broker_messages_rejected_total{{reason=\"{}\"}} {}\n",
+                       intake_reject_name(static_cast<IntakeReject>(r)), c.rejected[r].load());
+  }
+  metric("ws_publish_messages_total", "counter", "POST /publish messages the broker accepted.",
+         c.published.load());
+  metric("ws_publish_failures_total", "counter", "POST /publish requests the broker refused.",
+         c.publish_failures.load());
+}
+
 }  // namespace
 
 HealthReport render_health(const Gateway& gateway) {
@@ -75,7 +105,9 @@ HealthReport render_health(const Gateway& gateway) {
   const double capacity = 100.0 * current / config.max_connections;
   const bool cpu_ok = cpu < config.cpu_reject_threshold;
   const bool memory_ok = memory < config.memory_reject_threshold;
-  const bool broker_ok = gateway.broker().connected();
+  const Broker& broker = gateway.broker();
+  const bool broker_ok = broker.connected();
+  const bool intake_paused = broker.paused();
   // Unhealthy: cannot serve (no broker, memory exhausted, draining): the balancer should stop
   // sending clients. Degraded: serving, but refusing new connections for a resource reason.
   const char* status = "healthy";
@@ -83,7 +115,7 @@ HealthReport render_health(const Gateway& gateway) {
   if (!broker_ok || memory >= 100.0 || gateway.draining()) {
     status = "unhealthy";
     http_status = 503;
-  } else if (!cpu_ok || !memory_ok || current >= config.max_connections) {
+  } else if (!cpu_ok || !memory_ok || intake_paused || current >= config.max_connections) {
     status = "degraded";
   }
   HealthReport report;
@@ -92,15 +124,19 @@ HealthReport render_health(const Gateway& gateway) {
       R"({{"status":"{}","checks":{{"cpu":{{"percentage":{:.1f},"threshold":{:.1f},"healthy":{}}},)"
       R"("memory":{{"percentage":{:.1f},"limit_mb":{},"healthy":{}}},)"
       R"("capacity":{{"current":{},"max":{},"percentage":{:.1f}}},)"
-      R"("broker":{{"connected":{}}}}}}})",
+      R"("broker":{{"connected":{},"type":"{}","paused":{}}}}}}})",
       status, cpu, config.cpu_reject_threshold, boolean(cpu_ok), memory,
       res.memory_limit() / (1024 * 1024), boolean(memory_ok), current, config.max_connections,
-      capacity, boolean(broker_ok));
+      capacity, boolean(broker_ok), broker.name(), boolean(intake_paused));
   return report;
 }
 
 std::string render_stats(const Gateway& gateway) {
   const Totals t = sum(gateway);
+  const BrokerCounters& counters = gateway.broker().counters();
+  uint64_t rejected = 0;
+  for (const auto& count : counters.rejected)
+    rejected += count.load();
   const ResourceMonitor& res = gateway.resources();
   return fmt::format(
       R"({{"currentConnections":{},"maxConnections":{},"connectionsAccepted":{},)"
@@ -108,7 +144,8 @@ std::string render_stats(const Gateway& gateway) {
       R"("memoryMB":{:.1f},"cpuPercent":{:.1f},"messagesIn":{},"messagesOut":{},"bytesOut":{},)"
       R"("slowClientDisconnects":{},"heartbeatTimeouts":{},"rateLimited":{},"replayRequests":{},)"
       R"("resumesOk":{},"resumesFailed":{},"fanoutLatencyMs":{{"p50":{:.3f},"p99":{:.3f}}},)"
-      R"("threads":{},"broker":"{}","uptimeSeconds":{:.1f}}})",
+      R"("threads":{},"broker":"{}","brokerConnected":{},"brokerPaused":{},)"
+      R"("brokerReceived":{},"brokerRejected":{},"uptimeSeconds":{:.1f}}})",
       gateway.websocket_connections(), gateway.config().max_connections, t.accepted,
       t.rejected[0] + t.rejected[1] + t.rejected[2] + t.rejected[3], t.sessions, t.detached,
       t.channels, static_cast<double>(res.rss_bytes()) / (1024.0 * 1024.0), res.cpu_percent(),
@@ -116,7 +153,9 @@ std::string render_stats(const Gateway& gateway) {
       t.replays, t.resumes_ok, t.resumes_failed,
       static_cast<double>(t.latency.quantile_ns(0.5)) / 1e6,
       static_cast<double>(t.latency.quantile_ns(0.99)) / 1e6, gateway.thread_count(),
-      gateway.broker().name(), uptime_seconds(gateway));
+      gateway.broker().name(), boolean(gateway.broker().connected()),
+      boolean(gateway.broker().paused()), counters.received.load(), rejected,
+      uptime_seconds(gateway));
 }
 
 std::string render_metrics(const Gateway& gateway) {
@@ -164,8 +203,7 @@ std::string render_metrics(const Gateway& gateway) {
   metric("ws_memory_rss_bytes", "gauge", "Resident set size.", res.rss_bytes());
   metric("ws_memory_limit_bytes", "gauge", "WS_MEMORY_LIMIT (or physical memory).",
          res.memory_limit());
-  metric("ws_broker_connected", "gauge", "1 when the broker is connected.",
-         gateway.broker().connected() ? 1 : 0);
+  append_broker_metrics(out, gateway.broker(), metric);
   metric("ws_event_loop_threads", "gauge", "Event-loop threads.", gateway.thread_count());
   metric("ws_uptime_seconds", "gauge", "Seconds since start.",
          fmt::format("{:.1f}", uptime_seconds(gateway)));

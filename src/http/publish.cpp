@@ -1,6 +1,7 @@
 // POST /publish body parsing (see publish.hpp).
 #include "http/publish.hpp"
 
+#include <fmt/format.h>
 #include <simdjson.h>
 
 #include "hub/channel_name.hpp"
@@ -9,7 +10,8 @@ namespace odin {
 
 namespace {
 
-std::optional<std::string> read_item(simdjson::dom::element element, PublishBatch& batch) {
+std::optional<std::string> read_item(simdjson::dom::element element, PublishBatch& batch,
+                                     size_t max_data_bytes) {
   simdjson::dom::object object;
   if (element.get(object)) return "each message must be a JSON object";
   IngestItem item;
@@ -30,6 +32,10 @@ std::optional<std::string> read_item(simdjson::dom::element element, PublishBatc
   simdjson::dom::element data;
   if (object["data"].get(data)) return "missing \"data\"";
   batch.data.push_back(simdjson::minify(data));
+  if (batch.data.back().size() > max_data_bytes) {
+    return fmt::format("\"data\" is {} bytes, more than the {} allowed (WS_MAX_PAYLOAD_BYTES)",
+                       batch.data.back().size(), max_data_bytes);
+  }
   item.data = batch.data.back();
   item.data_is_json = true;
   batch.items.push_back(item);
@@ -39,7 +45,7 @@ std::optional<std::string> read_item(simdjson::dom::element element, PublishBatc
 }  // namespace
 
 std::optional<PublishError> parse_publish_body(std::string_view body, simdjson::dom::parser& parser,
-                                               PublishBatch& batch) {
+                                               PublishBatch& batch, size_t max_data_bytes) {
   batch.items.clear();
   batch.data.clear();
   simdjson::dom::element root;
@@ -51,7 +57,7 @@ std::optional<PublishError> parse_publish_body(std::string_view body, simdjson::
     if (array.size() == 0) return PublishError{"empty array: nothing to publish"};
     long index = 0;
     for (simdjson::dom::element element : array) {
-      if (auto problem = read_item(element, batch)) {
+      if (auto problem = read_item(element, batch, max_data_bytes)) {
         batch.items.clear();
         return PublishError{*problem, index};
       }
@@ -59,7 +65,7 @@ std::optional<PublishError> parse_publish_body(std::string_view body, simdjson::
     }
     return std::nullopt;
   }
-  if (auto problem = read_item(root, batch)) {
+  if (auto problem = read_item(root, batch, max_data_bytes)) {
     batch.items.clear();
     return PublishError{*problem};
   }

@@ -2,6 +2,7 @@
 // validated as a whole before anything is published.
 #pragma once
 
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <string>
@@ -29,7 +30,9 @@ struct PublishError {
 inline constexpr size_t kMaxTypeLength = 128;
 
 // Parses and validates; on success `batch` holds the items (valid until the parser is reused).
+// An item whose compact `data` is longer than `max_data_bytes` (WS_MAX_PAYLOAD_BYTES) is refused.
 std::optional<PublishError> parse_publish_body(std::string_view body, simdjson::dom::parser& parser,
-                                               PublishBatch& batch);
+                                               PublishBatch& batch,
+                                               size_t max_data_bytes = SIZE_MAX);
 
 }  // namespace odin

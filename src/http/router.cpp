@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include <boost/asio/post.hpp>
 #include <vector>
 
 #include "gateway.hpp"
@@ -161,7 +162,8 @@ bool handle_publish(Connection& conn, HttpRequest& request) {
     }
   }
   PublishBatch batch;
-  if (auto error = parse_publish_body(request.body(), loop.json_parser(), batch)) {
+  if (auto error = parse_publish_body(request.body(), loop.json_parser(), batch,
+                                      gateway.config().max_payload_bytes)) {
     std::string body = "{\"error\":";
     json::append_string(body, error->message);
     if (error->index >= 0) body += fmt::format(",\"index\":{}", error->index);
@@ -169,13 +171,24 @@ bool handle_publish(Connection& conn, HttpRequest& request) {
     send_http_response(conn, 400, "application/json", body, keep_alive);
     return keep_alive;
   }
-  std::string problem = gateway.broker().publish(batch.items);
-  if (!problem.empty()) {
-    send_http_error(conn, 503, problem, keep_alive);
-    return keep_alive;
-  }
-  send_http_response(conn, 200, "application/json",
-                     fmt::format("{{\"published\":{}}}", batch.items.size()), keep_alive);
+  // The answer comes once the broker has the messages (NATS: flushed; JetStream: stored), on
+  // the broker's thread; it is carried back to this connection's thread.
+  conn.begin_deferred_response();
+  boost::asio::io_context* io = &loop.io();
+  Connection* target = &conn;
+  gateway.broker().publish(batch.items, [io, target, keep_alive](PublishOutcome outcome) {
+    boost::asio::post(*io, [target, keep_alive, outcome = std::move(outcome)] {
+      if (outcome.error.empty()) {
+        target->finish_deferred_response(
+            200, fmt::format("{{\"published\":{}}}", outcome.published), keep_alive);
+        return;
+      }
+      std::string body = "{\"error\":";
+      json::append_string(body, outcome.error);
+      body += fmt::format(",\"published\":{}}}", outcome.published);
+      target->finish_deferred_response(503, body, keep_alive);
+    });
+  });
   return keep_alive;
 }
 

@@ -71,7 +71,7 @@ void Connection::start_migrated(ws::MessageReader reader, std::string unsent) {
 }
 
 bool Connection::wants_input() const {
-  if (migrating_) return false;
+  if (migrating_ || awaiting_response_) return false;
   switch (state_) {
     case State::kHttp:
     case State::kOpen:
@@ -165,6 +165,10 @@ bool Connection::feed_http(std::span<char> bytes) {
         return feed_ws({rest.data(), rest.size()});
       }
       if (state_ == State::kOpen) http_.reset();
+      return false;
+    }
+    if (awaiting_response_) {  // the rest waits until the deferred response is out
+      http.pending.erase(0, offset);
       return false;
     }
   }
@@ -366,8 +370,10 @@ void Connection::on_sweep(int64_t now_ms) {
   switch (state_) {
     case State::kHttp:
       // Measured from the last byte received: a keep-alive client that keeps sending requests
-      // (a publisher) stays; a silent or stalled one is dropped.
-      if (now_ms - last_heard_ms_ > config.handshake_timeout.count()) abort();
+      // (a publisher) stays; a silent or stalled one is dropped. Not while we owe it an answer.
+      if (!awaiting_response_ && now_ms - last_heard_ms_ > config.handshake_timeout.count()) {
+        abort();
+      }
       return;
     case State::kOpen: {
       if (now_ms - last_heard_ms_ >= config.heartbeat_timeout.count()) {
@@ -425,6 +431,22 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
     loop_.hand_over(thread, std::move(moving));
     release_if_done();
   });
+}
+
+void Connection::begin_deferred_response() {
+  awaiting_response_ = true;
+  ++pending_ops_;
+}
+
+void Connection::finish_deferred_response(unsigned status, std::string_view body, bool keep_alive) {
+  --pending_ops_;
+  awaiting_response_ = false;
+  if (state_ == State::kClosed) return release_if_done();
+  last_heard_ms_ = wall_ms();  // the idle clock restarts once the client has its answer
+  send_http_response(*this, status, "application/json", body, keep_alive);
+  if (state_ != State::kHttp) return;
+  if (http_ && !http_->pending.empty()) feed_http({});  // requests pipelined behind this one
+  if (wants_input()) on_readable();
 }
 
 void Connection::release_if_done() {

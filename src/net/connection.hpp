@@ -67,6 +67,12 @@ class Connection final : public ws::FrameHandler {
   // Reads and handles whatever is waiting, then waits for more.
   void resume_reading() { on_readable(); }
 
+  // For an HTTP response another thread produces (POST /publish through NATS): reading stops
+  // (later pipelined requests wait their turn) and the connection stays alive until
+  // finish_deferred_response, which must run on this connection's loop thread.
+  void begin_deferred_response();
+  void finish_deferred_response(unsigned status, std::string_view body, bool keep_alive);
+
   // Set once the connection has made its first request (resume is only allowed as the first).
   bool saw_request = false;
 
@@ -112,6 +118,7 @@ class Connection final : public ws::FrameHandler {
   bool close_frame_sent_ = false;
   bool retired_ = false;
   bool migrating_ = false;
+  bool awaiting_response_ = false;
   std::vector<std::string> queued_while_migrating_;
 
   friend class EventLoop;

@@ -266,6 +266,22 @@ std::optional<std::string> parse_level(Config& c, std::string_view text) {
   return std::nullopt;
 }
 
+std::optional<std::string> parse_broker(Config& c, std::string_view text) {
+  const std::string l = lower(text);
+  if (l == "auto") {
+    c.broker = BrokerKind::kAuto;
+  } else if (l == "embedded") {
+    c.broker = BrokerKind::kEmbedded;
+  } else if (l == "nats") {
+    c.broker = BrokerKind::kNats;
+  } else if (l == "jetstream") {
+    c.broker = BrokerKind::kJetStream;
+  } else {
+    return "expected auto, embedded, nats or jetstream";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> parse_format(Config& c, std::string_view text) {
   const std::string l = lower(text);
   if (l == "json") {
@@ -357,8 +373,17 @@ const std::vector<Setting>& settings() {
                "fan-out queues are unbounded per thread and drained every loop turn")},
       {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
+      {"WS_BROKER", "Broker (NATS, JetStream)", "auto",
+       "embedded, nats (core NATS) or jetstream; auto = nats when NATS_URL is set, else embedded",
+       parse_broker},
       {"NATS_URL", "Broker (NATS, JetStream)", "unset (embedded broker)",
-       "NATS server URL (NATS mode is not built yet: validated only)", parse_nats_url},
+       "NATS server URL(s), comma-separated", parse_nats_url},
+      {"WS_INSTANCE_ID", "Broker (NATS, JetStream)", "<hostname>-<port>",
+       "this instance's name: NATS client name and JetStream consumer <JS_CONSUMER_NAME>-<id>",
+       nats_name(&Config::instance_id)},
+      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream)", "65536",
+       "largest message payload taken from the broker or POST /publish",
+       bytes(&Config::max_payload_bytes, 1, 64u << 20)},
       {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream)", "odin.token.",
        "NATS subject prefix; channel = the rest of the subject", parse_subject_prefix},
       {"JS_STREAM_NAME", "Broker (NATS, JetStream)", "ODIN_TOKENS", "JetStream stream",
@@ -483,9 +508,15 @@ ConfigLoad load_config(std::span<const char* const> args,
         "WS_CPU_PAUSE_THRESHOLD is below WS_CPU_REJECT_THRESHOLD: intake pauses before new "
         "connections are refused");
   }
-  if (!config.nats_url.empty()) {
-    config.notices.push_back(
-        "NATS_URL is set but NATS mode is not built yet: using the embedded broker");
+  if (config.broker == BrokerKind::kAuto) {
+    config.broker = config.nats_url.empty() ? BrokerKind::kEmbedded : BrokerKind::kNats;
+  }
+  if (config.broker != BrokerKind::kEmbedded && config.nats_url.empty()) {
+    result.error = "WS_BROKER: nats and jetstream need NATS_URL";
+    return result;
+  }
+  if (config.broker == BrokerKind::kEmbedded && !config.nats_url.empty()) {
+    config.notices.push_back("WS_BROKER=embedded: NATS_URL is ignored");
   }
   result.config = std::move(config);
   return result;

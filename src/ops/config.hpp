@@ -15,6 +15,7 @@ namespace odin {
 using Millis = std::chrono::milliseconds;
 
 enum class LogFormat { kJson, kText };
+enum class BrokerKind { kAuto, kEmbedded, kNats, kJetStream };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
 struct Config {
@@ -49,7 +50,10 @@ struct Config {
   uint64_t max_broadcast_rate = 0;        // WS_MAX_BROADCAST_RATE, messages/s (0 = unlimited)
 
   // Broker.
+  BrokerKind broker = BrokerKind::kAuto;       // WS_BROKER (auto: resolved by load_config)
   std::string nats_url;                        // NATS_URL (empty = embedded broker)
+  std::string instance_id;                     // WS_INSTANCE_ID (empty = <hostname>-<port>)
+  uint64_t max_payload_bytes = 65536;          // WS_MAX_PAYLOAD_BYTES
   std::string subject_prefix = "odin.token.";  // WS_SUBJECT_PREFIX
   std::string js_stream_name = "ODIN_TOKENS";  // JS_STREAM_NAME
   std::string js_consumer_name = "ws-server";  // JS_CONSUMER_NAME

@@ -61,7 +61,10 @@ const std::vector<std::string> kAllVariables = {
     "WS_WORKER_POOL_SIZE",
     "WS_WORKER_QUEUE_SIZE",
     "WS_MAX_GOROUTINES",
+    "WS_BROKER",
     "NATS_URL",
+    "WS_INSTANCE_ID",
+    "WS_MAX_PAYLOAD_BYTES",
     "WS_SUBJECT_PREFIX",
     "JS_STREAM_NAME",
     "JS_CONSUMER_NAME",
@@ -89,45 +92,27 @@ std::string flag_for(std::string variable) {
 
 // A non-default value for every variable except the worker pool (which WS_THREADS overrides).
 const Env kEveryValue = {
-    {"WS_ADDR", "127.0.0.1:8080"},
-    {"WS_THREADS", "3"},
-    {"WS_MAX_CONNECTIONS", "5000"},
-    {"WS_MAX_MESSAGE_BYTES", "8192"},
-    {"WS_MAX_CHANNELS_PER_CONN", "50"},
-    {"WS_CLIENT_RATE", "2.5"},
-    {"WS_CLIENT_BURST", "20"},
-    {"WS_REPLAY_SIZE", "0"},
-    {"WS_RESUME_TTL", "1.5s"},
-    {"WS_PING_INTERVAL", "250ms"},
-    {"WS_HEARTBEAT_TIMEOUT", "2m"},
-    {"WS_HANDSHAKE_TIMEOUT", "5"},
-    {"WS_CLIENT_QUEUE_BYTES", "64K"},
-    {"WS_PUBLISH_TOKEN", "s3cret"},
-    {"WS_DRAIN_TIMEOUT", "1h"},
-    {"WS_CPU_LIMIT", "1.8"},
-    {"WS_MEMORY_LIMIT", "1879048192"},
-    {"WS_CPU_REJECT_THRESHOLD", "70.5"},
-    {"WS_CPU_PAUSE_THRESHOLD", "85"},
-    {"WS_MEMORY_REJECT_THRESHOLD", "100"},
-    {"WS_MAX_NATS_RATE", "1000"},
-    {"WS_MAX_BROADCAST_RATE", "2000"},
-    {"WS_WORKER_QUEUE_SIZE", "25600"},
-    {"WS_MAX_GOROUTINES", "25000"},
-    {"NATS_URL", "nats://127.0.0.1:4222"},
-    {"WS_SUBJECT_PREFIX", "prices."},
-    {"JS_STREAM_NAME", "PRICES"},
-    {"JS_CONSUMER_NAME", "gw-1"},
-    {"JS_STREAM_MAX_AGE", "45"},
-    {"JS_STREAM_MAX_MSGS", "5000"},
-    {"JS_STREAM_MAX_BYTES", "16MiB"},
-    {"JS_CONSUMER_ACK_WAIT", "10s"},
-    {"WS_DEMO_FEED", "on"},
-    {"WS_DEMO_RATE", "1000"},
-    {"WS_DEMO_SYMBOLS", "7"},
-    {"WS_WEB_ROOT", "/srv/web"},
-    {"METRICS_INTERVAL", "1m"},
-    {"LOG_LEVEL", "WARNING"},
-    {"LOG_FORMAT", "text"},
+    {"WS_ADDR", "127.0.0.1:8080"},      {"WS_THREADS", "3"},
+    {"WS_MAX_CONNECTIONS", "5000"},     {"WS_MAX_MESSAGE_BYTES", "8192"},
+    {"WS_MAX_CHANNELS_PER_CONN", "50"}, {"WS_CLIENT_RATE", "2.5"},
+    {"WS_CLIENT_BURST", "20"},          {"WS_REPLAY_SIZE", "0"},
+    {"WS_RESUME_TTL", "1.5s"},          {"WS_PING_INTERVAL", "250ms"},
+    {"WS_HEARTBEAT_TIMEOUT", "2m"},     {"WS_HANDSHAKE_TIMEOUT", "5"},
+    {"WS_CLIENT_QUEUE_BYTES", "64K"},   {"WS_PUBLISH_TOKEN", "s3cret"},
+    {"WS_DRAIN_TIMEOUT", "1h"},         {"WS_CPU_LIMIT", "1.8"},
+    {"WS_MEMORY_LIMIT", "1879048192"},  {"WS_CPU_REJECT_THRESHOLD", "70.5"},
+    {"WS_CPU_PAUSE_THRESHOLD", "85"},   {"WS_MEMORY_REJECT_THRESHOLD", "100"},
+    {"WS_MAX_NATS_RATE", "1000"},       {"WS_MAX_BROADCAST_RATE", "2000"},
+    {"WS_WORKER_QUEUE_SIZE", "25600"},  {"WS_MAX_GOROUTINES", "25000"},
+    {"WS_BROKER", "JetStream"},         {"NATS_URL", "nats://127.0.0.1:4222"},
+    {"WS_INSTANCE_ID", "gw-a_1"},       {"WS_MAX_PAYLOAD_BYTES", "128K"},
+    {"WS_SUBJECT_PREFIX", "prices."},   {"JS_STREAM_NAME", "PRICES"},
+    {"JS_CONSUMER_NAME", "gw-1"},       {"JS_STREAM_MAX_AGE", "45"},
+    {"JS_STREAM_MAX_MSGS", "5000"},     {"JS_STREAM_MAX_BYTES", "16MiB"},
+    {"JS_CONSUMER_ACK_WAIT", "10s"},    {"WS_DEMO_FEED", "on"},
+    {"WS_DEMO_RATE", "1000"},           {"WS_DEMO_SYMBOLS", "7"},
+    {"WS_WEB_ROOT", "/srv/web"},        {"METRICS_INTERVAL", "1m"},
+    {"LOG_LEVEL", "WARNING"},           {"LOG_FORMAT", "text"},
     {"ENVIRONMENT", "production"},
 };
 
@@ -155,7 +140,10 @@ void expect_every_value(const Config& c) {
   EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 100);
   EXPECT_EQ(c.max_nats_rate, 1000u);
   EXPECT_EQ(c.max_broadcast_rate, 2000u);
+  EXPECT_EQ(c.broker, BrokerKind::kJetStream);
   EXPECT_EQ(c.nats_url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c.instance_id, "gw-a_1");
+  EXPECT_EQ(c.max_payload_bytes, 128u * 1024);
   EXPECT_EQ(c.subject_prefix, "prices.");
   EXPECT_EQ(c.js_stream_name, "PRICES");
   EXPECT_EQ(c.js_consumer_name, "gw-1");
@@ -207,7 +195,10 @@ TEST(Config, Defaults) {
   EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 90);
   EXPECT_EQ(c.max_nats_rate, 0u);
   EXPECT_EQ(c.max_broadcast_rate, 0u);
+  EXPECT_EQ(c.broker, BrokerKind::kEmbedded);
   EXPECT_EQ(c.nats_url, "");
+  EXPECT_EQ(c.instance_id, "");
+  EXPECT_EQ(c.max_payload_bytes, 65536u);
   EXPECT_EQ(c.subject_prefix, "odin.token.");
   EXPECT_EQ(c.js_stream_name, "ODIN_TOKENS");
   EXPECT_EQ(c.js_consumer_name, "ws-server");
@@ -410,6 +401,9 @@ TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
       {"NATS_URL", "http://127.0.0.1:4222"},
       {"NATS_URL", "nats://"},
       {"NATS_URL", "nats://a:1,"},
+      {"WS_BROKER", "redis"},
+      {"WS_INSTANCE_ID", "host.example"},
+      {"WS_MAX_PAYLOAD_BYTES", "0"},
       {"WS_PUBLISH_TOKEN", "two words"},
       {"ENVIRONMENT", "line\nbreak"},
       // seed-only settings
@@ -585,6 +579,24 @@ TEST(Config, SeedDeploymentLoads) {
   EXPECT_DOUBLE_EQ(r.config->cpu_limit, 1.8);
   EXPECT_EQ(r.config->memory_limit, 1879048192u);
   EXPECT_EQ(r.config->notices.size(), 3u);  // pool mapped, queue and goroutines ignored
+}
+
+TEST(Config, BrokerFollowsNatsUrlUnlessChosen) {
+  ConfigLoad r = load({{"NATS_URL", "nats://127.0.0.1:4222"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->broker, BrokerKind::kNats);  // auto: NATS_URL set means core NATS
+  r = load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_BROKER", "jetstream"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->broker, BrokerKind::kJetStream);
+  r = load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_BROKER", "embedded"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->broker, BrokerKind::kEmbedded);
+  EXPECT_TRUE(has_notice(*r.config, "NATS_URL is ignored"));
+  for (const char* kind : {"nats", "jetstream"}) {
+    r = load({{"WS_BROKER", kind}});
+    EXPECT_FALSE(r.config) << kind;
+    EXPECT_EQ(r.error, "WS_BROKER: nats and jetstream need NATS_URL");
+  }
 }
 
 TEST(Config, HelpListsEveryVariableWithItsFlag) {

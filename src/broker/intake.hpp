@@ -1,0 +1,98 @@
+// What the NATS intake decides about each message, kept free of NATS so it can be unit-tested:
+// whether a message may reach the fan-out (subject -> channel, Type header, size, UTF-8, JSON),
+// JetStream redelivery dedupe, the CPU pause switch with hysteresis, and the intake rate pacer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+
+#include "broker/broker.hpp"
+#include "hub/fanout.hpp"
+
+namespace simdjson::dom {
+class parser;
+}
+
+namespace odin {
+
+class IntakeFilter {
+ public:
+  IntakeFilter(std::string subject_prefix, size_t max_payload_bytes);
+  ~IntakeFilter();
+  IntakeFilter(const IntakeFilter&) = delete;
+  IntakeFilter& operator=(const IntakeFilter&) = delete;
+
+  // Fills `item` with views into `subject`, `type` and `payload`, or says why the message must
+  // not be delivered. `type` is null when the message has no Type header ("message" is used).
+  // A payload that is valid JSON is delivered verbatim, anything else as a JSON string.
+  std::optional<IntakeReject> check(std::string_view subject, const std::string_view* type,
+                                    std::string_view payload, IngestItem& item);
+
+ private:
+  std::string prefix_;
+  size_t max_payload_bytes_;
+  std::unique_ptr<simdjson::dom::parser> parser_;
+};
+
+// JetStream may deliver a message again: its ack was lost (e.g. across a NATS restart), or it
+// reached us after its ack wait. Remembers the stream sequences of the last `window` messages
+// handed over, exactly: a late first delivery (lower sequence, never seen) still goes through,
+// in whatever order it comes, rather than being mistaken for a repeat.
+class StreamDedupe {
+ public:
+  explicit StreamDedupe(size_t window = 65536) : window_(window) {}
+  // True the first time `stream_sequence` is seen (and remembers it).
+  bool first_delivery(uint64_t stream_sequence);
+  size_t remembered() const { return seen_.size(); }
+
+ private:
+  size_t window_;
+  std::unordered_set<uint64_t> seen_;
+  std::deque<uint64_t> order_;  // oldest first, to forget beyond the window
+};
+
+// WS_CPU_PAUSE_THRESHOLD: pause above the threshold, resume only once CPU is clearly below it
+// (threshold minus 20% of itself, at most 10 points), so intake does not flap around the line.
+class PauseSwitch {
+ public:
+  explicit PauseSwitch(double threshold_percent);
+  // Feeds a CPU sample; returns true when the state changed.
+  bool update(double cpu_percent);
+  bool paused() const { return paused_; }
+  double resume_below() const { return resume_below_; }
+
+ private:
+  double pause_above_;
+  double resume_below_;
+  bool paused_ = false;
+};
+
+// Messages per second for intake (WS_MAX_NATS_RATE, WS_MAX_BROADCAST_RATE); 0 = unlimited. The
+// bucket holds a tenth of a second's worth (at least one message), so the rate holds over any
+// window longer than that.
+class RatePacer {
+ public:
+  explicit RatePacer(double per_second);
+  bool unlimited() const { return rate_ <= 0; }
+  // How many of `wanted` messages may be taken at `now_ns` (monotonic); takes them.
+  size_t take(size_t wanted, int64_t now_ns);
+  // Gives back messages taken but not used (e.g. a fetch returned fewer).
+  void give_back(size_t count);
+  // Nanoseconds from `now_ns` until one message may be taken (0 when one may be taken now).
+  int64_t wait_ns(int64_t now_ns);
+
+ private:
+  void refill(int64_t now_ns);
+  double rate_;
+  double burst_;
+  double tokens_;
+  int64_t last_ns_ = 0;
+};
+
+}  // namespace odin

@@ -1,0 +1,721 @@
+// NATS / JetStream broker (see nats_broker.hpp). Threads: nats.c's own (socket I/O, connection
+// callbacks), our intake thread (the only caller of Hub::ingest in these modes) and our
+// publisher thread. The intake thread takes messages in batches so one Hub::ingest covers many;
+// from there the hand-off to the event loops is the lock-free queue in hub/fanout.cpp.
+#include "broker/nats_broker.hpp"
+
+#include <nats/nats.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "broker/intake.hpp"
+#include "guard/resource_monitor.hpp"
+#include "hub/fanout.hpp"
+#include "ops/clock.hpp"
+#include "ops/config.hpp"
+#include "spdlog/spdlog.h"
+
+namespace odin {
+
+namespace {
+
+constexpr size_t kBatch = 256;               // most messages per Hub::ingest
+constexpr int64_t kLongPollMs = 500;         // how long one wait for the first message lasts
+constexpr int64_t kPublishTimeoutMs = 5000;  // flush (NATS) or stream ack (JetStream)
+constexpr int64_t kPullExpiresNs = int64_t{5} * 1'000'000'000;  // one JetStream pull request
+constexpr int64_t kConsumerInactiveNs = int64_t{3600} * 1'000'000'000;  // an hour unused: gone
+constexpr int64_t kRejectLogEveryMs = 10'000;
+
+int64_t ns_of(Millis ms) {
+  return ms.count() * 1'000'000;
+}
+
+std::string status_text(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)) {
+  std::string text = natsStatus_GetText(s);
+  if (jerr != 0) text += " (JetStream error " + std::to_string(static_cast<int>(jerr)) + ")";
+  const char* last = nats_GetLastError(nullptr);
+  if (last && *last && text.find(last) == std::string::npos) text += std::string(": ") + last;
+  return text;
+}
+
+// NATS_URL's comma-separated list; a bare host:port gets the nats:// scheme.
+std::vector<std::string> server_urls(std::string_view list) {
+  std::vector<std::string> urls;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string url(list.substr(0, comma));
+    if (url.find("://") == std::string::npos) url = "nats://" + url;
+    urls.push_back(std::move(url));
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return urls;
+}
+
+// A message copied out of a POST /publish request, for the publisher thread.
+struct OwnedItem {
+  std::string subject;
+  std::string type;
+  std::string data;
+};
+
+struct PublishJob {
+  std::vector<OwnedItem> items;
+  PublishDone done;
+};
+
+}  // namespace
+
+struct NatsBroker::Impl {
+  Impl(const Config& config, std::string instance, Hub& hub, const ResourceMonitor& resources,
+       BrokerCounters& counters)
+      : config(config),
+        instance_id(std::move(instance)),
+        consumer(config.js_consumer_name + "-" + instance_id),
+        subject_filter(config.subject_prefix + ">"),
+        jetstream(config.broker == BrokerKind::kJetStream),
+        hub(hub),
+        resources(resources),
+        counters(counters),
+        filter(config.subject_prefix, config.max_payload_bytes),
+        pause(config.cpu_pause_threshold),
+        nats_rate(static_cast<double>(config.max_nats_rate)),
+        broadcast_rate(static_cast<double>(config.max_broadcast_rate)) {}
+
+  const Config& config;
+  const std::string instance_id;
+  const std::string consumer;
+  const std::string subject_filter;
+  const bool jetstream;
+  Hub& hub;
+  const ResourceMonitor& resources;
+  BrokerCounters& counters;
+
+  natsOptions* options = nullptr;
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  std::atomic<bool> running{false};
+
+  // Intake thread state.
+  std::thread intake_thread;
+  natsSubscription* subscription = nullptr;
+  IntakeFilter filter;
+  StreamDedupe dedupe;
+  PauseSwitch pause;
+  RatePacer nats_rate;
+  RatePacer broadcast_rate;
+  int quiet_polls = 0;  // long polls in a row that found nothing (JetStream consumer check)
+  // JetStream pull state: our inbox, the request outstanding and what it still owes.
+  std::string pull_inbox;
+  std::string pull_subject;
+  std::string pull_reply;
+  uint64_t pull_id = 0;
+  size_t pull_owed = 0;
+  int64_t pull_deadline_ns = 0;
+  std::vector<natsMsg*> batch;
+  std::vector<IngestItem> items;
+  struct RejectLog {
+    uint64_t since_last = 0;
+    int64_t last_ms = 0;
+  };
+  RejectLog reject_log[static_cast<size_t>(IntakeReject::kCount)];
+
+  // Wakes the intake thread on reconnect and on stop.
+  std::mutex wake_mutex;
+  std::condition_variable wake;
+
+  // Publisher thread.
+  std::thread publish_thread;
+  std::mutex publish_mutex;
+  std::condition_variable publish_ready;
+  std::deque<PublishJob> publish_queue;
+
+  std::string start();
+  void stop();
+  void publish(std::span<const IngestItem> items, PublishDone done);
+
+  // nats.c callbacks (its threads).
+  static void on_connected(natsConnection*, void* self);
+  static void on_disconnected(natsConnection*, void* self);
+  static void on_reconnected(natsConnection*, void* self);
+  static void on_error(natsConnection*, natsSubscription*, natsStatus status, void* self);
+  static int64_t reconnect_delay(natsConnection*, int attempts, void* self);
+
+  void intake_loop();
+  void sleep_ms(int64_t ms);
+  bool is_connected() const { return counters.connected.load(std::memory_order_relaxed); }
+  bool subscribe();
+  bool ensure_stream();
+  bool ensure_consumer();
+  void drop_subscription();
+  bool consumer_exists();
+  void take_core(size_t allowed);
+  void take_jetstream(size_t allowed);
+  void send_pull_request(size_t count);
+  // Checks, dedupes and hands `batch` to the hub; returns how many reached the fan-out.
+  size_t hand_over();
+  void note_reject(IntakeReject reason, std::string_view subject);
+  void update_pause();
+
+  void publish_loop();
+  PublishOutcome publish_now(const std::vector<OwnedItem>& items);
+};
+
+// ---- connection ----------------------------------------------------------------------------
+
+std::string NatsBroker::Impl::start() {
+  natsStatus s = natsOptions_Create(&options);
+  const std::vector<std::string> urls = server_urls(config.nats_url);
+  std::vector<const char*> url_pointers;
+  for (const std::string& url : urls)
+    url_pointers.push_back(url.c_str());
+  const std::string client_name = "odin-ws " + instance_id;
+  if (s == NATS_OK) {
+    s = natsOptions_SetServers(options, url_pointers.data(), static_cast<int>(url_pointers.size()));
+  }
+  if (s == NATS_OK) s = natsOptions_SetName(options, client_name.c_str());
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(options, -1);
+  if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(options, reconnect_delay, this);
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(options, true, on_connected, this);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(options, on_disconnected, this);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(options, on_reconnected, this);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(options, on_error, this);
+  // A dead server is noticed within ~10 s even when TCP says nothing.
+  if (s == NATS_OK) s = natsOptions_SetPingInterval(options, 5000);
+  if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(options, 2);
+  if (s != NATS_OK) return "NATS options: " + status_text(s);
+
+  running = true;
+  s = natsConnection_Connect(&connection, options);
+  if (s == NATS_OK) {
+    counters.connected = true;
+    spdlog::info("NATS connected to {}", config.nats_url);
+  } else if (s == NATS_NOT_YET_CONNECTED) {
+    spdlog::warn("NATS at {} not reachable yet: retrying in the background", config.nats_url);
+  } else {
+    running = false;
+    return "cannot use NATS_URL " + config.nats_url + ": " + status_text(s);
+  }
+  if (jetstream) {
+    jsOptions js_options;
+    jsOptions_Init(&js_options);
+    js_options.Wait = kPublishTimeoutMs;
+    s = natsConnection_JetStream(&js, connection, &js_options);
+    if (s != NATS_OK) {
+      running = false;
+      return "JetStream context: " + status_text(s);
+    }
+  }
+  intake_thread = std::thread([this] { intake_loop(); });
+  publish_thread = std::thread([this] { publish_loop(); });
+  return {};
+}
+
+void NatsBroker::Impl::stop() {
+  if (!running.exchange(false)) return;
+  { std::lock_guard lock(wake_mutex); }
+  wake.notify_all();
+  { std::lock_guard lock(publish_mutex); }
+  publish_ready.notify_all();
+  if (intake_thread.joinable()) intake_thread.join();
+  if (publish_thread.joinable()) publish_thread.join();
+  drop_subscription();
+  if (js) jsCtx_Destroy(js);
+  js = nullptr;
+  if (connection) {
+    natsConnection_Close(connection);
+    natsConnection_Destroy(connection);
+  }
+  connection = nullptr;
+  if (options) natsOptions_Destroy(options);
+  options = nullptr;
+  counters.connected = false;
+  // Lets nats.c's own threads finish, so nothing of it outlives the gateway.
+  nats_CloseAndWait(2000);
+}
+
+void NatsBroker::Impl::on_connected(natsConnection*, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  impl->counters.connected = true;
+  spdlog::info("NATS connected to {}", impl->config.nats_url);
+  impl->wake.notify_all();
+}
+
+void NatsBroker::Impl::on_disconnected(natsConnection*, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  if (!impl->running) return;  // our own close at shutdown
+  if (!impl->counters.connected.exchange(false)) return;
+  impl->counters.disconnects.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("NATS disconnected from {}: reconnecting with backoff", impl->config.nats_url);
+}
+
+void NatsBroker::Impl::on_reconnected(natsConnection* nc, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  impl->counters.connected = true;
+  impl->counters.reconnects.fetch_add(1, std::memory_order_relaxed);
+  char url[256] = {};
+  natsConnection_GetConnectedUrl(nc, url, sizeof(url));
+  spdlog::info("NATS reconnected to {}", url);
+  impl->wake.notify_all();
+}
+
+void NatsBroker::Impl::on_error(natsConnection*, natsSubscription*, natsStatus status, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  if (status == NATS_SLOW_CONSUMER) {
+    // Counted precisely from natsSubscription_GetDropped; this only says it happened.
+    spdlog::warn("NATS intake fell behind: the client library is dropping messages");
+    return;
+  }
+  if (impl->running) spdlog::warn("NATS asynchronous error: {}", natsStatus_GetText(status));
+}
+
+// 100 ms doubling to 5 s, with up to 20% jitter so a fleet does not reconnect in step.
+int64_t NatsBroker::Impl::reconnect_delay(natsConnection*, int attempts, void*) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const int64_t base = std::min<int64_t>(5000, int64_t{100} << std::min(attempts, 6));
+  return base + static_cast<int64_t>(rng() % static_cast<unsigned>(base / 5 + 1));
+}
+
+// ---- intake ----------------------------------------------------------------------------------
+
+void NatsBroker::Impl::sleep_ms(int64_t ms) {
+  std::unique_lock lock(wake_mutex);
+  wake.wait_for(lock, std::chrono::milliseconds(ms), [this] { return !running.load(); });
+}
+
+void NatsBroker::Impl::update_pause() {
+  if (!pause.update(resources.cpu_percent())) return;
+  counters.paused = pause.paused();
+  if (pause.paused()) {
+    counters.pauses.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("CPU {:.1f}% above WS_CPU_PAUSE_THRESHOLD {:.1f}%: broker intake paused",
+                 resources.cpu_percent(), config.cpu_pause_threshold);
+  } else {
+    spdlog::info("CPU {:.1f}% below {:.1f}%: broker intake resumed", resources.cpu_percent(),
+                 pause.resume_below());
+  }
+}
+
+void NatsBroker::Impl::intake_loop() {
+  int setup_failures = 0;
+  while (running) {
+    if (!is_connected()) {
+      sleep_ms(100);
+      continue;
+    }
+    if (!subscription && !subscribe()) {
+      ++setup_failures;
+      sleep_ms(std::min(5000, 250 * setup_failures));
+      continue;
+    }
+    setup_failures = 0;
+    update_pause();
+    if (pause.paused()) {  // JetStream keeps the messages; core NATS buffers them in nats.c
+      sleep_ms(100);
+      continue;
+    }
+    const int64_t now = steady_ns();
+    size_t allowed = nats_rate.take(kBatch, now);
+    const size_t broadcast_allowed = broadcast_rate.take(allowed, now);
+    nats_rate.give_back(allowed - broadcast_allowed);
+    allowed = broadcast_allowed;
+    if (allowed == 0) {
+      const int64_t wait = std::max(nats_rate.wait_ns(now), broadcast_rate.wait_ns(now));
+      sleep_ms(std::clamp<int64_t>(wait / 1'000'000, 1, 100));
+      continue;
+    }
+    if (jetstream) {
+      take_jetstream(allowed);
+    } else {
+      take_core(allowed);
+    }
+    int64_t dropped = 0;
+    if (!jetstream && subscription &&
+        natsSubscription_GetDropped(subscription, &dropped) == NATS_OK) {
+      counters.dropped.store(static_cast<uint64_t>(dropped), std::memory_order_relaxed);
+    }
+  }
+}
+
+bool NatsBroker::Impl::subscribe() {
+  if (!jetstream) {
+    natsStatus s = natsConnection_SubscribeSync(&subscription, connection, subject_filter.c_str());
+    if (s == NATS_OK) {
+      // Room for a pause or a burst before the library starts dropping.
+      natsSubscription_SetPendingLimits(subscription, 1'000'000, 256 << 20);
+      spdlog::info("NATS intake subscribed to {}", subject_filter);
+      return true;
+    }
+    spdlog::warn("NATS subscribe to {} failed: {}", subject_filter, status_text(s));
+    subscription = nullptr;
+    return false;
+  }
+  if (!ensure_stream() || !ensure_consumer()) return false;
+  natsInbox* inbox = nullptr;
+  natsStatus s = natsInbox_Create(&inbox);
+  if (s == NATS_OK) {
+    pull_inbox = inbox;
+    natsInbox_Destroy(inbox);
+    s = natsConnection_SubscribeSync(&subscription, connection, (pull_inbox + ".*").c_str());
+  }
+  if (s != NATS_OK) {
+    spdlog::warn("JetStream pull inbox: {}", status_text(s));
+    subscription = nullptr;
+    return false;
+  }
+  natsSubscription_SetPendingLimits(subscription, 1'000'000, 256 << 20);
+  pull_subject = "$JS.API.CONSUMER.MSG.NEXT." + config.js_stream_name + "." + consumer;
+  pull_owed = 0;
+  quiet_polls = 0;
+  spdlog::info("JetStream intake: stream {} ({}), durable pull consumer {}", config.js_stream_name,
+               subject_filter, consumer);
+  return true;
+}
+
+bool NatsBroker::Impl::ensure_stream() {
+  const char* subjects[] = {subject_filter.c_str()};
+  jsStreamConfig stream;
+  jsStreamConfig_Init(&stream);
+  stream.Name = config.js_stream_name.c_str();
+  stream.Subjects = subjects;
+  stream.SubjectsLen = 1;
+  stream.MaxAge = ns_of(config.js_stream_max_age);
+  stream.MaxMsgs = config.js_stream_max_msgs;
+  stream.MaxBytes = config.js_stream_max_bytes;
+  stream.Storage = js_FileStorage;
+  jsStreamInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&info, js, stream.Name, nullptr, &jerr);
+  const bool exists = s == NATS_OK;
+  if (info) jsStreamInfo_Destroy(info);
+  info = nullptr;
+  if (!exists && s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+    spdlog::warn("JetStream stream {} lookup failed: {}", stream.Name, status_text(s, jerr));
+    return false;
+  }
+  jerr = static_cast<jsErrCode>(0);
+  s = exists ? js_UpdateStream(&info, js, &stream, nullptr, &jerr)
+             : js_AddStream(&info, js, &stream, nullptr, &jerr);
+  if (info) jsStreamInfo_Destroy(info);
+  if (s != NATS_OK) {
+    spdlog::warn("JetStream stream {} could not be {}: {}", stream.Name,
+                 exists ? "updated" : "created", status_text(s, jerr));
+    return false;
+  }
+  return true;
+}
+
+bool NatsBroker::Impl::ensure_consumer() {
+  jsConsumerConfig cc;
+  jsConsumerConfig_Init(&cc);
+  cc.Durable = consumer.c_str();
+  cc.Description = "odin-ws instance intake";
+  cc.AckPolicy = js_AckExplicit;
+  cc.AckWait = ns_of(config.js_consumer_ack_wait);
+  // A new instance starts with what is published from now on; an existing consumer carries on
+  // from its last ack, so a restart of this instance loses nothing.
+  cc.DeliverPolicy = js_DeliverNew;
+  cc.FilterSubject = subject_filter.c_str();
+  cc.MaxAckPending = 20'000;
+  cc.InactiveThreshold = kConsumerInactiveNs;  // consumers of instances gone for good vanish
+  jsConsumerInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&info, js, config.js_stream_name.c_str(), consumer.c_str(),
+                                    nullptr, &jerr);
+  const bool exists = s == NATS_OK;
+  if (info) jsConsumerInfo_Destroy(info);
+  info = nullptr;
+  if (!exists && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+    spdlog::warn("JetStream consumer {} lookup failed: {}", consumer, status_text(s, jerr));
+    return false;
+  }
+  jerr = static_cast<jsErrCode>(0);
+  s = exists ? js_UpdateConsumer(&info, js, config.js_stream_name.c_str(), &cc, nullptr, &jerr)
+             : js_AddConsumer(&info, js, config.js_stream_name.c_str(), &cc, nullptr, &jerr);
+  if (info) jsConsumerInfo_Destroy(info);
+  if (s != NATS_OK) {
+    spdlog::warn("JetStream consumer {} could not be {}: {}", consumer,
+                 exists ? "updated" : "created", status_text(s, jerr));
+    return false;
+  }
+  return true;
+}
+
+bool NatsBroker::Impl::consumer_exists() {
+  jsConsumerInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&info, js, config.js_stream_name.c_str(), consumer.c_str(),
+                                    nullptr, &jerr);
+  if (info) jsConsumerInfo_Destroy(info);
+  // Only a definite "not found" counts; a timeout while NATS is away is not a verdict.
+  return !(s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr);
+}
+
+void NatsBroker::Impl::drop_subscription() {
+  if (!subscription) return;
+  natsSubscription_Destroy(subscription);
+  subscription = nullptr;
+}
+
+void NatsBroker::Impl::take_core(size_t allowed) {
+  natsMsg* first = nullptr;
+  natsStatus s = natsSubscription_NextMsg(&first, subscription, kLongPollMs);
+  if (s != NATS_OK) {
+    nats_rate.give_back(allowed);
+    broadcast_rate.give_back(allowed);
+    if (s != NATS_TIMEOUT) sleep_ms(100);  // disconnected: nats.c resubscribes on reconnect
+    return;
+  }
+  batch.push_back(first);
+  natsMsg* next = nullptr;
+  while (batch.size() < allowed && natsSubscription_NextMsg(&next, subscription, 0) == NATS_OK) {
+    batch.push_back(next);
+  }
+  hand_over();
+  for (natsMsg* msg : batch)
+    natsMsg_Destroy(msg);
+  batch.clear();
+}
+
+void NatsBroker::Impl::send_pull_request(size_t count) {
+  // One request outstanding at a time, on our own inbox: every message it brings is taken,
+  // whichever request it answers (nats.c's Fetch drops messages that answer an expired one).
+  ++pull_id;
+  pull_reply = pull_inbox + "." + std::to_string(pull_id);
+  const std::string body = fmt::format(R"({{"batch":{},"expires":{}}})", count, kPullExpiresNs);
+  natsStatus s = natsConnection_PublishRequestString(connection, pull_subject.c_str(),
+                                                     pull_reply.c_str(), body.c_str());
+  pull_owed = s == NATS_OK ? count : 0;
+  pull_deadline_ns = steady_ns() + kPullExpiresNs + 1'000'000'000;
+}
+
+void NatsBroker::Impl::take_jetstream(size_t allowed) {
+  const int64_t now = steady_ns();
+  if (pull_owed == 0 || now > pull_deadline_ns) {
+    // The previous request is over (or lost with a NATS restart): tokens it did not use return.
+    nats_rate.give_back(pull_owed);
+    broadcast_rate.give_back(pull_owed);
+    send_pull_request(allowed);
+  } else {
+    nats_rate.give_back(allowed);  // nothing new asked for on this turn
+    broadcast_rate.give_back(allowed);
+  }
+  natsMsg* first = nullptr;
+  natsStatus s = natsSubscription_NextMsg(&first, subscription, kLongPollMs);
+  if (s != NATS_OK) {
+    if (s == NATS_TIMEOUT && ++quiet_polls >= 10) {
+      // Every ~5 quiet seconds, make sure the consumer still exists (a NATS restart with
+      // memory storage, or an operator, may have removed it): otherwise we would wait forever.
+      quiet_polls = 0;
+      if (!consumer_exists()) {
+        spdlog::warn("JetStream consumer {} is gone: creating it again", consumer);
+        drop_subscription();
+      }
+    } else if (s != NATS_TIMEOUT) {
+      sleep_ms(100);
+    }
+    return;
+  }
+  quiet_polls = 0;
+  std::vector<natsMsg*> arrived{first};
+  natsMsg* next = nullptr;
+  while (arrived.size() < kBatch && natsSubscription_NextMsg(&next, subscription, 0) == NATS_OK)
+    arrived.push_back(next);
+  for (natsMsg* msg : arrived) {
+    const char* status = nullptr;
+    if (natsMsg_GetDataLength(msg) == 0 && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK &&
+        status) {
+      // 404/408: the request ended with nothing (more) to give; 409: the consumer changed (it is
+      // checked again); 100: idle heartbeat.
+      const std::string_view code = status;
+      if (code != "100" && natsMsg_GetSubject(msg) == pull_reply) pull_owed = 0;
+      if (code == "409") quiet_polls = 10;
+      natsMsg_Destroy(msg);
+      continue;
+    }
+    if (pull_owed > 0) --pull_owed;
+    batch.push_back(msg);
+  }
+  hand_over();
+  // Handed to the fan-out (or refused for good): acknowledged, so never redelivered. A lost
+  // ack means a redelivery, which the dedupe drops.
+  for (natsMsg* msg : batch) {
+    if (const char* reply = natsMsg_GetReply(msg))
+      natsConnection_PublishString(connection, reply, "+ACK");
+    natsMsg_Destroy(msg);
+  }
+  batch.clear();
+}
+
+size_t NatsBroker::Impl::hand_over() {
+  items.clear();
+  for (natsMsg* msg : batch) {
+    counters.received.fetch_add(1, std::memory_order_relaxed);
+    const std::string_view subject = natsMsg_GetSubject(msg);
+    if (jetstream) {
+      jsMsgMetaData* meta = nullptr;
+      if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        const uint64_t stream_sequence = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+        if (!dedupe.first_delivery(stream_sequence)) {
+          note_reject(IntakeReject::kDuplicate, subject);
+          continue;
+        }
+      }
+    }
+    const char* type_header = nullptr;
+    std::string_view type;
+    const bool has_type = natsMsgHeader_Get(msg, "Type", &type_header) == NATS_OK && type_header;
+    if (has_type) type = type_header;
+    const char* data = natsMsg_GetData(msg);
+    const std::string_view payload(data ? data : "",
+                                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
+    IngestItem item;
+    if (auto reject = filter.check(subject, has_type ? &type : nullptr, payload, item)) {
+      note_reject(*reject, subject);
+      continue;
+    }
+    items.push_back(item);
+  }
+  if (!items.empty()) hub.ingest(items);
+  counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
+  return items.size();
+}
+
+void NatsBroker::Impl::note_reject(IntakeReject reason, std::string_view subject) {
+  counters.reject(reason);
+  if (reason == IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
+  RejectLog& log = reject_log[static_cast<size_t>(reason)];
+  ++log.since_last;
+  const int64_t now = wall_ms();
+  if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
+  spdlog::warn("dropped {} message(s) from NATS: {} (latest subject '{}')", log.since_last,
+               intake_reject_name(reason), subject.substr(0, 200));
+  log.since_last = 0;
+  log.last_ms = now;
+}
+
+// ---- publishing ------------------------------------------------------------------------------
+
+void NatsBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDone done) {
+  PublishJob job;
+  job.items.reserve(to_publish.size());
+  for (const IngestItem& item : to_publish) {
+    job.items.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
+                                  std::string(item.type), std::string(item.data)});
+  }
+  job.done = std::move(done);
+  {
+    std::lock_guard lock(publish_mutex);
+    if (running) {
+      publish_queue.push_back(std::move(job));
+      job.done = nullptr;
+    }
+  }
+  if (job.done) {
+    job.done(PublishOutcome{0, "the gateway is shutting down"});
+    return;
+  }
+  publish_ready.notify_one();
+}
+
+void NatsBroker::Impl::publish_loop() {
+  while (true) {
+    PublishJob job;
+    {
+      std::unique_lock lock(publish_mutex);
+      publish_ready.wait(lock, [this] { return !running || !publish_queue.empty(); });
+      if (publish_queue.empty()) return;
+      job = std::move(publish_queue.front());
+      publish_queue.pop_front();
+    }
+    PublishOutcome outcome =
+        running ? publish_now(job.items) : PublishOutcome{0, "the gateway is shutting down"};
+    counters.published.fetch_add(outcome.published, std::memory_order_relaxed);
+    if (!outcome.error.empty()) counters.publish_failures.fetch_add(1, std::memory_order_relaxed);
+    job.done(std::move(outcome));
+  }
+}
+
+PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
+  PublishOutcome outcome;
+  // Refuse rather than let nats.c buffer it for a reconnect that may come after the caller gave
+  // up (and then deliver a message reported as failed).
+  if (natsConnection_Status(connection) != NATS_CONN_STATUS_CONNECTED) {
+    outcome.error = "NATS is not connected";
+    return outcome;
+  }
+  for (const OwnedItem& item : to_publish) {
+    natsMsg* msg = nullptr;
+    natsStatus s = natsMsg_Create(&msg, item.subject.c_str(), nullptr, item.data.data(),
+                                  static_cast<int>(item.data.size()));
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Type", item.type.c_str());
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (s == NATS_OK) {
+      if (jetstream) {
+        jsPubAck* ack = nullptr;
+        s = js_PublishMsg(&ack, js, msg, nullptr, &jerr);
+        if (ack) jsPubAck_Destroy(ack);
+      } else {
+        s = natsConnection_PublishMsg(connection, msg);
+      }
+    }
+    if (msg) natsMsg_Destroy(msg);
+    if (s != NATS_OK) {
+      outcome.error = (jetstream ? "JetStream publish failed: " : "NATS publish failed: ") +
+                      status_text(s, jerr);
+      break;
+    }
+    ++outcome.published;
+  }
+  if (!jetstream && outcome.published > 0) {
+    // One round trip: once the server answered our PING it has every message before it.
+    natsStatus s = natsConnection_FlushTimeout(connection, kPublishTimeoutMs);
+    if (s != NATS_OK) {
+      outcome.error = "NATS flush failed: " + status_text(s);
+      outcome.published = 0;  // unknown which arrived
+    }
+  }
+  return outcome;
+}
+
+// ---- NatsBroker ------------------------------------------------------------------------------
+
+NatsBroker::NatsBroker(const Config& config, std::string instance_id, Hub& hub,
+                       const ResourceMonitor& resources)
+    : impl_(std::make_unique<Impl>(config, std::move(instance_id), hub, resources, counters_)) {}
+
+NatsBroker::~NatsBroker() {
+  impl_->stop();
+}
+
+std::string_view NatsBroker::name() const {
+  return impl_->jetstream ? "jetstream" : "nats";
+}
+
+std::string NatsBroker::start() {
+  return impl_->start();
+}
+
+void NatsBroker::stop() {
+  impl_->stop();
+}
+
+void NatsBroker::publish(std::span<const IngestItem> items, PublishDone done) {
+  impl_->publish(items, std::move(done));
+}
+
+const std::string& NatsBroker::consumer_name() const {
+  return impl_->consumer;
+}
+
+}  // namespace odin
