@@ -101,7 +101,8 @@ void RatePacer::refill(int64_t now_ns) {
 size_t RatePacer::take(size_t wanted, int64_t now_ns) {
   if (unlimited()) return wanted;
   refill(now_ns);
-  const size_t available = static_cast<size_t>(std::floor(tokens_));
+  // The epsilon absorbs float drift: ten refills of 0.1 must make one whole token.
+  const size_t available = static_cast<size_t>(std::floor(tokens_ + 1e-9));
   const size_t taken = std::min(wanted, available);
   tokens_ -= static_cast<double>(taken);
   return taken;
@@ -115,7 +116,7 @@ void RatePacer::give_back(size_t count) {
 int64_t RatePacer::wait_ns(int64_t now_ns) {
   if (unlimited()) return 0;
   refill(now_ns);
-  if (tokens_ >= 1.0) return 0;
+  if (tokens_ + 1e-9 >= 1.0) return 0;
   return static_cast<int64_t>(std::ceil((1.0 - tokens_) / rate_ * 1e9));
 }
 

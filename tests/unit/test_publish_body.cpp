@@ -64,5 +64,19 @@ TEST_F(PublishBody, TypeLengthLimit) {
   EXPECT_TRUE(parse(too_long));
 }
 
+TEST(PublishBodyLimit, DataOverWsMaxPayloadBytesIsRefusedNamingTheItem) {
+  simdjson::dom::parser parser;
+  PublishBatch batch;
+  // {"a":"xxxxxxxxxx"} is 18 bytes once compact.
+  const std::string body =
+      R"([{"channel":"A","data":1},{"channel":"B","data":{"a" : "xxxxxxxxxx"}}])";
+  EXPECT_FALSE(parse_publish_body(body, parser, batch, 18));
+  auto error = parse_publish_body(body, parser, batch, 17);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->index, 1);
+  EXPECT_NE(error->message.find("WS_MAX_PAYLOAD_BYTES"), std::string::npos) << error->message;
+  EXPECT_TRUE(batch.items.empty());
+}
+
 }  // namespace
 }  // namespace odin
