@@ -136,7 +136,7 @@ TEST(FrameEncoder, HeaderSizesAndLengthsAtTheBoundaries) {
   for (const Case c :
        {Case{0, 2, 0}, Case{125, 2, 125}, Case{126, 4, 126}, Case{65535, 4, 126},
         Case{65536, 10, 127}, Case{uint64_t{1} << 32, 10, 127}, Case{uint64_t{1} << 40, 10, 127}}) {
-    char h[kMaxFrameHeaderBytes];
+    char h[kMaxFrameHeaderBytes] = {};
     const size_t size = encode_frame_header(h, Opcode::kText, c.len);
     EXPECT_EQ(size, c.size) << c.len;
     EXPECT_EQ(frame_header_size(c.len), c.size) << c.len;
