@@ -4,7 +4,6 @@
 #include <simdjson.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "http/publish.hpp"
 #include "hub/channel_name.hpp"
@@ -84,40 +83,6 @@ bool PauseSwitch::update(double cpu_percent) {
     return true;
   }
   return false;
-}
-
-RatePacer::RatePacer(double per_second)
-    : rate_(per_second), burst_(std::max(1.0, per_second / 10.0)), tokens_(burst_) {}
-
-void RatePacer::refill(int64_t now_ns) {
-  if (last_ns_ == 0 || now_ns < last_ns_) {
-    last_ns_ = now_ns;
-    return;
-  }
-  tokens_ = std::min(burst_, tokens_ + static_cast<double>(now_ns - last_ns_) * rate_ / 1e9);
-  last_ns_ = now_ns;
-}
-
-size_t RatePacer::take(size_t wanted, int64_t now_ns) {
-  if (unlimited()) return wanted;
-  refill(now_ns);
-  // The epsilon absorbs float drift: ten refills of 0.1 must make one whole token.
-  const size_t available = static_cast<size_t>(std::floor(tokens_ + 1e-9));
-  const size_t taken = std::min(wanted, available);
-  tokens_ -= static_cast<double>(taken);
-  return taken;
-}
-
-void RatePacer::give_back(size_t count) {
-  if (unlimited()) return;
-  tokens_ = std::min(burst_, tokens_ + static_cast<double>(count));
-}
-
-int64_t RatePacer::wait_ns(int64_t now_ns) {
-  if (unlimited()) return 0;
-  refill(now_ns);
-  if (tokens_ + 1e-9 >= 1.0) return 0;
-  return static_cast<int64_t>(std::ceil((1.0 - tokens_) / rate_ * 1e9));
 }
 
 }  // namespace odin

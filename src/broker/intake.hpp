@@ -3,6 +3,7 @@
 // JetStream redelivery dedupe, the CPU pause switch with hysteresis, and the intake rate pacer.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -14,6 +15,7 @@
 
 #include "broker/broker.hpp"
 #include "hub/fanout.hpp"
+#include "session/token_bucket.hpp"
 
 namespace simdjson::dom {
 class parser;
@@ -73,26 +75,29 @@ class PauseSwitch {
   bool paused_ = false;
 };
 
-// Messages per second for intake (WS_MAX_NATS_RATE, WS_MAX_BROADCAST_RATE); 0 = unlimited. The
-// bucket holds a tenth of a second's worth (at least one message), so the rate holds over any
-// window longer than that.
+// Messages per second for intake (WS_MAX_NATS_RATE, WS_MAX_BROADCAST_RATE); 0 = unlimited. A
+// token bucket holding a tenth of a second's worth (at least one message), so the rate holds over
+// any window longer than that.
 class RatePacer {
  public:
-  explicit RatePacer(double per_second);
-  bool unlimited() const { return rate_ <= 0; }
+  explicit RatePacer(double per_second) : policy_{per_second, std::max(1.0, per_second / 10.0)} {}
+  bool unlimited() const { return policy_.rate <= 0; }
   // How many of `wanted` messages may be taken at `now_ns` (monotonic); takes them.
-  size_t take(size_t wanted, int64_t now_ns);
-  // Gives back messages taken but not used (e.g. a fetch returned fewer).
-  void give_back(size_t count);
+  size_t take(size_t wanted, int64_t now_ns) {
+    return unlimited() ? wanted : bucket_.take_up_to(policy_, now_ns, wanted);
+  }
+  // Gives back messages taken but not used (e.g. a pull request brought fewer).
+  void give_back(size_t count) {
+    if (!unlimited()) bucket_.give_back(policy_, count);
+  }
   // Nanoseconds from `now_ns` until one message may be taken (0 when one may be taken now).
-  int64_t wait_ns(int64_t now_ns);
+  int64_t wait_ns(int64_t now_ns) const {
+    return unlimited() ? 0 : bucket_.ns_until_token(policy_, now_ns);
+  }
 
  private:
-  void refill(int64_t now_ns);
-  double rate_;
-  double burst_;
-  double tokens_;
-  int64_t last_ns_ = 0;
+  TokenBucketPolicy policy_;
+  TokenBucket bucket_;
 };
 
 }  // namespace odin

@@ -113,7 +113,8 @@ struct NatsBroker::Impl {
   PauseSwitch pause;
   RatePacer nats_rate;
   RatePacer broadcast_rate;
-  int quiet_polls = 0;  // long polls in a row that found nothing (JetStream consumer check)
+  int quiet_polls = 0;          // long polls in a row that found nothing (JetStream)
+  bool check_consumer = false;  // JetStream: make sure the consumer still exists
   // JetStream pull state: our inbox, the request outstanding and what it still owes.
   std::string pull_inbox;
   std::string pull_subject;
@@ -158,11 +159,17 @@ struct NatsBroker::Impl {
   bool ensure_consumer();
   void drop_subscription();
   bool consumer_exists();
-  void take_core(size_t allowed);
-  void take_jetstream(size_t allowed);
+  size_t take_allowance();
+  void refund(size_t unused) {
+    nats_rate.give_back(unused);
+    broadcast_rate.give_back(unused);
+  }
+  bool collect(size_t limit);
+  void take_core();
+  void take_jetstream();
   void send_pull_request(size_t count);
-  // Checks, dedupes and hands `batch` to the hub; returns how many reached the fan-out.
-  size_t hand_over();
+  // Checks, dedupes and hands `batch` to the hub.
+  void hand_over();
   void note_reject(IntakeReject reason, std::string_view subject);
   void update_pause();
 
@@ -323,25 +330,10 @@ void NatsBroker::Impl::intake_loop() {
       sleep_ms(100);
       continue;
     }
-    const int64_t now = steady_ns();
-    size_t allowed = nats_rate.take(kBatch, now);
-    const size_t broadcast_allowed = broadcast_rate.take(allowed, now);
-    nats_rate.give_back(allowed - broadcast_allowed);
-    allowed = broadcast_allowed;
-    if (allowed == 0) {
-      const int64_t wait = std::max(nats_rate.wait_ns(now), broadcast_rate.wait_ns(now));
-      sleep_ms(std::clamp<int64_t>(wait / 1'000'000, 1, 100));
-      continue;
-    }
     if (jetstream) {
-      take_jetstream(allowed);
+      take_jetstream();
     } else {
-      take_core(allowed);
-    }
-    int64_t dropped = 0;
-    if (!jetstream && subscription &&
-        natsSubscription_GetDropped(subscription, &dropped) == NATS_OK) {
-      counters.dropped.store(static_cast<uint64_t>(dropped), std::memory_order_relaxed);
+      take_core();
     }
   }
 }
@@ -466,24 +458,48 @@ void NatsBroker::Impl::drop_subscription() {
   subscription = nullptr;
 }
 
-void NatsBroker::Impl::take_core(size_t allowed) {
-  natsMsg* first = nullptr;
-  natsStatus s = natsSubscription_NextMsg(&first, subscription, kLongPollMs);
+// What both caps allow now (at most kBatch). When that is nothing, sleeps until the next message
+// may be taken and returns 0.
+size_t NatsBroker::Impl::take_allowance() {
+  const int64_t now = steady_ns();
+  const size_t intake = nats_rate.take(kBatch, now);
+  const size_t allowed = broadcast_rate.take(intake, now);
+  nats_rate.give_back(intake - allowed);
+  if (allowed == 0) {
+    const int64_t wait = std::max(nats_rate.wait_ns(now), broadcast_rate.wait_ns(now));
+    sleep_ms(std::clamp<int64_t>(wait / 1'000'000, 1, 100));
+  }
+  return allowed;
+}
+
+// Waits up to one long poll for a message on `subscription`, then takes whatever else is
+// already waiting, up to `limit` in all, into `batch`. False when nothing came.
+bool NatsBroker::Impl::collect(size_t limit) {
+  natsMsg* msg = nullptr;
+  natsStatus s = natsSubscription_NextMsg(&msg, subscription, kLongPollMs);
   if (s != NATS_OK) {
-    nats_rate.give_back(allowed);
-    broadcast_rate.give_back(allowed);
     if (s != NATS_TIMEOUT) sleep_ms(100);  // disconnected: nats.c resubscribes on reconnect
-    return;
+    return false;
   }
-  batch.push_back(first);
-  natsMsg* next = nullptr;
-  while (batch.size() < allowed && natsSubscription_NextMsg(&next, subscription, 0) == NATS_OK) {
-    batch.push_back(next);
-  }
+  batch.push_back(msg);
+  while (batch.size() < limit && natsSubscription_NextMsg(&msg, subscription, 0) == NATS_OK)
+    batch.push_back(msg);
+  return true;
+}
+
+void NatsBroker::Impl::take_core() {
+  const size_t allowed = take_allowance();
+  if (allowed == 0) return;
+  if (!collect(allowed)) return refund(allowed);
+  refund(allowed - batch.size());
   hand_over();
   for (natsMsg* msg : batch)
     natsMsg_Destroy(msg);
   batch.clear();
+  int64_t dropped = 0;
+  if (natsSubscription_GetDropped(subscription, &dropped) == NATS_OK) {
+    counters.dropped.store(static_cast<uint64_t>(dropped), std::memory_order_relaxed);
+  }
 }
 
 void NatsBroker::Impl::send_pull_request(size_t count) {
@@ -498,53 +514,38 @@ void NatsBroker::Impl::send_pull_request(size_t count) {
   pull_deadline_ns = steady_ns() + kPullExpiresNs + 1'000'000'000;
 }
 
-void NatsBroker::Impl::take_jetstream(size_t allowed) {
-  const int64_t now = steady_ns();
-  if (pull_owed == 0 || now > pull_deadline_ns) {
-    // The previous request is over (or lost with a NATS restart): tokens it did not use return.
-    nats_rate.give_back(pull_owed);
-    broadcast_rate.give_back(pull_owed);
+void NatsBroker::Impl::take_jetstream() {
+  if (pull_owed == 0 || steady_ns() > pull_deadline_ns) {
+    // The previous request is over (or lost with a NATS restart): the caps pay for a new one,
+    // and get back what the old one did not bring.
+    refund(pull_owed);
+    pull_owed = 0;
+    const size_t allowed = take_allowance();
+    if (allowed == 0) return;
     send_pull_request(allowed);
+  }
+  if (!collect(kBatch)) {
+    // Every ~5 quiet seconds, make sure the consumer still exists (a NATS restart with memory
+    // storage, or an operator, may have removed it): otherwise we would wait forever.
+    if (++quiet_polls >= 10) check_consumer = true;
   } else {
-    nats_rate.give_back(allowed);  // nothing new asked for on this turn
-    broadcast_rate.give_back(allowed);
+    quiet_polls = 0;
   }
-  natsMsg* first = nullptr;
-  natsStatus s = natsSubscription_NextMsg(&first, subscription, kLongPollMs);
-  if (s != NATS_OK) {
-    if (s == NATS_TIMEOUT && ++quiet_polls >= 10) {
-      // Every ~5 quiet seconds, make sure the consumer still exists (a NATS restart with
-      // memory storage, or an operator, may have removed it): otherwise we would wait forever.
-      quiet_polls = 0;
-      if (!consumer_exists()) {
-        spdlog::warn("JetStream consumer {} is gone: creating it again", consumer);
-        drop_subscription();
-      }
-    } else if (s != NATS_TIMEOUT) {
-      sleep_ms(100);
-    }
-    return;
-  }
-  quiet_polls = 0;
-  std::vector<natsMsg*> arrived{first};
-  natsMsg* next = nullptr;
-  while (arrived.size() < kBatch && natsSubscription_NextMsg(&next, subscription, 0) == NATS_OK)
-    arrived.push_back(next);
-  for (natsMsg* msg : arrived) {
+  // Status messages end a request (404/408: nothing more to give), report a changed consumer
+  // (409) or are idle heartbeats (100); everything else is a stream message.
+  std::erase_if(batch, [this](natsMsg* msg) {
     const char* status = nullptr;
-    if (natsMsg_GetDataLength(msg) == 0 && natsMsgHeader_Get(msg, "Status", &status) == NATS_OK &&
-        status) {
-      // 404/408: the request ended with nothing (more) to give; 409: the consumer changed (it is
-      // checked again); 100: idle heartbeat.
-      const std::string_view code = status;
-      if (code != "100" && natsMsg_GetSubject(msg) == pull_reply) pull_owed = 0;
-      if (code == "409") quiet_polls = 10;
-      natsMsg_Destroy(msg);
-      continue;
+    if (natsMsg_GetDataLength(msg) != 0 || natsMsgHeader_Get(msg, "Status", &status) != NATS_OK ||
+        !status) {
+      if (pull_owed > 0) --pull_owed;
+      return false;
     }
-    if (pull_owed > 0) --pull_owed;
-    batch.push_back(msg);
-  }
+    const std::string_view code = status;
+    if (code != "100" && natsMsg_GetSubject(msg) == pull_reply) pull_owed = 0;
+    if (code == "409") check_consumer = true;
+    natsMsg_Destroy(msg);
+    return true;
+  });
   hand_over();
   // Handed to the fan-out (or refused for good): acknowledged, so never redelivered. A lost
   // ack means a redelivery, which the dedupe drops.
@@ -554,9 +555,17 @@ void NatsBroker::Impl::take_jetstream(size_t allowed) {
     natsMsg_Destroy(msg);
   }
   batch.clear();
+  if (check_consumer) {
+    check_consumer = false;
+    quiet_polls = 0;
+    if (!consumer_exists()) {
+      spdlog::warn("JetStream consumer {} is gone: creating it again", consumer);
+      drop_subscription();
+    }
+  }
 }
 
-size_t NatsBroker::Impl::hand_over() {
+void NatsBroker::Impl::hand_over() {
   items.clear();
   for (natsMsg* msg : batch) {
     counters.received.fetch_add(1, std::memory_order_relaxed);
@@ -588,7 +597,6 @@ size_t NatsBroker::Impl::hand_over() {
   }
   if (!items.empty()) hub.ingest(items);
   counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
-  return items.size();
 }
 
 void NatsBroker::Impl::note_reject(IntakeReject reason, std::string_view subject) {

@@ -1,10 +1,12 @@
-// Token bucket for client requests (WS_CLIENT_RATE per second, WS_CLIENT_BURST deep). One per
-// session, so it stores only its own state (16 bytes); the rate and burst are gateway-wide and
-// are passed in on each call as a shared TokenBucketPolicy instead of being copied into every
-// bucket. Refilled lazily from elapsed time, so an idle bucket costs nothing.
+// Token bucket for client requests (WS_CLIENT_RATE per second, WS_CLIENT_BURST deep) and for the
+// broker intake caps (broker/intake.hpp). One per session, so it stores only its own state (16
+// bytes); the rate and burst are gateway-wide and are passed in on each call as a shared
+// TokenBucketPolicy instead of being copied into every bucket. Refilled lazily from elapsed time,
+// so an idle bucket costs nothing.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -36,6 +38,31 @@ class TokenBucket {
     if (tokens_ < kOne) return false;
     tokens_ -= kOne;
     return true;
+  }
+
+  // Takes as many whole tokens as there are, up to `wanted` (intake pacing takes a batch's worth).
+  uint64_t take_up_to(const TokenBucketPolicy& policy, int64_t now_ns, uint64_t wanted) {
+    tokens_ = refilled(policy, now_ns);
+    last_ns_ = now_ns;
+    const uint64_t taken = std::min(wanted, static_cast<uint64_t>(tokens_ / kOne));
+    tokens_ -= static_cast<int64_t>(taken) * kOne;
+    return taken;
+  }
+
+  // Returns tokens taken but not used; the bucket never holds more than its burst.
+  void give_back(const TokenBucketPolicy& policy, uint64_t count) {
+    const int64_t cap = capacity(policy);
+    const int64_t held = std::min(tokens_, cap);
+    const uint64_t room = static_cast<uint64_t>(cap - held) / kOne;
+    tokens_ = count >= room ? cap : held + static_cast<int64_t>(count) * kOne;
+  }
+
+  // Nanoseconds from `now_ns` until a whole token is there (0 when one is there now).
+  int64_t ns_until_token(const TokenBucketPolicy& policy, int64_t now_ns) const {
+    const int64_t held = refilled(policy, now_ns);
+    if (held >= kOne) return 0;
+    if (!(policy.rate > 0)) return std::numeric_limits<int64_t>::max();
+    return static_cast<int64_t>(std::ceil(static_cast<double>(kOne - held) / policy.rate));
   }
 
   bool full(const TokenBucketPolicy& policy, int64_t now_ns) const {
