@@ -253,6 +253,8 @@ await runner.check('a connection that stops answering heartbeats is declared dea
   try {
     await c.connect();
     await waitFor(() => connections >= 2, 3000, 'a reconnect after missing pongs');
+    // The new socket is accepted before its welcome reaches the client: wait for that too.
+    await waitFor(() => c.seen('welcome').length >= 2, 3000, 'the second welcome');
     const d = c.seen('disconnected')[0]?.detail;
     assert(d && d.reason === 'no pong', JSON.stringify(d));
     assert(c.seen('resumed').length === 0 && c.session === 's2', `session ${c.session}`);
