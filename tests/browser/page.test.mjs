@@ -57,7 +57,8 @@ const priceValue = (t) => parseFloat(t.replace(/^[▲▼]/, '').replace(/,/g, ''
 
 await runner.check('the page connects: status live, a session id', async () => {
   await waitFor(async () => (await text('state')) === 'live', 10000, 'status "live"');
-  assert(/^[0-9a-f]{8,}$/.test(await text('session')), `session "${await text('session')}"`);
+  // Counters are drawn on the next animation frame, so the session id may follow the status.
+  await waitFor(async () => /^[0-9a-f]{8,}$/.test(await text('session')), 2000, 'a session id');
   assert((await page.title()).includes('odin-ws'), `title ${await page.title()}`);
 });
 
