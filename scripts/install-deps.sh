@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages odin-ws needs to build, run and test: one `apt-get update`,
-# then one `apt-get install -y`. Pass "test" to add what only the test suite needs.
+# then one `apt-get install -y`. Pass "test" to add what only the test suite needs, "bench" for
+# the benchmark suite (tools/bench/run.sh).
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
           libfmt-dev libssl-dev libnats-dev)
+if [[ "${1:-}" == "bench" ]]; then
+  packages+=(nats-server python3 python3-matplotlib)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
 if [[ "${1:-}" == "test" ]]; then
   packages+=(libgtest-dev libbenchmark-dev clang-format nats-server python3 python3-websockets
              chromium)

@@ -1,255 +1,1841 @@
-// loadclient: a cheap WebSocket load client for odin-ws measurements. One epoll loop, N
-// connections from source addresses 127.0.0.2.. (so more than one port range is available), each
-// subscribed through ?channels= to K of C channels "ch0".."ch{C-1}". Checks per-connection seq
-// contiguity and measures, for every data message carrying "t":<unix ns> in its data, the latency
-// of each delivery and the time until the last connection received it.
+// loadclient: the benchmark load client for odin-ws (and, for comparison, nats-server's WebSocket
+// listener). It opens N WebSocket connections from several worker processes (every process on the
+// bench machine is capped at 20,000 open files), subscribes connection i to K of C channels
+// "ch0".."ch{C-1}", checks that every connection receives every message in order, and measures
+// per-delivery latency, the time for a message to reach all of its subscribers, a per-second
+// latency timeline, what the server does to clients that stop reading, and the server's RSS and
+// CPU. The parent merges the workers' reports and prints one JSON line on stdout; see
+// tools/bench/loadclient.md for the flags and the output.
+//
+// It shares the machine (often two cores) with the server it measures, so it is built to be
+// cheap: one epoll loop per worker, 40 bytes per connection, frames parsed in place in one
+// per-process read buffer (only a partial trailing frame is copied), fixed-size log-linear
+// histograms instead of sample vectors, and reach-all bookkeeping per message, not per delivery.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
+#include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 namespace {
 
+constexpr int64_t kSec = 1'000'000'000;
+constexpr int64_t kMs = 1'000'000;
+// Connections per worker when --processes is not given: under the 20,000 open-file cap with room
+// for the epoll fd, pipes and stdio.
+constexpr long kDefaultPerProcess = 18000;
+// Handshakes in flight per worker: more only queues in the server's accept backlog and makes
+// handshakes time out without connecting any faster.
+constexpr int kMaxInFlight = 2000;
+// How long the slow connections are drained at the end, looking for the server's close frame.
+constexpr int64_t kDrainNs = 2 * kSec;
+
 int64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+  return int64_t{ts.tv_sec} * kSec + ts.tv_nsec;
 }
 
+int64_t cpu_us_self() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return (int64_t{ru.ru_utime.tv_sec} + ru.ru_stime.tv_sec) * 1'000'000 + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
+
+void raise_nofile() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+long nofile_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  return static_cast<long>(rl.rlim_cur);
+}
+
+void appendf(std::string& out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+void appendf(std::string& out, const char* fmt, ...) {
+  va_list ap, again;
+  va_start(ap, fmt);
+  va_copy(again, ap);
+  char buf[512];
+  const int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  if (n >= static_cast<int>(sizeof(buf))) {
+    const size_t at = out.size();
+    out.resize(at + static_cast<size_t>(n) + 1);
+    std::vsnprintf(out.data() + at, static_cast<size_t>(n) + 1, fmt, again);
+    out.resize(at + static_cast<size_t>(n));
+  } else if (n > 0) {
+    out.append(buf, static_cast<size_t>(n));
+  }
+  va_end(again);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+enum class Protocol { kOdin, kNats };
+
 struct Options {
-  int port = 3002;
-  int connections = 1000;
-  int channels = 1;
-  int per_conn = 1;
+  std::string host = "127.0.0.1";
+  std::vector<int> ports{3002};
+  long connections = 1000;
+  long channels = 1;
+  long per_conn = 1;
   double duration_s = 10;  // after all are connected
-  long expect = 0;         // messages each connection should get (0 = unknown)
+  long expect = 0;         // data messages each non-slow connection should get (0 = unknown)
   std::string ready_file;
+  long processes = 0;  // 0 = ceil(connections / 18000)
+  double ramp = 0;     // new connections per second over all workers (0 = as fast as possible)
+  Protocol protocol = Protocol::kOdin;
+  std::string prefix = "odin.token.";
+  double slow_fraction = 0;
+  std::vector<int> server_pids;
+  double connect_timeout_s = 30;
+  std::string path;  // default "/ws" (odin) or "/" (nats-ws)
+
+  // Derived.
+  uint32_t host_addr = 0;  // network order
+  bool bind_source = false;
+  long slow_step = 0;
+
+  bool is_slow(long gi) const { return slow_step > 0 && (gi + 1) % slow_step == 0; }
+  // Hard stop: D + 60 s after the start, plus the time --ramp itself needs to open everything.
+  int64_t hard_stop_ns() const {
+    double s = duration_s + 60;
+    if (ramp > 0) s += static_cast<double>(connections) / ramp;
+    return static_cast<int64_t>(s * 1e9);
+  }
 };
 
-struct Conn {
-  int fd = -1;
-  bool upgraded = false;
-  std::string in;  // unparsed bytes (partial frame or HTTP head)
-  uint64_t last_seq = 0;
-  uint64_t received = 0;
+void usage(FILE* f) {
+  std::fputs(
+      "usage: loadclient [options]   (--flag value or --flag=value)\n"
+      "  --host A            server IPv4 address (default 127.0.0.1)\n"
+      "  --port P            server port (default 3002)\n"
+      "  --ports P1,P2,...   several server instances: connections round-robin over them\n"
+      "  --connections N     connections (default 1000)\n"
+      "  --processes K       worker processes (default ceil(N/18000))\n"
+      "  --ramp R            new connections per second (default 0 = as fast as possible,\n"
+      "                      at most 2000 handshakes in flight per worker)\n"
+      "  --connect-timeout S seconds for a connection to be upgraded and subscribed (default 30)\n"
+      "  --channels C        channels ch0..ch{C-1} (default 1)\n"
+      "  --per-conn K        channels per connection: connection i gets (i+j)%C, j<K (default 1)\n"
+      "  --protocol P        odin (default) or nats-ws (nats-server's WebSocket listener)\n"
+      "  --prefix S          nats-ws subject prefix (default odin.token.)\n"
+      "  --path S            upgrade request path (default /ws for odin, / for nats-ws)\n"
+      "  --expect M          data messages each non-slow connection should receive\n"
+      "  --duration D        seconds to run after all are connected (default 10); the run ends\n"
+      "                      earlier when every connection has --expect messages\n"
+      "  --slow-fraction F   every round(1/F)-th connection stops reading once subscribed\n"
+      "  --ready-file F      written with the upgraded count once all are connected\n"
+      "  --server-pid PID    server process to measure (repeatable or comma list; summed)\n",
+      f);
+}
+
+bool to_long(const std::string& s, long& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(s.c_str(), &end, 10);
+  if (errno || end == s.c_str() || *end) return false;
+  v = x;
+  return true;
+}
+
+bool to_double(const std::string& s, double& v) {
+  char* end = nullptr;
+  errno = 0;
+  const double x = std::strtod(s.c_str(), &end);
+  if (errno || end == s.c_str() || *end || !std::isfinite(x)) return false;
+  v = x;
+  return true;
+}
+
+bool to_int_list(const std::string& s, std::vector<int>& out) {
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    if (comma == std::string::npos) comma = s.size();
+    long v = 0;
+    if (!to_long(s.substr(pos, comma - pos), v) || v <= 0 || v > 0x7fffffff) return false;
+    out.push_back(static_cast<int>(v));
+    pos = comma + 1;
+  }
+  return true;
+}
+
+bool parse_options(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string key = argv[i], value;
+    if (key == "--help" || key == "-h") {
+      usage(stdout);
+      std::exit(0);
+    }
+    const size_t eq = key.find('=');
+    if (key.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key.resize(eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      std::fprintf(stderr, "loadclient: %s needs a value\n", key.c_str());
+      return false;
+    }
+    bool ok = true;
+    long l = 0;
+    if (key == "--host") {
+      o.host = value;
+    } else if (key == "--port") {
+      ok = to_long(value, l) && l > 0 && l < 65536;
+      o.ports = {static_cast<int>(l)};
+    } else if (key == "--ports") {
+      o.ports.clear();
+      ok = to_int_list(value, o.ports);
+    } else if (key == "--connections") {
+      ok = to_long(value, o.connections) && o.connections > 0;
+    } else if (key == "--processes") {
+      ok = to_long(value, o.processes) && o.processes > 0;
+    } else if (key == "--ramp") {
+      ok = to_double(value, o.ramp) && o.ramp >= 0;
+    } else if (key == "--connect-timeout") {
+      ok = to_double(value, o.connect_timeout_s) && o.connect_timeout_s > 0;
+    } else if (key == "--channels") {
+      ok = to_long(value, o.channels) && o.channels > 0 && o.channels < (1L << 31);
+    } else if (key == "--per-conn") {
+      ok = to_long(value, o.per_conn) && o.per_conn > 0;
+    } else if (key == "--protocol") {
+      if (value == "odin")
+        o.protocol = Protocol::kOdin;
+      else if (value == "nats-ws" || value == "nats")
+        o.protocol = Protocol::kNats;
+      else
+        ok = false;
+    } else if (key == "--prefix") {
+      o.prefix = value;
+    } else if (key == "--path") {
+      o.path = value;
+    } else if (key == "--expect") {
+      ok = to_long(value, o.expect) && o.expect >= 0;
+    } else if (key == "--duration") {
+      ok = to_double(value, o.duration_s) && o.duration_s >= 0;
+    } else if (key == "--slow-fraction") {
+      ok = to_double(value, o.slow_fraction) && o.slow_fraction >= 0 && o.slow_fraction <= 1;
+    } else if (key == "--ready-file") {
+      o.ready_file = value;
+    } else if (key == "--server-pid") {
+      ok = to_int_list(value, o.server_pids);
+    } else {
+      std::fprintf(stderr, "loadclient: unknown option %s (see --help)\n", key.c_str());
+      return false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "loadclient: bad value for %s: %s\n", key.c_str(), value.c_str());
+      return false;
+    }
+  }
+  for (int p : o.ports) {
+    if (p >= 65536) {
+      std::fprintf(stderr, "loadclient: bad port %d\n", p);
+      return false;
+    }
+  }
+  if (o.per_conn > o.channels) {
+    std::fprintf(stderr, "loadclient: --per-conn %ld > --channels %ld\n", o.per_conn, o.channels);
+    return false;
+  }
+  in_addr a{};
+  if (inet_pton(AF_INET, o.host.c_str(), &a) != 1) {
+    std::fprintf(stderr, "loadclient: --host must be an IPv4 address: %s\n", o.host.c_str());
+    return false;
+  }
+  o.host_addr = a.s_addr;
+  // Many source addresses only make sense (and only route) when the server is on loopback.
+  o.bind_source = (ntohl(a.s_addr) >> 24) == 127;
+  if (o.path.empty()) o.path = o.protocol == Protocol::kOdin ? "/ws" : "/";
+  if (o.slow_fraction > 0) o.slow_step = std::max(1L, std::lround(1.0 / o.slow_fraction));
+  if (o.processes == 0) o.processes = (o.connections + kDefaultPerProcess - 1) / kDefaultPerProcess;
+  o.processes = std::min(o.processes, o.connections);
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Histograms: HDR-style log-linear buckets over microseconds. Values below 2^kSubBits us have
+// 1 us buckets; above, every power of two is split into 2^(kSubBits-1) equal buckets, so a bucket
+// is at most 1/2^(kSubBits-1) of its value wide and its middle is within half that. Tops out at
+// 2^28 us (268 s); the exact max is kept on the side. Fixed size, merged by adding.
+
+template <int kSubBits>
+struct LogHist {
+  static constexpr int kSub = 1 << kSubBits;
+  static constexpr int kHalf = kSub / 2;
+  static constexpr int kTopBit = 27;
+  static constexpr int kShifts = kTopBit - (kSubBits - 1);
+  static constexpr int kBuckets = kSub + kShifts * kHalf;
+
+  std::array<uint64_t, kBuckets> counts{};
+  uint64_t total = 0;
+  int64_t max_ns = 0;
+
+  static int index(uint64_t us) {
+    if (us < static_cast<uint64_t>(kSub)) return static_cast<int>(us);
+    const int msb = 63 - __builtin_clzll(us);
+    const int shift = msb - (kSubBits - 1);
+    if (shift > kShifts) return kBuckets - 1;
+    return kSub + (shift - 1) * kHalf + static_cast<int>((us >> shift) - kHalf);
+  }
+  static double mid_us(int i) {
+    if (i < kSub) return i + 0.5;
+    const int k = i - kSub;
+    const int shift = k / kHalf + 1;
+    const double low = static_cast<double>(static_cast<uint64_t>(kHalf + k % kHalf) << shift);
+    return low + static_cast<double>(uint64_t{1} << shift) / 2;
+  }
+  void add(int64_t ns) {
+    if (ns < 0) ns = 0;  // clocks of publisher and client are the same CLOCK_REALTIME
+    ++counts[static_cast<size_t>(index(static_cast<uint64_t>(ns) / 1000))];
+    ++total;
+    max_ns = std::max(max_ns, ns);
+  }
+  void merge(const LogHist& o) {
+    for (int i = 0; i < kBuckets; ++i)
+      counts[static_cast<size_t>(i)] += o.counts[static_cast<size_t>(i)];
+    total += o.total;
+    max_ns = std::max(max_ns, o.max_ns);
+  }
+  double quantile_ms(double q) const {
+    if (total == 0) return 0;
+    const double max_ms = static_cast<double>(max_ns) / 1e6;
+    if (q >= 1) return max_ms;
+    const uint64_t rank =
+        std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q * static_cast<double>(total))));
+    uint64_t seen = 0;
+    for (int i = 0; i < kBuckets; ++i) {
+      seen += counts[static_cast<size_t>(i)];
+      if (seen >= rank) return std::min(mid_us(i) / 1e3, max_ms);
+    }
+    return max_ms;
+  }
 };
 
-struct Arrival {
-  int count = 0;
+using LatHist = LogHist<8>;   // <= 0.4% error, 2,816 counters
+using TimeHist = LogHist<5>;  // per second of the timeline: <= 3% error, 400 counters
+
+// ---------------------------------------------------------------------------------------------
+// Reach-all bookkeeping: one entry per message (not per delivery), keyed by channel and the
+// publisher's counter "n" (or its timestamp "t" when there is no n).
+
+struct MsgKey {
+  uint64_t id;
+  uint32_t channel;
+  bool operator==(const MsgKey&) const = default;
+};
+struct MsgKeyHash {
+  size_t operator()(const MsgKey& k) const noexcept {
+    uint64_t x = k.id ^ (uint64_t{k.channel} * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return static_cast<size_t>(x);
+  }
+};
+struct MsgStat {
+  int64_t t = 0;
   int64_t last_ns = 0;
+  uint64_t count = 0;
+};
+using MsgMap = std::unordered_map<MsgKey, MsgStat, MsgKeyHash>;
+
+// ---------------------------------------------------------------------------------------------
+// Worker <-> parent messages over pipes: {uint32 type, uint32 length} then the payload.
+
+enum MsgType : uint32_t { kReady = 1, kDone = 2, kResult = 3, kGo = 4, kStop = 5 };
+
+struct ReadyInfo {
+  uint64_t upgraded = 0;
+  uint64_t failed = 0;
+  int64_t first_connect_ns = 0;
+  int64_t last_upgrade_ns = 0;
+  int64_t ready_ns = 0;
 };
 
-double percentile(std::vector<int64_t>& v, double q) {
-  if (v.empty()) return 0;
-  size_t k = static_cast<size_t>(q * static_cast<double>(v.size() - 1));
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return static_cast<double>(v[k]) / 1e6;
+// Everything a worker reports that is a plain number.
+struct Totals {
+  uint64_t upgraded = 0;  // upgraded and subscribed (slow ones included)
+  uint64_t failed = 0;    // never got there
+  uint64_t slow = 0;      // slow connections among the upgraded
+  uint64_t closed = 0;    // non-slow connections the server closed afterwards
+  uint64_t received = 0;  // data messages on non-slow connections
+  uint64_t gaps = 0;
+  uint64_t dups = 0;
+  uint64_t before_connected = 0;  // deliveries before everyone was connected
+  uint64_t nats_errors = 0;       // -ERR lines
+  int64_t first_connect_ns = 0;
+  int64_t last_upgrade_ns = 0;
+  int64_t ready_ns = 0;
+  int64_t cpu_window_us = 0;  // this worker's CPU between all-connected and the stop
+};
+
+struct Writer {
+  std::vector<char> b;
+  template <class T>
+  void put(const T& v) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    const char* p = reinterpret_cast<const char*>(&v);
+    b.insert(b.end(), p, p + sizeof(T));
+  }
+  void put_str(std::string_view s) {
+    put(static_cast<uint32_t>(s.size()));
+    b.insert(b.end(), s.begin(), s.end());
+  }
+};
+
+struct Reader {
+  const char* p;
+  const char* end;
+  bool ok = true;
+  template <class T>
+  T get() {
+    T v{};
+    if (static_cast<size_t>(end - p) < sizeof(T)) {
+      ok = false;
+      return v;
+    }
+    std::memcpy(&v, p, sizeof(T));
+    p += sizeof(T);
+    return v;
+  }
+  template <class T>
+  void get_into(T& v) {
+    if (static_cast<size_t>(end - p) < sizeof(T)) {
+      ok = false;
+      return;
+    }
+    std::memcpy(&v, p, sizeof(T));
+    p += sizeof(T);
+  }
+  std::string get_str() {
+    const uint32_t n = get<uint32_t>();
+    if (!ok || static_cast<size_t>(end - p) < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(p, n);
+    p += n;
+    return s;
+  }
+};
+
+bool write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        pollfd pf{fd, POLLOUT, 0};
+        poll(&pf, 1, 100);
+        continue;
+      }
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool send_msg(int fd, uint32_t type, const void* data, size_t len) {
+  uint32_t head[2] = {type, static_cast<uint32_t>(len)};
+  return write_all(fd, reinterpret_cast<const char*>(head), sizeof(head)) &&
+         write_all(fd, static_cast<const char*>(data), len);
+}
+
+// Pulls complete messages out of a byte buffer fed from a pipe.
+template <class F>
+void take_msgs(std::vector<char>& buf, F&& on_msg) {
+  size_t pos = 0;
+  while (buf.size() - pos >= 8) {
+    uint32_t head[2];
+    std::memcpy(head, buf.data() + pos, 8);
+    if (buf.size() - pos - 8 < head[1]) break;
+    on_msg(head[0], buf.data() + pos + 8, static_cast<size_t>(head[1]));
+    pos += 8 + head[1];
+  }
+  buf.erase(buf.begin(), buf.begin() + static_cast<long>(pos));
+}
+
+// Close codes: WebSocket codes as they are, and these for the other ways a connection ends.
+constexpr int32_t kCodeNone = 0;       // still open (nothing seen)
+constexpr int32_t kCodeEof = -1;       // EOF without a close frame
+constexpr int32_t kCodeReset = -2;     // read/write error (ECONNRESET...)
+constexpr int32_t kCodeBadFrame = -3;  // unparseable frame from the server
+
+std::string code_name(int32_t code) {
+  switch (code) {
+    case kCodeNone:
+      return "none";
+    case kCodeEof:
+      return "eof";
+    case kCodeReset:
+      return "reset";
+    case kCodeBadFrame:
+      return "bad_frame";
+    default:
+      return std::to_string(code);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small parsing helpers (the payloads are parsed in place).
+
+bool starts_with(const char* p, size_t n, std::string_view s) {
+  return n >= s.size() && std::memcmp(p, s.data(), s.size()) == 0;
+}
+
+// Decimal digits at p; advances p. False when there are none.
+bool parse_u64(const char*& p, const char* end, uint64_t& v) {
+  const char* start = p;
+  uint64_t x = 0;
+  while (p < end && *p >= '0' && *p <= '9')
+    x = x * 10 + static_cast<uint64_t>(*p++ - '0');
+  v = x;
+  return p != start;
+}
+
+const char* find(const char* p, const char* end, std::string_view s) {
+  if (p >= end) return nullptr;
+  return static_cast<const char*>(memmem(p, static_cast<size_t>(end - p), s.data(), s.size()));
+}
+
+const char* skip_spaces(const char* p, const char* end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    ++p;
+  return p;
+}
+
+// The publisher's data object starts {"t":<unix ns>,"n":<counter>, ... (maybe with spaces, as
+// Python's json.dumps writes it); the exact prefix is tried first, then a search.
+bool parse_tn(const char* p, const char* end, int64_t& t, uint64_t& n, bool& has_n) {
+  has_n = false;
+  uint64_t v = 0;
+  const char* q = starts_with(p, static_cast<size_t>(end - p), "{\"t\":") ? p + 5 : nullptr;
+  if (!q) {
+    q = find(p, end, "\"t\":");
+    if (!q) return false;
+    q += 4;
+  }
+  q = skip_spaces(q, end);
+  if (!parse_u64(q, end, v)) return false;
+  t = static_cast<int64_t>(v);
+  const char* r = starts_with(q, static_cast<size_t>(end - q), ",\"n\":") ? q + 5 : nullptr;
+  if (!r) {
+    r = find(q, end, "\"n\":");
+    if (r) r += 4;
+  }
+  if (r) r = skip_spaces(r, end);
+  if (r && parse_u64(r, end, v)) {
+    n = v;
+    has_n = true;
+  }
+  return true;
+}
+
+bool ieq_prefix(const char* p, size_t n, std::string_view s) {
+  if (n < s.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = p[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != s[i]) return false;
+  }
+  return true;
+}
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Sec-WebSocket-Key of connection gi (derived from gi, so nothing is stored per connection) and
+// the Sec-WebSocket-Accept the server must answer with.
+void ws_key(long gi, char key[25]) {
+  unsigned char raw[16];
+  const uint64_t a = splitmix(static_cast<uint64_t>(gi)), b = splitmix(a);
+  std::memcpy(raw, &a, 8);
+  std::memcpy(raw + 8, &b, 8);
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(key), raw, 16);
+}
+
+void ws_accept(const char key[25], char accept[29]) {
+  char in[24 + 36];
+  std::memcpy(in, key, 24);
+  std::memcpy(in + 24, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", 36);
+  unsigned char sha[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(in), sizeof(in), sha);
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(accept), sha, SHA_DIGEST_LENGTH);
+}
+
+// Header length of the frame at p when all of it is there (payload length in len), else 0.
+size_t frame_header(const unsigned char* p, size_t n, uint64_t& len) {
+  if (n < 2) return 0;
+  size_t h = 2;
+  len = p[1] & 0x7f;
+  if (len == 126) {
+    if (n < 4) return 0;
+    len = (uint64_t{p[2]} << 8) | p[3];
+    h = 4;
+  } else if (len == 127) {
+    if (n < 10) return 0;
+    len = 0;
+    for (int i = 0; i < 8; ++i)
+      len = (len << 8) | p[2 + i];
+    h = 10;
+  }
+  if (p[1] & 0x80) h += 4;
+  return n >= h ? h : 0;
+}
+
+// Header bytes needed, knowing only what is in p[0..n).
+size_t header_need(const unsigned char* p, size_t n) {
+  if (n < 2) return 2;
+  const unsigned l = p[1] & 0x7f;
+  return 2 + (l == 126 ? 2 : l == 127 ? 8 : 0) + ((p[1] & 0x80) ? 4 : 0);
 }
 
 volatile sig_atomic_t g_stop = 0;
+
+void install_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { g_stop = 1; };
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker: a contiguous slice [lo, hi) of the connections, one epoll loop.
+
+enum Phase : uint8_t { kIdle, kConnecting, kHandshake, kUpgraded, kOpen, kClosed, kFailed };
+
+// Only allocated while a connection holds a partial frame (or a partial NATS command).
+struct Partial {
+  std::string ws;
+  std::string nats;
+};
+
+struct Conn {
+  std::unique_ptr<Partial> partial;
+  uint64_t last_seq = 0;  // odin: last seq seen
+  uint64_t received = 0;
+  int fd = -1;
+  uint32_t started_ms = 0;  // connect() time, ms since the worker started (handshake timeout)
+  int32_t close_code = kCodeNone;
+  Phase phase = kIdle;
+  bool slow = false;
+  bool stopped_reading = false;
+};
+
+// 100,000 connections must fit easily next to the server being measured.
+static_assert(sizeof(Conn) <= 40);
+
+constexpr uint32_t kCtlTag = 0xffffffff;
+
+class Worker {
+ public:
+  Worker(const Options& o, long lo, long hi, int to_parent, int from_parent, int64_t t0)
+      : o_(o),
+        lo_(lo),
+        n_(static_cast<size_t>(hi - lo)),
+        to_parent_(to_parent),
+        from_parent_(from_parent),
+        t0_(t0),
+        conns_(n_),
+        scratch_(1 << 18),
+        subs_(static_cast<size_t>(o.channels), 0) {
+    if (o_.protocol == Protocol::kNats) last_n_.assign(n_ * static_cast<size_t>(o_.per_conn), kNoN);
+    const uint64_t hint =
+        o_.expect > 0 ? static_cast<uint64_t>(o_.expect) * static_cast<uint64_t>(o_.channels)
+                      : 1u << 16;
+    msgs_.reserve(static_cast<size_t>(std::min<uint64_t>(hint, 1u << 20)));
+    rng_ = splitmix(static_cast<uint64_t>(now_ns()) ^ static_cast<uint64_t>(getpid()));
+    ramp_ = o_.ramp > 0 ? o_.ramp / static_cast<double>(o_.processes) : 0;
+    timeline_cap_ = static_cast<size_t>(o_.hard_stop_ns() / kSec) + 10;
+  }
+
+  [[noreturn]] void run() {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = kCtlTag;
+    fcntl(from_parent_, F_SETFL, O_NONBLOCK);
+    epoll_ctl(ep_, EPOLL_CTL_ADD, from_parent_, &ev);
+    start_ns_ = now_ns();
+    const int64_t hard_stop = t0_ + o_.hard_stop_ns() + 5 * kSec;  // the parent stops us first
+    std::vector<epoll_event> events(1024);
+    int64_t next_timeout_check = 0;
+    while (!stop_ && !g_stop) {
+      int64_t now = now_ns();
+      if (now > hard_stop) break;
+      open_due(now);
+      if (!ready_sent_ && next_ == n_ && inflight_ == 0) {
+        ReadyInfo r{t_.upgraded, t_.failed, t_.first_connect_ns, t_.last_upgrade_ns, now};
+        t_.ready_ns = now;
+        send_msg(to_parent_, kReady, &r, sizeof(r));
+        ready_sent_ = true;
+      }
+      if (ready_sent_ && o_.expect > 0 && !done_sent_ && pending_ == 0) {
+        send_msg(to_parent_, kDone, nullptr, 0);
+        done_sent_ = true;
+      }
+      int timeout_ms = 100;
+      if (next_ < n_ && ramp_ > 0) {
+        const int64_t due =
+            start_ns_ + static_cast<int64_t>(static_cast<double>(next_) * 1e9 / ramp_);
+        timeout_ms = static_cast<int>(std::clamp<int64_t>((due - now) / kMs + 1, 0, 100));
+      }
+      const int nev = epoll_wait(ep_, events.data(), static_cast<int>(events.size()), timeout_ms);
+      for (int e = 0; e < nev; ++e) {
+        const epoll_event& x = events[static_cast<size_t>(e)];
+        if (x.data.u32 == kCtlTag) {
+          read_control();
+          continue;
+        }
+        on_event(x.data.u32, x.events);
+      }
+      now = now_ns();
+      if (inflight_ > 0 && now >= next_timeout_check) {
+        check_timeouts(now);
+        next_timeout_check = now + 250 * kMs;
+      }
+    }
+    if (t_all_ > 0) t_.cpu_window_us = cpu_us_self() - cpu_go_us_;
+    // Whatever was still connecting when the run ended never made it.
+    for (size_t ci = 0; ci < n_; ++ci) {
+      const Phase p = conns_[ci].phase;
+      if (p == kIdle || p == kConnecting || p == kHandshake || p == kUpgraded)
+        fail(static_cast<uint32_t>(ci), "unfinished");
+    }
+    drain_slow();
+    send_result();
+    _exit(0);
+  }
+
+ private:
+  static constexpr uint32_t kNoN = 0xffffffff;
+
+  long gi(uint32_t ci) const { return lo_ + static_cast<long>(ci); }
+  uint32_t channel_of(uint32_t ci, long j) const {
+    return static_cast<uint32_t>((gi(ci) + j) % o_.channels);
+  }
+
+  void open_due(int64_t now) {
+    while (next_ < n_ && inflight_ < kMaxInFlight) {
+      if (ramp_ > 0 &&
+          now < start_ns_ + static_cast<int64_t>(static_cast<double>(next_) * 1e9 / ramp_))
+        break;
+      open_conn(static_cast<uint32_t>(next_++), now);
+    }
+  }
+
+  void open_conn(uint32_t ci, int64_t now) {
+    Conn& c = conns_[ci];
+    const long g = gi(ci);
+    c.slow = o_.is_slow(g);
+    c.started_ms = static_cast<uint32_t>((now - start_ns_) / kMs);
+    c.phase = kConnecting;
+    ++inflight_;
+    if (t_.first_connect_ns == 0) t_.first_connect_ns = now;
+    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return fail(ci, errno == EMFILE || errno == ENFILE ? "emfile" : "socket");
+    const int one = 1;
+    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (o_.bind_source) {
+      // 253 source addresses, each with its own ephemeral port range; the port is picked at
+      // connect() time for the whole 4-tuple (IP_BIND_ADDRESS_NO_PORT), not at bind().
+      setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      src.sin_addr.s_addr = htonl(0x7f000002 + static_cast<uint32_t>(g % 253));
+      if (bind(c.fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0) return fail(ci, "bind");
+    }
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons(static_cast<uint16_t>(o_.ports[static_cast<size_t>(g) % o_.ports.size()]));
+    dst.sin_addr.s_addr = o_.host_addr;
+    if (connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0 && errno != EINPROGRESS)
+      return fail(ci, "connect");
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.u32 = ci;
+    epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev);
+  }
+
+  void on_event(uint32_t ci, uint32_t events) {
+    Conn& c = conns_[ci];
+    if (c.phase == kConnecting) {
+      if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(ci);
+      return;
+    }
+    if (c.fd >= 0 && !c.stopped_reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+      on_readable(ci, false);
+  }
+
+  void on_connected(uint32_t ci) {
+    Conn& c = conns_[ci];
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+      return fail(ci, "connect");
+    const long g = gi(ci);
+    const int port = o_.ports[static_cast<size_t>(g) % o_.ports.size()];
+    char key[25], buf[128];
+    ws_key(g, key);
+    std::string& req = out_;
+    req.clear();
+    req.append("GET ").append(o_.path);
+    if (o_.protocol == Protocol::kOdin) {
+      req.append(o_.path.find('?') == std::string::npos ? "?channels=" : "&channels=");
+      for (long j = 0; j < o_.per_conn; ++j) {
+        std::snprintf(buf, sizeof(buf), "%sch%u", j ? "," : "", channel_of(ci, j));
+        req.append(buf);
+      }
+    }
+    std::snprintf(buf, sizeof(buf), " HTTP/1.1\r\nHost: %s:%d\r\n", o_.host.c_str(), port);
+    req.append(buf);
+    req.append("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
+    req.append("Sec-WebSocket-Key: ").append(key, 24).append("\r\n\r\n");
+    if (write(c.fd, req.data(), req.size()) != static_cast<ssize_t>(req.size()))
+      return fail(ci, "write");
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = ci;
+    epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+    c.phase = kHandshake;
+  }
+
+  void on_readable(uint32_t ci, bool draining) {
+    Conn& c = conns_[ci];
+    for (;;) {
+      const ssize_t r = read(c.fd, scratch_.data(), scratch_.size());
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) lost(ci, kCodeReset);
+        break;
+      }
+      if (r == 0) {
+        lost(ci, kCodeEof);
+        break;
+      }
+      // The delivery time of every frame completed by this read.
+      const int64_t t_read = now_ns();
+      const bool alive = feed(ci, scratch_.data(), static_cast<size_t>(r), t_read);
+      if (!alive) break;
+      if (c.slow && c.phase == kOpen && !c.stopped_reading) {
+        // A slow consumer: from now on the server's data piles up in its queue.
+        epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+        c.stopped_reading = true;
+      }
+      if (c.stopped_reading && !draining) break;
+      if (static_cast<size_t>(r) < scratch_.size()) break;
+    }
+    // The partial buffers go back once they are empty or the connection is gone.
+    if (c.partial && (c.fd < 0 || (c.partial->ws.empty() && c.partial->nats.empty())))
+      c.partial.reset();
+  }
+
+  // Connection ended by EOF or error.
+  void lost(uint32_t ci, int32_t code) {
+    Conn& c = conns_[ci];
+    if (c.phase == kOpen)
+      close_conn(ci, code);
+    else if (c.phase != kClosed && c.phase != kFailed)
+      fail(ci, code == kCodeEof ? "eof" : "reset");
+  }
+
+  void fail(uint32_t ci, const char* reason) {
+    Conn& c = conns_[ci];
+    if (c.phase == kConnecting || c.phase == kHandshake || c.phase == kUpgraded) --inflight_;
+    if (c.fd >= 0) close(c.fd);
+    c.fd = -1;
+    c.phase = kFailed;
+    ++t_.failed;
+    ++failures_[reason];
+  }
+
+  // A subscribed connection ends (the server closed it, or it broke).
+  void close_conn(uint32_t ci, int32_t code) {
+    Conn& c = conns_[ci];
+    if (c.phase != kOpen) {
+      fail(ci, code > 0 ? "closed" : code == kCodeEof ? "eof" : "reset");
+      return;
+    }
+    if (c.close_code == kCodeNone) c.close_code = code;
+    if (!c.slow) {
+      ++t_.closed;
+      ++close_codes_[code];
+      if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) --pending_;
+    }
+    close(c.fd);
+    c.fd = -1;
+    c.phase = kClosed;
+  }
+
+  void mark_open(uint32_t ci) {
+    Conn& c = conns_[ci];
+    c.phase = kOpen;
+    --inflight_;
+    ++t_.upgraded;
+    if (c.slow) {
+      ++t_.slow;
+      return;
+    }
+    for (long j = 0; j < o_.per_conn; ++j)
+      ++subs_[channel_of(ci, j)];
+    if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) ++pending_;
+  }
+
+  // Bytes read from connection ci. False when the connection is gone.
+  bool feed(uint32_t ci, char* p, size_t n, int64_t t_read) {
+    Conn& c = conns_[ci];
+    if (c.phase == kHandshake) {
+      if (c.partial && !c.partial->ws.empty()) {
+        // The head came in pieces: collect it, then go on with a copy of what follows it.
+        std::string& ws = c.partial->ws;
+        ws.append(p, n);
+        const size_t end = ws.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          if (ws.size() > 16384) fail(ci, "bad_response");
+          return c.phase == kHandshake;
+        }
+        std::string rest = ws.substr(end + 4);
+        ws.resize(end + 4);
+        if (!handshake(ci, ws.data(), end + 4, t_read)) return false;
+        c.partial->ws.clear();
+        return frames(ci, rest.data(), rest.size(), t_read);
+      }
+      const char* e = find(p, p + n, "\r\n\r\n");
+      if (!e) {
+        if (!c.partial) c.partial = std::make_unique<Partial>();
+        c.partial->ws.assign(p, n);
+        return true;
+      }
+      const size_t head = static_cast<size_t>(e - p) + 4;
+      if (!handshake(ci, p, head, t_read)) return false;
+      p += head;
+      n -= head;
+    }
+    return frames(ci, p, n, t_read);
+  }
+
+  // The server's answer to the upgrade request.
+  bool handshake(uint32_t ci, const char* p, size_t n, int64_t now) {
+    Conn& c = conns_[ci];
+    if (!starts_with(p, n, "HTTP/1.1 101")) {
+      char reason[16] = "bad_response";
+      if (starts_with(p, n, "HTTP/1.") && n >= 12)
+        std::snprintf(reason, sizeof(reason), "%.3s", p + 9);
+      fail(ci, reason);
+      return false;
+    }
+    char key[25], accept[29];
+    ws_key(gi(ci), key);
+    ws_accept(key, accept);
+    bool accepted = false;
+    for (const char* line = p; line && line < p + n;) {
+      const char* eol = find(line, p + n, "\r\n");
+      if (!eol) break;
+      if (ieq_prefix(line, static_cast<size_t>(eol - line), "sec-websocket-accept:")) {
+        const char* v = line + 21;
+        while (v < eol && *v == ' ')
+          ++v;
+        accepted = eol - v >= 28 && std::memcmp(v, accept, 28) == 0;
+      }
+      line = eol + 2;
+    }
+    if (!accepted) {
+      fail(ci, "bad_accept");
+      return false;
+    }
+    c.phase = kUpgraded;
+    t_.last_upgrade_ns = std::max(t_.last_upgrade_ns, now);
+    if (o_.protocol == Protocol::kNats) {
+      // Subscribed once the server has answered the PING that follows the SUBs. "headers":true
+      // as a browser nats.ws client declares it: header-carrying messages arrive as HMSG.
+      std::string& cmd = nats_cmd_;
+      cmd.assign(
+          "CONNECT {\"verbose\":false,\"pedantic\":false,\"protocol\":1,\"headers\":true}\r\n");
+      char buf[64];
+      for (long j = 0; j < o_.per_conn; ++j) {
+        cmd.append("SUB ").append(o_.prefix);
+        std::snprintf(buf, sizeof(buf), "ch%u %ld\r\n", channel_of(ci, j), j + 1);
+        cmd.append(buf);
+      }
+      cmd.append("PING\r\n");
+      if (!send_frame(ci, 0x2, cmd.data(), cmd.size())) {
+        fail(ci, "write");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // WebSocket frames. The frame left incomplete by the previous read is completed first (only
+  // the bytes it needs are copied), then the rest is parsed in place.
+  bool frames(uint32_t ci, char* p, size_t n, int64_t t_read) {
+    Conn& c = conns_[ci];
+    if (c.partial && !c.partial->ws.empty()) {
+      std::string& ws = c.partial->ws;
+      for (;;) {
+        uint64_t len = 0;
+        const auto* u = reinterpret_cast<const unsigned char*>(ws.data());
+        const size_t h = frame_header(u, ws.size(), len);
+        if (h && len > (64u << 20)) {
+          close_conn(ci, kCodeBadFrame);
+          return false;
+        }
+        if (h && ws.size() >= h + len) {
+          if (!on_frame(ci, ws.data(), h, len, t_read)) return false;
+          c.partial->ws.clear();
+          break;
+        }
+        if (n == 0) return true;
+        const size_t want = h ? h + len - ws.size() : header_need(u, ws.size()) - ws.size();
+        const size_t take = std::min(want, n);
+        ws.append(p, take);
+        p += take;
+        n -= take;
+      }
+    }
+    for (;;) {
+      uint64_t len = 0;
+      const size_t h = frame_header(reinterpret_cast<const unsigned char*>(p), n, len);
+      if (h && len > (64u << 20)) {
+        close_conn(ci, kCodeBadFrame);
+        return false;
+      }
+      if (!h || n - h < len) break;
+      if (!on_frame(ci, p, h, len, t_read)) return false;
+      p += h + len;
+      n -= h + len;
+    }
+    if (n > 0) {
+      if (!c.partial) c.partial = std::make_unique<Partial>();
+      c.partial->ws.assign(p, n);
+    }
+    return true;
+  }
+
+  bool on_frame(uint32_t ci, char* f, size_t h, uint64_t len, int64_t t_read) {
+    const auto b0 = static_cast<unsigned char>(f[0]);
+    char* payload = f + h;
+    if (static_cast<unsigned char>(f[1]) & 0x80) {  // servers must not mask, but be lenient
+      const char* mask = payload - 4;
+      for (uint64_t i = 0; i < len; ++i)
+        payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+    }
+    const size_t n = static_cast<size_t>(len);
+    switch (b0 & 0x0f) {
+      case 0x8: {  // close: the first two payload bytes are the code, big-endian
+        const int32_t code = n >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) |
+                                          static_cast<unsigned char>(payload[1])
+                                    : 1005;
+        close_conn(ci, code);
+        return false;
+      }
+      case 0x9:  // ping: answer so that the server's heartbeat does not close us
+        if (!send_frame(ci, 0xA, payload, std::min<size_t>(n, 125))) {
+          close_conn(ci, kCodeReset);
+          return false;
+        }
+        return true;
+      case 0x0:
+      case 0x1:
+      case 0x2:
+        if (o_.protocol == Protocol::kOdin) return on_odin_text(ci, payload, n, t_read);
+        return nats_feed(ci, payload, n, t_read);
+      default:
+        return true;
+    }
+  }
+
+  bool on_odin_text(uint32_t ci, const char* p, size_t n, int64_t t_read) {
+    Conn& c = conns_[ci];
+    if (starts_with(p, n, "{\"seq\":")) {
+      if (c.slow || (c.phase != kOpen && c.phase != kUpgraded)) return true;
+      const char* end = p + n;
+      const char* q = p + 7;
+      uint64_t seq = 0;
+      parse_u64(q, end, seq);
+      const bool dup = seq <= c.last_seq;
+      if (dup)
+        ++t_.dups;
+      else if (seq != c.last_seq + 1)
+        t_.gaps += seq - c.last_seq - 1;
+      c.last_seq = std::max(c.last_seq, seq);
+      count_delivery(c);
+      // Envelope keys come in a fixed order: seq, ts, type, channel, data.
+      uint32_t ch = 0xffffffff;
+      const char* cn = find(q, end, "\"channel\":\"");
+      if (!cn) return true;
+      cn += 11;
+      if (starts_with(cn, static_cast<size_t>(end - cn), "ch")) {
+        const char* d = cn + 2;
+        uint64_t v = 0;
+        if (parse_u64(d, end, v) && d < end && *d == '"' && v < static_cast<uint64_t>(o_.channels))
+          ch = static_cast<uint32_t>(v);
+        cn = d;
+      }
+      const char* data = find(cn, end, "\"data\":");
+      if (!data) return true;
+      data += 7;
+      int64_t t = 0;
+      uint64_t num = 0;
+      bool has_n = false;
+      if (parse_tn(data, end, t, num, has_n)) record(ch, t, num, has_n, dup, t_read);
+      return true;
+    }
+    if (c.phase == kUpgraded) {
+      if (starts_with(p, n, "{\"type\":\"subscribed\"")) {
+        mark_open(ci);
+      } else if (starts_with(p, n, "{\"type\":\"error\"")) {
+        fail(ci, "error_reply");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void count_delivery(Conn& c) {
+    ++c.received;
+    ++t_.received;
+    if (o_.expect > 0 && c.phase == kOpen && c.received == static_cast<uint64_t>(o_.expect))
+      --pending_;
+  }
+
+  // Latency of one delivery, and its contribution to its message's reach-all.
+  void record(uint32_t ch, int64_t t, uint64_t num, bool has_n, bool dup, int64_t t_read) {
+    const int64_t lat = t_read - t;
+    hist_.add(lat);
+    if (t_all_ > 0 && t_read >= t_all_) {
+      const size_t s = static_cast<size_t>((t_read - t_all_) / kSec);
+      if (s < timeline_cap_) {
+        if (s >= timeline_.size()) timeline_.resize(s + 1);
+        timeline_[s].add(lat);
+      }
+    } else {
+      ++t_.before_connected;
+    }
+    if (dup || ch == 0xffffffff) return;  // a duplicate does not make a message reach anyone new
+    const MsgKey key{has_n ? num : (static_cast<uint64_t>(t) | (1ull << 63)), ch};
+    MsgStat& m = msgs_.try_emplace(key).first->second;
+    m.t = t;
+    ++m.count;
+    m.last_ns = std::max(m.last_ns, t_read);
+  }
+
+  // NATS protocol over the WebSocket: the frame payloads are one byte stream. A command cut by
+  // a frame boundary is kept in partial->nats and completed by the next frames.
+  bool nats_feed(uint32_t ci, char* p, size_t n, int64_t t_read) {
+    Conn& c = conns_[ci];
+    if (c.slow && c.phase == kOpen) return true;  // only its close frame matters from now on
+    if (c.partial && !c.partial->nats.empty()) {
+      std::string& s = c.partial->nats;
+      s.append(p, n);
+      size_t used = 0;
+      if (!nats_parse(ci, s.data(), s.size(), t_read, used)) return false;
+      c.partial->nats.erase(0, used);
+      return true;
+    }
+    size_t used = 0;
+    if (!nats_parse(ci, p, n, t_read, used)) return false;
+    if (used < n) {
+      if (!c.partial) c.partial = std::make_unique<Partial>();
+      c.partial->nats.assign(p + used, n - used);
+    }
+    return true;
+  }
+
+  bool nats_parse(uint32_t ci, const char* p, size_t n, int64_t t_read, size_t& used) {
+    const char* end = p + n;
+    const char* pos = p;
+    for (;;) {
+      const char* eol = find(pos, end, "\r\n");
+      if (!eol) {
+        if (end - pos > 65536) {
+          close_conn(ci, kCodeBadFrame);
+          return false;
+        }
+        break;
+      }
+      const size_t ll = static_cast<size_t>(eol - pos);
+      const bool hmsg = starts_with(pos, ll, "HMSG ");
+      if (hmsg || starts_with(pos, ll, "MSG ")) {
+        // MSG <subject> <sid> [reply] <size> | HMSG <subject> <sid> [reply] <hdr> <total>
+        std::array<std::string_view, 7> tok;
+        size_t nt = 0;
+        for (const char* q = pos; q < eol && nt < tok.size();) {
+          while (q < eol && *q == ' ')
+            ++q;
+          const char* s = q;
+          while (q < eol && *q != ' ')
+            ++q;
+          if (q > s) tok[nt++] = std::string_view(s, static_cast<size_t>(q - s));
+        }
+        const size_t want = hmsg ? 5 : 4;
+        if (nt != want && nt != want + 1) {
+          close_conn(ci, kCodeBadFrame);
+          return false;
+        }
+        uint64_t sid = 0, total = 0, hdr = 0;
+        const char* a = tok[2].data();
+        parse_u64(a, a + tok[2].size(), sid);
+        a = tok[nt - 1].data();
+        parse_u64(a, a + tok[nt - 1].size(), total);
+        if (hmsg) {
+          a = tok[nt - 2].data();
+          parse_u64(a, a + tok[nt - 2].size(), hdr);
+        }
+        const char* body = eol + 2;
+        if (static_cast<uint64_t>(end - body) < total + 2) break;  // wait for the rest
+        if (hdr <= total) on_nats_msg(ci, sid, body + hdr, body + total, t_read);
+        pos = body + total + 2;
+        continue;
+      }
+      if (starts_with(pos, ll, "PING")) {
+        if (!send_frame(ci, 0x2, "PONG\r\n", 6)) {
+          close_conn(ci, kCodeReset);
+          return false;
+        }
+      } else if (starts_with(pos, ll, "PONG")) {
+        if (conns_[ci].phase == kUpgraded) mark_open(ci);
+      } else if (starts_with(pos, ll, "-ERR")) {
+        ++t_.nats_errors;
+        if (t_.nats_errors <= 3)
+          std::fprintf(stderr, "loadclient: nats: %.*s\n", static_cast<int>(ll), pos);
+      }
+      pos = eol + 2;
+    }
+    used = static_cast<size_t>(pos - p);
+    return true;
+  }
+
+  void on_nats_msg(uint32_t ci, uint64_t sid, const char* p, const char* end, int64_t t_read) {
+    Conn& c = conns_[ci];
+    if (c.slow || sid == 0 || sid > static_cast<uint64_t>(o_.per_conn)) return;
+    count_delivery(c);
+    int64_t t = 0;
+    uint64_t num = 0;
+    bool has_n = false;
+    if (!parse_tn(p, end, t, num, has_n)) return;
+    bool dup = false;
+    if (has_n) {
+      // No per-connection seq in NATS: contiguity per (connection, channel) of the publisher's
+      // per-channel counter n. The first message seen only counts as a gap when n > 1, so a
+      // publisher counting from 0 or from 1 both pass.
+      uint32_t& last =
+          last_n_[static_cast<size_t>(ci) * static_cast<size_t>(o_.per_conn) + sid - 1];
+      const auto v = static_cast<uint32_t>(num);
+      if (last == kNoN) {
+        if (v > 1) t_.gaps += v - 1;
+        last = v;
+      } else if (v <= last) {
+        ++t_.dups;
+        dup = true;
+      } else {
+        t_.gaps += v - last - 1;
+        last = v;
+      }
+    }
+    record(channel_of(ci, static_cast<long>(sid - 1)), t, num, has_n, dup, t_read);
+  }
+
+  // Client frames must be masked (RFC 6455 5.3).
+  bool send_frame(uint32_t ci, unsigned opcode, const char* data, size_t n) {
+    std::string& f = frame_out_;
+    f.clear();
+    f.push_back(static_cast<char>(0x80 | opcode));
+    if (n < 126) {
+      f.push_back(static_cast<char>(0x80 | n));
+    } else if (n < 65536) {
+      f.push_back(static_cast<char>(0x80 | 126));
+      f.push_back(static_cast<char>(n >> 8));
+      f.push_back(static_cast<char>(n & 0xff));
+    } else {
+      f.push_back(static_cast<char>(0x80 | 127));
+      for (int i = 7; i >= 0; --i)
+        f.push_back(static_cast<char>((static_cast<uint64_t>(n) >> (8 * i)) & 0xff));
+    }
+    rng_ = splitmix(rng_);
+    char mask[4];
+    std::memcpy(mask, &rng_, 4);
+    f.append(mask, 4);
+    const size_t at = f.size();
+    f.append(data, n);
+    for (size_t i = 0; i < n; ++i)
+      f[at + i] = static_cast<char>(f[at + i] ^ mask[i & 3]);
+    // Tiny writes on a socket whose send buffer we never fill: a short write means it is broken.
+    return write(conns_[ci].fd, f.data(), f.size()) == static_cast<ssize_t>(f.size());
+  }
+
+  void check_timeouts(int64_t now) {
+    const auto now_ms = static_cast<uint32_t>((now - start_ns_) / kMs);
+    const auto limit = static_cast<uint32_t>(o_.connect_timeout_s * 1000);
+    for (size_t ci = 0; ci < next_; ++ci) {
+      const Conn& c = conns_[ci];
+      if ((c.phase == kConnecting || c.phase == kHandshake || c.phase == kUpgraded) &&
+          now_ms - c.started_ms > limit)
+        fail(static_cast<uint32_t>(ci), "timeout");
+    }
+  }
+
+  void read_control() {
+    char buf[256];
+    for (;;) {
+      const ssize_t r = read(from_parent_, buf, sizeof(buf));
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+        stop_ = true;  // the parent is gone
+        return;
+      }
+      if (r < 0) break;
+      ctl_.insert(ctl_.end(), buf, buf + r);
+    }
+    take_msgs(ctl_, [&](uint32_t type, const char* p, size_t n) {
+      if (type == kGo && n == sizeof(int64_t)) {
+        std::memcpy(&t_all_, p, sizeof(t_all_));
+        cpu_go_us_ = cpu_us_self();
+      } else if (type == kStop) {
+        stop_ = true;
+      }
+    });
+  }
+
+  // The slow connections stopped reading long ago; read what the server left them for up to
+  // 2 s and note how their stream ends: a close frame (its code), EOF, or nothing yet.
+  void drain_slow() {
+    const int dp = epoll_create1(EPOLL_CLOEXEC);
+    size_t open = 0;
+    for (size_t ci = 0; ci < n_; ++ci) {
+      Conn& c = conns_[ci];
+      if (!c.slow || c.phase != kOpen) continue;
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u32 = static_cast<uint32_t>(ci);
+      if (epoll_ctl(dp, EPOLL_CTL_ADD, c.fd, &ev) == 0) ++open;
+    }
+    const int64_t deadline = now_ns() + kDrainNs;
+    std::vector<epoll_event> events(256);
+    while (open > 0) {
+      const int64_t left = deadline - now_ns();
+      if (left <= 0) break;
+      const int nev = epoll_wait(dp, events.data(), static_cast<int>(events.size()),
+                                 static_cast<int>(left / kMs + 1));
+      for (int e = 0; e < nev; ++e) {
+        const uint32_t ci = events[static_cast<size_t>(e)].data.u32;
+        if (conns_[ci].phase != kOpen) continue;
+        on_readable(ci, true);
+        if (conns_[ci].phase != kOpen) --open;
+      }
+    }
+    close(dp);
+  }
+
+  void send_result() {
+    std::map<int32_t, uint64_t> slow_codes;
+    for (const Conn& c : conns_) {
+      if (c.slow && (c.phase == kOpen || c.phase == kClosed)) ++slow_codes[c.close_code];
+    }
+    Writer w;
+    w.put(t_);
+    w.put(hist_);
+    w.put(static_cast<uint32_t>(timeline_.size()));
+    for (const TimeHist& h : timeline_)
+      w.put(h);
+    for (const auto* m : {&close_codes_, &slow_codes}) {
+      w.put(static_cast<uint32_t>(m->size()));
+      for (const auto& [code, count] : *m) {
+        w.put(code);
+        w.put(count);
+      }
+    }
+    w.put(static_cast<uint32_t>(failures_.size()));
+    for (const auto& [reason, count] : failures_) {
+      w.put_str(reason);
+      w.put(count);
+    }
+    w.put(static_cast<uint32_t>(subs_.size()));
+    w.b.insert(w.b.end(), reinterpret_cast<const char*>(subs_.data()),
+               reinterpret_cast<const char*>(subs_.data() + subs_.size()));
+    w.put(static_cast<uint64_t>(msgs_.size()));
+    for (const auto& [k, m] : msgs_) {
+      w.put(k.channel);
+      w.put(k.id);
+      w.put(m.t);
+      w.put(m.last_ns);
+      w.put(m.count);
+    }
+    int flags = fcntl(to_parent_, F_GETFL);
+    fcntl(to_parent_, F_SETFL, flags & ~O_NONBLOCK);
+    send_msg(to_parent_, kResult, w.b.data(), w.b.size());
+  }
+
+  const Options& o_;
+  const long lo_;
+  const size_t n_;
+  const int to_parent_, from_parent_;
+  const int64_t t0_;
+  int ep_ = -1;
+  int64_t start_ns_ = 0;
+  double ramp_ = 0;
+  std::vector<Conn> conns_;
+  std::vector<uint32_t> last_n_;  // nats-ws: last n per (connection, channel)
+  std::vector<char> scratch_;     // every read lands here
+  std::string out_, nats_cmd_, frame_out_;
+  std::vector<uint32_t> subs_;  // non-slow subscribed connections per channel
+  size_t next_ = 0;             // next connection to open
+  int inflight_ = 0;            // connecting, not yet subscribed
+  long pending_ = 0;            // open non-slow connections still short of --expect
+  bool ready_sent_ = false, done_sent_ = false, stop_ = false;
+  int64_t t_all_ = 0;  // when every connection of every worker was subscribed (from the parent)
+  int64_t cpu_go_us_ = 0;
+  uint64_t rng_ = 0;
+  std::vector<char> ctl_;
+  Totals t_;
+  LatHist hist_;
+  std::vector<TimeHist> timeline_;
+  size_t timeline_cap_ = 0;
+  MsgMap msgs_;
+  std::map<int32_t, uint64_t> close_codes_;
+  std::map<std::string, uint64_t> failures_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Parent: forks the workers, follows them, samples the server, merges and prints.
+
+struct ProcSample {
+  long rss_kb = 0;
+  double cpu_s = 0;
+};
+
+ProcSample sample_procs(const std::vector<int>& pids) {
+  ProcSample s;
+  static const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  char path[64], buf[4096];
+  for (int pid : pids) {
+    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    if (FILE* f = std::fopen(path, "r")) {
+      while (std::fgets(buf, sizeof(buf), f)) {
+        if (std::strncmp(buf, "VmRSS:", 6) == 0) s.rss_kb += std::atol(buf + 6);
+      }
+      std::fclose(f);
+    }
+    std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    if (FILE* f = std::fopen(path, "r")) {
+      const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+      std::fclose(f);
+      buf[n] = 0;
+      // Fields after the command name (which may hold spaces): state is field 3, utime 14,
+      // stime 15.
+      if (const char* q = std::strrchr(buf, ')')) {
+        unsigned long utime = 0, stime = 0;
+        if (std::sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                        &stime) == 2)
+          s.cpu_s += static_cast<double>(utime + stime) / tick;
+      }
+    }
+  }
+  return s;
+}
+
+struct WorkerState {
+  pid_t pid = -1;
+  int rfd = -1, wfd = -1;
+  std::vector<char> buf;
+  bool ready = false, done = false, result = false, dead = false;
+  ReadyInfo info;
+  std::vector<char> blob;
+};
+
+struct Merged {
+  Totals t;
+  LatHist hist;
+  std::vector<TimeHist> timeline;
+  std::map<int32_t, uint64_t> close_codes, slow_codes;
+  std::map<std::string, uint64_t> failures;
+  std::vector<uint64_t> subs;
+  MsgMap msgs;
+  int64_t cpu_window_us = 0;
+};
+
+bool merge_result(const std::vector<char>& blob, Merged& m) {
+  Reader r{blob.data(), blob.data() + blob.size()};
+  Totals t = r.get<Totals>();
+  auto h = std::make_unique<LatHist>();
+  r.get_into(*h);
+  if (!r.ok) return false;
+  m.t.upgraded += t.upgraded;
+  m.t.failed += t.failed;
+  m.t.slow += t.slow;
+  m.t.closed += t.closed;
+  m.t.received += t.received;
+  m.t.gaps += t.gaps;
+  m.t.dups += t.dups;
+  m.t.before_connected += t.before_connected;
+  m.t.nats_errors += t.nats_errors;
+  if (t.first_connect_ns && (!m.t.first_connect_ns || t.first_connect_ns < m.t.first_connect_ns))
+    m.t.first_connect_ns = t.first_connect_ns;
+  m.t.last_upgrade_ns = std::max(m.t.last_upgrade_ns, t.last_upgrade_ns);
+  m.cpu_window_us += t.cpu_window_us;
+  m.hist.merge(*h);
+  const uint32_t nt = r.get<uint32_t>();
+  if (!r.ok) return false;
+  if (m.timeline.size() < nt) m.timeline.resize(nt);
+  auto th = std::make_unique<TimeHist>();
+  for (uint32_t i = 0; i < nt && r.ok; ++i) {
+    r.get_into(*th);
+    m.timeline[i].merge(*th);
+  }
+  for (auto* codes : {&m.close_codes, &m.slow_codes}) {
+    const uint32_t nc = r.get<uint32_t>();
+    for (uint32_t i = 0; i < nc && r.ok; ++i) {
+      const auto code = r.get<int32_t>();
+      (*codes)[code] += r.get<uint64_t>();
+    }
+  }
+  const uint32_t nf = r.get<uint32_t>();
+  for (uint32_t i = 0; i < nf && r.ok; ++i) {
+    std::string reason = r.get_str();
+    m.failures[reason] += r.get<uint64_t>();
+  }
+  const uint32_t nc = r.get<uint32_t>();
+  if (m.subs.size() < nc) m.subs.resize(nc);
+  for (uint32_t i = 0; i < nc && r.ok; ++i)
+    m.subs[i] += r.get<uint32_t>();
+  const uint64_t nm = r.get<uint64_t>();
+  if (!r.ok) return false;
+  m.msgs.reserve(m.msgs.size() + static_cast<size_t>(nm));
+  for (uint64_t i = 0; i < nm && r.ok; ++i) {
+    MsgKey k{};
+    k.channel = r.get<uint32_t>();
+    k.id = r.get<uint64_t>();
+    MsgStat s;
+    s.t = r.get<int64_t>();
+    s.last_ns = r.get<int64_t>();
+    s.count = r.get<uint64_t>();
+    MsgStat& x = m.msgs.try_emplace(k).first->second;
+    x.t = s.t;
+    x.count += s.count;
+    x.last_ns = std::max(x.last_ns, s.last_ns);
+  }
+  return r.ok;
+}
+
+void write_ready_file(const std::string& path, uint64_t upgraded) {
+  // Written whole under another name and renamed, so a script never reads half of it.
+  const std::string tmp = path + ".tmp";
+  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+    std::fprintf(f, "%lu\n", static_cast<unsigned long>(upgraded));
+    std::fclose(f);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      std::fprintf(stderr, "loadclient: cannot write %s\n", path.c_str());
+  }
+}
+
+std::string codes_json(const std::map<int32_t, uint64_t>& codes) {
+  std::string s = "{";
+  for (const auto& [code, count] : codes) {
+    if (s.size() > 1) s += ",";
+    appendf(s, "\"%s\":%lu", code_name(code).c_str(), static_cast<unsigned long>(count));
+  }
+  return s + "}";
+}
+
+int run_parent(const Options& o) {
+  raise_nofile();
+  const long k = o.processes;
+  const long slice = (o.connections + k - 1) / k;
+  if (slice + 64 > nofile_limit())
+    std::fprintf(stderr,
+                 "loadclient: %ld connections per process but the open-file limit is %ld; use "
+                 "more --processes\n",
+                 slice, nofile_limit());
+
+  const ProcSample s_start = sample_procs(o.server_pids);
+  long rss_peak = s_start.rss_kb;
+  const int64_t t0 = now_ns();
+  std::vector<WorkerState> ws(static_cast<size_t>(k));
+  for (long i = 0; i < k; ++i) {
+    int up[2], down[2];
+    if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0) {
+      std::perror("loadclient: pipe");
+      return 2;
+    }
+    const long lo = o.connections * i / k, hi = o.connections * (i + 1) / k;
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("loadclient: fork");
+      return 2;
+    }
+    if (pid == 0) {
+      for (long j = 0; j < i; ++j) {
+        close(ws[static_cast<size_t>(j)].rfd);
+        close(ws[static_cast<size_t>(j)].wfd);
+      }
+      close(up[0]);
+      close(down[1]);
+      raise_nofile();
+      Worker w(o, lo, hi, up[1], down[0], t0);
+      w.run();
+    }
+    close(up[1]);
+    close(down[0]);
+    WorkerState& st = ws[static_cast<size_t>(i)];
+    st.pid = pid;
+    st.rfd = up[0];
+    st.wfd = down[1];
+    fcntl(st.rfd, F_SETFL, O_NONBLOCK);
+  }
+
+  const int64_t hard_stop = t0 + o.hard_stop_ns();
+  int64_t t_all = 0, t_end = 0, next_sample = t0, stop_deadline = 0;
+  ProcSample s_connected = s_start, s_end = s_start;
+  int64_t parent_cpu_go = 0, parent_cpu_end = 0;
+  uint64_t ready_upgraded = 0;
+  bool stopping = false;
+  std::vector<pollfd> pfds;
+  char buf[1 << 16];
+  for (;;) {
+    const int64_t now = now_ns();
+    if (!o.server_pids.empty() && now >= next_sample) {
+      rss_peak = std::max(rss_peak, sample_procs(o.server_pids).rss_kb);
+      next_sample = now + 250 * kMs;
+    }
+    if (!t_all &&
+        std::all_of(ws.begin(), ws.end(), [](const WorkerState& w) { return w.ready || w.dead; })) {
+      t_all = now;
+      for (const WorkerState& w : ws) {
+        if (w.ready) t_all = std::max(t_all, w.info.ready_ns);
+        ready_upgraded += w.info.upgraded;
+      }
+      t_all = std::min(t_all, now);
+      s_connected = sample_procs(o.server_pids);
+      rss_peak = std::max(rss_peak, s_connected.rss_kb);
+      parent_cpu_go = cpu_us_self();
+      for (WorkerState& w : ws) {
+        if (!w.dead) send_msg(w.wfd, kGo, &t_all, sizeof(t_all));
+      }
+      if (!o.ready_file.empty()) write_ready_file(o.ready_file, ready_upgraded);
+    }
+    if (!stopping) {
+      const bool all_done =
+          t_all && o.expect > 0 &&
+          std::all_of(ws.begin(), ws.end(), [](const WorkerState& w) { return w.done || w.dead; });
+      if (g_stop || now >= hard_stop || all_done ||
+          (t_all && now >= t_all + static_cast<int64_t>(o.duration_s * 1e9))) {
+        stopping = true;
+        t_end = now;
+        s_end = sample_procs(o.server_pids);
+        rss_peak = std::max(rss_peak, s_end.rss_kb);
+        parent_cpu_end = cpu_us_self();
+        for (WorkerState& w : ws) {
+          if (!w.dead) send_msg(w.wfd, kStop, nullptr, 0);
+        }
+        stop_deadline = now + 30 * kSec;
+      }
+    }
+    if (stopping &&
+        std::all_of(ws.begin(), ws.end(), [](const WorkerState& w) { return w.result || w.dead; }))
+      break;
+    if (stopping && now > stop_deadline) {
+      for (WorkerState& w : ws) {
+        if (!w.result && !w.dead) {
+          std::fprintf(stderr, "loadclient: worker %d did not report; killing it\n", w.pid);
+          kill(w.pid, SIGKILL);
+          w.dead = true;
+        }
+      }
+      break;
+    }
+    pfds.clear();
+    for (const WorkerState& w : ws) {
+      pfds.push_back({w.dead || w.result ? -1 : w.rfd, POLLIN, 0});
+    }
+    poll(pfds.data(), pfds.size(), 50);
+    for (size_t i = 0; i < ws.size(); ++i) {
+      WorkerState& w = ws[i];
+      if (pfds[i].fd < 0 || !(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      for (;;) {
+        const ssize_t r = read(w.rfd, buf, sizeof(buf));
+        if (r > 0) {
+          w.buf.insert(w.buf.end(), buf, buf + r);
+          continue;
+        }
+        if (r == 0) w.dead = true;  // EOF: unless it reported (below), it died
+        if (r < 0 && errno == EINTR) continue;
+        break;
+      }
+      take_msgs(w.buf, [&](uint32_t type, const char* p, size_t n) {
+        if (type == kReady && n == sizeof(ReadyInfo)) {
+          std::memcpy(&w.info, p, sizeof(ReadyInfo));
+          w.ready = true;
+        } else if (type == kDone) {
+          w.done = true;
+        } else if (type == kResult) {
+          w.blob.assign(p, p + n);
+          w.result = true;
+        }
+      });
+      if (w.dead && !w.result)
+        std::fprintf(stderr, "loadclient: worker %d exited without a report\n", w.pid);
+    }
+  }
+  for (WorkerState& w : ws) {
+    int status = 0;
+    waitpid(w.pid, &status, 0);
+    close(w.rfd);
+    close(w.wfd);
+  }
+
+  // Merge.
+  Merged m;
+  m.subs.assign(static_cast<size_t>(o.channels), 0);
+  uint64_t lost_connections = 0;
+  for (long i = 0; i < k; ++i) {
+    const WorkerState& w = ws[static_cast<size_t>(i)];
+    if (!w.result || !merge_result(w.blob, m)) {
+      // A worker that did not report: its connections count as failed.
+      lost_connections +=
+          static_cast<uint64_t>(o.connections * (i + 1) / k - o.connections * i / k);
+      m.failures["worker_lost"] +=
+          static_cast<uint64_t>(o.connections * (i + 1) / k - o.connections * i / k);
+    }
+  }
+  m.t.failed += lost_connections;
+  auto reach = std::make_unique<LatHist>();
+  uint64_t complete = 0;
+  for (const auto& [key, s] : m.msgs) {
+    if (key.channel < m.subs.size() && m.subs[key.channel] > 0 && s.count >= m.subs[key.channel]) {
+      reach->add(s.last_ns - s.t);
+      ++complete;
+    }
+  }
+
+  const uint64_t non_slow = m.t.upgraded - m.t.slow;
+  const double expected = static_cast<double>(o.expect) * static_cast<double>(non_slow);
+  const double connect_s =
+      m.t.first_connect_ns && m.t.last_upgrade_ns > m.t.first_connect_ns
+          ? static_cast<double>(m.t.last_upgrade_ns - m.t.first_connect_ns) / 1e9
+          : 0;
+  const double ready_s =
+      t_all && m.t.first_connect_ns ? static_cast<double>(t_all - m.t.first_connect_ns) / 1e9 : 0;
+  const double window_s = t_all && t_end > t_all ? static_cast<double>(t_end - t_all) / 1e9 : 0;
+  const double delivery = expected > 0 ? 100.0 * static_cast<double>(m.t.received) / expected : 0.0;
+  const double client_cpu =
+      window_s > 0
+          ? 100.0 * (static_cast<double>(m.cpu_window_us + parent_cpu_end - parent_cpu_go) / 1e6) /
+                window_s
+          : 0.0;
+
+  std::string j;
+  j.reserve(8192);
+  appendf(j, "{\"connections\":%lu,\"requested\":%ld,\"failed\":%lu,",
+          static_cast<unsigned long>(m.t.upgraded), o.connections,
+          static_cast<unsigned long>(m.t.failed));
+  j += "\"failures\":{";
+  bool first = true;
+  for (const auto& [reason, count] : m.failures) {
+    appendf(j, "%s\"%s\":%lu", first ? "" : ",", reason.c_str(), static_cast<unsigned long>(count));
+    first = false;
+  }
+  appendf(j, "},\"closed\":%lu,\"close_codes\":%s,", static_cast<unsigned long>(m.t.closed),
+          codes_json(m.close_codes).c_str());
+  appendf(j, "\"connect_seconds\":%.3f,\"connections_per_second\":%.0f,\"ready_seconds\":%.3f,",
+          connect_s, connect_s > 0 ? static_cast<double>(m.t.upgraded) / connect_s : 0.0, ready_s);
+  appendf(j,
+          "\"received\":%lu,\"expected\":%.0f,\"delivery_percent\":%.3f,\"gaps\":%lu,"
+          "\"duplicates\":%lu,\"received_before_connected\":%lu,",
+          static_cast<unsigned long>(m.t.received), expected, delivery,
+          static_cast<unsigned long>(m.t.gaps), static_cast<unsigned long>(m.t.dups),
+          static_cast<unsigned long>(m.t.before_connected));
+  appendf(j, "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f},",
+          m.hist.quantile_ms(0.5), m.hist.quantile_ms(0.9), m.hist.quantile_ms(0.99),
+          m.hist.quantile_ms(0.999), m.hist.quantile_ms(1));
+  appendf(j,
+          "\"messages\":%zu,\"messages_complete\":%lu,\"reach_all_ms\":{\"p50\":%.3f,\"p90\":%.3f,"
+          "\"p99\":%.3f,\"max\":%.3f},",
+          m.msgs.size(), static_cast<unsigned long>(complete), reach->quantile_ms(0.5),
+          reach->quantile_ms(0.9), reach->quantile_ms(0.99), reach->quantile_ms(1));
+  appendf(
+      j, "\"protocol\":\"%s\",\"processes\":%ld,\"slow\":{\"connections\":%lu,\"close_codes\":%s},",
+      o.protocol == Protocol::kOdin ? "odin" : "nats-ws", k, static_cast<unsigned long>(m.t.slow),
+      codes_json(m.slow_codes).c_str());
+  if (o.server_pids.empty()) {
+    j += "\"server\":{},";  // no --server-pid: nothing measured, but the same shape
+  } else {
+    const double server_cpu =
+        window_s > 0 ? 100.0 * (s_end.cpu_s - s_connected.cpu_s) / window_s : 0.0;
+    appendf(j,
+            "\"server\":{\"rss_kb_start\":%ld,\"rss_kb_connected\":%ld,\"rss_kb_end\":%ld,"
+            "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f},",
+            s_start.rss_kb, s_connected.rss_kb, s_end.rss_kb, rss_peak, server_cpu);
+  }
+  appendf(j, "\"client_cpu_percent\":%.1f,\"window_seconds\":%.3f,", client_cpu, window_s);
+  if (m.t.nats_errors)
+    appendf(j, "\"nats_errors\":%lu,", static_cast<unsigned long>(m.t.nats_errors));
+  j += "\"timeline\":[";
+  // Every second of the window, empty ones included, so the recovery after a burst shows.
+  size_t seconds = m.timeline.size();
+  if (window_s > 0) seconds = std::max(seconds, static_cast<size_t>(std::ceil(window_s)));
+  for (size_t s = 0; s < seconds; ++s) {
+    const TimeHist* h = s < m.timeline.size() ? &m.timeline[s] : nullptr;
+    appendf(j, "%s{\"s\":%zu,\"received\":%lu,\"p99_ms\":%.3f}", s ? "," : "", s,
+            static_cast<unsigned long>(h ? h->total : 0), h ? h->quantile_ms(0.99) : 0.0);
+  }
+  j += "]}\n";
+  std::fwrite(j.data(), 1, j.size(), stdout);
+  std::fflush(stdout);
+
+  const bool short_delivery = o.expect > 0 && static_cast<double>(m.t.received) < expected;
+  return (m.t.failed > 0 || short_delivery || m.t.gaps > 0) ? 1 : 0;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string_view k = argv[i];
-    const char* v = argv[i + 1];
-    if (k == "--port")
-      o.port = std::atoi(v);
-    else if (k == "--connections")
-      o.connections = std::atoi(v);
-    else if (k == "--channels")
-      o.channels = std::atoi(v);
-    else if (k == "--per-conn")
-      o.per_conn = std::atoi(v);
-    else if (k == "--duration")
-      o.duration_s = std::atof(v);
-    else if (k == "--expect")
-      o.expect = std::atol(v);
-    else if (k == "--ready-file")
-      o.ready_file = v;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  signal(SIGINT, [](int) { g_stop = 1; });
-  signal(SIGTERM, [](int) { g_stop = 1; });
-
-  int ep = epoll_create1(0);
-  std::vector<Conn> conns(static_cast<size_t>(o.connections));
-  const int64_t t_start = now_ns();
-  int failed = 0;
-  for (int i = 0; i < o.connections; ++i) {
-    Conn& c = conns[static_cast<size_t>(i)];
-    c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c.fd < 0) {
-      ++failed;
-      continue;
-    }
-    sockaddr_in src{};
-    src.sin_family = AF_INET;
-    src.sin_addr.s_addr = htonl(0x7f000002 + static_cast<uint32_t>(i % 253));
-    bind(c.fd, reinterpret_cast<sockaddr*>(&src), sizeof(src));
-    sockaddr_in dst{};
-    dst.sin_family = AF_INET;
-    dst.sin_port = htons(static_cast<uint16_t>(o.port));
-    dst.sin_addr.s_addr = htonl(0x7f000001);
-    connect(c.fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst));
-    std::string path = "/ws?channels=";
-    for (int j = 0; j < o.per_conn; ++j) {
-      if (j) path += ",";
-      path += "ch" + std::to_string((i + j) % o.channels);
-    }
-    c.in = "GET " + path +
-           " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    epoll_event ev{};
-    ev.events = EPOLLOUT | EPOLLIN;
-    ev.data.u32 = static_cast<uint32_t>(i);
-    epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
-  }
-
-  std::vector<int64_t> latencies;
-  latencies.reserve(1 << 20);
-  std::unordered_map<int64_t, Arrival> arrivals;
-  uint64_t gaps = 0, dups = 0, received = 0;
-  int upgraded = 0, closed = 0;
-  int64_t t_all_connected = 0;
-  std::vector<char> buf(1 << 16);
-  std::vector<epoll_event> events(1024);
-  const int64_t hard_stop = t_start + static_cast<int64_t>((o.duration_s + 60) * 1e9);
-
-  while (!g_stop) {
-    const int64_t now = now_ns();
-    if (now > hard_stop) break;
-    if (t_all_connected && now - t_all_connected > static_cast<int64_t>(o.duration_s * 1e9)) break;
-    if (t_all_connected && o.expect &&
-        received >= static_cast<uint64_t>(o.expect) * static_cast<uint64_t>(upgraded))
-      break;
-    int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 100);
-    for (int e = 0; e < n; ++e) {
-      Conn& c = conns[events[static_cast<size_t>(e)].data.u32];
-      if (!c.upgraded && (events[static_cast<size_t>(e)].events & EPOLLOUT) && !c.in.empty() &&
-          c.in.rfind("GET ", 0) == 0) {
-        ssize_t w = write(c.fd, c.in.data(), c.in.size());
-        if (w == static_cast<ssize_t>(c.in.size())) {
-          c.in.clear();
-          epoll_event ev{};
-          ev.events = EPOLLIN;
-          ev.data.u32 = events[static_cast<size_t>(e)].data.u32;
-          epoll_ctl(ep, EPOLL_CTL_MOD, c.fd, &ev);
-        }
-        continue;
-      }
-      if (!(events[static_cast<size_t>(e)].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
-      for (;;) {
-        ssize_t r = read(c.fd, buf.data(), buf.size());
-        if (r <= 0) {
-          if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-            epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
-            close(c.fd);
-            ++closed;
-          }
-          break;
-        }
-        const int64_t t_read = now_ns();
-        c.in.append(buf.data(), static_cast<size_t>(r));
-        size_t pos = 0;
-        if (!c.upgraded) {
-          size_t end = c.in.find("\r\n\r\n");
-          if (end == std::string::npos) continue;
-          if (c.in.compare(0, 12, "HTTP/1.1 101") != 0) {
-            ++failed;
-            epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
-            close(c.fd);
-            break;
-          }
-          c.upgraded = true;
-          if (++upgraded + failed == o.connections) t_all_connected = now_ns();
-          pos = end + 4;
-        }
-        while (c.in.size() - pos >= 2) {
-          const auto* p = reinterpret_cast<const unsigned char*>(c.in.data() + pos);
-          uint64_t len = p[1] & 0x7f;
-          size_t h = 2;
-          if (len == 126) {
-            if (c.in.size() - pos < 4) break;
-            len = (uint64_t{p[2]} << 8) | p[3];
-            h = 4;
-          } else if (len == 127) {
-            if (c.in.size() - pos < 10) break;
-            len = 0;
-            for (int i = 0; i < 8; ++i)
-              len = (len << 8) | p[2 + i];
-            h = 10;
-          }
-          if (c.in.size() - pos < h + len) break;
-          std::string_view payload(c.in.data() + pos + h, len);
-          pos += h + len;
-          if ((p[0] & 0x0f) != 1 || payload.rfind("{\"seq\":", 0) != 0) continue;
-          const uint64_t seq = std::strtoull(payload.data() + 7, nullptr, 10);
-          if (seq <= c.last_seq)
-            ++dups;
-          else if (seq != c.last_seq + 1)
-            gaps += seq - c.last_seq - 1;
-          c.last_seq = std::max(c.last_seq, seq);
-          ++c.received;
-          ++received;
-          size_t data = payload.find("\"data\":");
-          size_t t = data == std::string_view::npos ? data : payload.find("\"t\":", data);
-          if (t != std::string_view::npos) {
-            const int64_t sent = std::strtoll(payload.data() + t + 4, nullptr, 10);
-            latencies.push_back(t_read - sent);
-            Arrival& a = arrivals[sent];
-            ++a.count;
-            a.last_ns = std::max(a.last_ns, t_read);
-          }
-        }
-        c.in.erase(0, pos);
-      }
-    }
-    if (!o.ready_file.empty() && t_all_connected) {
-      std::ofstream(o.ready_file) << upgraded << "\n";
-      o.ready_file.clear();
-    }
-  }
-
-  std::vector<int64_t> reach_all;
-  for (auto& [sent, a] : arrivals) {
-    if (a.count == upgraded) reach_all.push_back(a.last_ns - sent);
-  }
-  const double connect_s =
-      t_all_connected ? static_cast<double>(t_all_connected - t_start) / 1e9 : 0;
-  const double expected = static_cast<double>(o.expect) * upgraded;
-  std::printf(
-      "{\"connections\":%d,\"failed\":%d,\"closed\":%d,\"connect_seconds\":%.3f,"
-      "\"connections_per_second\":%.0f,\"received\":%lu,\"delivery_percent\":%.3f,\"gaps\":%lu,"
-      "\"duplicates\":%lu,\"latency_ms\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,"
-      "\"max\":%.2f},\"messages_complete\":%zu,\"reach_all_ms\":{\"p50\":%.2f,\"p99\":%.2f,\"max\":"
-      "%.2f}}\n",
-      upgraded, failed, closed, connect_s, connect_s > 0 ? upgraded / connect_s : 0.0,
-      static_cast<unsigned long>(received),
-      expected > 0 ? 100.0 * static_cast<double>(received) / expected : 0.0,
-      static_cast<unsigned long>(gaps), static_cast<unsigned long>(dups),
-      percentile(latencies, 0.5), percentile(latencies, 0.9), percentile(latencies, 0.99),
-      percentile(latencies, 0.999), percentile(latencies, 1.0), reach_all.size(),
-      percentile(reach_all, 0.5), percentile(reach_all, 0.99), percentile(reach_all, 1.0));
-  return (failed || (o.expect && received < static_cast<uint64_t>(expected)) || gaps) ? 1 : 0;
+  if (!parse_options(argc, argv, o)) return 2;
+  install_signals();
+  return run_parent(o);
 }
