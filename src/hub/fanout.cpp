@@ -16,6 +16,12 @@
 
 namespace odin {
 
+namespace {
+// How many recipients ahead the fan-out prefetches (measured: enough to cover a memory miss
+// behind the per-recipient work, small enough to stay in L1).
+constexpr size_t kPrefetchAhead = 8;
+}  // namespace
+
 MessageQueue::MessageQueue() {
   auto stub = std::make_unique<Node>();
   tail_ = stub.release();
@@ -67,7 +73,18 @@ void ThreadFanout::drain() {
     channel.latest = message;  // what a `snapshot` subscribe sends
     const std::string_view tail = message->tail;
 
-    for (Session* session : channel.sessions) {
+    // Each recipient is three cold cache lines (session, ring slot, connection): ask for them a
+    // few recipients ahead, in two stages since the last two are found through the session.
+    const std::vector<Session*>& recipients = channel.sessions;
+    const size_t count = recipients.size();
+    for (size_t i = 0; i < count; ++i) {
+      if (i + 2 * kPrefetchAhead < count) __builtin_prefetch(recipients[i + 2 * kPrefetchAhead]);
+      if (i + kPrefetchAhead < count) {
+        const Session* ahead = recipients[i + kPrefetchAhead];
+        ahead->ring.prefetch_push();
+        if (ahead->connection) ahead->connection->prefetch_for_fanout();
+      }
+      Session* session = recipients[i];
       const uint64_t seq = ++session->seq;
       session->ring.push(seq, message);
       Connection* conn = session->connection;

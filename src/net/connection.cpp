@@ -450,7 +450,7 @@ void Connection::finish_deferred_response(unsigned status, std::string_view body
 }
 
 void Connection::release_if_done() {
-  if (state_ != State::kClosed || pending_ops_ > 0 || out_.in_batch || retired_) return;
+  if (state_ != State::kClosed || pending_ops_ > 0 || out_.in_batch() || retired_) return;
   retired_ = true;
   loop_.retire(this);
 }

@@ -39,6 +39,11 @@ class Connection final : public ws::FrameHandler {
   State state() const { return state_; }
   bool is_loopback() const { return loopback_; }
   bool accepts_data() const { return state_ == State::kOpen; }
+  // Warms what the fan-out reads and writes for this connection (its state and batch links).
+  void prefetch_for_fanout() const {
+    __builtin_prefetch(&state_, 0);
+    __builtin_prefetch(&out_.batch_slot, 1);
+  }
   Session* session() { return session_; }
   int64_t opened_at_ms() const { return opened_at_ms_; }
 

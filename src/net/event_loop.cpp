@@ -241,7 +241,7 @@ void EventLoop::begin_drain() {
       conn.close(ws::close_code::kGoingAway, "server shutting down");
     } else if (conn.state() == Connection::State::kHttp) {
       conn.close_after_flush();
-      if (conn.outbound().backlog_bytes() == 0 && !conn.outbound().in_batch) conn.abort();
+      if (conn.outbound().backlog_bytes() == 0 && !conn.outbound().in_batch()) conn.abort();
     }
   }
   flush();

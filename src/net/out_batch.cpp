@@ -53,16 +53,13 @@ void OutBatch::reset_arena() {
   oversized_.clear();
 }
 
-void OutBatch::link(Connection& conn, uint32_t piece_index) {
+uint32_t OutBatch::slot_of(Connection& conn) {
   Outbound& out = conn.outbound();
-  if (!out.in_batch) {
-    out.in_batch = true;
-    out.first_piece = piece_index;
+  if (!out.in_batch()) {
+    out.batch_slot = static_cast<uint32_t>(dirty_.size());
     dirty_.push_back(&conn);
-  } else {
-    pieces_[out.last_piece].next = piece_index;
   }
-  out.last_piece = piece_index;
+  return out.batch_slot;
 }
 
 void OutBatch::append_shared(Connection& conn, std::string_view head, const MessageRef& owner,
@@ -70,14 +67,12 @@ void OutBatch::append_shared(Connection& conn, std::string_view head, const Mess
   char* head_copy = arena_alloc(head.size());
   std::memcpy(head_copy, head.data(), head.size());
   pieces_.push_back(Piece{head_copy, tail.data(), static_cast<uint32_t>(head.size()),
-                          static_cast<uint32_t>(tail.size()), Outbound::kNone, owner});
-  link(conn, static_cast<uint32_t>(pieces_.size() - 1));
+                          static_cast<uint32_t>(tail.size()), slot_of(conn), owner});
 }
 
 char* OutBatch::append_reserve(Connection& conn, size_t n) {
   char* p = arena_alloc(n);
-  pieces_.push_back(Piece{p, nullptr, static_cast<uint32_t>(n), 0, Outbound::kNone, MessageRef()});
-  link(conn, static_cast<uint32_t>(pieces_.size() - 1));
+  pieces_.push_back(Piece{p, nullptr, static_cast<uint32_t>(n), 0, slot_of(conn), MessageRef()});
   return p;
 }
 
@@ -87,10 +82,9 @@ void OutBatch::append_copy(Connection& conn, std::string_view bytes) {
 
 void OutBatch::forget(Connection& conn) {
   Outbound& out = conn.outbound();
-  if (!out.in_batch) return;
-  dirty_.erase(std::remove(dirty_.begin(), dirty_.end(), &conn), dirty_.end());
-  out.in_batch = false;
-  out.first_piece = out.last_piece = Outbound::kNone;
+  if (!out.in_batch()) return;
+  dirty_[out.batch_slot] = nullptr;  // its pieces stay in the batch and are skipped
+  out.batch_slot = Outbound::kNone;
 }
 
 namespace {
@@ -153,10 +147,11 @@ FlushResult OutBatch::write_backlog(Connection& conn, uint64_t& bytes_written) {
   return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
 }
 
-FlushResult OutBatch::flush_one(Connection& conn, uint64_t& bytes_written) {
+FlushResult OutBatch::flush_one(Connection& conn, std::span<const Span> spans,
+                                uint64_t& bytes_written) {
   Outbound& out = conn.outbound();
   const int fd = conn.fd();
-  uint32_t piece = out.first_piece;
+  size_t next = 0;
   bool blocked = false;
 
   // Backlog first: it is older than anything in this batch.
@@ -166,35 +161,35 @@ FlushResult OutBatch::flush_one(Connection& conn, uint64_t& bytes_written) {
     blocked = r == FlushResult::kBacklogged;
   }
 
-  while (piece != Outbound::kNone && !blocked) {
+  while (next < spans.size() && !blocked) {
     iov_.clear();
-    uint32_t batch_end = piece;
+    size_t end = next;
     size_t total = 0;
-    while (batch_end != Outbound::kNone && iov_.size() + 2 <= static_cast<size_t>(kMaxIov)) {
-      const Piece& p = pieces_[batch_end];
+    while (end < spans.size() && iov_.size() + 2 <= static_cast<size_t>(kMaxIov)) {
+      const Span& p = spans[end];
       iov_.push_back({const_cast<char*>(p.head), p.head_len});
       total += p.head_len;
       if (p.tail_len) {
         iov_.push_back({const_cast<char*>(p.tail), p.tail_len});
         total += p.tail_len;
       }
-      batch_end = p.next;
+      ++end;
     }
     ssize_t n = write_all(fd, iov_.data(), static_cast<int>(iov_.size()));
     if (n < 0) return FlushResult::kFailed;
     bytes_written += static_cast<uint64_t>(n);
     if (static_cast<size_t>(n) == total) {
-      piece = batch_end;
+      next = end;
       continue;
     }
     // Short write: skip what went out, then fall through to copy the rest into the backlog.
     size_t skip = static_cast<size_t>(n);
     while (skip > 0) {
-      Piece& p = pieces_[piece];
+      const Span& p = spans[next];
       const size_t size = size_t{p.head_len} + p.tail_len;
       if (skip >= size) {
         skip -= size;
-        piece = p.next;
+        ++next;
         continue;
       }
       // Partly written piece: its rest opens the backlog, recorded as a frame already begun.
@@ -206,20 +201,32 @@ FlushResult OutBatch::flush_one(Connection& conn, uint64_t& bytes_written) {
       } else {
         out.backlog.append(p.tail + (skip - p.head_len), p.tail_len - (skip - p.head_len));
       }
-      piece = p.next;
+      ++next;
       skip = 0;
     }
     blocked = true;
   }
 
   // Whatever the socket did not take waits in the backlog (the slow path).
-  for (; piece != Outbound::kNone; piece = pieces_[piece].next) {
-    const Piece& p = pieces_[piece];
+  for (; next < spans.size(); ++next) {
+    const Span& p = spans[next];
     out.backlog.append(p.head, p.head_len);
     if (p.tail_len) out.backlog.append(p.tail, p.tail_len);
     out.backlog_frames.push_back(p.head_len + p.tail_len);
   }
   return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
+}
+
+void OutBatch::group_by_connection(size_t slots) {
+  group_begin_.assign(slots + 1, 0);
+  for (const Piece& p : pieces_)
+    ++group_begin_[p.slot + 1];
+  for (size_t i = 1; i <= slots; ++i)
+    group_begin_[i] += group_begin_[i - 1];
+  group_cursor_.assign(group_begin_.begin(), group_begin_.end() - 1);
+  grouped_.resize(pieces_.size());
+  for (const Piece& p : pieces_)
+    grouped_[group_cursor_[p.slot]++] = Span{p.head, p.tail, p.head_len, p.tail_len};
 }
 
 uint64_t OutBatch::flush() {
@@ -228,18 +235,24 @@ uint64_t OutBatch::flush() {
   // next batch, so take this one's list first.
   std::vector<Connection*>& work = flushing_;
   work.swap(dirty_);
+  group_by_connection(work.size());
   std::vector<FlushResult>& results = results_;
-  results.clear();
-  for (Connection* conn : work) {
-    results.push_back(flush_one(*conn, bytes_written));
-    Outbound& out = conn->outbound();
-    out.in_batch = false;
-    out.first_piece = out.last_piece = Outbound::kNone;
+  results.assign(work.size(), FlushResult::kDone);
+  for (size_t slot = 0; slot < work.size(); ++slot) {
+    // Warm the next connections' state a few ahead; their pieces are already contiguous.
+    if (slot + 4 < work.size() && work[slot + 4]) __builtin_prefetch(&work[slot + 4]->outbound());
+    Connection* conn = work[slot];
+    if (!conn) continue;  // forgotten (torn down) after it appended
+    const std::span<const Span> spans(grouped_.data() + group_begin_[slot],
+                                      group_begin_[slot + 1] - group_begin_[slot]);
+    results[slot] = flush_one(*conn, spans, bytes_written);
+    conn->outbound().batch_slot = Outbound::kNone;
   }
   pieces_.clear();
   reset_arena();
-  for (size_t i = 0; i < work.size(); ++i)
-    work[i]->on_flushed(results[i]);
+  for (size_t slot = 0; slot < work.size(); ++slot) {
+    if (work[slot]) work[slot]->on_flushed(results[slot]);
+  }
   work.clear();
   return bytes_written;
 }

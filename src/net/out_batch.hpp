@@ -1,13 +1,17 @@
 // Batched, vectored output for one event-loop thread. Everything a turn of the loop wants to send
 // is appended here as pieces (a per-recipient head plus a referenced shared tail), and flush()
 // writes each touched connection once with writev. Only what the kernel refuses is copied, into
-// that connection's backlog; idle connections hold no buffers.
+// that connection's backlog; idle connections hold no buffers. Pieces are appended message by
+// message; flush() regroups them by connection in two sequential passes (a counting sort), so
+// writing a connection reads its pieces from one contiguous run instead of chasing links across
+// the whole batch (measured: the chase was the gateway's top user-space cost at 1M deliveries/s).
 #pragma once
 
 #include <sys/uio.h>
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,9 +29,8 @@ struct Outbound {
   std::vector<uint32_t> backlog_frames;  // sizes of the frames (or raw pieces) in backlog
   uint32_t backlog_offset = 0;           // bytes of backlog already written
   uint32_t head_frame_written = 0;       // bytes of the first frame in backlog already written
-  uint32_t first_piece = kNone;          // this turn's pieces, in order
-  uint32_t last_piece = kNone;
-  bool in_batch = false;
+  uint32_t batch_slot = kNone;           // this connection's place in this turn's batch
+  bool in_batch() const { return batch_slot != kNone; }
 
   size_t backlog_bytes() const { return backlog.size() - backlog_offset; }
   void release();
@@ -65,16 +68,27 @@ class OutBatch {
     const char* tail;
     uint32_t head_len;
     uint32_t tail_len;
-    uint32_t next;
+    uint32_t slot;  // the connection's batch slot
     MessageRef owner;
   };
+  // A piece as flush writes it: grouped by connection, in append order within one.
+  struct Span {
+    const char* head;
+    const char* tail;
+    uint32_t head_len;
+    uint32_t tail_len;
+  };
   char* arena_alloc(size_t n);
-  void link(Connection& conn, uint32_t piece_index);
-  FlushResult flush_one(Connection& conn, uint64_t& bytes_written);
+  uint32_t slot_of(Connection& conn);
+  FlushResult flush_one(Connection& conn, std::span<const Span> spans, uint64_t& bytes_written);
+  void group_by_connection(size_t slots);
   void reset_arena();
 
   std::vector<Piece> pieces_;
-  std::vector<Connection*> dirty_;
+  std::vector<Connection*> dirty_;  // by slot; null once forgotten
+  std::vector<Span> grouped_;
+  std::vector<uint32_t> group_begin_;  // per slot, then one past the end
+  std::vector<uint32_t> group_cursor_;
   std::vector<Connection*> flushing_;  // the batch being written (kept for its capacity)
   std::vector<FlushResult> results_;
   std::vector<std::unique_ptr<char[]>> chunks_;
