@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""Writes docs/benchmarks.md and its plots (docs/bench/*.png) from docs/bench/results.json, the
+records tools/bench/bench.py appends. Medians over repeated runs; ratios against each peer are
+taken within the same run of the suite. The hand-written analysis in docs/bench/analysis.md is
+included as it is."""
+import json
+import os
+import statistics
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOCS = os.path.join(ROOT, "docs")
+BENCH = os.path.join(DOCS, "bench")
+RESULTS = os.path.join(BENCH, "results.json")
+ANALYSIS = os.path.join(BENCH, "analysis.md")
+TARGETS = ["odin", "blaster", "node", "nats-ws"]
+LABEL = {"odin": "odin-ws", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
+         "nats-ws": "nats-server WebSocket"}
+SEEDS_FANOUT_P99 = {100: 17.8, 1000: 55.6, 10000: 1073}
+COLOR = {"odin": "#1f77b4", "blaster": "#7f7f7f", "node": "#d62728", "nats-ws": "#2ca02c"}
+
+
+def ok(r):
+    return "error" not in r
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def pick(runs, **match):
+    return [r for r in runs if all(r["setup"].get(k) == v for k, v in match.items())]
+
+
+def get(r, path):
+    for k in path.split("."):
+        if not isinstance(r, dict) or k not in r:
+            return None
+        r = r[k]
+    return r
+
+
+def stat(runs, path):
+    return med([get(r, path) for r in runs if ok(r)])
+
+
+def fmt(v, unit="", digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and abs(v) >= 100:
+        digits = 0
+    return f"{v:,.{digits}f}{unit}"
+
+
+def failures(runs):
+    bad = [r for r in runs if not ok(r)]
+    return f" ({len(bad)} of {len(runs)} runs failed)" if bad else ""
+
+
+def ratio(peer, ours):
+    if peer is None or ours in (None, 0):
+        return "–"
+    return f"{peer / ours:.1f}x"
+
+
+def delivered(runs):
+    good = [r for r in runs if ok(r)]
+    if not good:
+        return "failed"
+    lo = min(r.get("delivery_percent", 0) for r in good)
+    return f"{lo:.2f}%" if lo < 99.995 else "100%"
+
+
+class Report:
+    def __init__(self, data):
+        self.data = data
+        self.s = data.get("scenarios", {})
+        self.out = []
+        self.targets_summary = []
+
+    def w(self, line=""):
+        self.out.append(line)
+
+    def command(self, name):
+        sc = self.s[name]
+        self.w(f"Command: `{sc['command']}` ({sc['date']}; {self.repeats(sc['runs'])})")
+        self.w()
+
+    @staticmethod
+    def repeats(runs):
+        keys = {}
+        for r in runs:
+            k = json.dumps({k: v for k, v in r["setup"].items() if k != "search"}, sort_keys=True)
+            keys[k] = keys.get(k, 0) + 1
+        n = max(keys.values()) if keys else 0
+        return f"median of {n} runs" if n > 1 else "one run each"
+
+    def present(self, runs):
+        return [t for t in TARGETS if pick(runs, target=t)]
+
+    def target(self, what, goal, value, met):
+        self.targets_summary.append((what, goal, value, "met" if met else "**not met**"))
+
+    # ---- scenarios ----
+
+    def fanout(self):
+        if "fanout" not in self.s:
+            return
+        runs = self.s["fanout"]["runs"]
+        self.w("## Fan-out (the seeds' experiment 2)")
+        self.w()
+        self.w("N clients on one channel; 10 messages per second for 10 s, 500-byte payloads, "
+               "published on NATS. Latency: publisher's timestamp to the client's read of each "
+               "delivery. Reach-all: until the last of the N clients has the message.")
+        self.w()
+        self.command("fanout")
+        targets = self.present(runs)
+        sizes = sorted({r["setup"]["connections"] for r in runs})
+        head = "| clients | " + " | ".join(f"{LABEL[t]}: delivered, p50 / p99 (reach-all p99)" for t in targets)
+        self.w(head + " | seeds' Go p99 | " + " | ".join(f"p99 ratio {LABEL[t]} / odin-ws" for t in targets if t != "odin") + " |")
+        self.w("|" + "---|" * (2 + len(targets) + len([t for t in targets if t != "odin"])))
+        for n in sizes:
+            cells, p99 = [], {}
+            for t in targets:
+                rs = pick(runs, target=t, connections=n)
+                p99[t] = stat(rs, "latency_ms.p99")
+                cells.append(f"{delivered(rs)}, {fmt(stat(rs, 'latency_ms.p50'))} / **{fmt(p99[t])}** ms "
+                             f"({fmt(stat(rs, 'reach_all_ms.p99'))}){failures(rs)}")
+            ratios = [ratio(p99[t], p99.get("odin")) for t in targets if t != "odin"]
+            self.w(f"| {n:,} | " + " | ".join(cells) + f" | {fmt(SEEDS_FANOUT_P99.get(n))} | " + " | ".join(ratios) + " |")
+        self.w()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for t in targets:
+            xs, ys = [], []
+            for n in sizes:
+                v = stat(pick(runs, target=t, connections=n), "latency_ms.p99")
+                if v is not None:
+                    xs.append(n)
+                    ys.append(v)
+            ax.plot(xs, ys, marker="o", label=LABEL[t], color=COLOR[t])
+        ax.plot(list(SEEDS_FANOUT_P99), list(SEEDS_FANOUT_P99.values()), marker="x", linestyle=":",
+                color="black", label="seeds' Go gateway")
+        ax.axhline(60, color="orange", linestyle="--", linewidth=1, label="target at 10k: 60 ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("clients on the channel")
+        ax.set_ylabel("p99 latency, ms")
+        ax.set_title("Fan-out: 10 msg/s, p99 publish -> client")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+        self.plot(fig, "fanout.png", "Fan-out p99 by number of clients")
+        o = stat(pick(runs, target="odin", connections=10000), "latency_ms.p99")
+        d = [r.get("delivery_percent", 0) for r in pick(runs, target="odin", connections=10000) if ok(r)]
+        if o is not None:
+            self.target("fan-out at 10,000: 100% delivered, p99 <= 60 ms", "<= 60 ms",
+                        f"{fmt(o)} ms, {min(d):.2f}%", o <= 60 and min(d) >= 100)
+
+    def sustained(self):
+        if "sustained" not in self.s:
+            return
+        runs = self.s["sustained"]["runs"]
+        fixed = [r for r in runs if not r["setup"].get("search")]
+        search = [r for r in runs if r["setup"].get("search")]
+        self.w("## Sustained (the seeds' 12k configuration)")
+        self.w()
+        self.w("12,000 clients, each subscribed to 5 of 100 channels; every client receives 25 or "
+               "100 messages per second (500 or 2,000 messages/s published on NATS, 300k or 1.2M "
+               "deliveries/s), 500-byte payloads.")
+        self.w()
+        self.command("sustained")
+        self.w("| per client | system | delivered | p50 | p99 | p999 | server CPU (100% = 1 core) | p99 ratio to odin-ws |")
+        self.w("|---|---|---|---|---|---|---|---|")
+        labels, groups = [], {}
+        for per_client in (25, 100):
+            rate = per_client * 100 / 5
+            ours = stat(pick(fixed, target="odin", rate=rate), "latency_ms.p99")
+            for t in self.present(fixed):
+                rs = pick(fixed, target=t, rate=rate)
+                p99 = stat(rs, "latency_ms.p99")
+                self.w(f"| {per_client}/s | {LABEL[t]} | {delivered(rs)}{failures(rs)} | {fmt(stat(rs, 'latency_ms.p50'))} ms | "
+                       f"**{fmt(p99)} ms** | {fmt(stat(rs, 'latency_ms.p999'))} ms | {fmt(stat(rs, 'server.cpu_percent'), '%', 0)} | "
+                       f"{'' if t == 'odin' else ratio(p99, ours)} |")
+                groups.setdefault(t, []).append(p99)
+            labels.append(f"{per_client}/s per client")
+            rs = pick(fixed, target="odin", rate=rate)
+            if rs:
+                d = min([r.get("delivery_percent", 0) for r in rs if ok(r)] or [0])
+                goal = 50 if per_client == 25 else 400
+                self.target(f"sustained {per_client}/s per client: 100% delivered, p99 <= {goal} ms",
+                            f"<= {goal} ms", f"{fmt(ours)} ms, {d:.2f}%", ours is not None and ours <= goal and d >= 100)
+        self.w()
+        if search:
+            self.w("Highest rate held (100% delivered and p99 under 1 s), 20-s steps:")
+            self.w()
+            self.w("| system | per-client rates tried (delivered, p99) | highest held | deliveries/s |")
+            self.w("|---|---|---|---|")
+            held = {}
+            for t in ("odin", "blaster"):
+                rs = [r for r in search if r["setup"]["target"] == t]
+                if not rs:
+                    continue
+                tried, best = [], None
+                for r in rs:
+                    pc = r["setup"]["rate"] * 5 / 100
+                    if ok(r):
+                        good = r.get("delivery_percent", 0) >= 100 and r["latency_ms"]["p99"] < 1000
+                        tried.append(f"{pc:.0f}/s ({r['delivery_percent']:.2f}%, {fmt(r['latency_ms']['p99'])} ms)")
+                        if good:
+                            best = pc if best is None else max(best, pc)
+                    else:
+                        tried.append(f"{pc:.0f}/s (failed)")
+                held[t] = best
+                self.w(f"| {LABEL[t]} | {'; '.join(tried)} | {fmt(best, '/s', 0)} | {fmt(best * 12000 if best else None, '', 0)} |")
+            self.w()
+            if held.get("odin") and held.get("blaster"):
+                share = held["odin"] / held["blaster"]
+                self.w(f"odin-ws holds {share:.0%} of the ceiling's rate.")
+                self.w()
+                self.target("highest rate held >= 70% of the ceiling's", ">= 70%", f"{share:.0%} ({held['odin'] * 12000:,.0f} deliveries/s)", share >= 0.7)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.8 / max(1, len(groups))
+        for i, (t, vals) in enumerate(groups.items()):
+            ax.bar([x + i * width for x in range(len(vals))], [v or 0 for v in vals], width,
+                   label=LABEL[t], color=COLOR[t])
+        ax.set_xticks([x + width * (len(groups) - 1) / 2 for x in range(len(labels))], labels)
+        ax.set_yscale("log")
+        ax.set_ylabel("p99 latency, ms")
+        ax.set_title("Sustained, 12,000 clients x 5 of 100 channels")
+        ax.legend(fontsize=8)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        self.plot(fig, "sustained.png", "Sustained p99")
+
+    def capacity(self):
+        if "capacity" not in self.s:
+            return
+        runs = self.s["capacity"]["runs"]
+        self.w("## Capacity")
+        self.w()
+        self.w("Connections opened as fast as the client can (no ramp limit), each subscribed to 5 of "
+               "100 channels; then 1 message per second per client (20 messages/s over 100 "
+               "channels) until every replay ring is full. RSS is the server's (`VmRSS`, summed "
+               "over instances), divided by the connections.")
+        self.w()
+        self.command("capacity")
+        self.w("| system | instances | connections | connections/s | RSS per connection, subscribed idle | RSS per connection at the end (rings full) | delivered | p99 |")
+        self.w("|---|---|---|---|---|---|---|---|")
+        for t in self.present(runs):
+            for inst in sorted({r["setup"].get("instances", 1) for r in pick(runs, target=t)}):
+                rs = pick(runs, target=t, instances=inst)
+                n = rs[0]["setup"]["connections"]
+                idle = stat(rs, "server.rss_kb_connected")
+                end = stat(rs, "server.rss_kb_end")
+                cps = stat(rs, "connections_per_second")
+                self.w(f"| {LABEL[t]} | {inst} | {n:,} | {fmt(cps, '', 0)} | {fmt(idle * 1024 / n if idle else None, ' B', 0)} | "
+                       f"**{fmt(end * 1024 / n if end else None, ' B', 0)}** | {delivered(rs)}{failures(rs)} | {fmt(stat(rs, 'latency_ms.p99'))} ms |")
+                if t == "odin" and inst == 1 and end:
+                    self.target(f"RSS per connection at {n:,}, rings full", "<= 4 KB", f"{end * 1024 / n:,.0f} B", end * 1024 / n <= 4096)
+                    self.target("new connections per second", ">= 20,000/s", fmt(cps, "/s", 0), (cps or 0) >= 20000)
+                if t == "odin" and inst > 1:
+                    d = min([r.get("delivery_percent", 0) for r in rs if ok(r)] or [0])
+                    self.target("100,000 connections on the box across instances", "100,000, all delivered",
+                                f"{n:,} on {inst} instances, {d:.2f}% delivered", n >= 100000 and d >= 100)
+        self.w()
+
+    def slow(self):
+        if "slow" not in self.s:
+            return
+        runs = self.s["slow"]["runs"]
+        self.w("## Slow consumers")
+        self.w()
+        self.w("The sustained configuration at 25 messages/s per client with 2,000-byte payloads; in "
+               "the second run of each pair 1% of the clients stop reading once subscribed. Figures "
+               "are for the clients that keep reading; the slow ones' close codes are read from "
+               "their sockets at the end.")
+        self.w()
+        self.command("slow")
+        self.w("| system | slow clients | delivered to the others | p99 of the others | server RSS peak | slow clients' close codes |")
+        self.w("|---|---|---|---|---|---|")
+        for t in self.present(runs):
+            for frac in (0.0, 0.01):
+                rs = pick(runs, target=t, slow_fraction=frac)
+                if not rs:
+                    continue
+                codes = {}
+                for r in rs:
+                    for k, v in (get(r, "slow.close_codes") or {}).items():
+                        codes[k] = codes.get(k, 0) + v
+                peak = stat(rs, "server.rss_kb_peak")
+                self.w(f"| {LABEL[t]} | {frac:.0%} | {delivered(rs)}{failures(rs)} | {fmt(stat(rs, 'latency_ms.p99'))} ms | "
+                       f"{fmt(peak / 1024 if peak else None, ' MiB')} | {', '.join(f'{k}: {v}' for k, v in sorted(codes.items())) or '–'} |")
+        self.w()
+
+    def burst(self):
+        if "burst" not in self.s:
+            return
+        runs = self.s["burst"]["runs"]
+        self.w("## Burst")
+        self.w()
+        self.w("The sustained configuration at 25 messages/s per client (500 messages/s published) "
+               "for 30 s, with ten times that (5,000 messages/s, 3M deliveries/s) from 10 s to 15 s.")
+        self.w()
+        self.command("burst")
+        self.w("| system | delivered | gaps | p99 over the run | worst second's p99 | p99 in the last 10 s |")
+        self.w("|---|---|---|---|---|---|")
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for t in self.present(runs):
+            rs = pick(runs, target=t)
+            worst = med([max((s.get("p99_ms", 0) for s in r.get("timeline", [])), default=None) for r in rs if ok(r)])
+            tail = med([max((s.get("p99_ms", 0) for s in r.get("timeline", []) if s["s"] >= 20), default=None) for r in rs if ok(r)])
+            self.w(f"| {LABEL[t]} | {delivered(rs)}{failures(rs)} | {stat(rs, 'gaps')} | {fmt(stat(rs, 'latency_ms.p99'))} ms | "
+                   f"{fmt(worst)} ms | {fmt(tail)} ms |")
+            good = [r for r in rs if ok(r) and r.get("timeline")]
+            if good:
+                r = good[0]
+                ax.plot([s["s"] for s in r["timeline"]], [max(s.get("p99_ms", 0), 0.1) for s in r["timeline"]],
+                        label=LABEL[t], color=COLOR[t])
+        ax.axvspan(10, 15, color="orange", alpha=0.15, label="burst (10x)")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds since the clients were connected")
+        ax.set_ylabel("p99 latency of that second, ms")
+        ax.set_title("Burst: 10x the sustained rate for 5 s")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        self.w()
+        self.plot(fig, "burst.png", "p99 per second through the burst")
+
+    def plot(self, fig, name, alt):
+        fig.tight_layout()
+        fig.savefig(os.path.join(BENCH, name), dpi=110)
+        plt.close(fig)
+        self.w(f"![{alt}](bench/{name})")
+        self.w()
+
+    def render(self):
+        m = self.data.get("machine", {})
+        body_start = len(self.out)
+        for part in (self.fanout, self.sustained, self.capacity, self.slow, self.burst):
+            part()
+        body = self.out[body_start:]
+        self.out = self.out[:body_start]
+        self.w("# Benchmarks")
+        self.w()
+        self.w("Generated by `tools/bench/report.py` from `docs/bench/results.json`; do not edit by "
+               "hand (the analysis below comes from `docs/bench/analysis.md`). Regenerate everything "
+               "on a machine with:")
+        self.w()
+        self.w("```sh")
+        self.w("tools/bench/run.sh all        # about 45 minutes; or one scenario: fanout, sustained, capacity, slow, burst")
+        self.w("```")
+        self.w()
+        self.w(f"Machine: {m.get('os', '?')}, {m.get('cpus', '?')} vCPU ({m.get('cpu', '?')}), "
+               f"{m.get('memory_gib', '?')} GiB, kernel {m.get('kernel', '?')}, {m.get('nofile_hard', '?')} open files per process; "
+               f"{m.get('nats_server', '?')}; Node {m.get('node', '?')}; {m.get('compiler', '?')}. "
+               "Everything (NATS, the system under test, the publisher, the load client) shares the "
+               "same two cores, so every latency includes the client's own cost of reading the sockets.")
+        self.w()
+        self.w("Systems: **odin-ws** (core NATS intake, default threads, admission thresholds set to "
+               "100 so nothing is refused or paused); **ceiling**: `tools/bench/blaster.cpp`, one "
+               "thread that only writes pre-built frames with `writev`, coalescing everything "
+               "pending per socket; **Node ws+nats**: `tools/bench/peers/node`, a competent "
+               "single-process Node.js gateway speaking the same envelope; **nats-server WebSocket**: "
+               "nats-server's own WebSocket listener, clients speak NATS over WebSocket. Same load "
+               "client (`tools/bench/loadclient.cpp`, C++, epoll, several processes past 18,000 "
+               "connections, source addresses 127.0.0.2-254) and same publisher "
+               "(`tools/bench/publisher.cpp`, on NATS; each payload carries its send time in ns) "
+               "for all.")
+        self.w()
+        if self.targets_summary:
+            self.w("## Targets (DESIGN.md)")
+            self.w()
+            self.w("| target | goal | measured (median) | |")
+            self.w("|---|---|---|---|")
+            for what, goal, value, verdict in self.targets_summary:
+                self.w(f"| {what} | {goal} | {value} | {verdict} |")
+            self.w()
+        self.out += body
+        if os.path.exists(ANALYSIS):
+            with open(ANALYSIS) as f:
+                self.w(f.read().rstrip())
+            self.w()
+        return "\n".join(self.out) + "\n"
+
+
+def main():
+    with open(RESULTS) as f:
+        data = json.load(f)
+    text = Report(data).render()
+    with open(os.path.join(DOCS, "benchmarks.md"), "w") as f:
+        f.write(text)
+    print(f"wrote docs/benchmarks.md ({len(text)} bytes) and plots in docs/bench/")
+
+
+if __name__ == "__main__":
+    main()

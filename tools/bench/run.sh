@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: installs what it needs (Debian packages, the Node peer's npm
+# packages), builds the Release binaries, runs the scenarios and rewrites docs/benchmarks.md with
+# its plots. Usage: tools/bench/run.sh all|fanout|sustained|capacity|slow|burst [bench.py options]
+# e.g. tools/bench/run.sh fanout --targets odin,blaster --repeat 1
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scripts/install-deps.sh bench
+build=build/release
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --target odin-ws loadclient publisher blaster
+if [[ ! -d tools/bench/peers/node/node_modules ]]; then
+  (cd tools/bench/peers/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
+/usr/bin/python3 tools/bench/bench.py "$@" --build "$build"
+/usr/bin/python3 tools/bench/report.py
