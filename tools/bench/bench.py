@@ -6,10 +6,11 @@ client `loadclient`, the publisher `publisher`), stops them by PID, and appends 
 docs/bench/results.json. `report.py` turns that file into docs/benchmarks.md and its plots.
 Normally called through tools/bench/run.sh, which installs and builds what is needed.
 
-  bench.py fanout|sustained|capacity|slow|burst|all [--targets odin,blaster,node,nats-ws]
+  bench.py fanout|sustained|maxrate|capacity|slow|burst|all [--targets odin,blaster,node,nats-ws]
            [--quick] [--build build/release]
 
-Targets: odin (the gateway, core NATS intake), blaster (a writev-only ceiling, tools/bench/
+Targets: odin (the gateway, core NATS intake, default threads), odin-1t (the same with
+WS_THREADS=1), blaster (a writev-only ceiling, tools/bench/
 blaster.cpp), node (a Node.js `ws` + `nats` gateway, tools/bench/peers/node), nats-ws
 (nats-server's own WebSocket listener, clients speak NATS over WebSocket).
 """
@@ -30,7 +31,7 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RESULTS = os.path.join(ROOT, "docs", "bench", "results.json")
 PEERS = os.path.join(ROOT, "tools", "bench", "peers")
-ALL_TARGETS = ["odin", "blaster", "node", "nats-ws"]
+ALL_TARGETS = ["odin", "blaster", "node", "nats-ws", "odin-1t"]
 
 _running = []  # every process this run started, stopped by PID at exit
 
@@ -139,7 +140,7 @@ class Bench:
         procs, ports = [], []
         for i in range(instances):
             port = free_port()
-            if target == "odin":
+            if target in ("odin", "odin-1t"):
                 env = {"WS_ADDR": f"127.0.0.1:{port}", "NATS_URL": f"nats://127.0.0.1:{nats_port}",
                        "WS_BROKER": "nats", "WS_MAX_CONNECTIONS": "20000",
                        # Measure the fan-out, not the admission control: never refuse or pause.
@@ -148,6 +149,8 @@ class Bench:
                        "WS_INSTANCE_ID": f"bench-{i}"}
                 if self.threads:
                     env["WS_THREADS"] = str(self.threads)
+                if target == "odin-1t":  # one event loop: leaves the other core to the rest
+                    env["WS_THREADS"] = "1"
                 p = Proc(f"odin{i}", [self.tool("odin-ws")], env)
                 wait_http(port, proc=p)
             elif target == "blaster":
@@ -246,6 +249,17 @@ class Bench:
                 raise RuntimeError(f"load client printed no result:\n{client.output()[-3000:]}")
             result = json.loads(lines[-1])
             result.update(setup=setup, publisher=publisher, client_exit=code)
+            if target in ("odin", "node"):  # their own counters, e.g. slow-consumer closes
+                try:
+                    stats = []
+                    for port in ports:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+                            stats.append(json.load(r))
+                    result["server_stats"] = {
+                        k: sum(s.get(k, 0) for s in stats)
+                        for k in ("messagesIn", "messagesOut", "slowClientDisconnects")}
+                except Exception as e:
+                    result["server_stats"] = {"error": str(e)}
             return result
         finally:
             for p in reversed(started):
@@ -276,16 +290,20 @@ def machine():
             "compiler": version(["g++", "--version"])}
 
 
-def save(scenario, runs, command, notes=None):
+def save(scenario, runs, command, notes=None, targets=()):
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     data = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             data = json.load(f)
     data["machine"] = machine()
+    # Runs of other targets from an earlier invocation stay (e.g. adding odin-1t later).
+    old = data.get("scenarios", {}).get(scenario, {})
+    kept = [r for r in old.get("runs", []) if r.get("setup", {}).get("target") not in targets]
+    commands = [c for c in old.get("commands", [old.get("command")]) if c and kept]
     data.setdefault("scenarios", {})[scenario] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"), "command": command,
-        "runs": runs, "notes": notes or {}}
+        "commands": commands + [command], "runs": kept + runs, "notes": notes or {}}
     with open(RESULTS, "w") as f:
         json.dump(data, f, indent=1)
     log(f"{scenario}: {len(runs)} runs saved to {os.path.relpath(RESULTS, ROOT)}")
@@ -334,10 +352,10 @@ def per_client_to_publish_rate(per_client):
     return per_client * SUSTAINED["channels"] / SUSTAINED["per_conn"]
 
 
-def sustained(b, targets, quick, repeat):
+def sustained(b, targets, quick, repeat, seconds=60):
     """The seeds' 12k configuration: 12,000 clients each on 5 of 100 channels, 25 and 100 msg/s
-    per client for 60 s; then the highest per-client rate held by odin and by the ceiling."""
-    seconds = 20 if quick else 60
+    per client for 60 s (--seconds)."""
+    seconds = 20 if quick else seconds
     runs = []
     for per_client in (25, 100):
         for rep in range(repeat):
@@ -345,21 +363,25 @@ def sustained(b, targets, quick, repeat):
                 runs.append(attempt(b, f"sustained {t} {per_client}/s #{rep + 1}", target=t,
                                     rate=per_client_to_publish_rate(per_client), seconds=seconds,
                                     **SUSTAINED))
-    # The highest rate held: 100% delivered, p99 under 1 s; 20-s steps, bounded.
-    for t in [x for x in ("odin", "blaster") if x in targets]:
-        held, step = None, 100
-        rate = 200
-        for _ in range(12):
+    return runs
+
+
+def maxrate(b, targets, quick, repeat):
+    """The highest per-client rate the sustained configuration holds (100% delivered, p99 under
+    1 s), for odin and for the ceiling: 20-s steps of 25 msg/s per client from 25, bounded."""
+    runs = []
+    for t in [x for x in ("odin", "odin-1t", "blaster") if x in targets]:
+        held, rate = None, 25
+        for _ in range(10):
             r = attempt(b, f"max-rate {t} {rate}/s per client", target=t,
                         rate=per_client_to_publish_rate(rate), seconds=20, **SUSTAINED)
             r["setup"]["search"] = True
             runs.append(r)
             ok = "error" not in r and r.get("delivery_percent", 0) >= 100 and r["latency_ms"]["p99"] < 1000
-            if ok:
-                held = rate
-                rate += step if rate < 400 else 2 * step
-            else:
+            if not ok:
                 break
+            held = rate
+            rate += 25
         log(f"max-rate {t}: highest per-client rate held {held}/s")
     return runs
 
@@ -373,8 +395,9 @@ def capacity(b, targets, quick, repeat):
     for t in [x for x in targets if x != "blaster"]:
         for rep in range(repeat if t == "odin" else 1):
             # 1 msg/s per client: 20 msg/s over 100 channels, each client on 5 of them.
+            # Peers keep no replay ring: their memory is flat after the first seconds.
             r = attempt(b, f"capacity {t} {n} #{rep + 1}", target=t, connections=n, channels=100,
-                        per_conn=5, rate=20, seconds=20 if quick else 105)
+                        per_conn=5, rate=20, seconds=20 if quick or t != "odin" else 105)
             runs.append(r)
     if "odin" in targets and not quick:
         instances, total = 6, 100000
@@ -387,15 +410,17 @@ def capacity(b, targets, quick, repeat):
 
 def slow(b, targets, quick, repeat):
     """1% of clients stop reading: the others' delivery and p99 must not move, memory stays
-    bounded, the slow ones are closed with 4008. Compared with the same run without slow ones."""
+    bounded, the slow ones are closed with 4008. Compared with the same run without slow ones.
+    2,000 clients on one channel, 100 msg/s of 2,000 bytes for 30 s: 6 MB for each slow client,
+    past what the kernel's socket buffers and the gateway's per-client queue can hold."""
     runs = []
-    seconds = 20 if quick else 30
+    seconds = 15 if quick else 30
     for t in [x for x in targets if x != "blaster"]:
         for rep in range(repeat):
             for frac in (0.0, 0.01):
                 runs.append(attempt(b, f"slow {t} {frac:.0%} #{rep + 1}", target=t,
-                                    rate=per_client_to_publish_rate(25), seconds=seconds,
-                                    size=2000, slow_fraction=frac, **SUSTAINED))
+                                    connections=2000, channels=1, per_conn=1, rate=100,
+                                    seconds=seconds, size=2000, slow_fraction=frac))
     return runs
 
 
@@ -412,8 +437,8 @@ def burst(b, targets, quick, repeat):
     return runs
 
 
-SCENARIOS = {"fanout": fanout, "sustained": sustained, "capacity": capacity, "slow": slow,
-             "burst": burst}
+SCENARIOS = {"fanout": fanout, "sustained": sustained, "maxrate": maxrate,
+             "capacity": capacity, "slow": slow, "burst": burst}
 
 
 def main():
@@ -422,8 +447,10 @@ def main():
     ap.add_argument("--targets", default=",".join(ALL_TARGETS))
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--threads", type=int, default=0, help="odin's WS_THREADS (0 = its default)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each configuration (medians are quoted)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="runs of each configuration, medians quoted (default: 3 for fanout, 1 for the longer scenarios)")
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: a smoke run")
+    ap.add_argument("--seconds", type=int, default=60, help="length of the sustained runs")
     a = ap.parse_args()
     targets = [t for t in a.targets.split(",") if t]
     for t in targets:
@@ -434,8 +461,11 @@ def main():
     command = "tools/bench/run.sh " + " ".join(sys.argv[1:])
     for name in names:
         log(f"== {name}")
-        runs = SCENARIOS[name](b, targets, a.quick, a.repeat)
-        save(name, runs, command, {"quick": a.quick, "threads": a.threads})
+        if name == "sustained":
+            runs = sustained(b, targets, a.quick, a.repeat or 1, a.seconds)
+        else:
+            runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
+        save(name, runs, command, {"quick": a.quick, "threads": a.threads}, targets)
 
 
 if __name__ == "__main__":

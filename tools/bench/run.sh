@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: installs what it needs (Debian packages, the Node peer's npm
 # packages), builds the Release binaries, runs the scenarios and rewrites docs/benchmarks.md with
-# its plots. Usage: tools/bench/run.sh all|fanout|sustained|capacity|slow|burst [bench.py options]
+# its plots. Usage: tools/bench/run.sh all|fanout|sustained|maxrate|capacity|slow|burst [bench.py options]
 # e.g. tools/bench/run.sh fanout --targets odin,blaster --repeat 1
 set -euo pipefail
 cd "$(dirname "$0")/../.."
