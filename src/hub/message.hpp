@@ -47,6 +47,7 @@ class MessageRef {
 
   void reset();
   explicit operator bool() const { return local_ != nullptr; }
+  bool operator==(const MessageRef& other) const { return local_ == other.local_; }
   const Message& operator*() const { return *local_->shared; }
   const Message* operator->() const { return local_->shared.get(); }
 

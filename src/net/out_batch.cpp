@@ -66,13 +66,15 @@ void OutBatch::append_shared(Connection& conn, std::string_view head, const Mess
                              std::string_view tail) {
   char* head_copy = arena_alloc(head.size());
   std::memcpy(head_copy, head.data(), head.size());
-  pieces_.push_back(Piece{head_copy, tail.data(), static_cast<uint32_t>(head.size()),
-                          static_cast<uint32_t>(tail.size()), slot_of(conn), owner});
+  if (owners_.empty() || owners_.back() != owner) owners_.push_back(owner);
+  pieces_.push_back(Piece{{head_copy, tail.data(), static_cast<uint32_t>(head.size()),
+                           static_cast<uint32_t>(tail.size())},
+                          slot_of(conn)});
 }
 
 char* OutBatch::append_reserve(Connection& conn, size_t n) {
   char* p = arena_alloc(n);
-  pieces_.push_back(Piece{p, nullptr, static_cast<uint32_t>(n), 0, slot_of(conn), MessageRef()});
+  pieces_.push_back(Piece{{p, nullptr, static_cast<uint32_t>(n), 0}, slot_of(conn)});
   return p;
 }
 
@@ -226,7 +228,7 @@ void OutBatch::group_by_connection(size_t slots) {
   group_cursor_.assign(group_begin_.begin(), group_begin_.end() - 1);
   grouped_.resize(pieces_.size());
   for (const Piece& p : pieces_)
-    grouped_[group_cursor_[p.slot]++] = Span{p.head, p.tail, p.head_len, p.tail_len};
+    grouped_[group_cursor_[p.slot]++] = p.span;
 }
 
 uint64_t OutBatch::flush() {
@@ -249,6 +251,7 @@ uint64_t OutBatch::flush() {
     conn->outbound().batch_slot = Outbound::kNone;
   }
   pieces_.clear();
+  owners_.clear();
   reset_arena();
   for (size_t slot = 0; slot < work.size(); ++slot) {
     if (work[slot]) work[slot]->on_flushed(results[slot]);

@@ -63,20 +63,16 @@ class OutBatch {
   void forget(Connection& conn);
 
  private:
-  struct Piece {
-    const char* head;
-    const char* tail;
-    uint32_t head_len;
-    uint32_t tail_len;
-    uint32_t slot;  // the connection's batch slot
-    MessageRef owner;
-  };
-  // A piece as flush writes it: grouped by connection, in append order within one.
+  // What writev sends for one piece: a head, and a tail that may be empty.
   struct Span {
     const char* head;
     const char* tail;
     uint32_t head_len;
     uint32_t tail_len;
+  };
+  struct Piece {
+    Span span;
+    uint32_t slot;  // the connection's batch slot
   };
   char* arena_alloc(size_t n);
   uint32_t slot_of(Connection& conn);
@@ -85,8 +81,11 @@ class OutBatch {
   void reset_arena();
 
   std::vector<Piece> pieces_;
-  std::vector<Connection*> dirty_;  // by slot; null once forgotten
-  std::vector<Span> grouped_;
+  // Keeps referenced tails alive until the flush: one reference per run of pieces that share a
+  // message (the fan-out appends a message to all its recipients in a row), not one per piece.
+  std::vector<MessageRef> owners_;
+  std::vector<Connection*> dirty_;     // by slot; null once forgotten
+  std::vector<Span> grouped_;          // pieces_ regrouped by connection for flush
   std::vector<uint32_t> group_begin_;  // per slot, then one past the end
   std::vector<uint32_t> group_cursor_;
   std::vector<Connection*> flushing_;  // the batch being written (kept for its capacity)
