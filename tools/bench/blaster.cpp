@@ -48,6 +48,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_common.hpp"
+
 namespace {
 
 // Past this a client is not reading at all; close it rather than grow without bound.
@@ -70,27 +72,6 @@ constexpr int kIovMax = IOV_MAX;
   va_end(ap);
   std::fprintf(stderr, "\n");
   std::exit(1);
-}
-
-int64_t now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
-}
-
-size_t digits(uint64_t v) {
-  size_t d = 1;
-  while (v >= 10) {
-    v /= 10;
-    ++d;
-  }
-  return d;
-}
-
-void append_u64(std::string& s, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  s.append(buf, r.ptr);
 }
 
 // Channel names and types are plain in practice; this only keeps a stray quote from breaking the
@@ -239,16 +220,7 @@ class Blaster {
 
  private:
   void raise_nofile() {
-    rlimit rl{};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-      if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-          std::fprintf(stderr, "blaster: cannot raise RLIMIT_NOFILE: %s\n", std::strerror(errno));
-        getrlimit(RLIMIT_NOFILE, &rl);
-      }
-      nofile_ = static_cast<long>(rl.rlim_cur);
-    }
+    nofile_ = bench::raise_nofile_limit("blaster");
     conns_.resize(static_cast<size_t>(std::max(nofile_, 1024L)));
   }
 
@@ -424,7 +396,7 @@ class Blaster {
         std::string_view headers(base + body, hdr);
         std::string_view payload(base + body + hdr, total - hdr);
         nats_off_ = body + total + 2;
-        if (ts == 0) ts = now_ms();
+        if (ts == 0) ts = bench::realtime_ns() / 1'000'000;
         turn_deliveries += on_message(tok[1], headers, payload, ts);
         continue;
       }
@@ -465,7 +437,7 @@ class Blaster {
     }
     const size_t off = tails_.size();
     tails_.append("\"ts\":");
-    append_u64(tails_, static_cast<uint64_t>(ts));
+    bench::append_decimal(tails_, static_cast<uint64_t>(ts));
     tails_.append(",\"type\":");
     append_json_string(tails_, type);
     tails_.append(",\"channel\":");
@@ -511,7 +483,7 @@ class Blaster {
       for (int fd : m.channel->subs) {
         Conn& c = conns_[static_cast<size_t>(fd)];
         const uint64_t seq = ++c.seq;
-        const size_t json_head = 8 + digits(seq);  // {"seq":N,
+        const size_t json_head = 8 + bench::decimal_digits(seq);  // {"seq":N,
         char* start = h;
         h += frame_header(h, json_head + m.tail_len);
         std::memcpy(h, "{\"seq\":", 7);
@@ -719,7 +691,7 @@ class Blaster {
     out += ws_accept(key);
     out += "\r\n\r\n";
     std::string welcome = "{\"type\":\"welcome\",\"ts\":";
-    append_u64(welcome, static_cast<uint64_t>(now_ms()));
+    bench::append_decimal(welcome, static_cast<uint64_t>(bench::realtime_ns() / 1'000'000));
     welcome +=
         ",\"data\":{\"session\":\"x\",\"heartbeat_ms\":30000,\"replay_size\":0,\"resume_ttl_ms\":"
         "0}}";

@@ -43,6 +43,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench_common.hpp"
+
 namespace {
 
 constexpr int64_t kSec = 1'000'000'000;
@@ -56,31 +58,11 @@ constexpr int kMaxInFlight = 2000;
 // How long the slow connections are drained at the end, looking for the server's close frame.
 constexpr int64_t kDrainNs = 2 * kSec;
 
-int64_t now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * kSec + ts.tv_nsec;
-}
-
 int64_t cpu_us_self() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return (int64_t{ru.ru_utime.tv_sec} + ru.ru_stime.tv_sec) * 1'000'000 + ru.ru_utime.tv_usec +
          ru.ru_stime.tv_usec;
-}
-
-void raise_nofile() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
-}
-
-long nofile_limit() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1 << 20;
-  return static_cast<long>(rl.rlim_cur);
 }
 
 void appendf(std::string& out, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -689,7 +671,7 @@ class Worker {
         o_.expect > 0 ? static_cast<uint64_t>(o_.expect) * static_cast<uint64_t>(o_.channels)
                       : 1u << 16;
     msgs_.reserve(static_cast<size_t>(std::min<uint64_t>(hint, 1u << 20)));
-    rng_ = splitmix(static_cast<uint64_t>(now_ns()) ^ static_cast<uint64_t>(getpid()));
+    rng_ = splitmix(static_cast<uint64_t>(bench::realtime_ns()) ^ static_cast<uint64_t>(getpid()));
     ramp_ = o_.ramp > 0 ? o_.ramp / static_cast<double>(o_.processes) : 0;
     timeline_cap_ = static_cast<size_t>(o_.hard_stop_ns() / kSec) + 10;
   }
@@ -701,12 +683,12 @@ class Worker {
     ev.data.u32 = kCtlTag;
     fcntl(from_parent_, F_SETFL, O_NONBLOCK);
     epoll_ctl(ep_, EPOLL_CTL_ADD, from_parent_, &ev);
-    start_ns_ = now_ns();
+    start_ns_ = bench::realtime_ns();
     const int64_t hard_stop = t0_ + o_.hard_stop_ns() + 5 * kSec;  // the parent stops us first
     std::vector<epoll_event> events(1024);
     int64_t next_timeout_check = 0;
     while (!stop_ && !g_stop) {
-      int64_t now = now_ns();
+      int64_t now = bench::realtime_ns();
       if (now > hard_stop) break;
       open_due(now);
       if (!ready_sent_ && next_ == n_ && inflight_ == 0) {
@@ -734,7 +716,7 @@ class Worker {
         }
         on_event(x.data.u32, x.events);
       }
-      now = now_ns();
+      now = bench::realtime_ns();
       if (inflight_ > 0 && now >= next_timeout_check) {
         check_timeouts(now);
         next_timeout_check = now + 250 * kMs;
@@ -859,7 +841,7 @@ class Worker {
         break;
       }
       // The delivery time of every frame completed by this read.
-      const int64_t t_read = now_ns();
+      const int64_t t_read = bench::realtime_ns();
       const bool alive = feed(ci, scratch_.data(), static_cast<size_t>(r), t_read);
       if (!alive) break;
       if (c.slow && c.phase == kOpen && !c.stopped_reading) {
@@ -1354,10 +1336,10 @@ class Worker {
       ev.data.u32 = static_cast<uint32_t>(ci);
       if (epoll_ctl(dp, EPOLL_CTL_ADD, c.fd, &ev) == 0) ++open;
     }
-    const int64_t deadline = now_ns() + kDrainNs;
+    const int64_t deadline = bench::realtime_ns() + kDrainNs;
     std::vector<epoll_event> events(256);
     while (open > 0) {
-      const int64_t left = deadline - now_ns();
+      const int64_t left = deadline - bench::realtime_ns();
       if (left <= 0) break;
       const int nev = epoll_wait(dp, events.data(), static_cast<int>(events.size()),
                                  static_cast<int>(left / kMs + 1));
@@ -1582,18 +1564,18 @@ std::string codes_json(const std::map<int32_t, uint64_t>& codes) {
 }
 
 int run_parent(const Options& o) {
-  raise_nofile();
+  const long nofile = bench::raise_nofile_limit("loadclient");
   const long k = o.processes;
   const long slice = (o.connections + k - 1) / k;
-  if (slice + 64 > nofile_limit())
+  if (slice + 64 > nofile)
     std::fprintf(stderr,
                  "loadclient: %ld connections per process but the open-file limit is %ld; use "
                  "more --processes\n",
-                 slice, nofile_limit());
+                 slice, nofile);
 
   const ProcSample s_start = sample_procs(o.server_pids);
   long rss_peak = s_start.rss_kb;
-  const int64_t t0 = now_ns();
+  const int64_t t0 = bench::realtime_ns();
   std::vector<WorkerState> ws(static_cast<size_t>(k));
   for (long i = 0; i < k; ++i) {
     int up[2], down[2];
@@ -1615,7 +1597,7 @@ int run_parent(const Options& o) {
       }
       close(up[0]);
       close(down[1]);
-      raise_nofile();
+      bench::raise_nofile_limit("loadclient");
       Worker w(o, lo, hi, up[1], down[0], t0);
       w.run();
     }
@@ -1637,7 +1619,7 @@ int run_parent(const Options& o) {
   std::vector<pollfd> pfds;
   char buf[1 << 16];
   for (;;) {
-    const int64_t now = now_ns();
+    const int64_t now = bench::realtime_ns();
     if (!o.server_pids.empty() && now >= next_sample) {
       rss_peak = std::max(rss_peak, sample_procs(o.server_pids).rss_kb);
       next_sample = now + 250 * kMs;

@@ -34,6 +34,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_common.hpp"
+
 namespace {
 
 constexpr int64_t kSec = 1'000'000'000;
@@ -58,18 +60,6 @@ constexpr long kMinSize = 60;
   va_end(ap);
   std::fprintf(stderr, "\n");
   std::exit(1);
-}
-
-int64_t mono_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * kSec + ts.tv_nsec;
-}
-
-int64_t real_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * kSec + ts.tv_nsec;
 }
 
 struct Options {
@@ -238,22 +228,6 @@ void write_all(int fd, const char* p, size_t n) {
   }
 }
 
-// Appends decimal v.
-void put_u64(std::string& s, uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  s.append(buf, r.ptr);
-}
-
-size_t digits(uint64_t v) {
-  size_t d = 1;
-  while (v >= 10) {
-    v /= 10;
-    ++d;
-  }
-  return d;
-}
-
 class Publisher {
  public:
   explicit Publisher(const Options& o)
@@ -271,12 +245,12 @@ class Publisher {
     fd_ = connect_to(http_ ? o_.http : o_.nats);
     if (!http_) nats_handshake();
 
-    start_ = mono_ns();
+    start_ = bench::monotonic_ns();
     int64_t last_tick = start_ - kTick;
     int64_t last_report = 0;
     int64_t last_write_end = start_;
     while (sent_ < total_) {
-      const int64_t now = mono_ns();
+      const int64_t now = bench::monotonic_ns();
       const double t = static_cast<double>(now - start_) / kSec;
       const long long due = std::min(total_, sched_.due(t));
       if (due > sent_) {
@@ -297,7 +271,7 @@ class Publisher {
                          static_cast<double>(lag) / kMs, t, n);
           }
         }
-        last_write_end = mono_ns();
+        last_write_end = bench::monotonic_ns();
         if (sent_ < due) continue;  // the write was capped: more is due at once
         if (sent_ >= total_) break;
       }
@@ -310,9 +284,9 @@ class Publisher {
       // The server has handled everything before it answers this PING.
       write_all(fd_, "PING\r\n", 6);
       pong_pending_ = true;
-      const int64_t deadline = mono_ns() + 10 * kSec;
+      const int64_t deadline = bench::monotonic_ns() + 10 * kSec;
       while (pong_pending_) {
-        if (mono_ns() > deadline) die("no PONG from NATS within 10 s");
+        if (bench::monotonic_ns() > deadline) die("no PONG from NATS within 10 s");
         wait_until(deadline);
       }
     }
@@ -333,9 +307,9 @@ class Publisher {
  private:
   void nats_handshake() {
     // INFO comes first; anything else (or nothing) means this is not a NATS server.
-    const int64_t deadline = mono_ns() + 5 * kSec;
+    const int64_t deadline = bench::monotonic_ns() + 5 * kSec;
     while (in_.find("\r\n") == std::string::npos) {
-      if (mono_ns() > deadline) die("no INFO from %s", o_.nats.c_str());
+      if (bench::monotonic_ns() > deadline) die("no INFO from %s", o_.nats.c_str());
       read_some(200);
     }
     if (in_.compare(0, 5, "INFO ") != 0) die("%s did not greet with INFO", o_.nats.c_str());
@@ -346,14 +320,14 @@ class Publisher {
     write_all(fd_, kConnect.data(), kConnect.size());
     pong_pending_ = true;
     while (pong_pending_) {
-      if (mono_ns() > deadline) die("no PONG from %s after CONNECT", o_.nats.c_str());
+      if (bench::monotonic_ns() > deadline) die("no PONG from %s after CONNECT", o_.nats.c_str());
       wait_until(deadline);
     }
   }
 
   // Sleeps until the absolute monotonic time, or until NATS says something (PING, -ERR, PONG).
   void wait_until(int64_t wake) {
-    const int64_t d = wake - mono_ns();
+    const int64_t d = wake - bench::monotonic_ns();
     if (d <= 0 && !pong_pending_) return;
     timespec ts{static_cast<time_t>(std::max<int64_t>(d, 0) / kSec),
                 static_cast<long>(std::max<int64_t>(d, 0) % kSec)};
@@ -408,18 +382,19 @@ class Publisher {
   // One message's data object, exactly --size bytes.
   void put_payload(std::string& s, int64_t t, uint64_t n) {
     s.append("{\"t\":");
-    put_u64(s, static_cast<uint64_t>(t));
+    bench::append_decimal(s, static_cast<uint64_t>(t));
     s.append(",\"n\":");
-    put_u64(s, n);
+    bench::append_decimal(s, n);
     s.append(",\"pad\":\"");
-    const size_t fixed = 5 + digits(static_cast<uint64_t>(t)) + 5 + digits(n) + 8 + 2;
+    const size_t fixed =
+        5 + bench::decimal_digits(static_cast<uint64_t>(t)) + 5 + bench::decimal_digits(n) + 8 + 2;
     s.append(pad_.data(), static_cast<size_t>(o_.size) - fixed);
     s.append("\"}");
   }
 
   long long send_nats(long long due) {
     buf_.clear();
-    const int64_t t = real_ns();
+    const int64_t t = bench::realtime_ns();
     const long long first = sent_;
     while (sent_ < due && buf_.size() < kMaxWriteBytes) {
       const size_t ch = static_cast<size_t>(sent_ % o_.channels);
@@ -433,10 +408,10 @@ class Publisher {
       buf_.append(names_[ch]);
       buf_.push_back(' ');
       if (!hdr_.empty()) {
-        put_u64(buf_, hdr_.size());
+        bench::append_decimal(buf_, hdr_.size());
         buf_.push_back(' ');
       }
-      put_u64(buf_, hdr_.size() + static_cast<size_t>(o_.size));
+      bench::append_decimal(buf_, hdr_.size() + static_cast<size_t>(o_.size));
       buf_.append("\r\n");
       buf_.append(hdr_);
       put_payload(buf_, t, n);
@@ -449,7 +424,7 @@ class Publisher {
 
   long long send_http(long long due) {
     const long long first = sent_;
-    const int64_t t = real_ns();
+    const int64_t t = bench::realtime_ns();
     body_.clear();
     body_.push_back('[');
     while (sent_ < due &&
@@ -473,7 +448,7 @@ class Publisher {
     buf_.append("POST /publish HTTP/1.1\r\nHost: ");
     buf_.append(o_.http);
     buf_.append("\r\nContent-Type: application/json\r\nContent-Length: ");
-    put_u64(buf_, body_.size());
+    bench::append_decimal(buf_, body_.size());
     buf_.append("\r\n\r\n");
     buf_.append(body_);
     if (fd_ < 0) fd_ = connect_to(o_.http);
@@ -484,10 +459,10 @@ class Publisher {
 
   // Waits for the whole response: keep-alive, so its end is found by Content-Length.
   void read_http_response(long long expected) {
-    const int64_t deadline = mono_ns() + 10 * kSec;
+    const int64_t deadline = bench::monotonic_ns() + 10 * kSec;
     size_t head_end;
     while ((head_end = in_.find("\r\n\r\n")) == std::string::npos) {
-      if (mono_ns() > deadline) die("no HTTP response within 10 s");
+      if (bench::monotonic_ns() > deadline) die("no HTTP response within 10 s");
       read_some(100);
     }
     const std::string head = in_.substr(0, head_end);
@@ -505,7 +480,7 @@ class Publisher {
     }
     if (!has_length) die("HTTP response without Content-Length: %s", head.c_str());
     while (in_.size() < head_end + 4 + length) {
-      if (mono_ns() > deadline) die("HTTP response body incomplete after 10 s");
+      if (bench::monotonic_ns() > deadline) die("HTTP response body incomplete after 10 s");
       read_some(100);
     }
     const std::string body = in_.substr(head_end + 4, length);
