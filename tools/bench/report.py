@@ -68,11 +68,15 @@ def ratio(peer, ours):
     return f"{peer / ours:.1f}x"
 
 
+def lowest_delivery(runs):
+    return min([r.get("delivery_percent", 0) for r in runs if ok(r)] or [0])
+
+
 def delivered(runs):
     good = [r for r in runs if ok(r)]
     if not good:
         return "failed"
-    lo = min(r.get("delivery_percent", 0) for r in good)
+    lo = lowest_delivery(good)
     return f"{lo:.2f}%" if lo < 99.995 else "100%"
 
 
@@ -86,6 +90,21 @@ class Report:
 
     def w(self, line=""):
         self.out.append(line)
+
+    def sustained_seconds(self):
+        runs = self.s.get("sustained", {}).get("runs", [])
+        return runs[0]["setup"].get("seconds", 60) if runs else 60
+
+    def section(self, name, title, description):
+        """Heading, description and command of a scenario; its runs, or None when it was not run."""
+        if name not in self.s:
+            return None
+        self.w(f"## {title}")
+        self.w()
+        self.w(description)
+        self.w()
+        self.command(name)
+        return self.s[name]["runs"]
 
     def command(self, name):
         sc = self.s[name]
@@ -112,14 +131,14 @@ class Report:
             mine = [r for r in pick(runs, target=variant, **match) if ok(r)]
             if not mine:
                 continue
-            my_d = min(r.get("delivery_percent", 0) for r in mine)
+            my_d = lowest_delivery(mine)
             my_p = stat(mine, "latency_ms.p99")
             for peer in ("node", "nats-ws"):
                 theirs = pick(runs, target=peer, **match)
                 good = [r for r in theirs if ok(r)]
                 if not theirs:
                     continue
-                their_d = min([r.get("delivery_percent", 0) for r in good] or [0])
+                their_d = lowest_delivery(good)
                 their_p = stat(good, "latency_ms.p99")
                 ahead = (not good) or my_d > their_d or (my_d >= their_d and my_p is not None and their_p is not None and my_p < their_p)
                 self.peer_rows.append((variant, f"{label} vs {LABEL[peer]}", ahead))
@@ -130,16 +149,12 @@ class Report:
     # ---- scenarios ----
 
     def fanout(self):
-        if "fanout" not in self.s:
-            return
-        runs = self.s["fanout"]["runs"]
-        self.w("## Fan-out (the seeds' experiment 2)")
-        self.w()
-        self.w("N clients on one channel; 10 messages per second for 10 s, 500-byte payloads, "
+        runs = self.section("fanout", "Fan-out (the seeds' experiment 2)",
+                            "N clients on one channel; 10 messages per second for 10 s, 500-byte payloads, "
                "published on NATS. Latency: publisher's timestamp to the client's read of each "
                "delivery. Reach-all: until the last of the N clients has the message.")
-        self.w()
-        self.command("fanout")
+        if runs is None:
+            return
         targets = self.present(runs)
         sizes = sorted({r["setup"]["connections"] for r in runs})
         head = "| clients | " + " | ".join(f"{LABEL[t]}: delivered, p50 / p99 (reach-all p99)" for t in targets)
@@ -176,25 +191,22 @@ class Report:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         self.plot(fig, "fanout.png", "Fan-out p99 by number of clients")
-        o = stat(pick(runs, target="odin", connections=10000), "latency_ms.p99")
-        d = [r.get("delivery_percent", 0) for r in pick(runs, target="odin", connections=10000) if ok(r)]
+        at_10k = pick(runs, target="odin", connections=10000)
+        o = stat(at_10k, "latency_ms.p99")
+        d = lowest_delivery(at_10k)
         if o is not None:
             self.target("fan-out at 10,000: 100% delivered, p99 <= 60 ms", "<= 60 ms",
-                        f"{fmt(o)} ms, {min(d):.2f}%", o <= 60 and min(d) >= 100)
+                        f"{fmt(o)} ms, {d:.2f}%", o <= 60 and d >= 100)
 
     def sustained(self):
-        if "sustained" not in self.s:
+        runs = self.section("sustained", "Sustained (the seeds' 12k configuration)",
+                            "12,000 clients, each subscribed to 5 of 100 channels; every client receives 25 or "
+               "100 messages per second (500 or 2,000 messages/s published on NATS, 300k or 1.2M "
+               f"deliveries/s), 500-byte payloads, {self.sustained_seconds():.0f} s per run.")
+        if runs is None:
             return
-        runs = self.s["sustained"]["runs"]
         fixed = [r for r in runs if not r["setup"].get("search")]
         search = [r for r in self.s.get("maxrate", {}).get("runs", []) if r["setup"].get("search")]
-        self.w("## Sustained (the seeds' 12k configuration)")
-        self.w()
-        self.w("12,000 clients, each subscribed to 5 of 100 channels; every client receives 25 or "
-               "100 messages per second (500 or 2,000 messages/s published on NATS, 300k or 1.2M "
-               f"deliveries/s), 500-byte payloads, {self.s['sustained']['runs'][0]['setup'].get('seconds', 60):.0f} s per run.")
-        self.w()
-        self.command("sustained")
         self.w("| per client | system | delivered | p50 | p99 | p999 | server CPU (100% = 1 core) | p99 ratio to odin-ws |")
         self.w("|---|---|---|---|---|---|---|---|")
         labels, groups = [], {}
@@ -214,7 +226,7 @@ class Report:
                 if not rs:
                     continue
                 mine = stat(rs, "latency_ms.p99")
-                d = min([r.get("delivery_percent", 0) for r in rs if ok(r)] or [0])
+                d = lowest_delivery(rs)
                 goal = 50 if per_client == 25 else 400
                 self.target(f"sustained {per_client}/s per client: 100% delivered, p99 <= {goal} ms ({LABEL[variant]})",
                             f"<= {goal} ms", f"{fmt(mine)} ms, {d:.2f}%", mine is not None and mine <= goal and d >= 100)
@@ -265,17 +277,13 @@ class Report:
         self.plot(fig, "sustained.png", "Sustained p99")
 
     def capacity(self):
-        if "capacity" not in self.s:
-            return
-        runs = self.s["capacity"]["runs"]
-        self.w("## Capacity")
-        self.w()
-        self.w("Connections opened as fast as the client can (no ramp limit), each subscribed to 5 of "
+        runs = self.section("capacity", "Capacity",
+                            "Connections opened as fast as the client can (no ramp limit), each subscribed to 5 of "
                "100 channels; then 1 message per second per client (20 messages/s over 100 "
                "channels) until every replay ring is full. RSS is the server's (`VmRSS`, summed "
                "over instances), divided by the connections.")
-        self.w()
-        self.command("capacity")
+        if runs is None:
+            return
         self.w("| system | instances | connections | connections/s | RSS per connection, subscribed idle | RSS per connection at the end (rings full) | delivered | p99 |")
         self.w("|---|---|---|---|---|---|---|---|")
         for t in self.present(runs):
@@ -291,24 +299,20 @@ class Report:
                     self.target(f"RSS per connection at {n:,}, rings full", "<= 4 KB", f"{end * 1024 / n:,.0f} B", end * 1024 / n <= 4096)
                     self.target("new connections per second", ">= 20,000/s", fmt(cps, "/s", 0), (cps or 0) >= 20000)
                 if t == "odin" and inst > 1:
-                    d = min([r.get("delivery_percent", 0) for r in rs if ok(r)] or [0])
+                    d = lowest_delivery(rs)
                     self.target("100,000 connections on the box across instances", "100,000, all delivered",
                                 f"{n:,} on {inst} instances, {d:.2f}% delivered", n >= 100000 and d >= 100)
         self.w()
 
     def slow(self):
-        if "slow" not in self.s:
-            return
-        runs = self.s["slow"]["runs"]
-        self.w("## Slow consumers")
-        self.w()
-        self.w("2,000 clients on one channel, 100 messages/s of 2,000 bytes for 30 s (6 MB for each "
+        runs = self.section("slow", "Slow consumers",
+                            "2,000 clients on one channel, 100 messages/s of 2,000 bytes for 30 s (6 MB for each "
                "client, more than socket buffers and the gateway's 256 KiB per-client queue hold); in "
                "the second run of each pair 1% of the clients stop reading once subscribed. Figures "
                "are for the clients that keep reading; the slow ones' close codes are read from "
                "their sockets at the end.")
-        self.w()
-        self.command("slow")
+        if runs is None:
+            return
         self.w("| system | slow clients | delivered to the others | p99 of the others | server RSS peak | slow clients' close codes | server's slow-consumer closes |")
         self.w("|---|---|---|---|---|---|---|")
         for t in self.present(runs):
@@ -327,15 +331,11 @@ class Report:
         self.w()
 
     def burst(self):
-        if "burst" not in self.s:
-            return
-        runs = self.s["burst"]["runs"]
-        self.w("## Burst")
-        self.w()
-        self.w("The sustained configuration at 25 messages/s per client (500 messages/s published) "
+        runs = self.section("burst", "Burst",
+                            "The sustained configuration at 25 messages/s per client (500 messages/s published) "
                "for 30 s, with ten times that (5,000 messages/s, 3M deliveries/s) from 10 s to 15 s.")
-        self.w()
-        self.command("burst")
+        if runs is None:
+            return
         self.w("| system | delivered | gaps | p99 over the run | worst second's p99 | worst p99 from 10 s after the burst on |")
         self.w("|---|---|---|---|---|---|")
         fig, ax = plt.subplots(figsize=(7, 4))
