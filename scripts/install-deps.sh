@@ -10,7 +10,7 @@ if [[ "${1:-}" == "bench" ]]; then
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 if [[ "${1:-}" == "test" ]]; then
-  packages+=(libgtest-dev libbenchmark-dev clang-format nats-server python3 python3-websockets
+  packages+=(libgtest-dev libbenchmark-dev clang-format nats-server python3 python3-websockets openssl
              chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi

@@ -20,7 +20,8 @@
 
 namespace odin {
 
-Gateway::Gateway(Config config) : config_(std::move(config)) {
+Gateway::Gateway(Config config)
+    : config_(std::move(config)), address_limits_(config_.max_connections_per_ip) {
   unsigned threads = config_.threads;
   if (threads == 0) {
     threads = static_cast<unsigned>(std::max(1.0, std::floor(ResourceMonitor::available_cpus())));
@@ -71,14 +72,40 @@ std::string Gateway::instance_id() const {
   return id + "-" + std::to_string(port_);
 }
 
+std::string Gateway::load_tls() {
+  auto loaded = TlsContext::load(config_.tls_cert, config_.tls_key);
+  if (auto* error = std::get_if<std::string>(&loaded)) return *error;
+  auto context = std::get<std::shared_ptr<const TlsContext>>(std::move(loaded));
+  spdlog::info("TLS certificate loaded: {}", context->description());
+  std::lock_guard lock(tls_mutex_);
+  tls_context_ = std::move(context);
+  return {};
+}
+
+void Gateway::reload_files() {
+  if (!config_.tls_cert.empty()) {
+    if (std::string problem = load_tls(); !problem.empty()) {
+      spdlog::error("SIGHUP: TLS not reloaded, the previous certificate stays in use: {}", problem);
+    }
+  }
+}
+
 int Gateway::run() {
   // Signals are taken by this thread only (sigtimedwait below), never by an event loop.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
+
+  if (!config_.tls_cert.empty()) {
+    if (std::string problem = load_tls(); !problem.empty()) {
+      spdlog::error("{}", problem);
+      return 2;
+    }
+  }
 
   boost::asio::ip::tcp::endpoint endpoint(config_.listen_host.empty()
                                               ? boost::asio::ip::address_v4::any()
@@ -111,9 +138,9 @@ int Gateway::run() {
   }
   for (auto& loop : loops_)
     loop->start_thread();
-  spdlog::info("odin-ws listening on {}:{} with {} event-loop thread(s), broker {}{}",
-               endpoint.address().to_string(), port_, loops_.size(), broker_->name(),
-               config_.demo_feed ? ", demo feed on" : "");
+  spdlog::info("odin-ws listening on {}:{} ({}) with {} event-loop thread(s), broker {}{}",
+               endpoint.address().to_string(), port_, tls_context() ? "TLS" : "plain",
+               loops_.size(), broker_->name(), config_.demo_feed ? ", demo feed on" : "");
 
   // Main thread: resource sampling once a second, periodic stats log, and the stop signal.
   int64_t next_stats_log = wall_ms() + config_.metrics_interval.count();
@@ -121,6 +148,11 @@ int Gateway::run() {
   while (received == 0) {
     timespec second{1, 0};
     const int sig = sigtimedwait(&signals, nullptr, &second);
+    if (sig == SIGHUP) {
+      spdlog::info("SIGHUP received: reloading certificate and key files");
+      reload_files();
+      continue;
+    }
     if (sig > 0) {
       received = sig;
       break;

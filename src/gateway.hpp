@@ -5,14 +5,17 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "broker/broker.hpp"
+#include "guard/address_limits.hpp"
 #include "guard/resource_monitor.hpp"
 #include "http/static_files.hpp"
 #include "hub/fanout.hpp"
+#include "net/tls.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 
@@ -56,6 +59,17 @@ class Gateway {
   }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
+  AddressLimits& address_limits() { return address_limits_; }
+  // The TLS context new connections use (null: plain). Connections keep the one they started
+  // with, so a reload never touches an open connection.
+  std::shared_ptr<const TlsContext> tls_context() const {
+    std::lock_guard lock(tls_mutex_);
+    return tls_context_;
+  }
+  // (Re)loads WS_TLS_CERT / WS_TLS_KEY; on failure the old context stays and the error is
+  // returned.
+  std::string load_tls();
+
  private:
   Config config_;
   std::vector<std::unique_ptr<EventLoop>> loops_;
@@ -68,6 +82,11 @@ class Gateway {
   int64_t started_at_ms_ = 0;
   std::atomic<uint32_t> websocket_connections_{0};
   std::atomic<bool> draining_{false};
+  AddressLimits address_limits_;
+  mutable std::mutex tls_mutex_;
+  std::shared_ptr<const TlsContext> tls_context_;
+  // Re-reads every file-based secret (certificate, key, JWT public key) after SIGHUP.
+  void reload_files();
 };
 
 }  // namespace odin

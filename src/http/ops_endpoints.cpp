@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <numeric>
 
 #include "gateway.hpp"
 #include "net/event_loop.hpp"
@@ -19,6 +20,8 @@ struct Totals {
            protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, rate_limited = 0,
            rate_limit_closes = 0, requests = 0, http = 0;
   uint64_t rejected[static_cast<int>(RejectReason::kCount)] = {};
+  uint64_t refused[static_cast<int>(RefuseReason::kCount)] = {};
+  uint64_t flood_closes = 0, forbidden = 0, token_expired = 0, tokens_refreshed = 0;
   uint64_t sessions = 0, detached = 0, channels = 0;
   HistogramSnapshot latency;
 };
@@ -45,6 +48,13 @@ Totals sum(const Gateway& gateway) {
     for (int r = 0; r < static_cast<int>(RejectReason::kCount); ++r) {
       t.rejected[r] += s.connections_rejected[r].get();
     }
+    for (int r = 0; r < static_cast<int>(RefuseReason::kCount); ++r) {
+      t.refused[r] += s.connections_refused[r].get();
+    }
+    t.flood_closes += s.flood_closes.get();
+    t.forbidden += s.forbidden.get();
+    t.token_expired += s.token_expired_closes.get();
+    t.tokens_refreshed += s.tokens_refreshed.get();
     t.sessions += loop.session_count();
     t.detached += loop.detached_count();
     t.channels = std::max<uint64_t>(t.channels, loop.channel_count());
@@ -140,17 +150,18 @@ std::string render_stats(const Gateway& gateway) {
   const ResourceMonitor& res = gateway.resources();
   return fmt::format(
       R"({{"currentConnections":{},"maxConnections":{},"connectionsAccepted":{},)"
-      R"("connectionsRejected":{},"sessions":{},"detachedSessions":{},"channels":{},)"
+      R"("connectionsRejected":{},"connectionsRefused":{},"sessions":{},"detachedSessions":{},"channels":{},)"
       R"("memoryMB":{:.1f},"cpuPercent":{:.1f},"messagesIn":{},"messagesOut":{},"bytesOut":{},)"
       R"("slowClientDisconnects":{},"heartbeatTimeouts":{},"rateLimited":{},"replayRequests":{},)"
       R"("resumesOk":{},"resumesFailed":{},"fanoutLatencyMs":{{"p50":{:.3f},"p99":{:.3f}}},)"
       R"("threads":{},"broker":"{}","brokerConnected":{},"brokerPaused":{},)"
       R"("brokerReceived":{},"brokerRejected":{},"uptimeSeconds":{:.1f}}})",
       gateway.websocket_connections(), gateway.config().max_connections, t.accepted,
-      t.rejected[0] + t.rejected[1] + t.rejected[2] + t.rejected[3], t.sessions, t.detached,
-      t.channels, static_cast<double>(res.rss_bytes()) / (1024.0 * 1024.0), res.cpu_percent(),
-      gateway.hub().messages_in(), t.messages_out, t.bytes_out, t.slow, t.heartbeat, t.rate_limited,
-      t.replays, t.resumes_ok, t.resumes_failed,
+      t.rejected[0] + t.rejected[1] + t.rejected[2] + t.rejected[3],
+      std::accumulate(std::begin(t.refused), std::end(t.refused), uint64_t{0}), t.sessions,
+      t.detached, t.channels, static_cast<double>(res.rss_bytes()) / (1024.0 * 1024.0),
+      res.cpu_percent(), gateway.hub().messages_in(), t.messages_out, t.bytes_out, t.slow,
+      t.heartbeat, t.rate_limited, t.replays, t.resumes_ok, t.resumes_failed,
       static_cast<double>(t.latency.quantile_ns(0.5)) / 1e6,
       static_cast<double>(t.latency.quantile_ns(0.99)) / 1e6, gateway.thread_count(),
       gateway.broker().name(), boolean(gateway.broker().connected()),
@@ -178,6 +189,22 @@ std::string render_metrics(const Gateway& gateway) {
     out += fmt::format("ws_connections_rejected_total{{reason=\"{}\"}} {}\n",
                        reject_reason_name(static_cast<RejectReason>(r)), t.rejected[r]);
   }
+  out +=
+      "# HELP ws_connections_refused_total Clients refused by the hostile-client guards, by "
+      "reason.\n# TYPE ws_connections_refused_total counter\n";
+  for (int r = 0; r < static_cast<int>(RefuseReason::kCount); ++r) {
+    out += fmt::format("ws_connections_refused_total{{reason=\"{}\"}} {}\n",
+                       refuse_reason_name(static_cast<RefuseReason>(r)), t.refused[r]);
+  }
+  metric("ws_flood_disconnects_total", "counter",
+         "Clients closed with 1008 for sending more than WS_CLIENT_MAX_BYTES_PER_SEC.",
+         t.flood_closes);
+  metric("ws_forbidden_total", "counter", "Subscriptions refused by the token's channels claim.",
+         t.forbidden);
+  metric("ws_token_expired_disconnects_total", "counter", "Clients closed with 4001.",
+         t.token_expired);
+  metric("ws_token_refreshes_total", "counter", "Fresh tokens accepted on open connections.",
+         t.tokens_refreshed);
   metric("ws_sessions", "gauge", "Sessions (attached and detached).", t.sessions);
   metric("ws_sessions_detached", "gauge", "Sessions waiting for a resume.", t.detached);
   metric("ws_messages_in_total", "counter", "Messages ingested from the broker.",

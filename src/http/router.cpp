@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gateway.hpp"
+#include "guard/origin_policy.hpp"
 #include "http/ops_endpoints.hpp"
 #include "http/publish.hpp"
 #include "hub/channel_name.hpp"
@@ -40,8 +41,14 @@ const char* reason_phrase(unsigned status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
     case 413:
       return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
     case 426:
       return "Upgrade Required";
     case 500:
@@ -114,6 +121,12 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
   }
   if (verdict.status != 101) {
     send_http_error(conn, 400, verdict.error, keep_alive);
+    return keep_alive;
+  }
+  const std::string_view origin = request[http::field::origin];
+  if (!origin.empty() && !origin_allowed(gateway.config().allowed_origins, origin)) {
+    loop.stats().refused(RefuseReason::kOrigin);
+    send_http_error(conn, 403, "origin not allowed", keep_alive);
     return keep_alive;
   }
   std::vector<std::string_view> channels;

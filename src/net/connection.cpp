@@ -25,42 +25,54 @@ namespace beast_http = boost::beast::http;
 namespace {
 constexpr int64_t kCloseHandshakeMs = 5000;
 constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one socket per turn
-constexpr uint32_t kMaxHttpHeaderBytes = 8 * 1024;
-constexpr uint64_t kMaxHttpBodyBytes = 1024 * 1024;
+// TLS reads return at most one record (16 KB), so a turn allows more of them.
+constexpr size_t kMaxTlsReadsPerTurn = 16;
 
 }  // namespace
 
 // The HTTP phase's state: allocated at accept, freed at the upgrade.
 struct HttpReader {
-  HttpReader() { reset(); }
+  HttpReader(uint32_t header_limit, uint64_t body_limit)
+      : header_limit(header_limit), body_limit(body_limit) {
+    reset();
+  }
   void reset() {
     parser.emplace();
-    parser->header_limit(kMaxHttpHeaderBytes);
-    parser->body_limit(kMaxHttpBodyBytes);
+    parser->header_limit(header_limit);
+    parser->body_limit(body_limit);
     parser->eager(true);
   }
+  uint32_t header_limit;
+  uint64_t body_limit;
   std::optional<beast_http::request_parser<beast_http::string_body>> parser;
   std::string pending;  // bytes the parser has not consumed yet
 };
 
-Connection::Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback)
+Connection::Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback,
+                       std::unique_ptr<TlsStream> tls, AddressLimits::Slot address_slot)
     : loop_(loop),
       socket_(std::move(socket)),
+      tls_(std::move(tls)),
+      address_slot_(std::move(address_slot)),
       reader_(loop.config().max_message_bytes),
       opened_at_ms_(wall_ms()),
       last_heard_ms_(opened_at_ms_),
       last_ping_ms_(opened_at_ms_),
+      request_started_ms_(opened_at_ms_),  // the first request (and TLS handshake) is due now
       loopback_(loopback) {}
 
 Connection::~Connection() = default;
 
 void Connection::start() {
-  http_ = std::make_unique<HttpReader>();
+  http_ =
+      std::make_unique<HttpReader>(loop_.config().max_header_bytes, loop_.config().max_body_bytes);
   on_readable();  // data may have arrived before the socket joined the reactor
 }
 
 void Connection::start_migrated(ws::MessageReader reader, std::string unsent) {
   state_ = State::kOpen;
+  request_started_ms_ = 0;
+  tls_hello_checked_ = true;
   reader_ = std::move(reader);
   if (!unsent.empty()) {
     out_.backlog = std::move(unsent);
@@ -100,15 +112,33 @@ void Connection::arm_read() {
                      });
 }
 
+bool Connection::take_input(std::span<char> bytes) {
+  const int64_t now = wall_ms();
+  last_heard_ms_ = now;
+  if (state_ == State::kHttp) {
+    if (request_started_ms_ == 0) request_started_ms_ = now;
+    return feed_http(bytes);
+  }
+  const uint64_t byte_rate = loop_.config().client_max_bytes_per_sec;
+  if (byte_rate > 0 && state_ == State::kOpen) {
+    const TokenBucketPolicy policy{static_cast<double>(byte_rate), static_cast<double>(byte_rate)};
+    if (input_bytes_.take_up_to(policy, steady_ns(), bytes.size()) < bytes.size()) {
+      loop_.stats().flood_closes.add();
+      close(ws::close_code::kPolicy, "sending too fast");
+      return false;
+    }
+  }
+  return feed_ws(bytes);
+}
+
 void Connection::on_readable() {
+  if (tls_) return on_readable_tls();
   std::span<char> buffer = loop_.read_buffer();
   for (size_t i = 0; i < kMaxReadsPerTurn; ++i) {
     ssize_t n = ::recv(fd(), buffer.data(), buffer.size(), 0);
     if (n > 0) {
-      last_heard_ms_ = wall_ms();
-      std::span<char> bytes = buffer.first(static_cast<size_t>(n));
       // A false return only means "the rest of this read is not for us".
-      const bool whole_read_used = state_ == State::kHttp ? feed_http(bytes) : feed_ws(bytes);
+      const bool whole_read_used = take_input(buffer.first(static_cast<size_t>(n)));
       if (!wants_input()) return;
       if (!whole_read_used && state_ == State::kHttp) return;
       if (static_cast<size_t>(n) < buffer.size()) break;  // drained
@@ -135,6 +165,76 @@ void Connection::on_readable() {
   arm_read();
 }
 
+void Connection::send_tls_output() {
+  if (loop_.out().tls_sink().pending().empty()) return;
+  uint64_t written = 0;
+  const FlushResult result = loop_.out().send_tls_output(*this, written);
+  loop_.stats().bytes_out.add(written);
+  if (result == FlushResult::kFailed) return abort();
+  if (result == FlushResult::kBacklogged) arm_write();
+}
+
+void Connection::refuse_plaintext_on_tls() {
+  // Read what the client sent first, so closing does not reset the connection before it reads
+  // the answer.
+  std::span<char> buffer = loop_.read_buffer();
+  while (::recv(fd(), buffer.data(), buffer.size(), 0) > 0) {
+  }
+  static constexpr std::string_view kAnswer =
+      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 56\r\n"
+      "Connection: close\r\n\r\n{\"error\":\"this port speaks TLS: use https:// or wss://\"}";
+  static_assert(kAnswer.size() - kAnswer.find("\r\n\r\n") - 4 == 56);
+  (void)!::send(fd(), kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
+  ::shutdown(fd(), SHUT_WR);
+  abort();
+}
+
+void Connection::on_readable_tls() {
+  if (!tls_hello_checked_) {
+    // A TLS connection opens with a handshake record (0x16); anything else is most likely plain
+    // HTTP sent to the TLS port, which deserves a readable answer rather than a TLS alert.
+    char first = 0;
+    const ssize_t n = ::recv(fd(), &first, 1, MSG_PEEK);
+    if (n == 0) return abort();
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return arm_read();
+      return abort();
+    }
+    tls_hello_checked_ = true;
+    if (first != 0x16) return refuse_plaintext_on_tls();
+  }
+  std::span<char> buffer = loop_.read_buffer();
+  for (size_t i = 0; i < kMaxTlsReadsPerTurn; ++i) {
+    const TlsStream::ReadResult r = tls_->read(buffer, loop_.out().tls_sink());
+    send_tls_output();  // handshake records, session tickets, alerts
+    if (state_ == State::kClosed) return;
+    switch (r.status) {
+      case TlsStream::ReadStatus::kData: {
+        const bool whole_read_used = take_input(buffer.first(r.bytes));
+        if (!wants_input()) return;
+        if (!whole_read_used && state_ == State::kHttp) return;
+        continue;
+      }
+      case TlsStream::ReadStatus::kWouldBlock:
+        return arm_read();
+      case TlsStream::ReadStatus::kClosed:
+        if (state_ == State::kClosing) return finish_close();
+        return abort();
+      case TlsStream::ReadStatus::kFailed:
+        loop_.stats().refused(RefuseReason::kTlsFailed);
+        spdlog::debug("TLS connection failed: {}", tls_->last_error());
+        return abort();
+    }
+  }
+  // Records may be waiting in the socket or inside OpenSSL: come back after the others.
+  ++pending_ops_;
+  boost::asio::post(loop_.io(), [this] {
+    --pending_ops_;
+    if (!wants_input()) return release_if_done();
+    on_readable();
+  });
+}
+
 bool Connection::feed_http(std::span<char> bytes) {
   HttpReader& http = *http_;
   http.pending.append(bytes.data(), bytes.size());
@@ -146,16 +246,22 @@ bool Connection::feed_http(std::span<char> bytes) {
     offset += used;
     if (ec == beast_http::error::need_more) break;
     if (ec) {
-      const bool too_big =
-          ec == beast_http::error::header_limit || ec == beast_http::error::body_limit;
-      send_http_error(*this, too_big ? 413 : 400,
-                      too_big ? "request too large" : "malformed HTTP request", false);
+      if (ec == beast_http::error::header_limit) {
+        loop_.stats().refused(RefuseReason::kRequestTooLarge);
+        send_http_error(*this, 431, "request header too large", false);
+      } else if (ec == beast_http::error::body_limit) {
+        loop_.stats().refused(RefuseReason::kRequestTooLarge);
+        send_http_error(*this, 413, "request body too large", false);
+      } else {
+        send_http_error(*this, 400, "malformed HTTP request", false);
+      }
       close_after_flush();
       return false;
     }
     if (!http.parser->is_done()) continue;
     HttpRequest request = http.parser->release();
     http.reset();
+    request_started_ms_ = 0;
     loop_.stats().http_requests.add();
     if (!handle_http_request(*this, request)) {
       // Upgraded (the rest of the bytes are WebSocket frames) or closing.
@@ -174,6 +280,10 @@ bool Connection::feed_http(std::span<char> bytes) {
   }
   http.pending.erase(0, offset);
   if (http.pending.empty()) std::string().swap(http.pending);
+  // The next request has begun (its clock starts now) if any of it has arrived.
+  if (request_started_ms_ == 0 && (!http.pending.empty() || http.parser->got_some())) {
+    request_started_ms_ = wall_ms();
+  }
   return true;
 }
 
@@ -339,6 +449,11 @@ void Connection::on_flushed(FlushResult result) {
           return abort();
         }
         // Our close frame (or the echo of the client's) is out: let the client see EOF.
+        if (tls_) {
+          tls_->shutdown(loop_.out().tls_sink());  // close_notify, best effort
+          uint64_t written = 0;
+          (void)loop_.out().send_tls_output(*this, written);
+        }
         ::shutdown(fd(), SHUT_WR);
         if (state_ == State::kClosing && !reading_) arm_read();
       }
@@ -347,6 +462,12 @@ void Connection::on_flushed(FlushResult result) {
 }
 
 void Connection::slow_consumer() {
+  if (tls_) {
+    // Encrypted records cannot be dropped from the backlog (the client could not decrypt what
+    // follows), and a close frame behind them would wait for the slow reader: end it now.
+    loop_.stats().slow_consumer_closes.add();
+    return abort();
+  }
   // Keep only the rest of a frame already partly written, so the stream stays valid, then end
   // it with 4008. The backlog's memory goes back at once.
   std::string keep;
@@ -369,9 +490,20 @@ void Connection::on_sweep(int64_t now_ms) {
   const Config& config = loop_.config();
   switch (state_) {
     case State::kHttp:
-      // Measured from the last byte received: a keep-alive client that keeps sending requests
-      // (a publisher) stays; a silent or stalled one is dropped. Not while we owe it an answer.
-      if (!awaiting_response_ && now_ms - last_heard_ms_ > config.handshake_timeout.count()) {
+      // Not while we owe the client an answer. A request (with the TLS handshake, for the first)
+      // must be complete within the timeout however slowly its bytes trickle in (slowloris); an
+      // idle keep-alive connection may stay that long after its last byte.
+      if (awaiting_response_) return;
+      if (request_started_ms_ != 0) {
+        if (now_ms - request_started_ms_ > config.handshake_timeout.count()) {
+          loop_.stats().refused(RefuseReason::kHandshakeTimeout);
+          // A client still in its TLS handshake cannot read an HTTP answer, and one that never
+          // started a request is not waiting for one.
+          const bool began = http_ && (!http_->pending.empty() || http_->parser->got_some());
+          if (!began || (tls_ && !tls_->handshake_done())) return abort();
+          send_http_error(*this, 408, "request not complete in time", false);
+        }
+      } else if (now_ms - last_heard_ms_ > config.handshake_timeout.count()) {
         abort();
       }
       return;
@@ -415,6 +547,8 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
     moving.queued = std::move(queued_while_migrating_);
     moving.saw_request = saw_request;
     moving.reader = std::move(reader_);
+    moving.tls = std::move(tls_);
+    moving.address_slot = std::move(address_slot_);
     if (out_.backlog_bytes() > 0) {
       moving.unsent.assign(out_.backlog.data() + out_.backlog_offset, out_.backlog_bytes());
     }

@@ -10,7 +10,10 @@
 #include <string_view>
 #include <vector>
 
+#include "guard/address_limits.hpp"
 #include "net/out_batch.hpp"
+#include "net/tls.hpp"
+#include "session/token_bucket.hpp"
 #include "ws/frame.hpp"
 
 namespace odin {
@@ -24,7 +27,9 @@ class Connection final : public ws::FrameHandler {
  public:
   enum class State : uint8_t { kHttp, kOpen, kClosing, kClosed };
 
-  Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback);
+  // `tls` is null for a plain connection; `address_slot` counts it against its client address.
+  Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback,
+             std::unique_ptr<TlsStream> tls, AddressLimits::Slot address_slot);
   ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -32,12 +37,16 @@ class Connection final : public ws::FrameHandler {
   void start();
   // Continues a connection that arrived from another thread (resume migration).
   void start_migrated(ws::MessageReader reader, std::string unsent);
+  // What a connection takes along when it moves to another thread.
+  std::unique_ptr<TlsStream> release_tls() { return std::move(tls_); }
+  AddressLimits::Slot release_address_slot() { return std::move(address_slot_); }
 
   int fd() { return socket_.native_handle(); }
   EventLoop& loop() { return loop_; }
   Outbound& outbound() { return out_; }
   State state() const { return state_; }
   bool is_loopback() const { return loopback_; }
+  TlsStream* tls() { return tls_.get(); }
   bool accepts_data() const { return state_ == State::kOpen; }
   // Warms what the fan-out reads and writes for this connection (its state and batch links).
   void prefetch_for_fanout() const {
@@ -96,6 +105,11 @@ class Connection final : public ws::FrameHandler {
   bool wants_input() const;
   void arm_read();
   void on_readable();
+  void on_readable_tls();
+  // Hands received (or decrypted) bytes to the current phase; false when reading must stop.
+  bool take_input(std::span<char> bytes);
+  void refuse_plaintext_on_tls();
+  void send_tls_output();
   bool feed_http(std::span<char> bytes);
   bool feed_ws(std::span<char> bytes);
   void arm_write();
@@ -106,6 +120,8 @@ class Connection final : public ws::FrameHandler {
 
   EventLoop& loop_;
   boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;
+  AddressLimits::Slot address_slot_;
   std::unique_ptr<HttpReader> http_;
   ws::MessageReader reader_;
   Session* session_ = nullptr;
@@ -114,6 +130,9 @@ class Connection final : public ws::FrameHandler {
   int64_t last_heard_ms_;
   int64_t last_ping_ms_;
   int64_t close_deadline_ms_ = 0;
+  // When the HTTP request being received began (0: between requests); slowloris guard.
+  int64_t request_started_ms_ = 0;
+  TokenBucket input_bytes_;  // WS_CLIENT_MAX_BYTES_PER_SEC, WebSocket phase
   uint16_t pending_ops_ = 0;
   State state_ = State::kHttp;
   bool loopback_;
@@ -124,6 +143,7 @@ class Connection final : public ws::FrameHandler {
   bool retired_ = false;
   bool migrating_ = false;
   bool awaiting_response_ = false;
+  bool tls_hello_checked_ = false;
   std::vector<std::string> queued_while_migrating_;
 
   friend class EventLoop;

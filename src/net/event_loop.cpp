@@ -107,16 +107,49 @@ void EventLoop::accept_next() {
         boost::system::error_code ignored;
         const auto remote = socket.remote_endpoint(ignored);
         const bool loopback = !ignored && remote.address().is_loopback();
-        add_connection(std::move(socket), loopback);
+        AddressLimits::Slot slot;
+        const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
+        if (!gateway_.address_limits().acquire(address, slot)) {
+          refuse_over_address_limit(std::move(socket));
+        } else {
+          add_connection(std::move(socket), loopback, std::move(slot));
+        }
         accept_next();
       });
 }
 
-void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopback) {
+void EventLoop::refuse_over_address_limit(boost::asio::ip::tcp::socket socket) {
+  stats_.refused(RefuseReason::kAddressLimit);
+  // No request has been read, so the answer cannot be an HTTP response the client is sure to
+  // see; a plain-text client gets one anyway (best effort), a TLS client only the close.
+  if (!gateway_.tls_context()) {
+    static constexpr std::string_view kAnswer =
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+        "Content-Length: 50\r\nConnection: close\r\n\r\n"
+        "{\"error\":\"too many connections from this address\"}";
+    static_assert(kAnswer.size() - kAnswer.find("\r\n\r\n") - 4 == 50);
+    (void)!::send(socket.native_handle(), kAnswer.data(), kAnswer.size(),
+                  MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  boost::system::error_code ignored;
+  socket.close(ignored);
+}
+
+void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopback,
+                               AddressLimits::Slot slot) {
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
   socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
-  auto conn = std::make_unique<Connection>(*this, std::move(socket), loopback);
+  std::unique_ptr<TlsStream> tls;
+  if (auto context = gateway_.tls_context()) {
+    tls = TlsStream::accept(*context, socket.native_handle());
+    if (!tls) {
+      stats_.refused(RefuseReason::kTlsFailed);
+      return;  // out of memory: the socket closes with this scope
+    }
+  }
+  auto conn = std::make_unique<Connection>(*this, std::move(socket), loopback, std::move(tls),
+                                           std::move(slot));
   Connection* raw = conn.get();
   connections_.push_back(std::move(conn));
   raw->start();
@@ -163,7 +196,8 @@ void EventLoop::adopt(MigratingConnection moving) {
     gateway_.release_connection();
     return;
   }
-  auto conn = std::make_unique<Connection>(*this, std::move(socket), moving.loopback);
+  auto conn = std::make_unique<Connection>(*this, std::move(socket), moving.loopback,
+                                           std::move(moving.tls), std::move(moving.address_slot));
   Connection* raw = conn.get();
   connections_.push_back(std::move(conn));
   raw->saw_request = moving.saw_request;

@@ -14,8 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "guard/address_limits.hpp"
 #include "hub/fanout.hpp"
 #include "net/out_batch.hpp"
+#include "net/tls.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
@@ -46,6 +48,8 @@ struct MigratingConnection {
   std::vector<std::string> queued;  // requests received after it, in order
   uint64_t fresh_session = 0;       // the session `welcome` announced (old thread's)
   bool saw_request = false;
+  std::unique_ptr<TlsStream> tls;    // a TLS connection's state, buffered records included
+  AddressLimits::Slot address_slot;  // its place under WS_MAX_CONNECTIONS_PER_IP
 };
 
 class EventLoop {
@@ -105,7 +109,8 @@ class EventLoop {
  private:
   static constexpr size_t kReadBufferBytes = 64 * 1024;
   void accept_next();
-  void add_connection(boost::asio::ip::tcp::socket socket, bool loopback);
+  void add_connection(boost::asio::ip::tcp::socket socket, bool loopback, AddressLimits::Slot slot);
+  void refuse_over_address_limit(boost::asio::ip::tcp::socket socket);
   void sweep();
   void arm_sweep();
   void reap();

@@ -18,6 +18,9 @@ constexpr size_t kChunkBytes = 64 * 1024;
 // Arena chunks kept between turns; more than this is returned to the allocator after a burst.
 constexpr size_t kChunksKept = 16;
 constexpr int kMaxIov = IOV_MAX;
+// Plaintext handed to OpenSSL per call: a few full records, so small frames share records
+// (a record costs 22+ bytes and one AEAD call) without holding much memory.
+constexpr size_t kTlsPlainChunk = 4 * 16384;
 }  // namespace
 
 void Outbound::release() {
@@ -149,8 +152,60 @@ FlushResult OutBatch::write_backlog(Connection& conn, uint64_t& bytes_written) {
   return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
 }
 
+namespace {
+
+// Ciphertext is written at once when nothing older waits, and otherwise (or for what the socket
+// refuses) goes to the backlog as one unit: records cannot be dropped or reordered later.
+FlushResult send_ciphertext(Connection& conn, std::string_view bytes, uint64_t& bytes_written) {
+  Outbound& out = conn.outbound();
+  if (bytes.empty())
+    return out.backlog_bytes() == 0 ? FlushResult::kDone : FlushResult::kBacklogged;
+  if (out.backlog_bytes() == 0) {
+    iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+    const ssize_t n = write_all(conn.fd(), &iov, 1);
+    if (n < 0) return FlushResult::kFailed;
+    bytes_written += static_cast<uint64_t>(n);
+    bytes.remove_prefix(static_cast<size_t>(n));
+    if (bytes.empty()) return FlushResult::kDone;
+  }
+  const bool older_waiting = out.backlog_bytes() > 0;
+  out.backlog.append(bytes.data(), bytes.size());
+  out.backlog_frames.push_back(static_cast<uint32_t>(bytes.size()));
+  if (older_waiting) return OutBatch::write_backlog(conn, bytes_written);
+  return FlushResult::kBacklogged;
+}
+
+}  // namespace
+
+FlushResult OutBatch::send_tls_output(Connection& conn, uint64_t& bytes_written) {
+  const FlushResult result = send_ciphertext(conn, tls_sink_.pending(), bytes_written);
+  tls_sink_.clear();
+  return result;
+}
+
+FlushResult OutBatch::flush_tls(Connection& conn, TlsStream& tls, std::span<const Span> spans,
+                                uint64_t& bytes_written) {
+  tls_plain_.clear();
+  bool ok = true;
+  for (const Span& p : spans) {
+    tls_plain_.append(p.head, p.head_len);
+    if (p.tail_len) tls_plain_.append(p.tail, p.tail_len);
+    if (tls_plain_.size() >= kTlsPlainChunk) {
+      ok = ok && tls.write(tls_plain_, tls_sink_);
+      tls_plain_.clear();
+    }
+  }
+  if (!tls_plain_.empty()) ok = ok && tls.write(tls_plain_, tls_sink_);
+  if (!ok) {
+    tls_sink_.clear();
+    return FlushResult::kFailed;
+  }
+  return send_tls_output(conn, bytes_written);
+}
+
 FlushResult OutBatch::flush_one(Connection& conn, std::span<const Span> spans,
                                 uint64_t& bytes_written) {
+  if (TlsStream* tls = conn.tls()) return flush_tls(conn, *tls, spans, bytes_written);
   Outbound& out = conn.outbound();
   const int fd = conn.fd();
   size_t next = 0;

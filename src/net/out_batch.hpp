@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "hub/message.hpp"
+#include "net/tls.hpp"
 
 namespace odin {
 
@@ -62,6 +63,11 @@ class OutBatch {
   // Drops the pieces of a connection that is being torn down before the next flush.
   void forget(Connection& conn);
 
+  // TLS: where this thread's encrypted output collects, and sending what collected there for
+  // `conn` (handshake records, alerts, close_notify) ahead of anything encrypted later.
+  TlsSink& tls_sink() { return tls_sink_; }
+  FlushResult send_tls_output(Connection& conn, uint64_t& bytes_written);
+
  private:
   // What writev sends for one piece: a head, and a tail that may be empty.
   struct Span {
@@ -77,6 +83,8 @@ class OutBatch {
   char* arena_alloc(size_t n);
   uint32_t slot_of(Connection& conn);
   FlushResult flush_one(Connection& conn, std::span<const Span> spans, uint64_t& bytes_written);
+  FlushResult flush_tls(Connection& conn, TlsStream& tls, std::span<const Span> spans,
+                        uint64_t& bytes_written);
   void group_by_connection(size_t slots);
   void reset_arena();
 
@@ -95,6 +103,8 @@ class OutBatch {
   size_t chunk_used_ = 0;
   std::vector<std::unique_ptr<char[]>> oversized_;
   std::vector<iovec> iov_;
+  TlsSink tls_sink_;
+  std::string tls_plain_;  // a TLS connection's pieces gathered into records' worth of plaintext
 };
 
 }  // namespace odin

@@ -24,7 +24,8 @@ struct Setting {
   const char* group;
   const char* default_text;
   const char* meaning;
-  Parser parse;  // returns an error description ("expected ..."), or nullopt
+  Parser parse;         // returns an error description ("expected ..."), or nullopt
+  bool secret = false;  // never echoed in an error message
 };
 
 std::string lower(std::string_view s) {
@@ -304,6 +305,64 @@ Parser ignored(const char* variable, const char* why) {
   };
 }
 
+std::optional<std::string> parse_auth(Config& c, std::string_view text) {
+  const std::string l = lower(text);
+  if (l == "none") {
+    c.auth_jwt = false;
+  } else if (l == "jwt") {
+    c.auth_jwt = true;
+  } else {
+    return "expected none or jwt";
+  }
+  return std::nullopt;
+}
+
+// PEM text itself (it spans lines) or the path of a PEM file.
+std::optional<std::string> parse_public_key(Config& c, std::string_view text) {
+  const bool pem = text.starts_with("-----BEGIN");
+  for (unsigned char ch : text) {
+    if ((ch < 0x20 && !(pem && (ch == '\n' || ch == '\r'))) || ch == 0x7f) {
+      return "expected a PEM public key or the path of one";
+    }
+  }
+  c.jwt_public_key = std::string(text);
+  return std::nullopt;
+}
+
+// "https://app.example.com,https://*.example.com,http://localhost:3000" or "*".
+std::optional<std::string> parse_origins(Config& c, std::string_view text) {
+  constexpr std::string_view kExpected =
+      "expected a comma-separated list of origins such as https://app.example.com, "
+      "https://*.example.com or *";
+  std::vector<std::string> origins;
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ')
+      item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ')
+      item.remove_suffix(1);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    if (item.empty()) continue;
+    if (item != "*") {
+      const size_t scheme = item.find("://");
+      if (scheme == std::string_view::npos || scheme == 0 || has_space_or_control(item)) {
+        return std::string(kExpected);
+      }
+      const std::string_view host = item.substr(scheme + 3);
+      if (host.empty() || host.find('/') != std::string_view::npos ||
+          host.find('*', host.starts_with("*.") ? 1 : 0) != std::string_view::npos) {
+        return std::string(kExpected);
+      }
+    }
+    origins.push_back(lower(item));
+  }
+  if (origins.empty()) return std::string(kExpected);
+  c.allowed_origins = std::move(origins);
+  return std::nullopt;
+}
+
 unsigned usable_cpus() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return static_cast<unsigned>(CPU_COUNT(&set));
@@ -342,9 +401,44 @@ const std::vector<Setting>& settings() {
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
       {"WS_PUBLISH_TOKEN", "Limits", "unset",
        "bearer token for POST /publish from non-loopback addresses",
-       token_value(&Config::publish_token)},
+       token_value(&Config::publish_token), true},
       {"WS_DRAIN_TIMEOUT", "Limits", "30s", "graceful shutdown limit",
        duration(&Config::drain_timeout)},
+      {"WS_TLS_CERT", "Security", "unset (plain ws:// and http://)",
+       "PEM certificate chain; with WS_TLS_KEY the listener speaks only TLS (wss://, https://); "
+       "SIGHUP reloads both files",
+       text_value(&Config::tls_cert)},
+      {"WS_TLS_KEY", "Security", "unset", "PEM private key of WS_TLS_CERT",
+       text_value(&Config::tls_key)},
+      {"WS_AUTH", "Security", "none",
+       "none, or jwt: upgrades need a valid token (?token= or Authorization: Bearer)", parse_auth},
+      {"WS_JWT_SECRET", "Security", "unset", "HS256 secret (at least 32 bytes)",
+       text_value(&Config::jwt_secret), true},
+      {"WS_JWT_PUBLIC_KEY", "Security", "unset",
+       "RS256 (RSA) or ES256 (P-256) public key: PEM text or the path of a PEM file; SIGHUP "
+       "reloads a file",
+       parse_public_key},
+      {"WS_JWT_AUDIENCE", "Security", "unset (not checked)", "required `aud` of tokens",
+       text_value(&Config::jwt_audience)},
+      {"WS_JWT_ISSUER", "Security", "unset (not checked)", "required `iss` of tokens",
+       text_value(&Config::jwt_issuer)},
+      {"WS_JWT_LEEWAY", "Security", "0", "seconds of clock skew allowed on exp and nbf",
+       integer(&Config::jwt_leeway_seconds, 0, 3600)},
+      {"WS_ALLOWED_ORIGINS", "Security", "unset (any origin)",
+       "origins allowed to upgrade (comma-separated, https://*.example.com for subdomains); other "
+       "origins get 403, requests without Origin (non-browser clients) are allowed",
+       parse_origins},
+      {"WS_MAX_CONNECTIONS_PER_IP", "Security", "0 (no limit)",
+       "open sockets per client address, any state; beyond: closed at accept",
+       integer(&Config::max_connections_per_ip, 0, 10'000'000)},
+      {"WS_MAX_HEADER_BYTES", "Security", "8192", "largest HTTP request head; beyond: 431",
+       bytes(&Config::max_header_bytes, 1024, 1u << 20)},
+      {"WS_MAX_BODY_BYTES", "Security", "1048576", "largest HTTP request body; beyond: 413",
+       bytes(&Config::max_body_bytes, 1024, 256u << 20)},
+      {"WS_CLIENT_MAX_BYTES_PER_SEC", "Security", "65536",
+       "bytes a WebSocket client may send per second (one second's worth at once); beyond: "
+       "close 1008; 0 = no limit",
+       bytes(&Config::client_max_bytes_per_sec, 0, 1ull << 30)},
       {"WS_CPU_LIMIT", "Resource guards", "0 (CPUs available)",
        "cores this process may use; CPU percentages are of this",
        real(&Config::cpu_limit, 0, 4096, false)},
@@ -473,7 +567,9 @@ ConfigLoad load_config(std::span<const char* const> args,
     auto it = values.find(s.variable);
     if (it == values.end() || !s.parse) continue;
     if (auto problem = s.parse(config, it->second.first)) {
-      result.error = fmt::format("{}: {}, got '{}'", it->second.second, *problem, it->second.first);
+      result.error =
+          s.secret ? fmt::format("{}: {}", it->second.second, *problem)
+                   : fmt::format("{}: {}, got '{}'", it->second.second, *problem, it->second.first);
       return result;
     }
   }
@@ -507,6 +603,28 @@ ConfigLoad load_config(std::span<const char* const> args,
     config.notices.push_back(
         "WS_CPU_PAUSE_THRESHOLD is below WS_CPU_REJECT_THRESHOLD: intake pauses before new "
         "connections are refused");
+  }
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    result.error = "WS_TLS_CERT and WS_TLS_KEY: set both (TLS) or neither (plain)";
+    return result;
+  }
+  if (config.auth_jwt) {
+    if (config.jwt_secret.empty() == config.jwt_public_key.empty()) {
+      result.error =
+          "WS_AUTH=jwt: set exactly one of WS_JWT_SECRET (HS256) and WS_JWT_PUBLIC_KEY "
+          "(RS256/ES256)";
+      return result;
+    }
+  } else if (!config.jwt_secret.empty() || !config.jwt_public_key.empty()) {
+    config.notices.push_back("WS_JWT_SECRET / WS_JWT_PUBLIC_KEY are ignored: WS_AUTH is not jwt");
+  }
+  if (config.client_max_bytes_per_sec != 0 &&
+      config.client_max_bytes_per_sec < uint64_t{config.max_message_bytes} + 14) {
+    result.error = fmt::format(
+        "WS_CLIENT_MAX_BYTES_PER_SEC: must hold at least one largest message (WS_MAX_MESSAGE_BYTES "
+        "+ 14 bytes of framing = {}), got {}",
+        uint64_t{config.max_message_bytes} + 14, config.client_max_bytes_per_sec);
+    return result;
   }
   if (config.broker == BrokerKind::kAuto) {
     config.broker = config.nats_url.empty() ? BrokerKind::kEmbedded : BrokerKind::kNats;

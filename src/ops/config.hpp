@@ -40,6 +40,21 @@ struct Config {
   std::string publish_token;             // WS_PUBLISH_TOKEN
   Millis drain_timeout{30'000};          // WS_DRAIN_TIMEOUT
 
+  // Hostile clients: TLS, authentication, origins, floods.
+  std::string tls_cert;                       // WS_TLS_CERT (PEM chain; with WS_TLS_KEY: TLS only)
+  std::string tls_key;                        // WS_TLS_KEY
+  bool auth_jwt = false;                      // WS_AUTH=jwt (none = no authentication)
+  std::string jwt_secret;                     // WS_JWT_SECRET (HS256)
+  std::string jwt_public_key;                 // WS_JWT_PUBLIC_KEY (PEM text or file; RS256/ES256)
+  std::string jwt_audience;                   // WS_JWT_AUDIENCE (empty = not checked)
+  std::string jwt_issuer;                     // WS_JWT_ISSUER (empty = not checked)
+  uint32_t jwt_leeway_seconds = 0;            // WS_JWT_LEEWAY
+  std::vector<std::string> allowed_origins;   // WS_ALLOWED_ORIGINS (empty = any)
+  uint32_t max_connections_per_ip = 0;        // WS_MAX_CONNECTIONS_PER_IP (0 = no limit)
+  uint32_t max_header_bytes = 8192;           // WS_MAX_HEADER_BYTES
+  uint64_t max_body_bytes = 1 << 20;          // WS_MAX_BODY_BYTES
+  uint64_t client_max_bytes_per_sec = 65536;  // WS_CLIENT_MAX_BYTES_PER_SEC (0 = no limit)
+
   // Resource guards.
   double cpu_limit = 0.0;                 // WS_CPU_LIMIT, cores (0 = the CPUs this process may use)
   uint64_t memory_limit = 0;              // WS_MEMORY_LIMIT, bytes (0 = physical memory)

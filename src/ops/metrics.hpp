@@ -39,6 +39,37 @@ inline const char* reject_reason_name(RejectReason r) {
   return "unknown";
 }
 
+// Why a client was refused before it became a WebSocket (hostile-client guards); the `reason`
+// label of ws_connections_refused_total.
+enum class RefuseReason : uint8_t {
+  kUnauthorized,      // 401: WS_AUTH=jwt and the token is missing or invalid
+  kOrigin,            // 403: Origin not in WS_ALLOWED_ORIGINS
+  kAddressLimit,      // closed at accept: WS_MAX_CONNECTIONS_PER_IP
+  kRequestTooLarge,   // 431 / 413: WS_MAX_HEADER_BYTES / WS_MAX_BODY_BYTES
+  kHandshakeTimeout,  // 408: request (or TLS handshake) not complete within WS_HANDSHAKE_TIMEOUT
+  kTlsFailed,         // TLS handshake or record error
+  kCount
+};
+inline const char* refuse_reason_name(RefuseReason r) {
+  switch (r) {
+    case RefuseReason::kUnauthorized:
+      return "unauthorized";
+    case RefuseReason::kOrigin:
+      return "origin";
+    case RefuseReason::kAddressLimit:
+      return "address_limit";
+    case RefuseReason::kRequestTooLarge:
+      return "request_too_large";
+    case RefuseReason::kHandshakeTimeout:
+      return "handshake_timeout";
+    case RefuseReason::kTlsFailed:
+      return "tls_failed";
+    case RefuseReason::kCount:
+      break;
+  }
+  return "unknown";
+}
+
 struct alignas(64) ThreadStats {
   Counter connections_accepted;  // upgrades completed
   Counter connections_rejected[static_cast<int>(RejectReason::kCount)];
@@ -55,6 +86,12 @@ struct alignas(64) ThreadStats {
   Counter rate_limit_closes;  // closed with 1008
   Counter requests;           // client requests handled
   Counter http_requests;
+  Counter connections_refused[static_cast<int>(RefuseReason::kCount)];
+  Counter flood_closes;          // closed with 1008 for exceeding WS_CLIENT_MAX_BYTES_PER_SEC
+  Counter forbidden;             // subscriptions refused by the token's channels claim
+  Counter token_expired_closes;  // closed with 4001
+  Counter tokens_refreshed;      // `auth` requests accepted
+  void refused(RefuseReason r) { connections_refused[static_cast<int>(r)].add(); }
   LatencyHistogram fanout_latency;  // ingest -> write to the last local recipient
 };
 

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -33,6 +34,10 @@ class Gateway:
         self.env = dict(os.environ)
         self.env.update({"WS_ADDR": f"127.0.0.1:{self.port}", "LOG_LEVEL": "warn", "LOG_FORMAT": "text"})
         self.env.update({k: str(v) for k, v in env.items()})
+        # TLS (WS_TLS_CERT set): the test's own self-signed certificate is the only trust anchor.
+        self.ssl = None
+        if self.env.get("WS_TLS_CERT"):
+            self.ssl = ssl.create_default_context(cafile=self.env["WS_TLS_CERT"])
         self.log = tempfile.NamedTemporaryFile(prefix="odin-ws-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([binary], env=self.env, stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
@@ -51,11 +56,16 @@ class Gateway:
 
     @property
     def ws_url(self):
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.ssl else 'ws'}://127.0.0.1:{self.port}/ws"
+
+    def connection(self):
+        if self.ssl:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=5, context=self.ssl)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
 
     def http(self, method, path, body=None, headers=None, conn=None):
         own = conn is None
-        conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = conn or self.connection()
         try:
             if isinstance(body, (dict, list)):
                 body = json.dumps(body)
@@ -118,6 +128,8 @@ async def recv_until(ws, predicate, timeout=3):
 
 
 async def connect(gw, query="", **kw):
+    if gw.ssl and "ssl" not in kw:
+        kw["ssl"] = gw.ssl
     ws = await websockets.connect(gw.ws_url + query, max_size=None, **kw)
     welcome = await recv_json(ws)
     assert welcome["type"] == "welcome", welcome
@@ -127,10 +139,12 @@ async def connect(gw, query="", **kw):
 class RawClient:
     """A WebSocket client on a plain socket: sends any frame, reads frames as they are."""
 
-    def __init__(self, port, path="/ws", rcvbuf=None, headers=None, upgrade=True):
+    def __init__(self, port, path="/ws", rcvbuf=None, headers=None, upgrade=True, source=None):
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source:  # another loopback address, e.g. 127.0.0.7, to act as another client host
+            self.sock.bind((source, 0))
         self.sock.settimeout(5)
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""

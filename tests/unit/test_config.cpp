@@ -51,6 +51,19 @@ const std::vector<std::string> kAllVariables = {
     "WS_CLIENT_QUEUE_BYTES",
     "WS_PUBLISH_TOKEN",
     "WS_DRAIN_TIMEOUT",
+    "WS_TLS_CERT",
+    "WS_TLS_KEY",
+    "WS_AUTH",
+    "WS_JWT_SECRET",
+    "WS_JWT_PUBLIC_KEY",
+    "WS_JWT_AUDIENCE",
+    "WS_JWT_ISSUER",
+    "WS_JWT_LEEWAY",
+    "WS_ALLOWED_ORIGINS",
+    "WS_MAX_CONNECTIONS_PER_IP",
+    "WS_MAX_HEADER_BYTES",
+    "WS_MAX_BODY_BYTES",
+    "WS_CLIENT_MAX_BYTES_PER_SEC",
     "WS_CPU_LIMIT",
     "WS_MEMORY_LIMIT",
     "WS_CPU_REJECT_THRESHOLD",
@@ -404,8 +417,18 @@ TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
       {"WS_BROKER", "redis"},
       {"WS_INSTANCE_ID", "host.example"},
       {"WS_MAX_PAYLOAD_BYTES", "0"},
-      {"WS_PUBLISH_TOKEN", "two words"},
       {"ENVIRONMENT", "line\nbreak"},
+      {"WS_AUTH", "basic"},
+      {"WS_JWT_LEEWAY", "3601"},
+      {"WS_JWT_PUBLIC_KEY", "key\x01"},
+      {"WS_ALLOWED_ORIGINS", "example.com"},
+      {"WS_ALLOWED_ORIGINS", "https://a.*.example.com"},
+      {"WS_ALLOWED_ORIGINS", "https://example.com/path"},
+      {"WS_ALLOWED_ORIGINS", " , "},
+      {"WS_MAX_CONNECTIONS_PER_IP", "-1"},
+      {"WS_MAX_HEADER_BYTES", "100"},
+      {"WS_MAX_BODY_BYTES", "1G"},
+      {"WS_CLIENT_MAX_BYTES_PER_SEC", "2G"},
       // seed-only settings
       {"WS_WORKER_POOL_SIZE", "x"},
       {"WS_WORKER_POOL_SIZE", "-2"},
@@ -418,6 +441,50 @@ TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
     EXPECT_TRUE(error.starts_with(name + ":")) << error;
     EXPECT_NE(error.find("'" + value + "'"), std::string::npos) << error;
   }
+}
+
+TEST(Config, SecretsAreNeverEchoedInErrors) {
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"WS_PUBLISH_TOKEN", "two secret words"}, {"WS_JWT_SECRET", "secret\x01value"}}) {
+    const std::string error = error_of(name, value);
+    EXPECT_TRUE(error.starts_with(name + ":")) << error;
+    EXPECT_EQ(error.find("secret"), std::string::npos) << error;
+  }
+}
+
+TEST(Config, SecuritySettingsAndTheirCrossChecks) {
+  ConfigLoad r = load({{"WS_ALLOWED_ORIGINS", "https://App.Example.com, https://*.example.org"},
+                       {"WS_MAX_CONNECTIONS_PER_IP", "50"},
+                       {"WS_MAX_HEADER_BYTES", "16K"},
+                       {"WS_CLIENT_MAX_BYTES_PER_SEC", "0"},
+                       {"WS_AUTH", "jwt"},
+                       {"WS_JWT_SECRET", "0123456789abcdef0123456789abcdef"},
+                       {"WS_JWT_LEEWAY", "30"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->allowed_origins,
+            (std::vector<std::string>{"https://app.example.com", "https://*.example.org"}));
+  EXPECT_EQ(r.config->max_connections_per_ip, 50u);
+  EXPECT_EQ(r.config->max_header_bytes, 16384u);
+  EXPECT_EQ(r.config->client_max_bytes_per_sec, 0u);
+  EXPECT_TRUE(r.config->auth_jwt);
+  EXPECT_EQ(r.config->jwt_leeway_seconds, 30u);
+
+  r = load({{"WS_TLS_CERT", "/etc/odin/cert.pem"}});
+  EXPECT_EQ(r.error, "WS_TLS_CERT and WS_TLS_KEY: set both (TLS) or neither (plain)");
+  r = load({{"WS_AUTH", "jwt"}});
+  EXPECT_TRUE(r.error.starts_with("WS_AUTH=jwt: set exactly one of")) << r.error;
+  r = load({{"WS_AUTH", "jwt"}, {"WS_JWT_SECRET", "s"}, {"WS_JWT_PUBLIC_KEY", "/k.pem"}});
+  EXPECT_TRUE(r.error.starts_with("WS_AUTH=jwt: set exactly one of")) << r.error;
+  r = load({{"WS_JWT_SECRET", "0123456789abcdef0123456789abcdef"}});
+  ASSERT_TRUE(r.config);
+  EXPECT_FALSE(r.config->auth_jwt);
+  EXPECT_EQ(r.config->notices.size(), 1u);
+  r = load({{"WS_CLIENT_MAX_BYTES_PER_SEC", "4000"}});
+  EXPECT_TRUE(r.error.starts_with("WS_CLIENT_MAX_BYTES_PER_SEC: must hold at least one largest"))
+      << r.error;
+  r = load({{"WS_JWT_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"},
+            {"WS_AUTH", "jwt"}});
+  ASSERT_TRUE(r.config) << r.error;
 }
 
 TEST(Config, Durations) {

@@ -1,0 +1,64 @@
+// Unit tests of the upgrade guards that need no network: origin matching (WS_ALLOWED_ORIGINS)
+// and the per-address connection count (WS_MAX_CONNECTIONS_PER_IP).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "guard/address_limits.hpp"
+#include "guard/origin_policy.hpp"
+
+namespace odin {
+namespace {
+
+TEST(OriginPolicy, EmptyListAllowsEveryOrigin) {
+  EXPECT_TRUE(origin_allowed({}, "https://anything.example"));
+}
+
+TEST(OriginPolicy, ExactAndWildcardEntries) {
+  const std::vector<std::string> allowed = {"https://app.example.com", "http://localhost:3000",
+                                            "https://*.example.org"};
+  for (const char* ok :
+       {"https://app.example.com", "HTTPS://App.Example.COM", "http://localhost:3000",
+        "https://a.example.org", "https://a.b.example.org"}) {
+    EXPECT_TRUE(origin_allowed(allowed, ok)) << ok;
+  }
+  for (const char* bad :
+       {"https://app.example.com:443", "http://app.example.com", "https://app.example.co",
+        "http://localhost:3001", "https://example.org", "https://.example.org",
+        "http://a.example.org", "https://a.example.org:8443", "https://example.org.evil",
+        "https://evil/x.example.org", "null", ""}) {
+    EXPECT_FALSE(origin_allowed(allowed, bad)) << bad;
+  }
+  EXPECT_TRUE(origin_allowed(std::vector<std::string>{"*"}, "null"));
+}
+
+TEST(AddressLimits, CountsPerAddressAndReleasesOnDestruction) {
+  AddressLimits limits(2);
+  AddressLimits::Slot a, b, c, other;
+  EXPECT_TRUE(limits.acquire(0x7f000007, a));
+  EXPECT_TRUE(limits.acquire(0x7f000007, b));
+  EXPECT_FALSE(limits.acquire(0x7f000007, c));
+  EXPECT_TRUE(limits.acquire(0x7f000001, other));
+  EXPECT_EQ(limits.count(0x7f000007), 2u);
+  {
+    AddressLimits::Slot moved = std::move(a);  // a slot travels with its connection
+    EXPECT_EQ(limits.count(0x7f000007), 2u);
+  }
+  EXPECT_EQ(limits.count(0x7f000007), 1u);
+  EXPECT_TRUE(limits.acquire(0x7f000007, c));
+  b.reset();
+  c.reset();
+  EXPECT_EQ(limits.count(0x7f000007), 0u);
+}
+
+TEST(AddressLimits, ZeroMeansNoLimitAndNoCounting) {
+  AddressLimits limits(0);
+  std::vector<AddressLimits::Slot> slots(1000);
+  for (auto& slot : slots)
+    EXPECT_TRUE(limits.acquire(1, slot));
+  EXPECT_EQ(limits.count(1), 0u);
+}
+
+}  // namespace
+}  // namespace odin
