@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "http/request_parser.hpp"
 #include "http/router.hpp"
 #include "net/event_loop.hpp"
 #include "ops/config.hpp"
@@ -25,21 +26,14 @@ namespace beast_http = boost::beast::http;
 namespace {
 constexpr int64_t kCloseHandshakeMs = 5000;
 constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one socket per turn
-constexpr uint32_t kMaxHttpHeaderBytes = 8 * 1024;
-constexpr uint64_t kMaxHttpBodyBytes = 1024 * 1024;
 
 }  // namespace
 
 // The HTTP phase's state: allocated at accept, freed at the upgrade.
 struct HttpReader {
   HttpReader() { reset(); }
-  void reset() {
-    parser.emplace();
-    parser->header_limit(kMaxHttpHeaderBytes);
-    parser->body_limit(kMaxHttpBodyBytes);
-    parser->eager(true);
-  }
-  std::optional<beast_http::request_parser<beast_http::string_body>> parser;
+  void reset() { start_request_parser(parser); }
+  std::optional<HttpRequestParser> parser;
   std::string pending;  // bytes the parser has not consumed yet
 };
 
