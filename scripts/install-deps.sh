@@ -10,8 +10,11 @@ if [[ "${1:-}" == "bench" ]]; then
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 if [[ "${1:-}" == "test" ]]; then
-  packages+=(libgtest-dev libbenchmark-dev clang-format nats-server python3 python3-websockets openssl
-             chromium)
+  # The fuzz stage: clang 14, and libFuzzer with the sanitizer runtimes, which are in
+  # libclang-rt-14-dev, only a Recommends of clang's packages (skipped with --no-install-recommends).
+  # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
+  packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
+             python3 python3-websockets python3-jwt python3-cryptography openssl chromium)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice: a normal build, then under AddressSanitizer +
 # UndefinedBehaviorSanitizer. Unit (GoogleTest), integration (python3-websockets against the
-# binary), browser (headless Chromium). Exits non-zero if any test fails.
+# binary), browser (headless Chromium). Then a third stage: the parsers' libFuzzer targets, built
+# with clang, each for ODIN_FUZZ_SECONDS (60). Exits non-zero if any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -22,5 +23,11 @@ run_suite() {
 run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build/sanitize -DCMAKE_BUILD_TYPE=Debug -DODIN_SANITIZE=ON
+# Fuzzing (clang, libFuzzer): only the fuzz targets are built, the gcc builds above cover the rest.
+CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DODIN_FUZZ=ON -DODIN_BROWSER_TESTS=OFF \
+  >/dev/null
+cmake --build build/fuzz --target fuzz_targets
+echo "=== ctest in build/fuzz (fuzz) ==="
+ctest --test-dir build/fuzz -L fuzz --output-on-failure || status=1
 if [[ $status -ne 0 ]]; then echo "TEST SUITE FAILED"; else echo "TEST SUITE PASSED"; fi
 exit $status

@@ -11,7 +11,7 @@
 #include "guard/origin_policy.hpp"
 #include "http/ops_endpoints.hpp"
 #include "http/publish.hpp"
-#include "hub/channel_name.hpp"
+#include "http/request_parts.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
 #include "ops/json.hpp"
@@ -60,60 +60,11 @@ const char* reason_phrase(unsigned status) {
   }
 }
 
-std::string_view path_of(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
-
-// Value of `key` in the target's query string (raw; channel names need no decoding beyond
-// %2C for the comma separator, handled by the caller splitting on both).
-std::string_view query_param(std::string_view target, std::string_view key) {
-  const size_t q = target.find('?');
-  if (q == std::string_view::npos) return {};
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    const size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == key) return eq == std::string_view::npos ? "" : pair.substr(eq + 1);
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return {};
-}
-
-bool split_channels(std::string_view list, std::vector<std::string_view>& out) {
-  while (!list.empty()) {
-    size_t cut = list.find(',');
-    size_t skip = 1;
-    const size_t encoded = list.find("%2C");
-    const size_t encoded_lower = list.find("%2c");
-    for (size_t e : {encoded, encoded_lower}) {
-      if (e < cut) {
-        cut = e;
-        skip = 3;
-      }
-    }
-    std::string_view name = list.substr(0, cut);
-    if (!is_valid_channel_name(name)) return false;
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
-    if (cut == std::string_view::npos) break;
-    list.remove_prefix(cut + skip);
-  }
-  return true;
-}
-
 bool handle_upgrade(Connection& conn, HttpRequest& request) {
   EventLoop& loop = conn.loop();
   Gateway& gateway = loop.gateway();
   const bool keep_alive = request.keep_alive();
-  ws::UpgradeRequest up;
-  const std::string_view method = request.method_string();
-  up.method = method;
-  up.http_version = request.version();
-  up.upgrade = request[http::field::upgrade];
-  up.connection = request[http::field::connection];
-  up.key = request[http::field::sec_websocket_key];
-  up.version = request[http::field::sec_websocket_version];
+  const ws::UpgradeRequest up = upgrade_request_of(request);
   const ws::UpgradeVerdict verdict = ws::check_upgrade(up);
   if (verdict.status == 426) {
     send_http_error(conn, 426, verdict.error, keep_alive, "Sec-WebSocket-Version: 13\r\n");

@@ -2,16 +2,14 @@
 // POST /publish and the static page. Responses are queued on the connection.
 #pragma once
 
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <string>
 #include <string_view>
+
+#include "http/request_parser.hpp"
 
 namespace odin {
 
 class Connection;
-
-using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
 // Handles `request`; returns false when the connection must stop reading (it upgraded, or it
 // will close after the response).

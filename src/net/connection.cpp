@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "http/request_parser.hpp"
 #include "http/router.hpp"
 #include "net/event_loop.hpp"
 #include "ops/config.hpp"
@@ -36,15 +37,10 @@ struct HttpReader {
       : header_limit(header_limit), body_limit(body_limit) {
     reset();
   }
-  void reset() {
-    parser.emplace();
-    parser->header_limit(header_limit);
-    parser->body_limit(body_limit);
-    parser->eager(true);
-  }
+  void reset() { start_request_parser(parser, header_limit, body_limit); }
   uint32_t header_limit;
   uint64_t body_limit;
-  std::optional<beast_http::request_parser<beast_http::string_body>> parser;
+  std::optional<HttpRequestParser> parser;
   std::string pending;  // bytes the parser has not consumed yet
 };
 

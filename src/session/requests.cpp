@@ -1,20 +1,19 @@
 // Client requests and their replies (see requests.hpp). Control traffic is rare next to the
-// fan-out, so clarity wins here: requests are parsed with simdjson's DOM and replies are
-// written by hand into the thread's scratch string.
+// fan-out, so clarity wins here: requests are parsed with simdjson's DOM (client_request.cpp,
+// into the thread's parser) and replies are written by hand into the thread's scratch string.
 #include "session/requests.hpp"
 #include "ops/clock.hpp"
 
 #include <simdjson.h>
 
-#include <algorithm>
 #include <chrono>
 #include <vector>
 
-#include "hub/channel_name.hpp"
 #include "hub/envelope.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
 #include "ops/json.hpp"
+#include "session/client_request.hpp"
 #include "session/session.hpp"
 
 namespace odin {
@@ -60,36 +59,6 @@ void send_data(Connection& conn, uint64_t seq, const MessageRef& message) {
   conn.loop().schedule_flush();
 }
 
-// Reads `channels` (or its alias `symbols`) into `out`, duplicates removed, order kept.
-bool read_channels(simdjson::dom::element data, std::vector<std::string_view>& out,
-                   std::string& problem) {
-  simdjson::dom::element list;
-  if (data.is_object()) {
-    auto object = data.get_object().value_unsafe();
-    if (object["channels"].get(list) && object["symbols"].get(list)) {
-      problem = "data.channels must be an array of channel names";
-      return false;
-    }
-  } else {
-    problem = "data must be an object";
-    return false;
-  }
-  simdjson::dom::array array;
-  if (list.get(array) || array.size() == 0) {
-    problem = "data.channels must be a non-empty array of channel names";
-    return false;
-  }
-  for (simdjson::dom::element item : array) {
-    std::string_view name;
-    if (item.get(name) || !is_valid_channel_name(name)) {
-      problem = "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)";
-      return false;
-    }
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
-  }
-  return true;
-}
-
 void append_channel_list(std::string& out, std::span<const std::string_view> channels) {
   out.append(",\"data\":{\"channels\":[");
   for (size_t i = 0; i < channels.size(); ++i) {
@@ -119,71 +88,34 @@ void subscribe_channels(Connection& conn, Session& session,
   }
 }
 
-bool handle_subscribe(Connection& conn, Session& session, simdjson::dom::element request,
-                      std::string_view id_json, bool subscribe) {
-  std::vector<std::string_view> channels;
-  std::string problem;
-  simdjson::dom::element data;
-  if (request["data"].get(data) || !read_channels(data, channels, problem)) {
-    send_error(conn, id_json, "bad_request",
-               problem.empty() ? "data.channels must be an array of channel names" : problem);
-    return true;
-  }
-  if (!subscribe) {
+void handle_subscribe(Connection& conn, Session& session, const ClientRequest& request) {
+  const std::vector<std::string_view>& channels = request.channels;
+  if (request.kind == RequestKind::kUnsubscribe) {
     SubscriptionIndex& index = conn.loop().fanout().index();
     for (std::string_view channel : channels)
       session.unsubscribe(index, channel);
     Reply reply(conn.loop().json_scratch(), "unsubscribed");
     append_channel_list(reply.out(), channels);
-    reply.send(conn, id_json);
-    return true;
+    reply.send(conn, request.id_json);
+    return;
   }
   size_t added = 0;
   for (std::string_view channel : channels)
     added += !session.subscribed_to(channel);
   if (session.subscription_count() + added > conn.loop().config().max_channels_per_conn) {
-    send_error(conn, id_json, "too_many_channels",
+    send_error(conn, request.id_json, "too_many_channels",
                "at most " + std::to_string(conn.loop().config().max_channels_per_conn) +
                    " channels per connection");
-    return true;
-  }
-  bool snapshot = false;
-  if (data.is_object()) {
-    bool flag = false;
-    if (!data["snapshot"].get(flag)) snapshot = flag;
-  }
-  subscribe_channels(conn, session, channels, snapshot, id_json);
-  return true;
-}
-
-bool read_uint(simdjson::dom::element value, uint64_t& out) {
-  if (value.is_uint64()) return !value.get(out);
-  if (value.is_int64()) {
-    int64_t v = 0;
-    if (value.get(v) || v < 0) return false;
-    out = static_cast<uint64_t>(v);
-    return true;
-  }
-  return false;
-}
-
-void handle_replay(Connection& conn, Session& session, simdjson::dom::element request,
-                   std::string_view id_json) {
-  simdjson::dom::element data;
-  simdjson::dom::element from_value;
-  uint64_t from = 0;
-  uint64_t to = session.seq;
-  if (request["data"].get(data) || !data.is_object() || data["from"].get(from_value) ||
-      !read_uint(from_value, from) || from == 0) {
-    send_error(conn, id_json, "bad_request", "replay needs data.from, a seq >= 1");
     return;
   }
-  simdjson::dom::element to_value;
-  if (!data["to"].get(to_value) && !read_uint(to_value, to)) {
-    send_error(conn, id_json, "bad_request", "data.to must be a seq");
-    return;
-  }
-  if (from > to) {
+  subscribe_channels(conn, session, channels, request.snapshot, request.id_json);
+}
+
+void handle_replay(Connection& conn, Session& session, const ClientRequest& request) {
+  const std::string_view id_json = request.id_json;
+  const uint64_t from = request.replay_from;
+  const uint64_t to = request.replay_to.value_or(session.seq);
+  if (from > to) {  // parse_client_request checked an explicit `to`; this is the default one
     send_error(conn, id_json, "bad_request", "data.from is after data.to");
     return;
   }
@@ -206,37 +138,20 @@ void handle_replay(Connection& conn, Session& session, simdjson::dom::element re
   reply.send(conn, id_json);
 }
 
-struct ResumeRequest {
-  uint64_t session_id = 0;
-  uint64_t last_seq = 0;
-  bool valid = false;
-};
-
-ResumeRequest read_resume(simdjson::dom::element request) {
-  ResumeRequest r;
-  simdjson::dom::element data;
-  std::string_view id_text;
-  simdjson::dom::element last;
-  if (request["data"].get(data) || !data.is_object() || data["session"].get(id_text) ||
-      data["last_seq"].get(last) || !read_uint(last, r.last_seq)) {
-    return r;
-  }
-  r.valid = Session::parse_id(id_text, r.session_id);
-  return r;
-}
-
-// Resumes `resume` on this thread for `conn` (whose current session is the fresh one, or none
-// when it arrived from another thread). Returns false when the session cannot be resumed.
-bool resume_here(Connection& conn, const ResumeRequest& resume, std::string_view id_json) {
+// Resumes the session `request` names on this thread for `conn` (whose current session is the
+// fresh one, or none when it arrived from another thread). Returns false when the session cannot
+// be resumed.
+bool resume_here(Connection& conn, const ClientRequest& request) {
   EventLoop& loop = conn.loop();
-  Session* old = loop.sessions().find(resume.session_id);
+  const std::string_view id_json = request.id_json;
+  Session* old = loop.sessions().find(request.resume_session_id);
   if (!old || old == conn.session()) return false;
   if (!old->connection && wall_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
     return false;
   }
-  if (resume.last_seq > old->seq) return false;
-  if (resume.last_seq < old->seq &&
-      (old->ring.empty() || old->ring.first_seq() > resume.last_seq + 1)) {
+  if (request.resume_last_seq > old->seq) return false;
+  if (request.resume_last_seq < old->seq &&
+      (old->ring.empty() || old->ring.first_seq() > request.resume_last_seq + 1)) {
     return false;  // never partial: the ring no longer reaches back far enough
   }
   if (old->connection) old->connection->close(ws::close_code::kNormal, "session resumed elsewhere");
@@ -247,7 +162,7 @@ bool resume_here(Connection& conn, const ResumeRequest& resume, std::string_view
     conn.rebind(*old);
   }
   const uint32_t replayed =
-      old->ring.for_range(resume.last_seq + 1, old->seq,
+      old->ring.for_range(request.resume_last_seq + 1, old->seq,
                           [&](uint64_t seq, const MessageRef& m) { send_data(conn, seq, m); });
   Reply reply(loop.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
@@ -264,27 +179,6 @@ void resume_failed(Connection& conn, std::string_view id_json) {
              "session unknown, expired, or missed more than its replay buffer holds");
 }
 
-struct ParsedRequest {
-  simdjson::dom::element root;
-  std::string_view type;
-  std::string id_json;
-  bool is_object = false;  // parsed, and a JSON object
-  bool ok = false;         // ... with a string "type"
-};
-
-ParsedRequest parse_request(EventLoop& loop, std::string_view text) {
-  ParsedRequest p;
-  simdjson::dom::element root;
-  if (loop.json_parser().parse(text.data(), text.size()).get(root) || !root.is_object()) return p;
-  p.root = root;
-  p.is_object = true;
-  simdjson::dom::element id;
-  if (!root["id"].get(id)) p.id_json = simdjson::minify(id);
-  if (root["type"].get(p.type)) return p;
-  p.ok = true;
-  return p;
-}
-
 }  // namespace
 
 bool handle_client_request(Connection& conn, Session& session, std::string_view text) {
@@ -293,7 +187,8 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   const bool first = !conn.saw_request;
   conn.saw_request = true;
 
-  ParsedRequest request = parse_request(loop, text);
+  // Parsed before the rate limit: even a refusal echoes the request's id.
+  const ClientRequest request = parse_client_request(text, loop.json_parser());
 
   const int64_t now = steady_ns();
   const TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
@@ -310,56 +205,65 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   }
   stats.requests.add();
 
-  if (!request.ok) {
-    send_error(conn, request.id_json, "bad_request",
-               request.is_object ? "\"type\" must be a string" : "not a JSON object");
+  switch (request.kind) {
+    case RequestKind::kAuth:
+      // Not served yet: answered like any type the gateway does not know, well-formed or not.
+      send_error(conn, request.id_json, "unknown_type", "unknown request type");
+      return true;
+    case RequestKind::kResume:
+      // Checked before the fields: a late resume is refused whatever it carries.
+      if (!first) {
+        send_error(conn, request.id_json, "bad_request",
+                   "resume must be the first request of a connection");
+        return true;
+      }
+      break;
+    default:
+      break;
+  }
+  if (request.error) {
+    send_error(conn, request.id_json, request.error->code, request.error->message);
     return true;
   }
-  const std::string_view type = request.type;
-  if (type == "subscribe" || type == "unsubscribe") {
-    return handle_subscribe(conn, session, request.root, request.id_json, type == "subscribe");
-  }
-  if (type == "heartbeat") {
-    Reply reply(loop.json_scratch(), "pong");
-    reply.out().append(",\"ts\":");
-    json::append_int(reply.out(), wall_ms());
-    reply.send(conn, request.id_json);
-    return true;
-  }
-  if (type == "replay") {
-    handle_replay(conn, session, request.root, request.id_json);
-    return true;
-  }
-  if (type == "resume") {
-    if (!first) {
-      send_error(conn, request.id_json, "bad_request",
-                 "resume must be the first request of a connection");
+  switch (request.kind) {
+    case RequestKind::kSubscribe:
+    case RequestKind::kUnsubscribe:
+      handle_subscribe(conn, session, request);
+      return true;
+    case RequestKind::kHeartbeat: {
+      Reply reply(loop.json_scratch(), "pong");
+      reply.out().append(",\"ts\":");
+      json::append_int(reply.out(), wall_ms());
+      reply.send(conn, request.id_json);
       return true;
     }
-    ResumeRequest resume = read_resume(request.root);
-    if (!resume.valid) {
-      send_error(conn, request.id_json, "bad_request",
-                 "resume needs data.session and data.last_seq");
+    case RequestKind::kReplay:
+      handle_replay(conn, session, request);
+      return true;
+    case RequestKind::kResume: {
+      const unsigned owner = Session::thread_of(request.resume_session_id);
+      if (owner != loop.index() && owner < loop.gateway_thread_count()) {
+        conn.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
+        return true;
+      }
+      if (!resume_here(conn, request)) resume_failed(conn, request.id_json);
       return true;
     }
-    const unsigned owner = Session::thread_of(resume.session_id);
-    if (owner != loop.index() && owner < loop.gateway_thread_count()) {
-      conn.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
-      return true;
-    }
-    if (!resume_here(conn, resume, request.id_json)) resume_failed(conn, request.id_json);
-    return true;
+    case RequestKind::kInvalid:
+    case RequestKind::kUnknown:
+    case RequestKind::kAuth:
+      break;  // answered above: they always carry an error or were answered already
   }
-  send_error(conn, request.id_json, "unknown_type", "unknown request type");
   return true;
 }
 
 void continue_migrated(Connection& conn, MigratingConnection& moving) {
   EventLoop& loop = conn.loop();
-  ParsedRequest request = parse_request(loop, moving.request);
+  const ClientRequest request = parse_client_request(moving.request, loop.json_parser());
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
-    resumed = request.ok && resume_here(conn, read_resume(request.root), request.id_json);
+    // The request was checked before it moved; a resume that fails here is answered below.
+    resumed = request.kind == RequestKind::kResume && !request.error && resume_here(conn, request);
     if (resumed) {
       loop.discard_session_elsewhere(moving.fresh_session);
     } else {

@@ -1,0 +1,138 @@
+// Client request parsing (see client_request.hpp). The messages are part of the protocol's
+// observable behaviour (clients and the integration tests read them): change them only on purpose.
+#include "session/client_request.hpp"
+
+#include <simdjson.h>
+
+#include <algorithm>
+
+#include "hub/channel_name.hpp"
+#include "session/session.hpp"
+
+namespace odin {
+
+namespace {
+
+constexpr std::string_view kBadRequest = "bad_request";
+constexpr std::string_view kChannelsNeeded = "data.channels must be an array of channel names";
+
+void fail(ClientRequest& r, std::string_view message) {
+  r.error = RequestError{kBadRequest, message};
+}
+
+// Reads `channels` (or its alias `symbols`) into `out`, duplicates removed, order kept. Returns
+// the problem, empty when fine.
+std::string_view read_channels(simdjson::dom::element data, std::vector<std::string_view>& out) {
+  simdjson::dom::element list;
+  if (!data.is_object()) return "data must be an object";
+  auto object = data.get_object().value_unsafe();
+  if (object["channels"].get(list) && object["symbols"].get(list)) return kChannelsNeeded;
+  simdjson::dom::array array;
+  if (list.get(array) || array.size() == 0) {
+    return "data.channels must be a non-empty array of channel names";
+  }
+  for (simdjson::dom::element item : array) {
+    std::string_view name;
+    if (item.get(name) || !is_valid_channel_name(name)) {
+      return "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)";
+    }
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+  }
+  return {};
+}
+
+void read_subscribe(simdjson::dom::element root, ClientRequest& r) {
+  simdjson::dom::element data;
+  if (root["data"].get(data)) return fail(r, kChannelsNeeded);
+  if (std::string_view problem = read_channels(data, r.channels); !problem.empty()) {
+    r.channels.clear();
+    return fail(r, problem);
+  }
+  bool flag = false;
+  if (r.kind == RequestKind::kSubscribe && !data["snapshot"].get(flag)) r.snapshot = flag;
+}
+
+// A non-negative integer, whichever way simdjson stored it.
+bool read_uint(simdjson::dom::element value, uint64_t& out) {
+  if (value.is_uint64()) return !value.get(out);
+  if (value.is_int64()) {
+    int64_t v = 0;
+    if (value.get(v) || v < 0) return false;
+    out = static_cast<uint64_t>(v);
+    return true;
+  }
+  return false;
+}
+
+void read_replay(simdjson::dom::element root, ClientRequest& r) {
+  simdjson::dom::element data;
+  simdjson::dom::element from_value;
+  if (root["data"].get(data) || !data.is_object() || data["from"].get(from_value) ||
+      !read_uint(from_value, r.replay_from) || r.replay_from == 0) {
+    return fail(r, "replay needs data.from, a seq >= 1");
+  }
+  simdjson::dom::element to_value;
+  if (!data["to"].get(to_value)) {
+    uint64_t to = 0;
+    if (!read_uint(to_value, to)) return fail(r, "data.to must be a seq");
+    r.replay_to = to;
+    // Without `to` the caller makes the same check against the session's last seq.
+    if (r.replay_from > to) return fail(r, "data.from is after data.to");
+  }
+}
+
+void read_resume(simdjson::dom::element root, ClientRequest& r) {
+  simdjson::dom::element data;
+  simdjson::dom::element last;
+  if (root["data"].get(data) || !data.is_object() || data["session"].get(r.resume_session) ||
+      data["last_seq"].get(last) || !read_uint(last, r.resume_last_seq) ||
+      !Session::parse_id(r.resume_session, r.resume_session_id)) {
+    fail(r, "resume needs data.session and data.last_seq");
+  }
+}
+
+void read_auth(simdjson::dom::element root, ClientRequest& r) {
+  simdjson::dom::element data;
+  if (root["data"].get(data) || !data.is_object() || data["token"].get(r.auth_token)) {
+    fail(r, "auth needs data.token, a string");
+  }
+}
+
+}  // namespace
+
+ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser) {
+  ClientRequest r;
+  simdjson::dom::element root;
+  if (parser.parse(text.data(), text.size()).get(root) || !root.is_object()) {
+    fail(r, "not a JSON object");
+    return r;
+  }
+  simdjson::dom::element id;
+  if (!root["id"].get(id)) r.id_json = simdjson::minify(id);
+  std::string_view type;
+  if (root["type"].get(type)) {
+    fail(r, "\"type\" must be a string");
+    return r;
+  }
+  if (type == "subscribe" || type == "unsubscribe") {
+    r.kind = type == "subscribe" ? RequestKind::kSubscribe : RequestKind::kUnsubscribe;
+    read_subscribe(root, r);
+  } else if (type == "heartbeat") {
+    r.kind = RequestKind::kHeartbeat;
+  } else if (type == "replay") {
+    r.kind = RequestKind::kReplay;
+    read_replay(root, r);
+  } else if (type == "resume") {
+    r.kind = RequestKind::kResume;
+    read_resume(root, r);
+  } else if (type == "auth") {
+    r.kind = RequestKind::kAuth;
+    read_auth(root, r);
+  } else {
+    r.kind = RequestKind::kUnknown;
+    r.error = RequestError{"unknown_type", "unknown request type"};
+  }
+  return r;
+}
+
+}  // namespace odin

@@ -1,0 +1,64 @@
+// Parsing of one client request (PROTOCOL.md "Client to server") into what it asks for, apart
+// from answering it: pure, so it can be unit-tested and fuzzed without a connection. What depends
+// on the session (rate limit, channel cap, the default end of a replay, resume-first) stays with
+// the caller, session/requests.cpp.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace simdjson::dom {
+class parser;
+}
+
+namespace odin {
+
+enum class RequestKind : uint8_t {
+  kInvalid,  // not a JSON object, or no string "type"
+  kUnknown,  // a "type" the gateway does not know
+  kSubscribe,
+  kUnsubscribe,
+  kHeartbeat,
+  kReplay,
+  kResume,
+  kAuth,
+};
+
+// An error reply's code and message: static text, sent as they are.
+struct RequestError {
+  std::string_view code;
+  std::string_view message;
+};
+
+// What a request asks for. Every std::string_view member points into `parser`'s document and is
+// valid only until the parser parses again; id_json is a copy. The fields of a kind are meaningful
+// only when `error` is unset.
+struct ClientRequest {
+  RequestKind kind = RequestKind::kInvalid;
+  std::string id_json;  // the request's "id", minified, to echo in the reply; empty when absent
+  // Set when the request cannot be served as written: always for kInvalid and kUnknown, and for
+  // a known type whose fields are wrong (kind still says which type it was, because some checks
+  // of the caller, such as "resume must come first", take precedence over field errors).
+  std::optional<RequestError> error;
+
+  // kSubscribe, kUnsubscribe: valid names, duplicates removed, first-seen order.
+  std::vector<std::string_view> channels;
+  bool snapshot = false;  // kSubscribe: data.snapshot
+  // kReplay: from >= 1; to, when given, >= from (when absent it means the session's last seq).
+  uint64_t replay_from = 0;
+  std::optional<uint64_t> replay_to;
+  // kResume: data.session as sent and decoded, and data.last_seq.
+  std::string_view resume_session;
+  uint64_t resume_session_id = 0;
+  uint64_t resume_last_seq = 0;
+  // kAuth: data.token.
+  std::string_view auth_token;
+};
+
+// Parses `text` with `parser` (one per thread: the DOM parser reuses its memory).
+ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser);
+
+}  // namespace odin

@@ -1,0 +1,104 @@
+// Fuzzes parse_client_request, the parsing of every text message a WebSocket client sends
+// (subscribe, unsubscribe, heartbeat, replay, resume, auth), the input is the message itself.
+// Invariants beyond "no crash, no leak, no UB":
+//  - kInvalid and kUnknown always carry an error; every error has a known code and a message;
+//  - subscribe/unsubscribe: 1 or more channel names, all valid, distinct, no more than the
+//    message could hold; snapshot only on subscribe;
+//  - replay: from >= 1, and to >= from when given;
+//  - resume: the session text is 16 hex digits that decode to the id;
+//  - the echoed id, when present, is itself valid JSON;
+//  - parsing the same text again gives the same result (the parser's reuse leaks nothing).
+#include <simdjson.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "hub/channel_name.hpp"
+#include "session/client_request.hpp"
+#include "session/session.hpp"
+
+namespace {
+
+[[noreturn]] void violated(const char* what) {
+  std::fprintf(stderr, "invariant violated: %s\n", what);
+  std::abort();
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) violated(what);
+}
+
+std::string summary(const odin::ClientRequest& r) {
+  std::string s = std::to_string(static_cast<int>(r.kind)) + "|" + r.id_json + "|";
+  if (r.error) s.append(r.error->code).append(":").append(r.error->message);
+  s.append("|");
+  for (std::string_view c : r.channels)
+    s.append(c).append(",");
+  s += std::to_string(r.snapshot) + "|" + std::to_string(r.replay_from) + "|" +
+       std::to_string(r.replay_to.value_or(0)) + std::to_string(r.replay_to.has_value()) + "|" +
+       std::string(r.resume_session) + "|" + std::to_string(r.resume_session_id) + "|" +
+       std::to_string(r.resume_last_seq) + "|" + std::string(r.auth_token);
+  return s;
+}
+
+void check_request(const odin::ClientRequest& r, std::string_view text) {
+  using odin::RequestKind;
+  if (r.kind == RequestKind::kInvalid || r.kind == RequestKind::kUnknown) {
+    check(r.error.has_value(), "invalid or unknown request without an error");
+  }
+  if (r.error) {
+    check(r.error->code == (r.kind == RequestKind::kUnknown ? "unknown_type" : "bad_request"),
+          "unexpected error code");
+    check(!r.error->message.empty(), "error without a message");
+    return;  // the fields mean nothing then
+  }
+  switch (r.kind) {
+    case RequestKind::kSubscribe:
+    case RequestKind::kUnsubscribe:
+      check(!r.channels.empty(), "subscribe without channels");
+      // Each name takes at least its quotes and a separator in the text.
+      check(r.channels.size() * 3 <= text.size(), "more channels than the text can hold");
+      for (size_t i = 0; i < r.channels.size(); ++i) {
+        check(odin::is_valid_channel_name(r.channels[i]), "invalid channel name accepted");
+        for (size_t j = 0; j < i; ++j)
+          check(r.channels[j] != r.channels[i], "duplicate channel name");
+      }
+      check(r.kind == RequestKind::kSubscribe || !r.snapshot, "snapshot on unsubscribe");
+      break;
+    case RequestKind::kReplay:
+      check(r.replay_from >= 1, "replay from 0");
+      check(!r.replay_to || *r.replay_to >= r.replay_from, "replay to before from");
+      break;
+    case RequestKind::kResume: {
+      check(r.resume_session.size() == 16, "resume session text is not 16 characters");
+      uint64_t id = 0;
+      check(odin::Session::parse_id(r.resume_session, id) && id == r.resume_session_id,
+            "resume session id does not decode to the id given");
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static simdjson::dom::parser parser;  // reused across inputs, as the gateway reuses its own
+  static simdjson::dom::parser id_parser;
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const odin::ClientRequest r = odin::parse_client_request(text, parser);
+  check_request(r, text);
+  if (!r.id_json.empty()) {
+    simdjson::dom::element id;
+    check(!id_parser.parse(r.id_json).get(id), "echoed id is not valid JSON");
+    check(simdjson::minify(id) == r.id_json, "echoed id is not minified");
+  }
+  const std::string first = summary(r);
+  check(summary(odin::parse_client_request(text, parser)) == first, "second parse differs");
+  return 0;
+}

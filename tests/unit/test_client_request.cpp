@@ -1,0 +1,183 @@
+// Unit tests of client request parsing: every kind, every error with its exact code and message
+// (clients and the integration tests read them), and the decoded fields.
+#include <gtest/gtest.h>
+#include <simdjson.h>
+
+#include <string>
+#include <vector>
+
+#include "session/client_request.hpp"
+
+namespace odin {
+namespace {
+
+class ClientRequestTest : public ::testing::Test {
+ protected:
+  ClientRequest parse(std::string_view text) { return parse_client_request(text, parser_); }
+  // Parses `text`, expecting `kind` with a bad_request `message`.
+  void expect_bad(std::string_view text, RequestKind kind, std::string_view message) {
+    const ClientRequest r = parse(text);
+    EXPECT_EQ(r.kind, kind) << text;
+    ASSERT_TRUE(r.error) << text;
+    EXPECT_EQ(r.error->code, "bad_request") << text;
+    EXPECT_EQ(r.error->message, message) << text;
+  }
+  simdjson::dom::parser parser_;
+};
+
+TEST_F(ClientRequestTest, NotAnObjectOrNoType) {
+  expect_bad("not json", RequestKind::kInvalid, "not a JSON object");
+  expect_bad("[1,2]", RequestKind::kInvalid, "not a JSON object");
+  expect_bad("", RequestKind::kInvalid, "not a JSON object");
+  expect_bad(R"({"data":{}})", RequestKind::kInvalid, "\"type\" must be a string");
+  expect_bad(R"({"type":5})", RequestKind::kInvalid, "\"type\" must be a string");
+  // The id is still echoed when the object is there.
+  EXPECT_EQ(parse(R"({"type":null,"id": [ 1 , "a" ]})").id_json, R"([1,"a"])");
+  EXPECT_EQ(parse(R"([{"id":1}])").id_json, "");
+}
+
+TEST_F(ClientRequestTest, UnknownType) {
+  const ClientRequest r = parse(R"({"type":"dance","id":"z"})");
+  EXPECT_EQ(r.kind, RequestKind::kUnknown);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->code, "unknown_type");
+  EXPECT_EQ(r.error->message, "unknown request type");
+  EXPECT_EQ(r.id_json, R"("z")");
+}
+
+TEST_F(ClientRequestTest, Subscribe) {
+  ClientRequest r = parse(
+      R"({"type":"subscribe","id":7,"data":{"channels":["A","b.c","A",":x-_"],"snapshot":true}})");
+  EXPECT_EQ(r.kind, RequestKind::kSubscribe);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"A", "b.c", ":x-_"}));
+  EXPECT_TRUE(r.snapshot);
+  EXPECT_EQ(r.id_json, "7");
+  // `symbols` is an alias; `channels` wins when both are there; snapshot must be a bool.
+  r = parse(R"({"type":"subscribe","data":{"symbols":["S"],"snapshot":1}})");
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"S"}));
+  EXPECT_FALSE(r.snapshot);
+  r = parse(R"({"type":"subscribe","data":{"symbols":["S"],"channels":["C"]}})");
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"C"}));
+}
+
+TEST_F(ClientRequestTest, Unsubscribe) {
+  const ClientRequest r =
+      parse(R"({"type":"unsubscribe","data":{"channels":["A","A"],"snapshot":true}})");
+  EXPECT_EQ(r.kind, RequestKind::kUnsubscribe);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"A"}));
+  EXPECT_FALSE(r.snapshot);  // meaningless for unsubscribe
+}
+
+TEST_F(ClientRequestTest, SubscribeErrors) {
+  for (RequestKind kind : {RequestKind::kSubscribe, RequestKind::kUnsubscribe}) {
+    const std::string type = kind == RequestKind::kSubscribe ? "subscribe" : "unsubscribe";
+    const std::string head = R"({"type":")" + type + R"(")";
+    expect_bad(head + "}", kind, "data.channels must be an array of channel names");
+    expect_bad(head + R"(,"data":[]})", kind, "data must be an object");
+    expect_bad(head + R"(,"data":{}})", kind, "data.channels must be an array of channel names");
+    expect_bad(head + R"(,"data":{"channels":"A"}})", kind,
+               "data.channels must be a non-empty array of channel names");
+    expect_bad(head + R"(,"data":{"channels":[]}})", kind,
+               "data.channels must be a non-empty array of channel names");
+    for (const std::string& bad : std::vector<std::string>{
+             R"("")", R"("a b")", R"("x/y")", "5", "null", '"' + std::string(129, 'x') + '"'}) {
+      expect_bad(head + R"(,"data":{"channels":["ok",)" + bad + "]}}", kind,
+                 "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
+    }
+    EXPECT_TRUE(parse(head + R"(,"data":{"channels":["ok",1]}})").channels.empty());
+  }
+  EXPECT_FALSE(
+      parse(R"({"type":"subscribe","data":{"channels":[")" + std::string(128, 'x') + R"("]}})")
+          .error);
+}
+
+TEST_F(ClientRequestTest, Heartbeat) {
+  const ClientRequest r = parse(R"({"type":"heartbeat","id":{"k": 1}})");
+  EXPECT_EQ(r.kind, RequestKind::kHeartbeat);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.id_json, R"({"k":1})");
+}
+
+TEST_F(ClientRequestTest, Replay) {
+  ClientRequest r = parse(R"({"type":"replay","data":{"from":5,"to":7}})");
+  EXPECT_EQ(r.kind, RequestKind::kReplay);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.replay_from, 5u);
+  EXPECT_EQ(r.replay_to, 7u);
+  r = parse(R"({"type":"replay","data":{"from":18446744073709551615}})");
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.replay_from, UINT64_MAX);
+  EXPECT_FALSE(r.replay_to);  // the caller uses the session's last seq
+  EXPECT_FALSE(parse(R"({"type":"replay","data":{"from":3,"to":3}})").error);
+}
+
+TEST_F(ClientRequestTest, ReplayErrors) {
+  constexpr std::string_view kFrom = "replay needs data.from, a seq >= 1";
+  for (const char* text :
+       {R"({"type":"replay"})", R"({"type":"replay","data":1})", R"({"type":"replay","data":{}})",
+        R"({"type":"replay","data":{"from":0}})", R"({"type":"replay","data":{"from":-1}})",
+        R"({"type":"replay","data":{"from":1.5}})", R"({"type":"replay","data":{"from":"1"}})"}) {
+    expect_bad(text, RequestKind::kReplay, kFrom);
+  }
+  expect_bad(R"({"type":"replay","data":{"from":1,"to":-2}})", RequestKind::kReplay,
+             "data.to must be a seq");
+  expect_bad(R"({"type":"replay","data":{"from":1,"to":null}})", RequestKind::kReplay,
+             "data.to must be a seq");
+  expect_bad(R"({"type":"replay","data":{"from":5,"to":2}})", RequestKind::kReplay,
+             "data.from is after data.to");
+}
+
+TEST_F(ClientRequestTest, Resume) {
+  const ClientRequest r =
+      parse(R"({"type":"resume","id":1,"data":{"session":"00000000000abc01","last_seq":42}})");
+  EXPECT_EQ(r.kind, RequestKind::kResume);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.resume_session, "00000000000abc01");
+  EXPECT_EQ(r.resume_session_id, 0xabc01u);
+  EXPECT_EQ(r.resume_last_seq, 42u);
+  EXPECT_FALSE(
+      parse(R"({"type":"resume","data":{"session":"ffffffffffffffff","last_seq":0}})").error);
+}
+
+TEST_F(ClientRequestTest, ResumeErrors) {
+  for (const char* text : {
+           R"({"type":"resume"})",
+           R"({"type":"resume","data":"x"})",
+           R"({"type":"resume","data":{"last_seq":1}})",
+           R"({"type":"resume","data":{"session":"00000000000abc01"}})",
+           R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":-1}})",
+           R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":"1"}})",
+           R"({"type":"resume","data":{"session":1,"last_seq":1}})",
+           R"({"type":"resume","data":{"session":"abc01","last_seq":1}})",
+           R"({"type":"resume","data":{"session":"00000000000abcx1","last_seq":1}})",
+           R"({"type":"resume","data":{"session":"-0000000000abc01","last_seq":1}})",
+       }) {
+    expect_bad(text, RequestKind::kResume, "resume needs data.session and data.last_seq");
+  }
+}
+
+TEST_F(ClientRequestTest, Auth) {
+  const ClientRequest r = parse(R"({"type":"auth","id":"a","data":{"token":"eyJ.x.y"}})");
+  EXPECT_EQ(r.kind, RequestKind::kAuth);
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.auth_token, "eyJ.x.y");
+  for (const char* text :
+       {R"({"type":"auth"})", R"({"type":"auth","data":"t"})", R"({"type":"auth","data":{}})",
+        R"({"type":"auth","data":{"token":1}})"}) {
+    expect_bad(text, RequestKind::kAuth, "auth needs data.token, a string");
+  }
+}
+
+TEST_F(ClientRequestTest, ViewsPointIntoTheParsersDocument) {
+  // The parser copies the text into its own padded buffer: the views outlive `text` but not the
+  // next parse.
+  std::string text = R"({"type":"subscribe","data":{"channels":["AAA"]}})";
+  const ClientRequest r = parse(text);
+  text.assign(text.size(), ' ');
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"AAA"}));
+}
+
+}  // namespace
+}  // namespace odin
