@@ -5,11 +5,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <boost/asio/post.hpp>
 #include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "broker/demo_feed.hpp"
@@ -82,7 +86,43 @@ std::string Gateway::load_tls() {
   return {};
 }
 
+std::string Gateway::load_jwt() {
+  auth::JwtOptions options;
+  options.audience = config_.jwt_audience;
+  options.issuer = config_.jwt_issuer;
+  options.leeway_seconds = config_.jwt_leeway_seconds;
+  std::string variable = "WS_JWT_SECRET";
+  auth::JwtVerifier::Result made = std::string();
+  if (!config_.jwt_secret.empty()) {
+    made = auth::JwtVerifier::from_secret(config_.jwt_secret, options);
+  } else {
+    variable = "WS_JWT_PUBLIC_KEY";
+    std::string pem = config_.jwt_public_key;
+    if (!pem.starts_with("-----BEGIN")) {  // a file: read it now (and again on SIGHUP)
+      std::ifstream file(config_.jwt_public_key, std::ios::binary);
+      if (!file) return fmt::format("WS_JWT_PUBLIC_KEY: cannot read '{}'", config_.jwt_public_key);
+      pem.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    }
+    made = auth::JwtVerifier::from_public_key_pem(pem, options);
+  }
+  if (auto* error = std::get_if<std::string>(&made)) return variable + ": " + *error;
+  auto verifier =
+      std::make_shared<const auth::JwtVerifier>(std::get<auth::JwtVerifier>(std::move(made)));
+  spdlog::info("JWT authentication: {} tokens{}{}", verifier->algorithm_name(),
+               options.audience.empty() ? "" : ", audience " + options.audience,
+               options.issuer.empty() ? "" : ", issuer " + options.issuer);
+  std::lock_guard lock(tls_mutex_);
+  jwt_verifier_ = std::move(verifier);
+  return {};
+}
+
 void Gateway::reload_files() {
+  if (config_.auth_jwt && !config_.jwt_public_key.empty() &&
+      !config_.jwt_public_key.starts_with("-----BEGIN")) {
+    if (std::string problem = load_jwt(); !problem.empty()) {
+      spdlog::error("SIGHUP: JWT key not reloaded, the previous key stays in use: {}", problem);
+    }
+  }
   if (!config_.tls_cert.empty()) {
     if (std::string problem = load_tls(); !problem.empty()) {
       spdlog::error("SIGHUP: TLS not reloaded, the previous certificate stays in use: {}", problem);
@@ -102,6 +142,12 @@ int Gateway::run() {
 
   if (!config_.tls_cert.empty()) {
     if (std::string problem = load_tls(); !problem.empty()) {
+      spdlog::error("{}", problem);
+      return 2;
+    }
+  }
+  if (config_.auth_jwt) {
+    if (std::string problem = load_jwt(); !problem.empty()) {
       spdlog::error("{}", problem);
       return 2;
     }
@@ -149,7 +195,7 @@ int Gateway::run() {
     timespec second{1, 0};
     const int sig = sigtimedwait(&signals, nullptr, &second);
     if (sig == SIGHUP) {
-      spdlog::info("SIGHUP received: reloading certificate and key files");
+      spdlog::info("SIGHUP received: reloading the TLS certificate and key and the JWT key file");
       reload_files();
       continue;
     }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/jwt.hpp"
 #include "broker/broker.hpp"
 #include "guard/address_limits.hpp"
 #include "guard/resource_monitor.hpp"
@@ -69,6 +70,13 @@ class Gateway {
   // (Re)loads WS_TLS_CERT / WS_TLS_KEY; on failure the old context stays and the error is
   // returned.
   std::string load_tls();
+  // WS_AUTH=jwt: the verifier of upgrade and `auth` tokens (null when auth is off).
+  std::shared_ptr<const auth::JwtVerifier> jwt_verifier() const {
+    std::lock_guard lock(tls_mutex_);
+    return jwt_verifier_;
+  }
+  // (Re)loads WS_JWT_SECRET or WS_JWT_PUBLIC_KEY; on failure the old verifier stays.
+  std::string load_jwt();
 
  private:
   Config config_;
@@ -83,8 +91,9 @@ class Gateway {
   std::atomic<uint32_t> websocket_connections_{0};
   std::atomic<bool> draining_{false};
   AddressLimits address_limits_;
-  mutable std::mutex tls_mutex_;
+  mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below
   std::shared_ptr<const TlsContext> tls_context_;
+  std::shared_ptr<const auth::JwtVerifier> jwt_verifier_;
   // Re-reads every file-based secret (certificate, key, JWT public key) after SIGHUP.
   void reload_files();
 };

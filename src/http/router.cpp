@@ -5,8 +5,10 @@
 #include <simdjson.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/string.hpp>
 #include <vector>
 
+#include "auth/jwt.hpp"
 #include "gateway.hpp"
 #include "guard/origin_policy.hpp"
 #include "http/ops_endpoints.hpp"
@@ -14,6 +16,7 @@
 #include "http/request_parts.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
+#include "ops/clock.hpp"
 #include "ops/json.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
@@ -60,6 +63,30 @@ const char* reason_phrase(unsigned status) {
   }
 }
 
+// The upgrade's token: `?token=` (browsers cannot set headers on a WebSocket) or
+// `Authorization: Bearer`. Null with `refusal` set when it is missing or invalid.
+std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifier,
+                                                const HttpRequest& request, EventLoop& loop,
+                                                std::string& refusal) {
+  std::string_view token = query_param(request.target(), "token");
+  if (token.empty()) {
+    const std::string_view header = request[http::field::authorization];
+    if (header.size() > 7 && boost::beast::iequals(header.substr(0, 7), "Bearer ")) {
+      token = header.substr(7);
+    }
+  }
+  if (token.empty()) {
+    refusal = "token missing";
+    return nullptr;
+  }
+  auth::TokenCheck check = verifier.verify(token, wall_ms() / 1000, loop.json_parser());
+  if (!check.claims) {
+    refusal = check.error;
+    return nullptr;
+  }
+  return std::make_unique<auth::TokenClaims>(std::move(*check.claims));
+}
+
 bool handle_upgrade(Connection& conn, HttpRequest& request) {
   EventLoop& loop = conn.loop();
   Gateway& gateway = loop.gateway();
@@ -90,6 +117,25 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
     send_http_error(conn, 400, "too many channels in ?channels=", keep_alive);
     return keep_alive;
   }
+  std::unique_ptr<auth::TokenClaims> token;
+  if (auto verifier = gateway.jwt_verifier()) {
+    std::string refusal;
+    token = authenticate(*verifier, request, loop, refusal);
+    if (!token) {
+      loop.stats().refused(RefuseReason::kUnauthorized);
+      send_http_error(conn, 401, refusal, keep_alive,
+                      "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
+      return keep_alive;
+    }
+    for (std::string_view channel : channels) {
+      if (!token->channels.allows(channel)) {
+        loop.stats().forbidden.add();
+        send_http_error(conn, 403, fmt::format("channel {} is not allowed by the token", channel),
+                        keep_alive);
+        return keep_alive;
+      }
+    }
+  }
   if (auto refused = gateway.admit()) {
     loop.stats().connections_rejected[static_cast<int>(*refused)].add();
     send_http_error(conn, 503, reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
@@ -102,6 +148,10 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
       accept));
   const Config& config = gateway.config();
   Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size);
+  if (token) {
+    session.subject = token->subject;
+    conn.set_token(std::move(token));
+  }
   conn.upgrade(session);
   loop.stats().connections_accepted.add();
   send_welcome(conn, session);

@@ -504,6 +504,13 @@ void Connection::on_sweep(int64_t now_ms) {
       }
       return;
     case State::kOpen: {
+      if (token_ && token_->expires_at != 0 &&
+          now_ms >= (token_->expires_at + config.jwt_leeway_seconds) * 1000) {
+        // The client did not send a fresh token (`auth`) in time.
+        loop_.stats().token_expired_closes.add();
+        close(ws::close_code::kTokenExpired, "token expired");
+        return;
+      }
       if (now_ms - last_heard_ms_ >= config.heartbeat_timeout.count()) {
         loop_.stats().heartbeat_timeouts.add();
         close(ws::close_code::kHeartbeatTimeout, "heartbeat timeout");
@@ -544,6 +551,7 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
     moving.saw_request = saw_request;
     moving.reader = std::move(reader_);
     moving.tls = std::move(tls_);
+    moving.token = std::move(token_);
     moving.address_slot = std::move(address_slot_);
     if (out_.backlog_bytes() > 0) {
       moving.unsent.assign(out_.backlog.data() + out_.backlog_offset, out_.backlog_bytes());

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/jwt.hpp"
 #include "guard/address_limits.hpp"
 #include "net/out_batch.hpp"
 #include "net/tls.hpp"
@@ -47,6 +48,10 @@ class Connection final : public ws::FrameHandler {
   State state() const { return state_; }
   bool is_loopback() const { return loopback_; }
   TlsStream* tls() { return tls_.get(); }
+  // WS_AUTH=jwt: the claims of the token this connection presented (null when auth is off).
+  const auth::TokenClaims* token() const { return token_.get(); }
+  void set_token(std::unique_ptr<auth::TokenClaims> token) { token_ = std::move(token); }
+  std::unique_ptr<auth::TokenClaims> release_token() { return std::move(token_); }
   bool accepts_data() const { return state_ == State::kOpen; }
   // Warms what the fan-out reads and writes for this connection (its state and batch links).
   void prefetch_for_fanout() const {
@@ -122,6 +127,7 @@ class Connection final : public ws::FrameHandler {
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<TlsStream> tls_;
   AddressLimits::Slot address_slot_;
+  std::unique_ptr<auth::TokenClaims> token_;
   std::unique_ptr<HttpReader> http_;
   ws::MessageReader reader_;
   Session* session_ = nullptr;

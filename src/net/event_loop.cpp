@@ -201,6 +201,7 @@ void EventLoop::adopt(MigratingConnection moving) {
   Connection* raw = conn.get();
   connections_.push_back(std::move(conn));
   raw->saw_request = moving.saw_request;
+  raw->set_token(std::move(moving.token));
   raw->start_migrated(std::move(moving.reader), std::move(moving.unsent));
   continue_migrated(*raw, moving);
   if (!raw->migrating() && raw->state() != Connection::State::kClosed) raw->resume_reading();

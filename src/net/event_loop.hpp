@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "auth/jwt.hpp"
 #include "guard/address_limits.hpp"
 #include "hub/fanout.hpp"
 #include "net/out_batch.hpp"
@@ -48,8 +49,9 @@ struct MigratingConnection {
   std::vector<std::string> queued;  // requests received after it, in order
   uint64_t fresh_session = 0;       // the session `welcome` announced (old thread's)
   bool saw_request = false;
-  std::unique_ptr<TlsStream> tls;    // a TLS connection's state, buffered records included
-  AddressLimits::Slot address_slot;  // its place under WS_MAX_CONNECTIONS_PER_IP
+  std::unique_ptr<TlsStream> tls;            // a TLS connection's state, buffered records included
+  AddressLimits::Slot address_slot;          // its place under WS_MAX_CONNECTIONS_PER_IP
+  std::unique_ptr<auth::TokenClaims> token;  // WS_AUTH=jwt: what the client may read, until when
 };
 
 class EventLoop {

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <vector>
 
+#include "auth/jwt.hpp"
+#include "gateway.hpp"
 #include "hub/envelope.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
@@ -99,6 +101,16 @@ void handle_subscribe(Connection& conn, Session& session, const ClientRequest& r
     reply.send(conn, request.id_json);
     return;
   }
+  if (const auth::TokenClaims* token = conn.token()) {
+    for (std::string_view channel : channels) {
+      if (!token->channels.allows(channel)) {  // all or nothing, like the other refusals
+        conn.loop().stats().forbidden.add();
+        send_error(conn, request.id_json, "forbidden",
+                   "channel " + std::string(channel) + " is not allowed by the token");
+        return;
+      }
+    }
+  }
   size_t added = 0;
   for (std::string_view channel : channels)
     added += !session.subscribed_to(channel);
@@ -138,6 +150,61 @@ void handle_replay(Connection& conn, Session& session, const ClientRequest& requ
   reply.send(conn, id_json);
 }
 
+// `auth`: a fresh token for this connection (docs/protocol.md). The token is copied first: the
+// request's views point into the parser's document, which verifying the token parses over.
+void handle_auth(Connection& conn, Session& session, const ClientRequest& request,
+                 const auth::JwtVerifier& verifier) {
+  EventLoop& loop = conn.loop();
+  const std::string token_text(request.auth_token);
+  auth::TokenCheck check = verifier.verify(token_text, wall_ms() / 1000, loop.json_parser());
+  if (!check.claims) {
+    send_error(conn, request.id_json, "invalid_token", check.error);
+    return;
+  }
+  const auth::TokenClaims* current = conn.token();
+  if (current && current->subject != check.claims->subject) {
+    send_error(conn, request.id_json, "forbidden", "the token is for another subject");
+    return;
+  }
+  // Channels the new token no longer allows end now.
+  std::vector<std::string> dropped;
+  for (const Session::Subscription& sub : session.subscriptions()) {
+    if (!check.claims->channels.allows(sub.channel->name)) dropped.push_back(sub.channel->name);
+  }
+  if (!dropped.empty()) {
+    std::vector<std::string_view> names(dropped.begin(), dropped.end());
+    for (std::string_view name : names)
+      session.unsubscribe(loop.fanout().index(), name);
+    Reply notice(loop.json_scratch(), "unsubscribed");
+    append_channel_list(notice.out(), names);
+    notice.send(conn, {});
+  }
+  const int64_t expires_at = check.claims->expires_at;
+  conn.set_token(std::make_unique<auth::TokenClaims>(std::move(*check.claims)));
+  loop.stats().tokens_refreshed.add();
+  Reply reply(loop.json_scratch(), "authenticated");
+  reply.out().append(",\"data\":{\"expires_at\":");
+  if (expires_at == 0) {
+    reply.out().append("null");
+  } else {
+    json::append_int(reply.out(), expires_at * 1000);
+  }
+  reply.out().push_back('}');
+  reply.send(conn, request.id_json);
+}
+
+// With authentication on, only the subject that opened a session may resume it, and only with a
+// token that allows every channel it is subscribed to (the resume re-sends what they carried).
+bool token_may_resume(const Connection& conn, const Session& session) {
+  const auth::TokenClaims* token = conn.token();
+  if (!token) return true;
+  if (token->subject != session.subject) return false;
+  for (const Session::Subscription& sub : session.subscriptions()) {
+    if (!token->channels.allows(sub.channel->name)) return false;
+  }
+  return true;
+}
+
 // Resumes the session `request` names on this thread for `conn` (whose current session is the
 // fresh one, or none when it arrived from another thread). Returns false when the session cannot
 // be resumed.
@@ -146,6 +213,7 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
   const std::string_view id_json = request.id_json;
   Session* old = loop.sessions().find(request.resume_session_id);
   if (!old || old == conn.session()) return false;
+  if (!token_may_resume(conn, *old)) return false;
   if (!old->connection && wall_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
     return false;
   }
@@ -207,9 +275,11 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
 
   switch (request.kind) {
     case RequestKind::kAuth:
-      // Not served yet: answered like any type the gateway does not know, well-formed or not.
-      send_error(conn, request.id_json, "unknown_type", "unknown request type");
-      return true;
+      if (!loop.gateway().jwt_verifier()) {
+        send_error(conn, request.id_json, "bad_request", "authentication is not enabled");
+        return true;
+      }
+      break;
     case RequestKind::kResume:
       // Checked before the fields: a late resume is refused whatever it carries.
       if (!first) {
@@ -249,10 +319,13 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
       if (!resume_here(conn, request)) resume_failed(conn, request.id_json);
       return true;
     }
+    case RequestKind::kAuth:
+      if (auto verifier = loop.gateway().jwt_verifier())
+        handle_auth(conn, session, request, *verifier);
+      return true;
     case RequestKind::kInvalid:
     case RequestKind::kUnknown:
-    case RequestKind::kAuth:
-      break;  // answered above: they always carry an error or were answered already
+      break;  // answered above: they always carry an error
   }
   return true;
 }

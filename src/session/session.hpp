@@ -55,6 +55,9 @@ class Session {
   TokenBucket bucket;
   uint32_t refused_since_full = 0;
   bool saw_first_request = false;
+  // WS_AUTH=jwt: the `sub` of the token that opened the session; only a token with the same
+  // subject may resume it.
+  std::string subject;
 
  private:
   uint64_t id_;

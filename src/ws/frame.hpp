@@ -37,6 +37,7 @@ inline constexpr uint16_t kPolicy = 1008;
 inline constexpr uint16_t kTooBig = 1009;
 inline constexpr uint16_t kInternalError = 1011;
 inline constexpr uint16_t kHeartbeatTimeout = 4000;
+inline constexpr uint16_t kTokenExpired = 4001;  // docs/protocol.md: WS_AUTH=jwt, no fresh token
 inline constexpr uint16_t kSlowConsumer = 4008;
 }  // namespace close_code
 
