@@ -83,17 +83,32 @@ std::variant<std::shared_ptr<const TlsContext>, std::string> TlsContext::load(
   return std::shared_ptr<const TlsContext>(std::move(context));
 }
 
-TlsSink::TlsSink() : bio_(BIO_new(BIO_s_mem())) {}
+namespace {
 
-std::string_view TlsSink::pending() const {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(bio_.get(), &data);
-  return n > 0 ? std::string_view(data, static_cast<size_t>(n)) : std::string_view();
+int sink_write(BIO* bio, const char* data, int length) {
+  static_cast<std::string*>(BIO_get_data(bio))->append(data, static_cast<size_t>(length));
+  return length;
 }
 
-void TlsSink::clear() {
-  // Keeps the BIO's buffer (it is the thread's, reused every turn).
-  (void)BIO_reset(bio_.get());
+long sink_ctrl(BIO*, int command, long, void*) {
+  return command == BIO_CTRL_FLUSH ? 1 : 0;  // nothing is buffered below the string
+}
+
+int sink_create(BIO* bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+}  // namespace
+
+TlsSink::TlsSink() : method_(BIO_meth_new(BIO_TYPE_SOURCE_SINK, "odin-tls-sink")) {
+  if (!method_ || !BIO_meth_set_write(method_.get(), sink_write) ||
+      !BIO_meth_set_ctrl(method_.get(), sink_ctrl) ||
+      !BIO_meth_set_create(method_.get(), sink_create)) {
+    return;  // out of memory at start-up: bio() is null and TLS connections fail
+  }
+  bio_.reset(BIO_new(method_.get()));
+  if (bio_) BIO_set_data(bio_.get(), &buffer_);
 }
 
 std::unique_ptr<TlsStream> TlsStream::accept(const TlsContext& context, int fd) {
@@ -108,7 +123,7 @@ std::unique_ptr<TlsStream> TlsStream::accept(const TlsContext& context, int fd) 
 }
 
 void TlsStream::bind_sink(TlsSink& sink) {
-  if (SSL_get_wbio(ssl_.get()) == sink.bio()) return;
+  if (!sink.bio() || SSL_get_wbio(ssl_.get()) == sink.bio()) return;
   BIO_up_ref(sink.bio());  // SSL_set0_wbio takes one reference and drops the previous BIO's
   SSL_set0_wbio(ssl_.get(), sink.bio());
 }

@@ -48,15 +48,25 @@ class TlsContext {
   std::string description_;
 };
 
-// Where a thread's TLS output goes before it is written to a socket.
+struct BioMethodFree {
+  void operator()(BIO_METHOD* method) const { BIO_meth_free(method); }
+};
+
+// Where a thread's TLS output goes before it is written to a socket: a BIO that appends to one
+// string. (OpenSSL's memory BIO would do, but its reset clears its whole capacity every time,
+// which per connection per turn is a memset of the largest burst ever written.)
 class TlsSink {
  public:
   TlsSink();
+  TlsSink(const TlsSink&) = delete;  // the BIO points at buffer_
+  TlsSink& operator=(const TlsSink&) = delete;
   BIO* bio() const { return bio_.get(); }
-  std::string_view pending() const;
-  void clear();
+  std::string_view pending() const { return buffer_; }
+  void clear() { buffer_.clear(); }
 
  private:
+  std::string buffer_;
+  std::unique_ptr<BIO_METHOD, BioMethodFree> method_;
   std::unique_ptr<BIO, BioFree> bio_;
 };
 
