@@ -335,7 +335,7 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
   const ClientRequest request = parse_client_request(moving.request, loop.json_parser());
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
-    // The request was checked before it moved; a resume that fails here is answered below.
+    // The request was checked before it moved; one that fails here goes back to be answered.
     resumed = request.kind == RequestKind::kResume && !request.error && resume_here(conn, request);
     if (resumed) {
       loop.discard_session_elsewhere(moving.fresh_session);

@@ -1,14 +1,20 @@
 // Fuzzes ws::MessageReader::feed, the RFC 6455 reader every client byte after the upgrade goes
 // through, with arbitrary client bytes split into reads at fuzzer-chosen points.
 //
-// Input: byte 0 picks the message size limit, byte 1 seeds the read sizes (0: one read), the
-// rest is the client's byte stream. Invariants beyond "no crash, no leak, no UB":
+// Input: byte 0 picks the message size limit (byte 0 % 11) and how the handler behaves (byte 0 /
+// 11 % 4: plain; returns false, "stop reading", on every third event as the gateway does when a
+// request closes the connection; calls release_buffers() inside every callback as the gateway's
+// abort() does; both), byte 1 seeds the read sizes (0: one read), the rest is the client's byte
+// stream. Invariants beyond "no crash, no leak, no UB":
 //  - a text message is valid UTF-8 by both of the repo's validators (the vectorised whole-string
 //    check and the incremental one fed in pieces) and no longer than the limit;
 //  - ping/pong payloads are at most 125 bytes, a close has a valid code (or 1005 without one) and
 //    a valid UTF-8 reason of at most 123 bytes; nothing is delivered after a close or an error;
+//  - no event in the rest of a feed() after the handler said stop; a message stays readable
+//    during on_text() even when the handler releases the reader's buffers first;
 //  - the reader's memory stays within the limit (+ one control frame) at every step;
-//  - the events and the final error are the same whether the stream comes in one read or split:
+//  - the events and the final error are the same whether the stream comes in one read or split
+//    (unless the handler stops reading: then what was left of a read is dropped by design):
 //    how TCP cuts the stream must not change what the gateway sees.
 #include <cstddef>
 #include <cstdint>
@@ -38,12 +44,21 @@ void check(bool ok, const char* what) {
   if (!ok) violated(what);
 }
 
+// What the handler does besides recording (bits of the mode).
+constexpr unsigned kStopSometimes = 1;  // return false on every third event
+constexpr unsigned kRelease = 2;        // call release_buffers() first thing in every callback
+
 // Records what the reader delivers, checking each event as it comes.
 class Recorder : public FrameHandler {
  public:
-  explicit Recorder(uint32_t limit) : limit_(limit) {}
+  Recorder(uint32_t limit, unsigned mode, MessageReader& reader)
+      : limit_(limit), mode_(mode), reader_(reader) {}
+
+  // Called before each feed(): events may come again.
+  void new_feed() { stopped_ = false; }
 
   bool on_text(std::string_view message) override {
+    event();
     check(!closed_, "text after close");
     check(message.size() <= limit_, "text message over the limit");
     check(odin::ws::is_valid_utf8(message), "text message is not valid UTF-8");
@@ -55,11 +70,12 @@ class Recorder : public FrameHandler {
     log_.push_back('T');
     log_.append(message);
     log_.push_back('\0');
-    return true;
+    return go_on();
   }
   bool on_ping(std::string_view payload) override { return control('P', payload); }
   bool on_pong(std::string_view payload) override { return control('O', payload); }
   void on_close(uint16_t code, std::string_view reason) override {
+    event();
     check(!closed_, "second close");
     check(code == odin::ws::close_code::kNoStatus || odin::ws::is_valid_close_code(code),
           "close with an invalid code");
@@ -76,26 +92,40 @@ class Recorder : public FrameHandler {
   bool closed() const { return closed_; }
 
  private:
+  // Every callback starts here; the payload is read after it, so a release that freed it shows.
+  void event() {
+    check(!stopped_, "event after the handler said stop in the same feed()");
+    if (mode_ & kRelease) reader_.release_buffers();
+  }
+  bool go_on() {
+    if ((mode_ & kStopSometimes) && ++events_ % 3 == 0) stopped_ = true;
+    return !stopped_;
+  }
   bool control(char kind, std::string_view payload) {
+    event();
     check(!closed_, "control frame after close");
     check(payload.size() <= odin::ws::kMaxControlPayload, "control payload over 125 bytes");
     check(payload.size() <= limit_, "control payload over the limit");
     log_.push_back(kind);
     log_.append(payload);
     log_.push_back('\0');
-    return true;
+    return go_on();
   }
 
   uint32_t limit_;
+  unsigned mode_;
+  MessageReader& reader_;
+  unsigned events_ = 0;
+  bool stopped_ = false;  // the handler returned false during this feed()
   bool closed_ = false;
   std::string log_;
 };
 
 // Feeds `stream` in reads whose sizes come from `seed` (0: all at once); returns the event log
 // with the final error, if any, appended.
-std::string run(std::string stream, uint32_t limit, uint8_t seed) {
+std::string run(std::string stream, uint32_t limit, unsigned mode, uint8_t seed) {
   MessageReader reader(limit);
-  Recorder recorder(limit);
+  Recorder recorder(limit, mode, reader);
   std::optional<odin::ws::ReadError> error;
   uint32_t state = seed;
   size_t at = 0;
@@ -109,6 +139,7 @@ std::string run(std::string stream, uint32_t limit, uint8_t seed) {
     }
     std::span<char> bytes(stream.data() + at, n);
     at += n;
+    recorder.new_feed();
     if (error || recorder.closed()) {
       // Ignored from now on: no event, no error.
       const size_t before = recorder.log().size();
@@ -148,11 +179,13 @@ std::string run(std::string stream, uint32_t limit, uint8_t seed) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   const uint32_t limit = kLimits[data[0] % std::size(kLimits)];
+  const unsigned mode = data[0] / std::size(kLimits) % 4;
   const uint8_t seed = data[1];
   const std::string stream(reinterpret_cast<const char*>(data) + 2, size - 2);
-  const std::string whole = run(stream, limit, 0);
+  const std::string whole = run(stream, limit, mode, 0);
   if (seed == 0) return 0;
-  if (const std::string split = run(stream, limit, seed); split != whole) {
+  const std::string split = run(stream, limit, mode, seed);
+  if (!(mode & kStopSometimes) && split != whole) {
     std::fprintf(stderr, "one read:\n%s\nsplit reads:\n%s\n", whole.c_str(), split.c_str());
     violated("split reads change the events");
   }

@@ -10,7 +10,8 @@ import struct
 HERE = os.path.dirname(os.path.abspath(__file__))
 MASK = b"\x37\xfa\x21\x3d"
 
-# fuzz_frame's byte 0 picks the limit from this list (index), byte 1 seeds the read sizes.
+# fuzz_frame's byte 0 picks the limit from this list (byte 0 % 11) and the handler's behaviour
+# (byte 0 // 11 % 4), byte 1 seeds the read sizes.
 LIMITS = [0, 1, 2, 16, 125, 126, 127, 1000, 65535, 65536, 1 << 20]
 
 
@@ -91,6 +92,18 @@ def frame_corpus():
         "bad_ping_too_long": (limit_64k, 0, frame(0x89, b"p" * 126)),
         "bad_len64_msb": (limit_64k, 0, b"\x81\xff\x80" + b"\0" * 7 + MASK),
         "after_close_ignored": (limit_64k, 0x21, close(1000) + text("late")),
+        # Handler behaviours (byte 0 // 11): 1 stops reading on every third event, 2 releases
+        # the reader's buffers in every callback, 3 both.
+        "handler_stops": (limit_64k + 11, 0x35,
+                          text("a") + text("b") + text("c") + text("d") + frame(0x89, b"")),
+        "handler_releases_in_fragmented": (limit_64k + 22, 0x0B,
+                                           text("ab", fin=False) + frame(0x89, b"p" * 20) +
+                                           cont("cd")),
+        "handler_releases_on_text": (limit_64k + 22, 0x62,
+                                     text("x" * 50, fin=False) + cont("y" * 50) + text("z")),
+        "handler_stops_and_releases": (limit_64k + 33, 0x44,
+                                       text("m", fin=False) + cont("n") + frame(0x8A, b"o") +
+                                       close(1000)),
     }
     return {name: bytes([limit, seed]) + data for name, (limit, seed, data) in c.items()}
 

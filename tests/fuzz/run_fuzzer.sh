@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target for a bounded time on a working copy of its committed seed corpus
 # (new inputs go to the copy, never to the repo), then prints one summary line: seconds,
-# executions, executions/s, coverage (cov, ft), corpus size. Exits non-zero on any crash, leak,
-# timeout, out-of-memory, sanitizer report or violated invariant; the end of the log is printed
-# then, with the reproducer left in WORK_DIR/artifacts. Used by the `fuzz` ctests and by
-# scripts/fuzz.sh.
+# executions, executions/s, coverage (cov, ft), corpus size (inputs libFuzzer keeps). Exits
+# non-zero on any crash, leak, timeout, out-of-memory, sanitizer report or violated invariant;
+# the end of the log is printed then, with the reproducer left in WORK_DIR/artifacts. Used by the
+# `fuzz` ctests and by scripts/fuzz.sh.
 # Usage: run_fuzzer.sh BINARY SEED_CORPUS_DIR WORK_DIR SECONDS [DICT]
 set -uo pipefail
 if [[ $# -lt 4 ]]; then
@@ -35,10 +35,11 @@ stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -1; }
 cov_line=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -1)
 cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$cov_line")
 ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$cov_line")
-corpus=$(find "$work/corpus" -type f | wc -l)
+# libFuzzer's own corpus count (inputs that add coverage), not the files the copy has gathered.
+corpus=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$cov_line")
 printf '%-20s %5ss %12s execs %9s exec/s  cov %-6s ft %-6s corpus %-6s %s\n' "$name" "$elapsed" \
   "$(stat number_of_executed_units)" "$(stat average_exec_per_sec)" "${cov:-?}" "${ft:-?}" \
-  "$corpus" "$([[ $status -eq 0 ]] && echo ok || echo "FAILED (exit $status)")"
+  "${corpus:-?}" "$([[ $status -eq 0 ]] && echo ok || echo "FAILED (exit $status)")"
 if [[ $status -ne 0 ]]; then
   echo "--- end of $log ---"
   tail -n 80 "$log"

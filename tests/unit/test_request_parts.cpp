@@ -1,10 +1,15 @@
 // Unit tests of the router's pure request reading: path, query parameter, `?channels=` splitting
-// and the upgrade headers.
+// and the upgrade headers; and of the request parser's setup, including how it refuses a bad
+// request line that arrives in pieces (found by fuzz_http_request, see docs/fuzzing.md).
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/error.hpp>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "http/request_parser.hpp"
 #include "http/request_parts.hpp"
 
 namespace odin {
@@ -51,6 +56,43 @@ TEST(RequestParts, UpgradeRequestOf) {
   EXPECT_EQ(up.key, "dGhlIHNhbXBsZSBub25jZQ==");
   EXPECT_EQ(up.version, "13");
   EXPECT_EQ(ws::check_upgrade(up).status, 101);
+}
+
+// Feeds `reads` one after the other as Connection::feed_http does (unconsumed bytes kept);
+// returns the first error, or need_more.
+boost::beast::error_code feed(std::initializer_list<std::string_view> reads) {
+  std::optional<HttpRequestParser> parser;
+  start_request_parser(parser);
+  std::string pending;
+  boost::beast::error_code ec;
+  for (std::string_view read : reads) {
+    pending.append(read);
+    const size_t used = parser->put(boost::asio::buffer(pending), ec);
+    pending.erase(0, used);
+    if (ec != boost::beast::http::error::need_more) return ec;
+  }
+  return ec;
+}
+
+TEST(RequestParser, BadRequestLineInOneReadIsRefusedAtOnce) {
+  EXPECT_EQ(feed({"onnection: Upgrade\r\nHost: x\r\n"}), boost::beast::http::error::bad_method);
+}
+
+TEST(RequestParser, BadRequestLineInPiecesWaitsForTheEndOfTheHeader) {
+  // Once a read ended inside the header, Beast only looks for the blank line (or the limit).
+  EXPECT_EQ(feed({"onne", "ction: Upgrade\r\nHost: x\r\n"}), boost::beast::http::error::need_more);
+  EXPECT_EQ(feed({"onne", "ction: Upgrade\r\nHost: x\r\n", "\r\n"}),
+            boost::beast::http::error::bad_method);
+  // ... and the wait is bounded by the header limit.
+  EXPECT_EQ(feed({"onne", "ction: Upgrade\r\n", std::string(kMaxHttpHeaderBytes, 'x')}),
+            boost::beast::http::error::header_limit);
+}
+
+TEST(RequestParser, Limits) {
+  EXPECT_EQ(feed({"POST /publish HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n"}),
+            boost::beast::http::error::body_limit);
+  EXPECT_EQ(feed({"GET / HTTP/1.1\r\nX: " + std::string(kMaxHttpHeaderBytes, 'x') + "\r\n\r\n"}),
+            boost::beast::http::error::header_limit);
 }
 
 }  // namespace
