@@ -28,6 +28,7 @@ CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DODIN_FUZZ=ON -DODIN_BRO
   >/dev/null
 cmake --build build/fuzz --target fuzz_targets
 echo "=== ctest in build/fuzz (fuzz) ==="
-ctest --test-dir build/fuzz -L fuzz --output-on-failure || status=1
+# Two at a time: each fuzzer is one process on one core, and nothing else runs by now.
+ctest --test-dir build/fuzz -L fuzz --output-on-failure -j2 || status=1
 if [[ $status -ne 0 ]]; then echo "TEST SUITE FAILED"; else echo "TEST SUITE PASSED"; fi
 exit $status
