@@ -1432,7 +1432,15 @@ class Worker {
       else
         X509_VERIFY_PARAM_set1_ip_asc(param, o_.host.c_str());
     }
-    if (tls_session_) SSL_set_session(ssl, tls_session_);
+    if (tls_session_) {
+      // A copy per connection: OpenSSL marks a TLS 1.3 session not resumable once a handshake
+      // has resumed it, and the newest ticket is offered by many handshakes in flight at once.
+      // (The gateway's tickets are stateless, so the same ticket resumes every time.)
+      if (SSL_SESSION* copy = SSL_SESSION_dup(tls_session_)) {
+        SSL_set_session(ssl, copy);
+        SSL_SESSION_free(copy);  // the SSL holds its own reference
+      }
+    }
     c.phase = kTlsHandshake;
     tls_handshake(ci);
   }
