@@ -6,8 +6,11 @@ client `loadclient`, the publisher `publisher`), stops them by PID, and appends 
 docs/bench/results.json. `report.py` turns that file into docs/benchmarks.md and its plots.
 Normally called through tools/bench/run.sh, which installs and builds what is needed.
 
-  bench.py fanout|sustained|maxrate|capacity|slow|burst|all [--targets odin,blaster,node,nats-ws]
+  bench.py fanout|sustained|maxrate|capacity|slow|burst|tls|all [--targets odin,blaster,node,nats-ws]
            [--quick] [--build build/release]
+
+`tls` measures odin-ws with and without TLS (WS_TLS_CERT/KEY, certificates made by the `openssl`
+command), always against the odin target; `all` does not include it.
 
 Targets: odin (the gateway, core NATS intake, default threads), odin-1t (the same with
 WS_THREADS=1), blaster (a writev-only ceiling, tools/bench/
@@ -20,8 +23,11 @@ import datetime
 import json
 import os
 import platform
+import re
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -91,13 +97,22 @@ atexit.register(_stop_all)
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
 
-def wait_http(port, path="/health", timeout=20, proc=None):
+def url(port, path, tls=None):
+    """(address, urlopen keyword arguments) of a path on a local server; over TLS the certificate
+    is verified against itself (it is its own CA), which also checks it names 127.0.0.1."""
+    if not tls:
+        return f"http://127.0.0.1:{port}{path}", {}
+    return f"https://127.0.0.1:{port}{path}", {"context": ssl.create_default_context(cafile=tls["cert"])}
+
+
+def wait_http(port, path="/health", timeout=20, proc=None, tls=None):
     deadline = time.time() + timeout
+    address, kw = url(port, path, tls)
     while time.time() < deadline:
         if proc and not proc.alive():
             raise RuntimeError(f"{proc.name} exited:\n{proc.output()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+            with urllib.request.urlopen(address, timeout=1, **kw) as r:
                 if r.status == 200:
                     return
         except Exception:
@@ -118,6 +133,168 @@ def wait_port(port, timeout=20, proc=None):
             time.sleep(0.1)
     raise RuntimeError(f"nothing listens on port {port} within {timeout} s")
 
+# ---- host CPU, profiles, heap ----------------------------------------------------------------
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def host_busy_jiffies():
+    """CPU time the whole machine spent busy (all cores), and the wall clock."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest time is already in user)
+    return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0), time.time()
+
+
+def proc_jiffies(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class HostCpu:
+    """What the machine's CPUs did over a window (100 = one core): all of it, ours (NATS, the
+    system under test, the load client and its workers) and the rest (other work on the machine,
+    and the publisher and perf, which are small). The bench shares its two cores with whatever
+    else runs; this says how much did."""
+
+    def __init__(self, others, servers, client):
+        self.pids = [p.pid for p in others + servers + [client]] + children(client.pid)
+        self.busy0, self.t0 = host_busy_jiffies()
+        self.ours0 = {pid: proc_jiffies(pid) for pid in self.pids}
+
+    def stop(self):
+        busy, t = host_busy_jiffies()
+        ours = 0
+        for pid, j0 in self.ours0.items():
+            j = proc_jiffies(pid)
+            if j is not None and j0 is not None:
+                ours += j - j0
+        secs = max(t - self.t0, 1e-3)
+        pct = lambda j: round(100.0 * j / TICK / secs, 1)
+        return {"seconds": round(secs, 2), "busy_percent": pct(busy - self.busy0),
+                "ours_percent": pct(ours), "other_percent": pct(max(0, busy - self.busy0 - ours))}
+
+
+def wait_quiet(max_wait, threshold=25.0, sample=2.0):
+    """Waits (up to max_wait s) for the machine's other work to use under `threshold` % of one
+    core over `sample` s. Returns how long it waited and the last busy figure."""
+    start = time.time()
+    while True:
+        b0, t0 = host_busy_jiffies()
+        time.sleep(sample)
+        b1, t1 = host_busy_jiffies()
+        busy = 100.0 * (b1 - b0) / TICK / (t1 - t0)
+        if busy < threshold or time.time() - start >= max_wait:
+            return {"waited_seconds": round(time.time() - start, 1), "busy_percent": round(busy, 1)}
+
+
+def perf_usable():
+    if not shutil.which("perf"):
+        return False
+    try:
+        return subprocess.run(["perf", "record", "-q", "-o", "/dev/null", "--", "true"],
+                              capture_output=True, timeout=30).returncode == 0
+    except Exception:
+        return False
+
+
+class Perf:
+    """`perf record` of one process with DWARF call chains (Debian's libcrypto has no frame
+    pointers), 499 Hz; stop() summarizes it: top symbols by self time and by inclusive time."""
+
+    def __init__(self, pid, seconds=None):
+        self.data = tempfile.mktemp(prefix="bench-perf-", suffix=".data")
+        argv = ["perf", "record", "-q", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(pid),
+                "-o", self.data]
+        if seconds:
+            argv += ["--", "sleep", str(seconds)]
+        self.started = time.time()
+        self.proc = Proc("perf", argv)
+
+    def stop(self, wait=False):
+        if wait:
+            self.proc.wait(60)
+        self.proc.stop(signal.SIGINT, grace=60)
+        seconds = round(time.time() - self.started, 1)
+        try:
+            return {"seconds": seconds, "dso": self.report(False, 12, "dso"),
+                    "self": self.report(False, 30), "children": self.report(True, 150)}
+        except Exception as e:
+            return {"error": str(e)[-500:]}
+        finally:
+            if os.path.exists(self.data):
+                os.unlink(self.data)
+
+    def report(self, inclusive, top, sort="dso,sym"):
+        """Rows of `perf report`: percent of the samples (inclusive of callees, or self), the
+        library and the symbol (a hex address where the library is stripped)."""
+        argv = ["perf", "report", "-i", self.data, "--stdio", "-g", "none", "--sort", sort,
+                "--percent-limit", "0.3", "--children" if inclusive else "--no-children"]
+        text = subprocess.run(argv, capture_output=True, text=True, timeout=600).stdout
+        rows = []
+        for line in text.splitlines():
+            if sort == "dso":
+                m = re.match(r"^\s*([\d.]+)%\s+(\S.*\S)\s*$", line)
+                if m:
+                    rows.append({"percent": float(m.group(1)), "dso": m.group(2)})
+                continue
+            m = re.match(r"^\s*([\d.]+)%\s+(?:([\d.]+)%\s+)?(\S+)\s+\[(.)\]\s+(.*\S)\s*$", line)
+            if not m:
+                continue
+            row = {"percent": float(m.group(1)), "dso": m.group(3), "sym": m.group(5)[:160]}
+            if inclusive:
+                row["self"] = float(m.group(2) or 0)
+            rows.append(row)
+        return rows[:top]
+
+
+def malloc_stats(proc):
+    """glibc's malloc_stats() of a running process (through gdb; it pauses for a moment): heap
+    bytes held from the system and in use, to tell live memory from allocator slack in RSS."""
+    if not shutil.which("gdb"):
+        return None
+    before = len(proc.output())
+    try:
+        subprocess.run(["gdb", "-p", str(proc.pid), "-batch", "-nx", "-ex", "call (void)malloc_stats()"],
+                       capture_output=True, timeout=60)
+    except Exception as e:
+        return {"error": str(e)}
+    time.sleep(0.2)
+    text = proc.output()[before:]
+    m = re.search(r"Total \(incl\. mmap\):\s*system bytes\s*=\s*(\d+)\s*in use bytes\s*=\s*(\d+)", text)
+    if not m:
+        return {"error": "no malloc_stats output"}
+    return {"system_kb": int(m.group(1)) // 1024, "in_use_kb": int(m.group(2)) // 1024}
+
+
+def make_cert(directory, kind):
+    """A self-signed certificate for localhost and 127.0.0.1 (P-256 ECDSA or RSA-2048)."""
+    key, cert = os.path.join(directory, f"{kind}.key"), os.path.join(directory, f"{kind}.pem")
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ecdsa" else [
+        "-newkey", "rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return {"name": kind, "cert": cert, "key": key}
+
 
 class Bench:
     def __init__(self, build, threads):
@@ -135,8 +312,11 @@ class Bench:
         wait_port(port, proc=p)
         return p, port
 
-    def start_target(self, target, nats_port, instances=1):
-        """Starts `instances` of the target on one NATS; returns (procs, ws ports, protocol)."""
+    def start_target(self, target, nats_port, instances=1, tls=None):
+        """Starts `instances` of the target on one NATS; returns (procs, ws ports, protocol).
+        With `tls` ({"cert", "key"} PEM paths) odin's listener speaks only TLS."""
+        if tls and target not in ("odin", "odin-1t"):
+            raise ValueError(f"{target} has no TLS listener here")
         procs, ports = [], []
         for i in range(instances):
             port = free_port()
@@ -151,8 +331,10 @@ class Bench:
                     env["WS_THREADS"] = str(self.threads)
                 if target == "odin-1t":  # one event loop: leaves the other core to the rest
                     env["WS_THREADS"] = "1"
+                if tls:
+                    env.update(WS_TLS_CERT=tls["cert"], WS_TLS_KEY=tls["key"])
                 p = Proc(f"odin{i}", [self.tool("odin-ws")], env)
-                wait_http(port, proc=p)
+                wait_http(port, proc=p, tls=tls)
             elif target == "blaster":
                 p = Proc("blaster", [self.tool("blaster"), "--port", str(port), "--nats",
                                      f"127.0.0.1:{nats_port}"])
@@ -181,13 +363,24 @@ class Bench:
 
     def run(self, target, connections, channels=1, per_conn=1, rate=10.0, seconds=10.0,
             size=500, slow_fraction=0.0, instances=1, ramp=0, burst=None, extra_wait=20,
-            settle=1.0, client_processes=None):
+            settle=1.0, client_processes=None, tls=None, tls_resume=False, part=None,
+            profile=None, heap=False):
         """One run: start NATS and the target, connect, publish `rate` msg/s for `seconds`,
-        collect. Returns the load client's JSON plus the publisher's and the setup."""
+        collect. Returns the load client's JSON plus the publisher's and the setup.
+
+        tls: {"name", "cert", "key"}: the target speaks TLS and the clients too (full handshakes,
+        or resumed ones with tls_resume). part: the tls scenario's label for the run. profile:
+        "connect" or "publish": `perf record` the gateway during that phase (a profile run, its
+        figures are perturbed by perf). heap: glibc's malloc_stats of the gateway once all are
+        connected (through gdb; the gateway pauses for a moment)."""
         setup = dict(target=target, connections=connections, channels=channels, per_conn=per_conn,
                      rate=rate, seconds=seconds, size=size, slow_fraction=slow_fraction,
                      instances=instances, ramp=ramp, burst=burst)
+        if part:  # only the tls scenario's runs carry these; the others keep their shape
+            setup.update(part=part, tls=tls["name"] if tls else None, tls_resume=tls_resume,
+                         profile=profile)
         started = []
+        perf = None
         try:
             if target == "nats-ws":
                 srv, nats_port, ws_port = self.start_nats_ws()
@@ -196,7 +389,8 @@ class Bench:
             else:
                 nats, nats_port = self.start_nats()
                 started.append(nats)
-                server_procs, ports, protocol = self.start_target(target, nats_port, instances)
+                server_procs, ports, protocol = self.start_target(target, nats_port, instances,
+                                                                  tls)
                 started += server_procs
             count = int(round(rate * seconds))
             if burst:
@@ -217,17 +411,29 @@ class Bench:
                 argv += ["--slow-fraction", str(slow_fraction)]
             if client_processes:
                 argv += ["--processes", str(client_processes)]
+            if tls:
+                argv += ["--tls"] + (["--tls-resume"] if tls_resume else [])
+            if profile == "connect":
+                perf = Perf(server_procs[0].pid)
             client = Proc("loadclient", argv)
             started.append(client)
-            deadline = time.time() + 120
+            # TLS handshakes are CPU work for both sides on the same two cores: more time to connect.
+            limit = 120 + (connections / 100 if tls else 0)
+            deadline = time.time() + limit
             while not (os.path.exists(ready) and os.path.getsize(ready) > 0):
                 if not client.alive():
                     raise RuntimeError(f"load client exited early:\n{client.output()[-3000:]}")
                 if time.time() > deadline:
-                    raise RuntimeError("clients did not all connect within 120 s")
+                    raise RuntimeError(f"clients did not all connect within {limit:.0f} s")
                 time.sleep(0.1)
             os.unlink(ready)
+            profiles = {}
+            if perf:
+                profiles["connect"] = perf.stop()
+                perf = None
+            heap_stats = malloc_stats(server_procs[0]) if heap else None
             time.sleep(settle)
+            host = HostCpu([nats] if target != "nats-ws" else [], server_procs, client)
             pub_argv = [self.tool("publisher"), "--nats", f"127.0.0.1:{nats_port}",
                         "--rate", str(rate), "--channels", str(channels), "--size", str(size),
                         "--count", str(count)]
@@ -236,8 +442,13 @@ class Bench:
                              "--burst-for", str(burst["for"])]
             pub = Proc("publisher", pub_argv)
             started.append(pub)
+            if profile == "publish":
+                perf = Perf(server_procs[0].pid, seconds=min(10, seconds))
+                profiles["publish"] = perf.stop(wait=True)
+                perf = None
             if pub.wait(seconds + 120) is None:
                 raise RuntimeError("publisher did not finish")
+            host_cpu = host.stop()  # while every process of ours is still there to be read
             pub_out = pub.output().strip().splitlines()
             publisher = json.loads(pub_out[-1]) if pub_out and pub_out[-1].startswith("{") else {
                 "error": pub.output()[-500:]}
@@ -249,11 +460,18 @@ class Bench:
                 raise RuntimeError(f"load client printed no result:\n{client.output()[-3000:]}")
             result = json.loads(lines[-1])
             result.update(setup=setup, publisher=publisher, client_exit=code)
+            if part:
+                result["host_cpu"] = host_cpu
+                if profiles:
+                    result["profile"] = profiles
+                if heap_stats:
+                    result["server_heap"] = heap_stats
             if target in ("odin", "node"):  # their own counters, e.g. slow-consumer closes
                 try:
                     stats = []
                     for port in ports:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as r:
+                        address, kw = url(port, "/stats", tls)
+                        with urllib.request.urlopen(address, timeout=5, **kw) as r:
                             stats.append(json.load(r))
                     result["server_stats"] = {
                         k: sum(s.get(k, 0) for s in stats)
@@ -262,6 +480,8 @@ class Bench:
                     result["server_stats"] = {"error": str(e)}
             return result
         finally:
+            if perf:
+                perf.stop()
             for p in reversed(started):
                 p.stop()
 
@@ -324,6 +544,8 @@ def attempt(b, label, **kw):
         r = b.run(**kw)
     except Exception as e:  # a peer that falls over is a result too
         r = {"setup": dict(kw), "error": str(e)[-1500:]}
+        if isinstance(kw.get("tls"), dict):  # the certificate's kind, not its temporary paths
+            r["setup"]["tls"] = kw["tls"]["name"]
         log(f"{label}: FAILED: {str(e)[:300]}")
         return r
     log(f"{label}: {brief(r)}")
@@ -437,8 +659,74 @@ def burst(b, targets, quick, repeat):
     return runs
 
 
+def tls(b, targets, quick, repeat, quiet_wait=60, profile=True):
+    """The cost of TLS: odin-ws plain against odin-ws with WS_TLS_CERT/KEY, back to back in one
+    run. Certificates: self-signed P-256 ECDSA (every TLS run) and RSA-2048 (the connect-rate
+    run only: RSA signing is the classic handshake cost), made here with `openssl`. Clients make
+    full handshakes (TLS 1.3, X25519), no certificate verification; one connect-rate run resumes
+    sessions instead (a reconnecting browser).
+      fanout:    10,000 clients on 1 channel, 10 msg/s for 10 s, plain and TLS alternating,
+                 `repeat` pairs (default 3; medians quoted)
+      connect:   10,000 clients opened as fast as possible: connections/s and the server's RSS
+                 per connection, plain, ECDSA, RSA, ECDSA resumed
+      sustained: 12,000 clients x 5 of 100 channels at 25 msg/s per client for 20 s
+      profile:   perf of the gateway during a TLS and a plain fan-out, and during 3,000 ECDSA
+                 and RSA handshakes (separate runs: perf perturbs what it watches)
+    Before each run it waits (up to --quiet-wait s) for the machine's other work to settle, and
+    every run records how busy the machine was (host_cpu)."""
+    if "odin" not in targets:
+        log("tls: measures the odin target only; add it to --targets")
+        return []
+    if not shutil.which("openssl"):
+        raise RuntimeError("tls needs the openssl command (apt-get install openssl)")
+    directory = tempfile.mkdtemp(prefix="bench-tls-")
+    certs = {kind: make_cert(directory, kind) for kind in ("ecdsa", "rsa")}
+    n_fan, n_conn, n_prof = (1000, 2000, 1000) if quick else (10000, 10000, 3000)
+    seconds = 10 if quick else 20
+    gdb = shutil.which("gdb") is not None
+    runs = []
+
+    def one(label, part, cert=None, **kw):
+        quiet = wait_quiet(quiet_wait) if quiet_wait else None
+        r = attempt(b, label, target="odin", part=part, tls=certs.get(cert), **kw)
+        if quiet:
+            r["host_before"] = quiet
+        if "error" not in r:
+            info = r.get("tls_info") or {}
+            log(f"{label}: {r.get('connections_per_second', 0):,.0f} connections/s, server RSS "
+                f"{r['server'].get('rss_kb_connected', 0) / 1024:.1f} MiB connected, "
+                f"host other {r.get('host_cpu', {}).get('other_percent')}% "
+                f"{info.get('version', '')} {info.get('cipher', '')} {info.get('signature', '')}")
+        runs.append(r)
+
+    for rep in range(repeat):
+        for cert in (None, "ecdsa"):
+            one(f"tls fanout {cert or 'plain'} #{rep + 1}", "fanout", cert, connections=n_fan,
+                channels=1, per_conn=1, rate=10, seconds=10)
+    for cert, resume in ((None, False), ("ecdsa", False), ("rsa", False), ("ecdsa", True)):
+        one(f"tls connect {cert or 'plain'}{' resumed' if resume else ''}", "connect", cert,
+            tls_resume=resume, connections=n_conn, channels=1, per_conn=1, rate=10, seconds=1,
+            heap=gdb and not resume)
+    shape = dict(SUSTAINED, connections=2000) if quick else SUSTAINED
+    for cert in (None, "ecdsa"):
+        one(f"tls sustained {cert or 'plain'}", "sustained", cert, seconds=seconds,
+            rate=per_client_to_publish_rate(25), **shape)
+    if profile and perf_usable():
+        for cert in ("ecdsa", None):
+            one(f"tls profile fanout {cert or 'plain'}", "profile-fanout", cert, profile="publish",
+                connections=n_fan, channels=1, per_conn=1, rate=10, seconds=10)
+        for cert in ("ecdsa", "rsa"):
+            one(f"tls profile connect {cert}", "profile-connect", cert, profile="connect",
+                connections=n_prof, channels=1, per_conn=1, rate=10, seconds=1)
+    elif profile:
+        log("tls: perf is missing or not permitted here: no profiles")
+    shutil.rmtree(directory, ignore_errors=True)
+    return runs
+
+
 SCENARIOS = {"fanout": fanout, "sustained": sustained, "maxrate": maxrate,
-             "capacity": capacity, "slow": slow, "burst": burst}
+             "capacity": capacity, "slow": slow, "burst": burst, "tls": tls}
+ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls
 
 
 def main():
@@ -451,21 +739,30 @@ def main():
                     help="runs of each configuration, medians quoted (default: 3 for fanout, 1 for the longer scenarios)")
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: a smoke run")
     ap.add_argument("--seconds", type=int, default=60, help="length of the sustained runs")
+    ap.add_argument("--quiet-wait", type=int, default=60,
+                    help="tls: seconds to wait before each run for other work on the machine to settle (0: don't)")
+    ap.add_argument("--no-profile", action="store_true", help="tls: no perf profiles")
     a = ap.parse_args()
     targets = [t for t in a.targets.split(",") if t]
     for t in targets:
         if t not in ALL_TARGETS:
             ap.error(f"unknown target {t}")
     b = Bench(a.build, a.threads)
-    names = list(SCENARIOS) if a.scenario == "all" else [a.scenario]
+    names = ALL if a.scenario == "all" else [a.scenario]
     command = "tools/bench/run.sh " + " ".join(sys.argv[1:])
     for name in names:
         log(f"== {name}")
         if name == "sustained":
             runs = sustained(b, targets, a.quick, a.repeat or 1, a.seconds)
+        elif name == "tls":
+            runs = tls(b, targets, a.quick, a.repeat or 3, a.quiet_wait, not a.no_profile)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
-        save(name, runs, command, {"quick": a.quick, "threads": a.threads}, targets)
+        notes = {"quick": a.quick, "threads": a.threads}
+        if name == "tls":
+            notes["quiet_wait"] = a.quiet_wait
+        # tls runs are all of the odin target: they replace the earlier tls runs
+        save(name, runs, command, notes, ["odin"] if name == "tls" else targets)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,19 @@
 // cheap: one epoll loop per worker, 40 bytes per connection, frames parsed in place in one
 // per-process read buffer (only a partial trailing frame is copied), fixed-size log-linear
 // histograms instead of sample vectors, and reach-all bookkeeping per message, not per delivery.
+//
+// With --tls it speaks TLS (OpenSSL, one SSL_CTX per worker): the handshake is driven by the same
+// epoll loop, then the upgrade and the frames go through SSL_read/SSL_write. Plain mode keeps its
+// code path: the TLS state lives in vectors that stay empty without --tls.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -105,7 +112,11 @@ struct Options {
   double slow_fraction = 0;
   std::vector<int> server_pids;
   double connect_timeout_s = 30;
-  std::string path;  // default "/ws" (odin) or "/" (nats-ws)
+  std::string path;         // default "/ws" (odin) or "/" (nats-ws)
+  bool tls = false;         // --tls: wss:// (TLS on the same port)
+  bool tls_resume = false;  // --tls-resume: resume a TLS session instead of full handshakes
+  std::string ca;           // --ca: verify the server's certificate against this PEM file
+  std::string servername;   // --servername: SNI, and the name verified with --ca
 
   // Derived.
   uint32_t host_addr = 0;  // network order
@@ -142,7 +153,13 @@ void usage(FILE* f) {
       "                      earlier when every connection has --expect messages\n"
       "  --slow-fraction F   every round(1/F)-th connection stops reading once subscribed\n"
       "  --ready-file F      written with the upgraded count once all are connected\n"
-      "  --server-pid PID    server process to measure (repeatable or comma list; summed)\n",
+      "  --server-pid PID    server process to measure (repeatable or comma list; summed)\n"
+      "  --tls               TLS (wss://); no certificate verification unless --ca is given\n"
+      "  --ca FILE           verify the server's certificate against this PEM CA file (and its\n"
+      "                      name: --servername, else the --host IP address)\n"
+      "  --servername NAME   SNI server name (and the name --ca checks)\n"
+      "  --tls-resume        each worker makes one full handshake, then every other connection\n"
+      "                      resumes its latest session ticket (default: full handshakes only)\n",
       f);
 }
 
@@ -183,6 +200,10 @@ bool parse_options(int argc, char** argv, Options& o) {
     if (key == "--help" || key == "-h") {
       usage(stdout);
       std::exit(0);
+    }
+    if (key == "--tls" || key == "--tls-resume") {  // switches: no value
+      (key == "--tls" ? o.tls : o.tls_resume) = true;
+      continue;
     }
     const size_t eq = key.find('=');
     if (key.rfind("--", 0) == 0 && eq != std::string::npos) {
@@ -237,6 +258,10 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.ready_file = value;
     } else if (key == "--server-pid") {
       ok = to_int_list(value, o.server_pids);
+    } else if (key == "--ca") {
+      o.ca = value;
+    } else if (key == "--servername") {
+      o.servername = value;
     } else {
       std::fprintf(stderr, "loadclient: unknown option %s (see --help)\n", key.c_str());
       return false;
@@ -265,6 +290,10 @@ bool parse_options(int argc, char** argv, Options& o) {
   // Many source addresses only make sense (and only route) when the server is on loopback.
   o.bind_source = (ntohl(a.s_addr) >> 24) == 127;
   if (o.path.empty()) o.path = o.protocol == Protocol::kOdin ? "/ws" : "/";
+  if ((o.tls_resume || !o.ca.empty() || !o.servername.empty()) && !o.tls) {
+    std::fprintf(stderr, "loadclient: --tls-resume, --ca and --servername need --tls\n");
+    return false;
+  }
   if (o.slow_fraction > 0) o.slow_step = std::max(1L, std::lround(1.0 / o.slow_fraction));
   if (o.processes == 0) o.processes = (o.connections + kDefaultPerProcess - 1) / kDefaultPerProcess;
   o.processes = std::min(o.processes, o.connections);
@@ -385,7 +414,10 @@ struct Totals {
   int64_t first_connect_ns = 0;
   int64_t last_upgrade_ns = 0;
   int64_t ready_ns = 0;
-  int64_t cpu_window_us = 0;  // this worker's CPU between all-connected and the stop
+  int64_t cpu_window_us = 0;    // this worker's CPU between all-connected and the stop
+  int64_t cpu_connect_us = 0;   // this worker's CPU from its start to all its connections resolved
+  uint64_t tls_handshakes = 0;  // TLS handshakes completed
+  uint64_t tls_resumed = 0;     // of which resumed a session
 };
 
 struct Writer {
@@ -629,7 +661,22 @@ void install_signals() {
 // ---------------------------------------------------------------------------------------------
 // Worker: a contiguous slice [lo, hi) of the connections, one epoll loop.
 
-enum Phase : uint8_t { kIdle, kConnecting, kHandshake, kUpgraded, kOpen, kClosed, kFailed };
+// kTlsHandshake only with --tls: TCP connected, TLS handshake under way; kHandshake is the
+// WebSocket upgrade.
+enum Phase : uint8_t {
+  kIdle,
+  kConnecting,
+  kTlsHandshake,
+  kHandshake,
+  kUpgraded,
+  kOpen,
+  kClosed,
+  kFailed
+};
+
+bool in_flight(Phase p) {
+  return p == kConnecting || p == kTlsHandshake || p == kHandshake || p == kUpgraded;
+}
 
 // Only allocated while a connection holds a partial frame (or a partial NATS command).
 struct Partial {
@@ -667,6 +714,10 @@ class Worker {
         scratch_(1 << 18),
         subs_(static_cast<size_t>(o.channels), 0) {
     if (o_.protocol == Protocol::kNats) last_n_.assign(n_ * static_cast<size_t>(o_.per_conn), kNoN);
+    if (o_.tls) {
+      ssl_.assign(n_, nullptr);
+      tls_t0_.assign(n_, 0);
+    }
     const uint64_t hint =
         o_.expect > 0 ? static_cast<uint64_t>(o_.expect) * static_cast<uint64_t>(o_.channels)
                       : 1u << 16;
@@ -677,6 +728,7 @@ class Worker {
   }
 
   [[noreturn]] void run() {
+    if (o_.tls && !tls_init()) _exit(3);
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -694,6 +746,7 @@ class Worker {
       if (!ready_sent_ && next_ == n_ && inflight_ == 0) {
         ReadyInfo r{t_.upgraded, t_.failed, t_.first_connect_ns, t_.last_upgrade_ns, now};
         t_.ready_ns = now;
+        t_.cpu_connect_us = cpu_us_self();
         send_msg(to_parent_, kReady, &r, sizeof(r));
         ready_sent_ = true;
       }
@@ -726,8 +779,7 @@ class Worker {
     // Whatever was still connecting when the run ended never made it.
     for (size_t ci = 0; ci < n_; ++ci) {
       const Phase p = conns_[ci].phase;
-      if (p == kIdle || p == kConnecting || p == kHandshake || p == kUpgraded)
-        fail(static_cast<uint32_t>(ci), "unfinished");
+      if (p == kIdle || in_flight(p)) fail(static_cast<uint32_t>(ci), "unfinished");
     }
     drain_slow();
     send_result();
@@ -744,6 +796,8 @@ class Worker {
 
   void open_due(int64_t now) {
     while (next_ < n_ && inflight_ < kMaxInFlight) {
+      // --tls-resume: the first connection's full handshake brings the ticket the rest resume.
+      if (o_.tls_resume && next_ > 0 && !tls_session_ && in_flight(conns_[0].phase)) break;
       if (ramp_ > 0 &&
           now < start_ns_ + static_cast<int64_t>(static_cast<double>(next_) * 1e9 / ramp_))
         break;
@@ -758,6 +812,7 @@ class Worker {
     c.started_ms = static_cast<uint32_t>((now - start_ns_) / kMs);
     c.phase = kConnecting;
     ++inflight_;
+    if (!tls_t0_.empty()) tls_t0_[ci] = now;
     if (t_.first_connect_ns == 0) t_.first_connect_ns = now;
     c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) return fail(ci, errno == EMFILE || errno == ENFILE ? "emfile" : "socket");
@@ -790,6 +845,9 @@ class Worker {
       if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_connected(ci);
       return;
     }
+    if (c.phase == kTlsHandshake) return tls_handshake(ci);
+    if ((events & EPOLLOUT) && !ssl_.empty() && c.fd >= 0 && !tls_flush(ci))
+      return lost(ci, kCodeReset);
     if (c.fd >= 0 && !c.stopped_reading && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
       on_readable(ci, false);
   }
@@ -800,6 +858,13 @@ class Worker {
     socklen_t len = sizeof(err);
     if (getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
       return fail(ci, "connect");
+    if (!ssl_.empty()) return tls_start(ci);
+    send_upgrade(ci);
+  }
+
+  // The WebSocket upgrade request (over TLS once its handshake is done).
+  void send_upgrade(uint32_t ci) {
+    Conn& c = conns_[ci];
     const long g = gi(ci);
     const int port = o_.ports[static_cast<size_t>(g) % o_.ports.size()];
     char key[25], buf[128];
@@ -818,16 +883,24 @@ class Worker {
     req.append(buf);
     req.append("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
     req.append("Sec-WebSocket-Key: ").append(key, 24).append("\r\n\r\n");
-    if (write(c.fd, req.data(), req.size()) != static_cast<ssize_t>(req.size()))
+    if (!ssl_.empty()) {
+      if (!tls_write(ci, req.data(), req.size())) return fail(ci, "write");
+    } else if (write(c.fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
       return fail(ci, "write");
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u32 = ci;
-    epoll_ctl(ep_, EPOLL_CTL_MOD, c.fd, &ev);
+    }
     c.phase = kHandshake;
+    watch(ci, EPOLLIN | (!ssl_.empty() && tls_out_.count(ci) ? uint32_t{EPOLLOUT} : 0u));
+  }
+
+  void watch(uint32_t ci, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u32 = ci;
+    epoll_ctl(ep_, EPOLL_CTL_MOD, conns_[ci].fd, &ev);
   }
 
   void on_readable(uint32_t ci, bool draining) {
+    if (!ssl_.empty()) return on_readable_tls(ci, draining);
     Conn& c = conns_[ci];
     for (;;) {
       const ssize_t r = read(c.fd, scratch_.data(), scratch_.size());
@@ -868,7 +941,8 @@ class Worker {
 
   void fail(uint32_t ci, const char* reason) {
     Conn& c = conns_[ci];
-    if (c.phase == kConnecting || c.phase == kHandshake || c.phase == kUpgraded) --inflight_;
+    if (in_flight(c.phase)) --inflight_;
+    if (!ssl_.empty()) tls_release(ci);
     if (c.fd >= 0) close(c.fd);
     c.fd = -1;
     c.phase = kFailed;
@@ -889,6 +963,7 @@ class Worker {
       ++close_codes_[code];
       if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) --pending_;
     }
+    if (!ssl_.empty()) tls_release(ci);
     close(c.fd);
     c.fd = -1;
     c.phase = kClosed;
@@ -1287,8 +1362,269 @@ class Worker {
     f.append(data, n);
     for (size_t i = 0; i < n; ++i)
       f[at + i] = static_cast<char>(f[at + i] ^ mask[i & 3]);
+    if (!ssl_.empty()) return tls_write(ci, f.data(), f.size());
     // Tiny writes on a socket whose send buffer we never fill: a short write means it is broken.
     return write(conns_[ci].fd, f.data(), f.size()) == static_cast<ssize_t>(f.size());
+  }
+
+  // ---- TLS (--tls) ------------------------------------------------------------------------
+
+  // One context per worker process, made after the fork.
+  bool tls_init() {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return tls_init_error("SSL_CTX_new");
+    tls_ctx_ = ctx;
+    // Records are read ahead into OpenSSL's buffer (one recv for many small records rather than
+    // two per record); the loop below reads until WANT_READ, so nothing stays unseen in it.
+    // RELEASE_BUFFERS gives an idle connection's buffers back: 10,000+ connections share the
+    // machine with the server. Writes may be partial and may be retried from a moved buffer.
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    // A peer that drops TCP without close_notify is an EOF, as it is for plain WebSocket.
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (!o_.ca.empty()) {
+      if (SSL_CTX_load_verify_locations(ctx, o_.ca.c_str(), nullptr) != 1)
+        return tls_init_error(("cannot load --ca " + o_.ca).c_str());
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    } else {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    }
+    if (o_.tls_resume) {
+      // Keep the newest ticket the server sends (TLS 1.3 sends it after the handshake).
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_set_app_data(ctx, this);
+      SSL_CTX_sess_set_new_cb(ctx, [](SSL* ssl, SSL_SESSION* session) {
+        auto* w = static_cast<Worker*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+        if (w->tls_session_) SSL_SESSION_free(w->tls_session_);
+        w->tls_session_ = session;
+        return 1;  // the reference is ours
+      });
+    } else {
+      // Full handshakes only: nothing is offered for resumption. The tickets the server sends
+      // after the handshake are read and dropped (a browser's first connect gets them too).
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    return true;
+  }
+
+  static bool tls_init_error(const char* what) {
+    char text[256];
+    ERR_error_string_n(ERR_get_error(), text, sizeof(text));
+    std::fprintf(stderr, "loadclient: TLS: %s: %s\n", what, text);
+    return false;
+  }
+
+  void tls_start(uint32_t ci) {
+    Conn& c = conns_[ci];
+    SSL* ssl = SSL_new(tls_ctx_);
+    if (!ssl || SSL_set_fd(ssl, c.fd) != 1) {
+      if (ssl) SSL_free(ssl);
+      return fail(ci, "tls_setup");
+    }
+    ssl_[ci] = ssl;
+    SSL_set_connect_state(ssl);
+    if (!o_.servername.empty()) SSL_set_tlsext_host_name(ssl, o_.servername.c_str());
+    if (!o_.ca.empty()) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      if (!o_.servername.empty())
+        X509_VERIFY_PARAM_set1_host(param, o_.servername.c_str(), 0);
+      else
+        X509_VERIFY_PARAM_set1_ip_asc(param, o_.host.c_str());
+    }
+    if (tls_session_) {
+      // A copy per connection: OpenSSL marks a TLS 1.3 session not resumable once a handshake
+      // has resumed it, and the newest ticket is offered by many handshakes in flight at once.
+      // (The gateway's tickets are stateless, so the same ticket resumes every time.)
+      if (SSL_SESSION* copy = SSL_SESSION_dup(tls_session_)) {
+        SSL_set_session(ssl, copy);
+        SSL_SESSION_free(copy);  // the SSL holds its own reference
+      }
+    }
+    c.phase = kTlsHandshake;
+    tls_handshake(ci);
+  }
+
+  // Drives the handshake as far as the socket allows; epoll says when to go on.
+  void tls_handshake(uint32_t ci) {
+    SSL* ssl = ssl_[ci];
+    const int r = SSL_do_handshake(ssl);
+    if (r == 1) {
+      const int64_t now = bench::realtime_ns();
+      tls_hist_.add(now - tls_t0_[ci]);
+      ++t_.tls_handshakes;
+      if (SSL_session_reused(ssl)) ++t_.tls_resumed;
+      if (tls_desc_.empty()) tls_describe(ssl);
+      ERR_clear_error();
+      return send_upgrade(ci);
+    }
+    switch (SSL_get_error(ssl, r)) {
+      case SSL_ERROR_WANT_READ:
+        ERR_clear_error();
+        return watch(ci, EPOLLIN);
+      case SSL_ERROR_WANT_WRITE:
+        ERR_clear_error();
+        return watch(ci, EPOLLOUT);
+      default: {
+        const long verify = SSL_get_verify_result(ssl);
+        const bool bad_cert = !o_.ca.empty() && verify != X509_V_OK;
+        if (tls_errors_logged_++ < 3) {
+          char text[256] = "connection closed";
+          if (const unsigned long e = ERR_peek_error()) ERR_error_string_n(e, text, sizeof(text));
+          std::fprintf(stderr, "loadclient: TLS handshake failed: %s%s%s\n", text,
+                       bad_cert ? ": " : "", bad_cert ? X509_verify_cert_error_string(verify) : "");
+        }
+        ERR_clear_error();
+        return fail(ci, bad_cert ? "tls_verify" : "tls_handshake");
+      }
+    }
+  }
+
+  // What the first handshake of this worker negotiated, for the report.
+  void tls_describe(SSL* ssl) {
+    std::string& d = tls_desc_;
+    d.append(SSL_get_version(ssl)).append("|").append(SSL_get_cipher_name(ssl)).append("|");
+    const int group = SSL_get_negotiated_group(ssl);
+    const char* gname = group ? SSL_group_to_name(ssl, group) : nullptr;
+    d.append(gname ? gname : "?").append("|");
+    // The server's signature over the handshake (CertificateVerify): scheme and digest.
+    int type = NID_undef, digest = NID_undef;
+    SSL_get_peer_signature_type_nid(ssl, &type);
+    SSL_get_peer_signature_nid(ssl, &digest);
+    const char* scheme = type == EVP_PKEY_EC        ? "ECDSA"
+                         : type == EVP_PKEY_RSA_PSS ? "RSA-PSS"
+                         : type == EVP_PKEY_RSA     ? "RSA-PKCS1"
+                         : type == EVP_PKEY_ED25519 ? "Ed25519"
+                         : type != NID_undef        ? OBJ_nid2sn(type)
+                                                    : "?";
+    d.append(scheme);
+    if (digest != NID_undef) d.append("+").append(OBJ_nid2sn(digest));
+    d.append("|");
+    if (X509* cert = SSL_get1_peer_certificate(ssl)) {
+      if (EVP_PKEY* key = X509_get0_pubkey(cert)) {
+        char bits[32];
+        std::snprintf(bits, sizeof(bits), " %d", EVP_PKEY_get_bits(key));
+        const char* type = EVP_PKEY_get0_type_name(key);
+        d.append(type ? type : "?").append(bits);
+      }
+      X509_free(cert);
+    }
+  }
+
+  // Encrypts and sends; what the socket does not take now waits in tls_out_ for EPOLLOUT. With
+  // SSL_MODE_ENABLE_PARTIAL_WRITE each call reports the bytes taken (whole records); after
+  // WANT_WRITE the retry passes the same bytes (from a buffer that may have moved, which
+  // SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows). False on a fatal error.
+  bool tls_write(uint32_t ci, const char* p, size_t n) {
+    auto pending = tls_out_.find(ci);
+    if (pending != tls_out_.end()) {  // keep the order: behind what is already waiting
+      pending->second.append(p, n);
+      return true;
+    }
+    const size_t left = tls_send(ci, p, n);
+    if (left == kTlsFailed) return false;
+    if (left > 0) {
+      tls_out_[ci].assign(p + (n - left), left);
+      watch(ci, (conns_[ci].stopped_reading ? 0u : uint32_t{EPOLLIN}) | EPOLLOUT);
+    }
+    return true;
+  }
+
+  // EPOLLOUT: bytes waiting, or a read that had to write first. False on a fatal error.
+  bool tls_flush(uint32_t ci) {
+    auto pending = tls_out_.find(ci);
+    if (pending == tls_out_.end()) {
+      if (!conns_[ci].stopped_reading) {
+        watch(ci, EPOLLIN);          // on_readable_tls asks for EPOLLOUT again if need be
+        on_readable_tls(ci, false);  // SSL_read retries the write
+      }
+      return true;
+    }
+    std::string& out = pending->second;
+    const size_t left = tls_send(ci, out.data(), out.size());
+    if (left == kTlsFailed) return false;
+    out.erase(0, out.size() - left);
+    if (left == 0) {
+      tls_out_.erase(pending);
+      if (!conns_[ci].stopped_reading) watch(ci, EPOLLIN);
+    }
+    return true;
+  }
+
+  static constexpr size_t kTlsFailed = ~size_t{0};
+
+  // Bytes not sent yet (the socket is full), or kTlsFailed.
+  size_t tls_send(uint32_t ci, const char* p, size_t n) {
+    SSL* ssl = ssl_[ci];
+    while (n > 0) {
+      size_t written = 0;
+      const int r = SSL_write_ex(ssl, p, n, &written);
+      if (r == 1) {
+        p += written;
+        n -= written;
+        continue;
+      }
+      const int e = SSL_get_error(ssl, r);
+      ERR_clear_error();
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) return n;
+      return kTlsFailed;
+    }
+    return 0;
+  }
+
+  // Reads until OpenSSL wants more from the socket: SSL_read returns at most one record per
+  // call, and read-ahead may hold further records that epoll will never signal. The decrypted
+  // bytes are gathered in the scratch buffer and parsed like a plain read.
+  void on_readable_tls(uint32_t ci, bool draining) {
+    Conn& c = conns_[ci];
+    for (;;) {
+      SSL* ssl = ssl_[ci];
+      size_t fill = 0;
+      int32_t end = 0;  // 0: OpenSSL wants the socket again; else how the stream ended
+      bool want_write = false;
+      while (fill < scratch_.size()) {
+        size_t got = 0;
+        const int r = SSL_read_ex(ssl, scratch_.data() + fill, scratch_.size() - fill, &got);
+        if (r == 1) {
+          fill += got;
+          continue;
+        }
+        const int e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_WRITE) want_write = true;
+        if (e == SSL_ERROR_ZERO_RETURN)
+          end = kCodeEof;  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+        else if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+          end = kCodeReset;
+        ERR_clear_error();
+        break;
+      }
+      if (fill > 0) {
+        // The delivery time of every frame completed by these records.
+        const int64_t t_read = bench::realtime_ns();
+        if (!feed(ci, scratch_.data(), fill, t_read)) break;
+        if (c.slow && c.phase == kOpen && !c.stopped_reading) {
+          epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+          c.stopped_reading = true;
+        }
+      }
+      if (end != 0) {
+        lost(ci, end);
+        break;
+      }
+      if (want_write) watch(ci, EPOLLIN | EPOLLOUT);  // a post-handshake message to send
+      if (c.stopped_reading && !draining) break;
+      if (fill < scratch_.size()) break;
+    }
+    if (c.partial && (c.fd < 0 || (c.partial->ws.empty() && c.partial->nats.empty())))
+      c.partial.reset();
+  }
+
+  void tls_release(uint32_t ci) {
+    if (ssl_[ci]) {
+      SSL_free(ssl_[ci]);  // no close_notify: the socket is closed right after, as in plain mode
+      ssl_[ci] = nullptr;
+    }
+    tls_out_.erase(ci);
   }
 
   void check_timeouts(int64_t now) {
@@ -1296,8 +1632,7 @@ class Worker {
     const auto limit = static_cast<uint32_t>(o_.connect_timeout_s * 1000);
     for (size_t ci = 0; ci < next_; ++ci) {
       const Conn& c = conns_[ci];
-      if ((c.phase == kConnecting || c.phase == kHandshake || c.phase == kUpgraded) &&
-          now_ms - c.started_ms > limit)
+      if (in_flight(c.phase) && now_ms - c.started_ms > limit)
         fail(static_cast<uint32_t>(ci), "timeout");
     }
   }
@@ -1336,6 +1671,14 @@ class Worker {
       ev.data.u32 = static_cast<uint32_t>(ci);
       if (epoll_ctl(dp, EPOLL_CTL_ADD, c.fd, &ev) == 0) ++open;
     }
+    // Records OpenSSL read ahead before the connection stopped reading: epoll will not tell.
+    for (size_t ci = 0; ci < n_ && !ssl_.empty(); ++ci) {
+      Conn& c = conns_[ci];
+      if (c.slow && c.phase == kOpen && ssl_[ci] && SSL_has_pending(ssl_[ci])) {
+        on_readable(static_cast<uint32_t>(ci), true);
+        if (c.phase != kOpen) --open;
+      }
+    }
     const int64_t deadline = bench::realtime_ns() + kDrainNs;
     std::vector<epoll_event> events(256);
     while (open > 0) {
@@ -1361,6 +1704,10 @@ class Worker {
     Writer w;
     w.put(t_);
     w.put(hist_);
+    if (o_.tls) {
+      w.put(tls_hist_);
+      w.put_str(tls_desc_);
+    }
     w.put(static_cast<uint32_t>(timeline_.size()));
     for (const TimeHist& h : timeline_)
       w.put(h);
@@ -1420,6 +1767,15 @@ class Worker {
   MsgMap msgs_;
   std::map<int32_t, uint64_t> close_codes_;
   std::map<std::string, uint64_t> failures_;
+  // --tls only; empty otherwise.
+  SSL_CTX* tls_ctx_ = nullptr;
+  std::vector<SSL*> ssl_;        // per connection
+  std::vector<int64_t> tls_t0_;  // per connection: connect() time, for the handshake time
+  std::unordered_map<uint32_t, std::string> tls_out_;  // plaintext the socket did not take yet
+  SSL_SESSION* tls_session_ = nullptr;                 // --tls-resume: the newest ticket
+  LatHist tls_hist_;                                   // connect() to TLS handshake done
+  std::string tls_desc_;
+  int tls_errors_logged_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1478,13 +1834,23 @@ struct Merged {
   std::vector<uint64_t> subs;
   MsgMap msgs;
   int64_t cpu_window_us = 0;
+  int64_t cpu_connect_us = 0;
+  LatHist tls_hist;
+  std::string tls_desc;
 };
 
-bool merge_result(const std::vector<char>& blob, Merged& m) {
+bool merge_result(const std::vector<char>& blob, bool tls, Merged& m) {
   Reader r{blob.data(), blob.data() + blob.size()};
   Totals t = r.get<Totals>();
   auto h = std::make_unique<LatHist>();
   r.get_into(*h);
+  if (tls) {
+    auto th = std::make_unique<LatHist>();
+    r.get_into(*th);
+    m.tls_hist.merge(*th);
+    std::string desc = r.get_str();
+    if (m.tls_desc.empty()) m.tls_desc = std::move(desc);
+  }
   if (!r.ok) return false;
   m.t.upgraded += t.upgraded;
   m.t.failed += t.failed;
@@ -1499,6 +1865,9 @@ bool merge_result(const std::vector<char>& blob, Merged& m) {
     m.t.first_connect_ns = t.first_connect_ns;
   m.t.last_upgrade_ns = std::max(m.t.last_upgrade_ns, t.last_upgrade_ns);
   m.cpu_window_us += t.cpu_window_us;
+  m.cpu_connect_us += t.cpu_connect_us;
+  m.t.tls_handshakes += t.tls_handshakes;
+  m.t.tls_resumed += t.tls_resumed;
   m.hist.merge(*h);
   const uint32_t nt = r.get<uint32_t>();
   if (!r.ok) return false;
@@ -1574,6 +1943,7 @@ int run_parent(const Options& o) {
                  slice, nofile);
 
   const ProcSample s_start = sample_procs(o.server_pids);
+  const int64_t parent_cpu_start = cpu_us_self();
   long rss_peak = s_start.rss_kb;
   const int64_t t0 = bench::realtime_ns();
   std::vector<WorkerState> ws(static_cast<size_t>(k));
@@ -1716,7 +2086,7 @@ int run_parent(const Options& o) {
   uint64_t lost_connections = 0;
   for (long i = 0; i < k; ++i) {
     const WorkerState& w = ws[static_cast<size_t>(i)];
-    if (!w.result || !merge_result(w.blob, m)) {
+    if (!w.result || !merge_result(w.blob, o.tls, m)) {
       // A worker that did not report: its connections count as failed.
       lost_connections +=
           static_cast<uint64_t>(o.connections * (i + 1) / k - o.connections * i / k);
@@ -1790,10 +2160,37 @@ int run_parent(const Options& o) {
         window_s > 0 ? 100.0 * (s_end.cpu_s - s_connected.cpu_s) / window_s : 0.0;
     appendf(j,
             "\"server\":{\"rss_kb_start\":%ld,\"rss_kb_connected\":%ld,\"rss_kb_end\":%ld,"
-            "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f},",
-            s_start.rss_kb, s_connected.rss_kb, s_end.rss_kb, rss_peak, server_cpu);
+            "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f,\"cpu_seconds_connecting\":%.3f},",
+            s_start.rss_kb, s_connected.rss_kb, s_end.rss_kb, rss_peak, server_cpu,
+            s_connected.cpu_s - s_start.cpu_s);
   }
   appendf(j, "\"client_cpu_percent\":%.1f,\"window_seconds\":%.3f,", client_cpu, window_s);
+  // CPU spent getting everyone connected (TCP, TLS, upgrade, subscribe): the client's here, the
+  // server's in server.cpu_seconds_connecting.
+  appendf(
+      j, "\"client_cpu_seconds_connecting\":%.3f,",
+      t_all ? static_cast<double>(m.cpu_connect_us + parent_cpu_go - parent_cpu_start) / 1e6 : 0.0);
+  if (o.tls) {
+    std::vector<std::string> d;
+    for (size_t at = 0;;) {
+      const size_t bar = m.tls_desc.find('|', at);
+      d.push_back(m.tls_desc.substr(at, bar == std::string::npos ? bar : bar - at));
+      if (bar == std::string::npos) break;
+      at = bar + 1;
+    }
+    d.resize(5);
+    appendf(
+        j,
+        "\"tls\":true,\"tls_info\":{\"version\":\"%s\",\"cipher\":\"%s\",\"group\":\"%s\","
+        "\"signature\":\"%s\",\"server_key\":\"%s\",\"verify\":\"%s\",\"handshakes\":%lu,"
+        "\"resumed\":%lu,\"handshake_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}},",
+        d[0].c_str(), d[1].c_str(), d[2].c_str(), d[3].c_str(), d[4].c_str(),
+        o.ca.empty() ? "none" : "ca", static_cast<unsigned long>(m.t.tls_handshakes),
+        static_cast<unsigned long>(m.t.tls_resumed), m.tls_hist.quantile_ms(0.5),
+        m.tls_hist.quantile_ms(0.9), m.tls_hist.quantile_ms(0.99), m.tls_hist.quantile_ms(1));
+  } else {
+    j += "\"tls\":false,\"tls_info\":{},";
+  }
   if (m.t.nats_errors)
     appendf(j, "\"nats_errors\":%lu,", static_cast<unsigned long>(m.t.nats_errors));
   j += "\"timeline\":[";

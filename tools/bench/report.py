@@ -17,10 +17,33 @@ DOCS = os.path.join(ROOT, "docs")
 BENCH = os.path.join(DOCS, "bench")
 RESULTS = os.path.join(BENCH, "results.json")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
+TLS_ANALYSIS = os.path.join(BENCH, "tls-analysis.md")
 TARGETS = ["odin", "odin-1t", "blaster", "node", "nats-ws"]
 LABEL = {"odin": "odin-ws", "odin-1t": "odin-ws, 1 thread", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
          "nats-ws": "nats-server WebSocket"}
 SEEDS_FANOUT_P99 = {100: 17.8, 1000: 55.6, 10000: 1073}
+LABEL_TLS = {None: "plain", "ecdsa": "TLS, ECDSA P-256", "rsa": "TLS, RSA-2048"}
+# Exported functions the TLS profiles are read through (the library internals are stripped).
+PROFILE_SYMBOLS = [
+    ("__GI___writev", "socket writes (kernel TCP send path below it)"),
+    ("odin::OutBatch::flush_one", "plain: a connection's frames to its socket"),
+    ("odin::OutBatch::flush_tls", "TLS: a connection's frames gathered and encrypted"),
+    ("SSL_write_ex", "TLS record layer: framing and encryption of the frames"),
+    ("EVP_EncryptUpdate", "AES-256-GCM encryption"),
+    ("EVP_CipherInit_ex", "per-record cipher (nonce) setup"),
+    ("odin::OutBatch::send_tls_output", "TLS: ciphertext to the socket (writev)"),
+    ("SSL_read_ex", "server TLS input: the whole handshake runs inside it"),
+    ("EVP_DigestSignFinal", "the handshake signature (CertificateVerify): ECDSA or RSA sign"),
+    ("BN_mod_exp_mont_consttime", "RSA private-key operation"),
+    ("EVP_PKEY_generate", "ephemeral key share (X25519 key generation)"),
+    ("EVP_PKEY_derive", "ECDHE shared secret (X25519)"),
+    ("EVP_DigestUpdate", "transcript hashing"),
+    ("EVP_KDF_derive", "TLS 1.3 key schedule (HKDF)"),
+    ("SSL_new", "per-connection TLS object"),
+    ("SSL_free", "freeing it"),
+    ("OPENSSL_LH_doall_arg", "OpenSSL 3 provider/name-map lookups (hash-table walks)"),
+    ("odin::EventLoop::add_connection", "accepting a connection (over TLS also the first handshake flight, when the ClientHello is already there)"),
+]
 COLOR = {"odin": "#1f77b4", "odin-1t": "#9467bd", "blaster": "#7f7f7f", "node": "#d62728", "nats-ws": "#2ca02c"}
 
 
@@ -68,6 +91,14 @@ def ratio(peer, ours):
     return f"{peer / ours:.1f}x"
 
 
+def tls_ratio(tls, plain):
+    """TLS / plain, two decimals (the interesting ratios are near 1 or far below it)."""
+    if tls is None or plain in (None, 0):
+        return "–"
+    r = tls / plain
+    return f"{r:.2f}x (1/{1 / r:.0f})" if r < 0.2 else f"{r:.2f}x"
+
+
 def lowest_delivery(runs):
     return min([r.get("delivery_percent", 0) for r in runs if ok(r)] or [0])
 
@@ -87,6 +118,7 @@ class Report:
         self.out = []
         self.targets_summary = []
         self.peer_rows = []
+        self.tls_vals = {}  # the TLS tables' medians, for the TLS / plain summary
 
     def w(self, line=""):
         self.out.append(line)
@@ -361,6 +393,274 @@ class Report:
         self.w()
         self.plot(fig, "burst.png", "p99 per second through the burst")
 
+    # ---- TLS cost ----
+
+    def tls(self):
+        if "tls" not in self.s:
+            return
+        sc = self.s["tls"]
+        runs = sc["runs"]
+        reps = max(len(self.tls_pick(runs, "fanout", t)) for t in (None, "ecdsa"))
+        self.w("## TLS cost")
+        self.w()
+        self.w("odin-ws plain against the same binary with `WS_TLS_CERT`/`WS_TLS_KEY` (its one "
+               "listener then speaks only TLS), run back to back in one invocation with the same "
+               "settings. Certificates are self-signed and made by the scenario with `openssl`: "
+               "P-256 ECDSA for every TLS run, RSA-2048 also for the connect rate (RSA signing "
+               "is the classic handshake cost). The load client (`loadclient --tls`) makes full "
+               "handshakes without certificate verification (it still checks the handshake "
+               "signature, as TLS 1.3 requires), unless the row says it resumes. It decrypts "
+               "every delivery on the same two cores as the gateway. Not part of `run.sh all`.")
+        self.w()
+        cmds = " and ".join(f"`{c}`" for c in sc.get("commands", [sc["command"]]))
+        self.w(f"Command: {cmds} ({sc['date']}; the fan-out pair {reps} times, medians quoted; the rest one run each)")
+        self.w()
+        good = [r for r in runs if ok(r)]
+        info = {}
+        for r in good:
+            t = r["setup"].get("tls")
+            if t and t not in info and (r.get("tls_info") or {}).get("version"):
+                info[t] = r["tls_info"]
+        if info:
+            parts = [f"{LABEL_TLS[t]}: {i['version']}, {i['cipher']}, {i['group']}, {i['signature']}"
+                     for t, i in info.items()]
+            self.w("Negotiated: " + "; ".join(parts) + ".")
+            self.w()
+        others = [get(r, "host_cpu.other_percent") for r in good if not r["setup"].get("profile")]
+        other = med(others)
+        if other is not None:
+            self.w(f"**This machine was not idle.** Other work (builds and tests of other sessions) used a median "
+                   f"{other:.0f}% of its two cores (100% = one core; range {min(o for o in others if o is not None):.0f}-"
+                   f"{max(o for o in others if o is not None):.0f}%) while these runs measured, although each run first waited up "
+                   "to --quiet-wait seconds for a quieter moment (the `other work` columns). Latencies and connect rates are "
+                   "therefore low-bound figures for this hardware; the CPU costs per delivery and per connection "
+                   "(CPU time, not wall time) are the steadier comparison. Plain and TLS alternate, so both saw the same "
+                   "kind of load.")
+            self.w()
+        self.tls_fanout(runs)
+        self.tls_connect(runs)
+        self.tls_sustained(runs)
+        self.tls_ratios(runs)
+        self.tls_profiles(runs)
+        if os.path.exists(TLS_ANALYSIS):
+            with open(TLS_ANALYSIS) as f:
+                self.w(f.read().rstrip())
+            self.w()
+
+    @staticmethod
+    def tls_pick(runs, part, tls, resume=False):
+        return [r for r in runs if r["setup"].get("part") == part and r["setup"].get("tls") == tls
+                and bool(r["setup"].get("tls_resume")) == resume]
+
+    @staticmethod
+    def per_delivery_us(r, key):
+        cpu = get(r, key)
+        n = r.get("received")
+        if cpu is None or not n or not r.get("window_seconds"):
+            return None
+        return cpu / 100 * r["window_seconds"] / n * 1e6
+
+    def tls_fanout(self, runs):
+        rows = {t: self.tls_pick(runs, "fanout", t) for t in (None, "ecdsa")}
+        if not any(rows.values()):
+            return
+        n = next(r["setup"]["connections"] for rs in rows.values() for r in rs)
+        reps = max(len(rs) for rs in rows.values())
+        self.w(f"### Fan-out: {n:,} clients on one channel, 10 msg/s for 10 s "
+               f"({'median of ' + str(reps) + ' runs each' if reps > 1 else 'one run each'}, plain and TLS alternating)")
+        self.w()
+        self.w("| | delivered | p50 | p99 | max | gateway CPU (100% = 1 core) | gateway CPU per delivery | client CPU | client CPU per delivery | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|")
+        vals = {}
+        for t, rs in rows.items():
+            good = [r for r in rs if ok(r)]
+            v = vals[t] = {
+                "p50": stat(good, "latency_ms.p50"), "p99": stat(good, "latency_ms.p99"),
+                "max": stat(good, "latency_ms.max"), "cpu": stat(good, "server.cpu_percent"),
+                "cpu_d": med([self.per_delivery_us(r, "server.cpu_percent") for r in good]),
+                "ccpu": stat(good, "client_cpu_percent"),
+                "ccpu_d": med([self.per_delivery_us(r, "client_cpu_percent") for r in good]),
+                "other": stat(good, "host_cpu.other_percent")}
+            self.w(f"| {LABEL_TLS[t]} | {delivered(rs)}{failures(rs)} | {fmt(v['p50'])} ms | **{fmt(v['p99'])} ms** | {fmt(v['max'])} ms | "
+                   f"{fmt(v['cpu'], '%', 0)} | {fmt(v['cpu_d'], ' µs', 2)} | {fmt(v['ccpu'], '%', 0)} | {fmt(v['ccpu_d'], ' µs', 2)} | {fmt(v['other'], '%', 0)} |")
+        p, t = vals[None], vals["ecdsa"]
+        self.w(f"| TLS / plain | | {tls_ratio(t['p50'], p['p50'])} | **{tls_ratio(t['p99'], p['p99'])}** | {tls_ratio(t['max'], p['max'])} | "
+               f"{tls_ratio(t['cpu'], p['cpu'])} | **{tls_ratio(t['cpu_d'], p['cpu_d'])}** | {tls_ratio(t['ccpu'], p['ccpu'])} | {tls_ratio(t['ccpu_d'], p['ccpu_d'])} | |")
+        spread = {k: [self.per_delivery_us(r, "server.cpu_percent") for r in rows[k] if ok(r)] for k in rows}
+        if all(len(v) > 1 for v in spread.values()):
+            self.w()
+            self.w("Gateway CPU per delivery, every run: " + "; ".join(
+                f"{LABEL_TLS[k]} " + ", ".join(f"{x:.2f}" for x in v if x is not None) + " µs" for k, v in spread.items()) + ".")
+        self.w()
+        self.w("CPU per delivery: the process's CPU over the measured window (all connected to the last delivery) "
+               "divided by the deliveries.")
+        self.w()
+        self.tls_vals["fanout"] = vals
+
+    def tls_connect(self, runs):
+        variants = [(None, False), ("ecdsa", False), ("rsa", False), ("ecdsa", True)]
+        rows = [(t, res, self.tls_pick(runs, "connect", t, res)) for t, res in variants]
+        rows = [x for x in rows if x[2]]
+        if not rows:
+            return
+        n = rows[0][2][0]["setup"]["connections"]
+        self.w(f"### Connecting {n:,} clients as fast as they can (at most 2,000 handshakes in flight), one run each")
+        self.w()
+        self.w("| | connections/s | handshake time p50 / p99 (connect() to TLS done) | gateway CPU per connection | client CPU per connection | "
+               "gateway RSS per connection (connected − empty gateway) | gateway heap in use per connection | heap held from the system per connection | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|")
+        vals = {}
+        for t, res, rs in rows:
+            good = [r for r in rs if ok(r)]
+            r = good[0] if good else None
+            label = LABEL_TLS[t] + (", resumed sessions" if res else "")
+            if not r:
+                self.w(f"| {label} | failed | | | | | | | |")
+                continue
+            conns = r["connections"] or 1
+            v = vals[(t, res)] = {
+                "cps": r.get("connections_per_second"),
+                "hs50": get(r, "tls_info.handshake_ms.p50"), "hs99": get(r, "tls_info.handshake_ms.p99"),
+                "scpu": (get(r, "server.cpu_seconds_connecting") or 0) / conns * 1e6,
+                "ccpu": (r.get("client_cpu_seconds_connecting") or 0) / conns * 1e6,
+                "rss": (r["server"]["rss_kb_connected"] - r["server"]["rss_kb_start"]) * 1024 / conns,
+                "heap": get(r, "server_heap.in_use_kb"), "sys": get(r, "server_heap.system_kb"),
+                "resumed": get(r, "tls_info.resumed"), "other": get(r, "host_cpu.other_percent"),
+                "failed": r.get("failed")}
+            heap = f"{v['heap'] * 1024 / conns:,.0f} B" if v["heap"] else "–"
+            held = f"{v['sys'] * 1024 / conns:,.0f} B" if v["sys"] else "–"
+            hs = f"{fmt(v['hs50'], ' ms', 0)} / {fmt(v['hs99'], ' ms', 0)}" if t else "–"
+            note = f" ({v['resumed']:,} resumed)" if res and v["resumed"] is not None else ""
+            note += f" ({v['failed']:,} failed)" if v["failed"] else ""
+            self.w(f"| {label}{note} | **{fmt(v['cps'], '', 0)}** | {hs} | {fmt(v['scpu'], ' µs', 0)} | {fmt(v['ccpu'], ' µs', 0)} | "
+                   f"**{fmt(v['rss'], ' B', 0)}** | {heap} | {held} | {fmt(v['other'], '%', 0)} |")
+        self.w()
+        self.w("Heap figures are glibc's `malloc_stats()` of the gateway, read through gdb right after the last client "
+               "subscribed (the empty gateway's heap included; the resumed run has none). RSS counts what the allocator "
+               "keeps, the heap in use what is live.")
+        self.w()
+        self.tls_vals["connect"] = vals
+
+    def tls_sustained(self, runs):
+        rows = {t: self.tls_pick(runs, "sustained", t) for t in (None, "ecdsa")}
+        if not any(rows.values()):
+            return
+        r0 = next(r for rs in rows.values() for r in rs)
+        st = r0["setup"]
+        self.w(f"### Sustained: {st['connections']:,} clients x {st['per_conn']} of {st['channels']} channels, "
+               f"{st['rate'] * st['per_conn'] / st['channels']:.0f} msg/s per client for {st['seconds']:.0f} s (one run each)")
+        self.w()
+        self.w("| | delivered | p50 | p99 | gateway CPU (100% = 1 core) | gateway CPU per delivery | client CPU | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|")
+        vals = {}
+        for t, rs in rows.items():
+            good = [r for r in rs if ok(r)]
+            v = vals[t] = {"p50": stat(good, "latency_ms.p50"), "p99": stat(good, "latency_ms.p99"),
+                           "cpu": stat(good, "server.cpu_percent"),
+                           "cpu_d": med([self.per_delivery_us(r, "server.cpu_percent") for r in good]),
+                           "ccpu": stat(good, "client_cpu_percent"), "other": stat(good, "host_cpu.other_percent")}
+            self.w(f"| {LABEL_TLS[t]} | {delivered(rs)}{failures(rs)} | {fmt(v['p50'])} ms | **{fmt(v['p99'])} ms** | "
+                   f"{fmt(v['cpu'], '%', 0)} | {fmt(v['cpu_d'], ' µs', 2)} | {fmt(v['ccpu'], '%', 0)} | {fmt(v['other'], '%', 0)} |")
+        p, t = vals[None], vals["ecdsa"]
+        self.w(f"| TLS / plain | | {tls_ratio(t['p50'], p['p50'])} | **{tls_ratio(t['p99'], p['p99'])}** | {tls_ratio(t['cpu'], p['cpu'])} | "
+               f"**{tls_ratio(t['cpu_d'], p['cpu_d'])}** | {tls_ratio(t['ccpu'], p['ccpu'])} | |")
+        self.w()
+        self.tls_vals["sustained"] = vals
+
+    def tls_ratios(self, runs):
+        v = self.tls_vals
+        f, c, s = v.get("fanout", {}), v.get("connect", {}), v.get("sustained", {})
+        rows = []
+
+        def row(what, plain, tls, unit, digits=1):
+            if plain is None or tls is None:
+                return
+            r = tls_ratio(tls, plain)
+            rows.append(f"| {what} | {fmt(plain, unit, digits)} | {fmt(tls, unit, digits)} | **{r}** |")
+        if f:
+            row("fan-out p99 latency", f[None]["p99"], f["ecdsa"]["p99"], " ms")
+            row("fan-out p50 latency", f[None]["p50"], f["ecdsa"]["p50"], " ms")
+            row("fan-out gateway CPU per delivery", f[None]["cpu_d"], f["ecdsa"]["cpu_d"], " µs", 2)
+        if s:
+            row("sustained p99 latency", s[None]["p99"], s["ecdsa"]["p99"], " ms")
+            row("sustained gateway CPU per delivery", s[None]["cpu_d"], s["ecdsa"]["cpu_d"], " µs", 2)
+        plain = c.get((None, False))
+        for key, name in ((("ecdsa", False), "ECDSA P-256"), (("rsa", False), "RSA-2048"), (("ecdsa", True), "ECDSA, resumed")):
+            if plain and key in c:
+                row(f"connect rate, {name} (connections/s)", plain["cps"], c[key]["cps"], "", 0)
+                row(f"gateway CPU per connection, {name}", plain["scpu"], c[key]["scpu"], " µs", 0)
+                row(f"client CPU per connection, {name}", plain["ccpu"], c[key]["ccpu"], " µs", 0)
+        key = ("ecdsa", False)
+        if plain and key in c:
+            row("gateway RSS per connection (ECDSA)", plain["rss"], c[key]["rss"], " B", 0)
+            n = runs and next((r["connections"] for r in runs if ok(r) and r["setup"].get("part") == "connect"), 0)
+            if plain["heap"] and c[key]["heap"] and n:
+                row("gateway heap in use per connection (ECDSA)", plain["heap"] * 1024 / n, c[key]["heap"] * 1024 / n, " B", 0)
+        if rows:
+            self.w("### TLS / plain")
+            self.w()
+            self.w("| measure | plain | TLS | TLS / plain |")
+            self.w("|---|---|---|---|")
+            for line in rows:
+                self.w(line)
+            self.w()
+
+    def tls_profiles(self, runs):
+        profiles = [(r["setup"]["part"], r["setup"].get("tls"), r["profile"]) for r in runs
+                    if ok(r) and r.get("profile")]
+        if not profiles:
+            return
+        self.w("### Where the gateway's CPU goes (perf)")
+        self.w()
+        self.w("`perf record -F 499 --call-graph dwarf -p <gateway>` in separate profile runs (perf perturbs what it "
+               "watches, so these runs are not in the tables above): for 10 s of a fan-out, and for the connecting "
+               f"phase of {next((r['connections'] for r in runs if r['setup'].get('part') == 'profile-connect'), 0):,} clients. "
+               "Debian's libcrypto and libssl are stripped of their internal symbols, so the assembly "
+               "(AES-NI/GHASH, P-256, X25519, bignum) shows as addresses; the exported OpenSSL entry points above it "
+               "are named, and their inclusive share is the cost of what they do.")
+        self.w()
+        cols = []  # (column title, one profile's summary)
+        for part, t, prof in profiles:
+            phase = "publish" if part == "profile-fanout" else "connect"
+            if phase in prof and "error" not in prof[phase]:
+                cols.append((f"{'fan-out' if phase == 'publish' else 'connect'}, {LABEL_TLS[t]}", prof[phase]))
+        if not cols:
+            return
+        self.w("Share of the gateway's samples by library (self time):")
+        self.w()
+        self.w("| library | " + " | ".join(c for c, _ in cols) + " |")
+        self.w("|---|" + "---|" * len(cols))
+        dsos = []
+        for _, p in cols:
+            for row in p.get("dso", []):
+                if row["dso"] not in dsos:
+                    dsos.append(row["dso"])
+        for d in dsos:
+            cells = [fmt(next((x["percent"] for x in p.get("dso", []) if x["dso"] == d), None), "%") for _, p in cols]
+            self.w(f"| {d} | " + " | ".join(cells) + " |")
+        self.w()
+        self.w("Inclusive share of named functions (time in them and in what they call):")
+        self.w()
+        self.w("| function | what it is | " + " | ".join(c for c, _ in cols) + " |")
+        self.w("|---|---|" + "---|" * len(cols))
+        for sym, what in PROFILE_SYMBOLS:
+            cells = []
+            for _, p in cols:
+                v = max((x["percent"] for x in p.get("children", []) if x["sym"] == sym), default=None)
+                cells.append(fmt(v, "%"))
+            if any(c != "–" for c in cells):
+                self.w(f"| `{sym}` | {what} | " + " | ".join(cells) + " |")
+        self.w()
+        self.w("Top named symbols by self time (the stripped libraries' internals are only in the library table; "
+               "this VM has no hardware PMU, so perf samples on a timer and the kernel's samples gather where "
+               "interrupts are re-enabled: `finish_task_switch`, `_raw_spin_unlock_irqrestore`):")
+        self.w()
+        for c, p in cols:
+            top = ", ".join(f"`{x['sym']}` {x['percent']:.1f}%" for x in p.get("self", [])
+                            if not x["sym"].startswith("0x"))
+            self.w(f"- {c}: " + ", ".join(top.split(", ")[:10]))
+        self.w()
+
     def plot(self, fig, name, alt):
         fig.tight_layout()
         fig.savefig(os.path.join(BENCH, name), dpi=110)
@@ -371,7 +671,7 @@ class Report:
     def render(self):
         m = self.data.get("machine", {})
         body_start = len(self.out)
-        for part in (self.fanout, self.sustained, self.capacity, self.slow, self.burst):
+        for part in (self.fanout, self.sustained, self.capacity, self.slow, self.burst, self.tls):
             part()
         body = self.out[body_start:]
         self.out = self.out[:body_start]
