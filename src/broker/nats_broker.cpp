@@ -384,6 +384,7 @@ bool NatsBroker::Impl::ensure_stream() {
   stream.MaxMsgs = config.js_stream_max_msgs;
   stream.MaxBytes = config.js_stream_max_bytes;
   stream.Storage = js_FileStorage;
+  stream.Replicas = config.js_stream_replicas;
   jsStreamInfo* info = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus s = js_GetStreamInfo(&info, js, stream.Name, nullptr, &jerr);

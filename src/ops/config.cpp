@@ -492,6 +492,14 @@ const std::vector<Setting>& settings() {
        bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
       {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream)", "30s", "JetStream ack wait",
        duration(&Config::js_consumer_ack_wait)},
+      {"JS_STREAM_REPLICAS", "Broker (NATS, JetStream)", "1",
+       "copies of the stream on a NATS cluster (1-5; 3 survives the loss of one node)",
+       integer(&Config::js_stream_replicas, 1, 5)},
+      {"WS_HISTORY_SIZE", "Broker (NATS, JetStream)", "256",
+       "JetStream: messages kept per channel so a client can resume on any instance",
+       integer(&Config::history_size, 0, 100'000)},
+      {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream)", "JS_STREAM_MAX_AGE",
+       "JetStream: oldest message kept in that history", duration(&Config::history_max_age)},
       {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
        boolean(&Config::demo_feed)},
       {"WS_DEMO_RATE", "Demo", "50", "demo messages per second over all symbols",
@@ -636,6 +644,7 @@ ConfigLoad load_config(std::span<const char* const> args,
   if (config.broker == BrokerKind::kEmbedded && !config.nats_url.empty()) {
     config.notices.push_back("WS_BROKER=embedded: NATS_URL is ignored");
   }
+  if (config.history_max_age.count() == 0) config.history_max_age = config.js_stream_max_age;
   result.config = std::move(config);
   return result;
 }

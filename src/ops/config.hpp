@@ -76,6 +76,10 @@ struct Config {
   int64_t js_stream_max_msgs = 100000;         // JS_STREAM_MAX_MSGS
   int64_t js_stream_max_bytes = 52428800;      // JS_STREAM_MAX_BYTES
   Millis js_consumer_ack_wait{30'000};         // JS_CONSUMER_ACK_WAIT
+  int64_t js_stream_replicas = 1;              // JS_STREAM_REPLICAS (3 on a NATS cluster)
+  // JetStream: what each instance keeps per channel so a client can resume on any instance.
+  uint32_t history_size = 256;  // WS_HISTORY_SIZE, messages per channel (0 = none)
+  Millis history_max_age{0};    // WS_HISTORY_MAX_AGE (0 until load_config: JS_STREAM_MAX_AGE)
 
   // Demo feed and page.
   bool demo_feed = false;       // WS_DEMO_FEED
