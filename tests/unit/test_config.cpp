@@ -85,6 +85,9 @@ const std::vector<std::string> kAllVariables = {
     "JS_STREAM_MAX_MSGS",
     "JS_STREAM_MAX_BYTES",
     "JS_CONSUMER_ACK_WAIT",
+    "JS_STREAM_REPLICAS",
+    "WS_HISTORY_SIZE",
+    "WS_HISTORY_MAX_AGE",
     "WS_DEMO_FEED",
     "WS_DEMO_RATE",
     "WS_DEMO_SYMBOLS",
@@ -123,6 +126,8 @@ const Env kEveryValue = {
     {"JS_CONSUMER_NAME", "gw-1"},       {"JS_STREAM_MAX_AGE", "45"},
     {"JS_STREAM_MAX_MSGS", "5000"},     {"JS_STREAM_MAX_BYTES", "16MiB"},
     {"JS_CONSUMER_ACK_WAIT", "10s"},    {"WS_DEMO_FEED", "on"},
+    {"JS_STREAM_REPLICAS", "3"},        {"WS_HISTORY_SIZE", "500"},
+    {"WS_HISTORY_MAX_AGE", "2m"},
     {"WS_DEMO_RATE", "1000"},           {"WS_DEMO_SYMBOLS", "7"},
     {"WS_WEB_ROOT", "/srv/web"},        {"METRICS_INTERVAL", "1m"},
     {"LOG_LEVEL", "WARNING"},           {"LOG_FORMAT", "text"},
@@ -164,6 +169,9 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.js_stream_max_msgs, 5000);
   EXPECT_EQ(c.js_stream_max_bytes, 16 << 20);
   EXPECT_EQ(c.js_consumer_ack_wait, Millis(10'000));
+  EXPECT_EQ(c.js_stream_replicas, 3);
+  EXPECT_EQ(c.history_size, 500u);
+  EXPECT_EQ(c.history_max_age, Millis(120'000));
   EXPECT_TRUE(c.demo_feed);
   EXPECT_DOUBLE_EQ(c.demo_rate, 1000);
   EXPECT_EQ(c.demo_symbols, 7u);
@@ -219,6 +227,9 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.js_stream_max_msgs, 100000);
   EXPECT_EQ(c.js_stream_max_bytes, 52428800);
   EXPECT_EQ(c.js_consumer_ack_wait, Millis(30'000));
+  EXPECT_EQ(c.js_stream_replicas, 1);
+  EXPECT_EQ(c.history_size, 256u);
+  EXPECT_EQ(c.history_max_age, c.js_stream_max_age);  // unset: follows the stream
   EXPECT_FALSE(c.demo_feed);
   EXPECT_DOUBLE_EQ(c.demo_rate, 50);
   EXPECT_EQ(c.demo_symbols, 100u);
