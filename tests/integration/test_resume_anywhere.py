@@ -261,6 +261,39 @@ async def test_restore_is_never_partial(binary):
         await ws.close()
 
 
+async def test_a_gap_in_the_stream_is_read_back_in_order(binary):
+    """Stream messages that never reach the instance (lost in flight, or skipped by a consumer
+    made anew) are read back from the stream before the next one goes out. Made deterministic
+    here: with the gateway stopped (SIGSTOP), 20 messages are stored and its consumer is replaced
+    by one that starts after them."""
+    consumer = "ws-server-gapper"
+    with NatsServer(jetstream=True) as nats, js_gateway(binary, nats, WS_INSTANCE_ID="gapper") as gw, \
+            NatsClient(nats.url) as api:
+        client = Client(["GAP"])
+        await client.open(gw)
+        pub = Publisher(nats.url, ["GAP"])
+        pub.publish(20)
+        await client.read_until(lambda: len(client.data) == 20, 10)
+        gw.proc.send_signal(signal.SIGSTOP)
+        try:
+            api.js_api(f"CONSUMER.DELETE.ODIN_TOKENS.{consumer}", check=True)
+            pub.publish(20)  # after the delete: the gateway's outstanding pull cannot bring them
+            api.js_api(f"CONSUMER.DURABLE.CREATE.ODIN_TOKENS.{consumer}", {
+                "stream_name": "ODIN_TOKENS", "config": {
+                    "durable_name": consumer, "ack_policy": "explicit", "deliver_policy": "new",
+                    "filter_subject": "odin.token.>"}}, check=True)
+        finally:
+            gw.proc.send_signal(signal.SIGCONT)
+        pub.publish(10)
+        expected = pub.expected(["GAP"])
+        await client.read_until(lambda: len(client.data) >= len(expected), 15)
+        client.assert_exactly_once(expected)
+        assert [d for _, _, _, d in client.data] == list(range(50))  # publish order = stream order
+        assert metric(gw, "ws_broker_gap_filled_total") == 20, gw.output()[-2000:]
+        assert "were lost on the way: 20 read back" in gw.output()
+        await client.ws.close()
+
+
 if __name__ == "__main__":
     run_tests([
         test_positions_are_the_stream_sequence,
@@ -268,4 +301,5 @@ if __name__ == "__main__":
         test_resume_on_an_instance_started_later_reads_the_stream,
         test_resume_on_an_instance_behind_the_client_skips_what_it_has,
         test_restore_is_never_partial,
+        test_a_gap_in_the_stream_is_read_back_in_order,
     ])
