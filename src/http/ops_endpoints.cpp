@@ -17,8 +17,8 @@ namespace {
 
 struct Totals {
   uint64_t accepted = 0, closed = 0, messages_out = 0, bytes_out = 0, slow = 0, heartbeat = 0,
-           protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, resumes_restored = 0, rate_limited = 0,
-           rate_limit_closes = 0, requests = 0, http = 0;
+           protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, resumes_restored = 0,
+           rate_limited = 0, rate_limit_closes = 0, requests = 0, http = 0;
   uint64_t rejected[static_cast<int>(RejectReason::kCount)] = {};
   uint64_t refused[static_cast<int>(RefuseReason::kCount)] = {};
   uint64_t flood_closes = 0, forbidden = 0, token_expired = 0, tokens_refreshed = 0;
