@@ -193,6 +193,9 @@ struct NatsBroker::Impl {
   uint64_t pull_id = 0;
   size_t pull_owed = 0;
   int64_t pull_deadline_ns = 0;
+  // Set on reconnect: the request outstanding went with the old connection (or node), so a new
+  // one goes out at once rather than when the old one would have expired.
+  std::atomic<bool> pull_lost{false};
   std::vector<natsMsg*> batch;
   std::vector<IngestItem> items;
   // JetStream stream order: the newest stream sequence handed over (0: none yet), where the
@@ -353,6 +356,7 @@ void NatsBroker::Impl::on_reconnected(natsConnection* nc, void* self) {
   auto* impl = static_cast<Impl*>(self);
   impl->counters.connected = true;
   impl->counters.reconnects.fetch_add(1, std::memory_order_relaxed);
+  impl->pull_lost = true;
   char url[256] = {};
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
   spdlog::info("NATS reconnected to {}", url);
@@ -612,7 +616,7 @@ void NatsBroker::Impl::send_pull_request(size_t count) {
 }
 
 void NatsBroker::Impl::take_jetstream() {
-  if (pull_owed == 0 || steady_ns() > pull_deadline_ns) {
+  if (pull_owed == 0 || steady_ns() > pull_deadline_ns || pull_lost.exchange(false)) {
     // The previous request is over (or lost with a NATS restart): the caps pay for a new one,
     // and get back what the old one did not bring.
     refund(pull_owed);
