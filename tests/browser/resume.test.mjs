@@ -77,8 +77,6 @@ await runner.check('the page connects through HAProxy and subscribes on one inst
   survivor = gateways.find((g) => g !== victim);
   const other = await survivor.stats();
   assert(other.currentConnections === 0, `the other instance has ${other.currentConnections} connections`);
-  // In JetStream mode the `subscribed` reply carries a position.
-  await waitFor(() => page.evaluate(() => window.odin.position !== null), 3000, 'a position');
   // Everything the client does from now on (the page's own listeners stay as they are).
   firstSession = await page.evaluate(() => {
     const rec = { msgs: [], events: [] };
@@ -91,6 +89,9 @@ await runner.check('the page connects through HAProxy and subscribes on one inst
     return c.session;
   });
   console.log(`  (page on port ${victim.port}, session ${firstSession})`);
+  // In JetStream mode the `subscribed` reply carries a position: without one the client cannot
+  // ask another instance to restore the session.
+  await waitFor(() => page.evaluate(() => window.odin.position !== null), 3000, 'a position');
 });
 
 let killedAt = 0;
@@ -150,6 +151,10 @@ await runner.check('every message exactly once, in order, seq contiguous, nothin
 });
 
 if (problems.length) console.log(`  (page console: ${problems.slice(0, 5).join(' | ')})`);
+if (runner.failed) {
+  const tail = (text) => text.split('\n').slice(-15).join('\n    ');
+  for (const g of gateways) console.log(`  gateway :${g.port} output:\n    ${tail(g.output())}`);
+}
 await browser.close().catch(() => {});
 await proxy.stop();
 const codes = await Promise.all(gateways.map((g) => g.stop()));
