@@ -204,12 +204,12 @@ def cmd_backlog(a):
 
 # ---- ephemeral ports -----------------------------------------------------------------------
 
-def fill(listeners, src, mode, limit):
+def fill(listeners, src, mode, limit, opened):
     """Opens connections until the kernel refuses one (or `limit`): blocking connect() on
     loopback, then the listener accepts it. mode: `auto` (connect() picks the source address and
     port), `bind` (bind((src, 0)) first: the port is chosen at bind()), `no_port` (bind((src, 0))
     with IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect(), per destination)."""
-    opened, error = [], None
+    error = None
     for srv in listeners:
         dest = srv.getsockname()
         n = 0
@@ -230,32 +230,44 @@ def fill(listeners, src, mode, limit):
             n += 1
         yield {"destination_port": dest[1], "connections": n, "stopped_by": error}
         error = None
-    for s in opened:
-        s.close()
 
 
 def cmd_ports(a):
-    in_own_netns(sys.argv[1:])
+    """Each sequence of cases in a fresh network namespace of its own, with the port range cut
+    to --low..--high; the listeners sit on ports below it so they use none of it."""
+    if os.environ.get("KERNEL_PY_NETNS") != "1":
+        out = {"netns": "own (unshare -n), a fresh one per sequence", "ports_in_range": a.high - a.low + 1,
+               "default_range_ports": 60999 - 32768 + 1, "sequences": []}
+        for seq in ("auto", "bind", "no_port", "bind,no_port"):
+            r = subprocess.run(["unshare", "-n", sys.executable, os.path.abspath(__file__), "ports",
+                                "--low", str(a.low), "--high", str(a.high), "--cases", seq],
+                               env=dict(os.environ, KERNEL_PY_NETNS="1"), capture_output=True,
+                               text=True, timeout=120)
+            out["sequences"].append(json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr[-500:]})
+        return out
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     raise_nofile()
     write_sysctl("net.ipv4.ip_local_port_range", f"{a.low} {a.high}")
     size = a.high - a.low + 1
     listeners = []
-    for _ in range(2):
+    for port in (a.low - 2, a.low - 1):
         srv = socket.socket()
-        srv.bind(("127.0.0.1", 0))
+        srv.bind(("127.0.0.1", port))
         srv.listen(4096)
         listeners.append(srv)
     limit = size + 100
-    cases = []
-    for src, mode in (("127.0.0.1", "auto"), ("127.0.0.2", "bind"), ("127.0.0.3", "no_port")):
+    cases, held = [], []
+    sources = {"auto": "127.0.0.1", "bind": "127.0.0.2", "no_port": "127.0.0.3"}
+    for mode in a.cases.split(","):
         t0 = time.monotonic()
-        per_dest = list(fill(listeners, src, mode, limit))
-        cases.append({"source": src, "mode": mode, "per_destination": per_dest,
+        per_dest = list(fill(listeners, sources[mode], mode, limit, held))
+        cases.append({"source": sources[mode], "mode": mode, "per_destination": per_dest,
                       "total": sum(d["connections"] for d in per_dest),
                       "seconds": round(time.monotonic() - t0, 2)})
-    return {"netns": "own (unshare -n)", "ip_local_port_range": read_sysctl("net.ipv4.ip_local_port_range"),
-            "ports_in_range": size, "cases": cases,
-            "default_range_ports": 60999 - 32768 + 1}
+    for s in held:
+        s.close()
+    return {"ip_local_port_range": read_sysctl("net.ipv4.ip_local_port_range"),
+            "ports_in_range": size, "cases": cases}
 
 
 # ---- socket memory -------------------------------------------------------------------------
@@ -489,6 +501,7 @@ def main():
     p = sub.add_parser("ports")
     p.add_argument("--low", type=int, default=50000)
     p.add_argument("--high", type=int, default=50999)
+    p.add_argument("--cases", default="", help="(internal) modes to run in order in one namespace")
     m = sub.add_parser("sockmem")
     m.add_argument("--pairs", type=int, default=8000)
     m.add_argument("--backlogged", type=int, default=2000)
