@@ -391,6 +391,8 @@ class Bench:
                      instances=instances, ramp=ramp, burst=burst)
         if broker != "nats":
             setup["broker"] = broker
+        if detail and self.threads:  # scale runs: WS_THREADS is part of the shape
+            setup["threads"] = self.threads
         if part:  # only the tls scenario's runs carry these; the others keep their shape
             setup.update(part=part, tls=tls["name"] if tls else None, tls_resume=tls_resume,
                          profile=profile)
@@ -802,7 +804,8 @@ def tls(b, targets, quick, repeat, quiet_wait=60, profile=True):
     return runs
 
 
-def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, connections=None):
+def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, connections=None,
+          broker="jetstream"):
     """100,000 WebSocket clients on `instances` gateways sharing one JetStream-enabled
     nats-server (WS_BROKER=jetstream), every client receiving everything it subscribed to:
     100 channels ch0..ch99, client i on channel i % 100 (1,000 clients per channel, spread over
@@ -811,7 +814,8 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
     the load client can (6 worker processes of 16,667, source addresses 127.0.0.2-254, instance
     ports round-robin). Before each run it waits (up to quiet_wait s) for the machine's other
     work to settle; each run records the other work, and each instance's RSS, open files and
-    CPU. --quick: 10,000 clients for 10 s."""
+    CPU. --quick: 10,000 clients for 10 s. --broker nats: the same over core NATS, for
+    comparison."""
     if "odin" not in targets:
         log("scale: measures the odin target only; add it to --targets")
         return []
@@ -819,9 +823,9 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
     runs = []
     for rep in range(repeat):
         quiet = wait_quiet(quiet_wait) if quiet_wait else None
-        r = attempt(b, f"scale odin {n} on {instances} instances, jetstream #{rep + 1}",
+        r = attempt(b, f"scale odin {n} on {instances} instances, {broker} #{rep + 1}",
                     target="odin", connections=n, channels=100, per_conn=1, rate=100,
-                    seconds=seconds, instances=instances, broker="jetstream", extra_wait=40,
+                    seconds=seconds, instances=instances, broker=broker, extra_wait=40,
                     settle=3, detail=True)
         if quiet:
             r["host_before"] = quiet
@@ -855,6 +859,8 @@ def main():
     ap.add_argument("--no-profile", action="store_true", help="tls: no perf profiles")
     ap.add_argument("--connections", type=int, default=None,
                     help="scale: clients (default 100,000; 10,000 with --quick)")
+    ap.add_argument("--broker", default="jetstream", choices=["jetstream", "nats"],
+                    help="scale: the gateways' WS_BROKER")
     ap.add_argument("--instances", type=int, default=6,
                     help="scale: gateway instances (each may hold at most 20,000 open files here)")
     a = ap.parse_args()
@@ -873,7 +879,7 @@ def main():
             runs = tls(b, targets, a.quick, a.repeat or 3, a.quiet_wait, not a.no_profile)
         elif name == "scale":
             runs = scale(b, targets, a.quick, a.repeat or 3, a.instances, a.quiet_wait,
-                         a.seconds or 30, a.connections)
+                         a.seconds or 30, a.connections, a.broker)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
         notes = {"quick": a.quick, "threads": a.threads}
@@ -883,7 +889,9 @@ def main():
         if name == "scale":  # runs of another size or instance count stay
             shape = {r["setup"]["connections"] for r in runs}, a.instances
             replaces = lambda setup: (setup.get("connections") in shape[0]
-                                      and setup.get("instances") == shape[1])
+                                      and setup.get("instances") == shape[1]
+                                      and setup.get("broker", "nats") == a.broker
+                                      and setup.get("threads", 0) == a.threads)
         # tls runs are all of the odin target: they replace the earlier tls runs
         save(name, runs, command, notes, ["odin"] if name in ("tls", "scale") else targets,
              replaces)

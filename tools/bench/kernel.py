@@ -290,13 +290,14 @@ def meminfo():
 
 
 def tcp_slab():
-    """Active objects and object size of the TCP socket slab caches (root: /proc/slabinfo)."""
+    """Active objects and object size of the slab caches a TCP socket lives in: the socket
+    itself, its inode, its struct file, its dentry (root: /proc/slabinfo)."""
     out = {}
     try:
         with open("/proc/slabinfo") as f:
             for line in f:
                 p = line.split()
-                if p and p[0] in ("TCP", "request_sock_TCP", "tw_sock_TCP"):
+                if p and p[0] in ("TCP", "sock_inode_cache", "filp", "dentry", "eventpoll_epi"):
                     out[p[0]] = {"active": int(p[1]), "objsize": int(p[3])}
     except OSError:
         return None
@@ -345,9 +346,8 @@ def delta(a, b, n):
     out["slab_kb"] = b["mem"]["Slab"] - a["mem"]["Slab"]
     out["slab_bytes_per_connection"] = round(out["slab_kb"] * 1024 / n)
     if a["slab"] and b["slab"]:
-        tcp = b["slab"]["TCP"]
-        out["tcp_slab_objects"] = tcp["active"] - a["slab"]["TCP"]["active"]
-        out["tcp_slab_objsize"] = tcp["objsize"]
+        out["slab_caches"] = {k: {"objects": v["active"] - a["slab"].get(k, {}).get("active", 0),
+                                  "objsize": v["objsize"]} for k, v in b["slab"].items()}
     return out
 
 
@@ -421,7 +421,7 @@ def cmd_sockmem(a):
     for s in clients + servers:
         s.close()
     srv.close()
-    out["sysctls"] = {k: read_sysctl(k) for k in ("net.ipv4.tcp_mem", "net.ipv4.tcp_rmem",
+    out["sysctls"] = {k: read_sysctl(k) for k in ("net.ipv4.tcp_rmem",
                                                   "net.ipv4.tcp_wmem", "net.core.wmem_max")}
     return out
 

@@ -374,51 +374,55 @@ class Report:
             window = med([i.get("window_seconds") for i in inst])
             return 100.0 * secs / window, secs * 1e6 / max(r.get("received", 0), 1)
 
-        shapes = sorted({(r["setup"]["instances"], r["setup"]["connections"]) for r in runs})
-        self.w("| gateways | clients (per gateway) | runs | connect all | connections/s | delivered (lowest run) | gaps | p50 | p99 | reach-all p99 | gateway RSS, all connected | RSS per connection, connected / peak | gateway CPU (100% = 1 core) | gateway CPU per delivery | other work on the machine |")
-        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for inst, n in shapes:
-            rs = [r for r in good if r["setup"]["instances"] == inst and r["setup"]["connections"] == n]
-            allrs = [r for r in runs if r["setup"]["instances"] == inst and r["setup"]["connections"] == n]
+        br = lambda r: r["setup"].get("broker", "nats") + (
+            f", WS_THREADS={r['setup']['threads']}" if r["setup"].get("threads") else "")
+        shapes = sorted({(r["setup"]["instances"], r["setup"]["connections"], br(r)) for r in runs},
+                        key=lambda x: (not x[2].startswith("jetstream"), -x[1], x[0], x[2]))
+        same = lambda r, shape: (r["setup"]["instances"], r["setup"]["connections"], br(r)) == shape
+        self.w("| broker | gateways | clients (per gateway) | runs | connect all | connections/s | delivered (lowest run) | gaps | p50 | p99 | reach-all p99 | gateway RSS, all connected | RSS per connection, connected / peak | gateway CPU (100% = 1 core) | gateway CPU per delivery | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for inst, n, broker in shapes:
+            rs = [r for r in good if same(r, (inst, n, broker))]
+            allrs = [r for r in runs if same(r, (inst, n, broker))]
             cpu = [gw_cpu(r) for r in rs]
             rss = med([sum((i.get("connected") or {}).get("rss_kb") or 0 for i in r.get("instances", [])) for r in rs])
-            self.w(f"| {inst} | {n:,} ({n // inst:,}) | {len(rs)}{failures(allrs)} | {fmt(stat(rs, 'ready_seconds'), ' s', 1)} | "
+            self.w(f"| {broker} | {inst} | {n:,} ({n // inst:,}) | {len(rs)}{failures(allrs)} | {fmt(stat(rs, 'ready_seconds'), ' s', 1)} | "
                    f"{fmt(stat(rs, 'connections_per_second'), '', 0)} | {delivered(rs)} | {sum(r.get('gaps', 0) for r in rs)} | "
                    f"{fmt(stat(rs, 'latency_ms.p50'))} ms | **{fmt(stat(rs, 'latency_ms.p99'))} ms** | {fmt(stat(rs, 'reach_all_ms.p99'))} ms | "
                    f"{fmt(rss / 1024 if rss else None, ' MiB')} | {fmt(med([per_conn(r, 'connected') for r in rs]), ' B', 0)} / "
                    f"{fmt(med([per_conn(r, 'peak_rss_kb_connected') for r in rs]), ' B', 0)} | "
                    f"{fmt(med([c[0] for c in cpu]), '%', 0)} | {fmt(med([c[1] for c in cpu]), ' µs', 2)} | "
                    f"{fmt(stat(rs, 'host_cpu.other_percent'), '%', 0)} |")
-            if n >= 100000 and rs:
+            if n >= 100000 and rs and broker.startswith("jetstream"):
                 d = lowest_delivery(rs)
-                self.target(f"100,000 connections, JetStream, {inst} gateways: every client every message", "100%",
+                self.target(f"100,000 connections ({broker}, {inst} gateways): every client every message", "100%",
                             f"{d:.2f}% (lowest of {len(rs)} runs), p99 {fmt(stat(rs, 'latency_ms.p99'))} ms",
                             d >= 100 and all(r.get("gaps", 1) == 0 for r in rs))
         self.w()
         self.w("Every run (the medians above are over these):")
         self.w()
-        self.w("| gateways | clients | run | connect all | delivered | received / expected | p50 | p99 | max | gateway CPU | gateway CPU per delivery | client CPU | other work on the machine |")
-        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for inst, n in shapes:
-            rs = [r for r in runs if r["setup"]["instances"] == inst and r["setup"]["connections"] == n]
+        self.w("| broker | gateways | clients | run | connect all | delivered | received / expected | p50 | p99 | max | gateway CPU | gateway CPU per delivery | client CPU | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for inst, n, broker in shapes:
+            rs = [r for r in runs if same(r, (inst, n, broker))]
             for k, r in enumerate(rs, 1):
                 if not ok(r):
-                    self.w(f"| {inst} | {n:,} | {k} | failed: {r['error'][:120]} | | | | | | | | | |")
+                    self.w(f"| {broker} | {inst} | {n:,} | {k} | failed: {r['error'][:120]} | | | | | | | | | |")
                     continue
                 c = gw_cpu(r)
-                self.w(f"| {inst} | {n:,} | {k} | {fmt(r.get('ready_seconds'), ' s', 1)} | {r.get('delivery_percent', 0):.3f}% | "
+                self.w(f"| {broker} | {inst} | {n:,} | {k} | {fmt(r.get('ready_seconds'), ' s', 1)} | {r.get('delivery_percent', 0):.3f}% | "
                        f"{r.get('received', 0):,} / {r.get('expected', 0):,} | {fmt(get(r, 'latency_ms.p50'))} ms | "
                        f"{fmt(get(r, 'latency_ms.p99'))} ms | {fmt(get(r, 'latency_ms.max'))} ms | {fmt(c[0], '%', 0)} | "
                        f"{fmt(c[1], ' µs', 2)} | {fmt(r.get('client_cpu_percent'), '%', 0)} | {fmt(get(r, 'host_cpu.other_percent'), '%', 0)} |")
         self.w()
         # Per instance, from the run with the median p99 of each shape.
-        for inst, n in shapes:
-            rs = sorted([r for r in good if r["setup"]["instances"] == inst and r["setup"]["connections"] == n
-                         and r.get("instances")], key=lambda r: get(r, "latency_ms.p99") or 0)
+        for inst, n, broker in shapes:
+            rs = sorted([r for r in good if same(r, (inst, n, broker)) and r.get("instances")],
+                        key=lambda r: get(r, "latency_ms.p99") or 0)
             if not rs:
                 continue
             r = rs[len(rs) // 2]
-            self.w(f"Per gateway, {inst} gateways x {n // inst:,} clients (the run with the median p99):")
+            self.w(f"Per gateway, {broker}, {inst} gateways x {n // inst:,} clients (the run with the median p99):")
             self.w()
             self.w("| gateway | RSS empty | RSS all connected | RSS peak | RSS per connection, connected / peak | open files connected (empty) | CPU connecting | CPU while publishing |")
             self.w("|---|---|---|---|---|---|---|---|")
