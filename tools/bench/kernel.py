@@ -10,6 +10,9 @@ stops only the processes it started.
   kernel.py ports                ip_local_port_range: connections from one client address
   kernel.py sockmem [--pairs N]  kernel memory per idle and per backlogged TCP connection
   kernel.py fds --build DIR      open files of an idle gateway; what happens past RLIMIT_NOFILE
+  kernel.py all [--build DIR] [--out docs/bench/kernel.json]
+                                 all of the above (defaults), recorded with the machine and the
+                                 command of each, in one JSON file
 
 backlog and ports change net.core.somaxconn / net.ipv4.ip_local_port_range, so they run in a
 network namespace of their own (`unshare -n`, root): the machine's own settings, and whatever
@@ -507,6 +510,28 @@ def cmd_fds(a):
         os.unlink(log.name)
 
 
+def cmd_all(a):
+    out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "kernel": os.uname().release,
+           "cpus": os.cpu_count(), "memory_kb": meminfo()["MemTotal"], "results": {}}
+    for name, extra in (("sysctls", []), ("ports", []), ("backlog", []), ("sockmem", []),
+                        ("fds", ["--build", a.build])):
+        argv = ["tools/bench/kernel.py", name] + extra
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), name] + extra,
+                           capture_output=True, text=True, timeout=600)
+        try:
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            res = {"error": (r.stderr or r.stdout)[-1000:]}
+        out["results"][name] = {"command": " ".join(argv),
+                                "seconds": round(time.monotonic() - t0, 1), "result": res}
+        print(f"{name}: {round(time.monotonic() - t0, 1)} s", file=sys.stderr, flush=True)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1)
+    return {k: "error" not in v["result"] for k, v in out["results"].items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -526,8 +551,11 @@ def main():
     f = sub.add_parser("fds")
     f.add_argument("--build", default="build/release")
     f.add_argument("--connections", type=int, default=20000)
+    al = sub.add_parser("all")
+    al.add_argument("--build", default="build/release")
+    al.add_argument("--out", default="docs/bench/kernel.json")
     a = ap.parse_args()
-    fn = {"sysctls": cmd_sysctls, "backlog": cmd_backlog, "ports": cmd_ports,
+    fn = {"all": cmd_all, "sysctls": cmd_sysctls, "backlog": cmd_backlog, "ports": cmd_ports,
           "sockmem": cmd_sockmem, "fds": cmd_fds}[a.cmd]
     print(json.dumps(fn(a)), flush=True)
 

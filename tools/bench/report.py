@@ -18,6 +18,7 @@ BENCH = os.path.join(DOCS, "bench")
 RESULTS = os.path.join(BENCH, "results.json")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
 TLS_ANALYSIS = os.path.join(BENCH, "tls-analysis.md")
+SCALE_ANALYSIS = os.path.join(BENCH, "scale-analysis.md")
 TARGETS = ["odin", "odin-1t", "blaster", "node", "nats-ws"]
 LABEL = {"odin": "odin-ws", "odin-1t": "odin-ws, 1 thread", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
          "nats-ws": "nats-server WebSocket"}
@@ -386,7 +387,8 @@ class Report:
             allrs = [r for r in runs if same(r, (inst, n, broker))]
             cpu = [gw_cpu(r) for r in rs]
             rss = med([sum((i.get("connected") or {}).get("rss_kb") or 0 for i in r.get("instances", [])) for r in rs])
-            self.w(f"| {broker} | {inst} | {n:,} ({n // inst:,}) | {len(rs)}{failures(allrs)} | {fmt(stat(rs, 'ready_seconds'), ' s', 1)} | "
+            split = f"{n // inst:,}" if n % inst == 0 else f"{n // inst:,}-{n // inst + 1:,}"
+            self.w(f"| {broker} | {inst} | {n:,} ({split}) | {len(rs)}{failures(allrs)} | {fmt(stat(rs, 'ready_seconds'), ' s', 1)} | "
                    f"{fmt(stat(rs, 'connections_per_second'), '', 0)} | {delivered(rs)} | {sum(r.get('gaps', 0) for r in rs)} | "
                    f"{fmt(stat(rs, 'latency_ms.p50'))} ms | **{fmt(stat(rs, 'latency_ms.p99'))} ms** | {fmt(stat(rs, 'reach_all_ms.p99'))} ms | "
                    f"{fmt(rss / 1024 if rss else None, ' MiB')} | {fmt(med([per_conn(r, 'connected') for r in rs]), ' B', 0)} / "
@@ -422,7 +424,7 @@ class Report:
             if not rs:
                 continue
             r = rs[len(rs) // 2]
-            self.w(f"Per gateway, {broker}, {inst} gateways x {n // inst:,} clients (the run with the median p99):")
+            self.w(f"Per gateway, {broker}, {n:,} clients on {inst} gateways (the run with the median p99):")
             self.w()
             self.w("| gateway | RSS empty | RSS all connected | RSS peak | RSS per connection, connected / peak | open files connected (empty) | CPU connecting | CPU while publishing |")
             self.w("|---|---|---|---|---|---|---|---|")
@@ -434,6 +436,10 @@ class Report:
                 self.w(f"| {k} | {fmt(e.get('rss_kb', 0) / 1024, ' MiB')} | {fmt((c.get('rss_kb') or 0) / 1024, ' MiB')} | "
                        f"{fmt((pk or 0) / 1024, ' MiB')} | {pc(c.get('rss_kb'))} / {pc(pk)} | {c.get('fds', '–'):,} ({e.get('fds', '–')}) | "
                        f"{fmt(i.get('cpu_seconds_connecting'), ' s', 2)} | {fmt(i.get('cpu_percent'), '%', 0)} |")
+            self.w()
+        if os.path.exists(SCALE_ANALYSIS):
+            with open(SCALE_ANALYSIS) as f:
+                self.w(f.read().rstrip())
             self.w()
 
     def slow(self):
@@ -784,6 +790,8 @@ class Report:
         self.w()
         self.w("```sh")
         self.w("tools/bench/run.sh all        # about an hour; or one scenario: fanout, sustained, maxrate, capacity, slow, burst")
+        self.w("tools/bench/run.sh tls        # not in all: TLS against plain")
+        self.w("tools/bench/run.sh scale      # not in all: 100,000 clients, JetStream, 6 gateways, 3 runs (about 8 minutes)")
         self.w("```")
         self.w()
         self.w(f"Machine: {m.get('os', '?')}, {m.get('cpus', '?')} vCPU ({m.get('cpu', '?')}), "
