@@ -8,6 +8,7 @@ stops only the processes it started.
                                  stalls 200 ms, listen() backlog 128 / 1024 / 4096, and
                                  somaxconn capping listen(4096)
   kernel.py ports                ip_local_port_range: connections from one client address
+  kernel.py gwbacklog --build DIR the gateway itself, somaxconn 128 and 4096: 19,000 clients at once
   kernel.py sockmem [--pairs N]  kernel memory per idle and per backlogged TCP connection
   kernel.py fds --build DIR      open files of an idle gateway; what happens past RLIMIT_NOFILE
   kernel.py all [--build DIR] [--out docs/bench/kernel.json]
@@ -219,6 +220,62 @@ def cmd_backlog(a):
     return {"netns": "own (unshare -n)", "tcp_max_syn_backlog": read_sysctl("net.ipv4.tcp_max_syn_backlog"),
             "tcp_syncookies": read_sysctl("net.ipv4.tcp_syncookies"),
             "tcp_abort_on_overflow": read_sysctl("net.ipv4.tcp_abort_on_overflow"), "cases": cases}
+
+
+def start_gateway(build, port, max_connections):
+    env = dict(os.environ, WS_ADDR=f"127.0.0.1:{port}", WS_BROKER="embedded",
+               WS_MAX_CONNECTIONS=str(max_connections), WS_CPU_REJECT_THRESHOLD="100",
+               WS_MEMORY_REJECT_THRESHOLD="100", LOG_LEVEL="warn")
+    log = tempfile.NamedTemporaryFile(prefix="kernel-gw-", suffix=".log", delete=False)
+    gw = subprocess.Popen([os.path.join(build, "odin-ws")], env=env, stdout=log,
+                          stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    time.sleep(0.5)
+    return gw, log.name
+
+
+def stop_gateway(gw, log):
+    gw.terminate()
+    try:
+        gw.wait(15)
+    except subprocess.TimeoutExpired:
+        gw.kill()
+        gw.wait()
+    os.unlink(log)
+
+
+def cmd_gwbacklog(a):
+    """The real gateway (it calls listen(4096)) with somaxconn 128 and 4096: `--connections`
+    clients opened as fast as the load client can (2 processes, 2,000 handshakes in flight
+    each): time to connect all, and the kernel's counters."""
+    in_own_netns(sys.argv[1:])
+    cases = []
+    for somaxconn in (128, 4096):
+        write_sysctl("net.core.somaxconn", somaxconn)
+        port = free_port()
+        gw, log = start_gateway(a.build, port, 20000)
+        try:
+            before = netstat_counters(BACKLOG_COUNTERS)
+            r = subprocess.run([os.path.join(a.build, "loadclient"), "--port", str(port),
+                                "--connections", str(a.connections), "--processes", "2",
+                                "--duration", "1", "--server-pid", str(gw.pid)],
+                               capture_output=True, text=True, timeout=240)
+            after = netstat_counters(BACKLOG_COUNTERS)
+            res = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+            cases.append({"somaxconn": somaxconn, "connections": res.get("connections"),
+                          "failures": res.get("failures"), "connect_seconds": res.get("connect_seconds"),
+                          "connections_per_second": res.get("connections_per_second"),
+                          "server_cpu_seconds_connecting": res.get("server", {}).get("cpu_seconds_connecting"),
+                          "counters": {k: after.get(k, 0) - before.get(k, 0) for k in sorted(BACKLOG_COUNTERS)}})
+        finally:
+            stop_gateway(gw, log)
+    return {"netns": "own (unshare -n)", "cases": cases}
 
 
 # ---- ephemeral ports -----------------------------------------------------------------------
@@ -513,7 +570,8 @@ def cmd_fds(a):
 def cmd_all(a):
     out = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "kernel": os.uname().release,
            "cpus": os.cpu_count(), "memory_kb": meminfo()["MemTotal"], "results": {}}
-    for name, extra in (("sysctls", []), ("ports", []), ("backlog", []), ("sockmem", []),
+    for name, extra in (("sysctls", []), ("ports", []), ("backlog", []),
+                        ("gwbacklog", ["--build", a.build]), ("sockmem", []),
                         ("fds", ["--build", a.build])):
         argv = ["tools/bench/kernel.py", name] + extra
         t0 = time.monotonic()
@@ -548,6 +606,9 @@ def main():
     m.add_argument("--backlogged", type=int, default=2000)
     m.add_argument("--queued", type=int, default=65536)
     m.add_argument("--full", type=int, default=20)
+    g = sub.add_parser("gwbacklog")
+    g.add_argument("--build", default="build/release")
+    g.add_argument("--connections", type=int, default=19000)
     f = sub.add_parser("fds")
     f.add_argument("--build", default="build/release")
     f.add_argument("--connections", type=int, default=20000)
@@ -556,7 +617,8 @@ def main():
     al.add_argument("--out", default="docs/bench/kernel.json")
     a = ap.parse_args()
     fn = {"all": cmd_all, "sysctls": cmd_sysctls, "backlog": cmd_backlog, "ports": cmd_ports,
-          "sockmem": cmd_sockmem, "fds": cmd_fds}[a.cmd]
+          "sockmem": cmd_sockmem, "fds": cmd_fds,
+          "gwbacklog": cmd_gwbacklog}[a.cmd]
     print(json.dumps(fn(a)), flush=True)
 
 
