@@ -398,7 +398,7 @@ class Report:
             if n >= 100000 and rs and broker.startswith("jetstream"):
                 d = lowest_delivery(rs)
                 self.target(f"100,000 connections ({broker}, {inst} gateways): every client every message", "100%",
-                            f"{d:.2f}% (lowest of {len(rs)} runs), p99 {fmt(stat(rs, 'latency_ms.p99'))} ms",
+                            f"{d:.2f}% (lowest of {len(rs)} run{'s' if len(rs) > 1 else ''}), p99 {fmt(stat(rs, 'latency_ms.p99'))} ms",
                             d >= 100 and all(r.get("gaps", 1) == 0 for r in rs))
         self.w()
         self.w("Every run (the medians above are over these):")
