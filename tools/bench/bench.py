@@ -829,6 +829,11 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
                     settle=3, detail=True)
         if quiet:
             r["host_before"] = quiet
+        try:  # which gateway was measured
+            r["commit"] = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                                         capture_output=True, text=True, timeout=10).stdout.strip()
+        except Exception:
+            pass
         if "error" not in r:
             log(f"scale #{rep + 1}: connected in {r.get('connect_seconds')} s "
                 f"({r.get('connections_per_second')}/s), host other "
