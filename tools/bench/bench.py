@@ -600,7 +600,7 @@ def save(scenario, runs, command, notes=None, targets=(), replaces=None):
     old = data.get("scenarios", {}).get(scenario, {})
     kept = [r for r in old.get("runs", []) if r.get("setup", {}).get("target") not in targets
             or (replaces and not replaces(r.get("setup", {})))]
-    commands = [c for c in old.get("commands", [old.get("command")]) if c and kept]
+    commands = [c for c in old.get("commands", [old.get("command")]) if c and kept and c != command]
     data.setdefault("scenarios", {})[scenario] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"), "command": command,
         "commands": commands + [command], "runs": kept + runs, "notes": notes or {}}
@@ -829,9 +829,12 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
                     settle=3, detail=True)
         if quiet:
             r["host_before"] = quiet
-        try:  # which gateway was measured
-            r["commit"] = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
-                                         capture_output=True, text=True, timeout=10).stdout.strip()
+        try:  # which gateway was measured (-modified: its sources differ from that commit)
+            git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True,
+                                            timeout=10)
+            r["commit"] = git("rev-parse", "--short", "HEAD").stdout.strip() + (
+                "" if git("diff", "--quiet", "HEAD", "--", "src", "tools", "CMakeLists.txt").returncode == 0
+                else "-modified")
         except Exception:
             pass
         if "error" not in r:
