@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
           libfmt-dev libssl-dev libnats-dev)
 if [[ "${1:-}" == "bench" ]]; then
-  packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf)
+  # iproute2 (ip, ss) and util-linux (unshare): tools/bench/kernel.py.
+  packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 if [[ "${1:-}" == "test" ]]; then

@@ -68,11 +68,18 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def wait(self, timeout):
-        try:
-            return self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+    def wait(self, timeout, poll=()):
+        """Exit status, or None after `timeout` s; calls each of `poll` every 0.5 s meanwhile."""
+        deadline = time.time() + timeout
+        while True:
+            for f in poll:
+                f()
+            try:
+                return self.p.wait(timeout=min(0.5, max(0.0, deadline - time.time())) if poll
+                                   else timeout)
+            except subprocess.TimeoutExpired:
+                if time.time() >= deadline:
+                    return None
 
     def stop(self, sig=signal.SIGTERM, grace=10):
         if self.alive():
@@ -306,15 +313,19 @@ class Bench:
 
     # ---- systems under test ----------------------------------------------------------------
 
-    def start_nats(self):
+    def start_nats(self, jetstream=False):
         port = free_port()
-        p = Proc("nats", ["nats-server", "-a", "127.0.0.1", "-p", str(port)])
+        argv = ["nats-server", "-a", "127.0.0.1", "-p", str(port)]
+        if jetstream:  # its file store in a directory of this run's own
+            argv += ["-js", "-sd", tempfile.mkdtemp(prefix="bench-js-")]
+        p = Proc("nats", argv)
         wait_port(port, proc=p)
         return p, port
 
-    def start_target(self, target, nats_port, instances=1, tls=None):
+    def start_target(self, target, nats_port, instances=1, tls=None, broker="nats"):
         """Starts `instances` of the target on one NATS; returns (procs, ws ports, protocol).
-        With `tls` ({"cert", "key"} PEM paths) odin's listener speaks only TLS."""
+        With `tls` ({"cert", "key"} PEM paths) odin's listener speaks only TLS. broker: odin's
+        WS_BROKER, `nats` (core) or `jetstream`."""
         if tls and target not in ("odin", "odin-1t"):
             raise ValueError(f"{target} has no TLS listener here")
         procs, ports = [], []
@@ -322,7 +333,7 @@ class Bench:
             port = free_port()
             if target in ("odin", "odin-1t"):
                 env = {"WS_ADDR": f"127.0.0.1:{port}", "NATS_URL": f"nats://127.0.0.1:{nats_port}",
-                       "WS_BROKER": "nats", "WS_MAX_CONNECTIONS": "20000",
+                       "WS_BROKER": broker, "WS_MAX_CONNECTIONS": "20000",
                        # Measure the fan-out, not the admission control: never refuse or pause.
                        "WS_CPU_REJECT_THRESHOLD": "100", "WS_CPU_PAUSE_THRESHOLD": "100",
                        "WS_MEMORY_REJECT_THRESHOLD": "100", "LOG_LEVEL": "warn",
@@ -364,7 +375,7 @@ class Bench:
     def run(self, target, connections, channels=1, per_conn=1, rate=10.0, seconds=10.0,
             size=500, slow_fraction=0.0, instances=1, ramp=0, burst=None, extra_wait=20,
             settle=1.0, client_processes=None, tls=None, tls_resume=False, part=None,
-            profile=None, heap=False):
+            profile=None, heap=False, broker="nats", detail=False):
         """One run: start NATS and the target, connect, publish `rate` msg/s for `seconds`,
         collect. Returns the load client's JSON plus the publisher's and the setup.
 
@@ -372,10 +383,16 @@ class Bench:
         or resumed ones with tls_resume). part: the tls scenario's label for the run. profile:
         "connect" or "publish": `perf record` the gateway during that phase (a profile run, its
         figures are perturbed by perf). heap: glibc's malloc_stats of the gateway once all are
-        connected (through gdb; the gateway pauses for a moment)."""
+        connected (through gdb; the gateway pauses for a moment). broker: odin's WS_BROKER
+        (`jetstream` also starts nats-server with -js). detail: also record each server
+        instance's RSS, open files and CPU (`instances`) and the machine's load (`host_cpu`)."""
         setup = dict(target=target, connections=connections, channels=channels, per_conn=per_conn,
                      rate=rate, seconds=seconds, size=size, slow_fraction=slow_fraction,
                      instances=instances, ramp=ramp, burst=burst)
+        if broker != "nats":
+            setup["broker"] = broker
+        if detail and self.threads:  # scale runs: WS_THREADS is part of the shape
+            setup["threads"] = self.threads
         if part:  # only the tls scenario's runs carry these; the others keep their shape
             setup.update(part=part, tls=tls["name"] if tls else None, tls_resume=tls_resume,
                          profile=profile)
@@ -387,11 +404,12 @@ class Bench:
                 started.append(srv)
                 server_procs, ports, protocol = [srv], [ws_port], "nats-ws"
             else:
-                nats, nats_port = self.start_nats()
+                nats, nats_port = self.start_nats(jetstream=broker == "jetstream")
                 started.append(nats)
                 server_procs, ports, protocol = self.start_target(target, nats_port, instances,
-                                                                  tls)
+                                                                  tls, broker)
                 started += server_procs
+            per_instance = [InstanceSampler(p.pid) for p in server_procs] if detail else []
             count = int(round(rate * seconds))
             if burst:
                 count += int(round((burst["rate"] - rate) * burst["for"]))
@@ -427,12 +445,16 @@ class Bench:
                     raise RuntimeError(f"clients did not all connect within {limit:.0f} s")
                 time.sleep(0.1)
             os.unlink(ready)
+            for s in per_instance:
+                s.connected()
             profiles = {}
             if perf:
                 profiles["connect"] = perf.stop()
                 perf = None
             heap_stats = malloc_stats(server_procs[0]) if heap else None
             time.sleep(settle)
+            for s in per_instance:
+                s.window_start()
             host = HostCpu([nats] if target != "nats-ws" else [], server_procs, client)
             pub_argv = [self.tool("publisher"), "--nats", f"127.0.0.1:{nats_port}",
                         "--rate", str(rate), "--channels", str(channels), "--size", str(size),
@@ -452,15 +474,19 @@ class Bench:
             pub_out = pub.output().strip().splitlines()
             publisher = json.loads(pub_out[-1]) if pub_out and pub_out[-1].startswith("{") else {
                 "error": pub.output()[-500:]}
-            code = client.wait(seconds + extra_wait + 90)
+            code = client.wait(seconds + extra_wait + 90, poll=[i.poll for i in per_instance])
             if code is None:
                 client.stop(signal.SIGINT, grace=30)
+            for s in per_instance:
+                s.window_end()
             lines = [l for l in client.output().splitlines() if l.startswith("{")]
             if not lines:
                 raise RuntimeError(f"load client printed no result:\n{client.output()[-3000:]}")
             result = json.loads(lines[-1])
             result.update(setup=setup, publisher=publisher, client_exit=code)
-            if part:
+            if per_instance:
+                result["instances"] = [s.figures() for s in per_instance]
+            if part or detail:
                 result["host_cpu"] = host_cpu
                 if profiles:
                     result["profile"] = profiles
@@ -484,6 +510,57 @@ class Bench:
                 perf.stop()
             for p in reversed(started):
                 p.stop()
+
+
+class InstanceSampler:
+    """One server process's own figures: RSS and open files when started (empty), once all
+    clients are connected and at the end; CPU from the start to all-connected (connecting) and
+    over the measured window (all-connected + settle to the load client's exit)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.empty = self.sample()
+        self.j0 = proc_jiffies(pid)
+
+    def sample(self):
+        rss = None
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            fds = len(os.listdir(f"/proc/{self.pid}/fd"))
+        except (OSError, StopIteration):
+            fds = None
+        return {"rss_kb": rss, "fds": fds}
+
+    def connected(self):
+        self.at_connected = self.sample()
+        self.j_connected = proc_jiffies(self.pid)
+
+    def window_start(self):
+        self.jw0, self.tw0 = proc_jiffies(self.pid), time.time()
+
+    def poll(self):
+        """The highest RSS while the clients are connected (until the load client exits)."""
+        rss = self.sample()["rss_kb"]
+        if rss is not None:
+            self.peak_rss_kb = max(getattr(self, "peak_rss_kb", 0), rss)
+
+    def window_end(self):
+        self.jw1, self.tw1 = proc_jiffies(self.pid), time.time()
+        self.end = self.sample()
+
+    def figures(self):
+        out = {"pid": self.pid, "empty": self.empty, "connected": getattr(self, "at_connected", None),
+               "peak_rss_kb_connected": getattr(self, "peak_rss_kb", None),
+               "after_clients_left": getattr(self, "end", None)}
+        if None not in (self.j0, getattr(self, "j_connected", None)):
+            out["cpu_seconds_connecting"] = round((self.j_connected - self.j0) / TICK, 2)
+        if None not in (getattr(self, "jw0", None), getattr(self, "jw1", None)):
+            secs = max(self.tw1 - self.tw0, 1e-3)
+            out["window_seconds"] = round(secs, 2)
+            out["cpu_seconds"] = round((self.jw1 - self.jw0) / TICK, 2)
+            out["cpu_percent"] = round(100.0 * (self.jw1 - self.jw0) / TICK / secs, 1)
+        return out
 
 
 # ---- results file ---------------------------------------------------------------------------
@@ -510,7 +587,9 @@ def machine():
             "compiler": version(["g++", "--version"])}
 
 
-def save(scenario, runs, command, notes=None, targets=()):
+def save(scenario, runs, command, notes=None, targets=(), replaces=None):
+    """Adds `runs` to the scenario's record, replacing earlier runs of the same targets (and,
+    with `replaces`, only those for which replaces(setup) is true)."""
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     data = {}
     if os.path.exists(RESULTS):
@@ -519,8 +598,9 @@ def save(scenario, runs, command, notes=None, targets=()):
     data["machine"] = machine()
     # Runs of other targets from an earlier invocation stay (e.g. adding odin-1t later).
     old = data.get("scenarios", {}).get(scenario, {})
-    kept = [r for r in old.get("runs", []) if r.get("setup", {}).get("target") not in targets]
-    commands = [c for c in old.get("commands", [old.get("command")]) if c and kept]
+    kept = [r for r in old.get("runs", []) if r.get("setup", {}).get("target") not in targets
+            or (replaces and not replaces(r.get("setup", {})))]
+    commands = [c for c in old.get("commands", [old.get("command")]) if c and kept and c != command]
     data.setdefault("scenarios", {})[scenario] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"), "command": command,
         "commands": commands + [command], "runs": kept + runs, "notes": notes or {}}
@@ -724,9 +804,51 @@ def tls(b, targets, quick, repeat, quiet_wait=60, profile=True):
     return runs
 
 
+def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, connections=None,
+          broker="jetstream"):
+    """100,000 WebSocket clients on `instances` gateways sharing one JetStream-enabled
+    nats-server (WS_BROKER=jetstream), every client receiving everything it subscribed to:
+    100 channels ch0..ch99, client i on channel i % 100 (1,000 clients per channel, spread over
+    all instances), each channel published at 1 msg/s (100 msg/s in total, 500-byte payloads)
+    for `seconds`: 1 msg/s per client, 100,000 deliveries/s. Connections are opened as fast as
+    the load client can (6 worker processes of 16,667, source addresses 127.0.0.2-254, instance
+    ports round-robin). Before each run it waits (up to quiet_wait s) for the machine's other
+    work to settle; each run records the other work, and each instance's RSS, open files and
+    CPU. --quick: 10,000 clients for 10 s. --broker nats: the same over core NATS, for
+    comparison."""
+    if "odin" not in targets:
+        log("scale: measures the odin target only; add it to --targets")
+        return []
+    n, seconds = (10000, 10) if quick else (connections or 100000, seconds)
+    runs = []
+    for rep in range(repeat):
+        quiet = wait_quiet(quiet_wait) if quiet_wait else None
+        r = attempt(b, f"scale odin {n} on {instances} instances, {broker} #{rep + 1}",
+                    target="odin", connections=n, channels=100, per_conn=1, rate=100,
+                    seconds=seconds, instances=instances, broker=broker, extra_wait=40,
+                    settle=3, detail=True)
+        if quiet:
+            r["host_before"] = quiet
+        try:  # which gateway was measured (-modified: its sources differ from that commit)
+            git = lambda *a: subprocess.run(["git", "-C", ROOT, *a], capture_output=True, text=True,
+                                            timeout=10)
+            r["commit"] = git("rev-parse", "--short", "HEAD").stdout.strip() + (
+                "" if git("diff", "--quiet", "HEAD", "--", "src", "tools", "CMakeLists.txt").returncode == 0
+                else "-modified")
+        except Exception:
+            pass
+        if "error" not in r:
+            log(f"scale #{rep + 1}: connected in {r.get('connect_seconds')} s "
+                f"({r.get('connections_per_second')}/s), host other "
+                f"{r.get('host_cpu', {}).get('other_percent')}%")
+        runs.append(r)
+    return runs
+
+
 SCENARIOS = {"fanout": fanout, "sustained": sustained, "maxrate": maxrate,
-             "capacity": capacity, "slow": slow, "burst": burst, "tls": tls}
-ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls
+             "capacity": capacity, "slow": slow, "burst": burst, "tls": tls,
+             "scale": scale}
+ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls, scale
 
 
 def main():
@@ -738,10 +860,17 @@ def main():
     ap.add_argument("--repeat", type=int, default=None,
                     help="runs of each configuration, medians quoted (default: 3 for fanout, 1 for the longer scenarios)")
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: a smoke run")
-    ap.add_argument("--seconds", type=int, default=60, help="length of the sustained runs")
+    ap.add_argument("--seconds", type=int, default=None,
+                    help="length of the sustained runs (default 60) and the scale runs (default 30)")
     ap.add_argument("--quiet-wait", type=int, default=60,
                     help="tls: seconds to wait before each run for other work on the machine to settle (0: don't)")
     ap.add_argument("--no-profile", action="store_true", help="tls: no perf profiles")
+    ap.add_argument("--connections", type=int, default=None,
+                    help="scale: clients (default 100,000; 10,000 with --quick)")
+    ap.add_argument("--broker", default="jetstream", choices=["jetstream", "nats"],
+                    help="scale: the gateways' WS_BROKER")
+    ap.add_argument("--instances", type=int, default=6,
+                    help="scale: gateway instances (each may hold at most 20,000 open files here)")
     a = ap.parse_args()
     targets = [t for t in a.targets.split(",") if t]
     for t in targets:
@@ -753,16 +882,27 @@ def main():
     for name in names:
         log(f"== {name}")
         if name == "sustained":
-            runs = sustained(b, targets, a.quick, a.repeat or 1, a.seconds)
+            runs = sustained(b, targets, a.quick, a.repeat or 1, a.seconds or 60)
         elif name == "tls":
             runs = tls(b, targets, a.quick, a.repeat or 3, a.quiet_wait, not a.no_profile)
+        elif name == "scale":
+            runs = scale(b, targets, a.quick, a.repeat or 3, a.instances, a.quiet_wait,
+                         a.seconds or 30, a.connections, a.broker)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
         notes = {"quick": a.quick, "threads": a.threads}
-        if name == "tls":
+        if name in ("tls", "scale"):
             notes["quiet_wait"] = a.quiet_wait
+        replaces = None
+        if name == "scale":  # runs of another size or instance count stay
+            shape = {r["setup"]["connections"] for r in runs}, a.instances
+            replaces = lambda setup: (setup.get("connections") in shape[0]
+                                      and setup.get("instances") == shape[1]
+                                      and setup.get("broker", "nats") == a.broker
+                                      and setup.get("threads", 0) == a.threads)
         # tls runs are all of the odin target: they replace the earlier tls runs
-        save(name, runs, command, notes, ["odin"] if name == "tls" else targets)
+        save(name, runs, command, notes, ["odin"] if name in ("tls", "scale") else targets,
+             replaces)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ BENCH = os.path.join(DOCS, "bench")
 RESULTS = os.path.join(BENCH, "results.json")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
 TLS_ANALYSIS = os.path.join(BENCH, "tls-analysis.md")
+SCALE_ANALYSIS = os.path.join(BENCH, "scale-analysis.md")
 TARGETS = ["odin", "odin-1t", "blaster", "node", "nats-ws"]
 LABEL = {"odin": "odin-ws", "odin-1t": "odin-ws, 1 thread", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
          "nats-ws": "nats-server WebSocket"}
@@ -335,6 +336,111 @@ class Report:
                     self.target("100,000 connections on the box across instances", "100,000, all delivered",
                                 f"{n:,} on {inst} instances, {d:.2f}% delivered", n >= 100000 and d >= 100)
         self.w()
+
+    def scale(self):
+        runs = self.section("scale", "Scale: 100,000 clients, JetStream, several gateways",
+                            "The gateways (`WS_BROKER=jetstream`, default threads, admission thresholds 100) share "
+               "one `nats-server -js` (file store in a temporary directory). 100 channels ch0..ch99; "
+               "client *i* subscribes to channel *i* % 100 (1,000 clients per channel) on gateway "
+               "*i* % instances; each channel is published at 1 msg/s (100 msg/s in total, "
+               "500-byte payloads, core NATS `PUB` into the stream's subjects) for 30 s: 1 msg/s per "
+               "client, 100,000 deliveries/s, 30 messages expected by every client. Connections "
+               "are opened as fast as the load client can (one worker process per 18,000 "
+               "connections, at most 2,000 handshakes in flight each). *Connect* is the first "
+               "connect() to the last `subscribed`. Gateway RSS per connection is (RSS once all "
+               "are connected − RSS of the same instance before any client) / its clients; *peak* "
+               "is the highest RSS sampled every 0.5 s while the clients were connected. Gateway "
+               "CPU is utime + stime of all instances from all-connected (+3 s) to the load "
+               "client's exit, per delivery: that CPU / the deliveries. *Other work* is the "
+               "machine's busy time not spent by this run's processes (other sessions' builds and "
+               "tests), 100% = one core.")
+        if runs is None:
+            return
+        good = [r for r in runs if ok(r)]
+
+        def per_conn(r, key):
+            inst = r.get("instances") or []
+            vals = [(i.get(key) if key != "connected" else (i.get("connected") or {}).get("rss_kb"))
+                    for i in inst]
+            empty = [(i.get("empty") or {}).get("rss_kb") for i in inst]
+            if not inst or None in vals or None in empty:
+                return None
+            return (sum(vals) - sum(empty)) * 1024 / r["setup"]["connections"]
+
+        def gw_cpu(r):
+            inst = r.get("instances") or []
+            if not inst or any(i.get("cpu_seconds") is None for i in inst):
+                return None, None
+            secs = sum(i["cpu_seconds"] for i in inst)
+            window = med([i.get("window_seconds") for i in inst])
+            return 100.0 * secs / window, secs * 1e6 / max(r.get("received", 0), 1)
+
+        br = lambda r: r["setup"].get("broker", "nats") + (
+            f", WS_THREADS={r['setup']['threads']}" if r["setup"].get("threads") else "")
+        shapes = sorted({(r["setup"]["instances"], r["setup"]["connections"], br(r)) for r in runs},
+                        key=lambda x: (not x[2].startswith("jetstream"), -x[1], x[0], x[2]))
+        same = lambda r, shape: (r["setup"]["instances"], r["setup"]["connections"], br(r)) == shape
+        self.w("| broker | gateways | clients (per gateway) | runs | connect all | connections/s | delivered (lowest run) | gaps | p50 | p99 | reach-all p99 | gateway RSS, all connected | RSS per connection, connected / peak | gateway CPU (100% = 1 core) | gateway CPU per delivery | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for inst, n, broker in shapes:
+            rs = [r for r in good if same(r, (inst, n, broker))]
+            allrs = [r for r in runs if same(r, (inst, n, broker))]
+            cpu = [gw_cpu(r) for r in rs]
+            rss = med([sum((i.get("connected") or {}).get("rss_kb") or 0 for i in r.get("instances", [])) for r in rs])
+            split = f"{n // inst:,}" if n % inst == 0 else f"{n // inst:,}-{n // inst + 1:,}"
+            self.w(f"| {broker} | {inst} | {n:,} ({split}) | {len(rs)}{failures(allrs)} | {fmt(stat(rs, 'ready_seconds'), ' s', 1)} | "
+                   f"{fmt(stat(rs, 'connections_per_second'), '', 0)} | {delivered(rs)} | {sum(r.get('gaps', 0) for r in rs)} | "
+                   f"{fmt(stat(rs, 'latency_ms.p50'))} ms | **{fmt(stat(rs, 'latency_ms.p99'))} ms** | {fmt(stat(rs, 'reach_all_ms.p99'))} ms | "
+                   f"{fmt(rss / 1024 if rss else None, ' MiB')} | {fmt(med([per_conn(r, 'connected') for r in rs]), ' B', 0)} / "
+                   f"{fmt(med([per_conn(r, 'peak_rss_kb_connected') for r in rs]), ' B', 0)} | "
+                   f"{fmt(med([c[0] for c in cpu]), '%', 0)} | {fmt(med([c[1] for c in cpu]), ' µs', 2)} | "
+                   f"{fmt(stat(rs, 'host_cpu.other_percent'), '%', 0)} |")
+            if n >= 100000 and rs and broker.startswith("jetstream"):
+                d = lowest_delivery(rs)
+                self.target(f"100,000 connections ({broker}, {inst} gateways): every client every message", "100%",
+                            f"{d:.2f}% (lowest of {len(rs)} run{'s' if len(rs) > 1 else ''}), p99 {fmt(stat(rs, 'latency_ms.p99'))} ms",
+                            d >= 100 and all(r.get("gaps", 1) == 0 for r in rs))
+        self.w()
+        self.w("Every run (the medians above are over these):")
+        self.w()
+        self.w("| broker | gateways | clients | run | connect all | delivered | received / expected | p50 | p99 | max | gateway CPU | gateway CPU per delivery | client CPU | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for inst, n, broker in shapes:
+            rs = [r for r in runs if same(r, (inst, n, broker))]
+            for k, r in enumerate(rs, 1):
+                if not ok(r):
+                    self.w(f"| {broker} | {inst} | {n:,} | {k} | failed: {r['error'][:120]} | | | | | | | | | |")
+                    continue
+                c = gw_cpu(r)
+                self.w(f"| {broker} | {inst} | {n:,} | {k} | {fmt(r.get('ready_seconds'), ' s', 1)} | {r.get('delivery_percent', 0):.3f}% | "
+                       f"{r.get('received', 0):,} / {r.get('expected', 0):,} | {fmt(get(r, 'latency_ms.p50'))} ms | "
+                       f"{fmt(get(r, 'latency_ms.p99'))} ms | {fmt(get(r, 'latency_ms.max'))} ms | {fmt(c[0], '%', 0)} | "
+                       f"{fmt(c[1], ' µs', 2)} | {fmt(r.get('client_cpu_percent'), '%', 0)} | {fmt(get(r, 'host_cpu.other_percent'), '%', 0)} |")
+        self.w()
+        # Per instance, from the run with the median p99 of each shape.
+        for inst, n, broker in shapes:
+            rs = sorted([r for r in good if same(r, (inst, n, broker)) and r.get("instances")],
+                        key=lambda r: get(r, "latency_ms.p99") or 0)
+            if not rs:
+                continue
+            r = rs[len(rs) // 2]
+            self.w(f"Per gateway, {broker}, {n:,} clients on {inst} gateways (the run with the median p99):")
+            self.w()
+            self.w("| gateway | RSS empty | RSS all connected | RSS peak | RSS per connection, connected / peak | open files connected (empty) | CPU connecting | CPU while publishing |")
+            self.w("|---|---|---|---|---|---|---|---|")
+            per = n // inst
+            for k, i in enumerate(r["instances"]):
+                e, c = (i.get("empty") or {}), (i.get("connected") or {})
+                pk = i.get("peak_rss_kb_connected")
+                pc = lambda v: fmt((v - e["rss_kb"]) * 1024 / per if v and e.get("rss_kb") else None, " B", 0)
+                self.w(f"| {k} | {fmt(e.get('rss_kb', 0) / 1024, ' MiB')} | {fmt((c.get('rss_kb') or 0) / 1024, ' MiB')} | "
+                       f"{fmt((pk or 0) / 1024, ' MiB')} | {pc(c.get('rss_kb'))} / {pc(pk)} | {c.get('fds', '–'):,} ({e.get('fds', '–')}) | "
+                       f"{fmt(i.get('cpu_seconds_connecting'), ' s', 2)} | {fmt(i.get('cpu_percent'), '%', 0)} |")
+            self.w()
+        if os.path.exists(SCALE_ANALYSIS):
+            with open(SCALE_ANALYSIS) as f:
+                self.w(f.read().rstrip())
+            self.w()
 
     def slow(self):
         runs = self.section("slow", "Slow consumers",
@@ -671,7 +777,8 @@ class Report:
     def render(self):
         m = self.data.get("machine", {})
         body_start = len(self.out)
-        for part in (self.fanout, self.sustained, self.capacity, self.slow, self.burst, self.tls):
+        for part in (self.fanout, self.sustained, self.capacity, self.scale, self.slow, self.burst,
+                     self.tls):
             part()
         body = self.out[body_start:]
         self.out = self.out[:body_start]
@@ -683,6 +790,8 @@ class Report:
         self.w()
         self.w("```sh")
         self.w("tools/bench/run.sh all        # about an hour; or one scenario: fanout, sustained, maxrate, capacity, slow, burst")
+        self.w("tools/bench/run.sh tls        # not in all: TLS against plain")
+        self.w("tools/bench/run.sh scale      # not in all: 100,000 clients, JetStream, 6 gateways, 3 runs (about 8 minutes)")
         self.w("```")
         self.w()
         self.w(f"Machine: {m.get('os', '?')}, {m.get('cpus', '?')} vCPU ({m.get('cpu', '?')}), "

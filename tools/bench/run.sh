@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The benchmark suite in one command: installs what it needs (Debian packages, the Node peer's npm
 # packages), builds the Release binaries, runs the scenarios and rewrites docs/benchmarks.md with
-# its plots. Usage: tools/bench/run.sh all|fanout|sustained|maxrate|capacity|slow|burst|tls [bench.py options]
+# its plots. Usage: tools/bench/run.sh all|fanout|sustained|maxrate|capacity|slow|burst|tls|scale [bench.py options]
 # e.g. tools/bench/run.sh fanout --targets odin,blaster --repeat 1
 # `tls` (odin plain against odin over TLS; not part of `all`) also uses openssl, and perf and gdb
-# for its profiles and heap figures when they are there.
+# for its profiles and heap figures when they are there. `scale` (not part of `all`): 100,000 clients on
+# several gateways sharing one JetStream nats-server, e.g. tools/bench/run.sh scale --repeat 3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/install-deps.sh bench
