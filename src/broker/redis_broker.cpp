@@ -238,7 +238,7 @@ std::string RedisBroker::Impl::start() {
     counters.connected = true;
     spdlog::info("Redis connected to {}, intake subscribed to {}", where, pattern);
   } else {
-    spdlog::warn("Redis at {} not reachable yet ({}): retrying in the background", where, error);
+    spdlog::warn("Redis at {} not usable yet ({}): retrying in the background", where, error);
   }
   intake_thread = std::thread([this] { intake_loop(); });
   publish_thread = std::thread([this] { publish_loop(); });
