@@ -421,7 +421,12 @@ void RedisBroker::Impl::read_messages() {
       }
     }
     refund(allowed - std::min(allowed, batch.size()));
-    if (!batch.empty()) hand_over();
+    if (!batch.empty()) {
+      hand_over();
+      // Messages parsed earlier count as traffic too: under a rate cap the parser may hold
+      // many seconds' worth, during which the socket is rightly left alone.
+      last_heard = steady_ns();
+    }
   }
 }
 

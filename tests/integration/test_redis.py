@@ -5,7 +5,7 @@ and POST /publish (every client gets every message of its channels once, in orde
 contiguous; the object form's type arrives as `type`), bad broker input dropped and counted, a
 Redis restart in the middle (health goes disconnected then connected again, delivery continues,
 and what is published while the gateway is not subscribed is lost: Redis pub/sub keeps nothing),
-the intake rate cap, AUTH, and the settings refused at start-up (exit 2)."""
+a Redis that goes silent (noticed by PING), the CPU pause, the intake rate cap, AUTH, and the settings refused at start-up (exit 2)."""
 import asyncio
 import json
 import os
@@ -397,6 +397,78 @@ async def test_redis_restart_health_and_delivery_and_what_is_lost(binary):
             await ws.close()
 
 
+async def test_silent_redis_is_noticed_by_ping(binary):
+    # A Redis that stops answering without closing the socket (SIGSTOP: the kernel keeps the
+    # connection open) is noticed by the intake's PING: quiet 5 s, then 5 s without an answer.
+    with RedisServer() as redis, redis_gateway(binary, redis) as gw:
+        ws = await subscribed(gw, ["STILL"])
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            start = time.time()
+            wait_for(lambda: broker_health(gw)[1]["connected"] is False, 16, "the silent Redis noticed")
+            noticed = time.time() - start
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        assert 9.5 <= noticed <= 12, noticed
+        wait_for(lambda: broker_health(gw)[0] == 200, 15, "reconnected")
+        with RedisClient(redis.port) as pub:
+            assert pub.publish("odin.token.STILL", "1") == 1
+        got = []
+        await drain(ws, got, 1.0)
+        assert [(m["seq"], m["data"]) for m in got] == [(1, 1)], got
+        out = gw.output()
+        assert "(no answer to PING for 10 s): reconnecting" in out and "Redis reconnected" in out, out
+        print(f"  noticed after {noticed:.1f} s")
+        await ws.close()
+
+
+async def test_cpu_pause_then_resume_delivers_what_redis_held(binary):
+    # A tiny CPU budget (5% of a core, paused above half of it): a steady stream pushes the
+    # gateway over the line and intake pauses; what is published meanwhile waits in Redis' output
+    # buffer for the connection (well under its limit here), and arrives once CPU is back down.
+    with RedisServer() as redis, \
+            redis_gateway(binary, redis, WS_CPU_LIMIT="0.05", WS_CPU_PAUSE_THRESHOLD="50",
+                          WS_CPU_REJECT_THRESHOLD="100") as gw:
+        clients = [await subscribed(gw, ["HOT"]) for _ in range(4)]
+        state = {"published": 0, "done": False, "health": None, "error": None}
+
+        def publish():
+            try:
+                with RedisClient(redis.port) as pub:
+                    deadline = time.time() + 25
+                    while time.time() < deadline and metric(gw, "ws_broker_pauses_total") < 1:
+                        for _ in range(100):
+                            pub.send("PUBLISH", "odin.token.HOT", json.dumps(state["published"]))
+                            state["published"] += 1
+                        for _ in range(100):
+                            pub.reply()
+                        time.sleep(0.02)
+                    state["health"] = gw.json("/health")
+                    for _ in range(500):  # while paused: these wait in Redis
+                        assert pub.publish("odin.token.HOT", json.dumps(state["published"])) == 1
+                        state["published"] += 1
+            except Exception as e:  # reported below
+                state["error"] = e
+            state["done"] = True
+
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        received = await collect_until(
+            clients, lambda r: state["done"] and all(len(x) >= state["published"] for x in r), 45)
+        publisher.join(5)
+        assert state["error"] is None, state["error"]
+        for got in received:
+            assert [m["seq"] for m in got] == list(range(1, state["published"] + 1))
+            assert [m["data"] for m in got] == list(range(state["published"]))
+        assert state["health"]["status"] == "degraded" and state["health"]["checks"]["broker"]["paused"], state
+        out = gw.output()
+        assert "broker intake paused" in out and "broker intake resumed" in out, out
+        assert "Redis disconnected" not in out, out
+        print(f"  {state['published']} messages, {int(metric(gw, 'ws_broker_pauses_total'))} pause(s)")
+        for ws in clients:
+            await ws.close()
+
+
 async def test_intake_rate_cap_holds_near_the_limit(binary):
     total = 400
     with RedisServer() as redis, redis_gateway(binary, redis, WS_MAX_NATS_RATE=100) as gw, \
@@ -479,6 +551,8 @@ if __name__ == "__main__":
         test_two_instances_steady_stream_from_publish_and_post,
         test_bad_broker_input_is_counted_and_never_delivered,
         test_redis_restart_health_and_delivery_and_what_is_lost,
+        test_silent_redis_is_noticed_by_ping,
+        test_cpu_pause_then_resume_delivers_what_redis_held,
         test_intake_rate_cap_holds_near_the_limit,
         test_auth_and_not_up_yet,
         test_settings_refused_at_start,
