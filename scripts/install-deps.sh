@@ -12,10 +12,11 @@ fi
 if [[ "${1:-}" == "test" ]]; then
   # The fuzz stage: clang 14, and libFuzzer with the sanitizer runtimes, which are in
   # libclang-rt-14-dev, only a Recommends of clang's packages (skipped with --no-install-recommends).
-  # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens;
-  # redis-server is the Redis broker test's server.
+  # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
+  # haproxy is the load balancer of the resume-on-another-instance browser test; redis-server is
+  # the Redis broker test's server.
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
-             python3 python3-websockets python3-jwt python3-cryptography openssl chromium
+             python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
              redis-server)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi

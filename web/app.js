@@ -423,9 +423,12 @@ client.on('disconnected', ({ code, reason }) => {
 client.on('reconnecting', ({ attempt, delayMs }) => {
   log(`reconnecting in ${delayMs} ms (attempt ${attempt})`, 'warn');
 });
-client.on('resumed', ({ session, replayed }) => {
+client.on('resumed', ({ session, replayed, restored, previousSession }) => {
   origin = 'resumed';
-  log(`resumed ${session}: ${replayed} missed message${replayed === 1 ? '' : 's'} re-sent`, 'good');
+  const missed = `${replayed} missed message${replayed === 1 ? '' : 's'} re-sent`;
+  // restored: another gateway instance took the session over under a new id.
+  if (restored) log(`resumed ${previousSession} on another instance as ${session}: ${missed}`, 'good');
+  else log(`resumed ${session}: ${missed}`, 'good');
   renderStatus();
   queueCounters();
 });

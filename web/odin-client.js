@@ -12,6 +12,14 @@
 //     `resume` as the first request of the new connection and carries on with the same session
 //     and numbering; when the gateway answers `resume_failed`, it adopts the new session and
 //     re-subscribes every channel with `snapshot: true` so current values arrive at once;
+//   - resumes on whichever gateway instance the load balancer picks (JetStream mode, where data
+//     messages carry the stream position `pos`): it tracks its *position* (the highest `pos` of
+//     what it delivered in order, and the `pos` of `subscribed` / `resumed` replies once
+//     everything before them was delivered), and its `resume` carries `last_pos` and the
+//     subscribed channels, so an instance that never ran the session can take it over
+//     (`resumed` with `restored: true` and a new session id, which the client adopts; seq goes
+//     on without a break). Against a gateway without positions (embedded, core NATS, Redis) the
+//     position stays null and `resume` is the v1 request;
 //   - remembers the channel set the application asked for and re-applies it after a reconnect,
 //     including changes made while disconnected;
 //   - correlates every request with its reply through the request `id` (promises).
@@ -27,8 +35,9 @@
 // unsubscribe function; `addEventListener(type, e => e.detail)` works too):
 //   state          {state, previous}          one of ClientState
 //   welcome        {session, heartbeat_ms, replay_size, resume_ttl_ms}  each new connection
-//   message        envelope {seq, ts, type, channel, data}; event.gap is {from, to} when the
-//                  messages just before this one were lost for good, otherwise null
+//   message        envelope {seq, pos, ts, type, channel, data} (`pos`: the JetStream stream
+//                  sequence, JetStream mode only); event.gap is {from, to} when the messages
+//                  just before this one were lost for good, otherwise null
 //   subscribed     {channels}                 the gateway confirmed a subscribe
 //   unsubscribed   {channels}
 //   gap            {from, to}                 missing seqs detected; a replay is requested
@@ -36,7 +45,10 @@
 //   replay_done    {from, to, sent, first_available, lost}  lost: {from, to} or null
 //   disconnected   {code, reason}             the socket closed (or was declared dead)
 //   reconnecting   {attempt, delayMs}         a reconnect is scheduled
-//   resumed        {session, replayed}        the session continues, nothing was lost
+//   resumed        {session, replayed, restored, previousSession, pos}  the session continues,
+//                  nothing was lost; restored: true when an instance that did not run the
+//                  session took it over: `session` is then its new id (client.session follows),
+//                  previousSession the old one; pos: the reply's position (null without positions)
 //   resume_failed  {session, newSession, message}  a fresh session; channels re-subscribed
 //   pong           {rttMs}
 //   error          {code, message, id, request}  the gateway refused a request (or a client
@@ -129,6 +141,13 @@ export class OdinClient extends EventTarget {
     this._drop = makeDropHook(this._opt._dropSeqForTest);
     this._loseNext = 0;
 
+    // Position (JetStream mode; stays null against a gateway without `pos`). A reply's `pos`
+    // covers what was sent before the reply: while earlier seqs still wait in the reorder
+    // buffer it is held in _posAfter as {seq, pos} and taken once lastSeq reaches seq.
+    this._pos = null;
+    this._posAfter = [];
+    this._resumeChannels = null; // the channels sent with `resume`, or null (v1 request)
+
     // Requests.
     this._nextId = 1;
     this._pending = new Map(); // id -> {request, resolve, reject, timer}
@@ -161,6 +180,11 @@ export class OdinClient extends EventTarget {
   get state() { return this._state; }
   /** The session id announced by the gateway (null before the first welcome). */
   get session() { return this._session; }
+  /**
+   * The client's position in the gateway's stream (JetStream mode): every message of the
+   * subscribed channels up to it was delivered (or reported lost). null without positions.
+   */
+  get position() { return this._pos; }
   /** The last seq delivered in order; everything before it was delivered or reported lost. */
   get lastSeq() { return this._lastSeq; }
   /** The channels the application asked for, sorted. */
@@ -453,18 +477,63 @@ export class OdinClient extends EventTarget {
     this._setState(ClientState.RESUMING);
     const id = this._nextId++;
     this._resumeId = id;
-    const request = { type: 'resume', data: { session: this._session, last_seq: this._lastSeq }, id };
+    const request = { type: 'resume', data: this._resumeData(), id };
     const ws = this._ws;
     const timer = setTimeout(() => this._declareDead(ws, 'no answer to resume'), this._opt.requestTimeoutMs);
     this._pending.set(id, { request, resolve: () => {}, reject: () => {}, timer });
     ws.send(JSON.stringify(request));
   }
 
+  // The `resume` request's data. With a position (JetStream mode) it also names last_pos and the
+  // channels the session holds, so that an instance that never ran the session can restore it;
+  // a gateway that knows the session ignores them. The channels are those the gateway confirmed
+  // and the application still wants (one dropped while offline would only be replayed and then
+  // unsubscribed); the rest of the application's set is subscribed after the answer, as before.
+  _resumeData() {
+    const data = { session: this._session, last_seq: this._lastSeq };
+    this._resumeChannels = null;
+    const channels = [...this._confirmed].filter((c) => this._desired.has(c)).sort();
+    // The request must stay under the gateway's frame limit (4096 bytes by default): a channel
+    // set too large for it falls back to the v1 request, which only the same instance honours.
+    if (this._pos === null || channels.length === 0 ||
+      JSON.stringify(channels).length > NAME_BYTES_PER_REQUEST) return data;
+    data.last_pos = this._pos;
+    data.channels = channels;
+    this._resumeChannels = channels;
+    // An instance that restores the session numbers what it re-sends from last_seq + 1 by
+    // itself, so what the reorder buffer holds beyond lastSeq (the old connection's numbering)
+    // must not be taken for it. Either answer makes the buffer redundant anyway: the instance
+    // that ran the session re-sends every seq after last_seq, a restore everything after
+    // last_pos, and resume_failed starts afresh.
+    this._buffer = new Map();
+    return data;
+  }
+
   _onResumed(msg) {
     this._settle(msg.id, msg);
     this._resumeId = null;
     this._stats.resumes += 1;
-    this._emit('resumed', { session: msg.data.session, replayed: msg.data.replayed });
+    const data = msg.data || {};
+    const previousSession = this._session;
+    const restored = data.restored === true && this._resumeChannels !== null;
+    if (restored) {
+      // Another instance took the session over: the new id from now on, subscribed to exactly
+      // the channels the request named. Reply positions held for seqs of the old numbering are
+      // void; this reply's position covers them.
+      this._confirmed = new Set(this._resumeChannels);
+      this._maybe = new Set(this._resumeChannels);
+      this._posAfter = [];
+    }
+    this._resumeChannels = null;
+    if (typeof data.session === 'string' && data.session) this._session = data.session;
+    this._replyPos(data.pos);
+    this._emit('resumed', {
+      session: this._session,
+      replayed: data.replayed,
+      restored,
+      previousSession,
+      pos: typeof data.pos === 'number' ? data.pos : null,
+    });
     this._becomeOpen();
     // The gateway re-sent everything after last_seq: what the buffer still holds is either a
     // duplicate or later, and any gap left is new.
@@ -484,7 +553,10 @@ export class OdinClient extends EventTarget {
   _freshSession(session) {
     this._session = session;
     this._lastSeq = 0;
-    this._buffer.clear();
+    this._buffer = new Map();
+    this._resumeChannels = null;
+    this._pos = null;
+    this._posAfter = [];
     this._replay = null;
     this._lost = null;
     this._confirmed.clear();
@@ -511,6 +583,7 @@ export class OdinClient extends EventTarget {
 
   _onSubscribed(msg) {
     for (const c of msg.data.channels) this._confirmed.add(c);
+    this._replyPos(msg.data.pos);
     this._settle(msg.id, msg);
     this._emit('subscribed', { channels: [...msg.data.channels] });
   }
@@ -713,6 +786,7 @@ export class OdinClient extends EventTarget {
       }
     }
     if (span) this._stats.lostGaps += 1;
+    this._advancePos();
     return span;
   }
 
@@ -722,8 +796,31 @@ export class OdinClient extends EventTarget {
     return first;
   }
 
+  // A `subscribed` / `resumed` reply's position: valid once everything received before the
+  // reply (up to the highest seq seen) has been delivered or given up.
+  _replyPos(pos) {
+    if (typeof pos !== 'number') return;
+    let upTo = this._lastSeq;
+    for (const seq of this._buffer.keys()) if (seq > upTo) upTo = seq;
+    this._posAfter.push({ seq: upTo, pos });
+    this._advancePos();
+  }
+
+  _advancePos() {
+    if (this._posAfter.length === 0) return;
+    this._posAfter = this._posAfter.filter(({ seq, pos }) => {
+      if (seq > this._lastSeq) return true;
+      if (this._pos === null || pos > this._pos) this._pos = pos;
+      return false;
+    });
+  }
+
   _deliver(env) {
     this._lastSeq = env.seq;
+    // Only what is delivered in order moves the position: a buffered later message must not
+    // carry it past the ones still missing (a restore re-sends from the position on).
+    if (typeof env.pos === 'number' && (this._pos === null || env.pos > this._pos)) this._pos = env.pos;
+    this._advancePos();
     this._stats.received += 1;
     const gap = this._lost;
     this._lost = null;

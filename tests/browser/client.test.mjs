@@ -1,8 +1,9 @@
 // Tests web/odin-client.js under Node 20 with npm `ws` against the real gateway: ordered
 // delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
 // cannot fill, reconnect + resume after the socket dies or the gateway closes it, channel
-// changes made while disconnected, resume_failed after a gateway restart; and, against a
-// silent fake server, that a connection without pongs is declared dead.
+// changes made while disconnected, resume_failed after a gateway restart; and, against scripted
+// fake servers, that a connection without pongs is declared dead and the JetStream-mode resume
+// on another instance (positions, `last_pos`, a restored session under a new id).
 //   node tests/browser/client.test.mjs --binary build/odin-ws
 import WebSocket, { WebSocketServer } from 'ws';
 import { ClientState, OdinClient } from '../../web/odin-client.js';
@@ -148,6 +149,8 @@ await runner.check('reconnect + resume after the TCP connection dies', async () 
   assert(seqs(c) === range(1, 5), seqs(c));
   const resumed = c.seen('resumed')[0].detail;
   assert(resumed.session === session && resumed.replayed === 2, JSON.stringify(resumed));
+  // The embedded broker has no stream positions: v1 resume, nothing restored.
+  assert(resumed.restored === false && resumed.pos === null && c.position === null, JSON.stringify(resumed));
   assert(c.seen('reconnecting').length === 1, 'one reconnect scheduled');
   const s = c.stats;
   assert(s.reconnects === 1 && s.resumes === 1 && s.resumeFailures === 0 && s.gaps === 0, JSON.stringify(s));
@@ -262,6 +265,199 @@ await runner.check('a connection that stops answering heartbeats is declared dea
     c.close();
     for (const sock of wss.clients) sock.terminate();
     await new Promise((r) => wss.close(r));
+  }
+});
+
+// ---- positions and resume on another instance (a scripted gateway) --------------------------
+// The embedded gateway has no stream positions, so these checks script the JetStream-mode side
+// of docs/protocol.md by hand: every connection to the fake is "another instance" (welcome
+// session s1, s2, ...), and `onRequest(conn, msg)` answers what the client sends.
+async function fakeGateway(onRequest) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  const conns = [];
+  wss.on('connection', (sock) => {
+    const conn = {
+      n: conns.length + 1,
+      sock,
+      requests: [], // every request but heartbeats
+      send: (o) => sock.send(JSON.stringify(o)),
+      data: (seq, pos, channel, data) => conn.send({ seq, ...(pos === undefined ? {} : { pos }), ts: Date.now(), type: 'test', channel, data }),
+    };
+    conns.push(conn);
+    sock.on('message', async (raw) => {
+      const msg = JSON.parse(String(raw));
+      if (msg.type === 'heartbeat') return conn.send({ type: 'pong', id: msg.id });
+      conn.requests.push(msg);
+      try {
+        await onRequest(conn, msg);
+      } catch (e) {
+        conn.failure = e; // surfaced by the check that waits on this connection
+      }
+    });
+    conn.send({ type: 'welcome', ts: Date.now(), data: { session: `s${conn.n}`, heartbeat_ms: 30000, replay_size: 100, resume_ttl_ms: 30000 } });
+  });
+  return {
+    url: `ws://127.0.0.1:${wss.address().port}/ws`,
+    conns,
+    async close() {
+      for (const sock of wss.clients) sock.terminate();
+      await new Promise((r) => wss.close(r));
+    },
+  };
+}
+
+const resumeOf = (conn) => conn.requests.find((m) => m.type === 'resume')?.data;
+const datas = (c) => c.got.map((m) => m.data).join(',');
+
+await runner.check('fake JetStream gateways: the session restored elsewhere, new id adopted, seq goes on', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels, pos: 100 } });
+      conn.data(1, 101, 'X', 'a');
+      conn.data(2, 102, 'X', 'b');
+      conn.data(3, 104, 'X', 'c'); // 103 belongs to a channel this client does not hold
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.data(4, 105, 'X', 'd'); // re-sent from the stream: pos > last_pos, seq from last_seq + 1
+      conn.data(5, 107, 'X', 'e');
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 2, restored: true, pos: 107 } });
+      conn.data(6, 108, 'X', 'f'); // live
+    }
+    if (conn.n === 3 && msg.type === 'resume') {
+      // The instance that ran s2: a v1 resume (nothing missed), its position.
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 0, pos: 110 } });
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    assert(c.position === null, `position before any subscribe: ${c.position}`);
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => c.got.length >= 3, 3000, '3 messages');
+    assert(c.position === 104, `position ${c.position}`);
+    fake.conns[0].sock.terminate(); // the instance dies
+    await waitFor(() => c.got.length >= 6, 5000, 'the re-sent and live messages');
+    const sent = resumeOf(fake.conns[1]);
+    assert(JSON.stringify(sent) === '{"session":"s1","last_seq":3,"last_pos":104,"channels":["X"]}', JSON.stringify(sent));
+    const resumed = c.seen('resumed')[0].detail;
+    assert(resumed.session === 's2' && resumed.previousSession === 's1' && resumed.restored === true &&
+      resumed.replayed === 2 && resumed.pos === 107, JSON.stringify(resumed));
+    assert(c.session === 's2' && c.position === 108, `session ${c.session} position ${c.position}`);
+    assert(seqs(c) === range(1, 6) && datas(c) === 'a,b,c,d,e,f', `${seqs(c)} / ${datas(c)}`);
+    // The restored session already holds X: no subscribe on the new connection.
+    assert(fake.conns[1].requests.map((m) => m.type).join() === 'resume', JSON.stringify(fake.conns[1].requests));
+    assert(c.stats.duplicates === 0 && c.stats.gaps === 0 && c.stats.resumeFailures === 0, JSON.stringify(c.stats));
+    // Next reconnect: the new id and numbering; an instance that knows s2 answers without `restored`.
+    fake.conns[1].sock.terminate();
+    await waitFor(() => c.seen('resumed').length === 2, 5000, 'the second resume');
+    const again = resumeOf(fake.conns[2]);
+    assert(again.session === 's2' && again.last_seq === 6 && again.last_pos === 108, JSON.stringify(again));
+    const second = c.seen('resumed')[1].detail;
+    assert(second.restored === false && c.session === 's2' && c.position === 110, `${JSON.stringify(second)} ${c.position}`);
+    for (const conn of fake.conns) assert(!conn.failure, conn.failure);
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake JetStream gateways: a hole holds the position back; the old buffer is not mixed in', async () => {
+  let replayAsked = false;
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'X') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: ['X'], pos: 100 } });
+      conn.data(1, 101, 'X', 'a');
+      conn.data(2, 102, 'X', 'b'); // dropped by the client (_dropSeqForTest)
+      conn.data(3, 103, 'X', 'c');
+    }
+    if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'Y') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: ['Y'], pos: 105 } });
+    }
+    if (conn.n === 1 && msg.type === 'replay') replayAsked = true; // never answered: the instance dies
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.data(2, 102, 'X', 'b');
+      conn.data(3, 103, 'X', 'c2'); // this instance's copy; the client's buffered seq 3 must not win
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 2, restored: true, pos: 105 } });
+    }
+  });
+  const c = client({ _dropSeqForTest: 2 }, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => replayAsked, 3000, 'the replay request for seq 2');
+    await c.subscribe('Y', { snapshot: false });
+    // Seq 3 waits in the buffer; Y's reply position covers seq 2 and 3, which are not delivered.
+    assert(c.lastSeq === 1 && c.stats.buffered === 1 && c.position === 101, `lastSeq ${c.lastSeq} buffered ${c.stats.buffered} position ${c.position}`);
+    fake.conns[0].sock.terminate();
+    await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
+    const sent = resumeOf(fake.conns[1]);
+    assert(JSON.stringify(sent) === '{"session":"s1","last_seq":1,"last_pos":101,"channels":["X","Y"]}', JSON.stringify(sent));
+    assert(seqs(c) === '1,2,3' && datas(c) === 'a,b,c2', `${seqs(c)} / ${datas(c)}`);
+    assert(c.position === 105 && c.stats.buffered === 0 && c.stats.lostMessages === 0, `position ${c.position} ${JSON.stringify(c.stats)}`);
+    for (const conn of fake.conns) assert(!conn.failure, conn.failure);
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake JetStream gateways: resume_failed starts afresh with snapshots; position from the new reply', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels, pos: 100 } });
+      conn.data(1, 101, 'X', 'a');
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.send({ type: 'error', id: msg.id, data: { code: 'resume_failed', message: 'the stream no longer holds it' } });
+    }
+    if (conn.n === 2 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels, pos: 120 } });
+      conn.data(1, 118, 'X', 'snap'); // a snapshot: an older position
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => c.got.length >= 1, 3000, 'a message');
+    fake.conns[0].sock.terminate();
+    await waitFor(() => c.got.length >= 2, 5000, 'the snapshot on the fresh session');
+    assert(resumeOf(fake.conns[1]).last_pos === 101, JSON.stringify(resumeOf(fake.conns[1])));
+    const sub = fake.conns[1].requests.find((m) => m.type === 'subscribe');
+    assert(sub && sub.data.snapshot === true && sub.data.channels.join() === 'X', JSON.stringify(sub));
+    const failed = c.seen('resume_failed')[0]?.detail;
+    assert(failed && failed.session === 's1' && failed.newSession === 's2' && c.session === 's2', JSON.stringify(failed));
+    assert(c.lastSeq === 1 && c.got[1].data === 'snap' && c.position === 120, `lastSeq ${c.lastSeq} position ${c.position}`);
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake v1 gateway (no pos): the resume request stays v1', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels } });
+      conn.data(1, undefined, 'X', 'a');
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's1', replayed: 0 } });
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => c.got.length >= 1, 3000, 'a message');
+    fake.conns[0].sock.terminate();
+    await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
+    assert(JSON.stringify(resumeOf(fake.conns[1])) === '{"session":"s1","last_seq":1}', JSON.stringify(resumeOf(fake.conns[1])));
+    const resumed = c.seen('resumed')[0].detail;
+    assert(resumed.restored === false && resumed.pos === null && c.session === 's1' && c.position === null, JSON.stringify(resumed));
+  } finally {
+    c.close();
+    await fake.close();
   }
 });
 

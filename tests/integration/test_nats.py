@@ -56,6 +56,9 @@ def assert_exactly_once_in_order(messages, expected_data):
     seqs = [m["seq"] for _, m in messages]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"seq not contiguous: {seqs[:20]}..."
     data = [m["data"] for _, m in messages]
+    # One publisher, one after the other: stream order is publish order, and every instance
+    # delivers in stream order (a message lost in flight is read back before the next one).
+    assert data == sorted(data), f"out of order: {data}"
     assert sorted(data) == sorted(expected_data) and len(set(data)) == len(data), (
         f"{len(data)} messages, missing {sorted(set(expected_data) - set(data))[:10]}, "
         f"duplicates {len(data) - len(set(data))}")

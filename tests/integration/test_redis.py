@@ -5,7 +5,8 @@ and POST /publish (every client gets every message of its channels once, in orde
 contiguous; the object form's type arrives as `type`), bad broker input dropped and counted, a
 Redis restart in the middle (health goes disconnected then connected again, delivery continues,
 and what is published while the gateway is not subscribed is lost: Redis pub/sub keeps nothing),
-a Redis that goes silent (noticed by PING), the CPU pause, the intake rate cap, AUTH, and the settings refused at start-up (exit 2)."""
+a Redis that goes silent (noticed by PING), the CPU pause, resume (only on the instance that ran
+the session: no positions), the intake rate cap, AUTH, and the settings refused at start-up (exit 2)."""
 import asyncio
 import json
 import os
@@ -469,6 +470,39 @@ async def test_cpu_pause_then_resume_delivers_what_redis_held(binary):
             await ws.close()
 
 
+async def test_resume_only_on_the_instance_that_ran_the_session(binary):
+    # No stream positions in Redis mode, so no restore on another instance: there, a resume with
+    # last_pos and channels fails; on the instance that ran the session, the v1 resume replays
+    # from the connection's ring.
+    with RedisServer() as redis, redis_gateway(binary, redis) as a, redis_gateway(binary, redis) as b, \
+            RedisClient(redis.port) as pub:
+        ws, welcome = await connect(a, "?channels=RS")
+        session = welcome["data"]["session"]
+        ack = await recv_json(ws)
+        assert ack == {"type": "subscribed", "data": {"channels": ["RS"]}}, ack  # no "pos"
+        for i in range(3):
+            assert pub.publish("odin.token.RS", json.dumps(i)) == 2
+        got = []
+        await drain(ws, got, 0.5)
+        assert [(m["seq"], m["data"]) for m in got] == [(1, 0), (2, 1), (3, 2)], got
+        assert all("pos" not in m for m in got), got
+        await ws.close()
+        for i in range(3, 5):
+            assert pub.publish("odin.token.RS", json.dumps(i)) == 2
+        other, _ = await connect(b)
+        await other.send(json.dumps({"type": "resume", "id": 1, "data": {
+            "session": session, "last_seq": 3, "last_pos": 3, "channels": ["RS"]}}))
+        err = await recv_json(other)
+        assert err["type"] == "error" and err["data"]["code"] == "resume_failed", err
+        await other.close()
+        again, _ = await connect(a)
+        await again.send(json.dumps({"type": "resume", "data": {"session": session, "last_seq": 3}}))
+        replayed = [await recv_json(again) for _ in range(3)]
+        assert [(m.get("seq"), m.get("data")) for m in replayed[:2]] == [(4, 3), (5, 4)], replayed
+        assert replayed[2] == {"type": "resumed", "data": {"session": session, "replayed": 2}}, replayed
+        await again.close()
+
+
 async def test_intake_rate_cap_holds_near_the_limit(binary):
     total = 400
     with RedisServer() as redis, redis_gateway(binary, redis, WS_MAX_NATS_RATE=100) as gw, \
@@ -553,6 +587,7 @@ if __name__ == "__main__":
         test_redis_restart_health_and_delivery_and_what_is_lost,
         test_silent_redis_is_noticed_by_ping,
         test_cpu_pause_then_resume_delivers_what_redis_held,
+        test_resume_only_on_the_instance_that_ran_the_session,
         test_intake_rate_cap_holds_near_the_limit,
         test_auth_and_not_up_yet,
         test_settings_refused_at_start,
