@@ -4,7 +4,7 @@
 # the benchmark suite (tools/bench/run.sh).
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
-          libfmt-dev libssl-dev libnats-dev)
+          libfmt-dev libssl-dev libnats-dev libhiredis-dev)
 if [[ "${1:-}" == "bench" ]]; then
   # iproute2 (ip, ss) and util-linux (unshare): tools/bench/kernel.py.
   packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux)
@@ -14,9 +14,11 @@ if [[ "${1:-}" == "test" ]]; then
   # The fuzz stage: clang 14, and libFuzzer with the sanitizer runtimes, which are in
   # libclang-rt-14-dev, only a Recommends of clang's packages (skipped with --no-install-recommends).
   # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
-  # haproxy is the load balancer of the resume-on-another-instance browser test.
+  # haproxy is the load balancer of the resume-on-another-instance browser test; redis-server is
+  # the Redis broker test's server.
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
-             python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy)
+             python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
+             redis-server)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()

@@ -18,6 +18,7 @@
 
 #include "broker/demo_feed.hpp"
 #include "broker/nats_broker.hpp"
+#include "broker/redis_broker.hpp"
 #include "http/ops_endpoints.hpp"
 #include "net/event_loop.hpp"
 #include "spdlog/spdlog.h"
@@ -170,6 +171,8 @@ int Gateway::run() {
   started_at_ms_ = wall_ms();
   if (config_.broker == BrokerKind::kNats || config_.broker == BrokerKind::kJetStream) {
     broker_ = std::make_unique<NatsBroker>(config_, instance_id(), *hub_, resources_);
+  } else if (config_.broker == BrokerKind::kRedis) {
+    broker_ = std::make_unique<RedisBroker>(config_, instance_id(), *hub_, resources_);
   } else {
     broker_ = std::make_unique<EmbeddedBroker>(*hub_);
   }

@@ -12,6 +12,9 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "broker/redis_support.hpp"
 
 namespace odin {
 
@@ -216,6 +219,15 @@ std::optional<std::string> parse_nats_url(Config& c, std::string_view text) {
   return std::nullopt;
 }
 
+// REDIS_URL: redis://[[user]:password@]host[:port][/db]. The error never repeats the value (it
+// may hold a password): the setting is marked secret.
+std::optional<std::string> parse_redis_url_setting(Config& c, std::string_view text) {
+  auto parsed = parse_redis_url(text);
+  if (auto* problem = std::get_if<std::string>(&parsed)) return *problem;
+  c.redis_url = std::string(text);
+  return std::nullopt;
+}
+
 Parser boolean(bool Config::*field) {
   return [=](Config& c, std::string_view text) -> std::optional<std::string> {
     const std::string l = lower(text);
@@ -277,8 +289,10 @@ std::optional<std::string> parse_broker(Config& c, std::string_view text) {
     c.broker = BrokerKind::kNats;
   } else if (l == "jetstream") {
     c.broker = BrokerKind::kJetStream;
+  } else if (l == "redis") {
+    c.broker = BrokerKind::kRedis;
   } else {
-    return "expected auto, embedded, nats or jetstream";
+    return "expected auto, embedded, nats, jetstream or redis";
   }
   return std::nullopt;
 }
@@ -449,16 +463,16 @@ const std::vector<Setting>& settings() {
        "refuse upgrades (503) above this CPU percent",
        real(&Config::cpu_reject_threshold, 0, 100, true)},
       {"WS_CPU_PAUSE_THRESHOLD", "Resource guards", "80",
-       "NATS mode: pause intake above this CPU percent",
+       "NATS and Redis modes: pause intake above this CPU percent",
        real(&Config::cpu_pause_threshold, 0, 100, true)},
       {"WS_MEMORY_REJECT_THRESHOLD", "Resource guards", "90",
        "refuse upgrades (503) above this RSS percent of WS_MEMORY_LIMIT",
        real(&Config::memory_reject_threshold, 0, 100, true)},
       {"WS_MAX_NATS_RATE", "Resource guards", "0 (unlimited)",
-       "NATS mode: intake cap, messages per second",
+       "NATS and Redis modes: intake cap, messages per second",
        integer(&Config::max_nats_rate, 0, UINT64_MAX)},
       {"WS_MAX_BROADCAST_RATE", "Resource guards", "0 (unlimited)",
-       "NATS mode: fan-out cap, messages per second",
+       "NATS and Redis modes: fan-out cap, messages per second",
        integer(&Config::max_broadcast_rate, 0, UINT64_MAX)},
       {"WS_WORKER_POOL_SIZE", "Resource guards", "unset",
        "seed setting: threads = min(this, CPUs available) when WS_THREADS is unset", nullptr},
@@ -467,38 +481,43 @@ const std::vector<Setting>& settings() {
                "fan-out queues are unbounded per thread and drained every loop turn")},
       {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
-      {"WS_BROKER", "Broker (NATS, JetStream)", "auto",
-       "embedded, nats (core NATS) or jetstream; auto = nats when NATS_URL is set, else embedded",
+      {"WS_BROKER", "Broker (NATS, JetStream, Redis)", "auto",
+       "embedded, nats (core NATS), jetstream or redis (Redis pub/sub); auto = nats when NATS_URL "
+       "is set, else embedded (never redis: choose it)",
        parse_broker},
-      {"NATS_URL", "Broker (NATS, JetStream)", "unset (embedded broker)",
+      {"NATS_URL", "Broker (NATS, JetStream, Redis)", "unset (embedded broker)",
        "NATS server URL(s), comma-separated", parse_nats_url},
-      {"WS_INSTANCE_ID", "Broker (NATS, JetStream)", "<hostname>-<port>",
+      {"REDIS_URL", "Broker (NATS, JetStream, Redis)", "unset",
+       "WS_BROKER=redis: redis://[[user]:password@]host[:port][/db] (port 6379 by default)",
+       parse_redis_url_setting, true},
+      {"WS_INSTANCE_ID", "Broker (NATS, JetStream, Redis)", "<hostname>-<port>",
        "this instance's name: NATS client name and JetStream consumer <JS_CONSUMER_NAME>-<id>",
        nats_name(&Config::instance_id)},
-      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream)", "65536",
+      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream, Redis)", "65536",
        "largest message payload taken from the broker or POST /publish",
        bytes(&Config::max_payload_bytes, 1, 64u << 20)},
-      {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream)", "odin.token.",
-       "NATS subject prefix; channel = the rest of the subject", parse_subject_prefix},
-      {"JS_STREAM_NAME", "Broker (NATS, JetStream)", "ODIN_TOKENS", "JetStream stream",
+      {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream, Redis)", "odin.token.",
+       "NATS subject / Redis channel prefix; channel = the rest of the subject",
+       parse_subject_prefix},
+      {"JS_STREAM_NAME", "Broker (NATS, JetStream, Redis)", "ODIN_TOKENS", "JetStream stream",
        nats_name(&Config::js_stream_name)},
-      {"JS_CONSUMER_NAME", "Broker (NATS, JetStream)", "ws-server", "JetStream durable consumer",
-       nats_name(&Config::js_consumer_name)},
-      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream)", "30s", "JetStream stream retention",
+      {"JS_CONSUMER_NAME", "Broker (NATS, JetStream, Redis)", "ws-server",
+       "JetStream durable consumer", nats_name(&Config::js_consumer_name)},
+      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream, Redis)", "30s", "JetStream stream retention",
        duration(&Config::js_stream_max_age)},
-      {"JS_STREAM_MAX_MSGS", "Broker (NATS, JetStream)", "100000", "JetStream stream message limit",
-       integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
-      {"JS_STREAM_MAX_BYTES", "Broker (NATS, JetStream)", "52428800", "JetStream stream byte limit",
-       bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
-      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream)", "30s", "JetStream ack wait",
+      {"JS_STREAM_MAX_MSGS", "Broker (NATS, JetStream, Redis)", "100000",
+       "JetStream stream message limit", integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
+      {"JS_STREAM_MAX_BYTES", "Broker (NATS, JetStream, Redis)", "52428800",
+       "JetStream stream byte limit", bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
+      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream, Redis)", "30s", "JetStream ack wait",
        duration(&Config::js_consumer_ack_wait)},
-      {"JS_STREAM_REPLICAS", "Broker (NATS, JetStream)", "1",
+      {"JS_STREAM_REPLICAS", "Broker (NATS, JetStream, Redis)", "1",
        "copies of the stream on a NATS cluster (1-5; 3 survives the loss of one node)",
        integer(&Config::js_stream_replicas, 1, 5)},
-      {"WS_HISTORY_SIZE", "Broker (NATS, JetStream)", "256",
+      {"WS_HISTORY_SIZE", "Broker (NATS, JetStream, Redis)", "256",
        "JetStream: messages kept per channel so a client can resume on any instance",
        integer(&Config::history_size, 0, 100'000)},
-      {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream)", "JS_STREAM_MAX_AGE",
+      {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream, Redis)", "JS_STREAM_MAX_AGE",
        "JetStream: oldest message kept in that history", duration(&Config::history_max_age)},
       {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
        boolean(&Config::demo_feed)},
@@ -637,12 +656,48 @@ ConfigLoad load_config(std::span<const char* const> args,
   if (config.broker == BrokerKind::kAuto) {
     config.broker = config.nats_url.empty() ? BrokerKind::kEmbedded : BrokerKind::kNats;
   }
-  if (config.broker != BrokerKind::kEmbedded && config.nats_url.empty()) {
-    result.error = "WS_BROKER: nats and jetstream need NATS_URL";
-    return result;
-  }
-  if (config.broker == BrokerKind::kEmbedded && !config.nats_url.empty()) {
-    config.notices.push_back("WS_BROKER=embedded: NATS_URL is ignored");
+  if (config.broker == BrokerKind::kRedis) {
+    if (config.redis_url.empty()) {
+      result.error = "WS_BROKER=redis needs REDIS_URL (redis://[[user]:password@]host[:port][/db])";
+      return result;
+    }
+    // Per-channel history (and with it positions and resume on any instance) needs the
+    // JetStream stream: Redis pub/sub keeps nothing to fill it from.
+    std::vector<std::string> refused;
+    if (values.contains("WS_HISTORY_SIZE") && config.history_size != 0) {
+      refused.push_back("WS_HISTORY_SIZE");
+    }
+    if (values.contains("WS_HISTORY_MAX_AGE")) refused.push_back("WS_HISTORY_MAX_AGE");
+    if (!refused.empty()) {
+      result.error = fmt::format(
+          "{}: per-channel history and resume on any instance need WS_BROKER=jetstream; Redis "
+          "pub/sub keeps no history (unset {} with WS_BROKER=redis)",
+          fmt::join(refused, ", "), refused.size() == 1 ? "it" : "them");
+      return result;
+    }
+    std::vector<std::string> ignored;
+    for (const Setting& s : settings()) {
+      if (std::string_view(s.variable).starts_with("JS_") && values.contains(s.variable)) {
+        ignored.emplace_back(s.variable);
+      }
+    }
+    if (!ignored.empty()) {
+      config.notices.push_back(fmt::format(
+          "WS_BROKER=redis: {} ignored (JetStream settings; Redis pub/sub has no stream)",
+          fmt::join(ignored, ", ")));
+    }
+    if (!config.nats_url.empty()) config.notices.push_back("WS_BROKER=redis: NATS_URL is ignored");
+  } else {
+    if (config.broker != BrokerKind::kEmbedded && config.nats_url.empty()) {
+      result.error = "WS_BROKER: nats and jetstream need NATS_URL";
+      return result;
+    }
+    if (config.broker == BrokerKind::kEmbedded && !config.nats_url.empty()) {
+      config.notices.push_back("WS_BROKER=embedded: NATS_URL is ignored");
+    }
+    if (!config.redis_url.empty()) {
+      config.notices.push_back("REDIS_URL is ignored: it is used only with WS_BROKER=redis");
+    }
   }
   if (config.history_max_age.count() == 0) config.history_max_age = config.js_stream_max_age;
   result.config = std::move(config);

@@ -15,7 +15,7 @@ namespace odin {
 using Millis = std::chrono::milliseconds;
 
 enum class LogFormat { kJson, kText };
-enum class BrokerKind { kAuto, kEmbedded, kNats, kJetStream };
+enum class BrokerKind { kAuto, kEmbedded, kNats, kJetStream, kRedis };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kOff };
 
 struct Config {
@@ -67,6 +67,7 @@ struct Config {
   // Broker.
   BrokerKind broker = BrokerKind::kAuto;       // WS_BROKER (auto: resolved by load_config)
   std::string nats_url;                        // NATS_URL (empty = embedded broker)
+  std::string redis_url;                       // REDIS_URL (used only with WS_BROKER=redis)
   std::string instance_id;                     // WS_INSTANCE_ID (empty = <hostname>-<port>)
   uint64_t max_payload_bytes = 65536;          // WS_MAX_PAYLOAD_BYTES
   std::string subject_prefix = "odin.token.";  // WS_SUBJECT_PREFIX

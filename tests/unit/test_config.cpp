@@ -76,6 +76,7 @@ const std::vector<std::string> kAllVariables = {
     "WS_MAX_GOROUTINES",
     "WS_BROKER",
     "NATS_URL",
+    "REDIS_URL",
     "WS_INSTANCE_ID",
     "WS_MAX_PAYLOAD_BYTES",
     "WS_SUBJECT_PREFIX",
@@ -147,6 +148,7 @@ const Env kEveryValue = {
     {"JS_STREAM_REPLICAS", "3"},
     {"WS_HISTORY_SIZE", "500"},
     {"WS_HISTORY_MAX_AGE", "2m"},
+    {"REDIS_URL", "redis://:pw@127.0.0.1:6380/2"},
     {"WS_DEMO_RATE", "1000"},
     {"WS_DEMO_SYMBOLS", "7"},
     {"WS_WEB_ROOT", "/srv/web"},
@@ -182,6 +184,7 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.max_broadcast_rate, 2000u);
   EXPECT_EQ(c.broker, BrokerKind::kJetStream);
   EXPECT_EQ(c.nats_url, "nats://127.0.0.1:4222");
+  EXPECT_EQ(c.redis_url, "redis://:pw@127.0.0.1:6380/2");
   EXPECT_EQ(c.instance_id, "gw-a_1");
   EXPECT_EQ(c.max_payload_bytes, 128u * 1024);
   EXPECT_EQ(c.subject_prefix, "prices.");
@@ -240,6 +243,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.max_broadcast_rate, 0u);
   EXPECT_EQ(c.broker, BrokerKind::kEmbedded);
   EXPECT_EQ(c.nats_url, "");
+  EXPECT_EQ(c.redis_url, "");
   EXPECT_EQ(c.instance_id, "");
   EXPECT_EQ(c.max_payload_bytes, 65536u);
   EXPECT_EQ(c.subject_prefix, "odin.token.");
@@ -447,7 +451,7 @@ TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
       {"NATS_URL", "http://127.0.0.1:4222"},
       {"NATS_URL", "nats://"},
       {"NATS_URL", "nats://a:1,"},
-      {"WS_BROKER", "redis"},
+      {"WS_BROKER", "kafka"},
       {"WS_INSTANCE_ID", "host.example"},
       {"WS_MAX_PAYLOAD_BYTES", "0"},
       {"ENVIRONMENT", "line\nbreak"},
@@ -477,8 +481,12 @@ TEST(Config, EveryKindOfBadValueNamesTheVariableAndTheValue) {
 }
 
 TEST(Config, SecretsAreNeverEchoedInErrors) {
-  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-           {"WS_PUBLISH_TOKEN", "two secret words"}, {"WS_JWT_SECRET", "secret\x01value"}}) {
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"WS_PUBLISH_TOKEN", "two secret words"},
+                                                        {"WS_JWT_SECRET", "secret\x01value"},
+                                                        {"REDIS_URL", "redis://:secret@host:0"},
+                                                        {"REDIS_URL", "redis://:secret@host/db"},
+                                                        {"REDIS_URL", "redis://user:secret"}}) {
     const std::string error = error_of(name, value);
     EXPECT_TRUE(error.starts_with(name + ":")) << error;
     EXPECT_EQ(error.find("secret"), std::string::npos) << error;
@@ -699,6 +707,67 @@ TEST(Config, BrokerFollowsNatsUrlUnlessChosen) {
   }
 }
 
+TEST(Config, RedisBrokerIsChosenExplicitlyAndRefusesWhatNeedsHistory) {
+  ConfigLoad r = load({{"WS_BROKER", "Redis"}, {"REDIS_URL", "redis://127.0.0.1"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->broker, BrokerKind::kRedis);
+  EXPECT_EQ(r.config->redis_url, "redis://127.0.0.1");
+  EXPECT_TRUE(r.config->notices.empty());
+
+  // Without REDIS_URL: refused, naming both variables.
+  r = load({{"WS_BROKER", "redis"}, {"NATS_URL", "nats://127.0.0.1:4222"}});
+  EXPECT_FALSE(r.config);
+  EXPECT_TRUE(r.error.starts_with("WS_BROKER=redis needs REDIS_URL")) << r.error;
+
+  // A bad REDIS_URL names the variable (never the value: it may hold a password).
+  r = load({{"WS_BROKER", "redis"}, {"REDIS_URL", "redis://:pw@host:70000"}});
+  EXPECT_FALSE(r.config);
+  EXPECT_TRUE(r.error.starts_with("REDIS_URL: expected redis://")) << r.error;
+  EXPECT_EQ(r.error.find("pw"), std::string::npos) << r.error;
+
+  // History (and resume on any instance, which rests on it) needs JetStream: refused.
+  for (const Env& history : {Env{{"WS_HISTORY_SIZE", "100"}}, Env{{"WS_HISTORY_MAX_AGE", "1m"}}}) {
+    Env env = history;
+    env["WS_BROKER"] = "redis";
+    env["REDIS_URL"] = "redis://h";
+    r = load(env);
+    EXPECT_FALSE(r.config) << history.begin()->first;
+    EXPECT_TRUE(r.error.starts_with(history.begin()->first + ":")) << r.error;
+    EXPECT_NE(r.error.find("WS_BROKER=jetstream"), std::string::npos) << r.error;
+  }
+  r = load({{"WS_BROKER", "redis"},
+            {"REDIS_URL", "redis://h"},
+            {"WS_HISTORY_SIZE", "5"},
+            {"WS_HISTORY_MAX_AGE", "5s"}});
+  EXPECT_TRUE(r.error.starts_with("WS_HISTORY_SIZE, WS_HISTORY_MAX_AGE:")) << r.error;
+  // WS_HISTORY_SIZE=0 asks for no history: fine.
+  r = load({{"WS_BROKER", "redis"}, {"REDIS_URL", "redis://h"}, {"WS_HISTORY_SIZE", "0"}});
+  ASSERT_TRUE(r.config) << r.error;
+
+  // JetStream settings and NATS_URL mean nothing to Redis: accepted, with a notice naming them.
+  r = load({{"WS_BROKER", "redis"},
+            {"REDIS_URL", "redis://h"},
+            {"NATS_URL", "nats://127.0.0.1:4222"},
+            {"JS_STREAM_NAME", "X"},
+            {"JS_STREAM_MAX_AGE", "1m"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_TRUE(has_notice(*r.config, "WS_BROKER=redis: JS_STREAM_NAME, JS_STREAM_MAX_AGE ignored"));
+  EXPECT_TRUE(has_notice(*r.config, "WS_BROKER=redis: NATS_URL is ignored"));
+  EXPECT_EQ(r.config->notices.size(), 2u);
+
+  // REDIS_URL without WS_BROKER=redis: never picked by auto, ignored with a notice.
+  for (const Env& env : {Env{{"REDIS_URL", "redis://h"}},
+                         Env{{"REDIS_URL", "redis://h"}, {"NATS_URL", "nats://n:4222"}},
+                         Env{{"REDIS_URL", "redis://h"},
+                             {"NATS_URL", "nats://n:4222"},
+                             {"WS_BROKER", "jetstream"}}}) {
+    r = load(env);
+    ASSERT_TRUE(r.config) << r.error;
+    EXPECT_NE(r.config->broker, BrokerKind::kRedis);
+    EXPECT_TRUE(has_notice(*r.config, "REDIS_URL is ignored"));
+  }
+}
+
 TEST(Config, HelpListsEveryVariableWithItsFlag) {
   const std::string help = config_help();
   EXPECT_TRUE(help.starts_with("Usage:")) << help;
@@ -707,7 +776,7 @@ TEST(Config, HelpListsEveryVariableWithItsFlag) {
     EXPECT_NE(help.find(flag_for(name)), std::string::npos) << flag_for(name);
   }
   for (const char* text : {"Listener", "Limits", "Resource guards", "Broker", "NATS", "JetStream",
-                           "Demo", "Operations", "250ms", "KiB", "status 2", "--help"}) {
+                           "Redis", "Demo", "Operations", "250ms", "KiB", "status 2", "--help"}) {
     EXPECT_NE(help.find(text), std::string::npos) << text;
   }
 }

@@ -1,0 +1,44 @@
+// Redis pub/sub as the gateway's broker, on hiredis: an intake thread that PSUBSCRIBEs
+// <WS_SUBJECT_PREFIX>*, reads messages in batches, checks them (intake.hpp, and the payload
+// convention of redis_support.hpp) and hands them to the hub, reconnecting forever with backoff;
+// and a publisher thread with a connection of its own for POST /publish. Redis pub/sub keeps
+// nothing: what is published while this instance is disconnected never reaches it.
+// hiredis' types stay inside redis_broker.cpp.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "broker/broker.hpp"
+
+namespace odin {
+
+struct Config;
+class Hub;
+class ResourceMonitor;
+
+class RedisBroker final : public Broker {
+ public:
+  // `instance_id` names this instance's connections on Redis (CLIENT SETNAME).
+  RedisBroker(const Config& config, std::string instance_id, Hub& hub,
+              const ResourceMonitor& resources);
+  ~RedisBroker() override;
+  RedisBroker(const RedisBroker&) = delete;
+  RedisBroker& operator=(const RedisBroker&) = delete;
+
+  std::string_view name() const override { return "redis"; }
+  // Connects once (or keeps trying in the background when Redis is not up yet) and starts the
+  // threads. Fails only for a REDIS_URL that does not parse (load_config checked it already).
+  std::string start() override;
+  // Stops intake after the batch in hand, fails queued publishes, closes the connections.
+  void stop() override;
+  void publish(std::span<const IngestItem> items, PublishDone done) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace odin
