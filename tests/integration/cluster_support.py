@@ -220,7 +220,7 @@ class Haproxy:
 class Cluster:
     """NATS cluster + 3 gateways + HAProxy; a context manager that stops all of it."""
 
-    def __init__(self, binary, **gateway_env):
+    def __init__(self, binary, per_gateway=({}, {}, {}), **gateway_env):
         self.nats, self.gateways, self.lb = None, [], None
         try:
             self.nats = NatsCluster()
@@ -228,6 +228,7 @@ class Cluster:
                 env = {"WS_BROKER": "jetstream", "NATS_URL": self.nats.urls, "JS_STREAM_REPLICAS": 3,
                        "WS_INSTANCE_ID": f"gw{i + 1}"}
                 env.update(gateway_env)
+                env.update(per_gateway[i])
                 self.gateways.append(Gateway(binary, **env))
             self.wait_healthy()
             self.wait_intake()

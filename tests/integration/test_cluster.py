@@ -286,6 +286,23 @@ async def test_nats_node_stopped_mid_stream(binary):
             assert gw.proc.poll() is None, gw.output()
 
 
+async def test_full_instance_refusal_is_retried_elsewhere(binary):
+    # deploy/haproxy.cfg retries an upgrade a gateway refuses with 503 on another instance. gw1
+    # takes 3 connections (HAProxy is not told: its per-server cap is the test's 2000), so
+    # leastconn keeps choosing it and every further upgrade it refuses must be retried.
+    with Cluster(binary, per_gateway=({"WS_MAX_CONNECTIONS": 3}, {}, {}), WS_DRAIN_TIMEOUT="2s") as cluster:
+        clients = await start_clients(cluster, 24)
+        per_gateway = cluster.connections()
+        print(f"  connections per gateway, gw1 capped at 3: {per_gateway}")
+        assert per_gateway[0] == 3 and sum(per_gateway) == 24, per_gateway
+        rejected = cluster.gateways[0].json("/stats")["connectionsRejected"]
+        assert rejected >= 5, rejected  # leastconn sent it more, each one refused and retried
+        assert cluster.lb.server_states()["gw1"] == "UP"  # a full instance stays in
+        publisher = Publisher(cluster, total=40, rate=40)
+        publisher.start()
+        await finish(clients, publisher, 20, cluster)
+
+
 async def test_gateway_killed_clients_resume_elsewhere(binary):
     with Cluster(binary, WS_DRAIN_TIMEOUT="2s", WS_RESUME_TTL="10s") as cluster:
         clients = await start_clients(cluster, 30)
@@ -296,6 +313,15 @@ async def test_gateway_killed_clients_resume_elsewhere(binary):
         def kill_gateway():
             killed["at"] = time.monotonic()
             cluster.gateways[victim].stop(9)  # SIGKILL by PID: no close frames, no drain
+            threading.Thread(target=watch_haproxy, daemon=True).start()
+
+        def watch_haproxy():  # when the balancer takes the dead instance out
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if cluster.lb.server_states()[f"gw{victim + 1}"] == "DOWN":
+                    killed["down"] = time.monotonic()
+                    return
+                time.sleep(0.01)
 
         publisher = Publisher(cluster, total=240, rate=40, actions={80: kill_gateway})
         publisher.start()
@@ -310,18 +336,19 @@ async def test_gateway_killed_clients_resume_elsewhere(binary):
         data_again = sorted(c.resumes[0]["first_data"] - killed["at"] for c in moved)
         resumed = sorted(c.resumes[0]["resumed"] - killed["at"] for c in moved)
         replayed = sum(c.resumes[0]["reply"]["replayed"] for c in moved)
-        states = cluster.lb.server_states()
-        assert states[f"gw{victim + 1}"] != "UP", states
+        assert "down" in killed, "HAProxy did not mark the killed gateway down within 5 s"
         assert cluster.connections()[victim] is None
         print(f"  kill -9 gw{victim + 1} with {on_victim} clients: data again after median "
               f"{statistics.median(data_again) * 1000:.0f} ms, max {data_again[-1] * 1000:.0f} ms "
               f"(resumed: median {statistics.median(resumed) * 1000:.0f} ms, max {resumed[-1] * 1000:.0f} ms); "
-              f"{replayed} messages re-sent, 0 lost, 0 repeated")
+              f"{replayed} messages re-sent, 0 lost, 0 repeated; HAProxy marked it down after "
+              f"{(killed['down'] - killed['at']) * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
     run_tests([
         test_clients_spread_and_receive_every_message,
         test_nats_node_stopped_mid_stream,
+        test_full_instance_refusal_is_retried_elsewhere,
         test_gateway_killed_clients_resume_elsewhere,
     ])
