@@ -28,7 +28,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # GET a path from a local port with bash alone; prints the response (status line first).
 http_get() {
   local out
-  exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+  { exec {fd}<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
   printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&"$fd"
   out=$(timeout 2 cat <&"$fd") || true
   exec {fd}>&-
