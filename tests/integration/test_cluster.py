@@ -20,6 +20,12 @@ from nats_support import NatsClient, NatsError
 CHANNELS = ["CLA", "CLB", "CLC", "CLD"]
 
 
+def metric(gw, name):
+    _, _, body = gw.http("GET", "/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
 def channels_of(k):
     return [CHANNELS[k % 4], CHANNELS[(k + 1) % 4]]
 
@@ -282,8 +288,11 @@ async def test_nats_node_stopped_mid_stream(binary):
               f"{events['restarted'] - events['stopped']:.1f} s; longest publish stall "
               f"{publisher.longest_stall * 1000:.0f} ms; new leader "
               f"{cluster.nats.stream_info()['cluster']['leader']}")
+        reconnects = []
         for gw in cluster.gateways:
             assert gw.proc.poll() is None, gw.output()
+            reconnects.append(gw.json("/stats")["brokerConnected"] and metric(gw, "ws_broker_reconnects_total"))
+        print(f"  NATS reconnections per gateway: {reconnects}")
 
 
 async def test_full_instance_refusal_is_retried_elsewhere(binary):
