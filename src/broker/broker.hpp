@@ -6,9 +6,11 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hub/fanout.hpp"
 
@@ -38,6 +40,10 @@ struct BrokerCounters {
   std::atomic<uint64_t> dropped{0};      // core NATS: dropped by the client library when full
   std::atomic<uint64_t> published{0};    // POST /publish messages the broker accepted
   std::atomic<uint64_t> publish_failures{0};
+  // JetStream: stream messages lost in flight and read back from the stream to keep the order,
+  // and gaps that could not be read back (histories restarted after them).
+  std::atomic<uint64_t> gap_filled{0};
+  std::atomic<uint64_t> history_restarts{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(IntakeReject::kCount)> rejected{};
 
   void reject(IntakeReject reason) {
@@ -51,6 +57,21 @@ struct PublishOutcome {
   std::string error;  // empty when all were accepted
 };
 using PublishDone = std::function<void(PublishOutcome)>;
+
+// JetStream: the stored messages of one channel with stream positions in (after_pos, through_pos],
+// read back from the stream for a client resuming from another instance (docs/protocol.md).
+struct StreamRange {
+  std::string channel;
+  uint64_t after_pos = 0;
+  uint64_t through_pos = 0;
+};
+struct StreamFetch {
+  std::vector<StreamRange> ranges;
+  // Filled by the broker: the messages found, encoded like live ones, in stream order per range.
+  std::vector<std::shared_ptr<const Message>> messages;
+  bool complete = false;  // every range read to its end (within the limit)
+};
+using StreamFetchDone = std::function<void(std::unique_ptr<StreamFetch>)>;
 
 class Broker {
  public:
@@ -67,6 +88,11 @@ class Broker {
   // once, on any thread, after the broker accepted them (NATS: flushed to the server;
   // JetStream: stored, acknowledged by the stream) or gave up.
   virtual void publish(std::span<const IngestItem> items, PublishDone done) = 0;
+  // Reads `fetch->ranges` back from the stream, at most `limit` messages in all (more leaves it
+  // incomplete), and calls `done` once, on any thread. Brokers without a stream cannot.
+  virtual void fetch(std::unique_ptr<StreamFetch> fetch, size_t /*limit*/, StreamFetchDone done) {
+    done(std::move(fetch));
+  }
 
  protected:
   BrokerCounters counters_;

@@ -5,14 +5,20 @@
 #include "broker/nats_broker.hpp"
 
 #include <nats/nats.h>
+#include <openssl/evp.h>
+#include <simdjson.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <ctime>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -34,6 +40,11 @@ constexpr int64_t kPublishTimeoutMs = 5000;  // flush (NATS) or stream ack (JetS
 constexpr int64_t kPullExpiresNs = int64_t{5} * 1'000'000'000;  // one JetStream pull request
 constexpr int64_t kConsumerInactiveNs = int64_t{3600} * 1'000'000'000;  // an hour unused: gone
 constexpr int64_t kRejectLogEveryMs = 10'000;
+// A gap in the stream sequence is filled from the stream before later messages go out, up to
+// this many messages; a longer one (the instance was away for long) restarts the history.
+constexpr uint64_t kMaxGapFill = 10'000;
+constexpr int kGapFillAttempts = 3;  // per message, when NATS does not answer
+constexpr int64_t kStreamReadTimeoutMs = 2000;
 
 int64_t ns_of(Millis ms) {
   return ms.count() * 1'000'000;
@@ -68,10 +79,70 @@ struct OwnedItem {
   std::string data;
 };
 
+// Work for the publisher thread: a publish, or reading messages back from the stream.
 struct PublishJob {
   std::vector<OwnedItem> items;
   PublishDone done;
+  std::unique_ptr<StreamFetch> fetch;
+  size_t fetch_limit = 0;
+  StreamFetchDone fetch_done;
 };
+
+// Standard base64 (the JetStream API's `data` and `hdrs`); false on bad input.
+bool base64_decode(std::string_view text, std::string& out) {
+  out.assign(text.size() / 4 * 3 + 3, '\0');
+  if (text.size() % 4 != 0) return false;
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()),
+                                static_cast<int>(text.size()));
+  if (n < 0) return false;
+  size_t size = static_cast<size_t>(n);
+  for (size_t i = text.size(); i > 0 && text[i - 1] == '='; --i)
+    --size;  // EVP_DecodeBlock counts the padding as zero bytes
+  out.resize(size);
+  return true;
+}
+
+// The Type header out of a raw NATS header block ("NATS/1.0\r\nType: x\r\n\r\n").
+std::optional<std::string_view> type_header(std::string_view block) {
+  while (!block.empty()) {
+    const size_t end = block.find("\r\n");
+    std::string_view line = block.substr(0, end);
+    if (line.size() > 5 && (line.substr(0, 5) == "Type:" || line.substr(0, 5) == "type:")) {
+      line.remove_prefix(5);
+      while (!line.empty() && line.front() == ' ')
+        line.remove_prefix(1);
+      return line;
+    }
+    if (end == std::string_view::npos) break;
+    block.remove_prefix(end + 2);
+  }
+  return std::nullopt;
+}
+
+// RFC 3339 UTC ("2026-11-23T16:07:08.462745679Z", as JetStream stores a message's time) to
+// milliseconds since the epoch; 0 when it cannot be read.
+int64_t rfc3339_ms(std::string_view text) {
+  std::tm tm{};
+  int fraction_digits = 0;
+  int64_t fraction = 0;
+  if (text.size() < 20 ||
+      std::sscanf(std::string(text.substr(0, 19)).c_str(), "%d-%d-%dT%d:%d:%d", &tm.tm_year,
+                  &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
+    return 0;
+  }
+  for (size_t i = 20; i < text.size() && text[19] == '.' && std::isdigit(text[i]); ++i) {
+    if (fraction_digits < 3) {
+      fraction = fraction * 10 + (text[i] - '0');
+      ++fraction_digits;
+    }
+  }
+  while (fraction_digits++ < 3)
+    fraction *= 10;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return int64_t{timegm(&tm)} * 1000 + fraction;
+}
 
 }  // namespace
 
@@ -124,6 +195,15 @@ struct NatsBroker::Impl {
   int64_t pull_deadline_ns = 0;
   std::vector<natsMsg*> batch;
   std::vector<IngestItem> items;
+  // JetStream stream order: the newest stream sequence handed over (0: none yet), where the
+  // consumer started when it was (re)bound, and the messages read back to fill a gap (alive
+  // until their batch is handed over).
+  uint64_t last_stream_seq = 0;
+  uint64_t consumer_start = 0;
+  std::vector<natsMsg*> gap_messages;
+  // Publisher thread's own filter, for messages read back from the stream.
+  IntakeFilter fetch_filter{config.subject_prefix, config.max_payload_bytes};
+  simdjson::dom::parser fetch_parser;
   struct RejectLog {
     uint64_t since_last = 0;
     int64_t last_ms = 0;
@@ -175,6 +255,10 @@ struct NatsBroker::Impl {
 
   void publish_loop();
   PublishOutcome publish_now(const std::vector<OwnedItem>& items);
+  void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done);
+  void read_stream(StreamFetch& fetch, size_t limit);
+  void fill_gap(uint64_t from, uint64_t to);
+  bool add_item(natsMsg* msg, uint64_t stream_sequence);
 };
 
 // ---- connection ----------------------------------------------------------------------------
@@ -368,6 +452,13 @@ bool NatsBroker::Impl::subscribe() {
   pull_subject = "$JS.API.CONSUMER.MSG.NEXT." + config.js_stream_name + "." + consumer;
   pull_owed = 0;
   quiet_polls = 0;
+  if (last_stream_seq == 0) {
+    // From here on this instance hands over every stream message (gaps are filled), so its
+    // per-channel histories are complete from this point. After a reconnect the gap filling
+    // keeps them so.
+    last_stream_seq = consumer_start;
+    hub.mark_complete_after(consumer_start);
+  }
   spdlog::info("JetStream intake: stream {} ({}), durable pull consumer {}", config.js_stream_name,
                subject_filter, consumer);
   return true;
@@ -434,7 +525,12 @@ bool NatsBroker::Impl::ensure_consumer() {
   jerr = static_cast<jsErrCode>(0);
   s = exists ? js_UpdateConsumer(&info, js, config.js_stream_name.c_str(), &cc, nullptr, &jerr)
              : js_AddConsumer(&info, js, config.js_stream_name.c_str(), &cc, nullptr, &jerr);
-  if (info) jsConsumerInfo_Destroy(info);
+  if (info) {
+    // Where its deliveries start: a new consumer (nothing delivered) after the stream's last
+    // message, an existing one after its ack floor (what lies beyond comes again).
+    consumer_start = info->Delivered.Consumer == 0 ? info->Delivered.Stream : info->AckFloor.Stream;
+    jsConsumerInfo_Destroy(info);
+  }
   if (s != NATS_OK) {
     spdlog::warn("JetStream consumer {} could not be {}: {}", consumer,
                  exists ? "updated" : "created", status_text(s, jerr));
@@ -570,34 +666,91 @@ void NatsBroker::Impl::hand_over() {
   items.clear();
   for (natsMsg* msg : batch) {
     counters.received.fetch_add(1, std::memory_order_relaxed);
-    const std::string_view subject = natsMsg_GetSubject(msg);
+    uint64_t stream_sequence = 0;
     if (jetstream) {
       jsMsgMetaData* meta = nullptr;
       if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-        const uint64_t stream_sequence = meta->Sequence.Stream;
+        stream_sequence = meta->Sequence.Stream;
         jsMsgMetaData_Destroy(meta);
         if (!dedupe.first_delivery(stream_sequence)) {
-          note_reject(IntakeReject::kDuplicate, subject);
+          note_reject(IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
           continue;
         }
+        // Stream order for every client: what a lost delivery left out goes first.
+        if (last_stream_seq != 0 && stream_sequence > last_stream_seq + 1) {
+          fill_gap(last_stream_seq + 1, stream_sequence - 1);
+        }
+        last_stream_seq = std::max(last_stream_seq, stream_sequence);
       }
     }
-    const char* type_header = nullptr;
-    std::string_view type;
-    const bool has_type = natsMsgHeader_Get(msg, "Type", &type_header) == NATS_OK && type_header;
-    if (has_type) type = type_header;
-    const char* data = natsMsg_GetData(msg);
-    const std::string_view payload(data ? data : "",
-                                   static_cast<size_t>(natsMsg_GetDataLength(msg)));
-    IngestItem item;
-    if (auto reject = filter.check(subject, has_type ? &type : nullptr, payload, item)) {
-      note_reject(*reject, subject);
-      continue;
-    }
-    items.push_back(item);
+    add_item(msg, stream_sequence);
   }
   if (!items.empty()) hub.ingest(items);
   counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
+  items.clear();
+  for (natsMsg* msg : gap_messages)
+    natsMsg_Destroy(msg);
+  gap_messages.clear();
+}
+
+bool NatsBroker::Impl::add_item(natsMsg* msg, uint64_t stream_sequence) {
+  const std::string_view subject = natsMsg_GetSubject(msg);
+  const char* type_header = nullptr;
+  std::string_view type;
+  const bool has_type = natsMsgHeader_Get(msg, "Type", &type_header) == NATS_OK && type_header;
+  if (has_type) type = type_header;
+  const char* data = natsMsg_GetData(msg);
+  const std::string_view payload(data ? data : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
+  IngestItem item;
+  if (auto reject = filter.check(subject, has_type ? &type : nullptr, payload, item)) {
+    note_reject(*reject, subject);
+    return false;
+  }
+  item.pos = stream_sequence;
+  items.push_back(item);
+  return true;
+}
+
+// Reads stream messages [from, to] (lost on their way to us: a NATS node went away with them in
+// flight) straight from the stream, so they go out before the message after them. One that no
+// longer exists (expired, deleted) was never delivered anywhere. When NATS cannot answer, or the
+// gap is too long to read, the histories restart after it instead.
+void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
+  auto restart_history = [&](std::string_view why) {
+    if (!items.empty()) hub.ingest(items);  // what came before the gap keeps its place
+    counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
+    items.clear();
+    hub.mark_complete_after(to);
+    counters.history_restarts.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn(
+        "JetStream stream messages {}-{} not delivered to this instance and {}: resume "
+        "from before them is no longer possible here",
+        from, to, why);
+  };
+  if (to - from + 1 > kMaxGapFill) return restart_history("too many to read back");
+  uint64_t filled = 0;
+  for (uint64_t seq = from; seq <= to && running; ++seq) {
+    natsMsg* msg = nullptr;
+    natsStatus s = NATS_OK;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    for (int attempt = 0; attempt < kGapFillAttempts; ++attempt) {
+      jerr = static_cast<jsErrCode>(0);
+      s = js_GetMsg(&msg, js, config.js_stream_name.c_str(), seq, nullptr, &jerr);
+      if (s == NATS_OK || s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) break;
+    }
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) continue;
+    if (s != NATS_OK) {
+      from = seq;
+      return restart_history("the stream cannot be read now: " + status_text(s, jerr));
+    }
+    gap_messages.push_back(msg);
+    if (!dedupe.first_delivery(seq)) continue;
+    counters.received.fetch_add(1, std::memory_order_relaxed);
+    filled += add_item(msg, seq);
+  }
+  counters.gap_filled.fetch_add(filled, std::memory_order_relaxed);
+  spdlog::info("JetStream stream messages {}-{} were lost on the way: {} read back from the stream",
+               from, to, filled);
 }
 
 void NatsBroker::Impl::note_reject(IntakeReject reason, std::string_view subject) {
@@ -646,6 +799,11 @@ void NatsBroker::Impl::publish_loop() {
       if (publish_queue.empty()) return;
       job = std::move(publish_queue.front());
       publish_queue.pop_front();
+    }
+    if (job.fetch) {
+      if (running) read_stream(*job.fetch, job.fetch_limit);
+      job.fetch_done(std::move(job.fetch));
+      continue;
     }
     PublishOutcome outcome =
         running ? publish_now(job.items) : PublishOutcome{0, "the gateway is shutting down"};
@@ -697,6 +855,81 @@ PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_pu
   return outcome;
 }
 
+// ---- reading the stream back (resume on any instance) -----------------------------------------
+
+void NatsBroker::Impl::fetch(std::unique_ptr<StreamFetch> request, size_t limit,
+                             StreamFetchDone done) {
+  if (!jetstream) return done(std::move(request));
+  PublishJob job;
+  job.fetch = std::move(request);
+  job.fetch_limit = limit;
+  job.fetch_done = std::move(done);
+  {
+    std::lock_guard lock(publish_mutex);
+    if (running) {
+      publish_queue.push_back(std::move(job));
+      return publish_ready.notify_one();
+    }
+  }
+  job.fetch_done(std::move(job.fetch));  // shutting down: incomplete
+}
+
+// For each range, the channel's stored messages after `after_pos` up to `through_pos`, one
+// $JS.API.STREAM.MSG.GET with `next_by_subj` each (the stream leader answers, so nothing the
+// instance already handed over can be missing from it). Publisher thread.
+void NatsBroker::Impl::read_stream(StreamFetch& fetch, size_t limit) {
+  const std::string api = "$JS.API.STREAM.MSG.GET." + config.js_stream_name;
+  std::string data;
+  std::string headers;
+  for (const StreamRange& range : fetch.ranges) {
+    const std::string subject = config.subject_prefix + range.channel;
+    uint64_t next = range.after_pos + 1;
+    while (next <= range.through_pos) {
+      const std::string body = fmt::format(R"({{"seq":{},"next_by_subj":"{}"}})", next, subject);
+      natsMsg* reply = nullptr;
+      if (natsConnection_Request(&reply, connection, api.c_str(), body.data(),
+                                 static_cast<int>(body.size()), kStreamReadTimeoutMs) != NATS_OK) {
+        return;  // incomplete
+      }
+      std::string_view text(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));
+      simdjson::padded_string padded(text);
+      natsMsg_Destroy(reply);
+      simdjson::dom::element root;
+      if (fetch_parser.parse(padded).get(root)) return;
+      int64_t code = 0;
+      if (!root["error"]["code"].get(code)) {
+        if (code == 404) break;  // nothing more on that subject
+        return;
+      }
+      simdjson::dom::element message;
+      uint64_t seq = 0;
+      std::string_view data64;
+      std::string_view time;
+      if (root["message"].get(message) || message["seq"].get(seq) || message["data"].get(data64) ||
+          seq < next) {
+        return;
+      }
+      if (seq > range.through_pos) break;
+      std::string_view hdrs64;
+      if (message["hdrs"].get(hdrs64)) hdrs64 = {};
+      if (message["time"].get(time)) time = {};
+      if (!base64_decode(data64, data) || !base64_decode(hdrs64, headers)) return;
+      if (fetch.messages.size() == limit) return;  // more than the caller may take: incomplete
+      const std::optional<std::string_view> type = type_header(headers);
+      IngestItem item;
+      if (!fetch_filter.check(subject, type ? &*type : nullptr, data, item)) {
+        item.pos = seq;
+        const int64_t ts = rfc3339_ms(time);
+        fetch.messages.push_back(encode_message(item, ts != 0 ? ts : wall_ms(), steady_ns()));
+      }  // else: refused at intake too, so never delivered anywhere
+      next = seq + 1;
+    }
+  }
+  std::sort(fetch.messages.begin(), fetch.messages.end(),
+            [](const auto& a, const auto& b) { return a->pos < b->pos; });
+  fetch.complete = true;
+}
+
 // ---- NatsBroker ------------------------------------------------------------------------------
 
 NatsBroker::NatsBroker(const Config& config, std::string instance_id, Hub& hub,
@@ -721,6 +954,10 @@ void NatsBroker::stop() {
 
 void NatsBroker::publish(std::span<const IngestItem> items, PublishDone done) {
   impl_->publish(items, std::move(done));
+}
+
+void NatsBroker::fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) {
+  impl_->fetch(std::move(fetch), limit, std::move(done));
 }
 
 const std::string& NatsBroker::consumer_name() const {

@@ -34,6 +34,8 @@ class NatsBroker final : public Broker {
   // Stops intake after the batch in hand (acked), fails queued publishes, closes the connection.
   void stop() override;
   void publish(std::span<const IngestItem> items, PublishDone done) override;
+  // JetStream: reads stored messages back (publisher thread), for a resume on this instance.
+  void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) override;
 
   // JetStream: the durable consumer this instance reads, <JS_CONSUMER_NAME>-<instance id>.
   const std::string& consumer_name() const;

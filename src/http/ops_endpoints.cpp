@@ -17,7 +17,7 @@ namespace {
 
 struct Totals {
   uint64_t accepted = 0, closed = 0, messages_out = 0, bytes_out = 0, slow = 0, heartbeat = 0,
-           protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, rate_limited = 0,
+           protocol = 0, replays = 0, resumes_ok = 0, resumes_failed = 0, resumes_restored = 0, rate_limited = 0,
            rate_limit_closes = 0, requests = 0, http = 0;
   uint64_t rejected[static_cast<int>(RejectReason::kCount)] = {};
   uint64_t refused[static_cast<int>(RefuseReason::kCount)] = {};
@@ -41,6 +41,7 @@ Totals sum(const Gateway& gateway) {
     t.replays += s.replay_requests.get();
     t.resumes_ok += s.resumes_ok.get();
     t.resumes_failed += s.resumes_failed.get();
+    t.resumes_restored += s.resumes_restored.get();
     t.rate_limited += s.rate_limited.get();
     t.rate_limit_closes += s.rate_limit_closes.get();
     t.requests += s.requests.get();
@@ -84,6 +85,12 @@ void append_broker_metrics(std::string& out, const Broker& broker, Metric& metri
          c.disconnects.load());
   metric("ws_broker_reconnects_total", "counter", "Broker connections regained.",
          c.reconnects.load());
+  metric("ws_broker_gap_filled_total", "counter",
+         "JetStream messages lost in flight and read back from the stream, in order.",
+         c.gap_filled.load());
+  metric("ws_broker_history_restarts_total", "counter",
+         "JetStream gaps that could not be read back (resume from before them fails here).",
+         c.history_restarts.load());
   metric("ws_broker_messages_received_total", "counter", "Messages taken from the broker.",
          c.received.load());
   metric("ws_broker_messages_delivered_total", "counter", "Broker messages handed to the fan-out.",
@@ -153,7 +160,7 @@ std::string render_stats(const Gateway& gateway) {
       R"("connectionsRejected":{},"connectionsRefused":{},"sessions":{},"detachedSessions":{},"channels":{},)"
       R"("memoryMB":{:.1f},"cpuPercent":{:.1f},"messagesIn":{},"messagesOut":{},"bytesOut":{},)"
       R"("slowClientDisconnects":{},"heartbeatTimeouts":{},"rateLimited":{},"replayRequests":{},)"
-      R"("resumesOk":{},"resumesFailed":{},"fanoutLatencyMs":{{"p50":{:.3f},"p99":{:.3f}}},)"
+      R"("resumesOk":{},"resumesFailed":{},"resumesRestored":{},"fanoutLatencyMs":{{"p50":{:.3f},"p99":{:.3f}}},)"
       R"("threads":{},"broker":"{}","brokerConnected":{},"brokerPaused":{},)"
       R"("brokerReceived":{},"brokerRejected":{},"uptimeSeconds":{:.1f}}})",
       gateway.websocket_connections(), gateway.config().max_connections, t.accepted,
@@ -161,7 +168,7 @@ std::string render_stats(const Gateway& gateway) {
       std::accumulate(std::begin(t.refused), std::end(t.refused), uint64_t{0}), t.sessions,
       t.detached, t.channels, static_cast<double>(res.rss_bytes()) / (1024.0 * 1024.0),
       res.cpu_percent(), gateway.hub().messages_in(), t.messages_out, t.bytes_out, t.slow,
-      t.heartbeat, t.rate_limited, t.replays, t.resumes_ok, t.resumes_failed,
+      t.heartbeat, t.rate_limited, t.replays, t.resumes_ok, t.resumes_failed, t.resumes_restored,
       static_cast<double>(t.latency.quantile_ns(0.5)) / 1e6,
       static_cast<double>(t.latency.quantile_ns(0.99)) / 1e6, gateway.thread_count(),
       gateway.broker().name(), boolean(gateway.broker().connected()),
@@ -218,8 +225,9 @@ std::string render_metrics(const Gateway& gateway) {
   metric("ws_replay_requests_total", "counter", "Replay requests.", t.replays);
   out += "# HELP ws_resumes_total Resume requests, by result.\n# TYPE ws_resumes_total counter\n";
   out += fmt::format(
-      "ws_resumes_total{{result=\"ok\"}} {}\nws_resumes_total{{result=\"failed\"}} {}\n",
-      t.resumes_ok, t.resumes_failed);
+      "ws_resumes_total{{result=\"ok\"}} {}\nws_resumes_total{{result=\"failed\"}} {}\n"
+      "ws_resumes_total{{result=\"restored\"}} {}\n",
+      t.resumes_ok, t.resumes_failed, t.resumes_restored);
   metric("ws_rate_limited_total", "counter", "Client requests refused by the rate limit.",
          t.rate_limited);
   metric("ws_rate_limit_disconnects_total", "counter", "Clients closed with 1008 for abuse.",

@@ -1,4 +1,4 @@
-// Envelope encoding (see envelope.hpp). Key order is part of the contract: seq, ts, type,
+// Envelope encoding (see envelope.hpp). Key order is part of the contract: seq, (pos,) ts, type,
 // channel, data.
 #include "hub/envelope.hpp"
 
@@ -9,8 +9,13 @@
 
 namespace odin {
 
-void encode_envelope_tail(std::string& out, int64_t ts_ms, std::string_view type,
+void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::string_view type,
                           std::string_view channel, std::string_view data, bool data_is_json) {
+  if (pos != 0) {
+    out.append("\"pos\":");
+    json::append_uint(out, pos);
+    out.push_back(',');
+  }
   out.append("\"ts\":");
   json::append_int(out, ts_ms);
   out.append(",\"type\":");

@@ -9,9 +9,10 @@
 
 namespace odin {
 
-// Appends `"ts":T,"type":"...","channel":"...","data":D}`. `data_is_json` false turns the
-// payload into a JSON string (PROTOCOL.md: data verbatim when valid JSON, else a string).
-void encode_envelope_tail(std::string& out, int64_t ts_ms, std::string_view type,
+// Appends `"pos":P,"ts":T,"type":"...","channel":"...","data":D}` ("pos" only when `pos` is not
+// 0: JetStream's stream sequence, docs/protocol.md). `data_is_json` false turns the payload into a
+// JSON string (PROTOCOL.md: data verbatim when valid JSON, else a string).
+void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::string_view type,
                           std::string_view channel, std::string_view data, bool data_is_json);
 
 // The per-recipient front of a data frame: WebSocket header for the whole payload, then

@@ -11,6 +11,7 @@
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
 #include "ops/clock.hpp"
+#include "ops/config.hpp"
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
 
@@ -68,9 +69,16 @@ void ThreadFanout::drain() {
   uint64_t delivered = 0;
 
   while (std::shared_ptr<const Message> shared = queue_.pop()) {
+    if (shared->marker) {
+      complete_after_ = coverage_ ? std::max(complete_after_, shared->pos) : shared->pos;
+      coverage_ = true;
+      continue;
+    }
     ChannelSubscribers& channel = index_.entry(shared->channel);
     MessageRef message = pool_.adopt(std::move(shared));
     channel.latest = message;  // what a `snapshot` subscribe sends
+    const uint64_t pos = message->pos;
+    if (pos != 0) remember(channel, message);
     const std::string_view tail = message->tail;
 
     // Each recipient is three cold cache lines (session, ring slot, connection): ask for them a
@@ -85,6 +93,9 @@ void ThreadFanout::drain() {
         if (ahead->connection) ahead->connection->prefetch_for_fanout();
       }
       Session* session = recipients[i];
+      // A session restored from another instance that was ahead of this one: it already has
+      // the messages up to skip_through_pos.
+      if (pos <= session->skip_through_pos && pos != 0) continue;
       const uint64_t seq = ++session->seq;
       session->ring.push(seq, message);
       Connection* conn = session->connection;
@@ -110,6 +121,39 @@ void ThreadFanout::drain() {
   drained_ingest_ns_.clear();
 }
 
+void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& message) {
+  last_pos_ = std::max(last_pos_, message->pos);
+  const Config& config = loop_.config();
+  if (config.history_size == 0) return;
+  // Only in stream order: a late first delivery the broker could not put in place means the
+  // history missed it, so the history restarts after the newest message it had.
+  if (!channel.history.empty() && channel.history.back()->pos >= message->pos) {
+    channel.history_evicted_through = channel.history.back()->pos;
+    channel.history.clear();
+    return;
+  }
+  channel.history.push_back(message);
+  const int64_t oldest_ms = message->ts_ms - config.history_max_age.count();
+  while (channel.history.size() > config.history_size ||
+         channel.history.front()->ts_ms < oldest_ms) {
+    channel.history_evicted_through = channel.history.front()->pos;
+    channel.history.pop_front();
+  }
+}
+
+std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                              int64_t ingest_steady_ns) {
+  auto message = std::make_shared<Message>();
+  message->channel = std::string(item.channel);
+  message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);
+  encode_envelope_tail(message->tail, item.pos, ts_ms, item.type, item.channel, item.data,
+                       item.data_is_json);
+  message->ingest_steady_ns = ingest_steady_ns;
+  message->ts_ms = ts_ms;
+  message->pos = item.pos;
+  return message;
+}
+
 Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
 
 void Hub::ingest(std::span<const IngestItem> items) {
@@ -119,15 +163,8 @@ void Hub::ingest(std::span<const IngestItem> items) {
   // Encode outside the lock; the lock only fixes the order of hand-off.
   std::vector<std::shared_ptr<const Message>> encoded;
   encoded.reserve(items.size());
-  for (const IngestItem& item : items) {
-    auto message = std::make_shared<Message>();
-    message->channel = std::string(item.channel);
-    message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);
-    encode_envelope_tail(message->tail, ts_ms, item.type, item.channel, item.data,
-                         item.data_is_json);
-    message->ingest_steady_ns = ingest_ns;
-    encoded.push_back(std::move(message));
-  }
+  for (const IngestItem& item : items)
+    encoded.push_back(encode_message(item, ts_ms, ingest_ns));
 
   std::lock_guard lock(ingest_order_);
   for (const auto& message : encoded) {
@@ -135,6 +172,15 @@ void Hub::ingest(std::span<const IngestItem> items) {
       thread->enqueue(message);
   }
   messages_in_.fetch_add(encoded.size(), std::memory_order_relaxed);
+}
+
+void Hub::mark_complete_after(uint64_t pos) {
+  auto marker = std::make_shared<Message>();
+  marker->pos = pos;
+  marker->marker = true;
+  std::lock_guard lock(ingest_order_);
+  for (ThreadFanout* thread : threads_)
+    thread->enqueue(marker);
 }
 
 }  // namespace odin

@@ -3,10 +3,12 @@
 // is in fanout.cpp (and net/out_batch.cpp for the write itself).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -24,7 +26,12 @@ struct IngestItem {
   std::string_view type;
   std::string_view data;
   bool data_is_json = true;
+  uint64_t pos = 0;  // JetStream stream sequence (0: none)
 };
+
+// Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts.
+std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                              int64_t ingest_steady_ns);
 
 // Unbounded multi-producer, single-consumer queue (Vyukov): producers never block the consumer;
 // the consumer never takes a lock.
@@ -58,13 +65,27 @@ class ThreadFanout {
   SubscriptionIndex& index() { return index_; }
   LocalMessagePool& pool() { return pool_; }
 
+  // JetStream positions, as far as this thread has drained: the newest message's pos (0 before
+  // the first), and the pos after which `channel`'s history holds every message of the channel
+  // (nullopt while the broker has not said from where this instance has every message).
+  uint64_t last_pos() const { return last_pos_; }
+  std::optional<uint64_t> history_complete_after(const ChannelSubscribers* channel) const {
+    if (!coverage_) return std::nullopt;
+    return std::max(complete_after_, channel ? channel->history_evicted_through : 0);
+  }
+
  private:
+  void remember(ChannelSubscribers& channel, const MessageRef& message);
+
   EventLoop& loop_;
   MessageQueue queue_;
   std::atomic<bool> drain_posted_{false};
   LocalMessagePool pool_;  // before index_: the index's references die first
   SubscriptionIndex index_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
+  uint64_t last_pos_ = 0;
+  uint64_t complete_after_ = 0;
+  bool coverage_ = false;
 };
 
 // The process-wide entry of the fan-out.
@@ -73,6 +94,10 @@ class Hub {
   explicit Hub(std::vector<ThreadFanout*> threads);
   // Encodes each item once and hands it to every thread. Any thread may call it.
   void ingest(std::span<const IngestItem> items);
+  // JetStream: from here on (in ingest order) this instance hands over every stream message after
+  // `pos`. The broker says so when it starts reading the stream, and again after a gap it could
+  // not fill; histories before that point are not complete.
+  void mark_complete_after(uint64_t pos);
   uint64_t messages_in() const { return messages_in_.load(std::memory_order_relaxed); }
 
  private:

@@ -14,9 +14,16 @@ namespace odin {
 // increment per thread per message, never per recipient.
 struct Message {
   std::string channel;
-  // `"ts":...,"type":...,"channel":...,"data":...}`: the envelope minus `{"seq":N,`.
+  // `"pos":P,"ts":...,"type":...,"channel":...,"data":...}`: the envelope minus `{"seq":N,`
+  // ("pos" only in JetStream mode).
   std::string tail;
   int64_t ingest_steady_ns = 0;  // for the ingest-to-write latency histogram
+  int64_t ts_ms = 0;             // the envelope's ts (ages the per-channel history)
+  // JetStream: the message's stream sequence, the same on every instance (0 in other modes).
+  uint64_t pos = 0;
+  // Not a message but a position marker (empty channel): from here on, this instance has every
+  // stream message after `pos` (hub/fanout.hpp, Hub::mark_complete_after).
+  bool marker = false;
 };
 
 class LocalMessagePool;

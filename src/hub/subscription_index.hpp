@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +21,10 @@ struct ChannelSubscribers {
   std::string name;
   std::vector<Session*> sessions;
   MessageRef latest;
+  // JetStream: the channel's last messages, oldest first, in stream order (WS_HISTORY_SIZE,
+  // WS_HISTORY_MAX_AGE), so a client resuming from another instance can be sent what it missed.
+  std::deque<MessageRef> history;
+  uint64_t history_evicted_through = 0;  // pos of the newest message dropped from `history`
 };
 
 class SubscriptionIndex {
@@ -34,7 +39,7 @@ class SubscriptionIndex {
   // session that moved (nullptr if none did) so the caller can update its stored position.
   static Session* remove(ChannelSubscribers& channel, uint32_t position);
 
-  // Drops an entry that has neither subscribers nor a latest message.
+  // Drops an entry that has no subscribers, no latest message and no history.
   void erase_if_unused(ChannelSubscribers& channel);
 
   size_t channel_count() const { return channels_.size(); }

@@ -533,10 +533,11 @@ void Connection::on_sweep(int64_t now_ms) {
 }
 
 void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-                         uint64_t fresh_session) {
+                         uint64_t fresh_session, std::unique_ptr<StreamFetch> fetch) {
   migrating_ = true;
   MigratingConnection moving;
   moving.purpose = purpose;
+  moving.fetch = std::move(fetch);
   moving.loopback = loopback_;
   moving.request = std::move(request);
   moving.fresh_session = fresh_session;

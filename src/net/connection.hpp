@@ -22,6 +22,7 @@ namespace odin {
 class EventLoop;
 class Session;
 struct HttpReader;
+struct StreamFetch;
 enum class MigrationPurpose : uint8_t;
 
 class Connection final : public ws::FrameHandler {
@@ -78,7 +79,7 @@ class Connection final : public ws::FrameHandler {
   // Hands the socket to `thread` (a resume whose session lives there); this object retires.
   // Requests that arrive after the resume in the same read travel along, in order.
   void migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-               uint64_t fresh_session);
+               uint64_t fresh_session, std::unique_ptr<StreamFetch> fetch = nullptr);
   void queue_while_migrating(std::string request) {
     queued_while_migrating_.push_back(std::move(request));
   }

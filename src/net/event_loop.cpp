@@ -183,6 +183,16 @@ void EventLoop::hand_over(unsigned thread, MigratingConnection moving) {
   EventLoop& target = gateway_.loop(thread);
   // The move-only payload travels in a shared_ptr because asio handlers must be copyable here.
   auto payload = std::make_shared<MigratingConnection>(std::move(moving));
+  if (payload->fetch) {  // a restore that needs the stream: the broker reads it, then on
+    std::unique_ptr<StreamFetch> fetch = std::move(payload->fetch);
+    gateway_.broker().fetch(
+        std::move(fetch), config().replay_size,
+        [&target, payload](std::unique_ptr<StreamFetch> done) {
+          payload->fetch = std::move(done);
+          boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
+        });
+    return;
+  }
   boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
 }
 

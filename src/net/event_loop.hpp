@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
+#include "broker/broker.hpp"
 #include "guard/address_limits.hpp"
 #include "hub/fanout.hpp"
 #include "net/out_batch.hpp"
@@ -35,8 +36,10 @@ class Connection;
 
 // Why a connection moves between threads. A resume goes to the thread that owns the session;
 // if that thread cannot resume it, the connection goes back to its fresh session's thread with
-// the request, to be answered `resume_failed` there.
-enum class MigrationPurpose : uint8_t { kResume, kResumeFailed };
+// the request, to be restored from the stream position it carries or answered `resume_failed`
+// there. A restore whose histories do not reach back far enough goes through the broker first
+// (`fetch`), back to the same thread.
+enum class MigrationPurpose : uint8_t { kResume, kResumeFailed, kRestore };
 
 // A connection handed from one thread to another.
 struct MigratingConnection {
@@ -52,6 +55,7 @@ struct MigratingConnection {
   std::unique_ptr<TlsStream> tls;            // a TLS connection's state, buffered records included
   AddressLimits::Slot address_slot;          // its place under WS_MAX_CONNECTIONS_PER_IP
   std::unique_ptr<auth::TokenClaims> token;  // WS_AUTH=jwt: what the client may read, until when
+  std::unique_ptr<StreamFetch> fetch;        // kRestore: what to read from the stream, then read
 };
 
 class EventLoop {

@@ -82,6 +82,7 @@ struct alignas(64) ThreadStats {
   Counter replay_requests;
   Counter resumes_ok;
   Counter resumes_failed;
+  Counter resumes_restored;  // resumed from a stream position (session of another instance)
   Counter rate_limited;       // requests refused with rate_limited
   Counter rate_limit_closes;  // closed with 1008
   Counter requests;           // client requests handled

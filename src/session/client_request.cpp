@@ -87,8 +87,22 @@ void read_resume(simdjson::dom::element root, ClientRequest& r) {
   if (root["data"].get(data) || !data.is_object() || data["session"].get(r.resume_session) ||
       data["last_seq"].get(last) || !read_uint(last, r.resume_last_seq) ||
       !Session::parse_id(r.resume_session, r.resume_session_id)) {
-    fail(r, "resume needs data.session and data.last_seq");
+    return fail(r, "resume needs data.session and data.last_seq");
   }
+  // Resume on any instance (docs/protocol.md): the client's stream position and channels.
+  simdjson::dom::element pos;
+  const bool has_pos = !data["last_pos"].get(pos);
+  const bool has_channels = !data["channels"].error() || !data["symbols"].error();
+  if (!has_pos && !has_channels) return;
+  uint64_t last_pos = 0;
+  if (!has_pos || !has_channels || !read_uint(pos, last_pos)) {
+    return fail(r, "data.last_pos (a stream position) and data.channels go together");
+  }
+  if (std::string_view problem = read_channels(data, r.channels); !problem.empty()) {
+    r.channels.clear();
+    return fail(r, problem);
+  }
+  r.resume_last_pos = last_pos;
 }
 
 void read_auth(simdjson::dom::element root, ClientRequest& r) {

@@ -44,7 +44,8 @@ struct ClientRequest {
   // of the caller, such as "resume must come first", take precedence over field errors).
   std::optional<RequestError> error;
 
-  // kSubscribe, kUnsubscribe: valid names, duplicates removed, first-seen order.
+  // kSubscribe, kUnsubscribe, and kResume with resume_last_pos: valid names, duplicates removed,
+  // first-seen order.
   std::vector<std::string_view> channels;
   bool snapshot = false;  // kSubscribe: data.snapshot
   // kReplay: from >= 1; to, when given, >= from (when absent it means the session's last seq).
@@ -54,6 +55,8 @@ struct ClientRequest {
   std::string_view resume_session;
   uint64_t resume_session_id = 0;
   uint64_t resume_last_seq = 0;
+  // kResume on another instance: data.last_pos, set only together with `channels`.
+  std::optional<uint64_t> resume_last_pos;
   // kAuth: data.token.
   std::string_view auth_token;
 };

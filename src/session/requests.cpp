@@ -6,7 +6,9 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <vector>
 
 #include "auth/jwt.hpp"
@@ -70,6 +72,19 @@ void append_channel_list(std::string& out, std::span<const std::string_view> cha
   out.append("]}");
 }
 
+bool positions_on(const EventLoop& loop) {
+  return loop.config().broker == BrokerKind::kJetStream;
+}
+
+// JetStream: `,"pos":P` before the closing brace of a reply's data (docs/protocol.md): every
+// message of the connection's channels up to P went out before this reply.
+void append_position(std::string& out, uint64_t pos) {
+  out.pop_back();
+  out.append(",\"pos\":");
+  json::append_uint(out, pos);
+  out.push_back('}');
+}
+
 void subscribe_channels(Connection& conn, Session& session,
                         std::span<const std::string_view> channels, bool snapshot,
                         std::string_view id_json) {
@@ -79,6 +94,7 @@ void subscribe_channels(Connection& conn, Session& session,
     session.subscribe(index, channel);
   Reply reply(loop.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);
+  if (positions_on(loop)) append_position(reply.out(), loop.fanout().last_pos());
   reply.send(conn, id_json);
   if (!snapshot) return;
   for (std::string_view channel : channels) {
@@ -236,6 +252,9 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
   json::append_uint(reply.out(), replayed);
   reply.out().push_back('}');
+  if (positions_on(loop)) {
+    append_position(reply.out(), std::max(old->skip_through_pos, loop.fanout().last_pos()));
+  }
   reply.send(conn, id_json);
   loop.stats().resumes_ok.add();
   return true;
@@ -245,6 +264,98 @@ void resume_failed(Connection& conn, std::string_view id_json) {
   conn.loop().stats().resumes_failed.add();
   send_error(conn, id_json, "resume_failed",
              "session unknown, expired, or missed more than its replay buffer holds");
+}
+
+enum class Restore : uint8_t { kFailed, kDone, kFetching };
+
+// Resume on any instance (JetStream, docs/protocol.md): the connection's fresh session becomes
+// the continuation of a session this instance never saw, from the client's stream position and
+// channels. What the client missed comes from this thread's per-channel histories and, where they
+// do not reach back to the client's position, from the stream: then the connection goes through
+// the broker (kFetching) and this runs again with `fetched`. Never partial: more than the replay
+// buffer holds, or anything out of reach, fails.
+Restore restore_from_position(Connection& conn, const ClientRequest& request,
+                              std::string_view request_text, std::unique_ptr<StreamFetch> fetched) {
+  EventLoop& loop = conn.loop();
+  Session* session = conn.session();
+  if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq != 0) {
+    return Restore::kFailed;  // seq != 0: data already went out numbered as the fresh session
+  }
+  const uint64_t last_pos = *request.resume_last_pos;
+  const std::vector<std::string_view>& channels = request.channels;
+  if (channels.size() > loop.config().max_channels_per_conn) return Restore::kFailed;
+  if (const auth::TokenClaims* token = conn.token()) {
+    for (std::string_view channel : channels) {
+      if (!token->channels.allows(channel)) return Restore::kFailed;
+    }
+  }
+  ThreadFanout& fanout = loop.fanout();
+  SubscriptionIndex& index = fanout.index();
+
+  std::vector<StreamRange> missing;
+  for (std::string_view channel : channels) {
+    const std::optional<uint64_t> complete = fanout.history_complete_after(index.find(channel));
+    if (!complete) return Restore::kFailed;  // not yet known from where this instance has it all
+    if (last_pos >= *complete) continue;
+    const bool read =
+        fetched &&
+        std::any_of(fetched->ranges.begin(), fetched->ranges.end(), [&](const StreamRange& r) {
+          return r.channel == channel && r.after_pos == last_pos && r.through_pos >= *complete;
+        });
+    if (!read) missing.push_back({std::string(channel), last_pos, *complete});
+  }
+  if (!missing.empty()) {
+    if (fetched) return Restore::kFailed;  // the history moved on while the stream was read
+    auto fetch = std::make_unique<StreamFetch>();
+    fetch->ranges = std::move(missing);
+    conn.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text), session->id(),
+                 std::move(fetch));
+    return Restore::kFetching;
+  }
+  if (fetched && !fetched->complete) return Restore::kFailed;
+
+  // Everything after the client's position, once, in stream order.
+  std::vector<MessageRef> replay;
+  if (fetched) {
+    for (const std::shared_ptr<const Message>& message : fetched->messages) {
+      if (message->pos > last_pos) replay.push_back(fanout.pool().adopt(message));
+    }
+  }
+  for (std::string_view channel : channels) {
+    if (const ChannelSubscribers* entry = index.find(channel)) {
+      for (const MessageRef& message : entry->history) {
+        if (message->pos > last_pos) replay.push_back(message);
+      }
+    }
+  }
+  std::sort(replay.begin(), replay.end(),
+            [](const MessageRef& a, const MessageRef& b) { return a->pos < b->pos; });
+  replay.erase(
+      std::unique(replay.begin(), replay.end(),
+                  [](const MessageRef& a, const MessageRef& b) { return a->pos == b->pos; }),
+      replay.end());
+  if (replay.size() > loop.config().replay_size) return Restore::kFailed;
+
+  session->unsubscribe_all(index);  // `?channels=` at connect: the resumed channels replace them
+  for (std::string_view channel : channels)
+    session->subscribe(index, channel);
+  session->seq = request.resume_last_seq;
+  session->skip_through_pos = last_pos;
+  for (const MessageRef& message : replay) {
+    const uint64_t seq = ++session->seq;
+    session->ring.push(seq, message);
+    send_data(conn, seq, message);
+  }
+  Reply reply(loop.json_scratch(), "resumed");
+  std::string& out = reply.out();
+  out.append(",\"data\":{\"session\":\"").append(session->id_text()).append("\",\"replayed\":");
+  json::append_uint(out, replay.size());
+  out.append(",\"restored\":true,\"pos\":");
+  json::append_uint(out, std::max(last_pos, fanout.last_pos()));
+  out.push_back('}');
+  reply.send(conn, request.id_json);
+  loop.stats().resumes_restored.add();
+  return Restore::kDone;
 }
 
 }  // namespace
@@ -316,7 +427,10 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
         conn.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
         return true;
       }
-      if (!resume_here(conn, request)) resume_failed(conn, request.id_json);
+      if (!resume_here(conn, request) &&
+          restore_from_position(conn, request, text, nullptr) == Restore::kFailed) {
+        resume_failed(conn, request.id_json);
+      }
       return true;
     }
     case RequestKind::kAuth:
@@ -348,12 +462,23 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
       return;
     }
   } else {
+    // Back on the fresh session's thread: restore from the client's stream position, if it sent
+    // one (after reading the stream, for kRestore), or refuse.
     Session* fresh = loop.sessions().find(moving.fresh_session);
     if (!fresh) {
       fresh = &loop.sessions().create(moving.fresh_session, loop.config().replay_size);
     }
     conn.rebind(*fresh);
-    resume_failed(conn, request.id_json);
+    const bool restorable = request.kind == RequestKind::kResume && !request.error;
+    const Restore restore =
+        restorable ? restore_from_position(conn, request, moving.request, std::move(moving.fetch))
+                   : Restore::kFailed;
+    if (restore == Restore::kFetching) {
+      for (std::string& queued : moving.queued)
+        conn.queue_while_migrating(std::move(queued));
+      return;
+    }
+    if (restore == Restore::kFailed) resume_failed(conn, request.id_json);
   }
   for (const std::string& queued : moving.queued) {
     if (!conn.session() || !handle_client_request(conn, *conn.session(), queued)) break;

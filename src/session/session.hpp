@@ -47,6 +47,9 @@ class Session {
 
   // The fan-out's per-recipient state (hub/fanout.cpp writes these directly).
   uint64_t seq = 0;  // the last seq assigned
+  // Restored from another instance that was further along the stream: messages up to this pos
+  // were already sent to the client there (docs/protocol.md, resume on any instance).
+  uint64_t skip_through_pos = 0;
   ReplayRing<MessageRef> ring;
   Connection* connection = nullptr;
   int64_t detached_at_ms = 0;

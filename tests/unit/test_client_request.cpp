@@ -158,6 +158,42 @@ TEST_F(ClientRequestTest, ResumeErrors) {
   }
 }
 
+TEST_F(ClientRequestTest, ResumeWithStreamPosition) {
+  const ClientRequest r =
+      parse(R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":7,"last_pos":4711,)"
+            R"("channels":["BTCUSD","ETHUSD","BTCUSD"]}})");
+  ASSERT_FALSE(r.error);
+  ASSERT_TRUE(r.resume_last_pos);
+  EXPECT_EQ(*r.resume_last_pos, 4711u);
+  EXPECT_EQ(r.channels, (std::vector<std::string_view>{"BTCUSD", "ETHUSD"}));
+  // `symbols` is the alias here too, and position 0 (nothing received yet) is a position.
+  const ClientRequest zero =
+      parse(R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":0,"last_pos":0,)"
+            R"("symbols":["A"]}})");
+  ASSERT_FALSE(zero.error);
+  EXPECT_EQ(zero.resume_last_pos, 0u);
+  // Without them it is a v1 resume.
+  EXPECT_FALSE(parse(R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":1}})")
+                   .resume_last_pos);
+}
+
+TEST_F(ClientRequestTest, ResumeWithStreamPositionErrors) {
+  const std::string head = R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":1,)";
+  for (const char* rest : {
+           R"("last_pos":5}})",
+           R"("channels":["A"]}})",
+           R"("last_pos":-5,"channels":["A"]}})",
+           R"("last_pos":"5","channels":["A"]}})",
+       }) {
+    expect_bad(head + rest, RequestKind::kResume,
+               "data.last_pos (a stream position) and data.channels go together");
+  }
+  expect_bad(head + R"("last_pos":5,"channels":["bad name"]}})", RequestKind::kResume,
+             "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
+  expect_bad(head + R"("last_pos":5,"channels":[]}})", RequestKind::kResume,
+             "data.channels must be a non-empty array of channel names");
+}
+
 TEST_F(ClientRequestTest, Auth) {
   const ClientRequest r = parse(R"({"type":"auth","id":"a","data":{"token":"eyJ.x.y"}})");
   EXPECT_EQ(r.kind, RequestKind::kAuth);
