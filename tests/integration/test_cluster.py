@@ -41,7 +41,7 @@ class Client:
         self.url, self.channels = url, channels
         self.received = {ch: [] for ch in channels}  # data per channel, in arrival order
         self.seqs, self.errors, self.failure = [], [], None
-        self.session, self.last_seq, self.pos = None, 0, None
+        self.session, self.last_seq, self.pos, self.last_data_pos = None, 0, None, None
         self.resumes = []  # one dict per reconnection: times and the resumed reply
         self.ready = asyncio.Event()
         self.stopping = False
@@ -62,6 +62,14 @@ class Client:
             self.errors.append(f"seq {msg['seq']} after {self.last_seq}")
         self.last_seq = msg["seq"]
         self.seqs.append(msg["seq"])
+        # JetStream mode: every data message carries its stream position, increasing on a
+        # session (no snapshots are asked for here), across a restore too.
+        if not isinstance(msg.get("pos"), int):
+            self.errors.append(f"data message without pos: {msg}")
+        elif self.last_data_pos is not None and msg["pos"] <= self.last_data_pos:
+            self.errors.append(f"pos {msg['pos']} after {self.last_data_pos}")
+        else:
+            self.last_data_pos = msg["pos"]
         self._take_pos(msg.get("pos"))
         if msg.get("channel") not in self.received:
             self.errors.append(f"message of a channel not subscribed: {msg}")
