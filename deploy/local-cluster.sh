@@ -131,8 +131,8 @@ odin-ws local cluster is up (logs and NATS stores in $run_dir):
   NATS clients:            $nats_urls
   NATS monitoring:         http://127.0.0.1:8222/jsz?streams=1 (and 8223, 8224)
   publish:                 curl -X POST http://127.0.0.1:$lb_port/publish -d '{"channel":"news","data":"hi"}'
-Try a failover: kill -9 one gateway (PIDs: ${pids[3]} ${pids[4]} ${pids[5]}); its clients resume on
-another instance, and this script starts it again a second later.
+Try a failover: kill -9 a gateway (PIDs: ${pids[3]} ${pids[4]} ${pids[5]}; the first also publishes
+the demo feed); its clients resume on another instance, and this script starts it again a second later.
 Ctrl-C stops everything.
 EOF
 
