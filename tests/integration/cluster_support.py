@@ -134,6 +134,11 @@ class NatsCluster:
                     pass
         return []
 
+    def gateway_clients(self, node):
+        """How many gateways (NATS client name "odin-ws gw<N>") are connected to this node."""
+        conns = http_json(node.http_port, "/connz").get("connections") or []
+        return sum(1 for c in conns if re.fullmatch(r"odin-ws gw\d+", c.get("name", "")))
+
     def node_named(self, server_name):
         return next(node for node in self.nodes if node.server_name == server_name)
 
