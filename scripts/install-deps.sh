@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages odin-ws needs to build, run and test: one `apt-get update`,
 # then one `apt-get install -y`. Pass "test" to add what only the test suite needs, "bench" for
-# the benchmark suite (tools/bench/run.sh).
+# the benchmark suite (tools/bench/run.sh), "cluster" for deploy/local-cluster.sh.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
           libfmt-dev libssl-dev libnats-dev libhiredis-dev)
@@ -10,11 +10,14 @@ if [[ "${1:-}" == "bench" ]]; then
   packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
+if [[ "${1:-}" == "cluster" ]]; then
+  packages+=(nats-server haproxy)
+fi
 if [[ "${1:-}" == "test" ]]; then
   # The fuzz stage: clang 14, and libFuzzer with the sanitizer runtimes, which are in
   # libclang-rt-14-dev, only a Recommends of clang's packages (skipped with --no-install-recommends).
   # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
-  # haproxy is the load balancer of the resume-on-another-instance browser test; redis-server is
+  # haproxy balances the scale-out tests' gateways (test_cluster.py, the browser resume test); redis-server is
   # the Redis broker test's server.
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
              python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
