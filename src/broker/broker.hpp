@@ -32,6 +32,7 @@ const char* intake_reject_name(IntakeReject reason);
 struct BrokerCounters {
   std::atomic<bool> connected{false};
   std::atomic<bool> paused{false};
+  std::atomic<bool> intake_ready{true};  // JetStream: false until the consumer is bound
   std::atomic<uint64_t> received{0};     // messages taken from the broker
   std::atomic<uint64_t> delivered{0};    // handed to the fan-out
   std::atomic<uint64_t> disconnects{0};  // connection to the broker lost
@@ -83,6 +84,12 @@ class Broker {
   virtual void stop() {}
   bool connected() const { return counters_.connected.load(std::memory_order_relaxed); }
   bool paused() const { return counters_.paused.load(std::memory_order_relaxed); }
+  // Taking messages: connected and, for JetStream, reading the stream through this instance's
+  // consumer. Before that, messages published now would never reach this instance's clients, so
+  // /health keeps the balancer away.
+  bool ready() const {
+    return connected() && counters_.intake_ready.load(std::memory_order_relaxed);
+  }
   const BrokerCounters& counters() const { return counters_; }
   // Publishes `items` through the broker (copying what it needs before returning). `done` runs
   // once, on any thread, after the broker accepted them (NATS: flushed to the server;

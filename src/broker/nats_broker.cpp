@@ -160,7 +160,9 @@ struct NatsBroker::Impl {
         filter(config.subject_prefix, config.max_payload_bytes),
         pause(config.cpu_pause_threshold),
         nats_rate(static_cast<double>(config.max_nats_rate)),
-        broadcast_rate(static_cast<double>(config.max_broadcast_rate)) {}
+        broadcast_rate(static_cast<double>(config.max_broadcast_rate)) {
+    counters.intake_ready = !jetstream;  // JetStream: once the consumer is bound
+  }
 
   const Config& config;
   const std::string instance_id;
@@ -456,6 +458,7 @@ bool NatsBroker::Impl::subscribe() {
   pull_subject = "$JS.API.CONSUMER.MSG.NEXT." + config.js_stream_name + "." + consumer;
   pull_owed = 0;
   quiet_polls = 0;
+  counters.intake_ready = true;
   if (last_stream_seq == 0) {
     // From here on this instance hands over every stream message (gaps are filled), so its
     // per-channel histories are complete from this point. After a reconnect the gap filling
@@ -554,6 +557,7 @@ bool NatsBroker::Impl::consumer_exists() {
 }
 
 void NatsBroker::Impl::drop_subscription() {
+  if (jetstream) counters.intake_ready = false;
   if (!subscription) return;
   natsSubscription_Destroy(subscription);
   subscription = nullptr;

@@ -123,7 +123,7 @@ HealthReport render_health(const Gateway& gateway) {
   const bool cpu_ok = cpu < config.cpu_reject_threshold;
   const bool memory_ok = memory < config.memory_reject_threshold;
   const Broker& broker = gateway.broker();
-  const bool broker_ok = broker.connected();
+  const bool broker_ok = broker.ready();
   const bool intake_paused = broker.paused();
   // Unhealthy: cannot serve (no broker, memory exhausted, draining): the balancer should stop
   // sending clients. Degraded: serving, but refusing new connections for a resource reason.
@@ -141,10 +141,11 @@ HealthReport render_health(const Gateway& gateway) {
       R"({{"status":"{}","checks":{{"cpu":{{"percentage":{:.1f},"threshold":{:.1f},"healthy":{}}},)"
       R"("memory":{{"percentage":{:.1f},"limit_mb":{},"healthy":{}}},)"
       R"("capacity":{{"current":{},"max":{},"percentage":{:.1f}}},)"
-      R"("broker":{{"connected":{},"type":"{}","paused":{}}}}}}})",
+      R"("broker":{{"connected":{},"ready":{},"type":"{}","paused":{}}}}}}})",
       status, cpu, config.cpu_reject_threshold, boolean(cpu_ok), memory,
       res.memory_limit() / (1024 * 1024), boolean(memory_ok), current, config.max_connections,
-      capacity, boolean(broker_ok), broker.name(), boolean(intake_paused));
+      capacity, boolean(broker.connected()), boolean(broker_ok), broker.name(),
+      boolean(intake_paused));
   return report;
 }
 

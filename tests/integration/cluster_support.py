@@ -255,9 +255,9 @@ class Cluster:
                 time.sleep(0.1)
 
     def wait_intake(self, timeout=30):
-        """Until each gateway's durable consumer exists. /health is 200 as soon as NATS is
-        connected, before the intake has created its consumer; a consumer starts with the
-        messages published after its creation, so a test must not publish before."""
+        """Until each gateway's durable consumer exists (what /health's `broker.ready` says
+        too): a consumer starts with the messages published after its creation, so a test must
+        not publish before."""
         deadline = time.time() + timeout
         wanted = {f"ws-server-{gw.env['WS_INSTANCE_ID']}" for gw in self.gateways}
         while True:

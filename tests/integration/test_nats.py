@@ -67,7 +67,7 @@ def assert_exactly_once_in_order(messages, expected_data):
 async def test_core_nats_reaches_exactly_the_subscribers(binary):
     with NatsServer() as nats, Gateway(binary, NATS_URL=nats.url) as gw, NatsClient(nats.url) as pub:
         health = gw.json("/health")
-        assert health["checks"]["broker"] == {"connected": True, "type": "nats", "paused": False}, health
+        assert health["checks"]["broker"] == {"connected": True, "ready": True, "type": "nats", "paused": False}, health
         btc, eth, both = (await subscribed(gw, ["BTCUSD"]), await subscribed(gw, ["ETHUSD"]),
                           await subscribed(gw, ["BTCUSD", "ETHUSD"]))
         pub.publish("odin.token.BTCUSD", b'{"price": 64000.5, "symbol":"BTCUSD"}', headers={"Type": "price:update"})

@@ -33,7 +33,7 @@ async def test_health_stats_metrics(binary):
         assert isinstance(checks["memory"]["percentage"], (int, float)) and checks["memory"]["limit_mb"] > 0
         assert checks["memory"]["healthy"] is True
         assert checks["capacity"] == {"current": 0, "max": 10000, "percentage": 0}
-        assert checks["broker"] == {"connected": True, "type": "embedded", "paused": False}
+        assert checks["broker"] == {"connected": True, "ready": True, "type": "embedded", "paused": False}
 
         stats = gw.json("/stats")
         for key in ("currentConnections", "memoryMB", "messagesIn", "messagesOut",

@@ -237,7 +237,7 @@ async def test_two_instances_steady_stream_from_publish_and_post(binary):
     with RedisServer() as redis, redis_gateway(binary, redis) as a, redis_gateway(binary, redis) as b:
         for gw in (a, b):
             status, broker = broker_health(gw)
-            assert status == 200 and broker == {"connected": True, "type": "redis", "paused": False}, broker
+            assert status == 200 and broker == {"connected": True, "ready": True, "type": "redis", "paused": False}, broker
         plan = [(a, ["R1"]), (b, ["R1"]), (a, ["R2"]), (b, ["R2"]), (a, ["R1", "R2"]), (b, ["R1", "R2"])]
         clients = [await subscribed(gw, chans) for gw, chans in plan]
         tap = RedisClient(redis.port)  # an independent subscriber: sees what POST /publish sends
@@ -385,7 +385,7 @@ async def test_redis_restart_health_and_delivery_and_what_is_lost(binary):
             assert out.count("Redis disconnected") == 1 and out.count("Redis reconnected") == 1, out
             assert metric(gw, "ws_broker_disconnects_total") == 1
             assert metric(gw, "ws_broker_reconnects_total") == 1
-            assert broker_health(gw) == (200, {"connected": True, "type": "redis", "paused": False})
+            assert broker_health(gw) == (200, {"connected": True, "ready": True, "type": "redis", "paused": False})
         # POST /publish works again on the new connection.
         assert a.publish([{"channel": "UP", "type": "after", "data": 7}]) == 1
         for ws in clients:

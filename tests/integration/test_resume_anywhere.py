@@ -294,6 +294,26 @@ async def test_a_gap_in_the_stream_is_read_back_in_order(binary):
         await client.ws.close()
 
 
+def test_health_waits_for_the_stream_consumer(binary):
+    """Connected to NATS is not enough in JetStream mode: until the instance reads the stream
+    through its consumer, a client sent to it would miss what is published meanwhile, so /health
+    stays 503 (here: another stream already claims the subjects, so ours cannot be made)."""
+    with NatsServer(jetstream=True) as nats, NatsClient(nats.url) as api:
+        api.js_api("STREAM.CREATE.SQUATTER", {"name": "SQUATTER", "subjects": ["odin.token.>"]},
+                   check=True)
+        with js_gateway(binary, nats) as gw:
+            time.sleep(1)
+            status, _, body = gw.http("GET", "/health")
+            broker = json.loads(body)["checks"]["broker"]
+            assert status == 503 and broker["connected"] is True and broker["ready"] is False, body
+            api.js_api("STREAM.DELETE.SQUATTER", check=True)
+            deadline = time.time() + 15
+            while gw.http("GET", "/health")[0] != 200:
+                assert time.time() < deadline, gw.output()
+                time.sleep(0.2)
+            assert json.loads(gw.http("GET", "/health")[2])["checks"]["broker"]["ready"] is True
+
+
 if __name__ == "__main__":
     run_tests([
         test_positions_are_the_stream_sequence,
@@ -302,4 +322,5 @@ if __name__ == "__main__":
         test_resume_on_an_instance_behind_the_client_skips_what_it_has,
         test_restore_is_never_partial,
         test_a_gap_in_the_stream_is_read_back_in_order,
+        test_health_waits_for_the_stream_consumer,
     ])
