@@ -234,7 +234,7 @@ class Cluster:
                        "WS_INSTANCE_ID": f"gw{i + 1}"}
                 env.update(gateway_env)
                 env.update(per_gateway[i])
-                self.gateways.append(Gateway(binary, **env))
+                self.gateways.append(Gateway(binary, wait_ready=False, **env))  # waited for below
             self.wait_healthy()
             self.wait_intake()
             self.lb = Haproxy(self.gateways)

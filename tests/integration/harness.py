@@ -29,7 +29,10 @@ def free_port():
 class Gateway:
     """One gateway process, stopped by PID when the test is done."""
 
-    def __init__(self, binary, **env):
+    def __init__(self, binary, wait_ready=None, **env):
+        """Starts the gateway and waits until it answers /health. In JetStream mode it waits
+        for 200 (`broker.ready`: the instance reads the stream, so what a test publishes from
+        now on reaches it), unless wait_ready=False."""
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({"WS_ADDR": f"127.0.0.1:{self.port}", "LOG_LEVEL": "warn", "LOG_FORMAT": "text"})
@@ -40,12 +43,14 @@ class Gateway:
             self.ssl = ssl.create_default_context(cafile=self.env["WS_TLS_CERT"])
         self.log = tempfile.NamedTemporaryFile(prefix="odin-ws-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([binary], env=self.env, stdout=self.log, stderr=self.log)
-        deadline = time.time() + 10
+        if wait_ready is None:
+            wait_ready = self.env.get("WS_BROKER", "").lower() == "jetstream"
+        deadline = time.time() + (20 if wait_ready else 10)
         while time.time() < deadline:
             try:
                 status, _, _ = self.http("GET", "/health")
-                if status in (200, 503):  # answering; 503 = unhealthy by configuration
-                    return
+                if status == 200 or (status == 503 and not wait_ready):
+                    return  # answering; 503 = unhealthy by configuration
             except OSError:
                 pass
             if self.proc.poll() is not None:

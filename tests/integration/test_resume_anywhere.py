@@ -125,8 +125,9 @@ class Publisher:
         return [(c, i) for c, i in self.sent if c in channels]
 
 
-def js_gateway(binary, nats, **env):
-    return Gateway(binary, NATS_URL=nats.url, WS_BROKER="jetstream", LOG_LEVEL="info", **env)
+def js_gateway(binary, nats, wait_ready=True, **env):
+    return Gateway(binary, wait_ready=wait_ready, NATS_URL=nats.url, WS_BROKER="jetstream",
+                   LOG_LEVEL="info", **env)
 
 
 async def test_positions_are_the_stream_sequence(binary):
@@ -301,7 +302,7 @@ def test_health_waits_for_the_stream_consumer(binary):
     with NatsServer(jetstream=True) as nats, NatsClient(nats.url) as api:
         api.js_api("STREAM.CREATE.SQUATTER", {"name": "SQUATTER", "subjects": ["odin.token.>"]},
                    check=True)
-        with js_gateway(binary, nats) as gw:
+        with js_gateway(binary, nats, wait_ready=False) as gw:
             time.sleep(1)
             status, _, body = gw.http("GET", "/health")
             broker = json.loads(body)["checks"]["broker"]
