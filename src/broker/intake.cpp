@@ -4,12 +4,21 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <random>
 
+#include "guard/resource_monitor.hpp"
 #include "http/publish.hpp"
 #include "hub/channel_name.hpp"
+#include "ops/clock.hpp"
+#include "ops/config.hpp"
+#include "spdlog/spdlog.h"
 #include "ws/utf8.hpp"
 
 namespace odin {
+
+namespace {
+constexpr int64_t kRejectLogEveryMs = 10'000;
+}  // namespace
 
 const char* intake_reject_name(IntakeReject reason) {
   switch (reason) {
@@ -83,6 +92,62 @@ bool PauseSwitch::update(double cpu_percent) {
     return true;
   }
   return false;
+}
+
+IntakeGovernor::IntakeGovernor(const Config& config, const ResourceMonitor& resources,
+                               BrokerCounters& counters, std::string_view broker_name)
+    : resources_(resources),
+      counters_(counters),
+      broker_name_(broker_name),
+      pause_threshold_(config.cpu_pause_threshold),
+      pause_(config.cpu_pause_threshold),
+      intake_rate_(static_cast<double>(config.max_nats_rate)),
+      broadcast_rate_(static_cast<double>(config.max_broadcast_rate)) {}
+
+bool IntakeGovernor::paused_for_cpu() {
+  if (pause_.update(resources_.cpu_percent())) {
+    counters_.paused = pause_.paused();
+    if (pause_.paused()) {
+      counters_.pauses.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("CPU {:.1f}% above WS_CPU_PAUSE_THRESHOLD {:.1f}%: broker intake paused",
+                   resources_.cpu_percent(), pause_threshold_);
+    } else {
+      spdlog::info("CPU {:.1f}% below {:.1f}%: broker intake resumed", resources_.cpu_percent(),
+                   pause_.resume_below());
+    }
+  }
+  return pause_.paused();
+}
+
+size_t IntakeGovernor::take(size_t wanted, int64_t& wait_ms) {
+  const int64_t now = steady_ns();
+  const size_t intake = intake_rate_.take(wanted, now);
+  const size_t allowed = broadcast_rate_.take(intake, now);
+  intake_rate_.give_back(intake - allowed);
+  if (allowed == 0) {
+    const int64_t wait = std::max(intake_rate_.wait_ns(now), broadcast_rate_.wait_ns(now));
+    wait_ms = std::clamp<int64_t>(wait / 1'000'000, 1, 100);
+  }
+  return allowed;
+}
+
+void IntakeGovernor::reject(IntakeReject reason, std::string_view source) {
+  counters_.reject(reason);
+  if (reason == IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
+  RejectLog& log = reject_log_[static_cast<size_t>(reason)];
+  ++log.since_last;
+  const int64_t now = wall_ms();
+  if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
+  spdlog::warn("dropped {} message(s) from {}: {} (latest '{}')", log.since_last, broker_name_,
+               intake_reject_name(reason), source.substr(0, 200));
+  log.since_last = 0;
+  log.last_ms = now;
+}
+
+int64_t reconnect_delay_ms(int attempts) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const int64_t base = std::min<int64_t>(5000, int64_t{100} << std::min(attempts, 6));
+  return base + static_cast<int64_t>(rng() % static_cast<unsigned>(base / 5 + 1));
 }
 
 }  // namespace odin

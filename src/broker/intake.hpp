@@ -23,6 +23,9 @@ class parser;
 
 namespace odin {
 
+struct Config;
+class ResourceMonitor;
+
 class IntakeFilter {
  public:
   IntakeFilter(std::string subject_prefix, size_t max_payload_bytes);
@@ -99,5 +102,44 @@ class RatePacer {
   TokenBucketPolicy policy_;
   TokenBucket bucket_;
 };
+
+// What every broker's intake thread shares: the CPU pause with its counter and log lines, both
+// intake rate caps, and the rate-limited log of refused messages. Intake thread only.
+class IntakeGovernor {
+ public:
+  IntakeGovernor(const Config& config, const ResourceMonitor& resources, BrokerCounters& counters,
+                 std::string_view broker_name);
+  // Feeds the current CPU to the pause switch (logging and counting a change); true while paused.
+  bool paused_for_cpu();
+  // How many of `wanted` messages both caps allow now (takes them). When none, `wait_ms` says
+  // how long to wait before asking again.
+  size_t take(size_t wanted, int64_t& wait_ms);
+  // Gives back messages taken but not used.
+  void refund(size_t unused) {
+    intake_rate_.give_back(unused);
+    broadcast_rate_.give_back(unused);
+  }
+  // Counts a refused message and logs it, at most every 10 s per reason (expected redeliveries
+  // are only counted). `source` names where it came from (subject, channel).
+  void reject(IntakeReject reason, std::string_view source);
+
+ private:
+  struct RejectLog {
+    uint64_t since_last = 0;
+    int64_t last_ms = 0;
+  };
+  const ResourceMonitor& resources_;
+  BrokerCounters& counters_;
+  std::string broker_name_;
+  double pause_threshold_;
+  PauseSwitch pause_;
+  RatePacer intake_rate_;     // WS_MAX_NATS_RATE
+  RatePacer broadcast_rate_;  // WS_MAX_BROADCAST_RATE
+  RejectLog reject_log_[static_cast<size_t>(IntakeReject::kCount)];
+};
+
+// Reconnect backoff: 100 ms doubling to 5 s, with up to 20% jitter so a fleet does not
+// reconnect in step.
+int64_t reconnect_delay_ms(int attempts);
 
 }  // namespace odin

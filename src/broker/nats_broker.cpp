@@ -1,7 +1,8 @@
 // NATS / JetStream broker (see nats_broker.hpp). Threads: nats.c's own (socket I/O, connection
 // callbacks), our intake thread (the only caller of Hub::ingest in these modes) and our
-// publisher thread. The intake thread takes messages in batches so one Hub::ingest covers many;
-// from there the hand-off to the event loops is the lock-free queue in hub/fanout.cpp.
+// worker (broker_worker.hpp: publishes, stream reads). The intake thread takes messages in batches
+// so one Hub::ingest covers many; from there the hand-off to the event loops is the lock-free queue
+// in hub/fanout.cpp.
 #include "broker/nats_broker.hpp"
 
 #include <nats/nats.h>
@@ -16,13 +17,12 @@
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
-#include <deque>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <thread>
 #include <vector>
 
+#include "broker/broker_worker.hpp"
 #include "broker/intake.hpp"
 #include "guard/resource_monitor.hpp"
 #include "hub/fanout.hpp"
@@ -39,7 +39,6 @@ constexpr int64_t kLongPollMs = 500;         // how long one wait for the first 
 constexpr int64_t kPublishTimeoutMs = 5000;  // flush (NATS) or stream ack (JetStream)
 constexpr int64_t kPullExpiresNs = int64_t{5} * 1'000'000'000;  // one JetStream pull request
 constexpr int64_t kConsumerInactiveNs = int64_t{3600} * 1'000'000'000;  // an hour unused: gone
-constexpr int64_t kRejectLogEveryMs = 10'000;
 // A gap in the stream sequence is filled from the stream before later messages go out, up to
 // this many messages; a longer one (the instance was away for long) restarts the history.
 constexpr uint64_t kMaxGapFill = 10'000;
@@ -72,20 +71,11 @@ std::vector<std::string> server_urls(std::string_view list) {
   return urls;
 }
 
-// A message copied out of a POST /publish request, for the publisher thread.
+// A message copied out of a POST /publish request, for the worker.
 struct OwnedItem {
   std::string subject;
   std::string type;
   std::string data;
-};
-
-// Work for the publisher thread: a publish, or reading messages back from the stream.
-struct PublishJob {
-  std::vector<OwnedItem> items;
-  PublishDone done;
-  std::unique_ptr<StreamFetch> fetch;
-  size_t fetch_limit = 0;
-  StreamFetchDone fetch_done;
 };
 
 // Standard base64 (the JetStream API's `data` and `hdrs`); false on bad input.
@@ -158,9 +148,7 @@ struct NatsBroker::Impl {
         resources(resources),
         counters(counters),
         filter(config.subject_prefix, config.max_payload_bytes),
-        pause(config.cpu_pause_threshold),
-        nats_rate(static_cast<double>(config.max_nats_rate)),
-        broadcast_rate(static_cast<double>(config.max_broadcast_rate)) {
+        governor(config, resources, counters, "NATS") {
     counters.intake_ready = !jetstream;  // JetStream: once the consumer is bound
   }
 
@@ -183,9 +171,7 @@ struct NatsBroker::Impl {
   natsSubscription* subscription = nullptr;
   IntakeFilter filter;
   StreamDedupe dedupe;
-  PauseSwitch pause;
-  RatePacer nats_rate;
-  RatePacer broadcast_rate;
+  IntakeGovernor governor;
   int quiet_polls = 0;          // long polls in a row that found nothing (JetStream)
   bool check_consumer = false;  // JetStream: make sure the consumer still exists
   // JetStream pull state: our inbox, the request outstanding and what it still owes.
@@ -206,24 +192,16 @@ struct NatsBroker::Impl {
   uint64_t last_stream_seq = 0;
   uint64_t consumer_start = 0;
   std::vector<natsMsg*> gap_messages;
-  // Publisher thread's own filter, for messages read back from the stream.
+  // The worker's own filter, for messages read back from the stream.
   IntakeFilter fetch_filter{config.subject_prefix, config.max_payload_bytes};
   simdjson::dom::parser fetch_parser;
-  struct RejectLog {
-    uint64_t since_last = 0;
-    int64_t last_ms = 0;
-  };
-  RejectLog reject_log[static_cast<size_t>(IntakeReject::kCount)];
 
   // Wakes the intake thread on reconnect and on stop.
   std::mutex wake_mutex;
   std::condition_variable wake;
 
-  // Publisher thread.
-  std::thread publish_thread;
-  std::mutex publish_mutex;
-  std::condition_variable publish_ready;
-  std::deque<PublishJob> publish_queue;
+  // Publishes and stream reads.
+  BrokerWorker worker;
 
   std::string start();
   void stop();
@@ -245,20 +223,14 @@ struct NatsBroker::Impl {
   void drop_subscription();
   bool consumer_exists();
   size_t take_allowance();
-  void refund(size_t unused) {
-    nats_rate.give_back(unused);
-    broadcast_rate.give_back(unused);
-  }
+  void refund(size_t unused) { governor.refund(unused); }
   bool collect(size_t limit);
   void take_core();
   void take_jetstream();
   void send_pull_request(size_t count);
   // Checks, dedupes and hands `batch` to the hub.
   void hand_over();
-  void note_reject(IntakeReject reason, std::string_view subject);
-  void update_pause();
 
-  void publish_loop();
   PublishOutcome publish_now(const std::vector<OwnedItem>& items);
   void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done);
   void read_stream(StreamFetch& fetch, size_t limit);
@@ -312,7 +284,7 @@ std::string NatsBroker::Impl::start() {
     }
   }
   intake_thread = std::thread([this] { intake_loop(); });
-  publish_thread = std::thread([this] { publish_loop(); });
+  worker.start();
   return {};
 }
 
@@ -320,10 +292,8 @@ void NatsBroker::Impl::stop() {
   if (!running.exchange(false)) return;
   { std::lock_guard lock(wake_mutex); }
   wake.notify_all();
-  { std::lock_guard lock(publish_mutex); }
-  publish_ready.notify_all();
+  worker.stop();  // what is queued fails at once
   if (intake_thread.joinable()) intake_thread.join();
-  if (publish_thread.joinable()) publish_thread.join();
   drop_subscription();
   if (js) jsCtx_Destroy(js);
   js = nullptr;
@@ -375,11 +345,8 @@ void NatsBroker::Impl::on_error(natsConnection*, natsSubscription*, natsStatus s
   if (impl->running) spdlog::warn("NATS asynchronous error: {}", natsStatus_GetText(status));
 }
 
-// 100 ms doubling to 5 s, with up to 20% jitter so a fleet does not reconnect in step.
 int64_t NatsBroker::Impl::reconnect_delay(natsConnection*, int attempts, void*) {
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  const int64_t base = std::min<int64_t>(5000, int64_t{100} << std::min(attempts, 6));
-  return base + static_cast<int64_t>(rng() % static_cast<unsigned>(base / 5 + 1));
+  return reconnect_delay_ms(attempts);
 }
 
 // ---- intake ----------------------------------------------------------------------------------
@@ -387,19 +354,6 @@ int64_t NatsBroker::Impl::reconnect_delay(natsConnection*, int attempts, void*) 
 void NatsBroker::Impl::sleep_ms(int64_t ms) {
   std::unique_lock lock(wake_mutex);
   wake.wait_for(lock, std::chrono::milliseconds(ms), [this] { return !running.load(); });
-}
-
-void NatsBroker::Impl::update_pause() {
-  if (!pause.update(resources.cpu_percent())) return;
-  counters.paused = pause.paused();
-  if (pause.paused()) {
-    counters.pauses.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("CPU {:.1f}% above WS_CPU_PAUSE_THRESHOLD {:.1f}%: broker intake paused",
-                 resources.cpu_percent(), config.cpu_pause_threshold);
-  } else {
-    spdlog::info("CPU {:.1f}% below {:.1f}%: broker intake resumed", resources.cpu_percent(),
-                 pause.resume_below());
-  }
 }
 
 void NatsBroker::Impl::intake_loop() {
@@ -415,8 +369,8 @@ void NatsBroker::Impl::intake_loop() {
       continue;
     }
     setup_failures = 0;
-    update_pause();
-    if (pause.paused()) {  // JetStream keeps the messages; core NATS buffers them in nats.c
+    if (governor
+            .paused_for_cpu()) {  // JetStream keeps the messages; core NATS buffers them in nats.c
       sleep_ms(100);
       continue;
     }
@@ -566,14 +520,9 @@ void NatsBroker::Impl::drop_subscription() {
 // What both caps allow now (at most kBatch). When that is nothing, sleeps until the next message
 // may be taken and returns 0.
 size_t NatsBroker::Impl::take_allowance() {
-  const int64_t now = steady_ns();
-  const size_t intake = nats_rate.take(kBatch, now);
-  const size_t allowed = broadcast_rate.take(intake, now);
-  nats_rate.give_back(intake - allowed);
-  if (allowed == 0) {
-    const int64_t wait = std::max(nats_rate.wait_ns(now), broadcast_rate.wait_ns(now));
-    sleep_ms(std::clamp<int64_t>(wait / 1'000'000, 1, 100));
-  }
+  int64_t wait_ms = 0;
+  const size_t allowed = governor.take(kBatch, wait_ms);
+  if (allowed == 0) sleep_ms(wait_ms);
   return allowed;
 }
 
@@ -681,7 +630,7 @@ void NatsBroker::Impl::hand_over() {
         stream_sequence = meta->Sequence.Stream;
         jsMsgMetaData_Destroy(meta);
         if (!dedupe.first_delivery(stream_sequence)) {
-          note_reject(IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
+          governor.reject(IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
           continue;
         }
         // Stream order for every client: what a lost delivery left out goes first.
@@ -711,7 +660,7 @@ bool NatsBroker::Impl::add_item(natsMsg* msg, uint64_t stream_sequence) {
   const std::string_view payload(data ? data : "", static_cast<size_t>(natsMsg_GetDataLength(msg)));
   IngestItem item;
   if (auto reject = filter.check(subject, has_type ? &type : nullptr, payload, item)) {
-    note_reject(*reject, subject);
+    governor.reject(*reject, subject);
     return false;
   }
   item.pos = stream_sequence;
@@ -761,64 +710,17 @@ void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
                from, to, filled);
 }
 
-void NatsBroker::Impl::note_reject(IntakeReject reason, std::string_view subject) {
-  counters.reject(reason);
-  if (reason == IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
-  RejectLog& log = reject_log[static_cast<size_t>(reason)];
-  ++log.since_last;
-  const int64_t now = wall_ms();
-  if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
-  spdlog::warn("dropped {} message(s) from NATS: {} (latest subject '{}')", log.since_last,
-               intake_reject_name(reason), subject.substr(0, 200));
-  log.since_last = 0;
-  log.last_ms = now;
-}
-
 // ---- publishing ------------------------------------------------------------------------------
 
 void NatsBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDone done) {
-  PublishJob job;
-  job.items.reserve(to_publish.size());
+  std::vector<OwnedItem> owned;
+  owned.reserve(to_publish.size());
   for (const IngestItem& item : to_publish) {
-    job.items.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
-                                  std::string(item.type), std::string(item.data)});
+    owned.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
+                              std::string(item.type), std::string(item.data)});
   }
-  job.done = std::move(done);
-  {
-    std::lock_guard lock(publish_mutex);
-    if (running) {
-      publish_queue.push_back(std::move(job));
-      job.done = nullptr;
-    }
-  }
-  if (job.done) {
-    job.done(PublishOutcome{0, "the gateway is shutting down"});
-    return;
-  }
-  publish_ready.notify_one();
-}
-
-void NatsBroker::Impl::publish_loop() {
-  while (true) {
-    PublishJob job;
-    {
-      std::unique_lock lock(publish_mutex);
-      publish_ready.wait(lock, [this] { return !running || !publish_queue.empty(); });
-      if (publish_queue.empty()) return;
-      job = std::move(publish_queue.front());
-      publish_queue.pop_front();
-    }
-    if (job.fetch) {
-      if (running) read_stream(*job.fetch, job.fetch_limit);
-      job.fetch_done(std::move(job.fetch));
-      continue;
-    }
-    PublishOutcome outcome =
-        running ? publish_now(job.items) : PublishOutcome{0, "the gateway is shutting down"};
-    counters.published.fetch_add(outcome.published, std::memory_order_relaxed);
-    if (!outcome.error.empty()) counters.publish_failures.fetch_add(1, std::memory_order_relaxed);
-    job.done(std::move(outcome));
-  }
+  worker.publish([this, owned = std::move(owned)] { return publish_now(owned); }, std::move(done),
+                 counters);
 }
 
 PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
@@ -868,23 +770,17 @@ PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_pu
 void NatsBroker::Impl::fetch(std::unique_ptr<StreamFetch> request, size_t limit,
                              StreamFetchDone done) {
   if (!jetstream) return done(std::move(request));
-  PublishJob job;
-  job.fetch = std::move(request);
-  job.fetch_limit = limit;
-  job.fetch_done = std::move(done);
-  {
-    std::lock_guard lock(publish_mutex);
-    if (running) {
-      publish_queue.push_back(std::move(job));
-      return publish_ready.notify_one();
-    }
-  }
-  job.fetch_done(std::move(job.fetch));  // shutting down: incomplete
+  // Shared, because a worker job must be copyable; only the job ever touches it.
+  std::shared_ptr<StreamFetch> fetch(std::move(request));
+  worker.post([this, fetch, limit, done = std::move(done)](bool running_now) {
+    if (running_now) read_stream(*fetch, limit);  // else incomplete: the gateway is stopping
+    done(std::make_unique<StreamFetch>(std::move(*fetch)));
+  });
 }
 
 // For each range, the channel's stored messages after `after_pos` up to `through_pos`, one
 // $JS.API.STREAM.MSG.GET with `next_by_subj` each (the stream leader answers, so nothing the
-// instance already handed over can be missing from it). Publisher thread.
+// instance already handed over can be missing from it). Worker thread.
 void NatsBroker::Impl::read_stream(StreamFetch& fetch, size_t limit) {
   const std::string api = "$JS.API.STREAM.MSG.GET." + config.js_stream_name;
   std::string data;

@@ -1,5 +1,5 @@
 // Redis broker (see redis_broker.hpp). Threads: our intake thread (the only caller of
-// Hub::ingest in this mode, and the owner of the subscribed connection) and our publisher thread
+// Hub::ingest in this mode, and the owner of the subscribed connection) and our worker thread
 // (owner of the publishing connection). hiredis is used synchronously: the intake thread polls
 // the socket itself, feeds what it reads to hiredis' reply parser and takes every reply already
 // parsed before one Hub::ingest, so a burst costs one hand-off, not one per message.
@@ -15,12 +15,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <mutex>
-#include <random>
 #include <thread>
 #include <vector>
 
+#include "broker/broker_worker.hpp"
 #include "broker/intake.hpp"
 #include "broker/redis_support.hpp"
 #include "guard/resource_monitor.hpp"
@@ -39,7 +38,6 @@ constexpr int64_t kPingAfterNs = 5'000'000'000;   // silence before we ask Redis
 constexpr int64_t kDeadAfterNs = 10'000'000'000;  // silence that means the connection is gone
 constexpr timeval kConnectTimeout{2, 0};
 constexpr timeval kCommandTimeout{5, 0};  // a blocking command (setup, PUBLISH replies)
-constexpr int64_t kRejectLogEveryMs = 10'000;
 constexpr size_t kReadChunk = 256 * 1024;
 
 struct ContextFree {
@@ -68,22 +66,10 @@ ReplyPtr command(redisContext* c, std::initializer_list<std::string_view> args) 
       redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data())));
 }
 
-// 100 ms doubling to 5 s, with up to 20% jitter so a fleet does not reconnect in step.
-int64_t reconnect_delay_ms(int attempts) {
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  const int64_t base = std::min<int64_t>(5000, int64_t{100} << std::min(attempts, 6));
-  return base + static_cast<int64_t>(rng() % static_cast<unsigned>(base / 5 + 1));
-}
-
-// A message of a POST /publish request, ready for PUBLISH on the publisher thread.
+// A message of a POST /publish request, ready for PUBLISH on the worker thread.
 struct OwnedItem {
   std::string channel;  // the Redis channel: <prefix><channel>
   std::string payload;  // the object form
-};
-
-struct PublishJob {
-  std::vector<OwnedItem> items;
-  PublishDone done;
 };
 
 }  // namespace
@@ -98,9 +84,7 @@ struct RedisBroker::Impl {
         resources(resources),
         counters(counters),
         filter(config.subject_prefix, config.max_payload_bytes),
-        pause(config.cpu_pause_threshold),
-        nats_rate(static_cast<double>(config.max_nats_rate)),
-        broadcast_rate(static_cast<double>(config.max_broadcast_rate)) {}
+        governor(config, resources, counters, "Redis") {}
 
   const Config& config;
   const std::string instance_id;
@@ -121,28 +105,18 @@ struct RedisBroker::Impl {
   bool ever_connected = false;
   IntakeFilter filter;
   RedisPayloadReader payloads;
-  PauseSwitch pause;
-  RatePacer nats_rate;
-  RatePacer broadcast_rate;
+  IntakeGovernor governor;
   std::vector<char> read_buffer = std::vector<char>(kReadChunk);
   std::vector<ReplyPtr> batch;
   std::vector<std::string> types;  // the object form's types, while their batch is handed over
   std::vector<IngestItem> items;
   std::string lost;  // why the intake connection is gone (set while reading)
-  struct RejectLog {
-    uint64_t since_last = 0;
-    int64_t last_ms = 0;
-  };
-  RejectLog reject_log[static_cast<size_t>(IntakeReject::kCount)];
 
   std::mutex wake_mutex;
   std::condition_variable wake;
 
-  // Publisher thread.
-  std::thread publish_thread;
-  std::mutex publish_mutex;
-  std::condition_variable publish_ready;
-  std::deque<PublishJob> publish_queue;
+  // Publishes, on the worker thread.
+  BrokerWorker worker;
   ContextPtr publisher;
   uint64_t publisher_generation = 0;
 
@@ -155,19 +129,13 @@ struct RedisBroker::Impl {
   void intake_loop();
   void read_messages();
   void sleep_ms(int64_t ms);
-  void update_pause();
   size_t take_allowance();
-  void refund(size_t unused) {
-    nats_rate.give_back(unused);
-    broadcast_rate.give_back(unused);
-  }
+  void refund(size_t unused) { governor.refund(unused); }
   int wait_readable(int timeout_ms);
   void read_socket();
   void take_parsed(size_t limit);
   void hand_over();
-  void note_reject(IntakeReject reason, std::string_view channel);
 
-  void publish_loop();
   PublishOutcome publish_now(const std::vector<OwnedItem>& items);
 };
 
@@ -241,7 +209,7 @@ std::string RedisBroker::Impl::start() {
     spdlog::warn("Redis at {} not usable yet ({}): retrying in the background", where, error);
   }
   intake_thread = std::thread([this] { intake_loop(); });
-  publish_thread = std::thread([this] { publish_loop(); });
+  worker.start();
   return {};
 }
 
@@ -249,10 +217,8 @@ void RedisBroker::Impl::stop() {
   if (!running.exchange(false)) return;
   { std::lock_guard lock(wake_mutex); }
   wake.notify_all();
-  { std::lock_guard lock(publish_mutex); }
-  publish_ready.notify_all();
+  worker.stop();  // what is queued fails at once
   if (intake_thread.joinable()) intake_thread.join();
-  if (publish_thread.joinable()) publish_thread.join();
   intake.reset();
   publisher.reset();
   counters.connected = false;
@@ -298,30 +264,12 @@ void RedisBroker::Impl::intake_loop() {
   }
 }
 
-void RedisBroker::Impl::update_pause() {
-  if (!pause.update(resources.cpu_percent())) return;
-  counters.paused = pause.paused();
-  if (pause.paused()) {
-    counters.pauses.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("CPU {:.1f}% above WS_CPU_PAUSE_THRESHOLD {:.1f}%: broker intake paused",
-                 resources.cpu_percent(), config.cpu_pause_threshold);
-  } else {
-    spdlog::info("CPU {:.1f}% below {:.1f}%: broker intake resumed", resources.cpu_percent(),
-                 pause.resume_below());
-  }
-}
-
 // What both caps allow now (at most kBatch). When that is nothing, sleeps until the next message
 // may be taken and returns 0.
 size_t RedisBroker::Impl::take_allowance() {
-  const int64_t now = steady_ns();
-  const size_t intake_allowed = nats_rate.take(kBatch, now);
-  const size_t allowed = broadcast_rate.take(intake_allowed, now);
-  nats_rate.give_back(intake_allowed - allowed);
-  if (allowed == 0) {
-    const int64_t wait = std::max(nats_rate.wait_ns(now), broadcast_rate.wait_ns(now));
-    sleep_ms(std::clamp<int64_t>(wait / 1'000'000, 1, 100));
-  }
+  int64_t wait_ms = 0;
+  const size_t allowed = governor.take(kBatch, wait_ms);
+  if (allowed == 0) sleep_ms(wait_ms);
   return allowed;
 }
 
@@ -376,8 +324,7 @@ void RedisBroker::Impl::read_messages() {
   int64_t last_heard = steady_ns();
   bool ping_sent = false;
   while (running && lost.empty()) {
-    update_pause();
-    if (pause.paused()) {
+    if (governor.paused_for_cpu()) {
       // Not reading: Redis buffers for us up to its client-output-buffer-limit for pubsub,
       // then closes the connection (we reconnect; what it dropped is lost).
       sleep_ms(100);
@@ -439,7 +386,7 @@ void RedisBroker::Impl::hand_over() {
     const std::string_view channel = text_of(reply->element[2]);
     const std::string_view payload = text_of(reply->element[3]);
     if (payload.size() > config.max_payload_bytes) {  // before any parsing
-      note_reject(IntakeReject::kOversized, channel);
+      governor.reject(IntakeReject::kOversized, channel);
       continue;
     }
     RedisPayload read = payloads.read(payload);
@@ -450,7 +397,7 @@ void RedisBroker::Impl::hand_over() {
     }
     IngestItem item;
     if (auto reject = filter.check(channel, read.object_form ? &type : nullptr, read.data, item)) {
-      note_reject(*reject, channel);
+      governor.reject(*reject, channel);
       continue;
     }
     items.push_back(item);
@@ -460,58 +407,17 @@ void RedisBroker::Impl::hand_over() {
   batch.clear();
 }
 
-void RedisBroker::Impl::note_reject(IntakeReject reason, std::string_view channel) {
-  counters.reject(reason);
-  RejectLog& log = reject_log[static_cast<size_t>(reason)];
-  ++log.since_last;
-  const int64_t now = wall_ms();
-  if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
-  spdlog::warn("dropped {} message(s) from Redis: {} (latest channel '{}')", log.since_last,
-               intake_reject_name(reason), channel.substr(0, 200));
-  log.since_last = 0;
-  log.last_ms = now;
-}
-
 // ---- publishing ------------------------------------------------------------------------------
 
 void RedisBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDone done) {
-  PublishJob job;
-  job.items.reserve(to_publish.size());
+  std::vector<OwnedItem> owned;
+  owned.reserve(to_publish.size());
   for (const IngestItem& item : to_publish) {
-    job.items.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
-                                  redis_publish_payload(item.type, item.data, item.data_is_json)});
+    owned.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
+                              redis_publish_payload(item.type, item.data, item.data_is_json)});
   }
-  job.done = std::move(done);
-  {
-    std::lock_guard lock(publish_mutex);
-    if (running) {
-      publish_queue.push_back(std::move(job));
-      job.done = nullptr;
-    }
-  }
-  if (job.done) {
-    job.done(PublishOutcome{0, "the gateway is shutting down"});
-    return;
-  }
-  publish_ready.notify_one();
-}
-
-void RedisBroker::Impl::publish_loop() {
-  while (true) {
-    PublishJob job;
-    {
-      std::unique_lock lock(publish_mutex);
-      publish_ready.wait(lock, [this] { return !running || !publish_queue.empty(); });
-      if (publish_queue.empty()) return;
-      job = std::move(publish_queue.front());
-      publish_queue.pop_front();
-    }
-    PublishOutcome outcome =
-        running ? publish_now(job.items) : PublishOutcome{0, "the gateway is shutting down"};
-    counters.published.fetch_add(outcome.published, std::memory_order_relaxed);
-    if (!outcome.error.empty()) counters.publish_failures.fetch_add(1, std::memory_order_relaxed);
-    job.done(std::move(outcome));
-  }
+  worker.publish([this, owned = std::move(owned)] { return publish_now(owned); }, std::move(done),
+                 counters);
 }
 
 PublishOutcome RedisBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {

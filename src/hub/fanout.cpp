@@ -125,19 +125,25 @@ void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& messa
   last_pos_ = std::max(last_pos_, message->pos);
   const Config& config = loop_.config();
   if (config.history_size == 0) return;
+  ReplayRing<MessageRef>& history = channel.history;
+  if (history.capacity() != config.history_size) {
+    history = ReplayRing<MessageRef>(config.history_size);  // once per channel and thread
+  }
   // Only in stream order: a late first delivery the broker could not put in place means the
   // history missed it, so the history restarts after the newest message it had.
-  if (!channel.history.empty() && channel.history.back()->pos >= message->pos) {
-    channel.history_evicted_through = channel.history.back()->pos;
-    channel.history.clear();
+  if (!history.empty() && history.newest()->pos >= message->pos) {
+    channel.history_evicted_through = history.newest()->pos;
+    history.clear();
     return;
   }
-  channel.history.push_back(message);
+  if (history.size() == history.capacity() && !history.empty()) {
+    channel.history_evicted_through = history.oldest()->pos;  // the push below drops it
+  }
+  history.push(history.empty() ? 1 : history.last_seq() + 1, message);
   const int64_t oldest_ms = message->ts_ms - config.history_max_age.count();
-  while (channel.history.size() > config.history_size ||
-         channel.history.front()->ts_ms < oldest_ms) {
-    channel.history_evicted_through = channel.history.front()->pos;
-    channel.history.pop_front();
+  while (history.oldest()->ts_ms < oldest_ms) {
+    channel.history_evicted_through = history.oldest()->pos;
+    history.pop_oldest();
   }
 }
 

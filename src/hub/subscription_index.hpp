@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "hub/message.hpp"
+#include "session/replay_ring.hpp"
 
 namespace odin {
 
@@ -21,9 +21,9 @@ struct ChannelSubscribers {
   std::string name;
   std::vector<Session*> sessions;
   MessageRef latest;
-  // JetStream: the channel's last messages, oldest first, in stream order (WS_HISTORY_SIZE,
-  // WS_HISTORY_MAX_AGE), so a client resuming from another instance can be sent what it missed.
-  std::deque<MessageRef> history;
+  // JetStream: the channel's last messages, in stream order (WS_HISTORY_SIZE, WS_HISTORY_MAX_AGE),
+  // so a client resuming from another instance can be sent what it missed. Sized on first use.
+  ReplayRing<MessageRef> history{0};
   uint64_t history_evicted_through = 0;  // pos of the newest message dropped from `history`
 };
 

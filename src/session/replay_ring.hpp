@@ -65,6 +65,15 @@ class ReplayRing {
     if (slots_) __builtin_prefetch(&slots_[next_], 1);
   }
 
+  // The oldest and newest entries, and dropping the oldest (for a ring that also ages entries
+  // out, like the per-channel history). All three only when !empty().
+  const T& oldest() const { return slots_[first_index()]; }
+  const T& newest() const { return slots_[next_ == 0 ? capacity_ - 1 : next_ - 1]; }
+  void pop_oldest() {
+    slots_[first_index()] = T();
+    --size_;
+  }
+
   bool empty() const { return size_ == 0; }
   uint32_t size() const { return size_; }
   uint32_t capacity() const { return capacity_; }

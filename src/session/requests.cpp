@@ -322,10 +322,11 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
     }
   }
   for (std::string_view channel : channels) {
-    if (const ChannelSubscribers* entry = index.find(channel)) {
-      for (const MessageRef& message : entry->history) {
-        if (message->pos > last_pos) replay.push_back(message);
-      }
+    if (const ChannelSubscribers* entry = index.find(channel); entry && !entry->history.empty()) {
+      entry->history.for_range(entry->history.first_seq(), entry->history.last_seq(),
+                               [&](uint64_t, const MessageRef& message) {
+                                 if (message->pos > last_pos) replay.push_back(message);
+                               });
     }
   }
   std::sort(replay.begin(), replay.end(),

@@ -117,6 +117,16 @@ class Gateway:
             pass
 
 
+def metric(gw, name):
+    """Sum of a Prometheus metric's samples whose name and labels start with `name`."""
+    _, _, body = gw.http("GET", "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 async def recv_json(ws, timeout=3):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 

@@ -17,16 +17,10 @@ import time
 import websockets
 
 from cluster_support import Cluster
-from harness import run_tests
+from harness import metric, run_tests
 from nats_support import NatsClient, NatsError
 
 CHANNELS = ["CLA", "CLB", "CLC", "CLD"]
-
-
-def metric(gw, name):
-    _, _, body = gw.http("GET", "/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-               if line.startswith(name) and not line.startswith("#"))
 
 
 def channels_of(k):

@@ -8,18 +8,8 @@ import re
 import threading
 import time
 
-from harness import Gateway, connect, recv_json, run_tests
+from harness import Gateway, connect, metric, recv_json, run_tests
 from nats_support import NatsClient, NatsServer, free_port
-
-
-def metric(gw, name):
-    """Sum of a Prometheus metric's samples whose name and labels start with `name`."""
-    _, _, body = gw.http("GET", "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 async def subscribed(gw, channels):

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from harness import Gateway, connect, free_port, recv_json, run_tests
+from harness import Gateway, connect, metric, free_port, recv_json, run_tests
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 
@@ -165,16 +165,6 @@ class RedisServer:
 def redis_gateway(binary, redis, **env):
     env.setdefault("LOG_LEVEL", "info")
     return Gateway(binary, WS_BROKER="redis", REDIS_URL=redis.url, **env)
-
-
-def metric(gw, name):
-    """Sum of a Prometheus metric's samples whose name and labels start with `name`."""
-    _, _, body = gw.http("GET", "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def broker_health(gw):

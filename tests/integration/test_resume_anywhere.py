@@ -12,14 +12,8 @@ import time
 
 import websockets
 
-from harness import Gateway, connect, recv_json, run_tests
+from harness import Gateway, connect, metric, recv_json, run_tests
 from nats_support import NatsClient, NatsServer
-
-
-def metric(gw, name):
-    _, _, body = gw.http("GET", "/metrics")
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
-               if line.startswith(name) and not line.startswith("#"))
 
 
 class Client:
@@ -167,8 +161,7 @@ async def test_kill9_then_resume_on_another_instance_from_its_history(binary):
         pub = Publisher(nats.url, ["KA", "KB", "KC"])
         pub.start(240, 0.01)
         await clients[0].read_until(lambda: len(clients[0].data) >= 40, 20)
-        a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait(5)
+        a.stop(signal.SIGKILL)  # kill -9, by PID
         await asyncio.sleep(0.3)  # the stream goes on while the clients are away
         for c in clients:
             reply = await c.resume(b)
@@ -190,8 +183,7 @@ async def test_resume_on_an_instance_started_later_reads_the_stream(binary):
         pub = Publisher(nats.url, ["LA", "LB", "LC"])
         pub.publish(30)
         await client.read_until(lambda: len(client.data) == 20, 10)
-        a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait(5)
+        a.stop(signal.SIGKILL)  # kill -9, by PID
         pub.publish(15)  # missed by the client; published before the new instance existed
         with js_gateway(binary, nats) as late:
             reply = await client.resume(late)
@@ -214,8 +206,7 @@ async def test_resume_on_an_instance_behind_the_client_skips_what_it_has(binary)
         pub = Publisher(nats.url, ["BEHIND"])
         pub.publish(60)
         await client.read_until(lambda: len(client.data) == 60, 10)
-        fast.proc.send_signal(signal.SIGKILL)
-        fast.proc.wait(5)
+        fast.stop(signal.SIGKILL)  # kill -9, by PID
         reply = await client.resume(slow)
         assert reply["type"] == "resumed" and reply["data"]["restored"], reply
         assert reply["data"]["replayed"] == 0 and reply["data"]["pos"] == client.pos, reply
@@ -239,8 +230,7 @@ async def test_restore_is_never_partial(binary):
         pub = Publisher(nats.url, ["NP"])
         pub.publish(5)
         await client.read_until(lambda: len(client.data) == 5, 10)
-        a.proc.send_signal(signal.SIGKILL)
-        a.proc.wait(5)
+        a.stop(signal.SIGKILL)  # kill -9, by PID
         pub.publish(11)  # one more than the replay buffer holds
         reply = await client.resume(b)
         assert reply["type"] == "error" and reply["data"]["code"] == "resume_failed", reply

@@ -150,6 +150,36 @@ TEST_F(ReplayRingTest, KeepsTheLastCapacityInOrderAndReleasesEvictedOnce) {
     EXPECT_EQ(static_cast<uint64_t>(v.id), v.seq);
 }
 
+TEST_F(ReplayRingTest, OldestNewestAndPopOldestAcrossTheWrap) {
+  ReplayRing<Handle> ring(4);
+  for (int seq = 1; seq <= 6; ++seq)  // wrapped: holds 3..6
+    ring.push(static_cast<uint64_t>(seq), Handle(seq));
+  EXPECT_EQ(ring.oldest().id(), 3);
+  EXPECT_EQ(ring.newest().id(), 6);
+  ring.pop_oldest();  // released at once, not at the next push
+  EXPECT_EQ(Handle::releases.count(3), 1u);
+  EXPECT_EQ(Handle::live, 3);
+  EXPECT_EQ(ring.size(), 3u);
+  EXPECT_EQ(ring.first_seq(), 4u);
+  EXPECT_EQ(ring.oldest().id(), 4);
+  ring.pop_oldest();
+  ring.pop_oldest();
+  EXPECT_EQ(ring.oldest().id(), 6);
+  EXPECT_EQ(ring.newest().id(), 6);
+  // Pushing on after pops keeps a contiguous run, and fills up to capacity again.
+  for (int seq = 7; seq <= 10; ++seq)
+    ring.push(static_cast<uint64_t>(seq), Handle(seq));
+  EXPECT_EQ(seqs_of(visit_all(ring, 1, 100)), (std::vector<uint64_t>{7, 8, 9, 10}));
+  EXPECT_EQ(ring.oldest().id(), 7);
+  EXPECT_EQ(ring.newest().id(), 10);
+  ring.pop_oldest();
+  ring.pop_oldest();
+  ring.pop_oldest();
+  ring.pop_oldest();
+  EXPECT_TRUE(ring.empty());
+  EXPECT_EQ(Handle::live, 0);
+}
+
 TEST_F(ReplayRingTest, ForRangeClipsToWhatIsHeld) {
   ReplayRing<Handle> ring(5);
   for (int seq = 1; seq <= 12; ++seq)  // holds 8..12, stored across the wrap point
