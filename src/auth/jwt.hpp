@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -71,6 +72,26 @@ struct TokenClaims {
   int64_t not_before = 0;       // `nbf` in seconds (a fraction rounded up), 0 = none
   ChannelPermissions channels;  // `channels`; an absent claim allows no channel
 };
+
+// Unix seconds as milliseconds, saturated at the int64 limits: a token's `exp` may be anything
+// up to INT64_MAX, and multiplying that by 1000 would overflow (undefined behaviour).
+constexpr int64_t seconds_to_ms(int64_t seconds) {
+  int64_t ms;
+  if (!__builtin_mul_overflow(seconds, int64_t{1000}, &ms)) return ms;
+  return seconds > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+}
+
+// The first Unix millisecond at which `claims` is no longer accepted (`exp` plus the leeway),
+// saturated; INT64_MAX when the token has no `exp`.
+constexpr int64_t expiry_ms(const TokenClaims& claims, int64_t leeway_seconds) {
+  if (claims.expires_at == 0) return std::numeric_limits<int64_t>::max();
+  int64_t seconds;
+  if (__builtin_add_overflow(claims.expires_at, leeway_seconds, &seconds)) {
+    seconds = leeway_seconds > 0 ? std::numeric_limits<int64_t>::max()
+                                 : std::numeric_limits<int64_t>::min();
+  }
+  return seconds_to_ms(seconds);
+}
 
 // Outcome of JwtVerifier::verify: claims when the token is valid, otherwise an error.
 struct TokenCheck {

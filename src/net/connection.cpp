@@ -504,8 +504,7 @@ void Connection::on_sweep(int64_t now_ms) {
       }
       return;
     case State::kOpen: {
-      if (token_ && token_->expires_at != 0 &&
-          now_ms >= (token_->expires_at + config.jwt_leeway_seconds) * 1000) {
+      if (token_ && wall_ms() >= auth::expiry_ms(*token_, config.jwt_leeway_seconds)) {
         // The client did not send a fresh token (`auth`) in time.
         loop_.stats().token_expired_closes.add();
         close(ws::close_code::kTokenExpired, "token expired");

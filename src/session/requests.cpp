@@ -203,7 +203,7 @@ void handle_auth(Connection& conn, Session& session, const ClientRequest& reques
   if (expires_at == 0) {
     reply.out().append("null");
   } else {
-    json::append_int(reply.out(), expires_at * 1000);
+    json::append_int(reply.out(), auth::seconds_to_ms(expires_at));
   }
   reply.out().push_back('}');
   reply.send(conn, request.id_json);

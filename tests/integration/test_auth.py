@@ -20,7 +20,7 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import Gateway, RawClient, close_code_of, connect, recv_json, recv_until, run_tests
+from harness import Gateway, RawClient, close_code_of, connect, metric, recv_json, recv_until, run_tests
 
 SECRET = "test-secret-that-is-at-least-32-bytes!"
 
@@ -244,6 +244,23 @@ async def test_key_rotation_on_sighup_and_bad_settings(binary):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+async def test_far_future_expiry_does_not_wrap_into_the_past(binary):
+    # exp * 1000 overflowed int64 (undefined behaviour; in practice a negative expiry, so the
+    # sweep closed the connection with 4001 at once).
+    with Gateway(binary, WS_AUTH="jwt", WS_JWT_SECRET=SECRET, WS_JWT_LEEWAY="60") as gw:
+        far = token(exp=2**63 - 1)
+        ws, _ = await connect(gw, "?channels=a&token=" + far)
+        await recv_json(ws)
+        await ws.send(json.dumps({"type": "auth", "id": 1, "data": {"token": token(exp=2**62)}}))
+        ok = await recv_json(ws)
+        assert ok["type"] == "authenticated" and ok["data"]["expires_at"] > time.time() * 1000, ok
+        await asyncio.sleep(2.5)  # at least two sweeps
+        await ws.send(json.dumps({"type": "heartbeat"}))
+        assert (await recv_json(ws))["type"] == "pong"
+        await ws.close()
+        assert metric(gw, "ws_token_expired_disconnects_total") == 0
+
+
 async def test_auth_request_without_auth_enabled(binary):
     with Gateway(binary) as gw:
         ws, _ = await connect(gw)
@@ -262,4 +279,5 @@ if __name__ == "__main__":
         test_resume_only_by_the_same_subject,
         test_key_rotation_on_sighup_and_bad_settings,
         test_auth_request_without_auth_enabled,
+        test_far_future_expiry_does_not_wrap_into_the_past,
     ])

@@ -418,6 +418,33 @@ TEST_F(JwtVerify, TimesBeyondInt64Saturate) {
   EXPECT_EQ(check(v, hs256_token(R"({"nbf":1e300})")), "token not yet valid");
 }
 
+// The gateway turns `exp` into milliseconds (the expiry check of the sweep, the `authenticated`
+// reply): a far-future `exp` must stay far in the future, not wrap into the past (the old
+// `(exp + leeway) * 1000` overflowed, closed the connection at once and is undefined behaviour).
+TEST_F(JwtVerify, FarFutureExpiryInMillisecondsSaturates) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(seconds_to_ms(kNow), kNow * 1000);
+  EXPECT_EQ(seconds_to_ms(kMax / 1000), kMax / 1000 * 1000);
+  EXPECT_EQ(seconds_to_ms(kMax / 1000 + 1), kMax);
+  EXPECT_EQ(seconds_to_ms(kMax), kMax);
+  EXPECT_EQ(seconds_to_ms(kMin / 1000 - 1), kMin);
+  EXPECT_EQ(seconds_to_ms(kMin), kMin);
+
+  const JwtVerifier v = hs256_verifier(make_options("", "", 3600));
+  for (const char* exp : {"1e300", "9223372036854775807", "9223372036854775", "9223372036854776",
+                          "9223372036854774"}) {
+    const TokenClaims c = claims(v, hs256_token(std::string(R"({"exp":)") + exp + "}"));
+    SCOPED_TRACE(exp);
+    EXPECT_GT(expiry_ms(c, 3600), kNow * 1000);
+    EXPECT_GE(expiry_ms(c, 3600), seconds_to_ms(c.expires_at));
+    EXPECT_GT(seconds_to_ms(c.expires_at), kNow * 1000);
+  }
+  const TokenClaims soon = claims(v, hs256_token(with_exp(kNow + 60)));
+  EXPECT_EQ(expiry_ms(soon, 30), (kNow + 90) * 1000);
+  EXPECT_EQ(expiry_ms(TokenClaims{}, 3600), kMax);  // no `exp`: never
+}
+
 TEST_F(JwtVerify, TimesMustBeNumbers) {
   const JwtVerifier v = hs256_verifier();
   EXPECT_EQ(check(v, hs256_token(R"({"exp":"1700000060"})")), "invalid exp claim");
