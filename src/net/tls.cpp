@@ -57,6 +57,17 @@ std::variant<std::shared_ptr<const TlsContext>, std::string> TlsContext::load(
   if (!ctx) return "cannot create a TLS context: " + openssl_error_text(take_error());
   // TLS 1.2 is still what some HTTP clients and load balancers speak; nothing older.
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  // TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only, as in Mozilla's "intermediate"
+  // profile without DHE (a slow handshake a client can make us compute). Static-RSA suites let
+  // a stolen key decrypt recorded traffic, and CBC-SHA1 is the Lucky13 / padding-oracle family.
+  // TLS 1.3 suites are all ECDHE + AEAD already.
+  static constexpr char kTls12Ciphers[] =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  if (SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1) {
+    return "cannot set the TLS 1.2 cipher suites: " + openssl_error_text(take_error());
+  }
   // No renegotiation (a client-driven CPU sink), no compression (CRIME); a peer that drops TCP
   // without close_notify is an ordinary EOF, as it is for plain WebSocket.
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |

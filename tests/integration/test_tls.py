@@ -16,11 +16,13 @@ import time
 from harness import Gateway, connect, recv_json, recv_until, run_tests
 
 
-def make_certificate(directory, name, common_name="localhost"):
+def make_certificate(directory, name, common_name="localhost", key_type="ec"):
     cert = os.path.join(directory, name + ".crt")
     key = os.path.join(directory, name + ".key")
+    new_key = (["-newkey", "rsa:2048"] if key_type == "rsa"
+               else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        ["openssl", "req", "-x509", *new_key, "-nodes",
          "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=" + common_name,
          "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
         check=True, capture_output=True)
@@ -174,6 +176,41 @@ async def test_sighup_reloads_the_certificate_without_dropping_connections(binar
             await old.close()
 
 
+def tls12_handshake(port, cipher):
+    """The suite an `openssl s_client -tls1_2 -cipher <cipher>` handshake agreed on, or None."""
+    run = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-cipher", cipher,
+         "-servername", "localhost"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    for line in run.stdout.splitlines():
+        if "Cipher is " in line and run.returncode == 0:
+            agreed = line.rsplit("Cipher is ", 1)[1].strip()
+            return None if agreed == "(NONE)" else agreed
+    return None
+
+
+def test_tls12_offers_only_forward_secret_aead_suites(binary):
+    # Static-RSA key exchange (no forward secrecy) and CBC with SHA-1 were accepted in TLS 1.2.
+    refused = ["AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA",
+               "ECDHE-ECDSA-AES128-SHA", "ECDHE-RSA-AES128-SHA256", "DHE-RSA-AES128-GCM-SHA256"]
+    with Certificates() as certs:
+        rsa_cert, rsa_key = make_certificate(certs.dir, "rsa", key_type="rsa")
+        for cert, key, accepted in [
+                (rsa_cert, rsa_key, ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                                     "ECDHE-RSA-CHACHA20-POLY1305"]),
+                (certs.cert, certs.key, ["ECDHE-ECDSA-AES128-GCM-SHA256",
+                                         "ECDHE-ECDSA-CHACHA20-POLY1305"])]:
+            with Gateway(binary, WS_TLS_CERT=cert, WS_TLS_KEY=key) as gw:
+                for cipher in accepted:
+                    assert tls12_handshake(gw.port, cipher) == cipher, (cert, cipher)
+                for cipher in refused:
+                    assert tls12_handshake(gw.port, cipher) is None, (cert, cipher)
+                # Whatever the client offers first, the server picks an ECDHE AEAD suite.
+                agreed = tls12_handshake(gw.port, "AES128-SHA:" + accepted[0])
+                assert agreed == accepted[0], agreed
+                assert gw.json("/health")["status"] in ("healthy", "degraded")
+
+
 def test_bad_tls_settings_stop_the_start_with_status_2(binary):
     with Certificates() as certs:
         other_cert, other_key = make_certificate(certs.dir, "other")
@@ -198,4 +235,5 @@ if __name__ == "__main__":
         test_resume_moves_the_tls_connection_between_threads,
         test_sighup_reloads_the_certificate_without_dropping_connections,
         test_bad_tls_settings_stop_the_start_with_status_2,
+        test_tls12_offers_only_forward_secret_aead_suites,
     ])
