@@ -79,11 +79,13 @@ class Gateway {
   std::string load_jwt();
 
  private:
+  // Members are destroyed in reverse declaration order, after ~Gateway has stopped the broker
+  // and joined the loop threads. Each one is declared after everything it uses, so nothing is
+  // destroyed while something that refers to it still lives: the loops' connections give their
+  // address slots and connection count back when they are destroyed, the hub points into the
+  // loops' fan-outs, the broker feeds the hub and reads the resource monitor, and the demo
+  // feed's timer runs on loop 0's io_context and publishes through the broker.
   Config config_;
-  std::vector<std::unique_ptr<EventLoop>> loops_;
-  std::unique_ptr<Hub> hub_;
-  std::unique_ptr<Broker> broker_;
-  std::unique_ptr<DemoFeed> demo_feed_;
   ResourceMonitor resources_;
   StaticFiles web_;
   uint16_t port_ = 0;
@@ -94,6 +96,10 @@ class Gateway {
   mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below
   std::shared_ptr<const TlsContext> tls_context_;
   std::shared_ptr<const auth::JwtVerifier> jwt_verifier_;
+  std::vector<std::unique_ptr<EventLoop>> loops_;
+  std::unique_ptr<Hub> hub_;
+  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<DemoFeed> demo_feed_;
   // Re-reads every file-based secret (certificate, key, JWT public key) after SIGHUP.
   void reload_files();
 };

@@ -15,6 +15,9 @@ class AddressLimits {
  public:
   // 0 = no limit (nothing is counted, no lock is taken).
   explicit AddressLimits(uint32_t per_address) : per_address_(per_address) {}
+  // Every slot must be back by now: a connection outliving its limits would release into freed
+  // memory (the Gateway declares its loops after the limits for this).
+  ~AddressLimits();
   AddressLimits(const AddressLimits&) = delete;
   AddressLimits& operator=(const AddressLimits&) = delete;
 
