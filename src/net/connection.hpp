@@ -152,6 +152,7 @@ class Connection final : public ws::FrameHandler {
   bool awaiting_response_ = false;
   bool tls_hello_checked_ = false;
   std::vector<std::string> queued_while_migrating_;
+  size_t loop_index_ = 0;  // its place in its EventLoop's connection list, kept by the loop
 
   friend class EventLoop;
 };

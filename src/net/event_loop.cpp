@@ -7,8 +7,13 @@
 #include <simdjson.h>
 
 #include <boost/asio/post.hpp>
+#include <cassert>
+#include <charconv>
 #include <chrono>
+#include <cstdlib>
 #include <random>
+#include <stdexcept>
+#include <string_view>
 
 #include "gateway.hpp"
 #include "net/connection.hpp"
@@ -25,7 +30,29 @@ std::chrono::milliseconds sweep_period(const Config& config) {
                                   config.handshake_timeout, config.resume_ttl});
   return std::clamp(shortest / 4, Millis(50), Millis(1000));
 }
+
 }  // namespace
+
+// Unknown or malformed parts are ignored.
+EventLoop::TestFaults EventLoop::TestFaults::from_env() {
+  TestFaults faults;
+  const char* text = std::getenv("ODIN_TEST_FAULTS");
+  if (!text) return faults;
+  std::string_view rest(text);
+  while (!rest.empty()) {
+    const std::string_view part = rest.substr(0, rest.find(','));
+    rest.remove_prefix(std::min(rest.size(), part.size() + 1));
+    const size_t eq = part.find('=');
+    if (eq == std::string_view::npos) continue;
+    uint32_t n = 0;
+    const std::string_view digits = part.substr(eq + 1);
+    if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ec != std::errc())
+      continue;
+    if (part.substr(0, eq) == "accept") faults.accept = n;
+    if (part.substr(0, eq) == "sweep") faults.sweep = n;
+  }
+  return faults;
+}
 
 EventLoop::EventLoop(Gateway& gateway, unsigned index)
     : gateway_(gateway),
@@ -38,6 +65,11 @@ EventLoop::EventLoop(Gateway& gateway, unsigned index)
       read_buffer_(std::make_unique<char[]>(kReadBufferBytes)) {
   std::random_device seed;
   session_counter_ = (uint64_t{seed()} << 32) ^ seed();
+}
+
+void EventLoop::throw_fault(uint32_t& left) {
+  --left;
+  throw std::runtime_error("injected test fault (ODIN_TEST_FAULTS)");
 }
 
 EventLoop::~EventLoop() {
@@ -104,18 +136,25 @@ void EventLoop::accept_next() {
           });
           return;
         }
-        boost::system::error_code ignored;
-        const auto remote = socket.remote_endpoint(ignored);
-        const bool loopback = !ignored && remote.address().is_loopback();
-        AddressLimits::Slot slot;
-        const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
-        if (!gateway_.address_limits().acquire(address, slot)) {
-          refuse_over_address_limit(std::move(socket));
-        } else {
-          add_connection(std::move(socket), loopback, std::move(slot));
-        }
+        // The next accept is armed before this one is handled: should handling it throw (the
+        // run loop logs and goes on), the listener still accepts.
         accept_next();
+        take_fault(test_faults_.accept);
+        on_accepted(std::move(socket));
       });
+}
+
+void EventLoop::on_accepted(boost::asio::ip::tcp::socket socket) {
+  boost::system::error_code ignored;
+  const auto remote = socket.remote_endpoint(ignored);
+  const bool loopback = !ignored && remote.address().is_loopback();
+  AddressLimits::Slot slot;
+  const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
+  if (!gateway_.address_limits().acquire(address, slot)) {
+    refuse_over_address_limit(std::move(socket));
+  } else {
+    add_connection(std::move(socket), loopback, std::move(slot));
+  }
 }
 
 void EventLoop::refuse_over_address_limit(boost::asio::ip::tcp::socket socket) {
@@ -148,11 +187,15 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
       return;  // out of memory: the socket closes with this scope
     }
   }
-  auto conn = std::make_unique<Connection>(*this, std::move(socket), loopback, std::move(tls),
-                                           std::move(slot));
-  Connection* raw = conn.get();
+  own(std::make_unique<Connection>(*this, std::move(socket), loopback, std::move(tls),
+                                   std::move(slot)))
+      .start();
+}
+
+Connection& EventLoop::own(std::unique_ptr<Connection> conn) {
+  conn->loop_index_ = connections_.size();
   connections_.push_back(std::move(conn));
-  raw->start();
+  return *connections_.back();
 }
 
 void EventLoop::flush() {
@@ -206,14 +249,18 @@ void EventLoop::adopt(MigratingConnection moving) {
     gateway_.release_connection();
     return;
   }
-  auto conn = std::make_unique<Connection>(*this, std::move(socket), moving.loopback,
-                                           std::move(moving.tls), std::move(moving.address_slot));
-  Connection* raw = conn.get();
-  connections_.push_back(std::move(conn));
+  Connection* raw =
+      &own(std::make_unique<Connection>(*this, std::move(socket), moving.loopback,
+                                        std::move(moving.tls), std::move(moving.address_slot)));
   raw->saw_request = moving.saw_request;
   raw->set_token(std::move(moving.token));
   raw->start_migrated(std::move(moving.reader), std::move(moving.unsent));
   continue_migrated(*raw, moving);
+  // It left its thread before this one began draining (begin_drain did not see it): it is
+  // answered as usual, then told to go like everyone else.
+  if (draining_ && !raw->migrating() && raw->state() == Connection::State::kOpen) {
+    raw->close(ws::close_code::kGoingAway, "server shutting down");
+  }
   if (!raw->migrating() && raw->state() != Connection::State::kClosed) raw->resume_reading();
 }
 
@@ -241,14 +288,15 @@ void EventLoop::retire(Connection* conn) {
 
 void EventLoop::reap() {
   reap_posted_ = false;
+  // Each connection knows its place: swap it with the last one (which takes its place), pop.
   for (Connection* dead : retired_) {
-    for (size_t i = 0; i < connections_.size(); ++i) {
-      if (connections_[i].get() == dead) {
-        connections_[i].swap(connections_.back());
-        connections_.pop_back();
-        break;
-      }
+    const size_t i = dead->loop_index_;
+    assert(i < connections_.size() && connections_[i].get() == dead);
+    if (i + 1 != connections_.size()) {
+      connections_[i].swap(connections_.back());
+      connections_[i]->loop_index_ = i;
     }
+    connections_.pop_back();
   }
   retired_.clear();
 }
@@ -257,12 +305,15 @@ void EventLoop::arm_sweep() {
   sweep_timer_.expires_after(sweep_period(config()));
   sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    sweep();
+    // Re-armed before the work: should the sweep throw (the run loop logs and goes on), the
+    // timeouts, pings and session expiry still run next period.
     arm_sweep();
+    sweep();
   });
 }
 
 void EventLoop::sweep() {
+  take_fault(test_faults_.sweep);
   const int64_t now = wall_ms();
   // Index loop: a sweep may close connections, which only retires them (reaped later).
   for (size_t i = 0; i < connections_.size(); ++i)

@@ -115,11 +115,29 @@ class EventLoop {
  private:
   static constexpr size_t kReadBufferBytes = 64 * 1024;
   void accept_next();
+  void on_accepted(boost::asio::ip::tcp::socket socket);
   void add_connection(boost::asio::ip::tcp::socket socket, bool loopback, AddressLimits::Slot slot);
+  // Adds `conn` to this loop's connections (it records its place for reap).
+  Connection& own(std::unique_ptr<Connection> conn);
   void refuse_over_address_limit(boost::asio::ip::tcp::socket socket);
   void sweep();
   void arm_sweep();
   void reap();
+
+  // Test-only fault injection: ODIN_TEST_FAULTS="accept=N,sweep=N" makes the first N accepts /
+  // sweeps of each loop throw, so the tests can show a handler that throws does not end its
+  // chain. Read once at construction; one compare per accept and per sweep, none per message.
+  struct TestFaults {
+    uint32_t accept = 0;
+    uint32_t sweep = 0;
+    static TestFaults from_env();
+  };
+  static void take_fault(uint32_t& left) {
+    if (left != 0) [[unlikely]]
+      throw_fault(left);
+  }
+  [[noreturn]] static void throw_fault(uint32_t& left);
+  TestFaults test_faults_ = TestFaults::from_env();
 
   Gateway& gateway_;
   unsigned index_;
