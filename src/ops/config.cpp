@@ -110,6 +110,30 @@ Parser duration(Millis Config::*field) {
   };
 }
 
+std::string duration_text(Millis d) {
+  const int64_t ms = d.count();
+  if (ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
+  if (ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
+  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
+  return fmt::format("{}ms", ms);
+}
+
+// A duration held to [min, max]: outside it the setting would break the gateway (the reason is
+// in the setting's --help text).
+Parser duration_in(Millis Config::*field, Millis min, Millis max) {
+  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
+    auto v = parse_duration(text);
+    if (!v || *v < min || *v > max) {
+      return fmt::format(
+          "expected a duration from {} to {} such as 250ms, 30s, 5m (bare number = "
+          "seconds)",
+          duration_text(min), duration_text(max));
+    }
+    c.*field = *v;
+    return std::nullopt;
+  };
+}
+
 // Byte sizes: plain integer, or with K/M/G (KiB/MiB/GiB), powers of 1024.
 std::optional<uint64_t> parse_bytes(std::string_view text) {
   uint64_t scale = 1;
@@ -391,8 +415,10 @@ const std::vector<Setting>& settings() {
        integer(&Config::threads, 0, 255)},
       {"WS_MAX_CONNECTIONS", "Limits", "10000", "WebSocket connections; beyond: 503",
        integer(&Config::max_connections, 1, 10'000'000)},
-      {"WS_MAX_MESSAGE_BYTES", "Limits", "4096", "largest client message; beyond: close 1009",
-       integer(&Config::max_message_bytes, 16, 16u << 20)},
+      {"WS_MAX_MESSAGE_BYTES", "Limits", "4096",
+       "largest client message; beyond: close 1009 (256 to 1 MiB: a smaller one cannot carry a "
+       "subscribe or resume request; a partial message is buffered per connection)",
+       integer(&Config::max_message_bytes, 256, 1u << 20)},
       {"WS_MAX_CHANNELS_PER_CONN", "Limits", "100",
        "channels per connection; beyond: too_many_channels",
        integer(&Config::max_channels_per_conn, 1, 100'000)},
@@ -400,17 +426,26 @@ const std::vector<Setting>& settings() {
        real(&Config::client_rate, 0, 1e6, true)},
       {"WS_CLIENT_BURST", "Limits", "100", "client request burst (token bucket depth)",
        real(&Config::client_burst, 1, 1e6, false)},
-      {"WS_REPLAY_SIZE", "Limits", "100", "data messages kept per session for replay and resume",
-       integer(&Config::replay_size, 0, 100'000)},
-      {"WS_RESUME_TTL", "Limits", "30s", "how long a detached session can be resumed",
-       duration(&Config::resume_ttl)},
-      {"WS_PING_INTERVAL", "Limits", "30s", "server ping after this much silence from a client",
-       duration(&Config::ping_interval)},
+      {"WS_REPLAY_SIZE", "Limits", "100",
+       "data messages kept per session for replay and resume (at most 10000: each session's ring "
+       "is one array of this many 8-byte references, made at its first message, and keeps that "
+       "many messages alive)",
+       integer(&Config::replay_size, 0, 10'000)},
+      {"WS_RESUME_TTL", "Limits", "30s",
+       "how long a detached session can be resumed (at most 1h: until then it keeps its ring and "
+       "channels)",
+       duration_in(&Config::resume_ttl, Millis(1), Millis(3'600'000))},
+      {"WS_PING_INTERVAL", "Limits", "30s",
+       "server ping after this much silence from a client (at least 100ms: each ping is a write "
+       "to every quiet client)",
+       duration_in(&Config::ping_interval, Millis(100), Millis(86'400'000))},
       {"WS_HEARTBEAT_TIMEOUT", "Limits", "90s", "silence after which a client is closed with 4000",
        duration(&Config::heartbeat_timeout)},
       {"WS_HANDSHAKE_TIMEOUT", "Limits", "10s",
-       "HTTP connections (before the upgrade, or keep-alive) silent this long are closed",
-       duration(&Config::handshake_timeout)},
+       "HTTP connections (before the upgrade, or keep-alive) silent this long are closed (1s to "
+       "5m: shorter refuses honest clients on slow links, longer lets idle sockets hold "
+       "descriptors)",
+       duration_in(&Config::handshake_timeout, Millis(1000), Millis(300'000))},
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
       {"WS_PUBLISH_TOKEN", "Limits", "unset",
@@ -445,8 +480,10 @@ const std::vector<Setting>& settings() {
       {"WS_MAX_CONNECTIONS_PER_IP", "Security", "0 (no limit)",
        "open sockets per client address, any state; beyond: closed at accept",
        integer(&Config::max_connections_per_ip, 0, 10'000'000)},
-      {"WS_MAX_HEADER_BYTES", "Security", "8192", "largest HTTP request head; beyond: 431",
-       bytes(&Config::max_header_bytes, 1024, 1u << 20)},
+      {"WS_MAX_HEADER_BYTES", "Security", "8192",
+       "largest HTTP request head; beyond: 431 (1 KiB to 64 KiB: every socket before the upgrade "
+       "may buffer this much)",
+       bytes(&Config::max_header_bytes, 1024, 64u << 10)},
       {"WS_MAX_BODY_BYTES", "Security", "1048576", "largest HTTP request body; beyond: 413",
        bytes(&Config::max_body_bytes, 1024, 256u << 20)},
       {"WS_CLIENT_MAX_BYTES_PER_SEC", "Security", "65536",
@@ -497,26 +534,31 @@ const std::vector<Setting>& settings() {
        "largest message payload taken from the broker or POST /publish",
        bytes(&Config::max_payload_bytes, 1, 64u << 20)},
       {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream, Redis)", "odin.token.",
-       "NATS subject / Redis channel prefix; channel = the rest of the subject",
+       "NATS subject / Redis channel prefix; channel = the rest of the subject (NATS and "
+       "JetStream: ends with '.', since the intake subscribes to <prefix>> and '>' must be a "
+       "whole token)",
        parse_subject_prefix},
       {"JS_STREAM_NAME", "Broker (NATS, JetStream, Redis)", "ODIN_TOKENS", "JetStream stream",
        nats_name(&Config::js_stream_name)},
       {"JS_CONSUMER_NAME", "Broker (NATS, JetStream, Redis)", "ws-server",
        "JetStream durable consumer", nats_name(&Config::js_consumer_name)},
-      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream, Redis)", "30s", "JetStream stream retention",
-       duration(&Config::js_stream_max_age)},
+      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream, Redis)", "30s",
+       "JetStream stream retention (at least 1s: shorter drops messages before they are read)",
+       duration_in(&Config::js_stream_max_age, Millis(1000), Millis(86'400'000))},
       {"JS_STREAM_MAX_MSGS", "Broker (NATS, JetStream, Redis)", "100000",
        "JetStream stream message limit", integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
       {"JS_STREAM_MAX_BYTES", "Broker (NATS, JetStream, Redis)", "52428800",
        "JetStream stream byte limit", bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
-      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream, Redis)", "30s", "JetStream ack wait",
-       duration(&Config::js_consumer_ack_wait)},
+      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream, Redis)", "30s",
+       "JetStream ack wait (at least 1s: shorter redelivers messages still being handled)",
+       duration_in(&Config::js_consumer_ack_wait, Millis(1000), Millis(86'400'000))},
       {"JS_STREAM_REPLICAS", "Broker (NATS, JetStream, Redis)", "1",
        "copies of the stream on a NATS cluster (1-5; 3 survives the loss of one node)",
        integer(&Config::js_stream_replicas, 1, 5)},
       {"WS_HISTORY_SIZE", "Broker (NATS, JetStream, Redis)", "256",
-       "JetStream: messages kept per channel so a client can resume on any instance",
-       integer(&Config::history_size, 0, 100'000)},
+       "JetStream: messages kept per channel so a client can resume on any instance (at most "
+       "10000: one array of this many references per channel and thread)",
+       integer(&Config::history_size, 0, 10'000)},
       {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream, Redis)", "JS_STREAM_MAX_AGE",
        "JetStream: oldest message kept in that history", duration(&Config::history_max_age)},
       {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
@@ -698,6 +740,14 @@ ConfigLoad load_config(std::span<const char* const> args,
     if (!config.redis_url.empty()) {
       config.notices.push_back("REDIS_URL is ignored: it is used only with WS_BROKER=redis");
     }
+  }
+  if ((config.broker == BrokerKind::kNats || config.broker == BrokerKind::kJetStream) &&
+      !config.subject_prefix.ends_with('.')) {
+    result.error = fmt::format(
+        "WS_SUBJECT_PREFIX: must end with '.' with NATS (the intake subscribes to <prefix>>, and "
+        "'>' must be a whole subject token), got '{}'",
+        config.subject_prefix);
+    return result;
   }
   if (config.history_max_age.count() == 0) config.history_max_age = config.js_stream_max_age;
   result.config = std::move(config);

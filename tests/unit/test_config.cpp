@@ -8,6 +8,8 @@
 #include <cctype>
 #include <map>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ops/config.hpp"
@@ -511,10 +513,86 @@ TEST(Config, Durations) {
       {"30", 30'000},      {"1.5s", 1'500},       {"0.25", 250},     {"1ms", 1},
       {"24h", 86'400'000}, {"1440m", 86'400'000}, {"2.5m", 150'000}, {"0.001", 1}};
   for (const auto& [text, ms] : good) {
-    ConfigLoad r = load({{"WS_RESUME_TTL", text}});
+    ConfigLoad r = load({{"WS_DRAIN_TIMEOUT", text}});
     ASSERT_TRUE(r.config) << text << ": " << r.error;
-    EXPECT_EQ(r.config->resume_ttl, Millis(ms)) << text;
+    EXPECT_EQ(r.config->drain_timeout, Millis(ms)) << text;
   }
+}
+
+// Values the parsers used to accept although the gateway cannot work with them: each is
+// refused with the bound in the error and the reason in --help.
+TEST(Config, ValuesThatWouldBreakTheGatewayAreRefused) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> bad = {
+      // too small to carry {"type":"resume",...} or a subscribe
+      {"WS_MAX_MESSAGE_BYTES", "255", "from 256 to 1048576"},
+      {"WS_MAX_MESSAGE_BYTES", "16M", "from 256 to 1048576"},
+      // one ring array of this many references per session / per channel and thread
+      {"WS_REPLAY_SIZE", "100000", "from 0 to 10000"},
+      {"WS_HISTORY_SIZE", "100000", "from 0 to 10000"},
+      // a detached session lives this long
+      {"WS_RESUME_TTL", "24h", "from 1ms to 1h"},
+      // a ping to every quiet client every sweep
+      {"WS_PING_INTERVAL", "1ms", "from 100ms to 24h"},
+      // no honest client upgrades in 1 ms; an idle socket held for a day
+      {"WS_HANDSHAKE_TIMEOUT", "1ms", "from 1s to 5m"},
+      {"WS_HANDSHAKE_TIMEOUT", "24h", "from 1s to 5m"},
+      // per-socket buffer before the upgrade
+      {"WS_MAX_HEADER_BYTES", "1M", "from 1024 to 65536"},
+      // redelivery before the handler is done; messages gone before they are read
+      {"JS_CONSUMER_ACK_WAIT", "10ms", "from 1s to 24h"},
+      {"JS_STREAM_MAX_AGE", "10ms", "from 1s to 24h"},
+  };
+  for (const auto& [name, value, bound] : bad) {
+    const std::string error = error_of(name, value);
+    EXPECT_TRUE(error.starts_with(name + ":")) << name << "=" << value << ": " << error;
+    EXPECT_NE(error.find(bound), std::string::npos) << error;
+    EXPECT_NE(error.find("'" + value + "'"), std::string::npos) << error;
+  }
+  // The bounds themselves are fine.
+  for (const auto& [name, value] :
+       std::vector<std::pair<std::string, std::string>>{{"WS_MAX_MESSAGE_BYTES", "256"},
+                                                        {"WS_MAX_MESSAGE_BYTES", "1048576"},
+                                                        {"WS_REPLAY_SIZE", "10000"},
+                                                        {"WS_HISTORY_SIZE", "10000"},
+                                                        {"WS_RESUME_TTL", "1h"},
+                                                        {"WS_PING_INTERVAL", "100ms"},
+                                                        {"WS_HANDSHAKE_TIMEOUT", "1s"},
+                                                        {"WS_HANDSHAKE_TIMEOUT", "5m"},
+                                                        {"WS_MAX_HEADER_BYTES", "64K"},
+                                                        {"JS_CONSUMER_ACK_WAIT", "1s"},
+                                                        {"JS_STREAM_MAX_AGE", "1s"}}) {
+    EXPECT_TRUE(accepts(name, value)) << name << "=" << value << ": " << error_of(name, value);
+  }
+  const std::string help = config_help();
+  for (const char* reason :
+       {"cannot carry a subscribe or resume request", "keeps that many messages alive",
+        "until then it keeps its ring", "each ping is a write", "shorter refuses honest clients",
+        "every socket before the upgrade may buffer this much", "redelivers messages still",
+        "drops messages before they are read", "'>' must be a whole token",
+        "one array of this many references per channel"}) {
+    EXPECT_NE(help.find(reason), std::string::npos) << reason;
+  }
+}
+
+TEST(Config, NatsSubjectPrefixMustEndWithADot) {
+  for (const char* kind : {"nats", "jetstream"}) {
+    ConfigLoad r = load({{"WS_BROKER", kind},
+                         {"NATS_URL", "nats://127.0.0.1:4222"},
+                         {"WS_SUBJECT_PREFIX", "odin.token"}});
+    EXPECT_FALSE(r.config) << kind;
+    EXPECT_TRUE(r.error.starts_with("WS_SUBJECT_PREFIX: must end with '.'")) << r.error;
+    EXPECT_NE(r.error.find("'odin.token'"), std::string::npos) << r.error;
+  }
+  // auto with NATS_URL is core NATS
+  EXPECT_FALSE(
+      load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_SUBJECT_PREFIX", "prices"}}).config);
+  EXPECT_TRUE(
+      load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_SUBJECT_PREFIX", "prices."}}).config);
+  // A Redis channel prefix needs no dot (PSUBSCRIBE <prefix>*); the embedded broker uses none.
+  ConfigLoad redis = load(
+      {{"WS_BROKER", "redis"}, {"REDIS_URL", "redis://127.0.0.1"}, {"WS_SUBJECT_PREFIX", "odin:"}});
+  EXPECT_TRUE(redis.config) << redis.error;
+  EXPECT_TRUE(load({{"WS_SUBJECT_PREFIX", "odin"}}).config);
 }
 
 TEST(Config, ByteSizes) {
