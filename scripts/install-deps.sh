@@ -18,10 +18,10 @@ if [[ "${1:-}" == "test" ]]; then
   # libclang-rt-14-dev, only a Recommends of clang's packages (skipped with --no-install-recommends).
   # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
   # haproxy balances the scale-out tests' gateways (test_cluster.py, the browser resume test); redis-server is
-  # the Redis broker test's server.
+  # the Redis broker test's server. faketime steps the wall clock under the gateway (test_clock.py).
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
              python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
-             redis-server)
+             redis-server faketime)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()

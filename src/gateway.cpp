@@ -168,7 +168,7 @@ int Gateway::run() {
                   e.code().message());
     return 1;
   }
-  started_at_ms_ = wall_ms();
+  started_at_ms_ = mono_ms();
   if (config_.broker == BrokerKind::kNats || config_.broker == BrokerKind::kJetStream) {
     broker_ = std::make_unique<NatsBroker>(config_, instance_id(), *hub_, resources_);
   } else if (config_.broker == BrokerKind::kRedis) {
@@ -192,7 +192,7 @@ int Gateway::run() {
                loops_.size(), broker_->name(), config_.demo_feed ? ", demo feed on" : "");
 
   // Main thread: resource sampling once a second, periodic stats log, and the stop signal.
-  int64_t next_stats_log = wall_ms() + config_.metrics_interval.count();
+  int64_t next_stats_log = mono_ms() + config_.metrics_interval.count();
   int received = 0;
   while (received == 0) {
     timespec second{1, 0};
@@ -207,7 +207,7 @@ int Gateway::run() {
       break;
     }
     resources_.sample();
-    if (wall_ms() >= next_stats_log) {
+    if (mono_ms() >= next_stats_log) {
       next_stats_log += config_.metrics_interval.count();
       spdlog::info("stats {}", render_stats(*this));
     }
@@ -225,8 +225,8 @@ int Gateway::run() {
   for (auto& loop : loops_) {
     boost::asio::post(loop->io(), [l = loop.get()] { l->begin_drain(); });
   }
-  const int64_t deadline = wall_ms() + config_.drain_timeout.count();
-  while (websocket_connections() > 0 && wall_ms() < deadline) {
+  const int64_t deadline = mono_ms() + config_.drain_timeout.count();
+  while (websocket_connections() > 0 && mono_ms() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const uint32_t left = websocket_connections();

@@ -50,6 +50,7 @@ class Gateway {
   uint16_t port() const { return port_; }
   // WS_INSTANCE_ID, or <hostname>-<port>: how this instance is named on NATS.
   std::string instance_id() const;
+  // mono_ms() at start (uptime is a duration).
   int64_t started_at_ms() const { return started_at_ms_; }
 
   // Admission of a WebSocket upgrade: counts the connection when admitted.

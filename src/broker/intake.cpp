@@ -136,7 +136,7 @@ void IntakeGovernor::reject(IntakeReject reason, std::string_view source) {
   if (reason == IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
   RejectLog& log = reject_log_[static_cast<size_t>(reason)];
   ++log.since_last;
-  const int64_t now = wall_ms();
+  const int64_t now = mono_ms();
   if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
   spdlog::warn("dropped {} message(s) from {}: {} (latest '{}')", log.since_last, broker_name_,
                intake_reject_name(reason), source.substr(0, 200));

@@ -9,6 +9,7 @@
 
 #include "gateway.hpp"
 #include "net/event_loop.hpp"
+#include "ops/clock.hpp"
 #include "ops/json.hpp"
 
 namespace odin {
@@ -65,10 +66,7 @@ Totals sum(const Gateway& gateway) {
 }
 
 double uptime_seconds(const Gateway& gateway) {
-  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  return static_cast<double>(now - gateway.started_at_ms()) / 1000.0;
+  return static_cast<double>(mono_ms() - gateway.started_at_ms()) / 1000.0;
 }
 
 const char* boolean(bool b) {

@@ -51,7 +51,7 @@ Connection::Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, boo
       tls_(std::move(tls)),
       address_slot_(std::move(address_slot)),
       reader_(loop.config().max_message_bytes),
-      opened_at_ms_(wall_ms()),
+      opened_at_ms_(mono_ms()),
       last_heard_ms_(opened_at_ms_),
       last_ping_ms_(opened_at_ms_),
       request_started_ms_(opened_at_ms_),  // the first request (and TLS handshake) is due now
@@ -109,7 +109,7 @@ void Connection::arm_read() {
 }
 
 bool Connection::take_input(std::span<char> bytes) {
-  const int64_t now = wall_ms();
+  const int64_t now = mono_ms();
   last_heard_ms_ = now;
   if (state_ == State::kHttp) {
     if (request_started_ms_ == 0) request_started_ms_ = now;
@@ -278,7 +278,7 @@ bool Connection::feed_http(std::span<char> bytes) {
   if (http.pending.empty()) std::string().swap(http.pending);
   // The next request has begun (its clock starts now) if any of it has arrived.
   if (request_started_ms_ == 0 && (!http.pending.empty() || http.parser->got_some())) {
-    request_started_ms_ = wall_ms();
+    request_started_ms_ = mono_ms();
   }
   return true;
 }
@@ -328,7 +328,7 @@ void Connection::on_close(uint16_t code, std::string_view) {
   state_ = State::kClosing;
   close_frame_sent_ = true;
   close_when_flushed_ = true;
-  close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+  close_deadline_ms_ = mono_ms() + kCloseHandshakeMs;
 }
 
 void Connection::send_raw(std::string_view bytes) {
@@ -349,7 +349,7 @@ void Connection::upgrade(Session& session) {
   state_ = State::kOpen;
   session_ = &session;
   session.connection = this;
-  last_heard_ms_ = last_ping_ms_ = wall_ms();
+  last_heard_ms_ = last_ping_ms_ = mono_ms();
 }
 
 void Connection::rebind(Session& session) {
@@ -360,7 +360,7 @@ void Connection::rebind(Session& session) {
 void Connection::detach_session() {
   if (!session_) return;
   session_->connection = nullptr;
-  session_->detached_at_ms = wall_ms();
+  session_->detached_at_ms = mono_ms();
   session_ = nullptr;
 }
 
@@ -383,14 +383,14 @@ void Connection::close(uint16_t code, std::string_view reason) {
   // Half-close once the frame is out: the client sees the close frame then EOF even if it never
   // answers; we keep reading for its close frame until the deadline.
   close_when_flushed_ = true;
-  close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+  close_deadline_ms_ = mono_ms() + kCloseHandshakeMs;
 }
 
 void Connection::close_after_flush() {
   close_when_flushed_ = true;
   if (state_ == State::kHttp) {
     state_ = State::kClosing;
-    close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
+    close_deadline_ms_ = mono_ms() + kCloseHandshakeMs;
   }
 }
 
@@ -580,7 +580,7 @@ void Connection::finish_deferred_response(unsigned status, std::string_view body
   --pending_ops_;
   awaiting_response_ = false;
   if (state_ == State::kClosed) return release_if_done();
-  last_heard_ms_ = wall_ms();  // the idle clock restarts once the client has its answer
+  last_heard_ms_ = mono_ms();  // the idle clock restarts once the client has its answer
   send_http_response(*this, status, "application/json", body, keep_alive);
   if (state_ != State::kHttp) return;
   if (http_ && !http_->pending.empty()) feed_http({});  // requests pipelined behind this one

@@ -133,6 +133,7 @@ class Connection final : public ws::FrameHandler {
   ws::MessageReader reader_;
   Session* session_ = nullptr;
   Outbound out_;
+  // All on mono_ms(): they measure durations (timeouts, deadlines), never calendar time.
   int64_t opened_at_ms_;
   int64_t last_heard_ms_;
   int64_t last_ping_ms_;

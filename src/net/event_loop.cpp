@@ -314,7 +314,7 @@ void EventLoop::arm_sweep() {
 
 void EventLoop::sweep() {
   take_fault(test_faults_.sweep);
-  const int64_t now = wall_ms();
+  const int64_t now = mono_ms();
   // Index loop: a sweep may close connections, which only retires them (reaped later).
   for (size_t i = 0; i < connections_.size(); ++i)
     connections_[i]->on_sweep(now);

@@ -1,5 +1,7 @@
-// The two clocks the gateway reads: wall time in milliseconds (envelope `ts`, session and
-// heartbeat bookkeeping) and a monotonic clock in nanoseconds (latency, rate limiting).
+// The clocks the gateway reads. Wall time only for what is a point in calendar time: envelope
+// `ts` fields and token times (`exp`, `nbf`). Every duration (timeouts, TTLs, deadlines, rate
+// limits, latency, uptime) is measured on the monotonic clock, so a step of the wall clock (NTP,
+// an operator, a VM resumed) neither closes every client nor disables every timeout.
 #pragma once
 
 #include <chrono>
@@ -15,6 +17,13 @@ inline int64_t wall_ms() {
 
 inline int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Monotonic milliseconds (an arbitrary origin, never 0 once the system is up): for durations.
+inline int64_t mono_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }

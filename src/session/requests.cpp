@@ -230,7 +230,7 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
   Session* old = loop.sessions().find(request.resume_session_id);
   if (!old || old == conn.session()) return false;
   if (!token_may_resume(conn, *old)) return false;
-  if (!old->connection && wall_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
+  if (!old->connection && mono_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
     return false;
   }
   if (request.resume_last_seq > old->seq) return false;

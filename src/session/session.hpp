@@ -52,7 +52,7 @@ class Session {
   uint64_t skip_through_pos = 0;
   ReplayRing<MessageRef> ring;
   Connection* connection = nullptr;
-  int64_t detached_at_ms = 0;
+  int64_t detached_at_ms = 0;  // mono_ms(): TTLs are durations, immune to wall-clock steps
 
   // Request budget.
   TokenBucket bucket;
