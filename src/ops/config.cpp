@@ -404,6 +404,15 @@ const std::vector<Setting>& settings() {
        integer(&Config::replay_size, 0, 100'000)},
       {"WS_RESUME_TTL", "Limits", "30s", "how long a detached session can be resumed",
        duration(&Config::resume_ttl)},
+      {"WS_MAX_DETACHED_SESSIONS", "Limits", "10000",
+       "detached sessions kept for a resume, process-wide (split evenly over the threads); "
+       "beyond: the oldest is dropped",
+       integer(&Config::max_detached_sessions, 0, 10'000'000)},
+      {"WS_MAX_DETACHED_PER_IP", "Limits", "0 (WS_MAX_CONNECTIONS_PER_IP)",
+       "detached sessions kept per client address; beyond: that address' oldest is dropped; "
+       "0 follows WS_MAX_CONNECTIONS_PER_IP (0 there: no per-address budget, as behind a "
+       "balancer)",
+       integer(&Config::max_detached_per_ip, 0, 10'000'000)},
       {"WS_PING_INTERVAL", "Limits", "30s", "server ping after this much silence from a client",
        duration(&Config::ping_interval)},
       {"WS_HEARTBEAT_TIMEOUT", "Limits", "90s", "silence after which a client is closed with 4000",
