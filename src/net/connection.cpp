@@ -333,6 +333,18 @@ void Connection::on_close(uint16_t code, std::string_view) {
   close_deadline_ms_ = wall_ms() + kCloseHandshakeMs;
 }
 
+bool Connection::make_room_for_output() {
+  // The kernel usually takes this much at once; below it an early flush would only cost writes.
+  constexpr uint64_t kEarlyFlushBytes = 64 * 1024;
+  if (state_ != State::kOpen) return false;
+  const uint64_t batched = out_.in_batch() ? out_.batched_bytes : 0;
+  if (batched > kEarlyFlushBytes ||
+      (batched > 0 && batched + out_.backlog_bytes() > loop_.config().client_queue_bytes)) {
+    loop_.flush();  // what the kernel refuses joins the backlog, which the slow-consumer rule caps
+  }
+  return state_ == State::kOpen;
+}
+
 void Connection::send_raw(std::string_view bytes) {
   if (state_ == State::kClosed) return;
   loop_.out().append_copy(*this, bytes);

@@ -65,6 +65,12 @@ class Connection final : public ws::FrameHandler {
   Session* session() { return session_; }
   int64_t opened_at_ms() const { return opened_at_ms_; }
 
+  // For a producer of much output in one turn (replay, resume): once this connection has more
+  // than a little unsent output (batch and backlog), writes the thread's batch now, so what a
+  // request produces is bounded by WS_CLIENT_QUEUE_BYTES while it is produced rather than after
+  // the turn. False once the connection takes no more data (the slow-consumer rule closed it):
+  // the producer stops.
+  bool make_room_for_output();
   // Queues bytes (a whole HTTP response or a whole frame) and schedules the flush.
   void send_raw(std::string_view bytes);
   void send_text(std::string_view json);

@@ -229,6 +229,14 @@ void EventLoop::end_transit(const SessionId& session_id) {
 
 void EventLoop::on_session_detached(Session& session) {
   sessions_.on_detached(session);
+  detached_addresses_.push_back(session.client_address);
+  if (budget_check_posted_) return;
+  budget_check_posted_ = true;
+  boost::asio::post(io_, [this] { enforce_detached_budget(); });
+}
+
+void EventLoop::enforce_detached_budget() {
+  budget_check_posted_ = false;
   const Config& config = this->config();
   const size_t threads = gateway_.thread_count();
   // Both budgets are process-wide, split evenly over the threads (each thread keeps its own).
@@ -236,8 +244,10 @@ void EventLoop::on_session_detached(Session& session) {
       config.max_detached_per_ip != 0 ? config.max_detached_per_ip : config.max_connections_per_ip;
   const size_t per_thread = (config.max_detached_sessions + threads - 1) / threads;
   const size_t per_address = (per_ip + threads - 1) / threads;
-  const size_t evicted =
-      sessions_.evict_over_budget(session, per_thread, per_address, fanout_.index());
+  size_t evicted = 0;
+  for (uint32_t address : detached_addresses_)
+    evicted += sessions_.evict_over_budget(address, per_thread, per_address, fanout_.index());
+  detached_addresses_.clear();
   if (evicted > 0) stats_.detached_evicted.add(evicted);
 }
 

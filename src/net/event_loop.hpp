@@ -102,8 +102,9 @@ class EventLoop {
   // thread may call this), becomes detached, resumable until WS_RESUME_TTL.
   void end_transit(const SessionId& session_id);
   // This thread's session was just detached from its connection: it is kept for a resume within
-  // the detached-session budget (WS_MAX_DETACHED_SESSIONS, WS_MAX_DETACHED_PER_IP), which may
-  // evict the oldest detached sessions, this one included.
+  // the detached-session budget (WS_MAX_DETACHED_SESSIONS, WS_MAX_DETACHED_PER_IP), which evicts
+  // the oldest detached sessions, this one included, at the end of this turn (never under the
+  // feet of the handler that detached it).
   void on_session_detached(Session& session);
   unsigned gateway_thread_count() const;
   // Accounting of open WebSocket connections (the cap is process-wide).
@@ -149,6 +150,9 @@ class EventLoop {
   std::vector<Connection*> retired_;
   bool reap_posted_ = false;
   bool draining_ = false;
+  void enforce_detached_budget();
+  std::vector<uint32_t> detached_addresses_;  // since the last budget check
+  bool budget_check_posted_ = false;
   std::atomic<uint32_t> connection_count_{0};
   std::atomic<uint32_t> session_count_{0};
   std::atomic<uint32_t> detached_count_{0};

@@ -57,6 +57,7 @@ void send_error(Connection& conn, std::string_view id_json, std::string_view cod
 
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
 void send_data(Connection& conn, uint64_t seq, const MessageRef& message) {
+  if (!conn.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
   char prefix[kMaxDataPrefixBytes];
   const size_t n = encode_data_prefix(prefix, seq, message->tail.size());
   conn.loop().out().append_shared(conn, {prefix, n}, message, message->tail);

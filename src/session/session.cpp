@@ -209,10 +209,9 @@ size_t SessionTable::expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& i
   return expired;
 }
 
-size_t SessionTable::evict_over_budget(const Session& just_detached, size_t per_thread,
-                                       size_t per_address, SubscriptionIndex& index) {
+size_t SessionTable::evict_over_budget(uint32_t address, size_t per_thread, size_t per_address,
+                                       SubscriptionIndex& index) {
   size_t evicted = 0;
-  const uint32_t address = just_detached.client_address;  // it may be evicted itself
   if (per_address > 0 && address != 0) {
     for (auto it = by_address_.find(address);
          it != by_address_.end() && it->second.size() > per_address;

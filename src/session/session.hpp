@@ -121,8 +121,8 @@ class SessionTable {
   size_t expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& index);
   // The detached-session budget (a client can make the gateway keep a session per hang-up): while
   // more than `per_thread` sessions are detached on this thread, or more than `per_address` from
-  // `just_detached`'s client address (0: no such limit), the oldest goes. Returns how many went.
-  size_t evict_over_budget(const Session& just_detached, size_t per_thread, size_t per_address,
+  // client `address` (per_address 0: no such limit), the oldest goes. Returns how many went.
+  size_t evict_over_budget(uint32_t address, size_t per_thread, size_t per_address,
                            SubscriptionIndex& index);
   template <class F>
   void for_each(F&& f) {

@@ -140,7 +140,7 @@ TEST(SessionTable, DetachedBudgetEvictsTheOldestAndFreesItsChannels) {
     return s;
   };
   for (uint64_t n = 1; n <= 3; ++n)
-    table.evict_over_budget(detach_new(n, 0x7f000001), 10, 2, index);
+    table.evict_over_budget(detach_new(n, 0x7f000001).client_address, 10, 2, index);
   // Address budget 2: the oldest of that address (1) went, with its channel entry.
   EXPECT_EQ(table.detached(), 2u);
   EXPECT_EQ(table.find(SessionId{1, 1 << 8}), nullptr);
@@ -148,7 +148,7 @@ TEST(SessionTable, DetachedBudgetEvictsTheOldestAndFreesItsChannels) {
   EXPECT_NE(index.find("CH2"), nullptr);
   // Another address does not push out the first one's sessions until the thread budget does.
   for (uint64_t n = 4; n <= 5; ++n)
-    table.evict_over_budget(detach_new(n, 0x0a000001), 3, 2, index);
+    table.evict_over_budget(detach_new(n, 0x0a000001).client_address, 3, 2, index);
   EXPECT_EQ(table.detached(), 3u);
   EXPECT_EQ(table.find(SessionId{2, 2 << 8}), nullptr);  // oldest overall
   EXPECT_NE(table.find(SessionId{3, 3 << 8}), nullptr);
@@ -173,7 +173,7 @@ TEST(SessionTable, ASessionInTransitIsNeitherExpiredNorEvicted) {
   EXPECT_FALSE(moving.detached());
   EXPECT_EQ(table.detached(), 0u);
   EXPECT_EQ(table.expire(1'000'000, 1, index), 0u);
-  EXPECT_EQ(table.evict_over_budget(moving, 0, 0, index), 0u);
+  EXPECT_EQ(table.evict_over_budget(0, 0, 0, index), 0u);
   EXPECT_NE(table.find(SessionId{1, 0}), nullptr);
   moving.end_transit(10);  // its connection died on the way: resumable until the TTL
   table.on_detached(moving);
