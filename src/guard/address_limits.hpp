@@ -42,6 +42,8 @@ class AddressLimits {
     void reset() {
       if (owner_) std::exchange(owner_, nullptr)->release(address_);
     }
+    // The client address (kept even when no per-address limit counts it).
+    uint32_t address() const { return address_; }
 
    private:
     AddressLimits* owner_ = nullptr;
@@ -51,7 +53,10 @@ class AddressLimits {
   // A slot for a new connection from `ipv4` (host order), or false when the address is at its
   // limit.
   bool acquire(uint32_t ipv4, Slot& slot) {
-    if (per_address_ == 0) return true;
+    if (per_address_ == 0) {
+      slot = Slot(nullptr, ipv4);  // not counted; the address is still known to the connection
+      return true;
+    }
     std::lock_guard lock(mutex_);
     uint32_t& count = counts_[ipv4];
     if (count >= per_address_) {

@@ -23,7 +23,7 @@ struct Totals {
   uint64_t rejected[static_cast<int>(RejectReason::kCount)] = {};
   uint64_t refused[static_cast<int>(RefuseReason::kCount)] = {};
   uint64_t flood_closes = 0, forbidden = 0, token_expired = 0, tokens_refreshed = 0;
-  uint64_t sessions = 0, detached = 0, channels = 0;
+  uint64_t sessions = 0, detached = 0, channels = 0, detached_evicted = 0;
   HistogramSnapshot latency;
 };
 
@@ -59,6 +59,7 @@ Totals sum(const Gateway& gateway) {
     t.tokens_refreshed += s.tokens_refreshed.get();
     t.sessions += loop.session_count();
     t.detached += loop.detached_count();
+    t.detached_evicted += s.detached_evicted.get();
     t.channels = std::max<uint64_t>(t.channels, loop.channel_count());
     t.latency.merge(s.fanout_latency.snapshot());
   }
@@ -213,6 +214,9 @@ std::string render_metrics(const Gateway& gateway) {
          t.tokens_refreshed);
   metric("ws_sessions", "gauge", "Sessions (attached and detached).", t.sessions);
   metric("ws_sessions_detached", "gauge", "Sessions waiting for a resume.", t.detached);
+  metric("ws_sessions_detached_evicted_total", "counter",
+         "Detached sessions dropped by WS_MAX_DETACHED_SESSIONS / WS_MAX_DETACHED_PER_IP.",
+         t.detached_evicted);
   metric("ws_messages_in_total", "counter", "Messages ingested from the broker.",
          gateway.hub().messages_in());
   metric("ws_messages_out_total", "counter", "Data messages queued to clients.", t.messages_out);

@@ -148,6 +148,7 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
       accept));
   const Config& config = gateway.config();
   Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size);
+  session.client_address = conn.client_address();
   if (token) {
     session.subject = token->subject;
     conn.set_token(std::move(token));

@@ -90,15 +90,15 @@ void ThreadFanout::drain() {
       if (i + kPrefetchAhead < count) {
         const Session* ahead = recipients[i + kPrefetchAhead];
         ahead->ring.prefetch_push();
-        if (ahead->connection) ahead->connection->prefetch_for_fanout();
+        if (Connection* c = ahead->connection()) c->prefetch_for_fanout();
       }
       Session* session = recipients[i];
       // A session restored from another instance that was ahead of this one: it already has
-      // the messages up to skip_through_pos.
-      if (pos <= session->skip_through_pos && pos != 0) continue;
+      // this channel's messages up to where that instance was.
+      if (session->already_sent(&channel, pos)) continue;
       const uint64_t seq = ++session->seq;
       session->ring.push(seq, message);
-      Connection* conn = session->connection;
+      Connection* conn = session->connection();
       if (conn && conn->accepts_data()) {
         char prefix[kMaxDataPrefixBytes];
         const size_t prefix_size = encode_data_prefix(prefix, seq, tail.size());

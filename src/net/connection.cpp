@@ -8,8 +8,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <cassert>
 #include <cerrno>
 #include <chrono>
+#include <utility>
 
 #include "http/request_parser.hpp"
 #include "http/router.hpp"
@@ -331,6 +333,18 @@ void Connection::on_close(uint16_t code, std::string_view) {
   close_deadline_ms_ = mono_ms() + kCloseHandshakeMs;
 }
 
+bool Connection::make_room_for_output() {
+  // The kernel usually takes this much at once; below it an early flush would only cost writes.
+  constexpr uint64_t kEarlyFlushBytes = 64 * 1024;
+  if (state_ != State::kOpen) return false;
+  const uint64_t batched = out_.in_batch() ? out_.batched_bytes : 0;
+  if (batched > kEarlyFlushBytes ||
+      (batched > 0 && batched + out_.backlog_bytes() > loop_.config().client_queue_bytes)) {
+    loop_.flush();  // what the kernel refuses joins the backlog, which the slow-consumer rule caps
+  }
+  return state_ == State::kOpen;
+}
+
 void Connection::send_raw(std::string_view bytes) {
   if (state_ == State::kClosed) return;
   loop_.out().append_copy(*this, bytes);
@@ -347,21 +361,28 @@ void Connection::send_text(std::string_view json) {
 
 void Connection::upgrade(Session& session) {
   state_ = State::kOpen;
-  session_ = &session;
-  session.connection = this;
+  bind_session(session, false);
   last_heard_ms_ = last_ping_ms_ = mono_ms();
 }
 
-void Connection::rebind(Session& session) {
+void Connection::bind_session(Session& session, bool returning_from_transit) {
+  assert(session_ == nullptr && "a connection has at most one session");
+  session.attach(*this, returning_from_transit);
   session_ = &session;
-  session.connection = this;
+  loop_.sessions().on_attached(session);
 }
 
-void Connection::detach_session() {
-  if (!session_) return;
-  session_->connection = nullptr;
-  session_->detached_at_ms = mono_ms();
-  session_ = nullptr;
+Session* Connection::take_session() {
+  Session* session = std::exchange(session_, nullptr);
+  if (session) session->detach(mono_ms(), false);
+  return session;
+}
+
+void Connection::detach_session(bool in_transit) {
+  Session* session = std::exchange(session_, nullptr);
+  if (!session) return;
+  session->detach(mono_ms(), in_transit);
+  if (!in_transit) loop_.on_session_detached(*session);
 }
 
 void Connection::close(uint16_t code, std::string_view reason) {
@@ -372,9 +393,7 @@ void Connection::close(uint16_t code, std::string_view reason) {
   send_raw(frame);
   if (code == ws::close_code::kGoingAway && session_) {
     // A drain ends sessions: there is nothing left to resume them on.
-    Session* s = session_;
-    detach_session();
-    loop_.sessions().destroy(*s, loop_.fanout().index());
+    loop_.sessions().destroy(*take_session(), loop_.fanout().index());
   } else {
     detach_session();
   }
@@ -532,8 +551,10 @@ void Connection::on_sweep(int64_t now_ms) {
 }
 
 void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-                         uint64_t fresh_session, std::unique_ptr<StreamFetch> fetch) {
+                         const SessionId& fresh_session, std::unique_ptr<StreamFetch> fetch) {
   migrating_ = true;
+  // From now on nobody else may resume the fresh session: the client may still come back to it.
+  if (session_) session_->begin_transit();
   MigratingConnection moving;
   moving.purpose = purpose;
   moving.fetch = std::move(fetch);
@@ -546,6 +567,13 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
   boost::asio::post(loop_.io(), [this, thread, moving = std::move(moving)]() mutable {
     --pending_ops_;
     if (state_ == State::kClosed) return release_if_done();
+    if (state_ != State::kOpen) {
+      // Closed meanwhile (drain, slow consumer, replaced): the close handshake goes on here, and
+      // the session (detached by close()) stays resumable.
+      migrating_ = false;
+      queued_while_migrating_.clear();
+      return arm_read();
+    }
     loop_.flush();  // everything queued for this client goes out from here, in order
     moving.queued = std::move(queued_while_migrating_);
     moving.saw_request = saw_request;
@@ -556,13 +584,14 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
     if (out_.backlog_bytes() > 0) {
       moving.unsent.assign(out_.backlog.data() + out_.backlog_offset, out_.backlog_bytes());
     }
-    detach_session();
+    detach_session(true);
     boost::system::error_code ec;
     moving.fd = socket_.release(ec);
     out_.release();
     state_ = State::kClosed;
     if (ec) {
       spdlog::warn("could not hand a connection to another thread: {}", ec.message());
+      loop_.end_transit(moving.fresh_session);
       release_if_done();
       return;
     }

@@ -21,6 +21,7 @@ namespace odin {
 
 class EventLoop;
 class Session;
+struct SessionId;
 struct HttpReader;
 struct StreamFetch;
 enum class MigrationPurpose : uint8_t;
@@ -48,6 +49,8 @@ class Connection final : public ws::FrameHandler {
   Outbound& outbound() { return out_; }
   State state() const { return state_; }
   bool is_loopback() const { return loopback_; }
+  // IPv4, host order (0 when unknown).
+  uint32_t client_address() const { return address_slot_.address(); }
   TlsStream* tls() { return tls_.get(); }
   // WS_AUTH=jwt: the claims of the token this connection presented (null when auth is off).
   const auth::TokenClaims* token() const { return token_.get(); }
@@ -62,13 +65,23 @@ class Connection final : public ws::FrameHandler {
   Session* session() { return session_; }
   int64_t opened_at_ms() const { return opened_at_ms_; }
 
+  // For a producer of much output in one turn (replay, resume): once this connection has more
+  // than a little unsent output (batch and backlog), writes the thread's batch now, so what a
+  // request produces is bounded by WS_CLIENT_QUEUE_BYTES while it is produced rather than after
+  // the turn. False once the connection takes no more data (the slow-consumer rule closed it):
+  // the producer stops.
+  bool make_room_for_output();
   // Queues bytes (a whole HTTP response or a whole frame) and schedules the flush.
   void send_raw(std::string_view bytes);
   void send_text(std::string_view json);
   // Switches to WebSocket after a 101 response was queued.
   void upgrade(Session& session);
-  // Re-binds an open connection to another session of this thread (resume on the same thread).
-  void rebind(Session& session);
+  // The binding to a session (the invariant is stated in session/session.hpp). bind_session is
+  // the one place a connection takes a session: one that has none, or one in transit when this
+  // connection comes back to it from another thread. take_session unbinds the current one
+  // without keeping it for a resume: the caller destroys it (a resume replaced it).
+  void bind_session(Session& session, bool returning_from_transit);
+  Session* take_session();
   // Starts the close handshake (server side) with `code`; the socket closes once the frame is
   // out and the client answered, or after a deadline.
   void close(uint16_t code, std::string_view reason);
@@ -78,8 +91,9 @@ class Connection final : public ws::FrameHandler {
   void close_after_flush();
   // Hands the socket to `thread` (a resume whose session lives there); this object retires.
   // Requests that arrive after the resume in the same read travel along, in order.
+  // The fresh session (still bound, or already on its way back) is in transit from here on.
   void migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-               uint64_t fresh_session, std::unique_ptr<StreamFetch> fetch = nullptr);
+               const SessionId& fresh_session, std::unique_ptr<StreamFetch> fetch = nullptr);
   void queue_while_migrating(std::string request) {
     queued_while_migrating_.push_back(std::move(request));
   }
@@ -120,7 +134,8 @@ class Connection final : public ws::FrameHandler {
   bool feed_ws(std::span<char> bytes);
   void arm_write();
   void slow_consumer();
-  void detach_session();
+  // Unbinds the session and keeps it for a resume (in transit: for this connection only).
+  void detach_session(bool in_transit = false);
   void finish_close();
   void release_if_done();
 

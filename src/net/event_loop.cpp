@@ -62,10 +62,7 @@ EventLoop::EventLoop(Gateway& gateway, unsigned index)
       accept_retry_timer_(io_),
       fanout_(*this),
       json_parser_(std::make_unique<simdjson::dom::parser>()),
-      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)) {
-  std::random_device seed;
-  session_counter_ = (uint64_t{seed()} << 32) ^ seed();
-}
+      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)) {}
 
 void EventLoop::throw_fault(uint32_t& left) {
   --left;
@@ -212,16 +209,6 @@ void EventLoop::schedule_flush() {
   });
 }
 
-uint64_t EventLoop::new_session_id() {
-  // splitmix64 over a random start: unguessable enough for a resume token within one process,
-  // with the owning thread in the low byte so any thread can route a resume.
-  uint64_t z = (session_counter_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  return (z & ~uint64_t{0xff}) | index_;
-}
-
 void EventLoop::hand_over(unsigned thread, MigratingConnection moving) {
   EventLoop& target = gateway_.loop(thread);
   // The move-only payload travels in a shared_ptr because asio handlers must be copyable here.
@@ -247,6 +234,7 @@ void EventLoop::adopt(MigratingConnection moving) {
     spdlog::warn("could not adopt a connection from another thread: {}", ec.message());
     ::close(moving.fd);
     gateway_.release_connection();
+    end_transit(moving.fresh_session);
     return;
   }
   Connection* raw =
@@ -264,14 +252,50 @@ void EventLoop::adopt(MigratingConnection moving) {
   if (!raw->migrating() && raw->state() != Connection::State::kClosed) raw->resume_reading();
 }
 
-void EventLoop::discard_session_elsewhere(uint64_t session_id) {
-  const unsigned thread = Session::thread_of(session_id);
+void EventLoop::discard_session_elsewhere(const SessionId& session_id) {
+  const unsigned thread = session_id.thread();
   if (thread >= gateway_.thread_count()) return;
   EventLoop& owner = gateway_.loop(thread);
   boost::asio::post(owner.io(), [&owner, session_id] {
     Session* s = owner.sessions_.find(session_id);
-    if (s && !s->connection) owner.sessions_.destroy(*s, owner.fanout_.index());
+    if (s && s->in_transit()) owner.sessions_.destroy(*s, owner.fanout_.index());
   });
+}
+
+void EventLoop::end_transit(const SessionId& session_id) {
+  const unsigned thread = session_id.thread();
+  if (thread >= gateway_.thread_count()) return;
+  EventLoop& owner = gateway_.loop(thread);
+  boost::asio::post(owner.io(), [&owner, session_id] {
+    Session* s = owner.sessions_.find(session_id);
+    if (!s || !s->in_transit()) return;
+    s->end_transit(mono_ms());
+    owner.on_session_detached(*s);
+  });
+}
+
+void EventLoop::on_session_detached(Session& session) {
+  sessions_.on_detached(session);
+  detached_addresses_.push_back(session.client_address);
+  if (budget_check_posted_) return;
+  budget_check_posted_ = true;
+  boost::asio::post(io_, [this] { enforce_detached_budget(); });
+}
+
+void EventLoop::enforce_detached_budget() {
+  budget_check_posted_ = false;
+  const Config& config = this->config();
+  const size_t threads = gateway_.thread_count();
+  // Both budgets are process-wide, split evenly over the threads (each thread keeps its own).
+  const size_t per_ip =
+      config.max_detached_per_ip != 0 ? config.max_detached_per_ip : config.max_connections_per_ip;
+  const size_t per_thread = (config.max_detached_sessions + threads - 1) / threads;
+  const size_t per_address = (per_ip + threads - 1) / threads;
+  size_t evicted = 0;
+  for (uint32_t address : detached_addresses_)
+    evicted += sessions_.evict_over_budget(address, per_thread, per_address, fanout_.index());
+  detached_addresses_.clear();
+  if (evicted > 0) stats_.detached_evicted.add(evicted);
 }
 
 void EventLoop::on_websocket_closed() {

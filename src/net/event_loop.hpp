@@ -50,7 +50,7 @@ struct MigratingConnection {
   std::string unsent;               // bytes the old thread could not write yet
   std::string request;              // the resume request, answered by the new thread
   std::vector<std::string> queued;  // requests received after it, in order
-  uint64_t fresh_session = 0;       // the session `welcome` announced (old thread's)
+  SessionId fresh_session;          // the session `welcome` announced (in transit meanwhile)
   bool saw_request = false;
   std::unique_ptr<TlsStream> tls;            // a TLS connection's state, buffered records included
   AddressLimits::Slot address_slot;          // its place under WS_MAX_CONNECTIONS_PER_IP
@@ -90,14 +90,22 @@ class EventLoop {
   // Flush at the end of this turn of the loop, once, however many handlers append before it.
   void schedule_flush();
 
-  uint64_t new_session_id();
+  SessionId new_session_id() const { return SessionId::random(index_); }
   // Sends a connection to another thread's adopt().
   void hand_over(unsigned thread, MigratingConnection moving);
   // A connection arrives from another thread.
   void adopt(MigratingConnection moving);
-  // Destroys a (detached) session of another thread: the fresh session of a connection that
-  // resumed an older one elsewhere.
-  void discard_session_elsewhere(uint64_t session_id);
+  // Destroys a session in transit on its owning thread (any thread may call this): the fresh
+  // session of a connection that resumed an older one elsewhere.
+  void discard_session_elsewhere(const SessionId& session_id);
+  // A connection died on its way between threads: its fresh session, on its owning thread (any
+  // thread may call this), becomes detached, resumable until WS_RESUME_TTL.
+  void end_transit(const SessionId& session_id);
+  // This thread's session was just detached from its connection: it is kept for a resume within
+  // the detached-session budget (WS_MAX_DETACHED_SESSIONS, WS_MAX_DETACHED_PER_IP), which evicts
+  // the oldest detached sessions, this one included, at the end of this turn (never under the
+  // feet of the handler that detached it).
+  void on_session_detached(Session& session);
   unsigned gateway_thread_count() const;
   // Accounting of open WebSocket connections (the cap is process-wide).
   void on_websocket_closed();
@@ -160,7 +168,9 @@ class EventLoop {
   std::vector<Connection*> retired_;
   bool reap_posted_ = false;
   bool draining_ = false;
-  uint64_t session_counter_ = 0;
+  void enforce_detached_budget();
+  std::vector<uint32_t> detached_addresses_;  // since the last budget check
+  bool budget_check_posted_ = false;
   std::atomic<uint32_t> connection_count_{0};
   std::atomic<uint32_t> session_count_{0};
   std::atomic<uint32_t> detached_count_{0};

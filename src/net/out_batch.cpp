@@ -56,12 +56,14 @@ void OutBatch::reset_arena() {
   oversized_.clear();
 }
 
-uint32_t OutBatch::slot_of(Connection& conn) {
+uint32_t OutBatch::slot_of(Connection& conn, size_t bytes) {
   Outbound& out = conn.outbound();
   if (!out.in_batch()) {
     out.batch_slot = static_cast<uint32_t>(dirty_.size());
+    out.batched_bytes = 0;
     dirty_.push_back(&conn);
   }
+  out.batched_bytes += bytes;
   return out.batch_slot;
 }
 
@@ -72,12 +74,12 @@ void OutBatch::append_shared(Connection& conn, std::string_view head, const Mess
   if (owners_.empty() || owners_.back() != owner) owners_.push_back(owner);
   pieces_.push_back(Piece{{head_copy, tail.data(), static_cast<uint32_t>(head.size()),
                            static_cast<uint32_t>(tail.size())},
-                          slot_of(conn)});
+                          slot_of(conn, head.size() + tail.size())});
 }
 
 char* OutBatch::append_reserve(Connection& conn, size_t n) {
   char* p = arena_alloc(n);
-  pieces_.push_back(Piece{{p, nullptr, static_cast<uint32_t>(n), 0}, slot_of(conn)});
+  pieces_.push_back(Piece{{p, nullptr, static_cast<uint32_t>(n), 0}, slot_of(conn, n)});
   return p;
 }
 

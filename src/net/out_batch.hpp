@@ -31,6 +31,7 @@ struct Outbound {
   uint32_t backlog_offset = 0;           // bytes of backlog already written
   uint32_t head_frame_written = 0;       // bytes of the first frame in backlog already written
   uint32_t batch_slot = kNone;           // this connection's place in this turn's batch
+  uint64_t batched_bytes = 0;            // bytes appended for it to this turn's batch
   bool in_batch() const { return batch_slot != kNone; }
 
   size_t backlog_bytes() const { return backlog.size() - backlog_offset; }
@@ -81,7 +82,7 @@ class OutBatch {
     uint32_t slot;  // the connection's batch slot
   };
   char* arena_alloc(size_t n);
-  uint32_t slot_of(Connection& conn);
+  uint32_t slot_of(Connection& conn, size_t bytes);
   FlushResult flush_one(Connection& conn, std::span<const Span> spans, uint64_t& bytes_written);
   FlushResult flush_tls(Connection& conn, TlsStream& tls, std::span<const Span> spans,
                         uint64_t& bytes_written);

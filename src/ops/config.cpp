@@ -435,6 +435,15 @@ const std::vector<Setting>& settings() {
        "how long a detached session can be resumed (at most 1h: until then it keeps its ring and "
        "channels)",
        duration_in(&Config::resume_ttl, Millis(1), Millis(3'600'000))},
+      {"WS_MAX_DETACHED_SESSIONS", "Limits", "10000",
+       "detached sessions kept for a resume, process-wide (split evenly over the threads); "
+       "beyond: the oldest is dropped",
+       integer(&Config::max_detached_sessions, 0, 10'000'000)},
+      {"WS_MAX_DETACHED_PER_IP", "Limits", "0 (WS_MAX_CONNECTIONS_PER_IP)",
+       "detached sessions kept per client address; beyond: that address' oldest is dropped; "
+       "0 follows WS_MAX_CONNECTIONS_PER_IP (0 there: no per-address budget, as behind a "
+       "balancer)",
+       integer(&Config::max_detached_per_ip, 0, 10'000'000)},
       {"WS_PING_INTERVAL", "Limits", "30s",
        "server ping after this much silence from a client (at least 100ms: each ping is a write "
        "to every quiet client)",

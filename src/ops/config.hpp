@@ -26,19 +26,21 @@ struct Config {
   unsigned threads = 0;
 
   // Admission and per-connection limits.
-  uint32_t max_connections = 10000;      // WS_MAX_CONNECTIONS
-  uint32_t max_message_bytes = 4096;     // WS_MAX_MESSAGE_BYTES
-  uint32_t max_channels_per_conn = 100;  // WS_MAX_CHANNELS_PER_CONN
-  double client_rate = 10.0;             // WS_CLIENT_RATE (requests per second)
-  double client_burst = 100.0;           // WS_CLIENT_BURST
-  uint32_t replay_size = 100;            // WS_REPLAY_SIZE
-  Millis resume_ttl{30'000};             // WS_RESUME_TTL
-  Millis ping_interval{30'000};          // WS_PING_INTERVAL
-  Millis heartbeat_timeout{90'000};      // WS_HEARTBEAT_TIMEOUT
-  Millis handshake_timeout{10'000};      // WS_HANDSHAKE_TIMEOUT
-  uint64_t client_queue_bytes = 262144;  // WS_CLIENT_QUEUE_BYTES
-  std::string publish_token;             // WS_PUBLISH_TOKEN
-  Millis drain_timeout{30'000};          // WS_DRAIN_TIMEOUT
+  uint32_t max_connections = 10000;         // WS_MAX_CONNECTIONS
+  uint32_t max_message_bytes = 4096;        // WS_MAX_MESSAGE_BYTES
+  uint32_t max_channels_per_conn = 100;     // WS_MAX_CHANNELS_PER_CONN
+  double client_rate = 10.0;                // WS_CLIENT_RATE (requests per second)
+  double client_burst = 100.0;              // WS_CLIENT_BURST
+  uint32_t replay_size = 100;               // WS_REPLAY_SIZE
+  Millis resume_ttl{30'000};                // WS_RESUME_TTL
+  uint32_t max_detached_sessions = 10'000;  // WS_MAX_DETACHED_SESSIONS
+  uint32_t max_detached_per_ip = 0;         // WS_MAX_DETACHED_PER_IP (0: WS_MAX_CONNECTIONS_PER_IP)
+  Millis ping_interval{30'000};             // WS_PING_INTERVAL
+  Millis heartbeat_timeout{90'000};         // WS_HEARTBEAT_TIMEOUT
+  Millis handshake_timeout{10'000};         // WS_HANDSHAKE_TIMEOUT
+  uint64_t client_queue_bytes = 262144;     // WS_CLIENT_QUEUE_BYTES
+  std::string publish_token;                // WS_PUBLISH_TOKEN
+  Millis drain_timeout{30'000};             // WS_DRAIN_TIMEOUT
 
   // Hostile clients: TLS, authentication, origins, floods.
   std::string tls_cert;                       // WS_TLS_CERT (PEM chain; with WS_TLS_KEY: TLS only)

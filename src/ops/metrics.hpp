@@ -83,6 +83,7 @@ struct alignas(64) ThreadStats {
   Counter resumes_ok;
   Counter resumes_failed;
   Counter resumes_restored;   // resumed from a stream position (session of another instance)
+  Counter detached_evicted;   // detached sessions dropped by the detached-session budget
   Counter rate_limited;       // requests refused with rate_limited
   Counter rate_limit_closes;  // closed with 1008
   Counter requests;           // client requests handled

@@ -85,10 +85,15 @@ void read_resume(simdjson::dom::element root, ClientRequest& r) {
   simdjson::dom::element data;
   simdjson::dom::element last;
   if (root["data"].get(data) || !data.is_object() || data["session"].get(r.resume_session) ||
-      data["last_seq"].get(last) || !read_uint(last, r.resume_last_seq) ||
-      !Session::parse_id(r.resume_session, r.resume_session_id)) {
+      data["last_seq"].get(last) || !read_uint(last, r.resume_last_seq)) {
     return fail(r, "resume needs data.session and data.last_seq");
   }
+  // Seqs are JSON numbers a JavaScript client must read exactly: a resumed session continues
+  // from last_seq, so it must leave room below 2^53.
+  if (r.resume_last_seq > kMaxResumableSeq) {
+    return fail(r, "data.last_seq is beyond what a client can count (2^53 - 2^32)");
+  }
+  r.resume_session_id = SessionId::parse(r.resume_session);
   // Resume on any instance (docs/protocol.md): the client's stream position and channels.
   simdjson::dom::element pos;
   const bool has_pos = !data["last_pos"].get(pos);

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "session/session_id.hpp"
+
 namespace simdjson::dom {
 class parser;
 }
@@ -51,15 +53,20 @@ struct ClientRequest {
   // kReplay: from >= 1; to, when given, >= from (when absent it means the session's last seq).
   uint64_t replay_from = 0;
   std::optional<uint64_t> replay_to;
-  // kResume: data.session as sent and decoded, and data.last_seq.
+  // kResume: data.session as sent, decoded when it has the form of our ids (anything else names
+  // no session of this gateway: resume_failed, not bad_request), and data.last_seq.
   std::string_view resume_session;
-  uint64_t resume_session_id = 0;
+  std::optional<SessionId> resume_session_id;
   uint64_t resume_last_seq = 0;
   // kResume on another instance: data.last_pos, set only together with `channels`.
   std::optional<uint64_t> resume_last_pos;
   // kAuth: data.token.
   std::string_view auth_token;
 };
+
+// The largest `last_seq` a resume may carry: seqs go on from there and must stay exact in a
+// JavaScript number (below 2^53), with room for 2^32 more messages.
+constexpr uint64_t kMaxResumableSeq = (uint64_t{1} << 53) - (uint64_t{1} << 32);
 
 // Parses `text` with `parser` (one per thread: the DOM parser reuses its memory).
 ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser);

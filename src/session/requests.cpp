@@ -19,6 +19,7 @@
 #include "ops/json.hpp"
 #include "session/client_request.hpp"
 #include "session/session.hpp"
+#include "spdlog/spdlog.h"
 
 namespace odin {
 
@@ -56,6 +57,7 @@ void send_error(Connection& conn, std::string_view id_json, std::string_view cod
 
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
 void send_data(Connection& conn, uint64_t seq, const MessageRef& message) {
+  if (!conn.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
   char prefix[kMaxDataPrefixBytes];
   const size_t n = encode_data_prefix(prefix, seq, message->tail.size());
   conn.loop().out().append_shared(conn, {prefix, n}, message, message->tail);
@@ -214,7 +216,9 @@ void handle_auth(Connection& conn, Session& session, const ClientRequest& reques
 bool token_may_resume(const Connection& conn, const Session& session) {
   const auth::TokenClaims* token = conn.token();
   if (!token) return true;
-  if (token->subject != session.subject) return false;
+  // Tokens without `sub` would all share one identity: any of them could take the others'
+  // sessions.
+  if (token->subject.empty() || token->subject != session.subject) return false;
   for (const Session::Subscription& sub : session.subscriptions()) {
     if (!token->channels.allows(sub.channel->name)) return false;
   }
@@ -227,10 +231,13 @@ bool token_may_resume(const Connection& conn, const Session& session) {
 bool resume_here(Connection& conn, const ClientRequest& request) {
   EventLoop& loop = conn.loop();
   const std::string_view id_json = request.id_json;
-  Session* old = loop.sessions().find(request.resume_session_id);
+  if (!request.resume_session_id) return false;  // not the form of our ids
+  Session* old = loop.sessions().find(*request.resume_session_id);
   if (!old || old == conn.session()) return false;
+  // Its connection is on its way to another thread and may come back to it.
+  if (old->in_transit()) return false;
   if (!token_may_resume(conn, *old)) return false;
-  if (!old->connection && mono_ms() - old->detached_at_ms >= loop.config().resume_ttl.count()) {
+  if (old->detached() && mono_ms() - old->detached_at_ms() >= loop.config().resume_ttl.count()) {
     return false;
   }
   if (request.resume_last_seq > old->seq) return false;
@@ -238,13 +245,12 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
       (old->ring.empty() || old->ring.first_seq() > request.resume_last_seq + 1)) {
     return false;  // never partial: the ring no longer reaches back far enough
   }
-  if (old->connection) old->connection->close(ws::close_code::kNormal, "session resumed elsewhere");
-  if (Session* fresh = conn.session()) {
-    conn.rebind(*old);
-    loop.sessions().destroy(*fresh, loop.fanout().index());
-  } else {
-    conn.rebind(*old);
+  if (Connection* holder = old->connection()) {
+    holder->take_session();  // handed straight to `conn`, never kept as detached
+    holder->close(ws::close_code::kNormal, "session resumed elsewhere");
   }
+  if (Session* fresh = conn.take_session()) loop.sessions().destroy(*fresh, loop.fanout().index());
+  conn.bind_session(*old, false);
   const uint32_t replayed =
       old->ring.for_range(request.resume_last_seq + 1, old->seq,
                           [&](uint64_t seq, const MessageRef& m) { send_data(conn, seq, m); });
@@ -253,7 +259,7 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
   json::append_uint(reply.out(), replayed);
   reply.out().push_back('}');
   if (positions_on(loop)) {
-    append_position(reply.out(), std::max(old->skip_through_pos, loop.fanout().last_pos()));
+    append_position(reply.out(), std::max(old->skip_through_pos(), loop.fanout().last_pos()));
   }
   reply.send(conn, id_json);
   loop.stats().resumes_ok.add();
@@ -341,7 +347,7 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
   for (std::string_view channel : channels)
     session->subscribe(index, channel);
   session->seq = request.resume_last_seq;
-  session->skip_through_pos = last_pos;
+  session->skip_restored_through(last_pos);  // these channels only: later ones start here
   for (const MessageRef& message : replay) {
     const uint64_t seq = ++session->seq;
     session->ring.push(seq, message);
@@ -423,7 +429,8 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
       handle_replay(conn, session, request);
       return true;
     case RequestKind::kResume: {
-      const unsigned owner = Session::thread_of(request.resume_session_id);
+      const unsigned owner =
+          request.resume_session_id ? request.resume_session_id->thread() : loop.index();
       if (owner != loop.index() && owner < loop.gateway_thread_count()) {
         conn.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
         return true;
@@ -456,7 +463,7 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
       loop.discard_session_elsewhere(moving.fresh_session);
     } else {
       // Back to the thread of the session `welcome` announced, to continue there.
-      conn.migrate(Session::thread_of(moving.fresh_session), MigrationPurpose::kResumeFailed,
+      conn.migrate(moving.fresh_session.thread(), MigrationPurpose::kResumeFailed,
                    std::move(moving.request), moving.fresh_session);
       for (std::string& queued : moving.queued)
         conn.queue_while_migrating(std::move(queued));
@@ -466,10 +473,23 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
     // Back on the fresh session's thread: restore from the client's stream position, if it sent
     // one (after reading the stream, for kRestore), or refuse.
     Session* fresh = loop.sessions().find(moving.fresh_session);
-    if (!fresh) {
-      fresh = &loop.sessions().create(moving.fresh_session, loop.config().replay_size);
+    if (fresh && !fresh->in_transit()) {
+      // Only this connection may take its session back (the binding invariant, session.hpp);
+      // reaching here is a defect, and sharing the session would be a worse one.
+      spdlog::error("session {} came back out of transit; closing its connection",
+                    moving.fresh_session.text());
+      conn.close(ws::close_code::kInternalError, "internal error");
+      return;
     }
-    conn.rebind(*fresh);
+    if (fresh) {
+      conn.bind_session(*fresh, true);
+    } else {  // not expected (in transit, it neither expires nor is evicted): the same identity
+              // anew
+      Session& created = loop.sessions().create(moving.fresh_session, loop.config().replay_size);
+      created.client_address = conn.client_address();
+      if (const auth::TokenClaims* token = conn.token()) created.subject = token->subject;
+      conn.bind_session(created, false);
+    }
     const bool restorable = request.kind == RequestKind::kResume && !request.error;
     const Restore restore =
         restorable ? restore_from_position(conn, request, moving.request, std::move(moving.fetch))

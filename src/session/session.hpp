@@ -3,14 +3,18 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "hub/message.hpp"
 #include "hub/subscription_index.hpp"
 #include "session/replay_ring.hpp"
+#include "session/session_id.hpp"
 #include "session/token_bucket.hpp"
 
 namespace odin {
@@ -22,18 +26,18 @@ class Session {
   struct Subscription {
     ChannelSubscribers* channel;
     uint32_t position;  // index in channel->sessions
+    // Restored from another instance that was further along the stream: this channel's messages
+    // up to here were already sent to the client there. 0 for a channel subscribed here.
+    uint64_t skip_through_pos = 0;
   };
 
-  Session(uint64_t id, uint32_t replay_size);
+  Session(SessionId id, uint32_t replay_size);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  uint64_t id() const { return id_; }
-  // Owning thread, encoded in the id so any thread can route a resume to it.
-  static unsigned thread_of(uint64_t id) { return static_cast<unsigned>(id & 0xff); }
-  std::string id_text() const;
-  static bool parse_id(std::string_view text, uint64_t& id);
+  const SessionId& id() const { return id_; }
+  std::string id_text() const { return id_.text(); }
 
   // Subscriptions (index maintenance included). Return false when already in that state.
   bool subscribe(SubscriptionIndex& index, std::string_view channel);
@@ -45,14 +49,32 @@ class Session {
   // Called by the index owner when a swap-remove moved this session inside `channel`.
   void moved_within(const ChannelSubscribers* channel, uint32_t position);
 
+  // After a restore (docs/protocol.md, resume on any instance): marks the channels subscribed so
+  // far as sent through `pos` on the instance the client came from.
+  void skip_restored_through(uint64_t pos);
+  // Whether `pos` on `channel` was already sent to the client by another instance. Cheap when
+  // no skip is active (the fan-out asks for every recipient).
+  bool already_sent(const ChannelSubscribers* channel, uint64_t pos) const {
+    return pos <= skip_through_pos_ && pos != 0 && already_sent_slow(channel, pos);
+  }
+  uint64_t skip_through_pos() const { return skip_through_pos_; }
+
+  // The binding to a connection. Invariant: a session has at most one connection and a
+  // connection at most one session; both sides are set and cleared only by
+  // Connection::bind_session / unbind_session. A session is in transit while its connection is
+  // being handed to another thread (resume, restore): nobody else may resume it then, and it does
+  // not expire, until the connection comes back to it, or resumed another session (this one is
+  // then discarded), or died on the way (end_transit).
+  Connection* connection() const { return connection_; }
+  bool in_transit() const { return in_transit_; }
+  bool detached() const { return connection_ == nullptr && !in_transit_; }
+  int64_t detached_at_ms() const { return detached_at_ms_; }
+  void begin_transit() { in_transit_ = true; }
+  void end_transit(int64_t now_ms);
+
   // The fan-out's per-recipient state (hub/fanout.cpp writes these directly).
   uint64_t seq = 0;  // the last seq assigned
-  // Restored from another instance that was further along the stream: messages up to this pos
-  // were already sent to the client there (docs/protocol.md, resume on any instance).
-  uint64_t skip_through_pos = 0;
   ReplayRing<MessageRef> ring;
-  Connection* connection = nullptr;
-  int64_t detached_at_ms = 0;  // mono_ms(): TTLs are durations, immune to wall-clock steps
 
   // Request budget.
   TokenBucket bucket;
@@ -61,22 +83,47 @@ class Session {
   // WS_AUTH=jwt: the `sub` of the token that opened the session; only a token with the same
   // subject may resume it.
   std::string subject;
+  // The client's address (IPv4, host order; 0 unknown), for the per-address detached budget.
+  uint32_t client_address = 0;
 
  private:
-  uint64_t id_;
+  friend class Connection;  // the binding's only writer
+  void attach(Connection& connection, bool returning_from_transit);
+  void detach(int64_t now_ms, bool in_transit);
+  bool already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const;
+
+  SessionId id_;
   std::vector<Subscription> subscriptions_;
+  Connection* connection_ = nullptr;
+  int64_t detached_at_ms_ = 0;     // mono_ms(): TTLs are durations, immune to wall-clock steps
+  uint64_t skip_through_pos_ = 0;  // the largest of the subscriptions' skip_through_pos
+  bool in_transit_ = false;
+  // Places in SessionTable's detached orders, while listed there.
+  bool listed_detached_ = false;
+  std::list<Session*>::iterator detached_order_;
+  std::list<Session*>::iterator address_order_;
+  friend class SessionTable;
 };
 
 // The sessions of one thread, attached or detached, by id.
 class SessionTable {
  public:
-  Session& create(uint64_t id, uint32_t replay_size);
-  Session* find(uint64_t id);
+  Session& create(SessionId id, uint32_t replay_size);
+  Session* find(const SessionId& id);
   void destroy(Session& session, SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }
-  size_t detached() const;
+  size_t detached() const { return detached_order_.size(); }
+  // Bookkeeping of the detached orders; called by Connection::bind_session / unbind_session and
+  // Session::end_transit's callers, right after the session changed state.
+  void on_attached(Session& session);
+  void on_detached(Session& session);
   // Destroys detached sessions older than `ttl_ms`; returns how many.
   size_t expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& index);
+  // The detached-session budget (a client can make the gateway keep a session per hang-up): while
+  // more than `per_thread` sessions are detached on this thread, or more than `per_address` from
+  // client `address` (per_address 0: no such limit), the oldest goes. Returns how many went.
+  size_t evict_over_budget(uint32_t address, size_t per_thread, size_t per_address,
+                           SubscriptionIndex& index);
   template <class F>
   void for_each(F&& f) {
     for (auto& [id, s] : sessions_)
@@ -84,7 +131,13 @@ class SessionTable {
   }
 
  private:
-  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  void forget_detached(Session& session);
+
+  std::unordered_map<SessionId, std::unique_ptr<Session>, SessionIdHash> sessions_;
+  // Detached sessions, oldest first (expiry and the budget walk from the front), overall and per
+  // client address.
+  std::list<Session*> detached_order_;
+  std::unordered_map<uint32_t, std::list<Session*>> by_address_;
 };
 
 }  // namespace odin

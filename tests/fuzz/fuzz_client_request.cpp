@@ -40,7 +40,8 @@ std::string summary(const odin::ClientRequest& r) {
     s.append(c).append(",");
   s += std::to_string(r.snapshot) + "|" + std::to_string(r.replay_from) + "|" +
        std::to_string(r.replay_to.value_or(0)) + std::to_string(r.replay_to.has_value()) + "|" +
-       std::string(r.resume_session) + "|" + std::to_string(r.resume_session_id) + "|" +
+       std::string(r.resume_session) + "|" +
+       (r.resume_session_id ? r.resume_session_id->text() : std::string("-")) + "|" +
        std::to_string(r.resume_last_seq) + "|" + std::string(r.auth_token);
   return s;
 }
@@ -74,10 +75,12 @@ void check_request(const odin::ClientRequest& r, std::string_view text) {
       check(!r.replay_to || *r.replay_to >= r.replay_from, "replay to before from");
       break;
     case RequestKind::kResume: {
-      check(r.resume_session.size() == 16, "resume session text is not 16 characters");
-      uint64_t id = 0;
-      check(odin::Session::parse_id(r.resume_session, id) && id == r.resume_session_id,
-            "resume session id does not decode to the id given");
+      // Any string names a session; one of our form decodes, and encodes back to the same text.
+      check(!r.resume_session_id || r.resume_session_id->text() == r.resume_session,
+            "resume session id does not encode back to the text given");
+      check(r.resume_session_id.has_value() == odin::SessionId::parse(r.resume_session).has_value(),
+            "resume session id decoded inconsistently");
+      check(r.resume_last_seq <= odin::kMaxResumableSeq, "resume last_seq beyond 2^53 - 2^32");
       break;
     }
     default:

@@ -205,6 +205,21 @@ async def test_resume_only_by_the_same_subject(binary):
         await again.close()
 
 
+async def test_no_resume_with_tokens_without_a_subject(binary):
+    """Tokens without `sub` would all be one identity: each could resume the others' sessions."""
+    with Gateway(binary, WS_AUTH="jwt", WS_JWT_SECRET=SECRET) as gw:
+        anonymous = token({"channels": ["a"]}, sub=None)
+        assert "sub" not in jwt.decode(anonymous, options={"verify_signature": False})
+        ws, welcome = await connect(gw, "?channels=a&token=" + anonymous)
+        await recv_json(ws)
+        await ws.close()
+        other, _ = await connect(gw, "?token=" + token({"channels": ["a"]}, sub=None))
+        await other.send(json.dumps({"type": "resume", "data": {
+            "session": welcome["data"]["session"], "last_seq": 0}}))
+        assert (await recv_json(other))["data"]["code"] == "resume_failed"
+        await other.close()
+
+
 async def test_key_rotation_on_sighup_and_bad_settings(binary):
     tmp = tempfile.mkdtemp(prefix="odin-jwt-")
     try:
@@ -277,6 +292,7 @@ if __name__ == "__main__":
         test_channels_claim_with_wildcards,
         test_expiry_closes_with_4001_unless_refreshed,
         test_resume_only_by_the_same_subject,
+        test_no_resume_with_tokens_without_a_subject,
         test_key_rotation_on_sighup_and_bad_settings,
         test_auth_request_without_auth_enabled,
         test_far_future_expiry_does_not_wrap_into_the_past,

@@ -75,6 +75,10 @@ async def test_resume_failed_cases(binary):
         await expect_resume_failed(gw, "0123456789abcdef", 0)   # unknown (thread 0xef: none)
         await expect_resume_failed(gw, "0123456789abcd00", 0)   # unknown on thread 0
         await expect_resume_failed(gw, "0123456789abcd01", 0)   # unknown on thread 1
+        # Whatever the id looks like: unknown is resume_failed, not bad_request.
+        await expect_resume_failed(gw, "0123456789abcdef0123456789abcd01", 0)
+        await expect_resume_failed(gw, "not an id", 0)
+        await expect_resume_failed(gw, "", 0)
         # The ring no longer reaches back.
         ws, welcome = await connect(gw, "?channels=RING")
         await recv_json(ws)

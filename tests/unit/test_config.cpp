@@ -47,6 +47,8 @@ const std::vector<std::string> kAllVariables = {
     "WS_CLIENT_BURST",
     "WS_REPLAY_SIZE",
     "WS_RESUME_TTL",
+    "WS_MAX_DETACHED_SESSIONS",
+    "WS_MAX_DETACHED_PER_IP",
     "WS_PING_INTERVAL",
     "WS_HEARTBEAT_TIMEOUT",
     "WS_HANDSHAKE_TIMEOUT",
