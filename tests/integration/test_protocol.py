@@ -3,7 +3,7 @@ import asyncio
 import json
 import re
 
-from harness import (EXACT_DATA, Gateway, connect, data_text, exact_publish_body, recv_json,
+from harness import (EXACT_DATA, Gateway, RawClient, connect, data_text, exact_publish_body, recv_json,
                      recv_until, run_tests)
 
 KEY_ORDER = re.compile(r'^\{"seq":\d+,"ts":\d+,"type":"[^"]*","channel":"[^"]*","data":')
@@ -189,9 +189,19 @@ async def test_one_mib_data_message_by_default(binary):
     with Gateway(binary) as gw:
         ws, _ = await connect(gw, "?channels=BIG")
         assert (await recv_json(ws))["type"] == "subscribed"
+        # A client with a small receive buffer gets it whole too: one message larger than
+        # WS_CLIENT_QUEUE_BYTES (256 KiB) is not a slow consumer.
+        slow = RawClient(gw.port, path="/ws?channels=BIG", rcvbuf=4096)
+        assert slow.read_http_head()[0] == 101
+        for expected in ("welcome", "subscribed"):
+            assert json.loads(slow.read_frame()[1])["type"] == expected
         status, _, body = gw.http("POST", "/publish", '{"channel":"BIG","data":' + data + '}')
         assert status == 200, (status, body[:200])
         assert data_text(await asyncio.wait_for(ws.recv(), 10)) == data
+        await asyncio.sleep(0.3)
+        opcode, payload = slow.read_frame(10)
+        assert opcode == 1 and data_text(payload.decode()) == data, (opcode, payload[:100])
+        slow.close()
         status, _, body = gw.http("POST", "/publish", '{"channel":"BIG","data":' + data + ' }')
         assert status == 200, (status, body[:200])  # spaces around data are not data
         assert data_text(await asyncio.wait_for(ws.recv(), 10)) == data
