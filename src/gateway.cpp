@@ -26,7 +26,8 @@
 namespace odin {
 
 Gateway::Gateway(Config config)
-    : config_(std::move(config)), address_limits_(config_.max_connections_per_ip) {
+    : config_(std::move(config)),
+      address_limits_(config_.max_connections_per_ip, config_.max_sockets) {
   unsigned threads = config_.threads;
   if (threads == 0) {
     threads = static_cast<unsigned>(std::max(1.0, std::floor(ResourceMonitor::available_cpus())));

@@ -138,8 +138,10 @@ void IntakeGovernor::reject(IntakeReject reason, std::string_view source) {
   ++log.since_last;
   const int64_t now = mono_ms();
   if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
-  spdlog::warn("dropped {} message(s) from {}: {} (latest '{}')", log.since_last, broker_name_,
-               intake_reject_name(reason), source.substr(0, 200));
+  spdlog::warn("dropped {} message(s) from {}: {}{} (latest '{}')", log.since_last, broker_name_,
+               intake_reject_name(reason),
+               reason == IntakeReject::kOversized ? " (payload over WS_MAX_PAYLOAD_BYTES)" : "",
+               source.substr(0, 200));
   log.since_last = 0;
   log.last_ms = now;
 }

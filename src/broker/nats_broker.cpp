@@ -735,7 +735,11 @@ PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_pu
     natsMsg* msg = nullptr;
     natsStatus s = natsMsg_Create(&msg, item.subject.c_str(), nullptr, item.data.data(),
                                   static_cast<int>(item.data.size()));
-    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Type", item.type.c_str());
+    // No header for the default type (its absence means "message"): headers count toward NATS'
+    // max_payload, so a message as large as it allows stays publishable.
+    if (s == NATS_OK && item.type != "message") {
+      s = natsMsgHeader_Set(msg, "Type", item.type.c_str());
+    }
     jsErrCode jerr = static_cast<jsErrCode>(0);
     if (s == NATS_OK) {
       if (jetstream) {

@@ -39,6 +39,9 @@ constexpr int64_t kDeadAfterNs = 10'000'000'000;  // silence that means the conn
 constexpr timeval kConnectTimeout{2, 0};
 constexpr timeval kCommandTimeout{5, 0};  // a blocking command (setup, PUBLISH replies)
 constexpr size_t kReadChunk = 256 * 1024;
+// The object form {"type":...,"data":...} around a `data`: its keys and a type of up to 128
+// characters, each escaped in six bytes at worst.
+constexpr size_t kObjectFormSlack = 1024;
 
 struct ContextFree {
   void operator()(redisContext* c) const { redisFree(c); }
@@ -385,7 +388,9 @@ void RedisBroker::Impl::hand_over() {
     counters.received.fetch_add(1, std::memory_order_relaxed);
     const std::string_view channel = text_of(reply->element[2]);
     const std::string_view payload = text_of(reply->element[3]);
-    if (payload.size() > config.max_payload_bytes) {  // before any parsing
+    // Before any parsing; the object form's "type" and keys may come on top of a `data` as
+    // large as WS_MAX_PAYLOAD_BYTES, which the filter checks exactly.
+    if (payload.size() > config.max_payload_bytes + kObjectFormSlack) {
       governor.reject(IntakeReject::kOversized, channel);
       continue;
     }

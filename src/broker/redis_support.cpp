@@ -63,49 +63,6 @@ std::optional<T> parse_number(std::string_view text, uint64_t max) {
   return static_cast<T>(v);
 }
 
-bool is_json_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-// Positions in text already validated as JSON: each returns the index just past what it skips
-// (bounded by the text's end, so even invalid input cannot run past it).
-size_t skip_space(std::string_view t, size_t i) {
-  while (i < t.size() && is_json_space(t[i]))
-    ++i;
-  return i;
-}
-
-size_t skip_string(std::string_view t, size_t i) {  // t[i] is the opening quote
-  ++i;
-  while (i < t.size() && t[i] != '"')
-    i += t[i] == '\\' ? 2 : 1;
-  return std::min(i + 1, t.size());
-}
-
-size_t skip_value(std::string_view t, size_t i) {
-  if (i >= t.size()) return i;
-  if (t[i] == '"') return skip_string(t, i);
-  if (t[i] == '{' || t[i] == '[') {
-    int depth = 0;
-    while (i < t.size()) {
-      const char c = t[i];
-      if (c == '"') {
-        i = skip_string(t, i);
-        continue;
-      }
-      if (c == '{' || c == '[') ++depth;
-      if (c == '}' || c == ']') {
-        if (--depth == 0) return i + 1;
-      }
-      ++i;
-    }
-    return i;
-  }
-  while (i < t.size() && !is_json_space(t[i]) && t[i] != ',' && t[i] != '}' && t[i] != ']')
-    ++i;
-  return i;
-}
-
 }  // namespace
 
 std::string RedisUrl::display() const {
@@ -207,7 +164,7 @@ RedisPayload RedisPayloadReader::read(std::string_view payload) {
   RedisPayload result;
   result.data = payload;
   // Cheap test first: most payloads that are not the object form are never parsed here.
-  const size_t first = skip_space(payload, 0);
+  const size_t first = json::skip_space(payload, 0);
   if (first >= payload.size() || payload[first] != '{') return result;
   simdjson::dom::object object;
   if (parser_->parse(payload.data(), payload.size()).get(object)) return result;
@@ -234,12 +191,12 @@ RedisPayload RedisPayloadReader::read(std::string_view payload) {
 
 std::optional<std::string_view> raw_member(std::string_view t, std::string_view key,
                                            simdjson::dom::parser& parser) {
-  size_t i = skip_space(t, 0);
+  size_t i = json::skip_space(t, 0);
   if (i >= t.size() || t[i] != '{') return std::nullopt;
-  i = skip_space(t, i + 1);
+  i = json::skip_space(t, i + 1);
   while (i < t.size() && t[i] == '"') {
     const size_t key_start = i;
-    i = skip_string(t, i);
+    i = json::skip_string(t, i);
     const std::string_view key_token = t.substr(key_start, i - key_start);
     bool match = false;
     if (key_token.find('\\') == std::string_view::npos) {
@@ -248,15 +205,15 @@ std::optional<std::string_view> raw_member(std::string_view t, std::string_view 
       std::string_view unescaped;
       match = !parser.parse(key_token.data(), key_token.size()).get(unescaped) && unescaped == key;
     }
-    i = skip_space(t, i);
+    i = json::skip_space(t, i);
     if (i >= t.size() || t[i] != ':') return std::nullopt;
-    i = skip_space(t, i + 1);
+    i = json::skip_space(t, i + 1);
     const size_t value_start = i;
-    i = skip_value(t, i);
+    i = json::skip_value(t, i);
     if (match) return t.substr(value_start, i - value_start);
-    i = skip_space(t, i);
+    i = json::skip_space(t, i);
     if (i >= t.size() || t[i] != ',') return std::nullopt;
-    i = skip_space(t, i + 1);
+    i = json::skip_space(t, i + 1);
   }
   return std::nullopt;
 }

@@ -164,21 +164,23 @@ bool handle_publish(Connection& conn, HttpRequest& request) {
   EventLoop& loop = conn.loop();
   Gateway& gateway = loop.gateway();
   const bool keep_alive = request.keep_alive();
-  if (!conn.is_loopback()) {
-    const std::string& token = gateway.config().publish_token;
-    if (token.empty()) {
+  const Config& config = gateway.config();
+  // Loopback peers are trusted only when no token is required of them: a proxy or sidecar on
+  // the same host is a loopback peer too (WS_PUBLISH_REQUIRE_TOKEN).
+  if (config.publish_require_token || !conn.is_loopback()) {
+    if (config.publish_token.empty()) {
       send_http_error(conn, 403, "publishing is allowed from loopback only", keep_alive);
       return keep_alive;
     }
-    const std::string_view auth = request[http::field::authorization];
-    if (auth != "Bearer " + token) {
-      send_http_error(conn, 401, "missing or wrong bearer token", keep_alive);
+    if (!bearer_token_matches(request[http::field::authorization], config.publish_token)) {
+      send_http_error(conn, 401, "missing or wrong bearer token", keep_alive,
+                      "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
     }
   }
   PublishBatch batch;
-  if (auto error = parse_publish_body(request.body(), loop.json_parser(), batch,
-                                      gateway.config().max_payload_bytes)) {
+  if (auto error =
+          parse_publish_body(request.body(), loop.json_parser(), batch, config.max_payload_bytes)) {
     std::string body = "{\"error\":";
     json::append_string(body, error->message);
     if (error->index >= 0) body += fmt::format(",\"index\":{}", error->index);
@@ -216,7 +218,8 @@ void send_http_response(Connection& conn, unsigned status, std::string_view cont
       "{}\r\n",
       status, reason_phrase(status), content_type, body.size(), extra_headers,
       keep_alive ? "" : "Connection: close\r\n");
-  head.append(body);
+  // HEAD: the same headers (Content-Length of the GET), no body.
+  if (!conn.answering_head) head.append(body);
   conn.send_raw(head);
   if (!keep_alive) conn.close_after_flush();
 }

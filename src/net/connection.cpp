@@ -30,6 +30,13 @@ constexpr int64_t kCloseHandshakeMs = 5000;
 constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one socket per turn
 // TLS reads return at most one record (16 KB), so a turn allows more of them.
 constexpr size_t kMaxTlsReadsPerTurn = 16;
+// HTTP phase: once this much of a client's answers is unsent, its further pipelined requests
+// wait (unread, in the kernel) until the answers drain, so a client that sends requests and
+// never reads holds this much plus one response, not one response per request.
+constexpr size_t kHttpUnsentPause = 64 * 1024;
+// Room around a data message's `data` in its frame: envelope members, escaped type and channel,
+// frame header.
+constexpr size_t kFrameSlackBytes = 4096;
 
 }  // namespace
 
@@ -84,6 +91,7 @@ bool Connection::wants_input() const {
   if (migrating_ || awaiting_response_) return false;
   switch (state_) {
     case State::kHttp:
+      return !http_paused_;
     case State::kOpen:
       return true;
     case State::kClosing:
@@ -249,7 +257,7 @@ bool Connection::feed_http(std::span<char> bytes) {
         send_http_error(*this, 431, "request header too large", false);
       } else if (ec == beast_http::error::body_limit) {
         loop_.stats().refused(RefuseReason::kRequestTooLarge);
-        send_http_error(*this, 413, "request body too large", false);
+        send_http_error(*this, 413, "request body too large (WS_MAX_BODY_BYTES)", false);
       } else {
         send_http_error(*this, 400, "malformed HTTP request", false);
       }
@@ -261,7 +269,15 @@ bool Connection::feed_http(std::span<char> bytes) {
     http.reset();
     request_started_ms_ = 0;
     loop_.stats().http_requests.add();
-    if (!handle_http_request(*this, request)) {
+    // WS_MAX_REQUESTS_PER_CONNECTION: the answer to the last one closes the connection.
+    if (++http_requests_ >= loop_.config().max_requests_per_connection &&
+        request[beast_http::field::upgrade].empty()) {
+      request.keep_alive(false);
+    }
+    answering_head = request.method() == beast_http::verb::head;
+    const bool keep_reading = handle_http_request(*this, request);
+    answering_head = false;
+    if (!keep_reading) {
       // Upgraded (the rest of the bytes are WebSocket frames) or closing.
       if (state_ == State::kOpen && offset < http.pending.size()) {
         std::string rest = http.pending.substr(offset);
@@ -272,6 +288,11 @@ bool Connection::feed_http(std::span<char> bytes) {
       return false;
     }
     if (awaiting_response_) {  // the rest waits until the deferred response is out
+      http.pending.erase(0, offset);
+      return false;
+    }
+    if (http_unsent() > kHttpUnsentPause) {  // the client is not reading its answers
+      http_paused_ = true;
       http.pending.erase(0, offset);
       return false;
     }
@@ -347,6 +368,7 @@ bool Connection::make_room_for_output() {
 
 void Connection::send_raw(std::string_view bytes) {
   if (state_ == State::kClosed) return;
+  if (state_ == State::kHttp) http_unflushed_ += bytes.size();
   loop_.out().append_copy(*this, bytes);
   loop_.schedule_flush();
 }
@@ -450,14 +472,16 @@ void Connection::arm_write() {
 
 void Connection::on_flushed(FlushResult result) {
   if (state_ == State::kClosed) return;
+  if (!out_.in_batch()) http_unflushed_ = 0;  // what this turn appended went out or is backlog
   switch (result) {
     case FlushResult::kFailed:
       return abort();
     case FlushResult::kBacklogged:
-      if (state_ == State::kOpen && out_.backlog_bytes() > loop_.config().client_queue_bytes) {
+      if ((state_ == State::kOpen || state_ == State::kHttp) && over_queue_limit()) {
         return slow_consumer();
       }
-      return arm_write();
+      arm_write();
+      return resume_http();
     case FlushResult::kDone:
       if (close_when_flushed_) {
         if (state_ == State::kHttp || (state_ == State::kClosing && !close_frame_sent_)) {
@@ -471,12 +495,41 @@ void Connection::on_flushed(FlushResult result) {
         }
         ::shutdown(fd(), SHUT_WR);
         if (state_ == State::kClosing && !reading_) arm_read();
+        return;
       }
-      return;
+      return resume_http();
   }
 }
 
+void Connection::resume_http() {
+  if (!http_paused_ || state_ != State::kHttp || http_unsent() > kHttpUnsentPause) return;
+  http_paused_ = false;
+  // The client took its answers: it is alive even though we did not read from it meanwhile.
+  last_heard_ms_ = wall_ms();
+  if (http_ && !http_->pending.empty()) feed_http({});  // requests read before the pause
+  if (wants_input()) on_readable();
+}
+
+bool Connection::over_queue_limit() const {
+  size_t queued = out_.backlog_bytes();
+  if (!out_.backlog_frames.empty()) {
+    // One message as large as WS_MAX_PAYLOAD_BYTES allows must get through even when the
+    // kernel takes little of it at once: the rest of the oldest frame does not count.
+    const size_t head_rest = out_.backlog_frames.front() - out_.head_frame_written;
+    queued -= std::min({head_rest, queued, loop_.config().max_payload_bytes + kFrameSlackBytes});
+  }
+  return queued > loop_.config().client_queue_bytes;
+}
+
 void Connection::slow_consumer() {
+  if (state_ == State::kHttp) {
+    // Answers nobody reads (pipelined requests are paused at kHttpUnsentPause, so only a
+    // response larger than WS_CLIENT_QUEUE_BYTES gets here).
+    loop_.stats().slow_consumer_closes.add();
+    spdlog::debug("slow HTTP client closed (backlog over {} bytes)",
+                  loop_.config().client_queue_bytes);
+    return abort();
+  }
   if (tls_) {
     // Encrypted records cannot be dropped from the backlog (the client could not decrypt what
     // follows), and a close frame behind them would wait for the slow reader: end it now.

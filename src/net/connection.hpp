@@ -109,6 +109,8 @@ class Connection final : public ws::FrameHandler {
 
   // Set once the connection has made its first request (resume is only allowed as the first).
   bool saw_request = false;
+  // The HTTP request being answered is a HEAD: responses carry their headers only.
+  bool answering_head = false;
 
   // From OutBatch::flush.
   void on_flushed(FlushResult result);
@@ -133,6 +135,13 @@ class Connection final : public ws::FrameHandler {
   bool feed_http(std::span<char> bytes);
   bool feed_ws(std::span<char> bytes);
   void arm_write();
+  // HTTP phase: bytes queued for this client and not yet taken by the kernel.
+  size_t http_unsent() const { return http_unflushed_ + out_.backlog_bytes(); }
+  // Continues reading pipelined requests once the answers paused for have drained.
+  void resume_http();
+  // Whether the backlog, not counting what is left of its oldest frame (up to one largest
+  // message), is over WS_CLIENT_QUEUE_BYTES.
+  bool over_queue_limit() const;
   void slow_consumer();
   // Unbinds the session and keeps it for a resume (in transit: for this connection only).
   void detach_session(bool in_transit = false);
@@ -156,6 +165,9 @@ class Connection final : public ws::FrameHandler {
   // When the HTTP request being received began (0: between requests); slowloris guard.
   int64_t request_started_ms_ = 0;
   TokenBucket input_bytes_;  // WS_CLIENT_MAX_BYTES_PER_SEC, WebSocket phase
+  // HTTP phase: bytes appended to this turn's batch (reset once it is flushed), and requests read.
+  size_t http_unflushed_ = 0;
+  uint32_t http_requests_ = 0;
   uint16_t pending_ops_ = 0;
   State state_ = State::kHttp;
   bool loopback_;
@@ -166,6 +178,7 @@ class Connection final : public ws::FrameHandler {
   bool retired_ = false;
   bool migrating_ = false;
   bool awaiting_response_ = false;
+  bool http_paused_ = false;  // HTTP phase: too much unsent, pipelined requests wait
   bool tls_hello_checked_ = false;
   std::vector<std::string> queued_while_migrating_;
   size_t loop_index_ = 0;  // its place in its EventLoop's connection list, kept by the loop

@@ -147,24 +147,36 @@ void EventLoop::on_accepted(boost::asio::ip::tcp::socket socket) {
   const bool loopback = !ignored && remote.address().is_loopback();
   AddressLimits::Slot slot;
   const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
-  if (!gateway_.address_limits().acquire(address, slot)) {
-    refuse_over_address_limit(std::move(socket));
-  } else {
-    add_connection(std::move(socket), loopback, std::move(slot));
+  switch (gateway_.address_limits().admit(address, slot)) {
+    case AddressLimits::Verdict::kAdmitted:
+      add_connection(std::move(socket), loopback, std::move(slot));
+      break;
+    case AddressLimits::Verdict::kAddressFull:
+      refuse_at_accept(std::move(socket), RefuseReason::kAddressLimit);
+      break;
+    case AddressLimits::Verdict::kProcessFull:
+      refuse_at_accept(std::move(socket), RefuseReason::kSocketLimit);
+      break;
   }
 }
 
-void EventLoop::refuse_over_address_limit(boost::asio::ip::tcp::socket socket) {
-  stats_.refused(RefuseReason::kAddressLimit);
+void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReason reason) {
+  stats_.refused(reason);
   // No request has been read, so the answer cannot be an HTTP response the client is sure to
   // see; a plain-text client gets one anyway (best effort), a TLS client only the close.
   if (!gateway_.tls_context()) {
-    static constexpr std::string_view kAnswer =
+    static constexpr std::string_view kPerAddress =
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
         "Content-Length: 50\r\nConnection: close\r\n\r\n"
         "{\"error\":\"too many connections from this address\"}";
-    static_assert(kAnswer.size() - kAnswer.find("\r\n\r\n") - 4 == 50);
-    (void)!::send(socket.native_handle(), kAnswer.data(), kAnswer.size(),
+    static_assert(kPerAddress.size() - kPerAddress.find("\r\n\r\n") - 4 == 50);
+    static constexpr std::string_view kProcess =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nContent-Length: 32\r\nConnection: close\r\n\r\n"
+        "{\"error\":\"too many connections\"}";
+    static_assert(kProcess.size() - kProcess.find("\r\n\r\n") - 4 == 32);
+    const std::string_view answer = reason == RefuseReason::kSocketLimit ? kProcess : kPerAddress;
+    (void)!::send(socket.native_handle(), answer.data(), answer.size(),
                   MSG_NOSIGNAL | MSG_DONTWAIT);
   }
   boost::system::error_code ignored;

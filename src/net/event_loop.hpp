@@ -127,7 +127,8 @@ class EventLoop {
   void add_connection(boost::asio::ip::tcp::socket socket, bool loopback, AddressLimits::Slot slot);
   // Adds `conn` to this loop's connections (it records its place for reap).
   Connection& own(std::unique_ptr<Connection> conn);
-  void refuse_over_address_limit(boost::asio::ip::tcp::socket socket);
+  // WS_MAX_CONNECTIONS_PER_IP (429) or WS_MAX_SOCKETS (503), best effort, then closed.
+  void refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReason reason);
   void sweep();
   void arm_sweep();
   void reap();

@@ -458,8 +458,12 @@ const std::vector<Setting>& settings() {
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
       {"WS_PUBLISH_TOKEN", "Limits", "unset",
-       "bearer token for POST /publish from non-loopback addresses",
+       "bearer token for POST /publish (unset: publishing from loopback addresses only)",
        token_value(&Config::publish_token), true},
+      {"WS_PUBLISH_REQUIRE_TOKEN", "Limits", "true when WS_PUBLISH_TOKEN is set",
+       "POST /publish needs the token from every peer, loopback included (a same-host proxy or "
+       "sidecar is a loopback peer); false: loopback peers publish without it",
+       boolean(&Config::publish_require_token)},
       {"WS_DRAIN_TIMEOUT", "Limits", "30s", "graceful shutdown limit",
        duration(&Config::drain_timeout)},
       {"WS_TLS_CERT", "Security", "unset (plain ws:// and http://)",
@@ -489,11 +493,20 @@ const std::vector<Setting>& settings() {
       {"WS_MAX_CONNECTIONS_PER_IP", "Security", "0 (no limit)",
        "open sockets per client address, any state; beyond: closed at accept",
        integer(&Config::max_connections_per_ip, 0, 10'000'000)},
+      {"WS_MAX_SOCKETS", "Security", "WS_MAX_CONNECTIONS + 1/4 (at least + 256)",
+       "open sockets of the whole process, before and after the upgrade; beyond: 503 and closed "
+       "at accept (unlike WS_MAX_CONNECTIONS_PER_IP it also holds behind a balancer)",
+       integer(&Config::max_sockets, 1, 100'000'000)},
+      {"WS_MAX_REQUESTS_PER_CONNECTION", "Security", "1000",
+       "HTTP requests on one keep-alive connection; the response to the last one carries "
+       "Connection: close",
+       integer(&Config::max_requests_per_connection, 1, 100'000'000)},
       {"WS_MAX_HEADER_BYTES", "Security", "8192",
        "largest HTTP request head; beyond: 431 (1 KiB to 64 KiB: every socket before the upgrade "
        "may buffer this much)",
        bytes(&Config::max_header_bytes, 1024, 64u << 10)},
-      {"WS_MAX_BODY_BYTES", "Security", "1048576", "largest HTTP request body; beyond: 413",
+      {"WS_MAX_BODY_BYTES", "Security", "2097152",
+       "largest HTTP request body (POST /publish); beyond: 413",
        bytes(&Config::max_body_bytes, 1024, 256u << 20)},
       {"WS_CLIENT_MAX_BYTES_PER_SEC", "Security", "65536",
        "bytes a WebSocket client may send per second (one second's worth at once); beyond: "
@@ -539,8 +552,9 @@ const std::vector<Setting>& settings() {
       {"WS_INSTANCE_ID", "Broker (NATS, JetStream, Redis)", "<hostname>-<port>",
        "this instance's name: NATS client name and JetStream consumer <JS_CONSUMER_NAME>-<id>",
        nats_name(&Config::instance_id)},
-      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream, Redis)", "65536",
-       "largest message payload taken from the broker or POST /publish",
+      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream, Redis)", "1048576",
+       "largest data message (its `data` as written) taken from the broker or POST /publish, in "
+       "every mode (NATS' own default max_payload is 1 MiB)",
        bytes(&Config::max_payload_bytes, 1, 64u << 20)},
       {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream, Redis)", "odin.token.",
        "NATS subject / Redis channel prefix; channel = the rest of the subject (NATS and "
@@ -759,8 +773,20 @@ ConfigLoad load_config(std::span<const char* const> args,
     return result;
   }
   if (config.history_max_age.count() == 0) config.history_max_age = config.js_stream_max_age;
+  if (config.max_sockets == 0) config.max_sockets = default_max_sockets(config.max_connections);
+  if (!values.contains("WS_PUBLISH_REQUIRE_TOKEN")) {
+    config.publish_require_token = !config.publish_token.empty();
+  } else if (config.publish_require_token && config.publish_token.empty()) {
+    result.error = "WS_PUBLISH_REQUIRE_TOKEN=true needs WS_PUBLISH_TOKEN (the token to require)";
+    return result;
+  }
   result.config = std::move(config);
   return result;
+}
+
+uint32_t default_max_sockets(uint32_t max_connections) {
+  const uint64_t sockets = uint64_t{max_connections} + std::max<uint64_t>(max_connections / 4, 256);
+  return static_cast<uint32_t>(std::min<uint64_t>(sockets, 100'000'000));
 }
 
 std::string config_help() {

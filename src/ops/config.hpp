@@ -40,22 +40,29 @@ struct Config {
   Millis handshake_timeout{10'000};         // WS_HANDSHAKE_TIMEOUT
   uint64_t client_queue_bytes = 262144;     // WS_CLIENT_QUEUE_BYTES
   std::string publish_token;                // WS_PUBLISH_TOKEN
-  Millis drain_timeout{30'000};             // WS_DRAIN_TIMEOUT
+  // WS_PUBLISH_REQUIRE_TOKEN: the token is needed from loopback peers too (load_config: true
+  // when WS_PUBLISH_TOKEN is set, unless set false).
+  bool publish_require_token = false;
+  Millis drain_timeout{30'000};  // WS_DRAIN_TIMEOUT
 
   // Hostile clients: TLS, authentication, origins, floods.
-  std::string tls_cert;                       // WS_TLS_CERT (PEM chain; with WS_TLS_KEY: TLS only)
-  std::string tls_key;                        // WS_TLS_KEY
-  bool auth_jwt = false;                      // WS_AUTH=jwt (none = no authentication)
-  std::string jwt_secret;                     // WS_JWT_SECRET (HS256)
-  std::string jwt_public_key;                 // WS_JWT_PUBLIC_KEY (PEM text or file; RS256/ES256)
-  std::string jwt_audience;                   // WS_JWT_AUDIENCE (empty = not checked)
-  std::string jwt_issuer;                     // WS_JWT_ISSUER (empty = not checked)
-  uint32_t jwt_leeway_seconds = 0;            // WS_JWT_LEEWAY
-  std::vector<std::string> allowed_origins;   // WS_ALLOWED_ORIGINS (empty = any)
-  uint32_t max_connections_per_ip = 0;        // WS_MAX_CONNECTIONS_PER_IP (0 = no limit)
-  uint32_t max_header_bytes = 8192;           // WS_MAX_HEADER_BYTES
-  uint64_t max_body_bytes = 1 << 20;          // WS_MAX_BODY_BYTES
-  uint64_t client_max_bytes_per_sec = 65536;  // WS_CLIENT_MAX_BYTES_PER_SEC (0 = no limit)
+  std::string tls_cert;                      // WS_TLS_CERT (PEM chain; with WS_TLS_KEY: TLS only)
+  std::string tls_key;                       // WS_TLS_KEY
+  bool auth_jwt = false;                     // WS_AUTH=jwt (none = no authentication)
+  std::string jwt_secret;                    // WS_JWT_SECRET (HS256)
+  std::string jwt_public_key;                // WS_JWT_PUBLIC_KEY (PEM text or file; RS256/ES256)
+  std::string jwt_audience;                  // WS_JWT_AUDIENCE (empty = not checked)
+  std::string jwt_issuer;                    // WS_JWT_ISSUER (empty = not checked)
+  uint32_t jwt_leeway_seconds = 0;           // WS_JWT_LEEWAY
+  std::vector<std::string> allowed_origins;  // WS_ALLOWED_ORIGINS (empty = any)
+  uint32_t max_connections_per_ip = 0;       // WS_MAX_CONNECTIONS_PER_IP (0 = no limit)
+  // WS_MAX_SOCKETS: every accepted socket, before and after the upgrade (0 until load_config:
+  // derived from WS_MAX_CONNECTIONS by default_max_sockets).
+  uint32_t max_sockets = 0;
+  uint32_t max_requests_per_connection = 1000;  // WS_MAX_REQUESTS_PER_CONNECTION (keep-alive)
+  uint32_t max_header_bytes = 8192;             // WS_MAX_HEADER_BYTES
+  uint64_t max_body_bytes = 2 << 20;            // WS_MAX_BODY_BYTES (one largest data message)
+  uint64_t client_max_bytes_per_sec = 65536;    // WS_CLIENT_MAX_BYTES_PER_SEC (0 = no limit)
 
   // Resource guards.
   double cpu_limit = 0.0;                 // WS_CPU_LIMIT, cores (0 = the CPUs this process may use)
@@ -71,7 +78,7 @@ struct Config {
   std::string nats_url;                        // NATS_URL (empty = embedded broker)
   std::string redis_url;                       // REDIS_URL (used only with WS_BROKER=redis)
   std::string instance_id;                     // WS_INSTANCE_ID (empty = <hostname>-<port>)
-  uint64_t max_payload_bytes = 65536;          // WS_MAX_PAYLOAD_BYTES
+  uint64_t max_payload_bytes = 1 << 20;        // WS_MAX_PAYLOAD_BYTES (NATS' default max_payload)
   std::string subject_prefix = "odin.token.";  // WS_SUBJECT_PREFIX
   std::string js_stream_name = "ODIN_TOKENS";  // JS_STREAM_NAME
   std::string js_consumer_name = "ws-server";  // JS_CONSUMER_NAME
@@ -112,6 +119,10 @@ struct ConfigLoad {
 // command-line flags (`--max-connections=5000` or `--max-connections 5000`), which win.
 ConfigLoad load_config(std::span<const char* const> args,
                        const std::function<const char*(const char*)>& getenv);
+
+// WS_MAX_SOCKETS when it is not set: room for every WebSocket connection plus a quarter more
+// (at least 256) for requests and upgrades in progress.
+uint32_t default_max_sockets(uint32_t max_connections);
 
 // The text printed by --help: every variable and flag, its default and meaning.
 std::string config_help();

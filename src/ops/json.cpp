@@ -1,6 +1,7 @@
 // JSON writing helpers (see json.hpp).
 #include "ops/json.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <charconv>
@@ -122,6 +123,47 @@ void append_double(std::string& out, double v, int decimals) {
   char buf[330];
   const auto result = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed, decimals);
   out.append(buf, result.ptr);
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+size_t skip_space(std::string_view t, size_t i) {
+  while (i < t.size() && is_space(t[i]))
+    ++i;
+  return i;
+}
+
+size_t skip_string(std::string_view t, size_t i) {
+  ++i;
+  while (i < t.size() && t[i] != '"')
+    i += t[i] == '\\' ? 2 : 1;
+  return std::min(i + 1, t.size());
+}
+
+size_t skip_value(std::string_view t, size_t i) {
+  if (i >= t.size()) return i;
+  if (t[i] == '"') return skip_string(t, i);
+  if (t[i] == '{' || t[i] == '[') {
+    int depth = 0;
+    while (i < t.size()) {
+      const char c = t[i];
+      if (c == '"') {
+        i = skip_string(t, i);
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return i + 1;
+      }
+      ++i;
+    }
+    return i;
+  }
+  while (i < t.size() && !is_space(t[i]) && t[i] != ',' && t[i] != '}' && t[i] != ']')
+    ++i;
+  return i;
 }
 
 }  // namespace odin::json

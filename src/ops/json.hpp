@@ -29,4 +29,12 @@ void append_int(std::string& out, int64_t v);
 // writes no point). NaN and infinities write 0 with those decimals (JSON has no such numbers).
 void append_double(std::string& out, double v, int decimals);
 
+// Reading the raw text of JSON already validated (by simdjson), to pass values on byte for byte.
+// Each returns the index just past what it skips, bounded by the text's end, so even invalid
+// input cannot make it run past the text.
+bool is_space(char c);
+size_t skip_space(std::string_view text, size_t i);
+size_t skip_string(std::string_view text, size_t i);  // text[i] is the opening quote
+size_t skip_value(std::string_view text, size_t i);   // text[i] is the value's first byte
+
 }  // namespace odin::json

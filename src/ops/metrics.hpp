@@ -48,6 +48,7 @@ enum class RefuseReason : uint8_t {
   kRequestTooLarge,   // 431 / 413: WS_MAX_HEADER_BYTES / WS_MAX_BODY_BYTES
   kHandshakeTimeout,  // 408: request (or TLS handshake) not complete within WS_HANDSHAKE_TIMEOUT
   kTlsFailed,         // TLS handshake or record error
+  kSocketLimit,       // closed at accept: WS_MAX_SOCKETS (every socket of the process)
   kCount
 };
 inline const char* refuse_reason_name(RefuseReason r) {
@@ -62,6 +63,8 @@ inline const char* refuse_reason_name(RefuseReason r) {
       return "request_too_large";
     case RefuseReason::kHandshakeTimeout:
       return "handshake_timeout";
+    case RefuseReason::kSocketLimit:
+      return "socket_limit";
     case RefuseReason::kTlsFailed:
       return "tls_failed";
     case RefuseReason::kCount:

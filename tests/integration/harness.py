@@ -127,6 +127,22 @@ def metric(gw, name):
     return total
 
 
+# `data` texts that must reach clients (and brokers) exactly as POST /publish got them: a price's
+# trailing zero, an exponent, a \u escape, an escaped slash, and all of them nested.
+EXACT_DATA = ['50000.10', '1e-7', '"caf\\u00e9"', '"\\/"',
+              '{"p":50000.10, "q":[1e-7], "s":"caf\\u00e9\\/"}']
+
+
+def exact_publish_body(channel):
+    """A POST /publish body (text, not re-serialised by json.dumps) of one item per EXACT_DATA."""
+    return "[" + ",".join(f'{{"channel":"{channel}","data":{d}}}' for d in EXACT_DATA) + "]"
+
+
+def data_text(raw):
+    """The raw text of a data message's `data` (the envelope's last member)."""
+    return raw[raw.index('"data":', raw.index('"channel":')) + len('"data":'):-1]
+
+
 async def recv_json(ws, timeout=3):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 

@@ -8,7 +8,8 @@ import re
 import threading
 import time
 
-from harness import Gateway, connect, metric, recv_json, run_tests
+from harness import (EXACT_DATA, Gateway, connect, data_text, exact_publish_body, metric, recv_json,
+                     run_tests)
 from nats_support import NatsClient, NatsServer, free_port
 
 
@@ -280,6 +281,32 @@ async def test_nats_not_up_yet_then_connected(binary):
         assert "not reachable yet" in gw.output() and "NATS connected" in gw.output()
 
 
+async def test_publish_data_is_the_nats_payload_byte_for_byte(binary):
+    big = b'"' + b"y" * ((1 << 20) - 2) + b'"'  # 1 MiB: NATS' default max_payload
+    for mode in ("nats", "jetstream"):
+        with NatsServer(jetstream=mode == "jetstream") as nats, \
+                Gateway(binary, NATS_URL=nats.url, WS_BROKER=mode) as gw, NatsClient(nats.url) as pub:
+            tap = pub.subscribe("odin.token.EXACT")
+            pub.flush()
+            ws = await subscribed(gw, ["EXACT"])
+            status, _, body = gw.http("POST", "/publish", exact_publish_body("EXACT"))
+            assert status == 200 and json.loads(body) == {"published": len(EXACT_DATA)}, body
+            assert [tap.next_msg(3).data for _ in EXACT_DATA] == [d.encode() for d in EXACT_DATA]
+            got = await collect(ws, len(EXACT_DATA), 5)
+            assert [data_text(raw) for raw, _ in got] == EXACT_DATA, (mode, got)
+            # A 1 MiB message arrives whole: from another NATS publisher, and from POST /publish.
+            pub.publish("odin.token.EXACT", big)
+            pub.flush()
+            [(raw, _)] = await collect(ws, 1, 10)
+            assert data_text(raw).encode() == big, mode
+            status, _, body = gw.http("POST", "/publish", b'{"channel":"EXACT","data":' + big + b'}')
+            assert status == 200, (mode, status, body[:200])
+            assert tap.next_msg(5).data == big
+            [(raw, _)] = await collect(ws, 1, 10)
+            assert data_text(raw).encode() == big, mode
+            await ws.close()
+
+
 if __name__ == "__main__":
     run_tests([
         test_core_nats_reaches_exactly_the_subscribers,
@@ -289,4 +316,5 @@ if __name__ == "__main__":
         test_cpu_pause_then_resume_loses_nothing,
         test_intake_rate_cap_holds_near_the_limit,
         test_nats_not_up_yet_then_connected,
+        test_publish_data_is_the_nats_payload_byte_for_byte,
     ])

@@ -3,7 +3,8 @@ import asyncio
 import json
 import re
 
-from harness import Gateway, connect, recv_json, recv_until, run_tests
+from harness import (EXACT_DATA, Gateway, RawClient, connect, data_text, exact_publish_body, recv_json,
+                     recv_until, run_tests)
 
 KEY_ORDER = re.compile(r'^\{"seq":\d+,"ts":\d+,"type":"[^"]*","channel":"[^"]*","data":')
 
@@ -172,7 +173,45 @@ async def test_errors(binary):
         assert status == 400 and "error" in json.loads(body)
 
 
+async def test_publish_data_reaches_clients_byte_for_byte(binary):
+    with Gateway(binary) as gw:
+        ws, _ = await connect(gw, "?channels=EXACT")
+        assert (await recv_json(ws))["type"] == "subscribed"
+        status, _, body = gw.http("POST", "/publish", exact_publish_body("EXACT"))
+        assert status == 200 and json.loads(body) == {"published": len(EXACT_DATA)}, body
+        got = [data_text(await asyncio.wait_for(ws.recv(), 3)) for _ in EXACT_DATA]
+        assert got == EXACT_DATA, got
+        await ws.close()
+
+
+async def test_one_mib_data_message_by_default(binary):
+    data = '"' + "x" * ((1 << 20) - 2) + '"'  # 1 MiB, as large as NATS carries by default
+    with Gateway(binary) as gw:
+        ws, _ = await connect(gw, "?channels=BIG")
+        assert (await recv_json(ws))["type"] == "subscribed"
+        # A client with a small receive buffer gets it whole too: one message larger than
+        # WS_CLIENT_QUEUE_BYTES (256 KiB) is not a slow consumer.
+        slow = RawClient(gw.port, path="/ws?channels=BIG", rcvbuf=4096)
+        assert slow.read_http_head()[0] == 101
+        for expected in ("welcome", "subscribed"):
+            assert json.loads(slow.read_frame()[1])["type"] == expected
+        status, _, body = gw.http("POST", "/publish", '{"channel":"BIG","data":' + data + '}')
+        assert status == 200, (status, body[:200])
+        assert data_text(await asyncio.wait_for(ws.recv(), 10)) == data
+        await asyncio.sleep(0.3)
+        opcode, payload = slow.read_frame(10)
+        assert opcode == 1 and data_text(payload.decode()) == data, (opcode, payload[:100])
+        slow.close()
+        status, _, body = gw.http("POST", "/publish", '{"channel":"BIG","data":' + data + ' }')
+        assert status == 200, (status, body[:200])  # spaces around data are not data
+        assert data_text(await asyncio.wait_for(ws.recv(), 10)) == data
+        status, _, body = gw.http("POST", "/publish", '{"channel":"BIG","data":"x' + data[1:] + '}')
+        assert status == 400 and b"WS_MAX_PAYLOAD_BYTES" in body, (status, body)
+        await ws.close()
+
+
 if __name__ == "__main__":
     run_tests([test_welcome_fields, test_subscribe_publish_envelope_and_ids,
                test_seq_contiguous_across_channels, test_snapshot_and_connect_channels,
-               test_heartbeat_pong, test_replay_ranges_and_ring, test_errors])
+               test_heartbeat_pong, test_replay_ranges_and_ring, test_errors,
+               test_publish_data_reaches_clients_byte_for_byte, test_one_mib_data_message_by_default])

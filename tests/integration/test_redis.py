@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 
-from harness import Gateway, connect, metric, free_port, recv_json, run_tests
+from harness import (EXACT_DATA, Gateway, connect, data_text, exact_publish_body, metric, free_port,
+                     recv_json, run_tests)
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "/usr/bin/redis-server")
 
@@ -570,6 +571,26 @@ async def test_jetstream_settings_are_noticed_as_ignored(binary):
         assert "WS_BROKER=redis: JS_STREAM_NAME, JS_STREAM_MAX_AGE ignored" in gw.output()
 
 
+async def test_publish_data_reaches_redis_and_clients_byte_for_byte(binary):
+    big = '"' + "z" * ((1 << 20) - 2) + '"'  # 1 MiB, as large as NATS carries by default
+    with RedisServer() as redis, redis_gateway(binary, redis) as gw:
+        tap = RedisClient(redis.port)
+        assert tap.command("SUBSCRIBE", "odin.token.EXACT")[0] == b"subscribe"
+        ws = await subscribed(gw, ["EXACT"])
+        status, _, body = gw.http("POST", "/publish", exact_publish_body("EXACT"))
+        assert status == 200 and json.loads(body) == {"published": len(EXACT_DATA)}, body
+        for d in EXACT_DATA:  # the object form, with data as it was given
+            kind, channel, payload = tap.reply(5)
+            assert payload == b'{"type":"message","data":' + d.encode() + b'}', payload
+        got = [data_text(await asyncio.wait_for(ws.recv(), 5)) for _ in EXACT_DATA]
+        assert got == EXACT_DATA, got
+        status, _, body = gw.http("POST", "/publish", '{"channel":"EXACT","data":' + big + '}')
+        assert status == 200, (status, body[:200])
+        assert data_text(await asyncio.wait_for(ws.recv(), 10)) == big
+        tap.close()
+        await ws.close()
+
+
 if __name__ == "__main__":
     run_tests([
         test_two_instances_steady_stream_from_publish_and_post,
@@ -582,4 +603,5 @@ if __name__ == "__main__":
         test_auth_and_not_up_yet,
         test_settings_refused_at_start,
         test_jetstream_settings_are_noticed_as_ignored,
+        test_publish_data_reaches_redis_and_clients_byte_for_byte,
     ])

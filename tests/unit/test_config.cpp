@@ -54,6 +54,7 @@ const std::vector<std::string> kAllVariables = {
     "WS_HANDSHAKE_TIMEOUT",
     "WS_CLIENT_QUEUE_BYTES",
     "WS_PUBLISH_TOKEN",
+    "WS_PUBLISH_REQUIRE_TOKEN",
     "WS_DRAIN_TIMEOUT",
     "WS_TLS_CERT",
     "WS_TLS_KEY",
@@ -65,6 +66,8 @@ const std::vector<std::string> kAllVariables = {
     "WS_JWT_LEEWAY",
     "WS_ALLOWED_ORIGINS",
     "WS_MAX_CONNECTIONS_PER_IP",
+    "WS_MAX_SOCKETS",
+    "WS_MAX_REQUESTS_PER_CONNECTION",
     "WS_MAX_HEADER_BYTES",
     "WS_MAX_BODY_BYTES",
     "WS_CLIENT_MAX_BYTES_PER_SEC",
@@ -226,7 +229,11 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.nats_url, "");
   EXPECT_EQ(c.redis_url, "");
   EXPECT_EQ(c.instance_id, "");
-  EXPECT_EQ(c.max_payload_bytes, 65536u);
+  EXPECT_EQ(c.max_payload_bytes, 1048576u);                 // NATS' default max_payload
+  EXPECT_GE(c.max_body_bytes, c.max_payload_bytes + 1024);  // room for one such message
+  EXPECT_EQ(c.max_sockets, 10000u + 2500u);
+  EXPECT_EQ(c.max_requests_per_connection, 1000u);
+  EXPECT_FALSE(c.publish_require_token);
   EXPECT_EQ(c.subject_prefix, "odin.token.");
   EXPECT_EQ(c.js_stream_name, "ODIN_TOKENS");
   EXPECT_EQ(c.js_consumer_name, "ws-server");
@@ -852,6 +859,31 @@ TEST(Config, EveryHelpVariableIsReadFromTheEnvironment) {
     EXPECT_NE(std::find(asked.begin(), asked.end(), name), asked.end()) << name;
   }
   EXPECT_EQ(asked.size(), kAllVariables.size());
+}
+
+TEST(Config, SocketCapRequestLimitAndPublishToken) {
+  ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "100"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->max_sockets, 100u + 256u);  // a quarter more, at least 256
+  r = load({{"WS_MAX_CONNECTIONS", "100"},
+            {"WS_MAX_SOCKETS", "50"},
+            {"WS_MAX_REQUESTS_PER_CONNECTION", "3"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_EQ(r.config->max_sockets, 50u);
+  EXPECT_EQ(r.config->max_requests_per_connection, 3u);
+  EXPECT_FALSE(accepts("WS_MAX_SOCKETS", "0"));
+  EXPECT_FALSE(accepts("WS_MAX_REQUESTS_PER_CONNECTION", "0"));
+
+  // A token is required from every peer once there is one, unless that is turned off.
+  r = load({{"WS_PUBLISH_TOKEN", "s3cret"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_TRUE(r.config->publish_require_token);
+  r = load({{"WS_PUBLISH_TOKEN", "s3cret"}, {"WS_PUBLISH_REQUIRE_TOKEN", "false"}});
+  ASSERT_TRUE(r.config) << r.error;
+  EXPECT_FALSE(r.config->publish_require_token);
+  r = load({{"WS_PUBLISH_REQUIRE_TOKEN", "true"}});
+  EXPECT_TRUE(r.error.starts_with("WS_PUBLISH_REQUIRE_TOKEN=true needs WS_PUBLISH_TOKEN"))
+      << r.error;
 }
 
 }  // namespace

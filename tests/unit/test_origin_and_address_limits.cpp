@@ -60,5 +60,34 @@ TEST(AddressLimits, ZeroMeansNoLimitAndNoCounting) {
   EXPECT_EQ(limits.count(1), 0u);
 }
 
+// WS_MAX_SOCKETS: every socket counts, whatever its address (behind a balancer they share one),
+// and a slot refused for its address gives its process-wide place back.
+TEST(AddressLimits, ProcessWideCapCountsEverySocketAndReleases) {
+  AddressLimits limits(0, 3);
+  std::vector<AddressLimits::Slot> slots(4);
+  EXPECT_EQ(limits.admit(1, slots[0]), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(2, slots[1]), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(3, slots[2]), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(4, slots[3]), AddressLimits::Verdict::kProcessFull);
+  EXPECT_EQ(limits.total(), 3u);
+  {
+    AddressLimits::Slot moved = std::move(slots[0]);  // travels with a migrating connection
+    EXPECT_EQ(limits.total(), 3u);
+  }
+  EXPECT_EQ(limits.total(), 2u);
+  EXPECT_EQ(limits.admit(4, slots[3]), AddressLimits::Verdict::kAdmitted);
+
+  AddressLimits both(1, 2);
+  AddressLimits::Slot a, b, c;
+  EXPECT_EQ(both.admit(7, a), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(both.admit(7, b), AddressLimits::Verdict::kAddressFull);
+  EXPECT_EQ(both.total(), 1u);
+  EXPECT_EQ(both.admit(8, b), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(both.admit(9, c), AddressLimits::Verdict::kProcessFull);
+  a.reset();
+  EXPECT_EQ(both.total(), 1u);
+  EXPECT_EQ(both.count(7), 0u);
+}
+
 }  // namespace
 }  // namespace odin
