@@ -153,7 +153,6 @@ async def test_parked_clients_that_hang_up_release_their_slots(binary):
                     c.send_text(resume_request(session, ["HANG"], 0, i))
                 time.sleep(0.3)
                 assert gw.json("/stats")["currentConnections"] == 30
-                assert metric(gw, "ws_broker_stream_reads_pending") == 30
                 for c in clients:
                     c.close()
                 deadline = time.time() + 1.0
