@@ -195,6 +195,7 @@ struct NatsBroker::Impl {
   bool bound_before = false;
   int64_t stream_created_ns = 0;
   int64_t stream_missing_since_ns = 0;  // steady clock; 0 while it exists
+  uint64_t stream_first_seq = 0;
   uint64_t stream_last_seq = 0;
   std::vector<natsMsg*> gap_messages;
   // The reader's own filter, for messages read back from the stream.
@@ -483,6 +484,7 @@ bool NatsBroker::Impl::ensure_stream() {
              : js_AddStream(&info, js, &stream, nullptr, &jerr);
   if (info) {
     stream_created_ns = info->Created;
+    stream_first_seq = info->State.FirstSeq;
     stream_last_seq = info->State.LastSeq;
     jsStreamInfo_Destroy(info);
   }
@@ -761,16 +763,16 @@ void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
 // logged, counted, and the histories restart. Intake thread.
 void NatsBroker::Impl::start_over_on_new_stream() {
   const uint64_t before = dedupe.last();
-  dedupe.reset(0);
+  dedupe.reset(stream_first_seq > 0 ? stream_first_seq - 1 : 0);
   hub.mark_complete_after(before);
   counters.stream_resets.fetch_add(1, std::memory_order_relaxed);
   counters.history_restarts.fetch_add(1, std::memory_order_relaxed);
   spdlog::warn(
       "JetStream stream {} was deleted and created again (this instance had handed over up to "
-      "sequence {}; the new one holds up to {}): intake starts over from its first message; old "
+      "sequence {}; the new one holds {}-{}): intake starts over from its first message; old "
       "messages not delivered before it went are lost, and resume from before now is no longer "
       "possible here",
-      config.js_stream_name, before, stream_last_seq);
+      config.js_stream_name, before, stream_first_seq, stream_last_seq);
 }
 
 // ---- publishing ------------------------------------------------------------------------------
