@@ -45,6 +45,15 @@ struct BrokerCounters {
   // and gaps that could not be read back (histories restarted after them).
   std::atomic<uint64_t> gap_filled{0};
   std::atomic<uint64_t> history_restarts{0};
+  // JetStream: the stream was deleted and created again while this instance read it.
+  std::atomic<uint64_t> stream_resets{0};
+  // JetStream resumes reading the stream back: waiting or under way (at most
+  // WS_MAX_STREAM_READS), refused for that cap, abandoned by a client that hung up while waiting,
+  // and stopped by WS_STREAM_READ_TIMEOUT.
+  std::atomic<uint32_t> stream_reads_pending{0};
+  std::atomic<uint64_t> stream_reads_refused{0};
+  std::atomic<uint64_t> stream_reads_abandoned{0};
+  std::atomic<uint64_t> stream_reads_timed_out{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(IntakeReject::kCount)> rejected{};
 
   void reject(IntakeReject reason) {
@@ -71,6 +80,9 @@ struct StreamFetch {
   // Filled by the broker: the messages found, encoded like live ones, in stream order per range.
   std::vector<std::shared_ptr<const Message>> messages;
   bool complete = false;  // every range read to its end (within the limit)
+  // Set by the caller, from any thread, once nobody waits for the answer (the client hung up): a
+  // read not started yet is skipped, one under way stops.
+  std::shared_ptr<std::atomic<bool>> abandoned;
 };
 using StreamFetchDone = std::function<void(std::unique_ptr<StreamFetch>)>;
 
@@ -99,6 +111,25 @@ class Broker {
   // incomplete), and calls `done` once, on any thread. Brokers without a stream cannot.
   virtual void fetch(std::unique_ptr<StreamFetch> fetch, size_t /*limit*/, StreamFetchDone done) {
     done(std::move(fetch));
+  }
+  // A place among the read-backs waiting or under way, at most `cap` process-wide; each one
+  // taken is given back once its fetch is done. Any thread.
+  bool reserve_stream_read(uint32_t cap) {
+    uint32_t pending = counters_.stream_reads_pending.load(std::memory_order_relaxed);
+    do {
+      if (pending >= cap) {
+        counters_.stream_reads_refused.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    } while (!counters_.stream_reads_pending.compare_exchange_weak(pending, pending + 1,
+                                                                   std::memory_order_relaxed));
+    return true;
+  }
+  void release_stream_read() {
+    counters_.stream_reads_pending.fetch_sub(1, std::memory_order_relaxed);
+  }
+  void count_abandoned_stream_read() {
+    counters_.stream_reads_abandoned.fetch_add(1, std::memory_order_relaxed);
   }
 
  protected:

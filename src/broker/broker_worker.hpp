@@ -1,5 +1,6 @@
-// One thread per broker for its slow jobs (publishes, reading the stream back), run in order, so
-// callers on event-loop threads never wait on the network.
+// A thread for a broker's slow jobs, run in order, so callers on event-loop threads never wait on
+// the network. NATS has two: publishes, and reading the stream back for resumes, so a publish
+// never waits behind a read-back.
 #pragma once
 
 #include <condition_variable>

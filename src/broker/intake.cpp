@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <iterator>
 #include <random>
 
 #include "guard/resource_monitor.hpp"
@@ -69,13 +70,42 @@ std::optional<IntakeReject> IntakeFilter::check(std::string_view subject,
 }
 
 bool StreamDedupe::first_delivery(uint64_t stream_sequence) {
-  if (!seen_.insert(stream_sequence).second) return false;
-  order_.push_back(stream_sequence);
-  if (order_.size() > window_) {
-    seen_.erase(order_.front());
-    order_.pop_front();
+  if (stream_sequence > last_) {
+    last_ = stream_sequence;
+    return true;
   }
+  auto gap = open_.upper_bound(stream_sequence);
+  if (gap == open_.begin()) return false;
+  --gap;
+  const auto [first, through] = *gap;
+  if (stream_sequence > through) return false;
+  open_.erase(gap);
+  if (first < stream_sequence) open_.emplace(first, stream_sequence - 1);
+  if (stream_sequence < through) open_.emplace(stream_sequence + 1, through);
+  while (open_.size() > kMaxOpenGaps)
+    open_.erase(open_.begin());
   return true;
+}
+
+void StreamDedupe::not_handed_over(uint64_t from, uint64_t to) {
+  to = std::min(to, last_);
+  if (from == 0 || from > to) return;
+  // Gaps are opened in stream order, each after the previous one: merge with a neighbour below.
+  if (!open_.empty()) {
+    auto below = std::prev(open_.end());
+    if (below->first <= from && below->second + 1 >= from) {
+      below->second = std::max(below->second, to);
+      return;
+    }
+  }
+  open_.emplace(from, to);
+  while (open_.size() > kMaxOpenGaps)
+    open_.erase(open_.begin());
+}
+
+void StreamDedupe::reset(uint64_t last) {
+  last_ = last;
+  open_.clear();
 }
 
 PauseSwitch::PauseSwitch(double threshold_percent)

@@ -6,12 +6,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 
 #include "broker/broker.hpp"
 #include "hub/fanout.hpp"
@@ -46,20 +45,32 @@ class IntakeFilter {
 };
 
 // JetStream may deliver a message again: its ack was lost (e.g. across a NATS restart), or it
-// reached us after its ack wait. Remembers the stream sequences of the last `window` messages
-// handed over, exactly: a late first delivery (lower sequence, never seen) still goes through,
-// in whatever order it comes, rather than being mistaken for a repeat.
+// reached us after its ack wait. The intake hands messages over in stream order, reading a gap
+// back from the stream before the message after it, so "already handed over" is exact without a
+// window: every sequence up to the newest one handed over, except the gaps that could not be read
+// back. Those are kept as ranges (at most kMaxOpenGaps, the oldest forgotten first: its loss was
+// reported when it was opened); a message of one of them still goes out, late, once.
+// Intake thread only.
 class StreamDedupe {
  public:
-  explicit StreamDedupe(size_t window = 65536) : window_(window) {}
-  // True the first time `stream_sequence` is seen (and remembers it).
+  static constexpr size_t kMaxOpenGaps = 4096;
+
+  // The newest stream sequence handed over (or accounted for: see reset), 0 before any.
+  uint64_t last() const { return last_; }
+  // True when `stream_sequence` must go out: after last() (which then moves to it; a gap between
+  // is for the caller to read back first) or in an open gap (taken out of it). False for a
+  // repeat.
   bool first_delivery(uint64_t stream_sequence);
-  size_t remembered() const { return seen_.size(); }
+  // [from, to] (at most last()) could not be read back: not handed over.
+  void not_handed_over(uint64_t from, uint64_t to);
+  // Starts over (a new stream, or the first bind): everything through `last` counts as handed
+  // over, no gap is open.
+  void reset(uint64_t last);
+  size_t open_gaps() const { return open_.size(); }
 
  private:
-  size_t window_;
-  std::unordered_set<uint64_t> seen_;
-  std::deque<uint64_t> order_;  // oldest first, to forget beyond the window
+  uint64_t last_ = 0;
+  std::map<uint64_t, uint64_t> open_;  // first -> last sequence of each gap not handed over
 };
 
 // WS_CPU_PAUSE_THRESHOLD: pause above the threshold, resume only once CPU is clearly below it

@@ -1,6 +1,6 @@
 // NATS / JetStream broker (see nats_broker.hpp). Threads: nats.c's own (socket I/O, connection
-// callbacks), our intake thread (the only caller of Hub::ingest in these modes) and our
-// worker (broker_worker.hpp: publishes, stream reads). The intake thread takes messages in batches
+// callbacks), our intake thread (the only caller of Hub::ingest in these modes) and our two
+// workers (broker_worker.hpp: publishes; stream reads). The intake thread takes messages in batches
 // so one Hub::ingest covers many; from there the hand-off to the event loops is the lock-free queue
 // in hub/fanout.cpp.
 #include "broker/nats_broker.hpp"
@@ -44,6 +44,7 @@ constexpr int64_t kConsumerInactiveNs = int64_t{3600} * 1'000'000'000;  // an ho
 constexpr uint64_t kMaxGapFill = 10'000;
 constexpr int kGapFillAttempts = 3;  // per message, when NATS does not answer
 constexpr int64_t kStreamReadTimeoutMs = 2000;
+constexpr int64_t kStreamRemakeDelayNs = 1'000'000'000;  // a stream deleted under us: made again
 
 int64_t ns_of(Millis ms) {
   return ms.count() * 1'000'000;
@@ -186,13 +187,18 @@ struct NatsBroker::Impl {
   std::atomic<bool> pull_lost{false};
   std::vector<natsMsg*> batch;
   std::vector<IngestItem> items;
-  // JetStream stream order: the newest stream sequence handed over (0: none yet), where the
-  // consumer started when it was (re)bound, and the messages read back to fill a gap (alive
-  // until their batch is handed over).
-  uint64_t last_stream_seq = 0;
+  // JetStream stream order: where the consumer started when it was (re)bound, which stream it
+  // reads (its creation time: a stream deleted and created again is another one, numbered from
+  // 1 again), and the messages read back to fill a gap (alive until their batch is handed over).
+  // What was handed over is in `dedupe`.
   uint64_t consumer_start = 0;
+  bool bound_before = false;
+  int64_t stream_created_ns = 0;
+  int64_t stream_missing_since_ns = 0;  // steady clock; 0 while it exists
+  uint64_t stream_first_seq = 0;
+  uint64_t stream_last_seq = 0;
   std::vector<natsMsg*> gap_messages;
-  // The worker's own filter, for messages read back from the stream.
+  // The reader's own filter, for messages read back from the stream.
   IntakeFilter fetch_filter{config.subject_prefix, config.max_payload_bytes};
   simdjson::dom::parser fetch_parser;
 
@@ -200,8 +206,10 @@ struct NatsBroker::Impl {
   std::mutex wake_mutex;
   std::condition_variable wake;
 
-  // Publishes and stream reads.
+  // Publishes; and, apart, so a publish never waits behind them, stream reads for resumes (as
+  // many queued as WS_MAX_STREAM_READS lets callers park).
   BrokerWorker worker;
+  BrokerWorker reader;
 
   std::string start();
   void stop();
@@ -233,7 +241,8 @@ struct NatsBroker::Impl {
 
   PublishOutcome publish_now(const std::vector<OwnedItem>& items);
   void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done);
-  void read_stream(StreamFetch& fetch, size_t limit);
+  void read_stream(StreamFetch& fetch, size_t limit, int64_t deadline_ns);
+  void start_over_on_new_stream();
   void fill_gap(uint64_t from, uint64_t to);
   bool add_item(natsMsg* msg, uint64_t stream_sequence);
 };
@@ -285,6 +294,7 @@ std::string NatsBroker::Impl::start() {
   }
   intake_thread = std::thread([this] { intake_loop(); });
   worker.start();
+  reader.start();
   return {};
 }
 
@@ -293,6 +303,7 @@ void NatsBroker::Impl::stop() {
   { std::lock_guard lock(wake_mutex); }
   wake.notify_all();
   worker.stop();  // what is queued fails at once
+  reader.stop();
   if (intake_thread.joinable()) intake_thread.join();
   drop_subscription();
   if (js) jsCtx_Destroy(js);
@@ -395,7 +406,14 @@ bool NatsBroker::Impl::subscribe() {
     subscription = nullptr;
     return false;
   }
-  if (!ensure_stream() || !ensure_consumer()) return false;
+  const int64_t created_before = stream_created_ns;
+  if (!ensure_stream()) return false;
+  // Created at another time, or numbered below what we handed over: not the stream we read.
+  if (created_before != 0 &&
+      (stream_created_ns != created_before || stream_last_seq < dedupe.last())) {
+    start_over_on_new_stream();
+  }
+  if (!ensure_consumer()) return false;
   natsInbox* inbox = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
   if (s == NATS_OK) {
@@ -413,11 +431,12 @@ bool NatsBroker::Impl::subscribe() {
   pull_owed = 0;
   quiet_polls = 0;
   counters.intake_ready = true;
-  if (last_stream_seq == 0) {
+  bound_before = true;
+  if (dedupe.last() == 0) {
     // From here on this instance hands over every stream message (gaps are filled), so its
     // per-channel histories are complete from this point. After a reconnect the gap filling
     // keeps them so.
-    last_stream_seq = consumer_start;
+    dedupe.reset(consumer_start);
     hub.mark_complete_after(consumer_start);
   }
   spdlog::info("JetStream intake: stream {} ({}), durable pull consumer {}", config.js_stream_name,
@@ -447,10 +466,28 @@ bool NatsBroker::Impl::ensure_stream() {
     spdlog::warn("JetStream stream {} lookup failed: {}", stream.Name, status_text(s, jerr));
     return false;
   }
+  if (exists || !bound_before) {
+    stream_missing_since_ns = 0;
+  } else if (stream_missing_since_ns == 0 ||
+             steady_ns() - stream_missing_since_ns < kStreamRemakeDelayNs) {
+    // Gone from under us: whoever deleted it may be making it again, and a stream made at once
+    // after its delete can lose its store (nats-server 2.9). Made again after a pause.
+    if (stream_missing_since_ns == 0) {
+      stream_missing_since_ns = steady_ns();
+      spdlog::warn("JetStream stream {} is gone: making it again in {} ms unless it reappears",
+                   stream.Name, kStreamRemakeDelayNs / 1'000'000);
+    }
+    return false;
+  }
   jerr = static_cast<jsErrCode>(0);
   s = exists ? js_UpdateStream(&info, js, &stream, nullptr, &jerr)
              : js_AddStream(&info, js, &stream, nullptr, &jerr);
-  if (info) jsStreamInfo_Destroy(info);
+  if (info) {
+    stream_created_ns = info->Created;
+    stream_first_seq = info->State.FirstSeq;
+    stream_last_seq = info->State.LastSeq;
+    jsStreamInfo_Destroy(info);
+  }
   if (s != NATS_OK) {
     spdlog::warn("JetStream stream {} could not be {}: {}", stream.Name,
                  exists ? "updated" : "created", status_text(s, jerr));
@@ -467,7 +504,9 @@ bool NatsBroker::Impl::ensure_consumer() {
   cc.AckPolicy = js_AckExplicit;
   cc.AckWait = ns_of(config.js_consumer_ack_wait);
   // A new instance starts with what is published from now on; an existing consumer carries on
-  // from its last ack, so a restart of this instance loses nothing.
+  // from its last ack, so a restart of this instance loses nothing. One made again while this
+  // instance reads the stream (deleted by an operator, or with its stream) starts right after
+  // what was handed over, so nothing published meanwhile is skipped, even on a quiet stream.
   cc.DeliverPolicy = js_DeliverNew;
   cc.FilterSubject = subject_filter.c_str();
   cc.MaxAckPending = 20'000;
@@ -477,6 +516,13 @@ bool NatsBroker::Impl::ensure_consumer() {
   natsStatus s = js_GetConsumerInfo(&info, js, config.js_stream_name.c_str(), consumer.c_str(),
                                     nullptr, &jerr);
   const bool exists = s == NATS_OK;
+  if (exists && info && info->Config) {  // where it starts cannot change
+    cc.DeliverPolicy = info->Config->DeliverPolicy;
+    cc.OptStartSeq = info->Config->OptStartSeq;
+  } else if (!exists && bound_before) {
+    cc.DeliverPolicy = js_DeliverByStartSequence;
+    cc.OptStartSeq = dedupe.last() + 1;
+  }
   if (info) jsConsumerInfo_Destroy(info);
   info = nullptr;
   if (!exists && s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
@@ -596,7 +642,8 @@ void NatsBroker::Impl::take_jetstream() {
     }
     const std::string_view code = status;
     if (code != "100" && natsMsg_GetSubject(msg) == pull_reply) pull_owed = 0;
-    if (code == "409") check_consumer = true;
+    // 409: the consumer changed or went; 503: no one answers for it (its stream is gone).
+    if (code == "409" || code == "503") check_consumer = true;
     natsMsg_Destroy(msg);
     return true;
   });
@@ -629,15 +676,13 @@ void NatsBroker::Impl::hand_over() {
       if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         stream_sequence = meta->Sequence.Stream;
         jsMsgMetaData_Destroy(meta);
+        const uint64_t last = dedupe.last();
         if (!dedupe.first_delivery(stream_sequence)) {
           governor.reject(IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
           continue;
         }
         // Stream order for every client: what a lost delivery left out goes first.
-        if (last_stream_seq != 0 && stream_sequence > last_stream_seq + 1) {
-          fill_gap(last_stream_seq + 1, stream_sequence - 1);
-        }
-        last_stream_seq = std::max(last_stream_seq, stream_sequence);
+        if (stream_sequence > last + 1) fill_gap(last + 1, stream_sequence - 1);
       }
     }
     add_item(msg, stream_sequence);
@@ -678,6 +723,7 @@ void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
     counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
     items.clear();
     hub.mark_complete_after(to);
+    dedupe.not_handed_over(from, to);  // a redelivery of one of them still goes out, late
     counters.history_restarts.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn(
         "JetStream stream messages {}-{} not delivered to this instance and {}: resume "
@@ -701,13 +747,32 @@ void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
       return restart_history("the stream cannot be read now: " + status_text(s, jerr));
     }
     gap_messages.push_back(msg);
-    if (!dedupe.first_delivery(seq)) continue;
     counters.received.fetch_add(1, std::memory_order_relaxed);
     filled += add_item(msg, seq);
   }
   counters.gap_filled.fetch_add(filled, std::memory_order_relaxed);
   spdlog::info("JetStream stream messages {}-{} were lost on the way: {} read back from the stream",
                from, to, filled);
+}
+
+// The stream was deleted and created again (by an operator, or NATS lost its storage): it is
+// numbered from 1 again, so what was handed over of the old one says nothing about it, and every
+// message of the new one would be taken for a repeat. Intake starts over at the new stream's
+// first message (the consumer is made again to start there); what the old stream held
+// that was not handed over yet is lost, and resuming from before now is no longer possible here:
+// logged, counted, and the histories restart. Intake thread.
+void NatsBroker::Impl::start_over_on_new_stream() {
+  const uint64_t before = dedupe.last();
+  dedupe.reset(stream_first_seq > 0 ? stream_first_seq - 1 : 0);
+  hub.mark_complete_after(before);
+  counters.stream_resets.fetch_add(1, std::memory_order_relaxed);
+  counters.history_restarts.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn(
+      "JetStream stream {} was deleted and created again (this instance had handed over up to "
+      "sequence {}; the new one holds {}-{}): intake starts over from its first message; old "
+      "messages not delivered before it went are lost, and resume from before now is no longer "
+      "possible here",
+      config.js_stream_name, before, stream_first_seq, stream_last_seq);
 }
 
 // ---- publishing ------------------------------------------------------------------------------
@@ -774,18 +839,23 @@ PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_pu
 void NatsBroker::Impl::fetch(std::unique_ptr<StreamFetch> request, size_t limit,
                              StreamFetchDone done) {
   if (!jetstream) return done(std::move(request));
+  // The whole wait counts, the queue included: the client waits for its answer meanwhile.
+  const int64_t deadline_ns = steady_ns() + ns_of(config.stream_read_timeout);
   // Shared, because a worker job must be copyable; only the job ever touches it.
   std::shared_ptr<StreamFetch> fetch(std::move(request));
-  worker.post([this, fetch, limit, done = std::move(done)](bool running_now) {
-    if (running_now) read_stream(*fetch, limit);  // else incomplete: the gateway is stopping
+  reader.post([this, fetch, limit, deadline_ns, done = std::move(done)](bool running_now) {
+    // Not running: incomplete, the gateway is stopping. Abandoned: nobody waits for it.
+    const bool abandoned = fetch->abandoned && fetch->abandoned->load(std::memory_order_relaxed);
+    if (running_now && !abandoned) read_stream(*fetch, limit, deadline_ns);
     done(std::make_unique<StreamFetch>(std::move(*fetch)));
   });
 }
 
 // For each range, the channel's stored messages after `after_pos` up to `through_pos`, one
 // $JS.API.STREAM.MSG.GET with `next_by_subj` each (the stream leader answers, so nothing the
-// instance already handed over can be missing from it). Worker thread.
-void NatsBroker::Impl::read_stream(StreamFetch& fetch, size_t limit) {
+// instance already handed over can be missing from it). Stops, incomplete, at `deadline_ns` or
+// once the caller abandons it. Reader thread.
+void NatsBroker::Impl::read_stream(StreamFetch& fetch, size_t limit, int64_t deadline_ns) {
   const std::string api = "$JS.API.STREAM.MSG.GET." + config.js_stream_name;
   std::string data;
   std::string headers;
@@ -793,10 +863,17 @@ void NatsBroker::Impl::read_stream(StreamFetch& fetch, size_t limit) {
     const std::string subject = config.subject_prefix + range.channel;
     uint64_t next = range.after_pos + 1;
     while (next <= range.through_pos) {
+      if (fetch.abandoned && fetch.abandoned->load(std::memory_order_relaxed)) return;
+      const int64_t left_ms = (deadline_ns - steady_ns()) / 1'000'000;
+      if (left_ms <= 0) {
+        counters.stream_reads_timed_out.fetch_add(1, std::memory_order_relaxed);
+        return;  // incomplete: the client has waited long enough
+      }
       const std::string body = fmt::format(R"({{"seq":{},"next_by_subj":"{}"}})", next, subject);
       natsMsg* reply = nullptr;
       if (natsConnection_Request(&reply, connection, api.c_str(), body.data(),
-                                 static_cast<int>(body.size()), kStreamReadTimeoutMs) != NATS_OK) {
+                                 static_cast<int>(body.size()),
+                                 std::min(kStreamReadTimeoutMs, left_ms)) != NATS_OK) {
         return;  // incomplete
       }
       std::string_view text(natsMsg_GetData(reply), natsMsg_GetDataLength(reply));

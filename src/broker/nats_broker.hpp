@@ -2,7 +2,8 @@
 // with backoff; an intake thread that takes messages (core NATS: a subscription on
 // <prefix>>; JetStream: a durable pull consumer of its own per instance), checks them
 // (intake.hpp), hands them to the hub and, in JetStream mode, acks them once handed over; and a
-// worker thread for POST /publish and stream reads. nats.c's types stay inside nats_broker.cpp.
+// worker thread for POST /publish and another for stream reads (resumes). nats.c's types stay
+// inside nats_broker.cpp.
 #pragma once
 
 #include <memory>
@@ -34,7 +35,7 @@ class NatsBroker final : public Broker {
   // Stops intake after the batch in hand (acked), fails queued publishes, closes the connection.
   void stop() override;
   void publish(std::span<const IngestItem> items, PublishDone done) override;
-  // JetStream: reads stored messages back (worker thread), for a resume on this instance.
+  // JetStream: reads stored messages back (reader thread), for a resume on this instance.
   void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) override;
 
   // JetStream: the durable consumer this instance reads, <JS_CONSUMER_NAME>-<instance id>.

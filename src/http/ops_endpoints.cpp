@@ -90,6 +90,21 @@ void append_broker_metrics(std::string& out, const Broker& broker, Metric& metri
   metric("ws_broker_history_restarts_total", "counter",
          "JetStream gaps that could not be read back (resume from before them fails here).",
          c.history_restarts.load());
+  metric("ws_broker_stream_resets_total", "counter",
+         "JetStream: times the stream was found deleted and created again (intake started over).",
+         c.stream_resets.load());
+  metric("ws_broker_stream_reads_pending", "gauge",
+         "JetStream: resumes waiting for a read-back of the stream (WS_MAX_STREAM_READS).",
+         c.stream_reads_pending.load());
+  metric("ws_broker_stream_reads_refused_total", "counter",
+         "JetStream: resumes answered resume_failed because WS_MAX_STREAM_READS were waiting.",
+         c.stream_reads_refused.load());
+  metric("ws_broker_stream_reads_abandoned_total", "counter",
+         "JetStream: read-backs given up because the client hung up while waiting.",
+         c.stream_reads_abandoned.load());
+  metric("ws_broker_stream_reads_timed_out_total", "counter",
+         "JetStream: read-backs stopped by WS_STREAM_READ_TIMEOUT.",
+         c.stream_reads_timed_out.load());
   metric("ws_broker_messages_received_total", "counter", "Messages taken from the broker.",
          c.received.load());
   metric("ws_broker_messages_delivered_total", "counter", "Broker messages handed to the fan-out.",
@@ -110,6 +125,17 @@ void append_broker_metrics(std::string& out, const Broker& broker, Metric& metri
          c.publish_failures.load());
 }
 
+}  // namespace
+
+namespace {
+// JetStream: the losses the intake could not avoid, reported rather than silent (the stream
+// read from the start again, gaps that could not be read back).
+std::string stream_losses(const Broker& broker) {
+  if (broker.name() != "jetstream") return {};
+  return fmt::format(R"(,"history_restarts":{},"stream_resets":{})",
+                     broker.counters().history_restarts.load(),
+                     broker.counters().stream_resets.load());
+}
 }  // namespace
 
 HealthReport render_health(const Gateway& gateway) {
@@ -140,11 +166,11 @@ HealthReport render_health(const Gateway& gateway) {
       R"({{"status":"{}","checks":{{"cpu":{{"percentage":{:.1f},"threshold":{:.1f},"healthy":{}}},)"
       R"("memory":{{"percentage":{:.1f},"limit_mb":{},"healthy":{}}},)"
       R"("capacity":{{"current":{},"max":{},"percentage":{:.1f}}},)"
-      R"("broker":{{"connected":{},"ready":{},"type":"{}","paused":{}}}}}}})",
+      R"("broker":{{"connected":{},"ready":{},"type":"{}","paused":{}{}}}}}}})",
       status, cpu, config.cpu_reject_threshold, boolean(cpu_ok), memory,
       res.memory_limit() / (1024 * 1024), boolean(memory_ok), current, config.max_connections,
       capacity, boolean(broker.connected()), boolean(broker_ok), broker.name(),
-      boolean(intake_paused));
+      boolean(intake_paused), stream_losses(broker));
   return report;
 }
 

@@ -4,7 +4,9 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <simdjson.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <cassert>
@@ -31,6 +33,8 @@ std::chrono::milliseconds sweep_period(const Config& config) {
   return std::clamp(shortest / 4, Millis(50), Millis(1000));
 }
 
+// How soon a client that hangs up while its restore waits for the stream gives back its socket.
+constexpr auto kParkedCheckPeriod = std::chrono::milliseconds(100);
 }  // namespace
 
 // Unknown or malformed parts are ignored.
@@ -62,7 +66,8 @@ EventLoop::EventLoop(Gateway& gateway, unsigned index)
       accept_retry_timer_(io_),
       fanout_(*this),
       json_parser_(std::make_unique<simdjson::dom::parser>()),
-      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)) {}
+      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)),
+      parked_timer_(io_) {}
 
 void EventLoop::throw_fault(uint32_t& left) {
   --left;
@@ -72,6 +77,9 @@ void EventLoop::throw_fault(uint32_t& left) {
 EventLoop::~EventLoop() {
   stop();
   join();
+  for (auto& [id, parked] : parked_) {
+    if (parked.moving->fd >= 0) ::close(parked.moving->fd);
+  }
 }
 
 const Config& EventLoop::config() const {
@@ -225,17 +233,79 @@ void EventLoop::hand_over(unsigned thread, MigratingConnection moving) {
   EventLoop& target = gateway_.loop(thread);
   // The move-only payload travels in a shared_ptr because asio handlers must be copyable here.
   auto payload = std::make_shared<MigratingConnection>(std::move(moving));
-  if (payload->fetch) {  // a restore that needs the stream: the broker reads it, then on
-    std::unique_ptr<StreamFetch> fetch = std::move(payload->fetch);
-    gateway_.broker().fetch(
-        std::move(fetch), config().replay_size,
-        [&target, payload](std::unique_ptr<StreamFetch> done) {
-          payload->fetch = std::move(done);
-          boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
-        });
-    return;
+  // A restore that needs the stream waits here for the broker to read it, when there is room;
+  // otherwise it goes on at once with nothing read (incomplete: answered resume_failed).
+  if (payload->fetch && gateway_.broker().reserve_stream_read(config().max_stream_reads)) {
+    return park_for_fetch(target, std::move(payload));
   }
   boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
+}
+
+// Loop thread. The connection waits without a Connection: only its socket is watched (for a
+// hang-up, every kParkedCheckPeriod), so its wait costs no CPU and a client that leaves gives back
+// its socket and its connection slot at once, and the broker skips or stops its read.
+void EventLoop::park_for_fetch(EventLoop& target, std::shared_ptr<MigratingConnection> payload) {
+  const uint64_t id = ++parked_counter_;
+  auto abandoned = std::make_shared<std::atomic<bool>>(false);
+  std::unique_ptr<StreamFetch> fetch = std::move(payload->fetch);
+  fetch->abandoned = abandoned;
+  parked_.emplace(id, Parked{&target, std::move(payload), std::move(abandoned)});
+  arm_parked_check();
+  // The callback runs once, on the broker's reader thread (or here, when it cannot read).
+  gateway_.broker().fetch(std::move(fetch), config().replay_size,
+                          [this, id](std::unique_ptr<StreamFetch> done) {
+                            std::shared_ptr<StreamFetch> fetched(std::move(done));
+                            boost::asio::post(io_, [this, id, fetched] { unpark(id, fetched); });
+                          });
+}
+
+// Loop thread: the read is over; the connection goes on (unless it hung up meanwhile).
+void EventLoop::unpark(uint64_t id, std::shared_ptr<StreamFetch> fetched) {
+  gateway_.broker().release_stream_read();
+  auto it = parked_.find(id);
+  if (it == parked_.end()) return;
+  EventLoop& target = *it->second.target;
+  std::shared_ptr<MigratingConnection> payload = std::move(it->second.moving);
+  parked_.erase(it);
+  payload->fetch = std::make_unique<StreamFetch>(std::move(*fetched));
+  if (&target == this) return adopt(std::move(*payload));
+  boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
+}
+
+void EventLoop::arm_parked_check() {
+  if (parked_check_armed_ || parked_.empty()) return;
+  parked_check_armed_ = true;
+  parked_timer_.expires_after(kParkedCheckPeriod);
+  parked_timer_.async_wait([this](const boost::system::error_code& ec) {
+    parked_check_armed_ = false;
+    if (ec) return;
+    check_parked();
+    arm_parked_check();
+  });
+}
+
+// Loop thread: closes the parked connections whose client hung up (POLLRDHUP sees the FIN even
+// behind unread requests).
+void EventLoop::check_parked() {
+  std::vector<pollfd> fds;
+  std::vector<uint64_t> ids;
+  fds.reserve(parked_.size());
+  ids.reserve(parked_.size());
+  for (const auto& [id, parked] : parked_) {
+    fds.push_back(pollfd{parked.moving->fd, POLLRDHUP, 0});
+    ids.push_back(id);
+  }
+  if (::poll(fds.data(), fds.size(), 0) <= 0) return;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if ((fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0) continue;
+    auto it = parked_.find(ids[i]);
+    it->second.abandoned->store(true, std::memory_order_relaxed);
+    ::close(it->second.moving->fd);
+    end_transit(it->second.moving->fresh_session);  // resumable again, until WS_RESUME_TTL
+    parked_.erase(it);  // its TLS state and its place under the per-address cap go with it
+    gateway_.broker().count_abandoned_stream_read();
+    on_websocket_closed();
+  }
 }
 
 void EventLoop::adopt(MigratingConnection moving) {

@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "auth/jwt.hpp"
@@ -119,6 +120,7 @@ class EventLoop {
   uint32_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
   uint32_t detached_count() const { return detached_count_.load(std::memory_order_relaxed); }
   uint32_t channel_count() const { return channel_count_.load(std::memory_order_relaxed); }
+  size_t parked_count() const { return parked_.size(); }  // loop thread
 
  private:
   static constexpr size_t kReadBufferBytes = 64 * 1024;
@@ -132,6 +134,11 @@ class EventLoop {
   void sweep();
   void arm_sweep();
   void reap();
+  // JetStream restores parked while the broker reads the stream back for them (hand_over).
+  void park_for_fetch(EventLoop& target, std::shared_ptr<MigratingConnection> payload);
+  void unpark(uint64_t id, std::shared_ptr<StreamFetch> fetched);
+  void check_parked();
+  void arm_parked_check();
 
   // Test-only fault injection: ODIN_TEST_FAULTS="accept=N,sweep=N" makes the first N accepts /
   // sweeps of each loop throw, so the tests can show a handler that throws does not end its
@@ -168,6 +175,17 @@ class EventLoop {
   std::vector<std::unique_ptr<Connection>> connections_;
   std::vector<Connection*> retired_;
   bool reap_posted_ = false;
+  // A parked restore: the connection (its socket watched for a hang-up) and the flag that tells
+  // the broker nobody waits any more.
+  struct Parked {
+    EventLoop* target = nullptr;
+    std::shared_ptr<MigratingConnection> moving;
+    std::shared_ptr<std::atomic<bool>> abandoned;
+  };
+  std::unordered_map<uint64_t, Parked> parked_;
+  uint64_t parked_counter_ = 0;
+  boost::asio::steady_timer parked_timer_;
+  bool parked_check_armed_ = false;
   bool draining_ = false;
   void enforce_detached_budget();
   std::vector<uint32_t> detached_addresses_;  // since the last budget check

@@ -584,6 +584,13 @@ const std::vector<Setting>& settings() {
        integer(&Config::history_size, 0, 10'000)},
       {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream, Redis)", "JS_STREAM_MAX_AGE",
        "JetStream: oldest message kept in that history", duration(&Config::history_max_age)},
+      {"WS_MAX_STREAM_READS", "Broker (NATS, JetStream, Redis)", "64",
+       "JetStream: resumes waiting for a read-back of the stream at once, process-wide (each "
+       "holds its socket); beyond: resume_failed at once (0: never read back)",
+       integer(&Config::max_stream_reads, 0, 100'000)},
+      {"WS_STREAM_READ_TIMEOUT", "Broker (NATS, JetStream, Redis)", "5s",
+       "JetStream: longest a resume waits for its read-back, queue included; then resume_failed",
+       duration(&Config::stream_read_timeout)},
       {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
        boolean(&Config::demo_feed)},
       {"WS_DEMO_RATE", "Demo", "50", "demo messages per second over all symbols",

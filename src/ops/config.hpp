@@ -90,6 +90,9 @@ struct Config {
   // JetStream: what each instance keeps per channel so a client can resume on any instance.
   uint32_t history_size = 256;  // WS_HISTORY_SIZE, messages per channel (0 = none)
   Millis history_max_age{0};    // WS_HISTORY_MAX_AGE (0 until load_config: JS_STREAM_MAX_AGE)
+  // JetStream: read-backs of the stream for resumes (each one holds a client's socket meanwhile).
+  uint32_t max_stream_reads = 64;     // WS_MAX_STREAM_READS, waiting or under way, process-wide
+  Millis stream_read_timeout{5'000};  // WS_STREAM_READ_TIMEOUT, queue included
 
   // Demo feed and page.
   bool demo_feed = false;       // WS_DEMO_FEED

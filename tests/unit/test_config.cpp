@@ -96,6 +96,8 @@ const std::vector<std::string> kAllVariables = {
     "JS_STREAM_REPLICAS",
     "WS_HISTORY_SIZE",
     "WS_HISTORY_MAX_AGE",
+    "WS_MAX_STREAM_READS",
+    "WS_STREAM_READ_TIMEOUT",
     "WS_DEMO_FEED",
     "WS_DEMO_RATE",
     "WS_DEMO_SYMBOLS",
@@ -139,7 +141,8 @@ const Env kEveryValue = {
     {"WS_DEMO_RATE", "1000"},           {"WS_DEMO_SYMBOLS", "7"},
     {"WS_WEB_ROOT", "/srv/web"},        {"METRICS_INTERVAL", "1m"},
     {"LOG_LEVEL", "WARNING"},           {"LOG_FORMAT", "text"},
-    {"ENVIRONMENT", "production"},
+    {"ENVIRONMENT", "production"},      {"WS_MAX_STREAM_READS", "8"},
+    {"WS_STREAM_READ_TIMEOUT", "2s"},
 };
 
 void expect_every_value(const Config& c) {
@@ -181,6 +184,8 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.js_stream_replicas, 3);
   EXPECT_EQ(c.history_size, 500u);
   EXPECT_EQ(c.history_max_age, Millis(120'000));
+  EXPECT_EQ(c.max_stream_reads, 8u);
+  EXPECT_EQ(c.stream_read_timeout, Millis(2'000));
   EXPECT_TRUE(c.demo_feed);
   EXPECT_DOUBLE_EQ(c.demo_rate, 1000);
   EXPECT_EQ(c.demo_symbols, 7u);

@@ -73,18 +73,70 @@ TEST(IntakeFilter, RejectsWhatCannotBecomeAValidEnvelope) {
             IntakeReject::kInvalidUtf8);  // a surrogate
 }
 
-TEST(StreamDedupe, RepeatsAreCaughtAndLateFirstDeliveriesPass) {
-  StreamDedupe dedupe(4);
+// Issue 12 item 12: a 65,536-sequence window forgot what it had handed over, so at a high rate a
+// redelivery after a lost ack went out twice. Whatever the distance, a repeat is a repeat.
+TEST(StreamDedupe, RepeatIsCaughtHoweverFarBack) {
+  StreamDedupe dedupe;
+  const uint64_t handed_over = 300'000;  // over four times the old window
+  for (uint64_t seq = 1; seq <= handed_over; ++seq)
+    ASSERT_TRUE(dedupe.first_delivery(seq)) << seq;
+  for (uint64_t seq : {uint64_t{1}, uint64_t{5}, uint64_t{70'000}, handed_over - 1, handed_over})
+    EXPECT_FALSE(dedupe.first_delivery(seq)) << seq;
+  EXPECT_TRUE(dedupe.first_delivery(handed_over + 1));
+}
+
+TEST(StreamDedupe, EverythingBelowTheNewestIsHandedOverExceptUnreadGaps) {
+  StreamDedupe dedupe;
+  dedupe.reset(9);  // bound after 9: a redelivery of 9 or below is not ours to send
+  EXPECT_FALSE(dedupe.first_delivery(9));
   EXPECT_TRUE(dedupe.first_delivery(10));
-  EXPECT_TRUE(dedupe.first_delivery(12));
-  EXPECT_FALSE(dedupe.first_delivery(10));
-  EXPECT_TRUE(dedupe.first_delivery(11));  // out of order but never seen: delivered
-  EXPECT_FALSE(dedupe.first_delivery(11));
-  EXPECT_TRUE(dedupe.first_delivery(13));
-  EXPECT_TRUE(dedupe.first_delivery(14));  // window of 4: 10 is forgotten
-  EXPECT_EQ(dedupe.remembered(), 4u);
-  EXPECT_FALSE(dedupe.first_delivery(14));
-  EXPECT_TRUE(dedupe.first_delivery(10));
+  // 11-19 were read back from the stream by the caller: handed over.
+  EXPECT_TRUE(dedupe.first_delivery(20));
+  EXPECT_EQ(dedupe.last(), 20u);
+  EXPECT_FALSE(dedupe.first_delivery(15));
+  // 21-29 could not be read back: a redelivery of one of them goes out, once.
+  EXPECT_TRUE(dedupe.first_delivery(30));
+  dedupe.not_handed_over(21, 29);
+  EXPECT_TRUE(dedupe.first_delivery(25));
+  EXPECT_FALSE(dedupe.first_delivery(25));
+  EXPECT_TRUE(dedupe.first_delivery(21));
+  EXPECT_TRUE(dedupe.first_delivery(29));
+  EXPECT_FALSE(dedupe.first_delivery(30));
+  EXPECT_EQ(dedupe.open_gaps(), 2u);  // 22-24 and 26-28
+  for (uint64_t seq : {22, 23, 24, 26, 27, 28})
+    EXPECT_TRUE(dedupe.first_delivery(seq)) << seq;
+  EXPECT_EQ(dedupe.open_gaps(), 0u);
+  for (uint64_t seq = 9; seq <= 30; ++seq)
+    EXPECT_FALSE(dedupe.first_delivery(seq)) << seq;
+}
+
+TEST(StreamDedupe, GapsBeyondTheNewestAreNotOpenedAndResetForgetsAll) {
+  StreamDedupe dedupe;
+  EXPECT_TRUE(dedupe.first_delivery(100));
+  dedupe.not_handed_over(150, 160);  // beyond the newest: nothing to open
+  EXPECT_EQ(dedupe.open_gaps(), 0u);
+  dedupe.not_handed_over(90, 99);
+  EXPECT_EQ(dedupe.open_gaps(), 1u);
+  EXPECT_TRUE(dedupe.first_delivery(150));  // after the newest: new anyway
+  EXPECT_FALSE(dedupe.first_delivery(150));
+  // A new stream starts over at its consumer's start: its sequences 1.. are new.
+  dedupe.reset(0);
+  EXPECT_EQ(dedupe.open_gaps(), 0u);
+  EXPECT_TRUE(dedupe.first_delivery(1));
+  EXPECT_FALSE(dedupe.first_delivery(1));
+}
+
+TEST(StreamDedupe, OpenGapsAreBoundedOldestForgottenFirst) {
+  StreamDedupe dedupe;
+  uint64_t seq = 0;
+  for (size_t i = 0; i < StreamDedupe::kMaxOpenGaps + 10; ++i) {
+    seq += 3;
+    ASSERT_TRUE(dedupe.first_delivery(seq));
+    dedupe.not_handed_over(seq - 2, seq - 2);  // seq - 1 was read back: gaps do not merge
+  }
+  EXPECT_EQ(dedupe.open_gaps(), StreamDedupe::kMaxOpenGaps);
+  EXPECT_FALSE(dedupe.first_delivery(1));  // forgotten: its loss was reported back then
+  EXPECT_TRUE(dedupe.first_delivery(seq - 2));
 }
 
 TEST(PauseSwitch, PausesAboveAndResumesClearlyBelow) {
