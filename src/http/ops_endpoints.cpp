@@ -227,6 +227,9 @@ std::string render_metrics(const Gateway& gateway) {
   metric("ws_fanout_queue_bytes", "gauge",
          "Largest backlog of an event-loop thread's fan-out queue (WS_FANOUT_QUEUE_BYTES).",
          gateway.hub().backlog_bytes());
+  metric("ws_fanout_queue_peak_bytes", "gauge",
+         "The largest backlog an event-loop thread's fan-out queue had since start.",
+         gateway.hub().peak_backlog_bytes());
   metric("ws_channels", "gauge",
          "Channel entries of the fullest event-loop thread (WS_MAX_CHANNELS).", t.channels);
   metric("ws_messages_out_total", "counter", "Data messages queued to clients.", t.messages_out);

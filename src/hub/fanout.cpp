@@ -65,7 +65,10 @@ ThreadFanout::ThreadFanout(EventLoop& loop) : loop_(loop), index_(loop.config().
 void ThreadFanout::enqueue(std::span<const std::shared_ptr<const Message>> messages,
                            uint64_t bytes) {
   // Counted before the push, so the drain never takes off more than was added.
-  queued_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  const uint64_t queued = queued_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  if (queued > peak_queued_bytes_.load(std::memory_order_relaxed)) {
+    peak_queued_bytes_.store(queued, std::memory_order_relaxed);
+  }
   for (const std::shared_ptr<const Message>& message : messages)
     queue_.push(message);
   // One post per batch, not per message: the loop drains everything queued when it runs.
@@ -258,6 +261,13 @@ void Hub::mark_complete_after(uint64_t pos) {
   std::lock_guard lock(ingest_order_);
   for (ThreadFanout* thread : threads_)
     thread->enqueue({&shared, 1}, queued_cost(*shared));
+}
+
+uint64_t Hub::peak_backlog_bytes() const {
+  uint64_t most = 0;
+  for (const ThreadFanout* thread : threads_)
+    most = std::max(most, thread->peak_queued_bytes());
+  return most;
 }
 
 uint64_t Hub::backlog_bytes() const {

@@ -75,6 +75,8 @@ class ThreadFanout {
   void sweep();
   // Any thread: bytes queued for this thread and not yet delivered (queued_cost()).
   uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  // Any thread: the most queued_bytes() has been since start.
+  uint64_t peak_queued_bytes() const { return peak_queued_bytes_.load(std::memory_order_relaxed); }
 
   // Recipients (plus one per message) one drain turn delivers at most; a message is never
   // split, so one with more recipients still goes out whole.
@@ -103,7 +105,8 @@ class ThreadFanout {
   // Added by the producer before it pushes, taken off by the drain once per turn: one atomic
   // per batch and thread, none per recipient.
   alignas(64) std::atomic<uint64_t> queued_bytes_{0};
-  LocalMessagePool pool_;  // before index_: the index's references die first
+  std::atomic<uint64_t> peak_queued_bytes_{0};  // written by the producer only (under the hub lock)
+  LocalMessagePool pool_;                       // before index_: the index's references die first
   SubscriptionIndex index_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
   uint64_t last_pos_ = 0;
@@ -128,6 +131,8 @@ class Hub {
   // Any thread: the largest backlog of any thread's queue (ThreadFanout::queued_bytes), which
   // is about what the queues hold alive, since they share the messages.
   uint64_t backlog_bytes() const;
+  // Any thread: the largest backlog any thread's queue ever had.
+  uint64_t peak_backlog_bytes() const;
 
  private:
   std::vector<ThreadFanout*> threads_;

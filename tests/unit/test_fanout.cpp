@@ -64,6 +64,7 @@ TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
   const uint64_t queued = fanout.queued_bytes();
   EXPECT_GT(queued, messages * 16);
   EXPECT_EQ(gateway.hub().backlog_bytes(), queued);
+  EXPECT_EQ(gateway.hub().peak_backlog_bytes(), queued);
 
   ASSERT_EQ(loop.io().poll_one(), 1u);  // one drain turn
   const uint64_t after_one_turn = sessions[0]->seq;
