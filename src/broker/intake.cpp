@@ -151,18 +151,26 @@ bool IntakeGovernor::fanout_behind() {
   if (behind == fanout_behind_) return behind;
   fanout_behind_ = behind;
   counters_.fanout_behind = behind;
-  if (behind) {
-    counters_.fanout_behind_episodes.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn(
-        "an event-loop thread fell behind: {} bytes queued for its fan-out, above "
-        "WS_FANOUT_QUEUE_BYTES {}: {} intake {} until it is below half",
-        backlog, fanout_high_water_, broker_name_,
-        holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
-                          : "drops messages (counted as fanout_behind)");
-  } else {
-    spdlog::info("the fan-out caught up ({} bytes queued): {} intake resumes", backlog,
-                 broker_name_);
+  if (!behind) {
+    spdlog::debug("the fan-out caught up ({} bytes queued): {} intake resumes", backlog,
+                  broker_name_);
+    return false;
   }
+  counters_.fanout_behind_episodes.fetch_add(1, std::memory_order_relaxed);
+  // Under sustained overload this may start many times a second: one line per 10 s at most.
+  ++behind_since_log_;
+  const int64_t now = steady_ns();
+  if (last_behind_log_ns_ != 0 && now - last_behind_log_ns_ < kRejectLogEveryMs * 1'000'000) {
+    return true;
+  }
+  spdlog::warn(
+      "an event-loop thread fell behind ({} time(s) since the last such line): {} bytes queued "
+      "for its fan-out, above WS_FANOUT_QUEUE_BYTES {}: {} intake {} until it is below half",
+      behind_since_log_, backlog, fanout_high_water_, broker_name_,
+      holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
+                        : "drops messages (counted as fanout_behind)");
+  behind_since_log_ = 0;
+  last_behind_log_ns_ = now;
   return behind;
 }
 

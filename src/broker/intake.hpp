@@ -147,6 +147,8 @@ class IntakeGovernor {
   uint64_t fanout_high_water_;
   bool holds_for_fanout_;  // JetStream: stop pulling rather than drop
   bool fanout_behind_ = false;
+  uint64_t behind_since_log_ = 0;
+  int64_t last_behind_log_ns_ = 0;
   double pause_threshold_;
   PauseSwitch pause_;
   RatePacer intake_rate_;     // WS_MAX_NATS_RATE
