@@ -373,7 +373,9 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
 
   // Everything after the client's position, once, in stream order: counted first (a restore
   // that would send more than WS_REPLAY_SIZE fails before anything is gathered), then merged
-  // from the stream read and the per-channel histories, each already in stream order.
+  // from the stream read and the per-channel histories, each already in stream order. Nothing
+  // is taken twice: the channels are distinct (parse_client_request drops repeats), a message
+  // is on one channel, and a channel's history is taken only after what the read covered.
   const uint32_t limit = loop.config().replay_size;
   size_t total = 0;
   if (fetched) {
