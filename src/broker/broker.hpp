@@ -24,6 +24,8 @@ enum class IntakeReject : uint8_t {
   kOversized,    // the payload is larger than WS_MAX_PAYLOAD_BYTES
   kInvalidUtf8,  // the payload is not UTF-8: it could not become a WebSocket text frame
   kDuplicate,    // a JetStream redelivery of a message already handed to the fan-out
+  // core NATS, Redis: an event-loop thread is behind (WS_FANOUT_QUEUE_BYTES)
+  kFanoutBehind,
   kCount
 };
 const char* intake_reject_name(IntakeReject reason);
@@ -54,6 +56,10 @@ struct BrokerCounters {
   std::atomic<uint64_t> stream_reads_refused{0};
   std::atomic<uint64_t> stream_reads_abandoned{0};
   std::atomic<uint64_t> stream_reads_timed_out{0};
+  // An event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES (until below half):
+  // JetStream holds its pulls, the others drop. How often that began.
+  std::atomic<bool> fanout_behind{false};
+  std::atomic<uint64_t> fanout_behind_episodes{0};
   std::array<std::atomic<uint64_t>, static_cast<size_t>(IntakeReject::kCount)> rejected{};
 
   void reject(IntakeReject reason) {
@@ -77,6 +83,7 @@ struct StreamRange {
 };
 struct StreamFetch {
   std::vector<StreamRange> ranges;
+  unsigned round = 0;  // reads made for this restore before this one (the history moved on)
   // Filled by the broker: the messages found, encoded like live ones, in stream order per range.
   std::vector<std::shared_ptr<const Message>> messages;
   bool complete = false;  // every range read to its end (within the limit)

@@ -19,6 +19,8 @@ namespace odin {
 
 namespace {
 constexpr int64_t kRejectLogEveryMs = 10'000;
+// JetStream held back by the fan-out: how long to wait before looking at the queues again.
+constexpr int64_t kFanoutBehindWaitMs = 5;
 }  // namespace
 
 const char* intake_reject_name(IntakeReject reason) {
@@ -33,6 +35,8 @@ const char* intake_reject_name(IntakeReject reason) {
       return "invalid_utf8";
     case IntakeReject::kDuplicate:
       return "duplicate";
+    case IntakeReject::kFanoutBehind:
+      return "fanout_behind";
     case IntakeReject::kCount:
       break;
   }
@@ -125,10 +129,13 @@ bool PauseSwitch::update(double cpu_percent) {
 }
 
 IntakeGovernor::IntakeGovernor(const Config& config, const ResourceMonitor& resources,
-                               BrokerCounters& counters, std::string_view broker_name)
+                               BrokerCounters& counters, std::string_view broker_name, Hub* hub)
     : resources_(resources),
       counters_(counters),
       broker_name_(broker_name),
+      hub_(hub),
+      fanout_high_water_(config.fanout_queue_bytes),
+      holds_for_fanout_(config.broker == BrokerKind::kJetStream),
       pause_threshold_(config.cpu_pause_threshold),
       pause_(config.cpu_pause_threshold),
       intake_rate_(static_cast<double>(config.max_nats_rate)),
@@ -150,6 +157,10 @@ bool IntakeGovernor::paused_for_cpu() {
 }
 
 size_t IntakeGovernor::take(size_t wanted, int64_t& wait_ms) {
+  if (holds_for_fanout_ && fanout_behind()) {
+    wait_ms = kFanoutBehindWaitMs;
+    return 0;
+  }
   const int64_t now = steady_ns();
   const size_t intake = intake_rate_.take(wanted, now);
   const size_t allowed = broadcast_rate_.take(intake, now);
@@ -159,6 +170,49 @@ size_t IntakeGovernor::take(size_t wanted, int64_t& wait_ms) {
     wait_ms = std::clamp<int64_t>(wait / 1'000'000, 1, 100);
   }
   return allowed;
+}
+
+bool IntakeGovernor::fanout_behind() {
+  if (!hub_) return false;
+  const uint64_t backlog = hub_->backlog_bytes();
+  // Hysteresis: resume only at half the mark, so intake does not flap around it.
+  const bool behind =
+      fanout_behind_ ? backlog > fanout_high_water_ / 2 : backlog > fanout_high_water_;
+  if (behind == fanout_behind_) return behind;
+  fanout_behind_ = behind;
+  counters_.fanout_behind = behind;
+  if (!behind) {
+    spdlog::debug("the fan-out caught up ({} bytes queued): {} intake resumes", backlog,
+                  broker_name_);
+    return false;
+  }
+  counters_.fanout_behind_episodes.fetch_add(1, std::memory_order_relaxed);
+  // Under sustained overload this may start many times a second: one line per 10 s at most.
+  ++behind_since_log_;
+  const int64_t now = steady_ns();
+  if (last_behind_log_ns_ != 0 && now - last_behind_log_ns_ < kRejectLogEveryMs * 1'000'000) {
+    return true;
+  }
+  spdlog::warn(
+      "an event-loop thread fell behind ({} time(s) since the last such line): {} bytes queued "
+      "for its fan-out, above WS_FANOUT_QUEUE_BYTES {}: {} intake {} until it is below half",
+      behind_since_log_, backlog, fanout_high_water_, broker_name_,
+      holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
+                        : "drops messages (counted as fanout_behind)");
+  behind_since_log_ = 0;
+  last_behind_log_ns_ = now;
+  return behind;
+}
+
+void IntakeGovernor::ingest(std::vector<IngestItem>& items) {
+  if (items.empty()) return;
+  if (!holds_for_fanout_ && fanout_behind()) {
+    for (const IngestItem& item : items)
+      reject(IntakeReject::kFanoutBehind, item.channel);
+    items.clear();
+    return;
+  }
+  if (hub_) hub_->ingest(items);
 }
 
 void IntakeGovernor::reject(IntakeReject reason, std::string_view source) {

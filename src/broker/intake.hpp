@@ -11,6 +11,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <vector>
 
 #include "broker/broker.hpp"
 #include "hub/fanout.hpp"
@@ -115,16 +117,27 @@ class RatePacer {
 };
 
 // What every broker's intake thread shares: the CPU pause with its counter and log lines, both
-// intake rate caps, and the rate-limited log of refused messages. Intake thread only.
+// intake rate caps, back-pressure from the fan-out, and the rate-limited log of refused
+// messages. Intake thread only.
 class IntakeGovernor {
  public:
+  // `hub` (may be null in tests): whose queues the back-pressure watches and where ingest() hands
+  // messages.
   IntakeGovernor(const Config& config, const ResourceMonitor& resources, BrokerCounters& counters,
-                 std::string_view broker_name);
+                 std::string_view broker_name, Hub* hub = nullptr);
   // Feeds the current CPU to the pause switch (logging and counting a change); true while paused.
   bool paused_for_cpu();
   // How many of `wanted` messages both caps allow now (takes them). When none, `wait_ms` says
-  // how long to wait before asking again.
+  // how long to wait before asking again. JetStream: none while the fan-out is behind, so no
+  // pull goes out and the messages wait in the stream.
   size_t take(size_t wanted, int64_t& wait_ms);
+  // Hands `items` to the hub. While the fan-out is behind, a broker that cannot hold messages
+  // back (core NATS, Redis) drops them instead (counted as fanout_behind, logged) and `items`
+  // is left empty.
+  void ingest(std::vector<IngestItem>& items);
+  // Whether an event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES (and has not yet
+  // come back below half of it); logs and counts the changes.
+  bool fanout_behind();
   // Gives back messages taken but not used.
   void refund(size_t unused) {
     intake_rate_.give_back(unused);
@@ -142,6 +155,12 @@ class IntakeGovernor {
   const ResourceMonitor& resources_;
   BrokerCounters& counters_;
   std::string broker_name_;
+  Hub* hub_;
+  uint64_t fanout_high_water_;
+  bool holds_for_fanout_;  // JetStream: stop pulling rather than drop
+  bool fanout_behind_ = false;
+  uint64_t behind_since_log_ = 0;
+  int64_t last_behind_log_ns_ = 0;
   double pause_threshold_;
   PauseSwitch pause_;
   RatePacer intake_rate_;     // WS_MAX_NATS_RATE

@@ -149,7 +149,7 @@ struct NatsBroker::Impl {
         resources(resources),
         counters(counters),
         filter(config.subject_prefix, config.max_payload_bytes),
-        governor(config, resources, counters, "NATS") {
+        governor(config, resources, counters, "NATS", &hub) {
     counters.intake_ready = !jetstream;  // JetStream: once the consumer is bound
   }
 
@@ -687,7 +687,7 @@ void NatsBroker::Impl::hand_over() {
     }
     add_item(msg, stream_sequence);
   }
-  if (!items.empty()) hub.ingest(items);
+  governor.ingest(items);  // core NATS: dropped while the fan-out is behind
   counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
   items.clear();
   for (natsMsg* msg : gap_messages)

@@ -87,7 +87,7 @@ struct RedisBroker::Impl {
         resources(resources),
         counters(counters),
         filter(config.subject_prefix, config.max_payload_bytes),
-        governor(config, resources, counters, "Redis") {}
+        governor(config, resources, counters, "Redis", &hub) {}
 
   const Config& config;
   const std::string instance_id;
@@ -407,7 +407,7 @@ void RedisBroker::Impl::hand_over() {
     }
     items.push_back(item);
   }
-  if (!items.empty()) hub.ingest(items);
+  governor.ingest(items);  // dropped while the fan-out is behind
   counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
   batch.clear();
 }

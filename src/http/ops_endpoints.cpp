@@ -80,6 +80,13 @@ void append_broker_metrics(std::string& out, const Broker& broker, Metric& metri
   metric("ws_broker_connected", "gauge", "1 when the broker is connected.", c.connected ? 1 : 0);
   metric("ws_broker_paused", "gauge", "1 while intake is paused for CPU.", c.paused ? 1 : 0);
   metric("ws_broker_pauses_total", "counter", "Times intake paused for CPU.", c.pauses.load());
+  metric("ws_broker_fanout_behind", "gauge",
+         "1 while an event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES.",
+         c.fanout_behind ? 1 : 0);
+  metric("ws_broker_fanout_behind_total", "counter",
+         "Times a fan-out queue went above WS_FANOUT_QUEUE_BYTES (JetStream held its pulls, "
+         "the others dropped).",
+         c.fanout_behind_episodes.load());
   metric("ws_broker_disconnects_total", "counter", "Broker connections lost.",
          c.disconnects.load());
   metric("ws_broker_reconnects_total", "counter", "Broker connections regained.",
@@ -245,6 +252,14 @@ std::string render_metrics(const Gateway& gateway) {
          t.detached_evicted);
   metric("ws_messages_in_total", "counter", "Messages ingested from the broker.",
          gateway.hub().messages_in());
+  metric("ws_fanout_queue_bytes", "gauge",
+         "Largest backlog of an event-loop thread's fan-out queue (WS_FANOUT_QUEUE_BYTES).",
+         gateway.hub().backlog_bytes());
+  metric("ws_fanout_queue_peak_bytes", "gauge",
+         "The largest backlog an event-loop thread's fan-out queue had since start.",
+         gateway.hub().peak_backlog_bytes());
+  metric("ws_channels", "gauge",
+         "Channel entries of the fullest event-loop thread (WS_MAX_CHANNELS).", t.channels);
   metric("ws_messages_out_total", "counter", "Data messages queued to clients.", t.messages_out);
   metric("ws_bytes_out_total", "counter", "Bytes written to client sockets.", t.bytes_out);
   metric("ws_slow_consumer_disconnects_total", "counter", "Clients closed with 4008.", t.slow);

@@ -5,6 +5,8 @@
 // allocation per recipient.
 #include "hub/fanout.hpp"
 
+#include <malloc.h>
+
 #include <chrono>
 
 #include "hub/envelope.hpp"
@@ -14,6 +16,7 @@
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
+#include "spdlog/spdlog.h"
 
 namespace odin {
 
@@ -21,6 +24,10 @@ namespace {
 // How many recipients ahead the fan-out prefetches (measured: enough to cover a memory miss
 // behind the per-recipient work, small enough to stay in L1).
 constexpr size_t kPrefetchAhead = 8;
+constexpr int64_t kChannelSweepEveryNs = 1'000'000'000;
+constexpr int64_t kRefusedLogEveryNs = 10'000'000'000;
+// Channel entries freed in one sweep above which the heap is trimmed (malloc_trim walks it).
+constexpr size_t kTrimAfterFreed = 1024;
 }  // namespace
 
 MessageQueue::MessageQueue() {
@@ -51,12 +58,19 @@ std::shared_ptr<const Message> MessageQueue::pop() {
   return std::move(next->message);
 }
 
-ThreadFanout::ThreadFanout(EventLoop& loop) : loop_(loop) {
+ThreadFanout::ThreadFanout(EventLoop& loop) : loop_(loop), index_(loop.config().max_channels) {
   drained_ingest_ns_.reserve(1024);
 }
 
-void ThreadFanout::enqueue(std::shared_ptr<const Message> message) {
-  queue_.push(std::move(message));
+void ThreadFanout::enqueue(std::span<const std::shared_ptr<const Message>> messages,
+                           uint64_t bytes) {
+  // Counted before the push, so the drain never takes off more than was added.
+  const uint64_t queued = queued_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  if (queued > peak_queued_bytes_.load(std::memory_order_relaxed)) {
+    peak_queued_bytes_.store(queued, std::memory_order_relaxed);
+  }
+  for (const std::shared_ptr<const Message>& message : messages)
+    queue_.push(message);
   // One post per batch, not per message: the loop drains everything queued when it runs.
   if (!drain_posted_.exchange(true, std::memory_order_seq_cst)) {
     boost::asio::post(loop_.io(), [this] { drain(); });
@@ -67,14 +81,28 @@ void ThreadFanout::drain() {
   drain_posted_.exchange(false, std::memory_order_seq_cst);
   OutBatch& out = loop_.out();
   uint64_t delivered = 0;
+  uint64_t drained_bytes = 0;
+  size_t budget = kTurnRecipients;
 
-  while (std::shared_ptr<const Message> shared = queue_.pop()) {
+  while (budget != 0) {
+    std::shared_ptr<const Message> shared = queue_.pop();
+    if (!shared) break;
+    drained_bytes += queued_cost(*shared);
+    --budget;
     if (shared->marker) {
       complete_after_ = coverage_ ? std::max(complete_after_, shared->pos) : shared->pos;
       coverage_ = true;
       continue;
     }
-    ChannelSubscribers& channel = index_.entry(shared->channel);
+    ChannelSubscribers* entry = index_.try_entry(shared->channel);
+    if (!entry) {
+      // WS_MAX_CHANNELS: no entry, so no subscriber here, and no snapshot or history kept.
+      last_pos_ = std::max(last_pos_, shared->pos);
+      index_.forget_message(shared->pos);
+      ++channels_refused_;
+      continue;
+    }
+    ChannelSubscribers& channel = *entry;
     MessageRef message = pool_.adopt(std::move(shared));
     channel.latest = message;  // what a `snapshot` subscribe sends
     const uint64_t pos = message->pos;
@@ -106,8 +134,10 @@ void ThreadFanout::drain() {
         ++delivered;
       }
     }
+    budget -= std::min(budget, count);
     drained_ingest_ns_.push_back(message->ingest_steady_ns);
   }
+  queued_bytes_.fetch_sub(drained_bytes, std::memory_order_relaxed);
 
   ThreadStats& stats = loop_.stats();
   stats.messages_out.add(delivered);
@@ -119,12 +149,23 @@ void ThreadFanout::drain() {
     stats.fanout_latency.record(static_cast<uint64_t>(std::max<int64_t>(0, done - ingest_ns)));
   }
   drained_ingest_ns_.clear();
+
+  // The turn's budget ran out: the rest in a later turn, after the handlers already waiting
+  // (reads, timers, accepts), unless a producer already posted one.
+  if (budget == 0 && !drain_posted_.exchange(true, std::memory_order_seq_cst)) {
+    boost::asio::post(loop_.io(), [this] { drain(); });
+  }
 }
 
 void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& message) {
   last_pos_ = std::max(last_pos_, message->pos);
   const Config& config = loop_.config();
-  if (config.history_size == 0) return;
+  if (config.history_size == 0) {
+    // No history: it holds every message only after the newest one, so a restore from before
+    // that reads the stream.
+    channel.history_evicted_through = message->pos;
+    return;
+  }
   ReplayRing<MessageRef>& history = channel.history;
   if (history.capacity() != config.history_size) {
     history = ReplayRing<MessageRef>(config.history_size);  // once per channel and thread
@@ -140,10 +181,40 @@ void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& messa
     channel.history_evicted_through = history.oldest()->pos;  // the push below drops it
   }
   history.push(history.empty() ? 1 : history.last_seq() + 1, message);
-  const int64_t oldest_ms = message->ts_ms - config.history_max_age.count();
-  while (history.oldest()->ts_ms < oldest_ms) {
+  age_history(channel,
+              message->ingest_steady_ns - std::chrono::nanoseconds(config.history_max_age).count());
+}
+
+// Drops history entries ingested before `oldest_ns` (monotonic, so a clock step changes nothing).
+void ThreadFanout::age_history(ChannelSubscribers& channel, int64_t oldest_ns) {
+  ReplayRing<MessageRef>& history = channel.history;
+  while (!history.empty() && history.oldest()->ingest_steady_ns < oldest_ns) {
     channel.history_evicted_through = history.oldest()->pos;
     history.pop_oldest();
+  }
+  if (history.empty()) history.clear();  // an idle channel keeps no storage
+}
+
+void ThreadFanout::sweep() {
+  const int64_t now = steady_ns();
+  if (now < next_channel_sweep_ns_) return;
+  next_channel_sweep_ns_ = now + kChannelSweepEveryNs;
+  const Config& config = loop_.config();
+  const int64_t history_oldest = now - std::chrono::nanoseconds(config.history_max_age).count();
+  const int64_t idle_before = now - std::chrono::nanoseconds(config.channel_idle_ttl).count();
+  const size_t freed = index_.erase_idle([&](ChannelSubscribers& channel) {
+    age_history(channel, history_oldest);
+    return !channel.latest || channel.latest->ingest_steady_ns < idle_before;
+  });
+  // Many small blocks went back to malloc: give the pages back too, or RSS never falls.
+  if (freed >= kTrimAfterFreed) malloc_trim(0);
+  if (channels_refused_ != 0 && now - channels_refused_logged_ns_ >= kRefusedLogEveryNs) {
+    spdlog::warn(
+        "thread {}: {} message(s) on new channels kept no state (snapshot, history): "
+        "{} channels held, WS_MAX_CHANNELS",
+        loop_.index(), channels_refused_, index_.channel_count());
+    channels_refused_ = 0;
+    channels_refused_logged_ns_ = now;
   }
 }
 
@@ -172,11 +243,13 @@ void Hub::ingest(std::span<const IngestItem> items) {
   for (const IngestItem& item : items)
     encoded.push_back(encode_message(item, ts_ms, ingest_ns));
 
+  uint64_t bytes = 0;
+  for (const auto& message : encoded)
+    bytes += queued_cost(*message);
+
   std::lock_guard lock(ingest_order_);
-  for (const auto& message : encoded) {
-    for (ThreadFanout* thread : threads_)
-      thread->enqueue(message);
-  }
+  for (ThreadFanout* thread : threads_)
+    thread->enqueue(encoded, bytes);
   messages_in_.fetch_add(encoded.size(), std::memory_order_relaxed);
 }
 
@@ -184,9 +257,24 @@ void Hub::mark_complete_after(uint64_t pos) {
   auto marker = std::make_shared<Message>();
   marker->pos = pos;
   marker->marker = true;
+  const std::shared_ptr<const Message> shared = std::move(marker);
   std::lock_guard lock(ingest_order_);
   for (ThreadFanout* thread : threads_)
-    thread->enqueue(marker);
+    thread->enqueue({&shared, 1}, queued_cost(*shared));
+}
+
+uint64_t Hub::peak_backlog_bytes() const {
+  uint64_t most = 0;
+  for (const ThreadFanout* thread : threads_)
+    most = std::max(most, thread->peak_queued_bytes());
+  return most;
+}
+
+uint64_t Hub::backlog_bytes() const {
+  uint64_t most = 0;
+  for (const ThreadFanout* thread : threads_)
+    most = std::max(most, thread->queued_bytes());
+  return most;
 }
 
 }  // namespace odin

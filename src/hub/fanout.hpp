@@ -53,14 +53,34 @@ class MessageQueue {
   alignas(64) Node* tail_;
 };
 
+// What a queued message is counted as against WS_FANOUT_QUEUE_BYTES: its envelope plus about
+// what the message, its control block and a queue node take around it.
+inline uint64_t queued_cost(const Message& message) {
+  return message.tail.size() + message.channel.size() + 160;
+}
+
 // One event-loop thread's half of the fan-out.
 class ThreadFanout {
  public:
   explicit ThreadFanout(EventLoop& loop);
-  // Any thread: queue a message and make sure the loop will drain.
-  void enqueue(std::shared_ptr<const Message> message);
-  // Loop thread: deliver everything queued, then flush once.
+  // Any thread (the hub, under its order lock): queue messages, whose queued_cost() sum is
+  // `bytes`, and make sure the loop will drain.
+  void enqueue(std::span<const std::shared_ptr<const Message>> messages, uint64_t bytes);
+  // Loop thread: deliver what is queued, a bounded amount per turn (kTurnRecipients), flush,
+  // and continue in a later turn so the loop's other handlers run in between.
   void drain();
+  // Loop thread, from the periodic sweep: ages histories (WS_HISTORY_MAX_AGE) and frees the
+  // entries of channels nobody subscribes to and nothing was published on for
+  // WS_CHANNEL_IDLE_TTL. Does the work at most once a second.
+  void sweep();
+  // Any thread: bytes queued for this thread and not yet delivered (queued_cost()).
+  uint64_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  // Any thread: the most queued_bytes() has been since start.
+  uint64_t peak_queued_bytes() const { return peak_queued_bytes_.load(std::memory_order_relaxed); }
+
+  // Recipients (plus one per message) one drain turn delivers at most; a message is never
+  // split, so one with more recipients still goes out whole.
+  static constexpr size_t kTurnRecipients = 32768;
 
   SubscriptionIndex& index() { return index_; }
   LocalMessagePool& pool() { return pool_; }
@@ -71,21 +91,30 @@ class ThreadFanout {
   uint64_t last_pos() const { return last_pos_; }
   std::optional<uint64_t> history_complete_after(const ChannelSubscribers* channel) const {
     if (!coverage_) return std::nullopt;
-    return std::max(complete_after_, channel ? channel->history_evicted_through : 0);
+    return std::max(complete_after_,
+                    channel ? channel->history_evicted_through : index_.forgotten_through());
   }
 
  private:
   void remember(ChannelSubscribers& channel, const MessageRef& message);
+  void age_history(ChannelSubscribers& channel, int64_t oldest_ns);
 
   EventLoop& loop_;
   MessageQueue queue_;
   std::atomic<bool> drain_posted_{false};
-  LocalMessagePool pool_;  // before index_: the index's references die first
+  // Added by the producer before it pushes, taken off by the drain once per turn: one atomic
+  // per batch and thread, none per recipient.
+  alignas(64) std::atomic<uint64_t> queued_bytes_{0};
+  std::atomic<uint64_t> peak_queued_bytes_{0};  // written by the producer only (under the hub lock)
+  LocalMessagePool pool_;                       // before index_: the index's references die first
   SubscriptionIndex index_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
   uint64_t last_pos_ = 0;
   uint64_t complete_after_ = 0;
   bool coverage_ = false;
+  int64_t next_channel_sweep_ns_ = 0;
+  uint64_t channels_refused_ = 0;  // messages on channels beyond WS_MAX_CHANNELS (for the log)
+  int64_t channels_refused_logged_ns_ = 0;
 };
 
 // The process-wide entry of the fan-out.
@@ -99,6 +128,11 @@ class Hub {
   // not fill; histories before that point are not complete.
   void mark_complete_after(uint64_t pos);
   uint64_t messages_in() const { return messages_in_.load(std::memory_order_relaxed); }
+  // Any thread: the largest backlog of any thread's queue (ThreadFanout::queued_bytes), which
+  // is about what the queues hold alive, since they share the messages.
+  uint64_t backlog_bytes() const;
+  // Any thread: the largest backlog any thread's queue ever had.
+  uint64_t peak_backlog_bytes() const;
 
  private:
   std::vector<ThreadFanout*> threads_;

@@ -3,8 +3,11 @@
 // so no locks and no atomics.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,9 +32,20 @@ struct ChannelSubscribers {
 
 class SubscriptionIndex {
  public:
-  // The channel's entry, created when missing. References stay valid until erase_if_unused().
+  // `max_channels` (WS_MAX_CHANNELS) bounds the entries the fan-out creates (try_entry) and
+  // the ones subscribes create once they checked has_room_for().
+  explicit SubscriptionIndex(size_t max_channels = std::numeric_limits<size_t>::max())
+      : max_channels_(max_channels) {}
+
+  // The channel's entry, created when missing. References stay valid until the entry is erased
+  // (erase_if_unused, erase_idle), which never happens while it has subscribers.
   ChannelSubscribers& entry(std::string_view channel);
+  // The same, but nullptr instead of creating an entry beyond the limit.
+  ChannelSubscribers* try_entry(std::string_view channel);
   ChannelSubscribers* find(std::string_view channel);
+  // Whether subscribing to `channels` stays within the limit (entries that exist cost nothing).
+  bool has_room_for(std::span<const std::string_view> channels) const;
+  size_t max_channels() const { return max_channels_; }
 
   // Adds a subscriber; returns its position in entry.sessions (the caller keeps it for removal).
   static uint32_t add(ChannelSubscribers& channel, Session* session);
@@ -41,6 +55,29 @@ class SubscriptionIndex {
 
   // Drops an entry that has no subscribers, no latest message and no history.
   void erase_if_unused(ChannelSubscribers& channel);
+  // Drops every entry without subscribers for which `idle(entry)` is true (it may also trim the
+  // entry it is shown); returns how many were dropped.
+  template <class F>
+  size_t erase_idle(F&& idle) {
+    size_t erased = 0;
+    for (auto it = channels_.begin(); it != channels_.end();) {
+      ChannelSubscribers& channel = *it->second;
+      if (idle(channel) && channel.sessions.empty()) {
+        forget(channel);
+        it = channels_.erase(it);
+        ++erased;
+      } else {
+        ++it;
+      }
+    }
+    return erased;
+  }
+
+  // JetStream: the newest stream position of a channel whose entry was dropped (or never made,
+  // at the limit) with messages in it. The history of a channel without an entry, or of one
+  // made since, holds every message only after this position.
+  uint64_t forgotten_through() const { return forgotten_through_; }
+  void forget_message(uint64_t pos) { forgotten_through_ = std::max(forgotten_through_, pos); }
 
   size_t channel_count() const { return channels_.size(); }
 
@@ -49,8 +86,13 @@ class SubscriptionIndex {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  ChannelSubscribers& create(std::string_view channel);
+  void forget(const ChannelSubscribers& channel);
+
   std::unordered_map<std::string, std::unique_ptr<ChannelSubscribers>, Hash, std::equal_to<>>
       channels_;
+  size_t max_channels_;
+  uint64_t forgotten_through_ = 0;
 };
 
 }  // namespace odin

@@ -425,6 +425,7 @@ void EventLoop::sweep() {
   for (size_t i = 0; i < connections_.size(); ++i)
     connections_[i]->on_sweep(now);
   sessions_.expire(now, config().resume_ttl.count(), fanout_.index());
+  fanout_.sweep();
   session_count_.store(static_cast<uint32_t>(sessions_.size()), std::memory_order_relaxed);
   detached_count_.store(static_cast<uint32_t>(sessions_.detached()), std::memory_order_relaxed);
   channel_count_.store(static_cast<uint32_t>(fanout_.index().channel_count()),

@@ -422,6 +422,15 @@ const std::vector<Setting>& settings() {
       {"WS_MAX_CHANNELS_PER_CONN", "Limits", "100",
        "channels per connection; beyond: too_many_channels",
        integer(&Config::max_channels_per_conn, 1, 100'000)},
+      {"WS_MAX_CHANNELS", "Limits", "100000",
+       "channels each event-loop thread keeps state for (subscribers, snapshot, history); a "
+       "subscribe that would add one beyond: channel_limit; messages on further channels keep "
+       "no snapshot or history",
+       integer(&Config::max_channels, 1, 100'000'000)},
+      {"WS_CHANNEL_IDLE_TTL", "Limits", "10m",
+       "a channel without subscribers and without messages this long is forgotten (its "
+       "snapshot and history)",
+       duration(&Config::channel_idle_ttl)},
       {"WS_CLIENT_RATE", "Limits", "10", "client requests per second (token bucket refill)",
        real(&Config::client_rate, 0, 1e6, true)},
       {"WS_CLIENT_BURST", "Limits", "100", "client request burst (token bucket depth)",
@@ -533,11 +542,15 @@ const std::vector<Setting>& settings() {
       {"WS_MAX_BROADCAST_RATE", "Resource guards", "0 (unlimited)",
        "NATS and Redis modes: fan-out cap, messages per second",
        integer(&Config::max_broadcast_rate, 0, UINT64_MAX)},
+      {"WS_FANOUT_QUEUE_BYTES", "Resource guards", "64MiB",
+       "messages queued for one event-loop thread and not yet delivered; beyond: JetStream intake "
+       "stops pulling (the stream keeps them), core NATS and Redis intake drop (counted, "
+       "fanout_behind) until the queue is below half of it",
+       bytes(&Config::fanout_queue_bytes, 64 << 10, 1ull << 40)},
       {"WS_WORKER_POOL_SIZE", "Resource guards", "unset",
        "seed setting: threads = min(this, CPUs available) when WS_THREADS is unset", nullptr},
       {"WS_WORKER_QUEUE_SIZE", "Resource guards", "unset", "seed setting, accepted and ignored",
-       ignored("WS_WORKER_QUEUE_SIZE",
-               "fan-out queues are unbounded per thread and drained every loop turn")},
+       ignored("WS_WORKER_QUEUE_SIZE", "the fan-out queues are bounded by WS_FANOUT_QUEUE_BYTES")},
       {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
       {"WS_BROKER", "Broker (NATS, JetStream, Redis)", "auto",

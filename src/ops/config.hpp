@@ -26,13 +26,15 @@ struct Config {
   unsigned threads = 0;
 
   // Admission and per-connection limits.
-  uint32_t max_connections = 10000;         // WS_MAX_CONNECTIONS
-  uint32_t max_message_bytes = 4096;        // WS_MAX_MESSAGE_BYTES
-  uint32_t max_channels_per_conn = 100;     // WS_MAX_CHANNELS_PER_CONN
-  double client_rate = 10.0;                // WS_CLIENT_RATE (requests per second)
-  double client_burst = 100.0;              // WS_CLIENT_BURST
-  uint32_t replay_size = 100;               // WS_REPLAY_SIZE
-  Millis resume_ttl{30'000};                // WS_RESUME_TTL
+  uint32_t max_connections = 10000;      // WS_MAX_CONNECTIONS
+  uint32_t max_message_bytes = 4096;     // WS_MAX_MESSAGE_BYTES
+  uint32_t max_channels_per_conn = 100;  // WS_MAX_CHANNELS_PER_CONN
+  uint32_t max_channels = 100'000;       // WS_MAX_CHANNELS, channel entries per event-loop thread
+  Millis channel_idle_ttl{600'000};      // WS_CHANNEL_IDLE_TTL
+  double client_rate = 10.0;             // WS_CLIENT_RATE (requests per second)
+  double client_burst = 100.0;           // WS_CLIENT_BURST
+  uint32_t replay_size = 100;            // WS_REPLAY_SIZE
+  Millis resume_ttl{30'000};             // WS_RESUME_TTL
   uint32_t max_detached_sessions = 10'000;  // WS_MAX_DETACHED_SESSIONS
   uint32_t max_detached_per_ip = 0;         // WS_MAX_DETACHED_PER_IP (0: WS_MAX_CONNECTIONS_PER_IP)
   Millis ping_interval{30'000};             // WS_PING_INTERVAL
@@ -72,6 +74,7 @@ struct Config {
   double memory_reject_threshold = 90.0;  // WS_MEMORY_REJECT_THRESHOLD, percent of memory_limit
   uint64_t max_nats_rate = 0;             // WS_MAX_NATS_RATE, messages/s (0 = unlimited)
   uint64_t max_broadcast_rate = 0;        // WS_MAX_BROADCAST_RATE, messages/s (0 = unlimited)
+  uint64_t fanout_queue_bytes = 64 << 20;  // WS_FANOUT_QUEUE_BYTES, per event-loop thread
 
   // Broker.
   BrokerKind broker = BrokerKind::kAuto;       // WS_BROKER (auto: resolved by load_config)

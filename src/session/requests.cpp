@@ -108,6 +108,13 @@ void subscribe_channels(Connection& conn, Session& session,
   }
 }
 
+// WS_MAX_CHANNELS: this thread keeps state for as many channels as it may.
+void send_channel_limit(Connection& conn, std::string_view id_json) {
+  send_error(conn, id_json, "channel_limit",
+             "the server holds as many channels as it may (" +
+                 std::to_string(conn.loop().fanout().index().max_channels()) + "); try later");
+}
+
 void handle_subscribe(Connection& conn, Session& session, const ClientRequest& request) {
   const std::vector<std::string_view>& channels = request.channels;
   if (request.kind == RequestKind::kUnsubscribe) {
@@ -136,6 +143,10 @@ void handle_subscribe(Connection& conn, Session& session, const ClientRequest& r
     send_error(conn, request.id_json, "too_many_channels",
                "at most " + std::to_string(conn.loop().config().max_channels_per_conn) +
                    " channels per connection");
+    return;
+  }
+  if (!conn.loop().fanout().index().has_room_for(channels)) {
+    send_channel_limit(conn, request.id_json);
     return;
   }
   subscribe_channels(conn, session, channels, request.snapshot, request.id_json);
@@ -274,6 +285,27 @@ void resume_failed(Connection& conn, std::string_view id_json) {
 
 enum class Restore : uint8_t { kFailed, kDone, kFetching };
 
+// How many times a restore reads the stream when the history keeps moving on meanwhile.
+constexpr unsigned kRestoreReadRounds = 3;
+
+// The seq of `history`'s first entry with a pos after `pos` (last_seq() + 1 when none): the
+// entries are in stream order, so a binary search.
+uint64_t first_entry_after(const ReplayRing<MessageRef>& history, uint64_t pos) {
+  uint64_t lo = history.first_seq();
+  uint64_t hi = history.last_seq() + 1;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    uint64_t mid_pos = 0;
+    history.for_range(mid, mid, [&](uint64_t, const MessageRef& m) { mid_pos = m->pos; });
+    if (mid_pos > pos) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
 // Resume on any instance (JetStream, docs/protocol.md): the connection's fresh session becomes
 // the continuation of a session this instance never saw, from the client's stream position and
 // channels. What the client missed comes from this thread's per-channel histories and, where they
@@ -297,51 +329,114 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
   }
   ThreadFanout& fanout = loop.fanout();
   SubscriptionIndex& index = fanout.index();
+  if (!index.has_room_for(channels)) return Restore::kFailed;  // WS_MAX_CHANNELS
 
+  // Per channel, the pos after which its history has every message; below it (down to
+  // last_pos), the stream must be read.
   std::vector<StreamRange> missing;
-  for (std::string_view channel : channels) {
+  std::vector<uint64_t> history_from(channels.size(), last_pos);
+  for (size_t c = 0; c < channels.size(); ++c) {
+    const std::string_view channel = channels[c];
     const std::optional<uint64_t> complete = fanout.history_complete_after(index.find(channel));
     if (!complete) return Restore::kFailed;  // not yet known from where this instance has it all
     if (last_pos >= *complete) continue;
-    const bool read =
-        fetched &&
-        std::any_of(fetched->ranges.begin(), fetched->ranges.end(), [&](const StreamRange& r) {
-          return r.channel == channel && r.after_pos == last_pos && r.through_pos >= *complete;
-        });
-    if (!read) missing.push_back({std::string(channel), last_pos, *complete});
+    const StreamRange* read = nullptr;
+    if (fetched) {
+      for (const StreamRange& r : fetched->ranges) {
+        if (r.channel == channel && r.after_pos == last_pos && r.through_pos >= *complete)
+          read = &r;
+      }
+    }
+    if (read) {
+      history_from[c] = read->through_pos;  // what the read covered is not taken twice
+    } else {
+      missing.push_back({std::string(channel), last_pos, *complete});
+    }
   }
   if (!missing.empty()) {
-    if (fetched) return Restore::kFailed;  // the history moved on while the stream was read
+    // The history moved on while the stream was read (with WS_HISTORY_SIZE=0, any message on a
+    // channel does): read again, a few times at most.
+    const unsigned round = fetched ? fetched->round + 1 : 0;
+    if (round >= kRestoreReadRounds) return Restore::kFailed;
     auto fetch = std::make_unique<StreamFetch>();
+    if (fetched) {
+      // Every channel again, so the result is one consistent read.
+      missing.clear();
+      for (size_t c = 0; c < channels.size(); ++c) {
+        const std::optional<uint64_t> complete =
+            fanout.history_complete_after(index.find(channels[c]));
+        if (last_pos < *complete)
+          missing.push_back({std::string(channels[c]), last_pos, *complete});
+      }
+    }
     fetch->ranges = std::move(missing);
+    fetch->round = round;
     conn.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text), session->id(),
                  std::move(fetch));
     return Restore::kFetching;
   }
   if (fetched && !fetched->complete) return Restore::kFailed;
 
-  // Everything after the client's position, once, in stream order.
-  std::vector<MessageRef> replay;
+  // Everything after the client's position, once, in stream order: counted first (a restore
+  // that would send more than WS_REPLAY_SIZE fails before anything is gathered), then merged
+  // from the stream read and the per-channel histories, each already in stream order. Nothing
+  // is taken twice: the channels are distinct (parse_client_request drops repeats), a message
+  // is on one channel, and a channel's history is taken only after what the read covered.
+  const uint32_t limit = loop.config().replay_size;
+  size_t total = 0;
   if (fetched) {
-    for (const std::shared_ptr<const Message>& message : fetched->messages) {
-      if (message->pos > last_pos) replay.push_back(fanout.pool().adopt(message));
+    for (const std::shared_ptr<const Message>& message : fetched->messages)
+      total += message->pos > last_pos;
+  }
+  struct Cursor {
+    const ReplayRing<MessageRef>* history;
+    uint64_t next_seq;  // the next entry to take
+  };
+  std::vector<Cursor> cursors;
+  for (size_t c = 0; c < channels.size() && total <= limit; ++c) {
+    const ChannelSubscribers* entry = index.find(channels[c]);
+    if (!entry || entry->history.empty()) continue;
+    const uint64_t first = first_entry_after(entry->history, history_from[c]);
+    if (first > entry->history.last_seq()) continue;
+    total += entry->history.last_seq() - first + 1;
+    cursors.push_back({&entry->history, first});
+  }
+  if (total > limit) return Restore::kFailed;
+
+  std::vector<MessageRef> replay;
+  replay.reserve(total);
+  size_t next_fetched = 0;
+  while (replay.size() < total) {
+    // The smallest pos among the heads: at most WS_MAX_CHANNELS_PER_CONN cursors, and at most
+    // WS_REPLAY_SIZE messages.
+    const Message* best = nullptr;
+    Cursor* from = nullptr;
+    MessageRef head;
+    if (fetched) {
+      while (next_fetched < fetched->messages.size() &&
+             fetched->messages[next_fetched]->pos <= last_pos)
+        ++next_fetched;
+      if (next_fetched < fetched->messages.size()) best = fetched->messages[next_fetched].get();
+    }
+    for (Cursor& cursor : cursors) {
+      if (cursor.next_seq > cursor.history->last_seq()) continue;
+      cursor.history->for_range(cursor.next_seq, cursor.next_seq,
+                                [&](uint64_t, const MessageRef& message) {
+                                  if (!best || message->pos < best->pos) {
+                                    best = &*message;
+                                    from = &cursor;
+                                    head = message;
+                                  }
+                                });
+    }
+    if (!best) break;
+    if (from) {
+      ++from->next_seq;
+      replay.push_back(std::move(head));
+    } else {
+      replay.push_back(fanout.pool().adopt(fetched->messages[next_fetched++]));
     }
   }
-  for (std::string_view channel : channels) {
-    if (const ChannelSubscribers* entry = index.find(channel); entry && !entry->history.empty()) {
-      entry->history.for_range(entry->history.first_seq(), entry->history.last_seq(),
-                               [&](uint64_t, const MessageRef& message) {
-                                 if (message->pos > last_pos) replay.push_back(message);
-                               });
-    }
-  }
-  std::sort(replay.begin(), replay.end(),
-            [](const MessageRef& a, const MessageRef& b) { return a->pos < b->pos; });
-  replay.erase(
-      std::unique(replay.begin(), replay.end(),
-                  [](const MessageRef& a, const MessageRef& b) { return a->pos == b->pos; }),
-      replay.end());
-  if (replay.size() > loop.config().replay_size) return Restore::kFailed;
 
   session->unsubscribe_all(index);  // `?channels=` at connect: the resumed channels replace them
   for (std::string_view channel : channels)
@@ -524,6 +619,7 @@ void send_welcome(Connection& conn, Session& session) {
 
 void subscribe_at_connect(Connection& conn, Session& session,
                           std::span<const std::string_view> channels) {
+  if (!conn.loop().fanout().index().has_room_for(channels)) return send_channel_limit(conn, {});
   subscribe_channels(conn, session, channels, false, {});
 }
 

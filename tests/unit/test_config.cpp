@@ -43,6 +43,8 @@ const std::vector<std::string> kAllVariables = {
     "WS_MAX_CONNECTIONS",
     "WS_MAX_MESSAGE_BYTES",
     "WS_MAX_CHANNELS_PER_CONN",
+    "WS_MAX_CHANNELS",
+    "WS_CHANNEL_IDLE_TTL",
     "WS_CLIENT_RATE",
     "WS_CLIENT_BURST",
     "WS_REPLAY_SIZE",
@@ -78,6 +80,7 @@ const std::vector<std::string> kAllVariables = {
     "WS_MEMORY_REJECT_THRESHOLD",
     "WS_MAX_NATS_RATE",
     "WS_MAX_BROADCAST_RATE",
+    "WS_FANOUT_QUEUE_BYTES",
     "WS_WORKER_POOL_SIZE",
     "WS_WORKER_QUEUE_SIZE",
     "WS_MAX_GOROUTINES",
@@ -142,7 +145,8 @@ const Env kEveryValue = {
     {"WS_WEB_ROOT", "/srv/web"},        {"METRICS_INTERVAL", "1m"},
     {"LOG_LEVEL", "WARNING"},           {"LOG_FORMAT", "text"},
     {"ENVIRONMENT", "production"},      {"WS_MAX_STREAM_READS", "8"},
-    {"WS_STREAM_READ_TIMEOUT", "2s"},
+    {"WS_STREAM_READ_TIMEOUT", "2s"},   {"WS_MAX_CHANNELS", "5000"},
+    {"WS_CHANNEL_IDLE_TTL", "90s"},     {"WS_FANOUT_QUEUE_BYTES", "8MiB"},
 };
 
 void expect_every_value(const Config& c) {
@@ -152,6 +156,9 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.max_connections, 5000u);
   EXPECT_EQ(c.max_message_bytes, 8192u);
   EXPECT_EQ(c.max_channels_per_conn, 50u);
+  EXPECT_EQ(c.max_channels, 5000u);
+  EXPECT_EQ(c.channel_idle_ttl, Millis(90'000));
+  EXPECT_EQ(c.fanout_queue_bytes, 8u << 20);
   EXPECT_DOUBLE_EQ(c.client_rate, 2.5);
   EXPECT_DOUBLE_EQ(c.client_burst, 20);
   EXPECT_EQ(c.replay_size, 0u);
@@ -213,6 +220,9 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.max_connections, 10000u);
   EXPECT_EQ(c.max_message_bytes, 4096u);
   EXPECT_EQ(c.max_channels_per_conn, 100u);
+  EXPECT_EQ(c.max_channels, 100'000u);
+  EXPECT_EQ(c.channel_idle_ttl, Millis(600'000));
+  EXPECT_EQ(c.fanout_queue_bytes, 64u << 20);
   EXPECT_DOUBLE_EQ(c.client_rate, 10);
   EXPECT_DOUBLE_EQ(c.client_burst, 100);
   EXPECT_EQ(c.replay_size, 100u);

@@ -1,0 +1,230 @@
+// Unit tests of the fan-out's bounds: a drain turn delivers a bounded amount and continues in a
+// later turn, the per-thread queues count their bytes, intake holds (JetStream) or drops (core
+// NATS, Redis) while a thread is behind, the channel limit, and the sweep that ages histories and
+// frees idle channels. A real Gateway's event loop, driven by hand (its thread never starts).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "broker/intake.hpp"
+#include "gateway.hpp"
+#include "hub/fanout.hpp"
+#include "net/event_loop.hpp"
+#include "session/session.hpp"
+
+namespace odin {
+namespace {
+
+Config test_config() {
+  Config config;
+  config.threads = 1;
+  config.broker = BrokerKind::kEmbedded;
+  config.history_max_age = Millis(60'000);
+  return config;
+}
+
+// Ingests `count` messages of `payload_bytes` on `channel`, positions from `first_pos` (0: none).
+void publish(Hub& hub, std::string_view channel, size_t count, size_t payload_bytes = 16,
+             uint64_t first_pos = 0) {
+  const std::string payload = "\"" + std::string(payload_bytes, 'x') + "\"";
+  std::vector<IngestItem> items;
+  for (size_t i = 0; i < count; ++i) {
+    IngestItem item{channel, "tick", payload, true};
+    item.pos = first_pos == 0 ? 0 : first_pos + i;
+    items.push_back(item);
+  }
+  hub.ingest(items);
+}
+
+// Runs the loop's ready handlers until none is left; returns how many ran.
+size_t run_ready(EventLoop& loop) {
+  size_t ran = 0;
+  while (loop.io().poll_one() != 0)
+    ++ran;
+  return ran;
+}
+
+TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
+  Gateway gateway(test_config());
+  EventLoop& loop = gateway.loop(0);
+  ThreadFanout& fanout = loop.fanout();
+  constexpr size_t kSubscribers = 100;
+  std::vector<Session*> sessions;
+  for (size_t i = 0; i < kSubscribers; ++i) {
+    Session& s = loop.sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 10);
+    s.subscribe(fanout.index(), "A");
+    sessions.push_back(&s);
+  }
+  // Five turns' worth of deliveries.
+  const size_t messages = 5 * ThreadFanout::kTurnRecipients / kSubscribers;
+  publish(gateway.hub(), "A", messages);
+  const uint64_t queued = fanout.queued_bytes();
+  EXPECT_GT(queued, messages * 16);
+  EXPECT_EQ(gateway.hub().backlog_bytes(), queued);
+  EXPECT_EQ(gateway.hub().peak_backlog_bytes(), queued);
+
+  ASSERT_EQ(loop.io().poll_one(), 1u);  // one drain turn
+  const uint64_t after_one_turn = sessions[0]->seq;
+  EXPECT_GT(after_one_turn, 0u);
+  EXPECT_LE(after_one_turn * kSubscribers, ThreadFanout::kTurnRecipients);
+  EXPECT_LT(fanout.queued_bytes(), queued);
+  EXPECT_GT(fanout.queued_bytes(), 0u);
+
+  EXPECT_GE(run_ready(loop), 4u);  // the turns that follow, each posted by the one before
+  for (const Session* s : sessions)
+    EXPECT_EQ(s->seq, messages);
+  EXPECT_EQ(fanout.queued_bytes(), 0u);
+}
+
+TEST(ThreadFanout, AMessageWithMoreRecipientsThanATurnStillGoesOutWhole) {
+  Gateway gateway(test_config());
+  EventLoop& loop = gateway.loop(0);
+  std::vector<Session*> sessions;
+  for (size_t i = 0; i < ThreadFanout::kTurnRecipients + 10; ++i) {
+    Session& s = loop.sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 1);
+    s.subscribe(loop.fanout().index(), "A");
+    sessions.push_back(&s);
+  }
+  publish(gateway.hub(), "A", 2);
+  ASSERT_EQ(loop.io().poll_one(), 1u);
+  for (const Session* s : sessions)
+    EXPECT_EQ(s->seq, 1u);
+  run_ready(loop);
+  for (const Session* s : sessions)
+    EXPECT_EQ(s->seq, 2u);
+}
+
+struct GovernedIntake {
+  explicit GovernedIntake(BrokerKind broker) : gateway(config_for(broker)) {}
+  static Config config_for(BrokerKind broker) {
+    Config config = test_config();
+    config.broker = broker;
+    config.fanout_queue_bytes = 64 << 10;
+    return config;
+  }
+  std::vector<IngestItem> items(size_t count) {
+    std::vector<IngestItem> out;
+    for (size_t i = 0; i < count; ++i)
+      out.push_back(IngestItem{"A", "tick", payload, true});
+    return out;
+  }
+  Gateway gateway;
+  BrokerCounters counters;
+  IntakeGovernor governor{gateway.config(), gateway.resources(), counters, "test", &gateway.hub()};
+  std::string payload = "\"" + std::string(1000, 'x') + "\"";
+};
+
+TEST(IntakeGovernor, CoreIntakeDropsAndCountsWhileAThreadIsBehind) {
+  GovernedIntake intake(BrokerKind::kNats);
+  std::vector<IngestItem> batch = intake.items(100);  // ~116 KB: above the 64 KiB mark
+  intake.governor.ingest(batch);
+  EXPECT_EQ(intake.gateway.hub().messages_in(), 100u);
+  EXPECT_FALSE(intake.counters.fanout_behind);
+
+  batch = intake.items(100);
+  intake.governor.ingest(batch);
+  EXPECT_TRUE(batch.empty());  // so the broker counts none of them as delivered
+  EXPECT_EQ(intake.gateway.hub().messages_in(), 100u);
+  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)], 100u);
+  EXPECT_TRUE(intake.counters.fanout_behind);
+  EXPECT_EQ(intake.counters.fanout_behind_episodes, 1u);
+
+  run_ready(intake.gateway.loop(0));  // the thread catches up
+  batch = intake.items(10);
+  intake.governor.ingest(batch);
+  EXPECT_EQ(intake.gateway.hub().messages_in(), 110u);
+  EXPECT_FALSE(intake.counters.fanout_behind);
+}
+
+TEST(IntakeGovernor, JetStreamIntakeStopsPullingWhileAThreadIsBehind) {
+  GovernedIntake intake(BrokerKind::kJetStream);
+  int64_t wait_ms = 0;
+  EXPECT_EQ(intake.governor.take(256, wait_ms), 256u);
+  std::vector<IngestItem> batch = intake.items(100);
+  intake.governor.ingest(batch);  // what was pulled is always delivered
+  batch = intake.items(100);
+  intake.governor.ingest(batch);
+  EXPECT_EQ(intake.gateway.hub().messages_in(), 200u);
+  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)], 0u);
+
+  EXPECT_EQ(intake.governor.take(256, wait_ms), 0u);  // no new pull
+  EXPECT_GT(wait_ms, 0);
+  EXPECT_TRUE(intake.counters.fanout_behind);
+  run_ready(intake.gateway.loop(0));
+  EXPECT_EQ(intake.governor.take(256, wait_ms), 256u);
+  EXPECT_FALSE(intake.counters.fanout_behind);
+}
+
+TEST(ThreadFanout, TheFanOutKeepsNoStateForChannelsBeyondTheLimit) {
+  Config config = test_config();
+  config.max_channels = 3;
+  Gateway gateway(config);
+  EventLoop& loop = gateway.loop(0);
+  SubscriptionIndex& index = loop.fanout().index();
+  gateway.hub().mark_complete_after(0);
+  for (int i = 0; i < 10; ++i)
+    publish(gateway.hub(), "C" + std::to_string(i), 1, 16, 100 + i);
+  run_ready(loop);
+  EXPECT_EQ(index.channel_count(), 3u);
+  EXPECT_EQ(index.find("C9"), nullptr);
+  // Nothing is kept for C9, so a restore from before its message must read the stream.
+  EXPECT_EQ(loop.fanout().history_complete_after(nullptr), 109u);
+  EXPECT_EQ(loop.fanout().last_pos(), 109u);
+
+  const std::vector<std::string_view> existing = {"C0", "C1"};
+  const std::vector<std::string_view> fresh = {"C0", "NEW"};
+  EXPECT_TRUE(index.has_room_for(existing));
+  EXPECT_FALSE(index.has_room_for(fresh));
+}
+
+TEST(ThreadFanout, WithoutHistoryARestoreFromBeforeTheNewestMessageMustReadTheStream) {
+  Config config = test_config();
+  config.history_size = 0;
+  Gateway gateway(config);
+  EventLoop& loop = gateway.loop(0);
+  gateway.hub().mark_complete_after(0);
+  publish(gateway.hub(), "A", 5, 16, 1);
+  run_ready(loop);
+  const ChannelSubscribers* entry = loop.fanout().index().find("A");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_TRUE(entry->history.empty());
+  EXPECT_EQ(loop.fanout().history_complete_after(entry), 5u);
+}
+
+TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
+  Config config = test_config();
+  config.history_max_age = Millis(1);
+  config.channel_idle_ttl = Millis(1);
+  Gateway gateway(config);
+  EventLoop& loop = gateway.loop(0);
+  ThreadFanout& fanout = loop.fanout();
+  SubscriptionIndex& index = fanout.index();
+  Session& subscriber = loop.sessions().create(SessionId{0, static_cast<uint64_t>(1)}, 10);
+  subscriber.subscribe(index, "KEPT");
+  gateway.hub().mark_complete_after(0);
+  publish(gateway.hub(), "KEPT", 3, 16, 1);
+  for (int i = 0; i < 100; ++i)
+    publish(gateway.hub(), "IDLE" + std::to_string(i), 1, 16, 10 + i);
+  run_ready(loop);
+  EXPECT_EQ(index.channel_count(), 101u);
+  EXPECT_FALSE(index.find("KEPT")->history.empty());
+  EXPECT_EQ(fanout.history_complete_after(nullptr), 0u);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // older than both ages
+  fanout.sweep();
+  EXPECT_EQ(index.channel_count(), 1u);  // only the subscribed one
+  const ChannelSubscribers* kept = index.find("KEPT");
+  ASSERT_NE(kept, nullptr);
+  EXPECT_TRUE(kept->history.empty());
+  EXPECT_EQ(fanout.history_complete_after(kept), 3u);
+  // The freed channels' messages are in no history any more.
+  EXPECT_EQ(fanout.history_complete_after(nullptr), 109u);
+  // A channel made again starts after what was forgotten.
+  EXPECT_EQ(fanout.history_complete_after(&index.entry("IDLE5")), 109u);
+}
+
+}  // namespace
+}  // namespace odin
