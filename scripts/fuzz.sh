@@ -8,7 +8,8 @@
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all_targets=(fuzz_frame fuzz_http_request fuzz_client_request fuzz_publish_body fuzz_redis_payload)
+all_targets=(fuzz_frame fuzz_http_request fuzz_upgrade fuzz_client_request fuzz_publish_body
+             fuzz_redis_payload fuzz_jwt)
 seconds=600
 if [[ $# -gt 0 && $1 =~ ^[0-9]+$ ]]; then
   seconds=$1

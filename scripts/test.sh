@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice: a normal build, then under AddressSanitizer +
 # UndefinedBehaviorSanitizer. Unit (GoogleTest), integration (python3-websockets against the
-# binary), browser (headless Chromium). Then a third stage: the parsers' libFuzzer targets, built
-# with clang, each for ODIN_FUZZ_SECONDS (60). Exits non-zero if any test fails.
+# binary), browser (headless Chromium). Then ThreadSanitizer on the unit tests and the integration
+# tests that run several event-loop threads against each other (label `threads`). Then the
+# parsers' libFuzzer targets, built with clang, each for ODIN_FUZZ_SECONDS (60). Exits non-zero
+# if any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -23,6 +25,23 @@ run_suite() {
 run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_suite build/sanitize -DCMAKE_BUILD_TYPE=Debug -DODIN_SANITIZE=ON
+# ThreadSanitizer: any report fails the stage. Reports go to files (log_path), because a gateway
+# started by an integration test logs to a temporary file the test deletes; tests/tsan.supp holds
+# suppressions for third-party code only.
+tsan_start=$(date +%s)
+rm -rf build/tsan/tsan-reports && mkdir -p build/tsan/tsan-reports
+cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DODIN_TSAN=ON \
+  -DODIN_BROWSER_TESTS=OFF >/dev/null
+cmake --build build/tsan --target odin-ws unit_tests
+echo "=== ctest in build/tsan (unit, threads) ==="
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp log_path=$PWD/build/tsan/tsan-reports/report" \
+  ctest --test-dir build/tsan -L 'unit|threads' --output-on-failure --timeout 300 || status=1
+if compgen -G 'build/tsan/tsan-reports/report*' >/dev/null; then
+  echo "ThreadSanitizer reports:"
+  cat build/tsan/tsan-reports/report*
+  status=1
+fi
+echo "=== ThreadSanitizer stage: $(( $(date +%s) - tsan_start )) s ==="
 # Fuzzing (clang, libFuzzer): only the fuzz targets are built, the gcc builds above cover the rest.
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DODIN_FUZZ=ON -DODIN_BROWSER_TESTS=OFF \
   >/dev/null

@@ -1,9 +1,8 @@
 // Pure request reading for the router (see request_parts.hpp).
 #include "http/request_parts.hpp"
 
-#include <algorithm>
-
 #include "hub/channel_name.hpp"
+#include "hub/unique_channels.hpp"
 
 namespace odin {
 
@@ -26,23 +25,29 @@ std::string_view query_param(std::string_view target, std::string_view key) {
   return {};
 }
 
-bool split_channels(std::string_view list, std::vector<std::string_view>& out) {
-  while (!list.empty()) {
-    size_t cut = list.find(',');
-    size_t skip = 1;
-    const size_t encoded = list.find("%2C");
-    const size_t encoded_lower = list.find("%2c");
-    for (size_t e : {encoded, encoded_lower}) {
-      if (e < cut) {
-        cut = e;
-        skip = 3;
-      }
+bool split_channels(std::string_view list, std::vector<std::string_view>& out, size_t cap) {
+  UniqueChannels names(out, cap);
+  // One pass over the list: each byte is looked at once, whichever separator comes next.
+  size_t start = 0;
+  for (size_t i = 0; i <= list.size();) {
+    size_t skip = 0;
+    if (i == list.size() || list[i] == ',') {
+      skip = 1;
+    } else if (list[i] == '%' && list.size() - i >= 3 && list[i + 1] == '2' &&
+               (list[i + 2] == 'C' || list[i + 2] == 'c')) {
+      skip = 3;
+    } else {
+      ++i;
+      continue;
     }
-    std::string_view name = list.substr(0, cut);
+    const std::string_view name = list.substr(start, i - start);
+    const bool last = i == list.size();
+    if (last && name.empty()) break;  // an empty list or a trailing separator
     if (!is_valid_channel_name(name)) return false;
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
-    if (cut == std::string_view::npos) break;
-    list.remove_prefix(cut + skip);
+    if (!names.add(name)) break;  // over the cap: the caller refuses, the rest is not read
+    if (last) break;
+    i += skip;
+    start = i;
   }
   return true;
 }

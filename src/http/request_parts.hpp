@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "http/request_parser.hpp"
+#include "hub/unique_channels.hpp"
 #include "ws/handshake.hpp"
 
 namespace odin {
@@ -19,9 +20,12 @@ std::string_view path_of(std::string_view target);
 std::string_view query_param(std::string_view target, std::string_view key);
 
 // Splits a `?channels=` value on ',' and '%2C' / '%2c' into `out` (views into `list`),
-// duplicates removed, order kept. False when a name is not a valid channel name: an empty name
-// between two separators counts, while an empty list or a trailing separator is fine.
-bool split_channels(std::string_view list, std::vector<std::string_view>& out);
+// duplicates removed, order kept, in time linear in the list's length. False when a name is not
+// a valid channel name: an empty name between two separators counts, while an empty list or a
+// trailing separator is fine. Stops reading once `out` holds cap + 1 names, so the caller's
+// out.size() > cap check refuses the list without it being read to the end.
+bool split_channels(std::string_view list, std::vector<std::string_view>& out,
+                    size_t cap = kNoChannelCap);
 
 // The headers ws::check_upgrade looks at (views into `request`).
 ws::UpgradeRequest upgrade_request_of(const HttpRequest& request);

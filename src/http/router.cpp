@@ -109,7 +109,8 @@ bool handle_upgrade(Connection& conn, HttpRequest& request) {
   }
   std::vector<std::string_view> channels;
   const std::string_view target = request.target();
-  if (!split_channels(query_param(target, "channels"), channels)) {
+  if (!split_channels(query_param(target, "channels"), channels,
+                      gateway.config().max_channels_per_conn)) {
     send_http_error(conn, 400, "invalid channel name in ?channels=", keep_alive);
     return keep_alive;
   }

@@ -4,9 +4,8 @@
 
 #include <simdjson.h>
 
-#include <algorithm>
-
 #include "hub/channel_name.hpp"
+#include "hub/unique_channels.hpp"
 #include "session/session.hpp"
 
 namespace odin {
@@ -20,9 +19,11 @@ void fail(ClientRequest& r, std::string_view message) {
   r.error = RequestError{kBadRequest, message};
 }
 
-// Reads `channels` (or its alias `symbols`) into `out`, duplicates removed, order kept. Returns
-// the problem, empty when fine.
-std::string_view read_channels(simdjson::dom::element data, std::vector<std::string_view>& out) {
+// Reads `channels` (or its alias `symbols`) into `out`, duplicates removed, order kept, stopping
+// once `out` holds cap + 1 names (see ClientRequest::channels). Returns the problem, empty when
+// fine.
+std::string_view read_channels(simdjson::dom::element data, std::vector<std::string_view>& out,
+                               size_t cap) {
   simdjson::dom::element list;
   if (!data.is_object()) return "data must be an object";
   auto object = data.get_object().value_unsafe();
@@ -31,22 +32,31 @@ std::string_view read_channels(simdjson::dom::element data, std::vector<std::str
   if (list.get(array) || array.size() == 0) {
     return "data.channels must be a non-empty array of channel names";
   }
+  UniqueChannels names(out, cap);
   for (simdjson::dom::element item : array) {
     std::string_view name;
     if (item.get(name) || !is_valid_channel_name(name)) {
       return "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)";
     }
-    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+    if (!names.add(name)) break;
   }
   return {};
 }
 
-void read_subscribe(simdjson::dom::element root, ClientRequest& r) {
+void read_subscribe(simdjson::dom::element root, ClientRequest& r, size_t max_channels) {
   simdjson::dom::element data;
   if (root["data"].get(data)) return fail(r, kChannelsNeeded);
-  if (std::string_view problem = read_channels(data, r.channels); !problem.empty()) {
+  if (std::string_view problem = read_channels(data, r.channels, max_channels); !problem.empty()) {
     r.channels.clear();
     return fail(r, problem);
+  }
+  // A subscribe over the cap is refused by the caller's per-connection check; an unsubscribe
+  // cut short would leave the rest of its list subscribed, so it is refused here.
+  if (r.kind == RequestKind::kUnsubscribe && r.channels.size() > max_channels) {
+    r.channels.clear();
+    r.error = RequestError{"too_many_channels",
+                           "more channels in one request than WS_MAX_CHANNELS_PER_CONN"};
+    return;
   }
   bool flag = false;
   if (r.kind == RequestKind::kSubscribe && !data["snapshot"].get(flag)) r.snapshot = flag;
@@ -81,7 +91,7 @@ void read_replay(simdjson::dom::element root, ClientRequest& r) {
   }
 }
 
-void read_resume(simdjson::dom::element root, ClientRequest& r) {
+void read_resume(simdjson::dom::element root, ClientRequest& r, size_t max_channels) {
   simdjson::dom::element data;
   simdjson::dom::element last;
   if (root["data"].get(data) || !data.is_object() || data["session"].get(r.resume_session) ||
@@ -103,7 +113,7 @@ void read_resume(simdjson::dom::element root, ClientRequest& r) {
   if (!has_pos || !has_channels || !read_uint(pos, last_pos)) {
     return fail(r, "data.last_pos (a stream position) and data.channels go together");
   }
-  if (std::string_view problem = read_channels(data, r.channels); !problem.empty()) {
+  if (std::string_view problem = read_channels(data, r.channels, max_channels); !problem.empty()) {
     r.channels.clear();
     return fail(r, problem);
   }
@@ -119,7 +129,8 @@ void read_auth(simdjson::dom::element root, ClientRequest& r) {
 
 }  // namespace
 
-ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser) {
+ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser,
+                                   size_t max_channels) {
   ClientRequest r;
   simdjson::dom::element root;
   if (parser.parse(text.data(), text.size()).get(root) || !root.is_object()) {
@@ -135,7 +146,7 @@ ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser&
   }
   if (type == "subscribe" || type == "unsubscribe") {
     r.kind = type == "subscribe" ? RequestKind::kSubscribe : RequestKind::kUnsubscribe;
-    read_subscribe(root, r);
+    read_subscribe(root, r, max_channels);
   } else if (type == "heartbeat") {
     r.kind = RequestKind::kHeartbeat;
   } else if (type == "replay") {
@@ -143,7 +154,7 @@ ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser&
     read_replay(root, r);
   } else if (type == "resume") {
     r.kind = RequestKind::kResume;
-    read_resume(root, r);
+    read_resume(root, r, max_channels);
   } else if (type == "auth") {
     r.kind = RequestKind::kAuth;
     read_auth(root, r);

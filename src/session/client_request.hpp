@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hub/unique_channels.hpp"
 #include "session/session_id.hpp"
 
 namespace simdjson::dom {
@@ -47,7 +48,8 @@ struct ClientRequest {
   std::optional<RequestError> error;
 
   // kSubscribe, kUnsubscribe, and kResume with resume_last_pos: valid names, duplicates removed,
-  // first-seen order.
+  // first-seen order. Reading stops at max_channels + 1 names: more than max_channels means the
+  // list is over the cap (the caller refuses it) and its rest was not read.
   std::vector<std::string_view> channels;
   bool snapshot = false;  // kSubscribe: data.snapshot
   // kReplay: from >= 1; to, when given, >= from (when absent it means the session's last seq).
@@ -68,7 +70,11 @@ struct ClientRequest {
 // JavaScript number (below 2^53), with room for 2^32 more messages.
 constexpr uint64_t kMaxResumableSeq = (uint64_t{1} << 53) - (uint64_t{1} << 32);
 
-// Parses `text` with `parser` (one per thread: the DOM parser reuses its memory).
-ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser);
+// Parses `text` with `parser` (one per thread: the DOM parser reuses its memory). A channel list
+// costs time linear in its length and is read up to max_channels + 1 distinct names (the
+// per-connection cap, WS_MAX_CHANNELS_PER_CONN); an unsubscribe over it is refused with
+// `too_many_channels`.
+ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser,
+                                   size_t max_channels = kNoChannelCap);
 
 }  // namespace odin

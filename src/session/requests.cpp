@@ -469,7 +469,8 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   conn.saw_request = true;
 
   // Parsed before the rate limit: even a refusal echoes the request's id.
-  const ClientRequest request = parse_client_request(text, loop.json_parser());
+  const ClientRequest request =
+      parse_client_request(text, loop.json_parser(), loop.config().max_channels_per_conn);
 
   const int64_t now = steady_ns();
   const TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
@@ -549,7 +550,8 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
 
 void continue_migrated(Connection& conn, MigratingConnection& moving) {
   EventLoop& loop = conn.loop();
-  const ClientRequest request = parse_client_request(moving.request, loop.json_parser());
+  const ClientRequest request =
+      parse_client_request(moving.request, loop.json_parser(), loop.config().max_channels_per_conn);
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
     // The request was checked before it moved; one that fails here goes back to be answered.

@@ -2,14 +2,18 @@
 // (subscribe, unsubscribe, heartbeat, replay, resume, auth), the input is the message itself.
 // Invariants beyond "no crash, no leak, no UB":
 //  - kInvalid and kUnknown always carry an error; every error has a known code and a message;
-//  - subscribe/unsubscribe: 1 or more channel names, all valid, distinct, no more than the
-//    message could hold; snapshot only on subscribe;
+//  - subscribe/unsubscribe, and resume with last_pos: 1 or more channel names, all valid,
+//    distinct, no more than the message could hold; snapshot only on subscribe;
 //  - replay: from >= 1, and to >= from when given;
 //  - resume: the session text is 16 hex digits that decode to the id;
 //  - the echoed id, when present, is itself valid JSON;
-//  - parsing the same text again gives the same result (the parser's reuse leaks nothing).
+//  - parsing the same text again gives the same result (the parser's reuse leaks nothing);
+//  - parsed with a channel cap (kCap), the result is the uncapped one when its list is within
+//    the cap; otherwise the list stops at the first kCap + 1 names of the uncapped one, and only
+//    an unsubscribe is refused for it (too_many_channels).
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -38,6 +42,8 @@ std::string summary(const odin::ClientRequest& r) {
   s.append("|");
   for (std::string_view c : r.channels)
     s.append(c).append(",");
+  s +=
+      std::to_string(r.resume_last_pos.value_or(0)) + std::to_string(r.resume_last_pos.has_value());
   s += std::to_string(r.snapshot) + "|" + std::to_string(r.replay_from) + "|" +
        std::to_string(r.replay_to.value_or(0)) + std::to_string(r.replay_to.has_value()) + "|" +
        std::string(r.resume_session) + "|" +
@@ -52,15 +58,22 @@ void check_request(const odin::ClientRequest& r, std::string_view text) {
     check(r.error.has_value(), "invalid or unknown request without an error");
   }
   if (r.error) {
-    check(r.error->code == (r.kind == RequestKind::kUnknown ? "unknown_type" : "bad_request"),
+    check(r.error->code == (r.kind == RequestKind::kUnknown ? "unknown_type" : "bad_request") ||
+              (r.kind == RequestKind::kUnsubscribe && r.error->code == "too_many_channels"),
           "unexpected error code");
+    check(r.channels.empty(), "channels left on an error");
     check(!r.error->message.empty(), "error without a message");
     return;  // the fields mean nothing then
   }
+  const bool has_list = r.kind == RequestKind::kSubscribe || r.kind == RequestKind::kUnsubscribe ||
+                        (r.kind == RequestKind::kResume && r.resume_last_pos);
+  check(has_list || r.channels.empty(), "channels on a request that has none");
   switch (r.kind) {
     case RequestKind::kSubscribe:
     case RequestKind::kUnsubscribe:
-      check(!r.channels.empty(), "subscribe without channels");
+    case RequestKind::kResume:
+      if (!has_list) break;
+      check(!r.channels.empty(), "a channel list without channels");
       // Each name takes at least its quotes and a separator in the text.
       check(r.channels.size() * 3 <= text.size(), "more channels than the text can hold");
       for (size_t i = 0; i < r.channels.size(); ++i) {
@@ -70,6 +83,10 @@ void check_request(const odin::ClientRequest& r, std::string_view text) {
       }
       check(r.kind == RequestKind::kSubscribe || !r.snapshot, "snapshot on unsubscribe");
       break;
+    default:
+      break;
+  }
+  switch (r.kind) {
     case RequestKind::kReplay:
       check(r.replay_from >= 1, "replay from 0");
       check(!r.replay_to || *r.replay_to >= r.replay_from, "replay to before from");
@@ -88,6 +105,24 @@ void check_request(const odin::ClientRequest& r, std::string_view text) {
   }
 }
 
+// The capped parse against the uncapped one (see the top comment).
+void check_capped(const odin::ClientRequest& whole, const odin::ClientRequest& capped, size_t cap) {
+  check(capped.channels.size() <= cap + 1, "capped list longer than cap + 1");
+  if (!whole.error && whole.channels.size() <= cap) {
+    check(summary(capped) == summary(whole), "the cap changed a request within it");
+    return;
+  }
+  if (capped.error && capped.error->code == "too_many_channels") {
+    check(capped.kind == odin::RequestKind::kUnsubscribe, "too_many_channels not on unsubscribe");
+    check(whole.error || whole.channels.size() > cap, "too_many_channels within the cap");
+    return;
+  }
+  if (!whole.error && !capped.error) {
+    check(std::equal(capped.channels.begin(), capped.channels.end(), whole.channels.begin()),
+          "capped names are not the first of the whole list");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -103,5 +138,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const std::string first = summary(r);
   check(summary(odin::parse_client_request(text, parser)) == first, "second parse differs");
+  // A cap small enough to be reached by short inputs.
+  constexpr size_t kCap = 3;
+  const odin::ClientRequest whole = odin::parse_client_request(text, parser);
+  static simdjson::dom::parser capped_parser;
+  const odin::ClientRequest capped = odin::parse_client_request(text, capped_parser, kCap);
+  check_request(capped, text);
+  check_capped(whole, capped, kCap);
   return 0;
 }

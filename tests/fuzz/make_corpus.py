@@ -155,6 +155,28 @@ def http_corpus():
     return {name: bytes([seed]) + data for name, (seed, data) in c.items()}
 
 
+def upgrade_corpus():
+    """fuzz_upgrade: byte 0 the channel cap, then the query string, '\n', extra header lines."""
+    c = {
+        "channels": (100, b"channels=BTC-USD,ETH-USD"),
+        "channels_encoded": (2, b"x=1&channels=a%2Cb%2cc,a"),
+        "channels_over_cap": (3, b"channels=" + b",".join(b"c%d" % i for i in range(40))),
+        "channels_dups_over_scan": (50, b"channels=" + b",".join(b"c%d" % (i % 25)
+                                                                for i in range(100))),
+        "channels_bad_after_cap": (1, b"channels=a,b,bad%20name"),
+        "channels_bad": (10, b"channels=ok,,x"),
+        "channels_trailing": (10, b"channels=a%2C"),
+        "channels_cap_zero": (0, b"channels=a"),
+        "channels_twice": (5, b"channels=a&channels=b"),
+        "token_and_channels": (5, b"token=abc&channels=x.y:z"),
+        "no_query": (5, b""),
+        "extra_headers": (5, b"channels=a\nOrigin: https://example.com\r\n"
+                             b"Sec-WebSocket-Protocol: x\r\n"),
+        "version_12": (5, b"channels=a\nSec-WebSocket-Version: 12\r\n"),
+    }
+    return {name: bytes([cap]) + data for name, (cap, data) in c.items()}
+
+
 def client_request_corpus():
     reqs = {
         "subscribe": {"type": "subscribe", "id": 1, "data": {"channels": ["BTC-USD", "ETH-USD"]}},
@@ -176,6 +198,26 @@ def client_request_corpus():
         "replay_to_before_from": {"type": "replay", "data": {"from": 5, "to": 2}},
         "replay_to_negative": {"type": "replay", "data": {"from": 1, "to": -1}},
         "resume_short_id": {"type": "resume", "data": {"session": "abc", "last_seq": 1}},
+        # Resume on any instance: stream position and channels (they go together).
+        "resume_position": {"type": "resume", "id": "r",
+                            "data": {"session": "0123456789abcd01", "last_seq": 7,
+                                     "last_pos": 4711, "channels": ["BTC-USD", "ETH-USD",
+                                                                    "BTC-USD"]}},
+        "resume_position_symbols": {"type": "resume", "data": {"session": "0123456789abcd00",
+                                                               "last_seq": 0, "last_pos": 0,
+                                                               "symbols": ["A"]}},
+        "resume_position_no_channels": {"type": "resume", "data": {"session": "0123456789abcdef",
+                                                                   "last_seq": 1, "last_pos": 5}},
+        "resume_position_bad_name": {"type": "resume", "data": {"session": "0123456789abcdef",
+                                                                "last_seq": 1, "last_pos": 5,
+                                                                "channels": ["a b"]}},
+        "resume_position_negative": {"type": "resume", "data": {"session": "0123456789abcdef",
+                                                                "last_seq": 1, "last_pos": -1,
+                                                                "channels": ["A"]}},
+        # Lists around the 3-name cap the target also parses with, and past its 16-name scan.
+        "unsubscribe_over_cap": {"type": "unsubscribe", "data": {"channels": ["a", "b", "c", "d"]}},
+        "subscribe_long_dups": {"type": "subscribe",
+                                "data": {"channels": [f"c{i % 20}" for i in range(60)]}},
         "auth_no_token": {"type": "auth", "data": {"token": 5}},
     }
     c = {name: json.dumps(r).encode() for name, r in reqs.items()}
@@ -222,4 +264,5 @@ if __name__ == "__main__":
     write("fuzz_frame", frame_corpus())
     write("fuzz_http_request", http_corpus())
     write("fuzz_client_request", client_request_corpus())
+    write("fuzz_upgrade", upgrade_corpus())
     write("fuzz_publish_body", publish_corpus())

@@ -93,6 +93,64 @@ TEST_F(ClientRequestTest, SubscribeErrors) {
           .error);
 }
 
+// A JSON array of `count` names c0, c1, ..., each written `repeat` times in a row, then `tail`.
+std::string json_channels(size_t count, size_t repeat = 1, std::string_view tail = "") {
+  std::string list = "[";
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t k = 0; k < repeat; ++k)
+      list += "\"c" + std::to_string(i) + "\",";
+  }
+  list += tail;
+  if (list.back() == ',') list.pop_back();
+  return list + "]";
+}
+
+TEST_F(ClientRequestTest, LongChannelListsDedupedInOrder) {
+  const ClientRequest r = parse_client_request(
+      R"({"type":"subscribe","data":{"channels":)" + json_channels(500, 3) + "}}", parser_, 500);
+  ASSERT_FALSE(r.error);
+  ASSERT_EQ(r.channels.size(), 500u);
+  for (size_t i = 0; i < r.channels.size(); ++i)
+    EXPECT_EQ(r.channels[i], "c" + std::to_string(i));
+  // Duplicates never count toward the cap.
+  const ClientRequest same = parse_client_request(
+      R"({"type":"subscribe","data":{"channels":)" + json_channels(1, 5000) + "}}", parser_, 1);
+  ASSERT_FALSE(same.error);
+  EXPECT_EQ(same.channels, (std::vector<std::string_view>{"c0"}));
+}
+
+TEST_F(ClientRequestTest, ChannelListsStopOnePastTheCap) {
+  // 5,000 distinct names and a bad one at the end: reading stops at the 101st name, which the
+  // caller's per-connection check refuses (too_many_channels), and the bad name is never read.
+  const std::string list = json_channels(5000, 1, "\"bad name\"");
+  const ClientRequest sub = parse_client_request(
+      R"({"type":"subscribe","data":{"channels":)" + list + "}}", parser_, 100);
+  ASSERT_FALSE(sub.error);
+  ASSERT_EQ(sub.channels.size(), 101u);
+  EXPECT_EQ(sub.channels.back(), "c100");
+  const ClientRequest resume = parse_client_request(
+      R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":1,"last_pos":5,)"
+      R"("channels":)" +
+          list + "}}",
+      parser_, 100);
+  ASSERT_FALSE(resume.error);
+  EXPECT_EQ(resume.channels.size(), 101u);
+  // An unsubscribe cut short would leave the rest subscribed: refused instead.
+  const ClientRequest unsub = parse_client_request(
+      R"({"type":"unsubscribe","data":{"channels":)" + list + "}}", parser_, 100);
+  ASSERT_TRUE(unsub.error);
+  EXPECT_EQ(unsub.error->code, "too_many_channels");
+  EXPECT_TRUE(unsub.channels.empty());
+  // At the cap exactly, all is read (and a bad name is still found).
+  const ClientRequest full = parse_client_request(
+      R"({"type":"unsubscribe","data":{"channels":)" + json_channels(100) + "}}", parser_, 100);
+  ASSERT_FALSE(full.error);
+  EXPECT_EQ(full.channels.size(), 100u);
+  expect_bad(
+      R"({"type":"unsubscribe","data":{"channels":)" + json_channels(99, 1, "\"a b\"") + "}}",
+      RequestKind::kUnsubscribe, "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
+}
+
 TEST_F(ClientRequestTest, Heartbeat) {
   const ClientRequest r = parse(R"({"type":"heartbeat","id":{"k": 1}})");
   EXPECT_EQ(r.kind, RequestKind::kHeartbeat);

@@ -42,6 +42,55 @@ TEST(RequestParts, SplitChannels) {
   }
 }
 
+// `count` names c0, c1, ... joined by `separator`, each written `repeat` times in a row.
+std::string channel_list(size_t count, std::string_view separator, size_t repeat = 1) {
+  std::string list;
+  for (size_t i = 0; i < count; ++i) {
+    for (size_t k = 0; k < repeat; ++k) {
+      if (!list.empty()) list += separator;
+      list += "c" + std::to_string(i);
+    }
+  }
+  return list;
+}
+
+TEST(RequestParts, SplitChannelsDedupesLongListsInOrder) {
+  // Long enough that the reader leaves its short-list scan for its hash set, with duplicates
+  // both right after a name and far from it, and all three separators.
+  std::string list = channel_list(300, "%2c", 2) + "," + channel_list(300, "%2C");
+  Names out;
+  ASSERT_TRUE(split_channels(list, out, 300));
+  ASSERT_EQ(out.size(), 300u);
+  Names all;
+  ASSERT_TRUE(split_channels(list, all));  // no cap: same names
+  EXPECT_EQ(out, all);
+  for (size_t i = 0; i < out.size(); ++i)
+    EXPECT_EQ(out[i], "c" + std::to_string(i));
+  // Duplicates never count toward the cap.
+  out.clear();
+  const std::string same = channel_list(1, ",", 2000);
+  ASSERT_TRUE(split_channels(same, out, 1));
+  EXPECT_EQ(out, (Names{"c0"}));
+}
+
+TEST(RequestParts, SplitChannelsStopsOnePastTheCap) {
+  // 4,000 distinct names: reading stops at the 101st, so the invalid name at the end is never
+  // reached and the caller sees more than its cap of 100.
+  const std::string list = channel_list(4000, ",") + ",bad/name";
+  Names out;
+  ASSERT_TRUE(split_channels(list, out, 100));
+  ASSERT_EQ(out.size(), 101u);
+  EXPECT_EQ(out.front(), "c0");
+  EXPECT_EQ(out.back(), "c100");
+  // Below the cap the whole list is read, and a bad name anywhere is refused.
+  out.clear();
+  EXPECT_FALSE(split_channels(list, out, 4000));
+  out.clear();
+  const std::string hundred = channel_list(100, "%2C");
+  ASSERT_TRUE(split_channels(hundred, out, 100));
+  EXPECT_EQ(out.size(), 100u);
+}
+
 TEST(RequestParts, UpgradeRequestOf) {
   HttpRequest request{boost::beast::http::verb::get, "/ws", 11};
   request.set(boost::beast::http::field::upgrade, "websocket");
