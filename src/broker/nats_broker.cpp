@@ -764,7 +764,7 @@ void NatsBroker::Impl::fill_gap(uint64_t from, uint64_t to) {
 void NatsBroker::Impl::start_over_on_new_stream() {
   const uint64_t before = dedupe.last();
   dedupe.reset(stream_first_seq > 0 ? stream_first_seq - 1 : 0);
-  hub.mark_complete_after(before);
+  hub.mark_stream_reset(before);
   counters.stream_resets.fetch_add(1, std::memory_order_relaxed);
   counters.history_restarts.fetch_add(1, std::memory_order_relaxed);
   spdlog::warn(

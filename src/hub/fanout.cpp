@@ -90,6 +90,12 @@ void ThreadFanout::drain() {
     drained_bytes += queued_cost(*shared);
     --budget;
     if (shared->marker) {
+      if (shared->stream_reset) {
+        // Old positions mean nothing in the new stream: a restored session skipping up to one
+        // of them would silently drop the new stream's first messages.
+        last_pos_ = 0;
+        loop_.sessions().for_each([](Session& session) { session.forget_restored_skip(); });
+      }
       complete_after_ = coverage_ ? std::max(complete_after_, shared->pos) : shared->pos;
       coverage_ = true;
       continue;
@@ -253,10 +259,11 @@ void Hub::ingest(std::span<const IngestItem> items) {
   messages_in_.fetch_add(encoded.size(), std::memory_order_relaxed);
 }
 
-void Hub::mark_complete_after(uint64_t pos) {
+void Hub::enqueue_marker(uint64_t pos, bool stream_reset) {
   auto marker = std::make_shared<Message>();
   marker->pos = pos;
   marker->marker = true;
+  marker->stream_reset = stream_reset;
   const std::shared_ptr<const Message> shared = std::move(marker);
   std::lock_guard lock(ingest_order_);
   for (ThreadFanout* thread : threads_)

@@ -126,7 +126,10 @@ class Hub {
   // JetStream: from here on (in ingest order) this instance hands over every stream message after
   // `pos`. The broker says so when it starts reading the stream, and again after a gap it could
   // not fill; histories before that point are not complete.
-  void mark_complete_after(uint64_t pos);
+  void mark_complete_after(uint64_t pos) { enqueue_marker(pos, false); }
+  // JetStream: the stream was made anew and positions start over; also marks completeness after
+  // `pos` like mark_complete_after. Any thread.
+  void mark_stream_reset(uint64_t pos) { enqueue_marker(pos, true); }
   uint64_t messages_in() const { return messages_in_.load(std::memory_order_relaxed); }
   // Any thread: the largest backlog of any thread's queue (ThreadFanout::queued_bytes), which
   // is about what the queues hold alive, since they share the messages.
@@ -135,6 +138,8 @@ class Hub {
   uint64_t peak_backlog_bytes() const;
 
  private:
+  void enqueue_marker(uint64_t pos, bool stream_reset);
+
   std::vector<ThreadFanout*> threads_;
   // Serialises concurrent publishers so every thread (hence every client) sees one order.
   std::mutex ingest_order_;

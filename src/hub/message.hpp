@@ -24,6 +24,9 @@ struct Message {
   // Not a message but a position marker (empty channel): from here on, this instance has every
   // stream message after `pos` (hub/fanout.hpp, Hub::mark_complete_after).
   bool marker = false;
+  // With `marker`: the stream was deleted and made again, so positions start over; what was
+  // kept in old positions (a restored session's skip, the newest position seen) means nothing now.
+  bool stream_reset = false;
 };
 
 class LocalMessagePool;

@@ -58,6 +58,8 @@ class Session {
     return pos <= skip_through_pos_ && pos != 0 && already_sent_slow(channel, pos);
   }
   uint64_t skip_through_pos() const { return skip_through_pos_; }
+  // The stream was made anew (positions start over): nothing is skipped any more.
+  void forget_restored_skip() { skip_restored_through(0); }
 
   // The binding to a connection. Invariant: a session has at most one connection and a
   // connection at most one session; both sides are set and cleared only by

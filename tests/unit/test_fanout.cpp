@@ -226,5 +226,29 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
   EXPECT_EQ(fanout.history_complete_after(&index.entry("IDLE5")), 109u);
 }
 
+// A session restored from an instance further along the stream skips what it already has. When
+// the stream is deleted and made again, positions start over: the skip must go, or the new
+// stream's first messages would be silently dropped for that session.
+TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
+  Gateway gateway(test_config());
+  EventLoop& loop = gateway.loop(0);
+  ThreadFanout& fanout = loop.fanout();
+  Session& restored = loop.sessions().create(SessionId{0, 1}, 10);
+  restored.subscribe(fanout.index(), "A");
+  restored.skip_restored_through(500);
+  publish(gateway.hub(), "A", 3, 16, 498);  // 498..500: already sent by the other instance
+  run_ready(loop);
+  EXPECT_EQ(restored.seq, 0u);
+  EXPECT_EQ(fanout.last_pos(), 500u);
+
+  gateway.hub().mark_stream_reset(500);
+  publish(gateway.hub(), "A", 5, 16, 1);  // the new stream's 1..5
+  loop.io().restart();  // it stopped when it ran out of work
+  run_ready(loop);
+  EXPECT_EQ(restored.seq, 5u);
+  EXPECT_EQ(restored.skip_through_pos(), 0u);
+  EXPECT_EQ(fanout.last_pos(), 5u);
+}
+
 }  // namespace
 }  // namespace odin
