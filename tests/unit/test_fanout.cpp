@@ -243,7 +243,7 @@ TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
 
   gateway.hub().mark_stream_reset(500);
   publish(gateway.hub(), "A", 5, 16, 1);  // the new stream's 1..5
-  loop.io().restart();  // it stopped when it ran out of work
+  loop.io().restart();                    // it stopped when it ran out of work
   run_ready(loop);
   EXPECT_EQ(restored.seq, 5u);
   EXPECT_EQ(restored.skip_through_pos(), 0u);
