@@ -7,7 +7,7 @@ survives the flood and resumes."""
 import json
 import time
 
-from harness import Gateway, RawClient, connect, metric, recv_json, run_tests
+from harness import Gateway, RawClient, connect, metric, recv_json, run_tests, bounded_memory_env
 
 HONEST = "127.0.0.2"
 ATTACKER = "127.0.0.1"
@@ -73,7 +73,8 @@ def wait_detached(gw, at_most, timeout=5):
 
 def test_per_address_budget_keeps_other_clients_sessions(binary):
     with Gateway(binary, WS_THREADS=2, WS_RESUME_TTL="60s", WS_MAX_DETACHED_SESSIONS=400,
-                 WS_MAX_DETACHED_PER_IP=20, WS_MAX_CHANNELS_PER_CONN=100) as gw:
+                 WS_MAX_DETACHED_PER_IP=20, WS_MAX_CHANNELS_PER_CONN=100,
+                 **bounded_memory_env()) as gw:
         session = honest_session(gw, "HONEST")
         before = rss_kb(gw)
         hang_up_many(gw, 1500, 100)

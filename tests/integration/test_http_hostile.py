@@ -11,7 +11,7 @@ import socket
 import tempfile
 import time
 
-from harness import Gateway, connect, metric, recv_json, run_tests
+from harness import Gateway, connect, metric, recv_json, run_tests, bounded_memory_env
 
 WEB_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 
@@ -90,7 +90,7 @@ async def test_pipelined_requests_never_read_keep_rss_bounded(binary):
     # the kernel's buffers.
     request = b"GET /odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
     count = (256 * 1024) // len(request)
-    with Gateway(binary, WS_THREADS=1) as gw:
+    with Gateway(binary, WS_THREADS=1, **bounded_memory_env()) as gw:
         status, _, one = gw.http("GET", "/odin-client.js")
         assert status == 200 and len(one) > 30000
         ws, _ = await connect(gw, "?channels=HONEST")

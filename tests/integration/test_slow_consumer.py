@@ -3,7 +3,7 @@ everything without a gap; memory stays bounded."""
 import asyncio
 import json
 
-from harness import Gateway, RawClient, connect, recv_json, run_tests
+from harness import Gateway, RawClient, connect, recv_json, run_tests, bounded_memory_env
 
 
 def memory_kb(gw, field):
@@ -19,7 +19,7 @@ async def test_replay_flood_is_capped_while_it_is_produced(binary):
     read used to be copied whole into its backlog before WS_CLIENT_QUEUE_BYTES was checked (237 MB
     of peak RSS). Now the cap holds while the output is produced: the client is cut with 4008 and
     the gateway's peak RSS barely moves; a reading client is served meanwhile."""
-    with Gateway(binary, WS_THREADS=1, WS_CLIENT_QUEUE_BYTES=8 << 20) as gw:
+    with Gateway(binary, WS_THREADS=1, WS_CLIENT_QUEUE_BYTES=8 << 20, **bounded_memory_env()) as gw:
         pad = "x" * 32_000
         hoarder = RawClient(gw.port, "/ws?channels=R", rcvbuf=4096)
         assert hoarder.read_http_head()[0] == 101
