@@ -90,7 +90,9 @@ async def test_a_restore_beyond_the_replay_size_gives_up_early(binary):
         print(f"  200 refused restores: {used:.3f} s of gateway CPU")
         # Measured: about 0.05 s here against about 0.5 s when every history entry was gathered
         # and sorted first.
-        assert used < 0.2, f"200 refused restores took {used:.2f} s of gateway CPU"
+        # The sanitizer builds are unoptimised and instrumented: about ten times slower anyway.
+        bound = 2.0 if under_sanitizer(gw) else 0.2
+        assert used < bound, f"200 refused restores took {used:.2f} s of gateway CPU"
 
 
 def detached_subscribers(gw, channel, n):
