@@ -117,6 +117,15 @@ class Gateway:
             pass
 
 
+def memory_kb(gw, field="VmRSS"):
+    """A field of the gateway's /proc status in KiB: VmRSS (resident now), VmHWM (its peak)."""
+    with open(f"/proc/{gw.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{gw.proc.pid}/status")
+
+
 def bounded_memory_env():
     """For a test that asserts the gateway's RSS: under ASan, freed memory waits in a quarantine
     (256 MB by default) instead of being reused, which a memory bound cannot tell from a leak.

@@ -7,18 +7,11 @@ survives the flood and resumes."""
 import json
 import time
 
-from harness import Gateway, RawClient, connect, metric, recv_json, run_tests, bounded_memory_env
+from harness import Gateway, RawClient, connect, metric, recv_json, run_tests, bounded_memory_env, memory_kb
 
 HONEST = "127.0.0.2"
 ATTACKER = "127.0.0.1"
 
-
-def rss_kb(gw):
-    with open(f"/proc/{gw.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def hang_up_many(gw, count, channels_each, deadline_s=60):
@@ -76,7 +69,7 @@ def test_per_address_budget_keeps_other_clients_sessions(binary):
                  WS_MAX_DETACHED_PER_IP=20, WS_MAX_CHANNELS_PER_CONN=100,
                  **bounded_memory_env()) as gw:
         session = honest_session(gw, "HONEST")
-        before = rss_kb(gw)
+        before = memory_kb(gw)
         hang_up_many(gw, 1500, 100)
         time.sleep(0.5)  # the last hang-ups reach the gateway
         # 20 per address (10 on each thread), and the honest client's one.
@@ -84,7 +77,7 @@ def test_per_address_budget_keeps_other_clients_sessions(binary):
         assert stats["detachedSessions"] <= 21, stats
         assert stats["channels"] <= 20 * 100 + 1, stats
         assert metric(gw, "ws_sessions_detached_evicted_total") >= 1500 - 20
-        grown_mb = (rss_kb(gw) - before) / 1024
+        grown_mb = (memory_kb(gw) - before) / 1024
         print(f"  RSS grew {grown_mb:.1f} MB over 1500 hang-ups with 100 fresh channels each")
         assert grown_mb < 60, grown_mb
         gw.publish({"channel": "HONEST", "data": 2})  # while the honest client is away

@@ -8,20 +8,12 @@ import asyncio
 import json
 import os
 import signal
-import threading
 import time
 
-from harness import Gateway, RawClient, connect, metric, recv_json, run_tests, bounded_memory_env, under_sanitizer
+from harness import Gateway, RawClient, connect, metric, recv_json, run_tests, bounded_memory_env, under_sanitizer, memory_kb
 from nats_support import NatsClient, NatsServer
 from test_resume_anywhere import Client, Publisher, js_gateway
 
-
-def rss_bytes(gw):
-    with open(f"/proc/{gw.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def test_restore_without_history_reads_the_stream(binary):
@@ -206,7 +198,7 @@ async def test_abandoned_channels_are_freed(binary):
     with Gateway(binary, WS_THREADS=2, WS_CHANNEL_IDLE_TTL="6s", WS_RESUME_TTL="1s",
                  **bounded_memory_env()) as gw:
         await asyncio.sleep(1.5)
-        base_rss = rss_bytes(gw)
+        base_rss = memory_kb(gw) * 1024
         pad = "p" * 200
         for start in range(0, 50000, 2500):
             gw.publish([{"channel": f"AB{i}", "data": {"pad": pad}}
@@ -217,7 +209,7 @@ async def test_abandoned_channels_are_freed(binary):
             await ws.close()
         await asyncio.sleep(1.2)  # a sweep reports the count
         held = gw.json("/stats")["channels"]
-        grown = rss_bytes(gw) - base_rss
+        grown = memory_kb(gw) * 1024 - base_rss
         assert held == 50000, held
         print(f"  {held} channels: RSS +{grown >> 20} MiB")
         assert grown > 20 << 20, grown  # so that falling back means something
@@ -225,7 +217,7 @@ async def test_abandoned_channels_are_freed(binary):
         while time.time() < deadline and gw.json("/stats")["channels"] != 0:
             await asyncio.sleep(0.2)
         assert gw.json("/stats")["channels"] == 0, gw.json("/stats")["channels"]
-        left = rss_bytes(gw) - base_rss
+        left = memory_kb(gw) * 1024 - base_rss
         print(f"  after the sweep: 0 channels, RSS +{left >> 20} MiB")
         if not under_sanitizer(gw):  # the sanitizers' allocators keep what was freed
             assert left < grown / 2, (left, grown)  # the rest: allocator pools, the map's buckets

@@ -11,17 +11,10 @@ import socket
 import tempfile
 import time
 
-from harness import Gateway, connect, metric, recv_json, run_tests, bounded_memory_env
+from harness import Gateway, connect, metric, recv_json, run_tests, bounded_memory_env, memory_kb
 
 WEB_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "web")
 
-
-def rss_kib(gw):
-    with open(f"/proc/{gw.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def read_response(sock, buf=b""):
@@ -96,7 +89,7 @@ async def test_pipelined_requests_never_read_keep_rss_bounded(binary):
         ws, _ = await connect(gw, "?channels=HONEST")
         assert (await recv_json(ws))["type"] == "subscribed"
         await honest_round_trips(gw, ws, 5)  # warm
-        before = rss_kib(gw)
+        before = memory_kb(gw)
         attackers = []
         for _ in range(2):
             s = socket.socket()
@@ -107,7 +100,7 @@ async def test_pipelined_requests_never_read_keep_rss_bounded(binary):
         latencies = await honest_round_trips(gw, ws, 20)
         status, _, _ = gw.http("GET", "/health")
         assert status == 200
-        peak = rss_kib(gw)
+        peak = memory_kb(gw)
         growth_mb = (peak - before) / 1024
         print(f"  RSS before {before / 1024:.1f} MB, with 2 x {count} unread pipelined requests "
               f"{peak / 1024:.1f} MB; honest round trip max {max(latencies) * 1000:.0f} ms")

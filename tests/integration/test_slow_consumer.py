@@ -3,15 +3,8 @@ everything without a gap; memory stays bounded."""
 import asyncio
 import json
 
-from harness import Gateway, RawClient, connect, recv_json, run_tests, bounded_memory_env
+from harness import Gateway, RawClient, connect, recv_json, run_tests, bounded_memory_env, memory_kb
 
-
-def memory_kb(gw, field):
-    with open(f"/proc/{gw.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(field)
 
 
 async def test_replay_flood_is_capped_while_it_is_produced(binary):
