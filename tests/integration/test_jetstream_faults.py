@@ -75,6 +75,19 @@ def store(nats_url, channel, count):
 # ---- read-backs for resumes (item 5) ------------------------------------------------------------
 
 
+async def expect_each_message_once(gw, client, expected):
+    """After a fault nothing is beyond reading back: every message exactly once, in order, and no
+    loss to report (no history restart in the metric or on /health)."""
+    try:
+        await client.read_until(lambda: len(client.data) >= len(expected), 30)
+    except AssertionError:
+        pass  # judged below
+    await drain(client, 1)
+    assert metric(gw, "ws_broker_history_restarts_total") == 0, gw.output()[-3000:]
+    assert health_broker(gw)["history_restarts"] == 0
+    client.assert_exactly_once(expected)
+
+
 async def test_resume_flood_does_not_delay_publishes(binary):
     """200 resumes from an old position, each a read-back of ~100 stored messages, sent within a
     fraction of a second: POST /publish still answers at once (it used to wait behind every
@@ -283,16 +296,7 @@ async def test_consumer_deleted(binary):
         await client.read_until(lambda: len(client.data) >= 30, 10)
         api.js_api("CONSUMER.DELETE.ODIN_TOKENS.ws-server-victim", check=True)
         pub.join()
-        expected = pub.expected(["CD"])
-        try:
-            await client.read_until(lambda: len(client.data) >= len(expected), 30)
-        except AssertionError:
-            pass  # judged below
-        await drain(client, 1)
-        # Nothing here is beyond reading back: exactly once, no loss to report.
-        assert metric(gw, "ws_broker_history_restarts_total") == 0, gw.output()[-3000:]
-        assert health_broker(gw)["history_restarts"] == 0
-        client.assert_exactly_once(expected)
+        await expect_each_message_once(gw, client, pub.expected(["CD"]))
         await client.ws.close()
 
 
@@ -431,16 +435,7 @@ async def test_nats_restarted_mid_stream(binary):
         await client.read_until(lambda: len(client.data) >= 60, 10)
         nats.restart()
         pub.join()
-        expected = pub.expected(["NR"])
-        try:
-            await client.read_until(lambda: len(client.data) >= len(expected), 30)
-        except AssertionError:
-            pass  # judged below
-        await drain(client, 1)
-        # Nothing here is beyond reading back: exactly once, no loss to report.
-        assert metric(gw, "ws_broker_history_restarts_total") == 0, gw.output()[-3000:]
-        assert health_broker(gw)["history_restarts"] == 0
-        client.assert_exactly_once(expected)
+        await expect_each_message_once(gw, client, pub.expected(["NR"]))
         assert metric(gw, "ws_broker_reconnects_total") >= 1
         await client.ws.close()
 
