@@ -79,8 +79,11 @@ class ThreadFanout {
   uint64_t peak_queued_bytes() const { return peak_queued_bytes_.load(std::memory_order_relaxed); }
 
   // Recipients (plus one per message) one drain turn delivers at most; a message is never
-  // split, so one with more recipients still goes out whole.
-  static constexpr size_t kTurnRecipients = 32768;
+  // split, so one with more recipients still goes out whole. Large on purpose (a few ms of work
+  // plus the flush): a thread that fell behind catches up only by writing many messages per
+  // socket in one writev; at 32,768 it made several times the writes under load, fell further
+  // behind and stopped delivering everything (docs/bench/analysis.md, "The fan-out turn").
+  static constexpr size_t kTurnRecipients = 262144;
 
   SubscriptionIndex& index() { return index_; }
   LocalMessagePool& pool() { return pool_; }
