@@ -88,7 +88,7 @@ void Connection::start_migrated(ws::MessageReader reader, std::string unsent) {
 }
 
 bool Connection::wants_input() const {
-  if (migrating_ || awaiting_response_) return false;
+  if (migrating_ || awaiting_response_ || replay_) return false;
   switch (state_) {
     case State::kHttp:
       return !http_paused_;
@@ -318,8 +318,8 @@ bool Connection::feed_ws(std::span<char> bytes) {
 
 bool Connection::on_text(std::string_view message) {
   if (state_ != State::kOpen) return true;  // ignore data after our close frame
-  if (migrating_) {
-    queued_while_migrating_.emplace_back(message);
+  if (migrating_ || replay_) {
+    waiting_requests_.emplace_back(message);
     return true;
   }
   return handle_client_request(*this, *session_, message);
@@ -410,6 +410,7 @@ void Connection::detach_session(bool in_transit) {
 void Connection::close(uint16_t code, std::string_view reason) {
   if (state_ == State::kClosed || state_ == State::kClosing) return;
   if (state_ == State::kHttp) return abort();
+  drop_replay();
   std::string frame;
   ws::append_close_frame(frame, code, reason);
   send_raw(frame);
@@ -437,6 +438,7 @@ void Connection::close_after_flush() {
 
 void Connection::abort() {
   if (state_ == State::kClosed) return;
+  drop_replay();
   detach_session();
   const bool was_websocket = state_ == State::kOpen || close_frame_sent_;
   state_ = State::kClosed;
@@ -483,6 +485,10 @@ void Connection::on_flushed(FlushResult result) {
       arm_write();
       return resume_http();
     case FlushResult::kDone:
+      if (replay_part_queued_) {
+        replay_part_queued_ = false;
+        post_replay_part();
+      }
       if (close_when_flushed_) {
         if (state_ == State::kHttp || (state_ == State::kClosing && !close_frame_sent_)) {
           return abort();
@@ -505,7 +511,7 @@ void Connection::resume_http() {
   if (!http_paused_ || state_ != State::kHttp || http_unsent() > kHttpUnsentPause) return;
   http_paused_ = false;
   // The client took its answers: it is alive even though we did not read from it meanwhile.
-  last_heard_ms_ = wall_ms();
+  last_heard_ms_ = mono_ms();
   if (http_ && !http_->pending.empty()) feed_http({});  // requests read before the pause
   if (wants_input()) on_readable();
 }
@@ -624,11 +630,11 @@ void Connection::migrate(unsigned thread, MigrationPurpose purpose, std::string 
       // Closed meanwhile (drain, slow consumer, replaced): the close handshake goes on here, and
       // the session (detached by close()) stays resumable.
       migrating_ = false;
-      queued_while_migrating_.clear();
+      waiting_requests_.clear();
       return arm_read();
     }
     loop_.flush();  // everything queued for this client goes out from here, in order
-    moving.queued = std::move(queued_while_migrating_);
+    moving.queued = std::move(waiting_requests_);
     moving.saw_request = saw_request;
     moving.reader = std::move(reader_);
     moving.tls = std::move(tls_);
@@ -667,6 +673,63 @@ void Connection::finish_deferred_response(unsigned status, std::string_view body
   if (state_ != State::kHttp) return;
   if (http_ && !http_->pending.empty()) feed_http({});  // requests pipelined behind this one
   if (wants_input()) on_readable();
+}
+
+void Connection::hold_replay(std::unique_ptr<ReplayInProgress> replay) {
+  replay_ = std::move(replay);
+  continue_replay_once_written();
+}
+
+void Connection::continue_replay_once_written() {
+  // A part may have been written already, by a flush while it was produced.
+  if (out_.in_batch() || out_.backlog_bytes() > 0) {
+    replay_part_queued_ = true;  // on_flushed(kDone) posts the next part
+    return;
+  }
+  post_replay_part();
+}
+
+void Connection::post_replay_part() {
+  // Never from inside a flush (on_flushed): the next part goes into a new batch.
+  ++pending_ops_;
+  boost::asio::post(loop_.io(), [this] {
+    --pending_ops_;
+    continue_held_replay();
+  });
+}
+
+void Connection::continue_held_replay() {
+  if (state_ != State::kOpen || !replay_) {
+    replay_.reset();
+    return release_if_done();
+  }
+  // The client takes what it asked for: it is alive although we do not read from it meanwhile.
+  last_heard_ms_ = mono_ms();
+  if (!continue_replay(*this, *replay_)) return continue_replay_once_written();
+  replay_.reset();
+  answer_waiting_requests();
+}
+
+void Connection::answer_waiting_requests() {
+  size_t answered = 0;
+  // One of them may be a replay again: the rest wait for it.
+  while (answered < waiting_requests_.size() && !replay_ && state_ == State::kOpen && session_) {
+    std::string request = std::move(waiting_requests_[answered++]);
+    if (!handle_client_request(*this, *session_, request)) break;
+  }
+  if (state_ != State::kOpen) {
+    waiting_requests_.clear();
+    return;
+  }
+  waiting_requests_.erase(waiting_requests_.begin(),
+                          waiting_requests_.begin() + static_cast<std::ptrdiff_t>(answered));
+  if (wants_input()) on_readable();
+}
+
+void Connection::drop_replay() {
+  replay_.reset();
+  replay_part_queued_ = false;
+  waiting_requests_.clear();
 }
 
 void Connection::release_if_done() {

@@ -24,6 +24,7 @@ class Session;
 struct SessionId;
 struct HttpReader;
 struct StreamFetch;
+struct ReplayInProgress;
 enum class MigrationPurpose : uint8_t;
 
 class Connection final : public ws::FrameHandler {
@@ -95,11 +96,15 @@ class Connection final : public ws::FrameHandler {
   void migrate(unsigned thread, MigrationPurpose purpose, std::string request,
                const SessionId& fresh_session, std::unique_ptr<StreamFetch> fetch = nullptr);
   void queue_while_migrating(std::string request) {
-    queued_while_migrating_.push_back(std::move(request));
+    waiting_requests_.push_back(std::move(request));
   }
   bool migrating() const { return migrating_; }
   // Reads and handles whatever is waiting, then waits for more.
   void resume_reading() { on_readable(); }
+  // Keeps a replay that did not fit in one part (session/requests.cpp) and continues it each
+  // time what was queued has been written. Meanwhile reading stops and requests already read
+  // wait; when it ends they are answered in order. Loop thread of this connection.
+  void hold_replay(std::unique_ptr<ReplayInProgress> replay);
 
   // For an HTTP response another thread produces (POST /publish through NATS): reading stops
   // (later pipelined requests wait their turn) and the connection stays alive until
@@ -147,6 +152,13 @@ class Connection final : public ws::FrameHandler {
   void detach_session(bool in_transit = false);
   void finish_close();
   void release_if_done();
+  // The held replay's next part, once the previous one was written; then the waiting requests.
+  void continue_held_replay();
+  void continue_replay_once_written();
+  void post_replay_part();
+  void answer_waiting_requests();
+  // Closing: a replay in progress and the requests behind it are moot.
+  void drop_replay();
 
   EventLoop& loop_;
   boost::asio::ip::tcp::socket socket_;
@@ -180,7 +192,10 @@ class Connection final : public ws::FrameHandler {
   bool awaiting_response_ = false;
   bool http_paused_ = false;  // HTTP phase: too much unsent, pipelined requests wait
   bool tls_hello_checked_ = false;
-  std::vector<std::string> queued_while_migrating_;
+  // Requests read while the connection is migrating or replaying, answered in order after.
+  std::vector<std::string> waiting_requests_;
+  std::unique_ptr<ReplayInProgress> replay_;
+  bool replay_part_queued_ = false;  // continue replay_ once this connection's output is written
   size_t loop_index_ = 0;  // its place in its EventLoop's connection list, kept by the loop
 
   friend class EventLoop;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -152,33 +153,41 @@ void handle_subscribe(Connection& conn, Session& session, const ClientRequest& r
   subscribe_channels(conn, session, channels, request.snapshot, request.id_json);
 }
 
-void handle_replay(Connection& conn, Session& session, const ClientRequest& request) {
-  const std::string_view id_json = request.id_json;
-  const uint64_t from = request.replay_from;
-  const uint64_t to = request.replay_to.value_or(session.seq);
-  if (from > to) {  // parse_client_request checked an explicit `to`; this is the default one
-    send_error(conn, id_json, "bad_request", "data.from is after data.to");
-    return;
-  }
-  conn.loop().stats().replay_requests.add();
-  const uint32_t sent = session.ring.for_range(
-      from, to, [&](uint64_t seq, const MessageRef& message) { send_data(conn, seq, message); });
-  const uint64_t first_available =
-      session.ring.empty() ? session.seq + 1 : session.ring.first_seq();
+void send_replay_done(Connection& conn, const ReplayInProgress& replay) {
   Reply reply(conn.loop().json_scratch(), "replay_done");
   std::string& out = reply.out();
   out.append(",\"data\":{\"from\":");
-  json::append_uint(out, from);
+  json::append_uint(out, replay.from);
   out.append(",\"to\":");
-  json::append_uint(out, to);
+  json::append_uint(out, replay.to);
   out.append(",\"sent\":");
-  json::append_uint(out, sent);
+  json::append_uint(out, replay.messages.size());
   out.append(",\"first_available\":");
-  json::append_uint(out, first_available);
+  json::append_uint(out, replay.first_available);
   out.push_back('}');
-  reply.send(conn, id_json);
+  reply.send(conn, replay.id_json);
 }
 
+void handle_replay(Connection& conn, Session& session, const ClientRequest& request) {
+  const uint64_t from = request.replay_from;
+  const uint64_t to = request.replay_to.value_or(session.seq);
+  if (from > to) {  // parse_client_request checked an explicit `to`; this is the default one
+    send_error(conn, request.id_json, "bad_request", "data.from is after data.to");
+    return;
+  }
+  conn.loop().stats().replay_requests.add();
+  auto replay = std::make_unique<ReplayInProgress>();
+  replay->from = from;
+  replay->to = to;
+  replay->first_available = session.ring.empty() ? session.seq + 1 : session.ring.first_seq();
+  replay->id_json = request.id_json;
+  replay->messages.reserve(session.ring.size());
+  session.ring.for_range(from, to, [&](uint64_t seq, const MessageRef& message) {
+    if (replay->messages.empty()) replay->first_seq = seq;
+    replay->messages.push_back(message);
+  });
+  if (!continue_replay(conn, *replay)) conn.hold_replay(std::move(replay));
+}
 // `auth`: a fresh token for this connection (docs/protocol.md). The token is copied first: the
 // request's views point into the parser's document, which verifying the token parses over.
 void handle_auth(Connection& conn, Session& session, const ClientRequest& request,
@@ -461,6 +470,24 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
 }
 
 }  // namespace
+
+bool continue_replay(Connection& conn, ReplayInProgress& replay) {
+  // One part per turn and per write: enough for the kernel to take at once, small enough that a
+  // replay of WS_REPLAY_SIZE large messages neither fills the backlog (the slow-consumer rule is
+  // for the fan-out, not for what a client asked for) nor holds the thread for long.
+  constexpr size_t kReplayPartBytes = 64 * 1024;
+  size_t produced = 0;
+  while (replay.next < replay.messages.size()) {
+    if (produced >= kReplayPartBytes) return false;
+    if (conn.state() != Connection::State::kOpen) return true;  // closed: nothing more to send
+    const MessageRef& message = replay.messages[replay.next];
+    send_data(conn, replay.first_seq + replay.next, message);
+    produced += message->tail.size() + kMaxDataPrefixBytes;
+    replay.messages[replay.next++] = MessageRef();  // sent: no longer pinned by this replay
+  }
+  send_replay_done(conn, replay);
+  return true;
+}
 
 bool handle_client_request(Connection& conn, Session& session, std::string_view text) {
   EventLoop& loop = conn.loop();

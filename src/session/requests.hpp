@@ -6,12 +6,35 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "hub/message.hpp"
 
 namespace odin {
 
 class Connection;
 class Session;
 struct MigratingConnection;
+
+// A `replay` whose output is more than one part (kReplayPartBytes): the messages it re-sends,
+// taken from the ring when it was asked (so the ring moving on meanwhile changes nothing), go out
+// a part at a time, each once the previous one was written. The connection holds it while it
+// runs; requests the client sent after it wait, so every reply keeps its order.
+struct ReplayInProgress {
+  std::vector<MessageRef> messages;  // seq first_seq, first_seq + 1, ...
+  uint64_t first_seq = 0;
+  size_t next = 0;  // the next message to send
+  // For `replay_done`.
+  uint64_t from = 0;
+  uint64_t to = 0;
+  uint64_t first_available = 0;
+  std::string id_json;
+};
+
+// Sends the next part of the connection's replay in progress. True when it is done (the
+// `replay_done` reply went out); false when a part is queued and the rest waits until it is
+// written. Loop thread of the connection.
+bool continue_replay(Connection& conn, ReplayInProgress& replay);
 
 // Handles one text message from the client. Returns false when the connection was closed.
 bool handle_client_request(Connection& conn, Session& session, std::string_view text);

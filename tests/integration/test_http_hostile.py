@@ -125,6 +125,41 @@ async def test_pipelined_requests_never_read_keep_rss_bounded(binary):
         assert gw.proc.poll() is None
 
 
+def test_keep_alive_idle_after_a_pause_still_times_out(binary):
+    # Reading resumes once paused answers drain, and the connection is then idle like any other:
+    # it must be closed WS_HANDSHAKE_TIMEOUT after that. (A regression: the resume stamped the
+    # idle start on the wall clock while the sweep measures on the monotonic one, so such a
+    # connection was never closed and held its socket for ever.)
+    request = b"GET /odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    with Gateway(binary, WS_HANDSHAKE_TIMEOUT="2s") as gw:
+        one = raw_get(gw.port, request)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", gw.port))
+        count = 40  # 1.4 MB of answers: well past the 64 KiB pause
+        s.sendall(request * count)
+        time.sleep(0.5)  # the gateway pauses with the kernel's buffers full
+        s.settimeout(10)
+        received = b""
+        while len(received) < len(one) * count:
+            chunk = s.recv(1 << 20)
+            assert chunk, f"closed after {len(received)} bytes"
+            received += chunk
+        assert received == one * count
+        idle_from = time.time()
+        s.settimeout(15)
+        try:
+            tail = s.recv(1)
+        except socket.timeout:
+            tail = None
+        assert tail == b"", "an idle keep-alive connection was not closed after the pause"
+        # The idle clock starts once the gateway wrote the last answer, a little before the
+        # client has read it all: at most the timeout plus the sweep's period after.
+        waited = time.time() - idle_from
+        assert waited < 6, waited
+        s.close()
+
+
 def test_answer_larger_than_the_queue_nobody_reads_is_a_slow_consumer(binary):
     web = tempfile.mkdtemp(prefix="odin-web-")
     try:
@@ -253,6 +288,7 @@ def test_publish_token_is_required_from_loopback_too(binary):
 if __name__ == "__main__":
     run_tests([
         test_pipelined_requests_never_read_keep_rss_bounded,
+        test_keep_alive_idle_after_a_pause_still_times_out,
         test_answer_larger_than_the_queue_nobody_reads_is_a_slow_consumer,
         test_head_has_the_headers_of_get_and_no_body,
         test_process_wide_socket_cap,
