@@ -196,6 +196,10 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
   socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  if (const uint32_t send_buffer = config().socket_send_buffer) {
+    socket.set_option(boost::asio::socket_base::send_buffer_size(static_cast<int>(send_buffer)),
+                      ec);
+  }
   std::unique_ptr<TlsStream> tls;
   if (auto context = gateway_.tls_context()) {
     tls = TlsStream::accept(*context, socket.native_handle());

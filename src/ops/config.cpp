@@ -466,6 +466,12 @@ const std::vector<Setting>& settings() {
        duration_in(&Config::handshake_timeout, Millis(1000), Millis(300'000))},
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
+      {"WS_SOCKET_SEND_BUFFER", "Limits", "0",
+       "kernel send buffer of each client socket (SO_SNDBUF, which Linux doubles): what a client "
+       "that stops reading pins in kernel memory besides WS_CLIENT_QUEUE_BYTES. 0: the kernel "
+       "tunes it, up to net.ipv4.tcp_wmem's maximum (4 MiB by default); at most 16 MiB (the "
+       "kernel raises small values to its minimum, about 4.5 KiB)",
+       bytes(&Config::socket_send_buffer, 0, 16u << 20)},
       {"WS_PUBLISH_TOKEN", "Limits", "unset",
        "bearer token for POST /publish (unset: publishing from loopback addresses only)",
        token_value(&Config::publish_token), true},
