@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "broker/demo_feed.hpp"
+#include "broker/embedded_broker.hpp"
 #include "broker/nats_broker.hpp"
 #include "broker/redis_broker.hpp"
 #include "http/ops_endpoints.hpp"
@@ -175,7 +176,7 @@ int Gateway::run() {
   } else if (config_.broker == BrokerKind::kRedis) {
     broker_ = std::make_unique<RedisBroker>(config_, instance_id(), *hub_, resources_);
   } else {
-    broker_ = std::make_unique<EmbeddedBroker>(*hub_);
+    broker_ = std::make_unique<EmbeddedBroker>(config_, *hub_, resources_);
   }
   if (std::string problem = broker_->start(); !problem.empty()) {
     spdlog::error("{}", problem);

@@ -1,5 +1,5 @@
-// Where messages come from: the broker interface, the counters every broker keeps, and the
-// embedded in-process broker used when no NATS_URL is set (publishing goes straight into the hub).
+// Where messages come from: the broker interface and the counters every broker keeps (the
+// brokers: nats_broker, redis_broker, embedded_broker).
 #pragma once
 
 #include <array>
@@ -24,7 +24,8 @@ enum class IntakeReject : uint8_t {
   kOversized,    // the payload is larger than WS_MAX_PAYLOAD_BYTES
   kInvalidUtf8,  // the payload is not UTF-8: it could not become a WebSocket text frame
   kDuplicate,    // a JetStream redelivery of a message already handed to the fan-out
-  // core NATS, Redis: an event-loop thread is behind (WS_FANOUT_QUEUE_BYTES)
+  // an event-loop thread is behind (WS_FANOUT_QUEUE_BYTES): dropped (core NATS, Redis) or
+  // refused to the publisher (embedded)
   kFanoutBehind,
   kCount
 };
@@ -141,22 +142,6 @@ class Broker {
 
  protected:
   BrokerCounters counters_;
-};
-
-class EmbeddedBroker final : public Broker {
- public:
-  explicit EmbeddedBroker(Hub& hub) : hub_(hub) { counters_.connected = true; }
-  std::string_view name() const override { return "embedded"; }
-  void publish(std::span<const IngestItem> items, PublishDone done) override {
-    hub_.ingest(items);
-    counters_.received.fetch_add(items.size(), std::memory_order_relaxed);
-    counters_.delivered.fetch_add(items.size(), std::memory_order_relaxed);
-    counters_.published.fetch_add(items.size(), std::memory_order_relaxed);
-    done(PublishOutcome{items.size(), {}});
-  }
-
- private:
-  Hub& hub_;
 };
 
 }  // namespace odin

@@ -197,8 +197,9 @@ bool IntakeGovernor::fanout_behind() {
       "an event-loop thread fell behind ({} time(s) since the last such line): {} bytes queued "
       "for its fan-out, above WS_FANOUT_QUEUE_BYTES {}: {} intake {} until it is below half",
       behind_since_log_, backlog, fanout_high_water_, broker_name_,
-      holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
-                        : "drops messages (counted as fanout_behind)");
+      holds_for_fanout_            ? "stops pulling (the stream keeps the messages)"
+      : broker_name_ == "embedded" ? "refuses publishes (POST /publish answers 503)"
+                                   : "drops messages (counted as fanout_behind)");
   behind_since_log_ = 0;
   last_behind_log_ns_ = now;
   return behind;

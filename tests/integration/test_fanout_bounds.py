@@ -1,7 +1,7 @@
 """Fan-out bounds (issue 12, items 6, 11, 14), against the real binary and a real nats-server:
 a restore with WS_HISTORY_SIZE=0 reads the stream; a flood that puts an event-loop thread behind
 is held back in JetStream mode (nothing lost, the queue stays near WS_FANOUT_QUEUE_BYTES) and
-dropped with a count in core NATS mode; channels abandoned by everyone are freed after
+dropped with a count in core NATS mode and refused to the publisher (503) with the embedded broker; channels abandoned by everyone are freed after
 WS_CHANNEL_IDLE_TTL (channel count and RSS fall back), and WS_MAX_CHANNELS refuses a subscribe
 with `channel_limit`."""
 import asyncio
@@ -191,6 +191,53 @@ async def test_core_nats_flood_drops_are_counted(binary):
         assert 1 <= len(lines) <= 10, lines  # rate-limited
 
 
+async def test_embedded_publish_is_refused_while_the_fanout_is_behind(binary):
+    """The embedded broker has no stream to hold messages in: while the thread is behind,
+    POST /publish answers 503 naming WS_FANOUT_QUEUE_BYTES and publishes nothing of the batch;
+    what it accepted reaches the client whole and in order, and the refusals are counted."""
+    batches, per_batch = 12, 250
+    with Gateway(binary, WS_THREADS=1, WS_FANOUT_QUEUE_BYTES=HIGH_WATER, WS_RESUME_TTL="5m") as gw:
+        ws, _ = await connect(gw, "?channels=FLOOD", max_queue=None)
+        await recv_json(ws)  # subscribed
+        detached_subscribers(gw, "FLOOD", 3000)
+        loop = asyncio.get_running_loop()
+
+        def publisher(p):
+            answers = []
+            for b in range(batches):
+                items = [{"channel": "FLOOD", "data": {"p": p, "b": b, "i": i, "pad": "x" * 200}}
+                         for i in range(per_batch)]
+                status, _, body = gw.http("POST", "/publish", items,
+                                          {"Content-Type": "application/json"})
+                answers.append((b, status, json.loads(body)))
+            return answers
+
+        answers = await asyncio.gather(*(loop.run_in_executor(None, publisher, p) for p in range(4)))
+        accepted = {(p, b) for p, mine in enumerate(answers) for b, status, _ in mine if status == 200}
+        refused = [(p, b, body) for p, mine in enumerate(answers) for b, status, body in mine
+                   if status != 200]
+        for p, b, body in refused:
+            assert "WS_FANOUT_QUEUE_BYTES" in body["error"] and body["published"] == 0, body
+        assert refused, "the thread never fell behind"
+        assert accepted, "nothing was accepted"
+        got = {}
+        deadline = time.time() + 45
+        while sum(len(v) for v in got.values()) < len(accepted) * per_batch:
+            assert time.time() < deadline, f"{sum(len(v) for v in got.values())} received"
+            msg = await recv_json(ws, 10)
+            if "seq" in msg:
+                got.setdefault((msg["data"]["p"], msg["data"]["b"]), []).append(msg["data"]["i"])
+        assert set(got) == accepted, (set(got) ^ accepted)
+        for key, items in got.items():
+            assert items == list(range(per_batch)), key
+        peak = metric(gw, "ws_fanout_queue_peak_bytes")
+        print(f"  {len(refused)} of {4 * batches} batches refused; fan-out queue peak {peak:.0f} bytes")
+        assert peak <= QUEUE_BOUND, f"fan-out queue reached {peak:.0f} bytes"
+        assert metric(gw, 'ws_broker_messages_rejected_total{reason="fanout_behind"}') == \
+            len(refused) * per_batch
+        await ws.close()
+
+
 async def test_abandoned_channels_are_freed(binary):
     """50,000 channels published once and subscribed by clients that leave: after
     WS_CHANNEL_IDLE_TTL the sweep frees them, and the process gives the memory back."""
@@ -258,5 +305,6 @@ if __name__ == "__main__":
                test_a_restore_beyond_the_replay_size_gives_up_early,
                test_jetstream_flood_is_held_in_the_stream,
                test_core_nats_flood_drops_are_counted,
+        test_embedded_publish_is_refused_while_the_fanout_is_behind,
                test_abandoned_channels_are_freed,
                test_channel_limit])
