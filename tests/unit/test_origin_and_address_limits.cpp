@@ -2,7 +2,11 @@
 // and the per-address connection count (WS_MAX_CONNECTIONS_PER_IP).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <deque>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "guard/address_limits.hpp"
@@ -87,6 +91,65 @@ TEST(AddressLimits, ProcessWideCapCountsEverySocketAndReleases) {
   a.reset();
   EXPECT_EQ(both.total(), 1u);
   EXPECT_EQ(both.count(7), 0u);
+}
+
+// Race test (run under TSan by scripts/test.sh): every event-loop thread admits and releases at
+// once. Whatever the interleaving, no more sockets are held than WS_MAX_SOCKETS, none above the
+// per-address cap, and every place comes back.
+TEST(AddressLimits, ConcurrentAdmitsAndReleasesKeepBothCaps) {
+  constexpr uint32_t kPerAddress = 3;
+  constexpr uint32_t kTotal = 8;  // below 4 addresses x 3: both refusals happen
+  constexpr int kThreads = 4;
+  AddressLimits limits(kPerAddress, kTotal);
+  std::atomic<int> held{0};
+  std::atomic<int> held_peak{0};
+  std::atomic<int> process_full{0};
+  std::atomic<int> address_full{0};
+  std::atomic<bool> over_address_cap{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 random(static_cast<uint32_t>(t) + 1);
+      std::deque<AddressLimits::Slot> mine;
+      for (int i = 0; i < 20'000; ++i) {
+        const uint32_t address = 100 + random() % 4;
+        if (random() % 2 == 0 || mine.empty()) {
+          AddressLimits::Slot slot;
+          switch (limits.admit(address, slot)) {
+            case AddressLimits::Verdict::kAdmitted: {
+              const int now = held.fetch_add(1) + 1;
+              int peak = held_peak.load();
+              while (now > peak && !held_peak.compare_exchange_weak(peak, now)) {
+              }
+              if (limits.count(address) > kPerAddress) over_address_cap = true;
+              mine.push_back(std::move(slot));
+              break;
+            }
+            case AddressLimits::Verdict::kProcessFull:
+              process_full.fetch_add(1);
+              break;
+            case AddressLimits::Verdict::kAddressFull:
+              address_full.fetch_add(1);
+              break;
+          }
+        } else {
+          held.fetch_sub(1);  // before the place is given back: `held` never counts too few
+          mine.pop_front();
+        }
+      }
+      held.fetch_sub(static_cast<int>(mine.size()));
+      mine.clear();
+    });
+  }
+  for (std::thread& thread : threads)
+    thread.join();
+  EXPECT_LE(held_peak.load(), static_cast<int>(kTotal));
+  EXPECT_FALSE(over_address_cap.load());
+  EXPECT_GT(process_full.load(), 0);
+  EXPECT_GT(address_full.load(), 0);
+  EXPECT_EQ(limits.total(), 0u);
+  for (uint32_t address = 100; address < 104; ++address)
+    EXPECT_EQ(limits.count(address), 0u) << address;
 }
 
 }  // namespace
