@@ -250,7 +250,20 @@ bool Connection::feed_http(std::span<char> bytes) {
     const size_t used = http.parser->put(
         boost::asio::buffer(http.pending.data() + offset, http.pending.size() - offset), ec);
     offset += used;
-    if (ec == beast_http::error::need_more) break;
+    if (ec == beast_http::error::need_more) {
+      // Beast waits for a delimiter: the header's blank line (it bounds that by the header
+      // limit) or a chunk header's line end, which nothing bounded: an unterminated quoted
+      // chunk extension made it buffer everything the client sent. No legitimate line is that
+      // long.
+      if (http.pending.size() - offset > loop_.config().max_header_bytes) {
+        loop_.stats().refused(RefuseReason::kRequestTooLarge);
+        send_http_error(*this, 400,
+                        "a request or chunk header line longer than WS_MAX_HEADER_BYTES", false);
+        close_after_flush();
+        return false;
+      }
+      break;
+    }
     if (ec) {
       if (ec == beast_http::error::header_limit) {
         loop_.stats().refused(RefuseReason::kRequestTooLarge);

@@ -6,6 +6,8 @@
 # the end of the log is printed then, with the reproducer left in WORK_DIR/artifacts. Used by the
 # `fuzz` ctests and by scripts/fuzz.sh.
 # Usage: run_fuzzer.sh BINARY SEED_CORPUS_DIR WORK_DIR SECONDS [DICT]
+# FUZZ_TIMEOUT: seconds one input may take (default 10; wall time, so a campaign niced beside
+# heavy work needs more, or it reports the starvation as timeouts).
 set -uo pipefail
 if [[ $# -lt 4 ]]; then
   echo "usage: $0 BINARY SEED_CORPUS_DIR WORK_DIR SECONDS [DICT]" >&2
@@ -16,7 +18,7 @@ name=$(basename "$binary")
 mkdir -p "$work/corpus" "$work/artifacts"
 # -n: entries found by earlier runs stay, so longer runs build on shorter ones.
 cp -n "$seeds"/* "$work/corpus/"
-args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+args=(-max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1
       -artifact_prefix="$work/artifacts/")
 [[ -n $dict ]] && args+=(-dict="$dict")
 log=$work/last-run.log

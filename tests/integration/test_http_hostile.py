@@ -160,6 +160,40 @@ def test_keep_alive_idle_after_a_pause_still_times_out(binary):
         s.close()
 
 
+def test_unterminated_chunk_extension_is_refused_not_buffered(binary):
+    # Found by fuzz_http_request (issue-12 campaign): Beast scans a chunk header's quoted
+    # extension for its closing quote and waits, so the gateway buffered everything the client
+    # sent after it (40 MB sent: RSS +39 MB) until WS_HANDSHAKE_TIMEOUT. Now a wait with more
+    # than WS_MAX_HEADER_BYTES unconsumed is refused with 400.
+    with Gateway(binary, **bounded_memory_env()) as gw:
+        before = memory_kb(gw)
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"POST /publish HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b'10;name="abc')
+        # 16 KiB at a time until the answer comes (at most 20 MiB), so the client reads the 400
+        # before its own sending makes the gateway's close a reset.
+        sent, answer = 0, b""
+        s.setblocking(False)
+        while sent < (20 << 20) and b"\r\n\r\n" not in answer:
+            try:
+                sent += s.send(b"a" * 16384)
+            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                time.sleep(0.01)
+            try:
+                answer += s.recv(4096)
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                break
+        grown_mb = (memory_kb(gw) - before) / 1024
+        s.close()
+        print(f"  sent {sent >> 10} KiB after the chunk header; RSS +{grown_mb:.1f} MB")
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        assert b"WS_MAX_HEADER_BYTES" in answer, answer
+        assert grown_mb < 8, grown_mb
+        assert gw.http("GET", "/health")[0] == 200
+
+
 def test_answer_larger_than_the_queue_nobody_reads_is_a_slow_consumer(binary):
     web = tempfile.mkdtemp(prefix="odin-web-")
     try:
@@ -289,6 +323,7 @@ if __name__ == "__main__":
     run_tests([
         test_pipelined_requests_never_read_keep_rss_bounded,
         test_keep_alive_idle_after_a_pause_still_times_out,
+        test_unterminated_chunk_extension_is_refused_not_buffered,
         test_answer_larger_than_the_queue_nobody_reads_is_a_slow_consumer,
         test_head_has_the_headers_of_get_and_no_body,
         test_process_wide_socket_cap,
