@@ -375,7 +375,7 @@ class Bench:
     def run(self, target, connections, channels=1, per_conn=1, rate=10.0, seconds=10.0,
             size=500, slow_fraction=0.0, instances=1, ramp=0, burst=None, extra_wait=20,
             settle=1.0, client_processes=None, tls=None, tls_resume=False, part=None,
-            profile=None, heap=False, broker="nats", detail=False):
+            profile=None, heap=False, broker="nats", detail=False, during=None):
         """One run: start NATS and the target, connect, publish `rate` msg/s for `seconds`,
         collect. Returns the load client's JSON plus the publisher's and the setup.
 
@@ -385,7 +385,10 @@ class Bench:
         figures are perturbed by perf). heap: glibc's malloc_stats of the gateway once all are
         connected (through gdb; the gateway pauses for a moment). broker: odin's WS_BROKER
         (`jetstream` also starts nats-server with -js). detail: also record each server
-        instance's RSS, open files and CPU (`instances`) and the machine's load (`host_cpu`)."""
+        instance's RSS, open files and CPU (`instances`) and the machine's load (`host_cpu`).
+        during: called with (ports, server procs) once the clients are connected, just before
+        publishing starts; what it returns is called with no argument once the publisher is done,
+        and its result is kept as `during` (tools/bench/hostile.py: an attack meanwhile)."""
         setup = dict(target=target, connections=connections, channels=channels, per_conn=per_conn,
                      rate=rate, seconds=seconds, size=size, slow_fraction=slow_fraction,
                      instances=instances, ramp=ramp, burst=burst)
@@ -462,6 +465,7 @@ class Bench:
             if burst:
                 pub_argv += ["--burst-rate", str(burst["rate"]), "--burst-at", str(burst["at"]),
                              "--burst-for", str(burst["for"])]
+            finish_during = during(ports, server_procs) if during else None
             pub = Proc("publisher", pub_argv)
             started.append(pub)
             if profile == "publish":
@@ -471,6 +475,7 @@ class Bench:
             if pub.wait(seconds + 120) is None:
                 raise RuntimeError("publisher did not finish")
             host_cpu = host.stop()  # while every process of ours is still there to be read
+            during_result = finish_during() if finish_during else None
             pub_out = pub.output().strip().splitlines()
             publisher = json.loads(pub_out[-1]) if pub_out and pub_out[-1].startswith("{") else {
                 "error": pub.output()[-500:]}
@@ -484,6 +489,8 @@ class Bench:
                 raise RuntimeError(f"load client printed no result:\n{client.output()[-3000:]}")
             result = json.loads(lines[-1])
             result.update(setup=setup, publisher=publisher, client_exit=code)
+            if during_result is not None:
+                result["during"] = during_result
             if per_instance:
                 result["instances"] = [s.figures() for s in per_instance]
             if part or detail:
@@ -852,6 +859,7 @@ ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: 
 
 
 def main():
+    global RESULTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario", choices=list(SCENARIOS) + ["all"])
     ap.add_argument("--targets", default=",".join(ALL_TARGETS))
@@ -871,7 +879,11 @@ def main():
                     help="scale: the gateways' WS_BROKER")
     ap.add_argument("--instances", type=int, default=6,
                     help="scale: gateway instances (each may hold at most 20,000 open files here)")
+    ap.add_argument("--results", default=RESULTS,
+                    help="where the runs are saved (default docs/bench/results.json; "
+                         "tools/bench/compare.py keeps its runs elsewhere)")
     a = ap.parse_args()
+    RESULTS = os.path.abspath(a.results)
     targets = [t for t in a.targets.split(",") if t]
     for t in targets:
         if t not in ALL_TARGETS:
