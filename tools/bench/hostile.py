@@ -92,6 +92,27 @@ def publish(port, items):
         return r.status
 
 
+def hold_then_close(stop, socks, seconds):
+    """Keeps `socks` open until the run ends (or `seconds`), then closes them."""
+    stop.wait(seconds)
+    for s in socks:
+        s.close()
+
+
+def repeat(stop, count, once):
+    """Calls once(i) for i < count until the run ends; returns how many did not raise OSError."""
+    done = 0
+    for i in range(count):
+        if stop.is_set():
+            break
+        try:
+            once(i)
+            done += 1
+        except OSError:
+            pass
+    return done
+
+
 class Attack:
     """Runs `body(stop_event, port)` in a thread; what it returns is the attack's account."""
 
@@ -146,25 +167,17 @@ def pipelined_gets(stop, port):
                 time.sleep(0.01)
         sent += off
         socks.append(s)
-    stop.wait(20)
-    for s in socks:
-        s.close()
+    hold_then_close(stop, socks, 20)
     return dict(amount=f"{sent // 1024} KiB of pipelined requests on 2 sockets, never read")
 
 
 def detached_sessions(stop, port):
     """Connect with ?channels= (100 fresh names) and hang up, over and over: 1,500 times."""
-    n = 0
-    for i in range(1500):
-        if stop.is_set():
-            break
+    def once(i):
         names = ",".join(f"h{i}x{j}" for j in range(100))
-        try:
-            s, _ = ws_connect(port, f"/ws?channels={names}", source=f"127.0.{1 + i % 200}.9")
-            s.close()
-            n += 1
-        except OSError:
-            pass
+        ws_connect(port, f"/ws?channels={names}", source=f"127.0.{1 + i % 200}.9")[0].close()
+
+    n = repeat(stop, 1500, once)
     return dict(amount=f"{n} sessions opened with 100 fresh channels each and abandoned")
 
 
@@ -185,25 +198,14 @@ def replay_flood(stop, port):
     requests = b"".join(frame(json.dumps({"type": "replay", "data": {"from": 1}})) for _ in range(100))
     for s in clients:
         s.sendall(requests)
-    stop.wait(20)
-    for s in clients:
-        s.close()
+    hold_then_close(stop, clients, 20)
     return dict(amount=f"5 clients x 100 replays of 100 x 32 KB ({len(requests)} B each), never read")
 
 
 def long_channel_lists(stop, port):
     """300 upgrades whose ?channels= list is 8 KB of names (far past the 100-channel cap)."""
     names = ",".join(f"c{j:05d}" for j in range(1300))[:8000].rsplit(",", 1)[0]
-    n = 0
-    for i in range(300):
-        if stop.is_set():
-            break
-        try:
-            s, _ = ws_connect(port, f"/ws?channels={names}")
-            s.close()
-            n += 1
-        except OSError:
-            pass
+    n = repeat(stop, 300, lambda i: ws_connect(port, f"/ws?channels={names}")[0].close())
     return dict(amount=f"{n} upgrades with an 8 KB channel list")
 
 
@@ -217,9 +219,7 @@ def slow_readers(stop, port):
                                     source=f"127.0.{1 + i % 200}.10")[0])
         except OSError:
             pass
-    stop.wait(20)
-    for s in socks:
-        s.close()
+    hold_then_close(stop, socks, 20)
     return dict(amount=f"{len(socks)} subscribers to all 10 channels that never read")
 
 
@@ -240,25 +240,18 @@ def request_flood(stop, port):
             socks.append(s)
         except OSError:
             pass
-    stop.wait(15)
-    for s in socks:
-        s.close()
+    hold_then_close(stop, socks, 15)
     return dict(amount=f"{sent:,} heartbeat requests from 50 clients")
 
 
 def bad_frames(stop, port):
     """2,000 connections that each send an unmasked frame (a protocol error: 1002)."""
-    n = 0
-    for i in range(2000):
-        if stop.is_set():
-            break
-        try:
-            s, _ = ws_connect(port, "/ws", source=f"127.0.{1 + i % 200}.12")
-            s.sendall(frame("{}", masked=False))
-            s.close()
-            n += 1
-        except OSError:
-            pass
+    def once(i):
+        s, _ = ws_connect(port, "/ws", source=f"127.0.{1 + i % 200}.12")
+        s.sendall(frame("{}", masked=False))
+        s.close()
+
+    n = repeat(stop, 2000, once)
     return dict(amount=f"{n} connections sending an unmasked frame")
 
 
@@ -301,9 +294,7 @@ def resume_far_back(stop, port):
             socks.append(s)
         except OSError:
             pass
-    stop.wait(15)
-    for s in socks:
-        s.close()
+    hold_then_close(stop, socks, 15)
     return dict(amount=f"{len(socks)} resumes from stream position 1")
 
 
