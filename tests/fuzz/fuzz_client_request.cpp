@@ -5,7 +5,7 @@
 //  - subscribe/unsubscribe, and resume with last_pos: 1 or more channel names, all valid,
 //    distinct, no more than the message could hold; snapshot only on subscribe;
 //  - replay: from >= 1, and to >= from when given;
-//  - resume: the session text is 16 hex digits that decode to the id;
+//  - resume: an id exactly when SessionId::parse accepts the text (32 hex digits), whose text it is;
 //  - the echoed id, when present, is itself valid JSON;
 //  - parsing the same text again gives the same result (the parser's reuse leaks nothing);
 //  - parsed with a channel cap (kCap), the result is the uncapped one when its list is within
