@@ -5,7 +5,7 @@
 //  - subscribe/unsubscribe, and resume with last_pos: 1 or more channel names, all valid,
 //    distinct, no more than the message could hold; snapshot only on subscribe;
 //  - replay: from >= 1, and to >= from when given;
-//  - resume: an id exactly when SessionId::parse accepts the text (32 hex digits), whose text it is;
+//  - resume: an id exactly when SessionId::parse accepts the text (32 hex digits), with that text;
 //  - the echoed id, when present, is itself valid JSON;
 //  - parsing the same text again gives the same result (the parser's reuse leaks nothing);
 //  - parsed with a channel cap (kCap), the result is the uncapped one when its list is within
