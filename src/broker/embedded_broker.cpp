@@ -18,8 +18,8 @@ void EmbeddedBroker::publish(std::span<const IngestItem> items, PublishDone done
     behind = governor_.fanout_behind();  // logs and counts the episode (rate-limited)
   }
   if (behind) {
-    for (size_t i = 0; i < items.size(); ++i)
-      counters_.reject(IntakeReject::kFanoutBehind);
+    counters_.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)].fetch_add(
+        items.size(), std::memory_order_relaxed);
     counters_.publish_failures.fetch_add(items.size(), std::memory_order_relaxed);
     done(PublishOutcome{0,
                         "the fan-out is behind (a thread's queue is above "

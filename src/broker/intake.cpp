@@ -136,6 +136,10 @@ IntakeGovernor::IntakeGovernor(const Config& config, const ResourceMonitor& reso
       hub_(hub),
       fanout_high_water_(config.fanout_queue_bytes),
       holds_for_fanout_(config.broker == BrokerKind::kJetStream),
+      behind_action_(holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
+                     : config.broker == BrokerKind::kNats || config.broker == BrokerKind::kRedis
+                         ? "drops messages (counted as fanout_behind)"
+                         : "refuses publishes (POST /publish answers 503)"),
       pause_threshold_(config.cpu_pause_threshold),
       pause_(config.cpu_pause_threshold),
       intake_rate_(static_cast<double>(config.max_nats_rate)),
@@ -196,10 +200,7 @@ bool IntakeGovernor::fanout_behind() {
   spdlog::warn(
       "an event-loop thread fell behind ({} time(s) since the last such line): {} bytes queued "
       "for its fan-out, above WS_FANOUT_QUEUE_BYTES {}: {} intake {} until it is below half",
-      behind_since_log_, backlog, fanout_high_water_, broker_name_,
-      holds_for_fanout_            ? "stops pulling (the stream keeps the messages)"
-      : broker_name_ == "embedded" ? "refuses publishes (POST /publish answers 503)"
-                                   : "drops messages (counted as fanout_behind)");
+      behind_since_log_, backlog, fanout_high_water_, broker_name_, behind_action_);
   behind_since_log_ = 0;
   last_behind_log_ns_ = now;
   return behind;

@@ -157,7 +157,8 @@ class IntakeGovernor {
   std::string broker_name_;
   Hub* hub_;
   uint64_t fanout_high_water_;
-  bool holds_for_fanout_;  // JetStream: stop pulling rather than drop
+  bool holds_for_fanout_;      // JetStream: stop pulling rather than drop
+  const char* behind_action_;  // what intake does while behind, for the log line
   bool fanout_behind_ = false;
   uint64_t behind_since_log_ = 0;
   int64_t last_behind_log_ns_ = 0;
