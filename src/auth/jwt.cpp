@@ -19,7 +19,7 @@
 #include <cmath>
 #include <limits>
 
-#include "hub/channel_name.hpp"
+#include "core/channel_name.hpp"
 
 namespace odin::auth {
 

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/ingest.hpp"
+#include "core/stream.hpp"
 #include "hub/fanout.hpp"
 
 namespace odin {
@@ -68,33 +70,7 @@ struct BrokerCounters {
   }
 };
 
-// The outcome of a publish: how many messages the broker accepted, and why it stopped short.
-struct PublishOutcome {
-  size_t published = 0;
-  std::string error;  // empty when all were accepted
-};
-using PublishDone = std::function<void(PublishOutcome)>;
-
-// JetStream: the stored messages of one channel with stream positions in (after_pos, through_pos],
-// read back from the stream for a client resuming from another instance (docs/protocol.md).
-struct StreamRange {
-  std::string channel;
-  uint64_t after_pos = 0;
-  uint64_t through_pos = 0;
-};
-struct StreamFetch {
-  std::vector<StreamRange> ranges;
-  unsigned round = 0;  // reads made for this restore before this one (the history moved on)
-  // Filled by the broker: the messages found, encoded like live ones, in stream order per range.
-  std::vector<std::shared_ptr<const Message>> messages;
-  bool complete = false;  // every range read to its end (within the limit)
-  // Set by the caller, from any thread, once nobody waits for the answer (the client hung up): a
-  // read not started yet is skipped, one under way stops.
-  std::shared_ptr<std::atomic<bool>> abandoned;
-};
-using StreamFetchDone = std::function<void(std::unique_ptr<StreamFetch>)>;
-
-class Broker {
+class Broker : public StreamReader {
  public:
   virtual ~Broker() = default;
   virtual std::string_view name() const = 0;
@@ -115,14 +91,7 @@ class Broker {
   // once, on any thread, after the broker accepted them (NATS: flushed to the server;
   // JetStream: stored, acknowledged by the stream) or gave up.
   virtual void publish(std::span<const IngestItem> items, PublishDone done) = 0;
-  // Reads `fetch->ranges` back from the stream, at most `limit` messages in all (more leaves it
-  // incomplete), and calls `done` once, on any thread. Brokers without a stream cannot.
-  virtual void fetch(std::unique_ptr<StreamFetch> fetch, size_t /*limit*/, StreamFetchDone done) {
-    done(std::move(fetch));
-  }
-  // A place among the read-backs waiting or under way, at most `cap` process-wide; each one
-  // taken is given back once its fetch is done. Any thread.
-  bool reserve_stream_read(uint32_t cap) {
+  bool reserve_stream_read(uint32_t cap) override {
     uint32_t pending = counters_.stream_reads_pending.load(std::memory_order_relaxed);
     do {
       if (pending >= cap) {
@@ -133,10 +102,10 @@ class Broker {
                                                                    std::memory_order_relaxed));
     return true;
   }
-  void release_stream_read() {
+  void release_stream_read() override {
     counters_.stream_reads_pending.fetch_sub(1, std::memory_order_relaxed);
   }
-  void count_abandoned_stream_read() {
+  void count_abandoned_stream_read() override {
     counters_.stream_reads_abandoned.fetch_add(1, std::memory_order_relaxed);
   }
 

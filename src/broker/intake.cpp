@@ -7,10 +7,10 @@
 #include <iterator>
 #include <random>
 
+#include "core/channel_name.hpp"
+#include "core/clock.hpp"
 #include "guard/resource_monitor.hpp"
 #include "http/publish.hpp"
-#include "hub/channel_name.hpp"
-#include "ops/clock.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 #include "ws/utf8.hpp"

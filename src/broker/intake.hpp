@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "broker/broker.hpp"
+#include "core/token_bucket.hpp"
 #include "hub/fanout.hpp"
-#include "session/token_bucket.hpp"
 
 namespace simdjson::dom {
 class parser;

@@ -24,9 +24,10 @@
 
 #include "broker/broker_worker.hpp"
 #include "broker/intake.hpp"
+#include "core/clock.hpp"
+#include "core/envelope.hpp"
 #include "guard/resource_monitor.hpp"
 #include "hub/fanout.hpp"
-#include "ops/clock.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 

@@ -22,9 +22,9 @@
 #include "broker/broker_worker.hpp"
 #include "broker/intake.hpp"
 #include "broker/redis_support.hpp"
+#include "core/clock.hpp"
 #include "guard/resource_monitor.hpp"
 #include "hub/fanout.hpp"
-#include "ops/clock.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 

@@ -7,7 +7,7 @@
 #include <cctype>
 #include <charconv>
 
-#include "ops/json.hpp"
+#include "core/json.hpp"
 
 namespace odin {
 

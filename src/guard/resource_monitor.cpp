@@ -1,6 +1,6 @@
 // CPU and memory sampling (see resource_monitor.hpp).
 #include "guard/resource_monitor.hpp"
-#include "ops/clock.hpp"
+#include "core/clock.hpp"
 
 #include <sched.h>
 #include <unistd.h>

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <numeric>
 
-#include "gateway.hpp"
+#include "app/gateway.hpp"
+#include "core/clock.hpp"
+#include "core/json.hpp"
 #include "net/event_loop.hpp"
-#include "ops/clock.hpp"
-#include "ops/json.hpp"
 
 namespace odin {
 

@@ -9,8 +9,8 @@
 #include <array>
 #include <boost/beast/core/string.hpp>
 
-#include "hub/channel_name.hpp"
-#include "ops/json.hpp"
+#include "core/channel_name.hpp"
+#include "core/json.hpp"
 
 namespace odin {
 

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hub/fanout.hpp"
+#include "core/ingest.hpp"
 
 namespace simdjson::dom {
 class parser;

@@ -1,8 +1,8 @@
 // Pure request reading for the router (see request_parts.hpp).
 #include "http/request_parts.hpp"
 
-#include "hub/channel_name.hpp"
-#include "hub/unique_channels.hpp"
+#include "core/channel_name.hpp"
+#include "core/unique_channels.hpp"
 
 namespace odin {
 

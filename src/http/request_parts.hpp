@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/unique_channels.hpp"
 #include "http/request_parser.hpp"
-#include "hub/unique_channels.hpp"
 #include "ws/handshake.hpp"
 
 namespace odin {

@@ -8,16 +8,16 @@
 #include <boost/beast/core/string.hpp>
 #include <vector>
 
+#include "app/gateway.hpp"
 #include "auth/jwt.hpp"
-#include "gateway.hpp"
+#include "core/clock.hpp"
+#include "core/json.hpp"
 #include "guard/origin_policy.hpp"
 #include "http/ops_endpoints.hpp"
 #include "http/publish.hpp"
 #include "http/request_parts.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
-#include "ops/clock.hpp"
-#include "ops/json.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
 #include "ws/handshake.hpp"

@@ -9,10 +9,10 @@
 
 #include <chrono>
 
-#include "hub/envelope.hpp"
+#include "core/clock.hpp"
+#include "core/envelope.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
-#include "ops/clock.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
@@ -222,19 +222,6 @@ void ThreadFanout::sweep() {
     channels_refused_ = 0;
     channels_refused_logged_ns_ = now;
   }
-}
-
-std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
-                                              int64_t ingest_steady_ns) {
-  auto message = std::make_shared<Message>();
-  message->channel = std::string(item.channel);
-  message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);
-  encode_envelope_tail(message->tail, item.pos, ts_ms, item.type, item.channel, item.data,
-                       item.data_is_json);
-  message->ingest_steady_ns = ingest_steady_ns;
-  message->ts_ms = ts_ms;
-  message->pos = item.pos;
-  return message;
 }
 
 Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}

@@ -13,25 +13,13 @@
 #include <string_view>
 #include <vector>
 
-#include "hub/message.hpp"
-#include "hub/subscription_index.hpp"
+#include "core/ingest.hpp"
+#include "core/message.hpp"
+#include "pubsub/subscription_index.hpp"
 
 namespace odin {
 
 class EventLoop;
-
-// What a broker hands to the hub: a channel (already validated), a type and a payload.
-struct IngestItem {
-  std::string_view channel;
-  std::string_view type;
-  std::string_view data;
-  bool data_is_json = true;
-  uint64_t pos = 0;  // JetStream stream sequence (0: none)
-};
-
-// Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts.
-std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
-                                              int64_t ingest_steady_ns);
 
 // Unbounded multi-producer, single-consumer queue (Vyukov): producers never block the consumer;
 // the consumer never takes a lock.

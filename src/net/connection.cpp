@@ -1,7 +1,7 @@
 // One client socket (see connection.hpp): reading, the HTTP phase, the WebSocket phase, the
 // close handshake, slow-consumer handling and lifetime.
 #include "net/connection.hpp"
-#include "ops/clock.hpp"
+#include "core/clock.hpp"
 
 #include <sys/socket.h>
 

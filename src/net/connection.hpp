@@ -11,10 +11,10 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
+#include "core/token_bucket.hpp"
 #include "guard/address_limits.hpp"
 #include "net/out_batch.hpp"
 #include "net/tls.hpp"
-#include "session/token_bucket.hpp"
 #include "ws/frame.hpp"
 
 namespace odin {

@@ -1,6 +1,6 @@
 // One event-loop thread (see event_loop.hpp).
 #include "net/event_loop.hpp"
-#include "ops/clock.hpp"
+#include "core/clock.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "gateway.hpp"
+#include "app/gateway.hpp"
 #include "net/connection.hpp"
 #include "session/requests.hpp"
 #include "spdlog/spdlog.h"

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hub/message.hpp"
+#include "core/message.hpp"
 #include "net/tls.hpp"
 
 namespace odin {

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "ops/json.hpp"
+#include "core/json.hpp"
 
 namespace odin {
 

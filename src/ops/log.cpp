@@ -9,7 +9,7 @@
 #include <ctime>
 #include <memory>
 
-#include "ops/json.hpp"
+#include "core/json.hpp"
 
 namespace odin {
 

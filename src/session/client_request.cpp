@@ -4,8 +4,8 @@
 
 #include <simdjson.h>
 
-#include "hub/channel_name.hpp"
-#include "hub/unique_channels.hpp"
+#include "core/channel_name.hpp"
+#include "core/unique_channels.hpp"
 #include "session/session.hpp"
 
 namespace odin {

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hub/unique_channels.hpp"
+#include "core/unique_channels.hpp"
 #include "session/session_id.hpp"
 
 namespace simdjson::dom {

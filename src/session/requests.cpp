@@ -2,7 +2,7 @@
 // fan-out, so clarity wins here: requests are parsed with simdjson's DOM (client_request.cpp,
 // into the thread's parser) and replies are written by hand into the thread's scratch string.
 #include "session/requests.hpp"
-#include "ops/clock.hpp"
+#include "core/clock.hpp"
 
 #include <simdjson.h>
 
@@ -12,12 +12,12 @@
 #include <optional>
 #include <vector>
 
+#include "app/gateway.hpp"
 #include "auth/jwt.hpp"
-#include "gateway.hpp"
-#include "hub/envelope.hpp"
+#include "core/envelope.hpp"
+#include "core/json.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
-#include "ops/json.hpp"
 #include "session/client_request.hpp"
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hub/message.hpp"
+#include "core/message.hpp"
 
 namespace odin {
 

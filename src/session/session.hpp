@@ -11,11 +11,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "hub/message.hpp"
-#include "hub/subscription_index.hpp"
-#include "session/replay_ring.hpp"
+#include "core/message.hpp"
+#include "core/replay_ring.hpp"
+#include "core/token_bucket.hpp"
+#include "pubsub/subscription_index.hpp"
 #include "session/session_id.hpp"
-#include "session/token_bucket.hpp"
 
 namespace odin {
 

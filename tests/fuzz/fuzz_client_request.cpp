@@ -21,7 +21,7 @@
 #include <string>
 #include <string_view>
 
-#include "hub/channel_name.hpp"
+#include "core/channel_name.hpp"
 #include "session/client_request.hpp"
 #include "session/session.hpp"
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "core/channel_name.hpp"
 #include "http/request_parser.hpp"
 #include "http/request_parts.hpp"
-#include "hub/channel_name.hpp"
 #include "ws/handshake.hpp"
 
 namespace {

@@ -24,7 +24,7 @@
 #include <string_view>
 
 #include "auth/jwt.hpp"
-#include "hub/channel_name.hpp"
+#include "core/channel_name.hpp"
 
 namespace {
 

@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/channel_name.hpp"
 #include "http/publish.hpp"
-#include "hub/channel_name.hpp"
 
 namespace {
 

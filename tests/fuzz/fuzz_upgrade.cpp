@@ -27,9 +27,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/channel_name.hpp"
 #include "http/request_parser.hpp"
 #include "http/request_parts.hpp"
-#include "hub/channel_name.hpp"
 #include "ws/handshake.hpp"
 
 namespace {

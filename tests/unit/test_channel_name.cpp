@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "hub/channel_name.hpp"
+#include "core/channel_name.hpp"
 
 namespace odin {
 namespace {

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
-#include "hub/envelope.hpp"
+#include "core/envelope.hpp"
 
 namespace odin {
 namespace {

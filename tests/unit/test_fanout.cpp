@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "app/gateway.hpp"
 #include "broker/embedded_broker.hpp"
 #include "broker/intake.hpp"
-#include "gateway.hpp"
 #include "hub/fanout.hpp"
 #include "net/event_loop.hpp"
 #include "session/session.hpp"

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/json.hpp"
+#include "core/json.hpp"
 
 namespace odin {
 namespace {

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "session/replay_ring.hpp"
+#include "core/replay_ring.hpp"
 
 namespace odin {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <set>
 
-#include "hub/subscription_index.hpp"
+#include "pubsub/subscription_index.hpp"
 #include "session/session.hpp"
 
 namespace odin {

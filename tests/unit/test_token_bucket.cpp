@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <limits>
 
-#include "session/token_bucket.hpp"
+#include "core/token_bucket.hpp"
 
 namespace odin {
 namespace {

@@ -13,8 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "hub/message.hpp"
-#include "session/replay_ring.hpp"
+#include "core/message.hpp"
+#include "core/replay_ring.hpp"
 
 namespace odin {
 

@@ -1,5 +1,5 @@
 // Simulated price feed (see demo_feed.hpp): a random walk per symbol.
-#include "broker/demo_feed.hpp"
+#include "app/demo_feed.hpp"
 
 #include <fmt/format.h>
 

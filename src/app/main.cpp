@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "gateway.hpp"
+#include "app/gateway.hpp"
 #include "ops/config.hpp"
 #include "ops/log.hpp"
 #include "spdlog/spdlog.h"

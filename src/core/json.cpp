@@ -1,5 +1,5 @@
 // JSON writing helpers (see json.hpp).
-#include "ops/json.hpp"
+#include "core/json.hpp"
 
 #include <algorithm>
 #include <array>

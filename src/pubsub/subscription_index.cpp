@@ -1,5 +1,5 @@
 // Per-thread subscription index (see subscription_index.hpp).
-#include "hub/subscription_index.hpp"
+#include "pubsub/subscription_index.hpp"
 
 namespace odin {
 

@@ -1,6 +1,6 @@
 // The composition root (see gateway.hpp): start-up, admission, signals, graceful drain.
-#include "gateway.hpp"
-#include "ops/clock.hpp"
+#include "app/gateway.hpp"
+#include "core/clock.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -16,7 +16,7 @@
 #include <iterator>
 #include <thread>
 
-#include "broker/demo_feed.hpp"
+#include "app/demo_feed.hpp"
 #include "broker/embedded_broker.hpp"
 #include "broker/nats_broker.hpp"
 #include "broker/redis_broker.hpp"

@@ -1,5 +1,5 @@
 // Per-thread LocalMessage pool (see message.hpp).
-#include "hub/message.hpp"
+#include "core/message.hpp"
 
 namespace odin {
 

@@ -4,8 +4,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
+
+#include "core/ingest.hpp"
+#include "core/message.hpp"
 
 namespace odin {
 
@@ -19,5 +23,9 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
 // `{"seq":N,`. `out` needs kMaxDataPrefixBytes. Returns the bytes written.
 inline constexpr size_t kMaxDataPrefixBytes = 10 + 7 + 20 + 1;
 size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size);
+
+// Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts.
+std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                              int64_t ingest_steady_ns);
 
 }  // namespace odin

@@ -1,10 +1,10 @@
 // Envelope encoding (see envelope.hpp). Key order is part of the contract: seq, (pos,) ts, type,
 // channel, data.
-#include "hub/envelope.hpp"
+#include "core/envelope.hpp"
 
 #include <cstring>
 
-#include "ops/json.hpp"
+#include "core/json.hpp"
 #include "ws/frame.hpp"
 
 namespace odin {
@@ -44,6 +44,19 @@ size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size) {
   n += digit_count;
   out[n++] = ',';
   return n;
+}
+
+std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                              int64_t ingest_steady_ns) {
+  auto message = std::make_shared<Message>();
+  message->channel = std::string(item.channel);
+  message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);
+  encode_envelope_tail(message->tail, item.pos, ts_ms, item.type, item.channel, item.data,
+                       item.data_is_json);
+  message->ingest_steady_ns = ingest_steady_ns;
+  message->ts_ms = ts_ms;
+  message->pos = item.pos;
+  return message;
 }
 
 }  // namespace odin
