@@ -20,7 +20,9 @@
 #include "broker/embedded_broker.hpp"
 #include "broker/nats_broker.hpp"
 #include "broker/redis_broker.hpp"
-#include "http/ops_endpoints.hpp"
+#include "app/ops_endpoints.hpp"
+#include "http/http_phase.hpp"
+#include "net/connection.hpp"
 #include "net/event_loop.hpp"
 #include "spdlog/spdlog.h"
 
@@ -36,7 +38,9 @@ Gateway::Gateway(Config config)
   threads = std::min(threads, 255u);  // the session id keeps the thread in its low byte
   std::vector<ThreadFanout*> fanouts;
   for (unsigned i = 0; i < threads; ++i) {
-    loops_.push_back(std::make_unique<EventLoop>(*this, i));
+    loops_.push_back(std::make_unique<EventLoop>(*this, i, [this](Connection& conn) {
+      return std::make_unique<HttpPhase>(conn, config_, routes_);
+    }));
     fanouts.push_back(&loops_.back()->fanout());
   }
   hub_ = std::make_unique<Hub>(std::move(fanouts));

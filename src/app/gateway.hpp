@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "app/routes.hpp"
 #include "auth/jwt.hpp"
 #include "broker/broker.hpp"
 #include "guard/address_limits.hpp"
@@ -94,6 +95,7 @@ class Gateway {
   std::atomic<uint32_t> websocket_connections_{0};
   std::atomic<bool> draining_{false};
   AddressLimits address_limits_;
+  Routes routes_{*this};
   mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below
   std::shared_ptr<const TlsContext> tls_context_;
   std::shared_ptr<const auth::JwtVerifier> jwt_verifier_;

@@ -58,9 +58,10 @@ EventLoop::TestFaults EventLoop::TestFaults::from_env() {
   return faults;
 }
 
-EventLoop::EventLoop(Gateway& gateway, unsigned index)
+EventLoop::EventLoop(Gateway& gateway, unsigned index, MakeConnectionHandler make_handler)
     : gateway_(gateway),
       index_(index),
+      make_handler_(std::move(make_handler)),
       io_(1),
       sweep_timer_(io_),
       accept_retry_timer_(io_),
@@ -78,7 +79,7 @@ EventLoop::~EventLoop() {
   stop();
   join();
   for (auto& [id, parked] : parked_) {
-    if (parked.moving->fd >= 0) ::close(parked.moving->fd);
+    if (parked.moving->socket.fd >= 0) ::close(parked.moving->socket.fd);
   }
 }
 
@@ -208,9 +209,9 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
       return;  // out of memory: the socket closes with this scope
     }
   }
-  own(std::make_unique<Connection>(*this, std::move(socket), loopback, std::move(tls),
-                                   std::move(slot)))
-      .start();
+  Connection& conn = own(std::make_unique<Connection>(*this, std::move(socket), loopback,
+                                                      std::move(tls), std::move(slot)));
+  conn.start(make_handler_(conn));
 }
 
 Connection& EventLoop::own(std::unique_ptr<Connection> conn) {
@@ -296,7 +297,7 @@ void EventLoop::check_parked() {
   fds.reserve(parked_.size());
   ids.reserve(parked_.size());
   for (const auto& [id, parked] : parked_) {
-    fds.push_back(pollfd{parked.moving->fd, POLLRDHUP, 0});
+    fds.push_back(pollfd{parked.moving->socket.fd, POLLRDHUP, 0});
     ids.push_back(id);
   }
   if (::poll(fds.data(), fds.size(), 0) <= 0) return;
@@ -304,7 +305,7 @@ void EventLoop::check_parked() {
     if ((fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0) continue;
     auto it = parked_.find(ids[i]);
     it->second.abandoned->store(true, std::memory_order_relaxed);
-    ::close(it->second.moving->fd);
+    ::close(it->second.moving->socket.fd);
     end_transit(it->second.moving->fresh_session);  // resumable again, until WS_RESUME_TTL
     parked_.erase(it);  // its TLS state and its place under the per-address cap go with it
     gateway_.broker().count_abandoned_stream_read();
@@ -315,27 +316,28 @@ void EventLoop::check_parked() {
 void EventLoop::adopt(MigratingConnection moving) {
   boost::asio::ip::tcp::socket socket(io_);
   boost::system::error_code ec;
-  socket.assign(boost::asio::ip::tcp::v4(), moving.fd, ec);
+  socket.assign(boost::asio::ip::tcp::v4(), moving.socket.fd, ec);
   if (ec) {
     spdlog::warn("could not adopt a connection from another thread: {}", ec.message());
-    ::close(moving.fd);
+    ::close(moving.socket.fd);
     gateway_.release_connection();
     end_transit(moving.fresh_session);
     return;
   }
-  Connection* raw =
-      &own(std::make_unique<Connection>(*this, std::move(socket), moving.loopback,
-                                        std::move(moving.tls), std::move(moving.address_slot)));
-  raw->saw_request = moving.saw_request;
-  raw->set_token(std::move(moving.token));
-  raw->start_migrated(std::move(moving.reader), std::move(moving.unsent));
-  continue_migrated(*raw, moving);
+  Connection& conn = own(std::make_unique<Connection>(*this, std::move(socket),
+                                                      moving.socket.loopback,
+                                                      std::move(moving.socket.tls),
+                                                      std::move(moving.socket.address_slot)));
+  auto owned = std::make_unique<Client>(conn, std::move(moving.reader));
+  Client& client = *owned;
+  client.saw_request = moving.saw_request;
+  client.set_token(std::move(moving.token));
+  conn.start_adopted(std::move(owned), std::move(moving.socket.unsent));
+  continue_migrated(client, moving);
   // It left its thread before this one began draining (begin_drain did not see it): it is
   // answered as usual, then told to go like everyone else.
-  if (draining_ && !raw->migrating() && raw->state() == Connection::State::kOpen) {
-    raw->close(ws::close_code::kGoingAway, "server shutting down");
-  }
-  if (!raw->migrating() && raw->state() != Connection::State::kClosed) raw->resume_reading();
+  if (draining_ && !client.migrating() && client.open()) client.on_drain();
+  if (!client.migrating() && conn.state() != Connection::State::kClosed) conn.resume_reading();
 }
 
 void EventLoop::discard_session_elsewhere(const SessionId& session_id) {
@@ -444,12 +446,7 @@ void EventLoop::begin_drain() {
   if (acceptor_) acceptor_->close(ignored);
   for (size_t i = 0; i < connections_.size(); ++i) {
     Connection& conn = *connections_[i];
-    if (conn.state() == Connection::State::kOpen) {
-      conn.close(ws::close_code::kGoingAway, "server shutting down");
-    } else if (conn.state() == Connection::State::kHttp) {
-      conn.close_after_flush();
-      if (conn.outbound().backlog_bytes() == 0 && !conn.outbound().in_batch()) conn.abort();
-    }
+    if (conn.state() == Connection::State::kOpen) conn.handler().on_drain();
   }
   flush();
 }

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,6 +24,7 @@
 #include "net/tls.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
+#include "session/client.hpp"
 #include "session/session.hpp"
 #include "ws/frame.hpp"
 
@@ -34,34 +36,14 @@ namespace odin {
 
 class Gateway;
 class Connection;
+class ConnectionHandler;
 
-// Why a connection moves between threads. A resume goes to the thread that owns the session;
-// if that thread cannot resume it, the connection goes back to its fresh session's thread with
-// the request, to be restored from the stream position it carries or answered `resume_failed`
-// there. A restore whose histories do not reach back far enough goes through the broker first
-// (`fetch`), back to the same thread.
-enum class MigrationPurpose : uint8_t { kResume, kResumeFailed, kRestore };
-
-// A connection handed from one thread to another.
-struct MigratingConnection {
-  MigrationPurpose purpose = MigrationPurpose::kResume;
-  int fd = -1;
-  bool loopback = false;
-  ws::MessageReader reader{0};      // partial frame / fragmented message state
-  std::string unsent;               // bytes the old thread could not write yet
-  std::string request;              // the resume request, answered by the new thread
-  std::vector<std::string> queued;  // requests received after it, in order
-  SessionId fresh_session;          // the session `welcome` announced (in transit meanwhile)
-  bool saw_request = false;
-  std::unique_ptr<TlsStream> tls;            // a TLS connection's state, buffered records included
-  AddressLimits::Slot address_slot;          // its place under WS_MAX_CONNECTIONS_PER_IP
-  std::unique_ptr<auth::TokenClaims> token;  // WS_AUTH=jwt: what the client may read, until when
-  std::unique_ptr<StreamFetch> fetch;        // kRestore: what to read from the stream, then read
-};
+// Makes the handler a freshly accepted connection starts with (the HTTP phase). Loop thread.
+using MakeConnectionHandler = std::function<std::unique_ptr<ConnectionHandler>(Connection&)>;
 
 class EventLoop {
  public:
-  EventLoop(Gateway& gateway, unsigned index);
+  EventLoop(Gateway& gateway, unsigned index, MakeConnectionHandler make_handler);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -157,6 +139,7 @@ class EventLoop {
 
   Gateway& gateway_;
   unsigned index_;
+  MakeConnectionHandler make_handler_;
   boost::asio::io_context io_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   boost::asio::steady_timer sweep_timer_;

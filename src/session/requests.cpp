@@ -16,7 +16,7 @@
 #include "auth/jwt.hpp"
 #include "core/envelope.hpp"
 #include "core/json.hpp"
-#include "net/connection.hpp"
+#include "session/client.hpp"
 #include "net/event_loop.hpp"
 #include "session/client_request.hpp"
 #include "session/session.hpp"
@@ -37,33 +37,33 @@ class Reply {
     out_.append("{\"type\":\"").append(type).append("\"");
   }
   std::string& out() { return out_; }
-  void send(Connection& conn, std::string_view id_json) {
+  void send(Client& client, std::string_view id_json) {
     if (!id_json.empty()) out_.append(",\"id\":").append(id_json);
     out_.push_back('}');
-    conn.send_text(out_);
+    client.send_text(out_);
   }
 
  private:
   std::string& out_;
 };
 
-void send_error(Connection& conn, std::string_view id_json, std::string_view code,
+void send_error(Client& client, std::string_view id_json, std::string_view code,
                 std::string_view message) {
-  Reply reply(conn.loop().json_scratch(), "error");
+  Reply reply(client.loop().json_scratch(), "error");
   reply.out().append(",\"data\":{\"code\":\"").append(code).append("\",\"message\":");
   json::append_string(reply.out(), message);
   reply.out().push_back('}');
-  reply.send(conn, id_json);
+  reply.send(client, id_json);
 }
 
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
-void send_data(Connection& conn, uint64_t seq, const MessageRef& message) {
-  if (!conn.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
+void send_data(Client& client, uint64_t seq, const MessageRef& message) {
+  if (!client.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
   char prefix[kMaxDataPrefixBytes];
   const size_t n = encode_data_prefix(prefix, seq, message->tail.size());
-  conn.loop().out().append_shared(conn, {prefix, n}, message, message->tail);
-  conn.loop().stats().messages_out.add();
-  conn.loop().schedule_flush();
+  client.loop().out().append_shared(client.connection(), {prefix, n}, message, message->tail);
+  client.loop().stats().messages_out.add();
+  client.loop().schedule_flush();
 }
 
 void append_channel_list(std::string& out, std::span<const std::string_view> channels) {
@@ -88,50 +88,50 @@ void append_position(std::string& out, uint64_t pos) {
   out.push_back('}');
 }
 
-void subscribe_channels(Connection& conn, Session& session,
+void subscribe_channels(Client& client, Session& session,
                         std::span<const std::string_view> channels, bool snapshot,
                         std::string_view id_json) {
-  EventLoop& loop = conn.loop();
+  EventLoop& loop = client.loop();
   SubscriptionIndex& index = loop.fanout().index();
   for (std::string_view channel : channels)
     session.subscribe(index, channel);
   Reply reply(loop.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);
   if (positions_on(loop)) append_position(reply.out(), loop.fanout().last_pos());
-  reply.send(conn, id_json);
+  reply.send(client, id_json);
   if (!snapshot) return;
   for (std::string_view channel : channels) {
     ChannelSubscribers* entry = index.find(channel);
     if (!entry || !entry->latest) continue;
     const uint64_t seq = ++session.seq;
     session.ring.push(seq, entry->latest);
-    send_data(conn, seq, entry->latest);
+    send_data(client, seq, entry->latest);
   }
 }
 
 // WS_MAX_CHANNELS: this thread keeps state for as many channels as it may.
-void send_channel_limit(Connection& conn, std::string_view id_json) {
-  send_error(conn, id_json, "channel_limit",
+void send_channel_limit(Client& client, std::string_view id_json) {
+  send_error(client, id_json, "channel_limit",
              "the server holds as many channels as it may (" +
-                 std::to_string(conn.loop().fanout().index().max_channels()) + "); try later");
+                 std::to_string(client.loop().fanout().index().max_channels()) + "); try later");
 }
 
-void handle_subscribe(Connection& conn, Session& session, const ClientRequest& request) {
+void handle_subscribe(Client& client, Session& session, const ClientRequest& request) {
   const std::vector<std::string_view>& channels = request.channels;
   if (request.kind == RequestKind::kUnsubscribe) {
-    SubscriptionIndex& index = conn.loop().fanout().index();
+    SubscriptionIndex& index = client.loop().fanout().index();
     for (std::string_view channel : channels)
       session.unsubscribe(index, channel);
-    Reply reply(conn.loop().json_scratch(), "unsubscribed");
+    Reply reply(client.loop().json_scratch(), "unsubscribed");
     append_channel_list(reply.out(), channels);
-    reply.send(conn, request.id_json);
+    reply.send(client, request.id_json);
     return;
   }
-  if (const auth::TokenClaims* token = conn.token()) {
+  if (const auth::TokenClaims* token = client.token()) {
     for (std::string_view channel : channels) {
       if (!token->channels.allows(channel)) {  // all or nothing, like the other refusals
-        conn.loop().stats().forbidden.add();
-        send_error(conn, request.id_json, "forbidden",
+        client.loop().stats().forbidden.add();
+        send_error(client, request.id_json, "forbidden",
                    "channel " + std::string(channel) + " is not allowed by the token");
         return;
       }
@@ -140,21 +140,21 @@ void handle_subscribe(Connection& conn, Session& session, const ClientRequest& r
   size_t added = 0;
   for (std::string_view channel : channels)
     added += !session.subscribed_to(channel);
-  if (session.subscription_count() + added > conn.loop().config().max_channels_per_conn) {
-    send_error(conn, request.id_json, "too_many_channels",
-               "at most " + std::to_string(conn.loop().config().max_channels_per_conn) +
+  if (session.subscription_count() + added > client.loop().config().max_channels_per_conn) {
+    send_error(client, request.id_json, "too_many_channels",
+               "at most " + std::to_string(client.loop().config().max_channels_per_conn) +
                    " channels per connection");
     return;
   }
-  if (!conn.loop().fanout().index().has_room_for(channels)) {
-    send_channel_limit(conn, request.id_json);
+  if (!client.loop().fanout().index().has_room_for(channels)) {
+    send_channel_limit(client, request.id_json);
     return;
   }
-  subscribe_channels(conn, session, channels, request.snapshot, request.id_json);
+  subscribe_channels(client, session, channels, request.snapshot, request.id_json);
 }
 
-void send_replay_done(Connection& conn, const ReplayInProgress& replay) {
-  Reply reply(conn.loop().json_scratch(), "replay_done");
+void send_replay_done(Client& client, const ReplayInProgress& replay) {
+  Reply reply(client.loop().json_scratch(), "replay_done");
   std::string& out = reply.out();
   out.append(",\"data\":{\"from\":");
   json::append_uint(out, replay.from);
@@ -165,17 +165,17 @@ void send_replay_done(Connection& conn, const ReplayInProgress& replay) {
   out.append(",\"first_available\":");
   json::append_uint(out, replay.first_available);
   out.push_back('}');
-  reply.send(conn, replay.id_json);
+  reply.send(client, replay.id_json);
 }
 
-void handle_replay(Connection& conn, Session& session, const ClientRequest& request) {
+void handle_replay(Client& client, Session& session, const ClientRequest& request) {
   const uint64_t from = request.replay_from;
   const uint64_t to = request.replay_to.value_or(session.seq);
   if (from > to) {  // parse_client_request checked an explicit `to`; this is the default one
-    send_error(conn, request.id_json, "bad_request", "data.from is after data.to");
+    send_error(client, request.id_json, "bad_request", "data.from is after data.to");
     return;
   }
-  conn.loop().stats().replay_requests.add();
+  client.loop().stats().replay_requests.add();
   auto replay = std::make_unique<ReplayInProgress>();
   replay->from = from;
   replay->to = to;
@@ -186,22 +186,22 @@ void handle_replay(Connection& conn, Session& session, const ClientRequest& requ
     if (replay->messages.empty()) replay->first_seq = seq;
     replay->messages.push_back(message);
   });
-  if (!continue_replay(conn, *replay)) conn.hold_replay(std::move(replay));
+  if (!continue_replay(client, *replay)) client.hold_replay(std::move(replay));
 }
 // `auth`: a fresh token for this connection (docs/protocol.md). The token is copied first: the
 // request's views point into the parser's document, which verifying the token parses over.
-void handle_auth(Connection& conn, Session& session, const ClientRequest& request,
+void handle_auth(Client& client, Session& session, const ClientRequest& request,
                  const auth::JwtVerifier& verifier) {
-  EventLoop& loop = conn.loop();
+  EventLoop& loop = client.loop();
   const std::string token_text(request.auth_token);
   auth::TokenCheck check = verifier.verify(token_text, wall_ms() / 1000, loop.json_parser());
   if (!check.claims) {
-    send_error(conn, request.id_json, "invalid_token", check.error);
+    send_error(client, request.id_json, "invalid_token", check.error);
     return;
   }
-  const auth::TokenClaims* current = conn.token();
+  const auth::TokenClaims* current = client.token();
   if (current && current->subject != check.claims->subject) {
-    send_error(conn, request.id_json, "forbidden", "the token is for another subject");
+    send_error(client, request.id_json, "forbidden", "the token is for another subject");
     return;
   }
   // Channels the new token no longer allows end now.
@@ -215,10 +215,10 @@ void handle_auth(Connection& conn, Session& session, const ClientRequest& reques
       session.unsubscribe(loop.fanout().index(), name);
     Reply notice(loop.json_scratch(), "unsubscribed");
     append_channel_list(notice.out(), names);
-    notice.send(conn, {});
+    notice.send(client, {});
   }
   const int64_t expires_at = check.claims->expires_at;
-  conn.set_token(std::make_unique<auth::TokenClaims>(std::move(*check.claims)));
+  client.set_token(std::make_unique<auth::TokenClaims>(std::move(*check.claims)));
   loop.stats().tokens_refreshed.add();
   Reply reply(loop.json_scratch(), "authenticated");
   reply.out().append(",\"data\":{\"expires_at\":");
@@ -228,13 +228,13 @@ void handle_auth(Connection& conn, Session& session, const ClientRequest& reques
     json::append_int(reply.out(), auth::seconds_to_ms(expires_at));
   }
   reply.out().push_back('}');
-  reply.send(conn, request.id_json);
+  reply.send(client, request.id_json);
 }
 
 // With authentication on, only the subject that opened a session may resume it, and only with a
 // token that allows every channel it is subscribed to (the resume re-sends what they carried).
-bool token_may_resume(const Connection& conn, const Session& session) {
-  const auth::TokenClaims* token = conn.token();
+bool token_may_resume(const Client& client, const Session& session) {
+  const auth::TokenClaims* token = client.token();
   if (!token) return true;
   // Tokens without `sub` would all share one identity: any of them could take the others'
   // sessions.
@@ -245,18 +245,18 @@ bool token_may_resume(const Connection& conn, const Session& session) {
   return true;
 }
 
-// Resumes the session `request` names on this thread for `conn` (whose current session is the
+// Resumes the session `request` names on this thread for `client` (whose current session is the
 // fresh one, or none when it arrived from another thread). Returns false when the session cannot
 // be resumed.
-bool resume_here(Connection& conn, const ClientRequest& request) {
-  EventLoop& loop = conn.loop();
+bool resume_here(Client& client, const ClientRequest& request) {
+  EventLoop& loop = client.loop();
   const std::string_view id_json = request.id_json;
   if (!request.resume_session_id) return false;  // not the form of our ids
   Session* old = loop.sessions().find(*request.resume_session_id);
-  if (!old || old == conn.session()) return false;
+  if (!old || old == client.session()) return false;
   // Its connection is on its way to another thread and may come back to it.
   if (old->in_transit()) return false;
-  if (!token_may_resume(conn, *old)) return false;
+  if (!token_may_resume(client, *old)) return false;
   if (old->detached() && mono_ms() - old->detached_at_ms() >= loop.config().resume_ttl.count()) {
     return false;
   }
@@ -265,15 +265,15 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
       (old->ring.empty() || old->ring.first_seq() > request.resume_last_seq + 1)) {
     return false;  // never partial: the ring no longer reaches back far enough
   }
-  if (Connection* holder = old->connection()) {
-    holder->take_session();  // handed straight to `conn`, never kept as detached
+  if (Client* holder = old->client()) {
+    holder->take_session();  // handed straight to `client`, never kept as detached
     holder->close(ws::close_code::kNormal, "session resumed elsewhere");
   }
-  if (Session* fresh = conn.take_session()) loop.sessions().destroy(*fresh, loop.fanout().index());
-  conn.bind_session(*old, false);
+  if (Session* fresh = client.take_session()) loop.sessions().destroy(*fresh, loop.fanout().index());
+  client.bind_session(*old, false);
   const uint32_t replayed =
       old->ring.for_range(request.resume_last_seq + 1, old->seq,
-                          [&](uint64_t seq, const MessageRef& m) { send_data(conn, seq, m); });
+                          [&](uint64_t seq, const MessageRef& m) { send_data(client, seq, m); });
   Reply reply(loop.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
   json::append_uint(reply.out(), replayed);
@@ -281,14 +281,14 @@ bool resume_here(Connection& conn, const ClientRequest& request) {
   if (positions_on(loop)) {
     append_position(reply.out(), std::max(old->skip_through_pos(), loop.fanout().last_pos()));
   }
-  reply.send(conn, id_json);
+  reply.send(client, id_json);
   loop.stats().resumes_ok.add();
   return true;
 }
 
-void resume_failed(Connection& conn, std::string_view id_json) {
-  conn.loop().stats().resumes_failed.add();
-  send_error(conn, id_json, "resume_failed",
+void resume_failed(Client& client, std::string_view id_json) {
+  client.loop().stats().resumes_failed.add();
+  send_error(client, id_json, "resume_failed",
              "session unknown, expired, or missed more than its replay buffer holds");
 }
 
@@ -321,17 +321,17 @@ uint64_t first_entry_after(const ReplayRing<MessageRef>& history, uint64_t pos) 
 // do not reach back to the client's position, from the stream: then the connection goes through
 // the broker (kFetching) and this runs again with `fetched`. Never partial: more than the replay
 // buffer holds, or anything out of reach, fails.
-Restore restore_from_position(Connection& conn, const ClientRequest& request,
+Restore restore_from_position(Client& client, const ClientRequest& request,
                               std::string_view request_text, std::unique_ptr<StreamFetch> fetched) {
-  EventLoop& loop = conn.loop();
-  Session* session = conn.session();
+  EventLoop& loop = client.loop();
+  Session* session = client.session();
   if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq != 0) {
     return Restore::kFailed;  // seq != 0: data already went out numbered as the fresh session
   }
   const uint64_t last_pos = *request.resume_last_pos;
   const std::vector<std::string_view>& channels = request.channels;
   if (channels.size() > loop.config().max_channels_per_conn) return Restore::kFailed;
-  if (const auth::TokenClaims* token = conn.token()) {
+  if (const auth::TokenClaims* token = client.token()) {
     for (std::string_view channel : channels) {
       if (!token->channels.allows(channel)) return Restore::kFailed;
     }
@@ -380,7 +380,7 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
     }
     fetch->ranges = std::move(missing);
     fetch->round = round;
-    conn.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text), session->id(),
+    client.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text), session->id(),
                  std::move(fetch));
     return Restore::kFetching;
   }
@@ -455,7 +455,7 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
   for (const MessageRef& message : replay) {
     const uint64_t seq = ++session->seq;
     session->ring.push(seq, message);
-    send_data(conn, seq, message);
+    send_data(client, seq, message);
   }
   Reply reply(loop.json_scratch(), "resumed");
   std::string& out = reply.out();
@@ -464,14 +464,14 @@ Restore restore_from_position(Connection& conn, const ClientRequest& request,
   out.append(",\"restored\":true,\"pos\":");
   json::append_uint(out, std::max(last_pos, fanout.last_pos()));
   out.push_back('}');
-  reply.send(conn, request.id_json);
+  reply.send(client, request.id_json);
   loop.stats().resumes_restored.add();
   return Restore::kDone;
 }
 
 }  // namespace
 
-bool continue_replay(Connection& conn, ReplayInProgress& replay) {
+bool continue_replay(Client& client, ReplayInProgress& replay) {
   // One part per turn and per write: enough for the kernel to take at once, small enough that a
   // replay of WS_REPLAY_SIZE large messages neither fills the backlog (the slow-consumer rule is
   // for the fan-out, not for what a client asked for) nor holds the thread for long.
@@ -479,21 +479,21 @@ bool continue_replay(Connection& conn, ReplayInProgress& replay) {
   size_t produced = 0;
   while (replay.next < replay.messages.size()) {
     if (produced >= kReplayPartBytes) return false;
-    if (conn.state() != Connection::State::kOpen) return true;  // closed: nothing more to send
+    if (!client.open()) return true;  // closed: nothing more to send
     const MessageRef& message = replay.messages[replay.next];
-    send_data(conn, replay.first_seq + replay.next, message);
+    send_data(client, replay.first_seq + replay.next, message);
     produced += message->tail.size() + kMaxDataPrefixBytes;
     replay.messages[replay.next++] = MessageRef();  // sent: no longer pinned by this replay
   }
-  send_replay_done(conn, replay);
+  send_replay_done(client, replay);
   return true;
 }
 
-bool handle_client_request(Connection& conn, Session& session, std::string_view text) {
-  EventLoop& loop = conn.loop();
+bool handle_client_request(Client& client, Session& session, std::string_view text) {
+  EventLoop& loop = client.loop();
   ThreadStats& stats = loop.stats();
-  const bool first = !conn.saw_request;
-  conn.saw_request = true;
+  const bool first = !client.saw_request;
+  client.saw_request = true;
 
   // Parsed before the rate limit: even a refusal echoes the request's id.
   const ClientRequest request =
@@ -506,10 +506,10 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
     stats.rate_limited.add();
     if (++session.refused_since_full >= kRateLimitStrikes) {
       stats.rate_limit_closes.add();
-      conn.close(ws::close_code::kPolicy, "rate limit exceeded");
+      client.close(ws::close_code::kPolicy, "rate limit exceeded");
       return false;
     }
-    send_error(conn, request.id_json, "rate_limited", "too many requests");
+    send_error(client, request.id_json, "rate_limited", "too many requests");
     return true;
   }
   stats.requests.add();
@@ -517,14 +517,14 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   switch (request.kind) {
     case RequestKind::kAuth:
       if (!loop.gateway().jwt_verifier()) {
-        send_error(conn, request.id_json, "bad_request", "authentication is not enabled");
+        send_error(client, request.id_json, "bad_request", "authentication is not enabled");
         return true;
       }
       break;
     case RequestKind::kResume:
       // Checked before the fields: a late resume is refused whatever it carries.
       if (!first) {
-        send_error(conn, request.id_json, "bad_request",
+        send_error(client, request.id_json, "bad_request",
                    "resume must be the first request of a connection");
         return true;
       }
@@ -533,40 +533,40 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
       break;
   }
   if (request.error) {
-    send_error(conn, request.id_json, request.error->code, request.error->message);
+    send_error(client, request.id_json, request.error->code, request.error->message);
     return true;
   }
   switch (request.kind) {
     case RequestKind::kSubscribe:
     case RequestKind::kUnsubscribe:
-      handle_subscribe(conn, session, request);
+      handle_subscribe(client, session, request);
       return true;
     case RequestKind::kHeartbeat: {
       Reply reply(loop.json_scratch(), "pong");
       reply.out().append(",\"ts\":");
       json::append_int(reply.out(), wall_ms());
-      reply.send(conn, request.id_json);
+      reply.send(client, request.id_json);
       return true;
     }
     case RequestKind::kReplay:
-      handle_replay(conn, session, request);
+      handle_replay(client, session, request);
       return true;
     case RequestKind::kResume: {
       const unsigned owner =
           request.resume_session_id ? request.resume_session_id->thread() : loop.index();
       if (owner != loop.index() && owner < loop.gateway_thread_count()) {
-        conn.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
+        client.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
         return true;
       }
-      if (!resume_here(conn, request) &&
-          restore_from_position(conn, request, text, nullptr) == Restore::kFailed) {
-        resume_failed(conn, request.id_json);
+      if (!resume_here(client, request) &&
+          restore_from_position(client, request, text, nullptr) == Restore::kFailed) {
+        resume_failed(client, request.id_json);
       }
       return true;
     }
     case RequestKind::kAuth:
       if (auto verifier = loop.gateway().jwt_verifier())
-        handle_auth(conn, session, request, *verifier);
+        handle_auth(client, session, request, *verifier);
       return true;
     case RequestKind::kInvalid:
     case RequestKind::kUnknown:
@@ -575,22 +575,22 @@ bool handle_client_request(Connection& conn, Session& session, std::string_view 
   return true;
 }
 
-void continue_migrated(Connection& conn, MigratingConnection& moving) {
-  EventLoop& loop = conn.loop();
+void continue_migrated(Client& client, MigratingConnection& moving) {
+  EventLoop& loop = client.loop();
   const ClientRequest request =
       parse_client_request(moving.request, loop.json_parser(), loop.config().max_channels_per_conn);
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
     // The request was checked before it moved; one that fails here goes back to be answered.
-    resumed = request.kind == RequestKind::kResume && !request.error && resume_here(conn, request);
+    resumed = request.kind == RequestKind::kResume && !request.error && resume_here(client, request);
     if (resumed) {
       loop.discard_session_elsewhere(moving.fresh_session);
     } else {
       // Back to the thread of the session `welcome` announced, to continue there.
-      conn.migrate(moving.fresh_session.thread(), MigrationPurpose::kResumeFailed,
+      client.migrate(moving.fresh_session.thread(), MigrationPurpose::kResumeFailed,
                    std::move(moving.request), moving.fresh_session);
       for (std::string& queued : moving.queued)
-        conn.queue_while_migrating(std::move(queued));
+        client.queue_while_migrating(std::move(queued));
       return;
     }
   } else {
@@ -602,37 +602,37 @@ void continue_migrated(Connection& conn, MigratingConnection& moving) {
       // reaching here is a defect, and sharing the session would be a worse one.
       spdlog::error("session {} came back out of transit; closing its connection",
                     moving.fresh_session.text());
-      conn.close(ws::close_code::kInternalError, "internal error");
+      client.close(ws::close_code::kInternalError, "internal error");
       return;
     }
     if (fresh) {
-      conn.bind_session(*fresh, true);
+      client.bind_session(*fresh, true);
     } else {  // not expected (in transit, it neither expires nor is evicted): the same identity
               // anew
       Session& created = loop.sessions().create(moving.fresh_session, loop.config().replay_size);
-      created.client_address = conn.client_address();
-      if (const auth::TokenClaims* token = conn.token()) created.subject = token->subject;
-      conn.bind_session(created, false);
+      created.client_address = client.client_address();
+      if (const auth::TokenClaims* token = client.token()) created.subject = token->subject;
+      client.bind_session(created, false);
     }
     const bool restorable = request.kind == RequestKind::kResume && !request.error;
     const Restore restore =
-        restorable ? restore_from_position(conn, request, moving.request, std::move(moving.fetch))
+        restorable ? restore_from_position(client, request, moving.request, std::move(moving.fetch))
                    : Restore::kFailed;
     if (restore == Restore::kFetching) {
       for (std::string& queued : moving.queued)
-        conn.queue_while_migrating(std::move(queued));
+        client.queue_while_migrating(std::move(queued));
       return;
     }
-    if (restore == Restore::kFailed) resume_failed(conn, request.id_json);
+    if (restore == Restore::kFailed) resume_failed(client, request.id_json);
   }
   for (const std::string& queued : moving.queued) {
-    if (!conn.session() || !handle_client_request(conn, *conn.session(), queued)) break;
+    if (!client.session() || !handle_client_request(client, *client.session(), queued)) break;
   }
 }
 
-void send_welcome(Connection& conn, Session& session) {
-  const Config& config = conn.loop().config();
-  Reply reply(conn.loop().json_scratch(), "welcome");
+void send_welcome(Client& client, Session& session) {
+  const Config& config = client.loop().config();
+  Reply reply(client.loop().json_scratch(), "welcome");
   std::string& out = reply.out();
   out.append(",\"ts\":");
   json::append_int(out, wall_ms());
@@ -643,13 +643,13 @@ void send_welcome(Connection& conn, Session& session) {
   out.append(",\"resume_ttl_ms\":");
   json::append_int(out, config.resume_ttl.count());
   out.push_back('}');
-  reply.send(conn, {});
+  reply.send(client, {});
 }
 
-void subscribe_at_connect(Connection& conn, Session& session,
+void subscribe_at_connect(Client& client, Session& session,
                           std::span<const std::string_view> channels) {
-  if (!conn.loop().fanout().index().has_room_for(channels)) return send_channel_limit(conn, {});
-  subscribe_channels(conn, session, channels, false, {});
+  if (!client.loop().fanout().index().has_room_for(channels)) return send_channel_limit(client, {});
+  subscribe_channels(client, session, channels, false, {});
 }
 
 }  // namespace odin

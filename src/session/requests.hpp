@@ -12,7 +12,7 @@
 
 namespace odin {
 
-class Connection;
+class Client;
 class Session;
 struct MigratingConnection;
 
@@ -34,20 +34,20 @@ struct ReplayInProgress {
 // Sends the next part of the connection's replay in progress. True when it is done (the
 // `replay_done` reply went out); false when a part is queued and the rest waits until it is
 // written. Loop thread of the connection.
-bool continue_replay(Connection& conn, ReplayInProgress& replay);
+bool continue_replay(Client& client, ReplayInProgress& replay);
 
 // Handles one text message from the client. Returns false when the connection was closed.
-bool handle_client_request(Connection& conn, Session& session, std::string_view text);
+bool handle_client_request(Client& client, Session& session, std::string_view text);
 
 // Sends `welcome` for a freshly upgraded connection.
-void send_welcome(Connection& conn, Session& session);
+void send_welcome(Client& client, Session& session);
 
 // Subscribes to channels named at connect (`?channels=`), replying `subscribed`.
-void subscribe_at_connect(Connection& conn, Session& session,
+void subscribe_at_connect(Client& client, Session& session,
                           std::span<const std::string_view> channels);
 
 // A connection arrived from another thread (resume migration): answer the request it carries,
 // then the requests that followed it.
-void continue_migrated(Connection& conn, MigratingConnection& moving);
+void continue_migrated(Client& client, MigratingConnection& moving);
 
 }  // namespace odin

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "session/client.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin {
@@ -78,16 +79,18 @@ Session::Session(SessionId id, uint32_t replay_size) : ring(replay_size), id_(id
 
 Session::~Session() = default;
 
-void Session::attach(Connection& connection, [[maybe_unused]] bool returning_from_transit) {
+void Session::attach(Client& client, [[maybe_unused]] bool returning_from_transit) {
   assert(connection_ == nullptr && "a session has at most one connection");
   assert(in_transit_ == returning_from_transit &&
          "only its own connection takes a session in transit");
-  connection_ = &connection;
+  client_ = &client;
+  connection_ = &client.connection();
   in_transit_ = false;
 }
 
 void Session::detach(int64_t now_ms, bool in_transit) {
   connection_ = nullptr;
+  client_ = nullptr;
   detached_at_ms_ = now_ms;
   in_transit_ = in_transit;
 }

@@ -19,6 +19,7 @@
 
 namespace odin {
 
+class Client;
 class Connection;
 
 class Session {
@@ -63,11 +64,12 @@ class Session {
 
   // The binding to a connection. Invariant: a session has at most one connection and a
   // connection at most one session; both sides are set and cleared only by
-  // Connection::bind_session / unbind_session. A session is in transit while its connection is
+  // Client::bind_session / take_session / detach_session. A session is in transit while its connection is
   // being handed to another thread (resume, restore): nobody else may resume it then, and it does
   // not expire, until the connection comes back to it, or resumed another session (this one is
   // then discarded), or died on the way (end_transit).
-  Connection* connection() const { return connection_; }
+  Connection* connection() const { return connection_; }  // the fan-out writes to it
+  Client* client() const { return client_; }
   bool in_transit() const { return in_transit_; }
   bool detached() const { return connection_ == nullptr && !in_transit_; }
   int64_t detached_at_ms() const { return detached_at_ms_; }
@@ -89,14 +91,15 @@ class Session {
   uint32_t client_address = 0;
 
  private:
-  friend class Connection;  // the binding's only writer
-  void attach(Connection& connection, bool returning_from_transit);
+  friend class Client;  // the binding's only writer
+  void attach(Client& client, bool returning_from_transit);
   void detach(int64_t now_ms, bool in_transit);
   bool already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const;
 
   SessionId id_;
   std::vector<Subscription> subscriptions_;
   Connection* connection_ = nullptr;
+  Client* client_ = nullptr;
   int64_t detached_at_ms_ = 0;     // mono_ms(): TTLs are durations, immune to wall-clock steps
   uint64_t skip_through_pos_ = 0;  // the largest of the subscriptions' skip_through_pos
   bool in_transit_ = false;
@@ -115,7 +118,7 @@ class SessionTable {
   void destroy(Session& session, SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }
   size_t detached() const { return detached_order_.size(); }
-  // Bookkeeping of the detached orders; called by Connection::bind_session / unbind_session and
+  // Bookkeeping of the detached orders; called by Client::bind_session / take_session / detach_session and
   // Session::end_transit's callers, right after the session changed state.
   void on_attached(Session& session);
   void on_detached(Session& session);

@@ -1,6 +1,6 @@
 // /health, /stats and /metrics (see ops_endpoints.hpp). Totals are sums of the per-thread
 // counters, read without stopping the threads.
-#include "http/ops_endpoints.hpp"
+#include "app/ops_endpoints.hpp"
 
 #include <fmt/format.h>
 
