@@ -17,10 +17,10 @@
 #include <thread>
 
 #include "app/demo_feed.hpp"
+#include "app/ops_endpoints.hpp"
 #include "broker/embedded_broker.hpp"
 #include "broker/nats_broker.hpp"
 #include "broker/redis_broker.hpp"
-#include "app/ops_endpoints.hpp"
 #include "http/http_phase.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
@@ -37,12 +37,25 @@ Gateway::Gateway(Config config)
   }
   threads = std::min(threads, 255u);  // the session id keeps the thread in its low byte
   std::vector<ThreadFanout*> fanouts;
+  std::vector<ClientThread*> client_threads;
   for (unsigned i = 0; i < threads; ++i) {
-    loops_.push_back(std::make_unique<EventLoop>(*this, i, [this](Connection& conn) {
+    LoopParts loop_parts;
+    loop_parts.make_handler = [this](Connection& conn) {
       return std::make_unique<HttpPhase>(conn, config_, routes_);
-    }));
-    fanouts.push_back(&loops_.back()->fanout());
+    };
+    loop_parts.tls_context = [this] { return tls_context(); };
+    loop_parts.address_limits = &address_limits_;
+    ClientThreadParts client_parts;
+    client_parts.jwt_verifier = [this] { return jwt_verifier(); };
+    client_parts.stream_reader = &stream_reader_;
+    client_parts.release_connection = [this] { release_connection(); };
+    workers_.push_back(
+        std::make_unique<Worker>(config_, i, std::move(loop_parts), std::move(client_parts)));
+    fanouts.push_back(&workers_.back()->fanout());
+    client_threads.push_back(&workers_.back()->clients());
   }
+  for (auto& worker : workers_)
+    worker->clients().set_peers(client_threads);
   hub_ = std::make_unique<Hub>(std::move(fanouts));
   resources_.configure(config_.cpu_limit, config_.memory_limit);
   const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
@@ -52,10 +65,10 @@ Gateway::Gateway(Config config)
 
 Gateway::~Gateway() {
   if (broker_) broker_->stop();
-  for (auto& loop : loops_)
-    loop->stop();
-  for (auto& loop : loops_)
-    loop->join();
+  for (auto& worker : workers_)
+    worker->loop().stop();
+  for (auto& worker : workers_)
+    worker->loop().join();
 }
 
 std::optional<RejectReason> Gateway::admit() {
@@ -165,10 +178,10 @@ int Gateway::run() {
                                               : boost::asio::ip::make_address(config_.listen_host),
                                           config_.listen_port);
   try {
-    port_ = loops_[0]->listen(endpoint);
+    port_ = workers_[0]->loop().listen(endpoint);
     endpoint.port(port_);
-    for (size_t i = 1; i < loops_.size(); ++i)
-      loops_[i]->listen(endpoint);
+    for (size_t i = 1; i < workers_.size(); ++i)
+      workers_[i]->loop().listen(endpoint);
   } catch (const boost::system::system_error& e) {
     spdlog::error("cannot listen on {}:{}: {}", endpoint.address().to_string(), config_.listen_port,
                   e.code().message());
@@ -182,20 +195,21 @@ int Gateway::run() {
   } else {
     broker_ = std::make_unique<EmbeddedBroker>(config_, *hub_, resources_);
   }
+  stream_reader_.broker = broker_.get();
   if (std::string problem = broker_->start(); !problem.empty()) {
     spdlog::error("{}", problem);
     return 1;
   }
   if (config_.demo_feed) {
-    demo_feed_ = std::make_unique<DemoFeed>(loops_[0]->io(), *broker_, config_.demo_rate,
+    demo_feed_ = std::make_unique<DemoFeed>(workers_[0]->loop().io(), *broker_, config_.demo_rate,
                                             config_.demo_symbols);
     demo_feed_->start();
   }
-  for (auto& loop : loops_)
-    loop->start_thread();
+  for (auto& worker : workers_)
+    worker->loop().start_thread();
   spdlog::info("odin-ws listening on {}:{} ({}) with {} event-loop thread(s), broker {}{}",
                endpoint.address().to_string(), port_, tls_context() ? "TLS" : "plain",
-               loops_.size(), broker_->name(), config_.demo_feed ? ", demo feed on" : "");
+               workers_.size(), broker_->name(), config_.demo_feed ? ", demo feed on" : "");
 
   // Main thread: resource sampling once a second, periodic stats log, and the stop signal.
   int64_t next_stats_log = mono_ms() + config_.metrics_interval.count();
@@ -226,20 +240,21 @@ int Gateway::run() {
   // and publishes still queued are answered with an error.
   broker_->stop();
   if (demo_feed_) {
-    boost::asio::post(loops_[0]->io(), [feed = demo_feed_.get()] { feed->stop(); });
+    boost::asio::post(workers_[0]->loop().io(), [feed = demo_feed_.get()] { feed->stop(); });
   }
-  for (auto& loop : loops_) {
-    boost::asio::post(loop->io(), [l = loop.get()] { l->begin_drain(); });
+  for (auto& worker : workers_) {
+    EventLoop* loop = &worker->loop();
+    boost::asio::post(loop->io(), [loop] { loop->begin_drain(); });
   }
   const int64_t deadline = mono_ms() + config_.drain_timeout.count();
   while (websocket_connections() > 0 && mono_ms() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const uint32_t left = websocket_connections();
-  for (auto& loop : loops_)
-    loop->stop();
-  for (auto& loop : loops_)
-    loop->join();
+  for (auto& worker : workers_)
+    worker->loop().stop();
+  for (auto& worker : workers_)
+    worker->loop().join();
   if (left > 0) {
     spdlog::warn("drain timeout: {} connection(s) closed without finishing the handshake", left);
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "app/routes.hpp"
+#include "app/worker.hpp"
 #include "auth/jwt.hpp"
 #include "broker/broker.hpp"
 #include "guard/address_limits.hpp"
@@ -23,7 +24,6 @@
 
 namespace odin {
 
-class EventLoop;
 class DemoFeed;
 
 class Gateway {
@@ -38,9 +38,9 @@ class Gateway {
   int run();
 
   const Config& config() const { return config_; }
-  unsigned thread_count() const { return static_cast<unsigned>(loops_.size()); }
-  EventLoop& loop(unsigned index) { return *loops_[index]; }
-  const EventLoop& loop(unsigned index) const { return *loops_[index]; }
+  unsigned thread_count() const { return static_cast<unsigned>(workers_.size()); }
+  Worker& worker(unsigned index) { return *workers_[index]; }
+  const Worker& worker(unsigned index) const { return *workers_[index]; }
   Hub& hub() { return *hub_; }
   const Hub& hub() const { return *hub_; }
   Broker& broker() { return *broker_; }
@@ -99,7 +99,19 @@ class Gateway {
   mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below
   std::shared_ptr<const TlsContext> tls_context_;
   std::shared_ptr<const auth::JwtVerifier> jwt_verifier_;
-  std::vector<std::unique_ptr<EventLoop>> loops_;
+  // The broker as the sessions' StreamReader: the workers are built before the broker, which
+  // feeds their hub.
+  struct BrokerStreamReader final : StreamReader {
+    Broker* broker = nullptr;
+    void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) override {
+      broker->fetch(std::move(fetch), limit, std::move(done));
+    }
+    bool reserve_stream_read(uint32_t cap) override { return broker->reserve_stream_read(cap); }
+    void release_stream_read() override { broker->release_stream_read(); }
+    void count_abandoned_stream_read() override { broker->count_abandoned_stream_read(); }
+  };
+  BrokerStreamReader stream_reader_;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Hub> hub_;
   std::unique_ptr<Broker> broker_;
   std::unique_ptr<DemoFeed> demo_feed_;

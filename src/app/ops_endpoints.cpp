@@ -30,8 +30,8 @@ struct Totals {
 Totals sum(const Gateway& gateway) {
   Totals t;
   for (unsigned i = 0; i < gateway.thread_count(); ++i) {
-    const EventLoop& loop = gateway.loop(i);
-    const ThreadStats& s = loop.stats();
+    const Worker& worker = gateway.worker(i);
+    const ThreadStats& s = worker.loop().stats();
     t.accepted += s.connections_accepted.get();
     t.closed += s.connections_closed.get();
     t.messages_out += s.messages_out.get();
@@ -57,10 +57,10 @@ Totals sum(const Gateway& gateway) {
     t.forbidden += s.forbidden.get();
     t.token_expired += s.token_expired_closes.get();
     t.tokens_refreshed += s.tokens_refreshed.get();
-    t.sessions += loop.session_count();
-    t.detached += loop.detached_count();
+    t.sessions += worker.clients().session_count();
+    t.detached += worker.clients().detached_count();
     t.detached_evicted += s.detached_evicted.get();
-    t.channels = std::max<uint64_t>(t.channels, loop.channel_count());
+    t.channels = std::max<uint64_t>(t.channels, worker.channel_count());
     t.latency.merge(s.fanout_latency.snapshot());
   }
   return t;

@@ -9,17 +9,17 @@
 #include <vector>
 
 #include "app/gateway.hpp"
+#include "app/ops_endpoints.hpp"
 #include "auth/jwt.hpp"
 #include "core/clock.hpp"
 #include "core/json.hpp"
 #include "guard/origin_policy.hpp"
-#include "app/ops_endpoints.hpp"
-#include "http/publish.hpp"
-#include "http/request_parts.hpp"
 #include "http/http_phase.hpp"
+#include "core/publish.hpp"
+#include "http/request_parts.hpp"
 #include "net/connection.hpp"
-#include "session/client.hpp"
 #include "net/event_loop.hpp"
+#include "session/client.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
 #include "ws/handshake.hpp"
@@ -33,7 +33,7 @@ namespace {
 // The upgrade's token: `?token=` (browsers cannot set headers on a WebSocket) or
 // `Authorization: Bearer`. Null with `refusal` set when it is missing or invalid.
 std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifier,
-                                                const HttpRequest& request, EventLoop& loop,
+                                                const HttpRequest& request, ClientThread& clients,
                                                 std::string& refusal) {
   std::string_view token = query_param(request.target(), "token");
   if (token.empty()) {
@@ -46,7 +46,7 @@ std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifie
     refusal = "token missing";
     return nullptr;
   }
-  auth::TokenCheck check = verifier.verify(token, wall_ms() / 1000, loop.json_parser());
+  auth::TokenCheck check = verifier.verify(token, wall_ms() / 1000, clients.json_parser());
   if (!check.claims) {
     refusal = check.error;
     return nullptr;
@@ -57,6 +57,7 @@ std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifie
 bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
   Connection& conn = phase.connection();
   EventLoop& loop = conn.loop();
+  ClientThread& clients = gateway.worker(loop.index()).clients();
   const bool keep_alive = request.keep_alive();
   const ws::UpgradeRequest up = upgrade_request_of(request);
   const ws::UpgradeVerdict verdict = ws::check_upgrade(up);
@@ -88,18 +89,18 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
   std::unique_ptr<auth::TokenClaims> token;
   if (auto verifier = gateway.jwt_verifier()) {
     std::string refusal;
-    token = authenticate(*verifier, request, loop, refusal);
+    token = authenticate(*verifier, request, clients, refusal);
     if (!token) {
       loop.stats().refused(RefuseReason::kUnauthorized);
       phase.respond_error(401, refusal, keep_alive,
-                      "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
+                          "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
     }
     for (std::string_view channel : channels) {
       if (!token->channels.allows(channel)) {
         loop.stats().forbidden.add();
         phase.respond_error(403, fmt::format("channel {} is not allowed by the token", channel),
-                        keep_alive);
+                            keep_alive);
         return keep_alive;
       }
     }
@@ -115,9 +116,9 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
       "Sec-WebSocket-Accept: {}\r\n\r\n",
       accept));
   const Config& config = gateway.config();
-  Session& session = loop.sessions().create(loop.new_session_id(), config.replay_size);
+  Session& session = clients.sessions().create(clients.new_session_id(), config.replay_size);
   session.client_address = conn.client_address();
-  auto owned = std::make_unique<Client>(conn);
+  auto owned = std::make_unique<Client>(clients, conn);
   Client& client = *owned;
   if (token) {
     session.subject = token->subject;
@@ -134,6 +135,7 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
 bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
   Connection& conn = phase.connection();
   EventLoop& loop = conn.loop();
+  ClientThread& clients = gateway.worker(loop.index()).clients();
   const bool keep_alive = request.keep_alive();
   const Config& config = gateway.config();
   // Loopback peers are trusted only when no token is required of them: a proxy or sidecar on
@@ -145,13 +147,13 @@ bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
     }
     if (!bearer_token_matches(request[http::field::authorization], config.publish_token)) {
       phase.respond_error(401, "missing or wrong bearer token", keep_alive,
-                      "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
+                          "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
     }
   }
   PublishBatch batch;
-  if (auto error =
-          parse_publish_body(request.body(), loop.json_parser(), batch, config.max_payload_bytes)) {
+  if (auto error = parse_publish_body(request.body(), clients.json_parser(), batch,
+                                      config.max_payload_bytes)) {
     std::string body = "{\"error\":";
     json::append_string(body, error->message);
     if (error->index >= 0) body += fmt::format(",\"index\":{}", error->index);
@@ -209,8 +211,8 @@ bool Routes::handle(HttpPhase& phase, HttpRequest& request) {
   } else if (path == "/stats") {
     phase.respond(200, "application/json", render_stats(gateway_), keep_alive);
   } else if (path == "/metrics") {
-    phase.respond(200, "text/plain; version=0.0.4; charset=utf-8",
-                       render_metrics(gateway_), keep_alive);
+    phase.respond(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(gateway_),
+                  keep_alive);
   } else if (const StaticFiles::File* file = gateway_.web().find(path)) {
     phase.respond(200, file->content_type, file->body, keep_alive);
   } else {

@@ -10,7 +10,7 @@
 #include "core/channel_name.hpp"
 #include "core/clock.hpp"
 #include "guard/resource_monitor.hpp"
-#include "http/publish.hpp"
+#include "core/publish.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 #include "ws/utf8.hpp"

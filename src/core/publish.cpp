@@ -1,5 +1,5 @@
 // POST /publish body parsing (see publish.hpp).
-#include "http/publish.hpp"
+#include "core/publish.hpp"
 
 #include <fmt/format.h>
 #include <openssl/crypto.h>

@@ -125,8 +125,7 @@ bool HttpPhase::feed(std::span<char> bytes) {
       // long.
       if (pending_.size() - offset > config_.max_header_bytes) {
         stats.refused(RefuseReason::kRequestTooLarge);
-        respond_error(400, "a request or chunk header line longer than WS_MAX_HEADER_BYTES",
-                      false);
+        respond_error(400, "a request or chunk header line longer than WS_MAX_HEADER_BYTES", false);
         return false;
       }
       break;
@@ -236,8 +235,7 @@ void HttpPhase::begin_deferred_response() {
   conn_.hold();
 }
 
-void HttpPhase::finish_deferred_response(unsigned status, std::string_view body,
-                                         bool keep_alive) {
+void HttpPhase::finish_deferred_response(unsigned status, std::string_view body, bool keep_alive) {
   conn_.unhold();
   awaiting_response_ = false;
   if (conn_.state() == Connection::State::kClosed) return;

@@ -58,7 +58,8 @@ std::shared_ptr<const Message> MessageQueue::pop() {
   return std::move(next->message);
 }
 
-ThreadFanout::ThreadFanout(EventLoop& loop) : loop_(loop), index_(loop.config().max_channels) {
+ThreadFanout::ThreadFanout(EventLoop& loop, SubscriptionIndex& index, SessionTable& sessions)
+    : loop_(loop), index_(index), sessions_(sessions) {
   drained_ingest_ns_.reserve(1024);
 }
 
@@ -93,23 +94,21 @@ void ThreadFanout::drain() {
       if (shared->stream_reset) {
         // Old positions mean nothing in the new stream: a restored session skipping up to one
         // of them would silently drop the new stream's first messages.
-        last_pos_ = 0;
-        loop_.sessions().for_each([](Session& session) { session.forget_restored_skip(); });
+        sessions_.for_each([](Session& session) { session.forget_restored_skip(); });
       }
-      complete_after_ = coverage_ ? std::max(complete_after_, shared->pos) : shared->pos;
-      coverage_ = true;
+      index_.mark_complete_after(shared->pos, shared->stream_reset);
       continue;
     }
     ChannelSubscribers* entry = index_.try_entry(shared->channel);
     if (!entry) {
       // WS_MAX_CHANNELS: no entry, so no subscriber here, and no snapshot or history kept.
-      last_pos_ = std::max(last_pos_, shared->pos);
+      index_.saw_pos(shared->pos);
       index_.forget_message(shared->pos);
       ++channels_refused_;
       continue;
     }
     ChannelSubscribers& channel = *entry;
-    MessageRef message = pool_.adopt(std::move(shared));
+    MessageRef message = loop_.pool().adopt(std::move(shared));
     channel.latest = message;  // what a `snapshot` subscribe sends
     const uint64_t pos = message->pos;
     if (pos != 0) remember(channel, message);
@@ -164,7 +163,7 @@ void ThreadFanout::drain() {
 }
 
 void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& message) {
-  last_pos_ = std::max(last_pos_, message->pos);
+  index_.saw_pos(message->pos);
   const Config& config = loop_.config();
   if (config.history_size == 0) {
     // No history: it holds every message only after the newest one, so a restore from before

@@ -20,6 +20,7 @@
 namespace odin {
 
 class EventLoop;
+class SessionTable;
 
 // Unbounded multi-producer, single-consumer queue (Vyukov): producers never block the consumer;
 // the consumer never takes a lock.
@@ -50,7 +51,9 @@ inline uint64_t queued_cost(const Message& message) {
 // One event-loop thread's half of the fan-out.
 class ThreadFanout {
  public:
-  explicit ThreadFanout(EventLoop& loop);
+  // `index` and `sessions` are this thread's; the fan-out delivers to them and keeps each
+  // channel's latest message and history in `index`.
+  ThreadFanout(EventLoop& loop, SubscriptionIndex& index, SessionTable& sessions);
   // Any thread (the hub, under its order lock): queue messages, whose queued_cost() sum is
   // `bytes`, and make sure the loop will drain.
   void enqueue(std::span<const std::shared_ptr<const Message>> messages, uint64_t bytes);
@@ -73,19 +76,6 @@ class ThreadFanout {
   // behind and stopped delivering everything (docs/bench/analysis.md, "The fan-out turn").
   static constexpr size_t kTurnRecipients = 262144;
 
-  SubscriptionIndex& index() { return index_; }
-  LocalMessagePool& pool() { return pool_; }
-
-  // JetStream positions, as far as this thread has drained: the newest message's pos (0 before
-  // the first), and the pos after which `channel`'s history holds every message of the channel
-  // (nullopt while the broker has not said from where this instance has every message).
-  uint64_t last_pos() const { return last_pos_; }
-  std::optional<uint64_t> history_complete_after(const ChannelSubscribers* channel) const {
-    if (!coverage_) return std::nullopt;
-    return std::max(complete_after_,
-                    channel ? channel->history_evicted_through : index_.forgotten_through());
-  }
-
  private:
   void remember(ChannelSubscribers& channel, const MessageRef& message);
   void age_history(ChannelSubscribers& channel, int64_t oldest_ns);
@@ -97,12 +87,9 @@ class ThreadFanout {
   // per batch and thread, none per recipient.
   alignas(64) std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> peak_queued_bytes_{0};  // written by the producer only (under the hub lock)
-  LocalMessagePool pool_;                       // before index_: the index's references die first
-  SubscriptionIndex index_;
+  SubscriptionIndex& index_;
+  SessionTable& sessions_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
-  uint64_t last_pos_ = 0;
-  uint64_t complete_after_ = 0;
-  bool coverage_ = false;
   int64_t next_channel_sweep_ns_ = 0;
   uint64_t channels_refused_ = 0;  // messages on channels beyond WS_MAX_CHANNELS (for the log)
   int64_t channels_refused_logged_ns_ = 0;

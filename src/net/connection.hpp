@@ -133,8 +133,8 @@ class Connection final {
   std::unique_ptr<ConnectionHandler> handler_;
   std::unique_ptr<ConnectionHandler> previous_handler_;  // until the end of the turn it switched
   Outbound out_;
-  int64_t opened_at_ms_;            // mono_ms()
-  int64_t close_deadline_ms_ = 0;   // mono_ms()
+  int64_t opened_at_ms_;           // mono_ms()
+  int64_t close_deadline_ms_ = 0;  // mono_ms()
   uint16_t pending_ops_ = 0;
   State state_ = State::kOpen;
   bool loopback_;

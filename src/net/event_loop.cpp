@@ -4,8 +4,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <simdjson.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
@@ -17,9 +15,7 @@
 #include <stdexcept>
 #include <string_view>
 
-#include "app/gateway.hpp"
 #include "net/connection.hpp"
-#include "session/requests.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin {
@@ -33,8 +29,6 @@ std::chrono::milliseconds sweep_period(const Config& config) {
   return std::clamp(shortest / 4, Millis(50), Millis(1000));
 }
 
-// How soon a client that hangs up while its restore waits for the stream gives back its socket.
-constexpr auto kParkedCheckPeriod = std::chrono::milliseconds(100);
 }  // namespace
 
 // Unknown or malformed parts are ignored.
@@ -58,17 +52,14 @@ EventLoop::TestFaults EventLoop::TestFaults::from_env() {
   return faults;
 }
 
-EventLoop::EventLoop(Gateway& gateway, unsigned index, MakeConnectionHandler make_handler)
-    : gateway_(gateway),
+EventLoop::EventLoop(const Config& config, unsigned index, LoopParts parts)
+    : config_(config),
       index_(index),
-      make_handler_(std::move(make_handler)),
+      parts_(std::move(parts)),
       io_(1),
       sweep_timer_(io_),
       accept_retry_timer_(io_),
-      fanout_(*this),
-      json_parser_(std::make_unique<simdjson::dom::parser>()),
-      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)),
-      parked_timer_(io_) {}
+      read_buffer_(std::make_unique<char[]>(kReadBufferBytes)) {}
 
 void EventLoop::throw_fault(uint32_t& left) {
   --left;
@@ -78,16 +69,6 @@ void EventLoop::throw_fault(uint32_t& left) {
 EventLoop::~EventLoop() {
   stop();
   join();
-  for (auto& [id, parked] : parked_) {
-    if (parked.moving->socket.fd >= 0) ::close(parked.moving->socket.fd);
-  }
-}
-
-const Config& EventLoop::config() const {
-  return gateway_.config();
-}
-unsigned EventLoop::gateway_thread_count() const {
-  return gateway_.thread_count();
 }
 
 uint16_t EventLoop::listen(const boost::asio::ip::tcp::endpoint& endpoint) {
@@ -156,7 +137,7 @@ void EventLoop::on_accepted(boost::asio::ip::tcp::socket socket) {
   const bool loopback = !ignored && remote.address().is_loopback();
   AddressLimits::Slot slot;
   const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
-  switch (gateway_.address_limits().admit(address, slot)) {
+  switch (parts_.address_limits->admit(address, slot)) {
     case AddressLimits::Verdict::kAdmitted:
       add_connection(std::move(socket), loopback, std::move(slot));
       break;
@@ -173,7 +154,7 @@ void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReas
   stats_.refused(reason);
   // No request has been read, so the answer cannot be an HTTP response the client is sure to
   // see; a plain-text client gets one anyway (best effort), a TLS client only the close.
-  if (!gateway_.tls_context()) {
+  if (!parts_.tls_context()) {
     static constexpr std::string_view kPerAddress =
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
         "Content-Length: 50\r\nConnection: close\r\n\r\n"
@@ -202,7 +183,7 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
                       ec);
   }
   std::unique_ptr<TlsStream> tls;
-  if (auto context = gateway_.tls_context()) {
+  if (auto context = parts_.tls_context()) {
     tls = TlsStream::accept(*context, socket.native_handle());
     if (!tls) {
       stats_.refused(RefuseReason::kTlsFailed);
@@ -211,7 +192,7 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
   }
   Connection& conn = own(std::make_unique<Connection>(*this, std::move(socket), loopback,
                                                       std::move(tls), std::move(slot)));
-  conn.start(make_handler_(conn));
+  conn.start(parts_.make_handler(conn));
 }
 
 Connection& EventLoop::own(std::unique_ptr<Connection> conn) {
@@ -234,161 +215,22 @@ void EventLoop::schedule_flush() {
   });
 }
 
-void EventLoop::hand_over(unsigned thread, MigratingConnection moving) {
-  EventLoop& target = gateway_.loop(thread);
-  // The move-only payload travels in a shared_ptr because asio handlers must be copyable here.
-  auto payload = std::make_shared<MigratingConnection>(std::move(moving));
-  // A restore that needs the stream waits here for the broker to read it, when there is room;
-  // otherwise it goes on at once with nothing read (incomplete: answered resume_failed).
-  if (payload->fetch && gateway_.broker().reserve_stream_read(config().max_stream_reads)) {
-    return park_for_fetch(target, std::move(payload));
-  }
-  boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
-}
-
-// Loop thread. The connection waits without a Connection: only its socket is watched (for a
-// hang-up, every kParkedCheckPeriod), so its wait costs no CPU and a client that leaves gives back
-// its socket and its connection slot at once, and the broker skips or stops its read.
-void EventLoop::park_for_fetch(EventLoop& target, std::shared_ptr<MigratingConnection> payload) {
-  const uint64_t id = ++parked_counter_;
-  auto abandoned = std::make_shared<std::atomic<bool>>(false);
-  std::unique_ptr<StreamFetch> fetch = std::move(payload->fetch);
-  fetch->abandoned = abandoned;
-  parked_.emplace(id, Parked{&target, std::move(payload), std::move(abandoned)});
-  arm_parked_check();
-  // The callback runs once, on the broker's reader thread (or here, when it cannot read).
-  gateway_.broker().fetch(std::move(fetch), config().replay_size,
-                          [this, id](std::unique_ptr<StreamFetch> done) {
-                            std::shared_ptr<StreamFetch> fetched(std::move(done));
-                            boost::asio::post(io_, [this, id, fetched] { unpark(id, fetched); });
-                          });
-}
-
-// Loop thread: the read is over; the connection goes on (unless it hung up meanwhile).
-void EventLoop::unpark(uint64_t id, std::shared_ptr<StreamFetch> fetched) {
-  gateway_.broker().release_stream_read();
-  auto it = parked_.find(id);
-  if (it == parked_.end()) return;
-  EventLoop& target = *it->second.target;
-  std::shared_ptr<MigratingConnection> payload = std::move(it->second.moving);
-  parked_.erase(it);
-  payload->fetch = std::make_unique<StreamFetch>(std::move(*fetched));
-  if (&target == this) return adopt(std::move(*payload));
-  boost::asio::post(target.io(), [&target, payload] { target.adopt(std::move(*payload)); });
-}
-
-void EventLoop::arm_parked_check() {
-  if (parked_check_armed_ || parked_.empty()) return;
-  parked_check_armed_ = true;
-  parked_timer_.expires_after(kParkedCheckPeriod);
-  parked_timer_.async_wait([this](const boost::system::error_code& ec) {
-    parked_check_armed_ = false;
-    if (ec) return;
-    check_parked();
-    arm_parked_check();
-  });
-}
-
-// Loop thread: closes the parked connections whose client hung up (POLLRDHUP sees the FIN even
-// behind unread requests).
-void EventLoop::check_parked() {
-  std::vector<pollfd> fds;
-  std::vector<uint64_t> ids;
-  fds.reserve(parked_.size());
-  ids.reserve(parked_.size());
-  for (const auto& [id, parked] : parked_) {
-    fds.push_back(pollfd{parked.moving->socket.fd, POLLRDHUP, 0});
-    ids.push_back(id);
-  }
-  if (::poll(fds.data(), fds.size(), 0) <= 0) return;
-  for (size_t i = 0; i < fds.size(); ++i) {
-    if ((fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) == 0) continue;
-    auto it = parked_.find(ids[i]);
-    it->second.abandoned->store(true, std::memory_order_relaxed);
-    ::close(it->second.moving->socket.fd);
-    end_transit(it->second.moving->fresh_session);  // resumable again, until WS_RESUME_TTL
-    parked_.erase(it);  // its TLS state and its place under the per-address cap go with it
-    gateway_.broker().count_abandoned_stream_read();
-    on_websocket_closed();
-  }
-}
-
-void EventLoop::adopt(MigratingConnection moving) {
+Connection* EventLoop::adopt(
+    DetachedSocket moving,
+    std::function<std::unique_ptr<ConnectionHandler>(Connection&)> make_handler) {
   boost::asio::ip::tcp::socket socket(io_);
   boost::system::error_code ec;
-  socket.assign(boost::asio::ip::tcp::v4(), moving.socket.fd, ec);
+  socket.assign(boost::asio::ip::tcp::v4(), moving.fd, ec);
   if (ec) {
     spdlog::warn("could not adopt a connection from another thread: {}", ec.message());
-    ::close(moving.socket.fd);
-    gateway_.release_connection();
-    end_transit(moving.fresh_session);
-    return;
+    ::close(moving.fd);
+    return nullptr;
   }
-  Connection& conn = own(std::make_unique<Connection>(*this, std::move(socket),
-                                                      moving.socket.loopback,
-                                                      std::move(moving.socket.tls),
-                                                      std::move(moving.socket.address_slot)));
-  auto owned = std::make_unique<Client>(conn, std::move(moving.reader));
-  Client& client = *owned;
-  client.saw_request = moving.saw_request;
-  client.set_token(std::move(moving.token));
-  conn.start_adopted(std::move(owned), std::move(moving.socket.unsent));
-  continue_migrated(client, moving);
-  // It left its thread before this one began draining (begin_drain did not see it): it is
-  // answered as usual, then told to go like everyone else.
-  if (draining_ && !client.migrating() && client.open()) client.on_drain();
-  if (!client.migrating() && conn.state() != Connection::State::kClosed) conn.resume_reading();
-}
-
-void EventLoop::discard_session_elsewhere(const SessionId& session_id) {
-  const unsigned thread = session_id.thread();
-  if (thread >= gateway_.thread_count()) return;
-  EventLoop& owner = gateway_.loop(thread);
-  boost::asio::post(owner.io(), [&owner, session_id] {
-    Session* s = owner.sessions_.find(session_id);
-    if (s && s->in_transit()) owner.sessions_.destroy(*s, owner.fanout_.index());
-  });
-}
-
-void EventLoop::end_transit(const SessionId& session_id) {
-  const unsigned thread = session_id.thread();
-  if (thread >= gateway_.thread_count()) return;
-  EventLoop& owner = gateway_.loop(thread);
-  boost::asio::post(owner.io(), [&owner, session_id] {
-    Session* s = owner.sessions_.find(session_id);
-    if (!s || !s->in_transit()) return;
-    s->end_transit(mono_ms());
-    owner.on_session_detached(*s);
-  });
-}
-
-void EventLoop::on_session_detached(Session& session) {
-  sessions_.on_detached(session);
-  detached_addresses_.push_back(session.client_address);
-  if (budget_check_posted_) return;
-  budget_check_posted_ = true;
-  boost::asio::post(io_, [this] { enforce_detached_budget(); });
-}
-
-void EventLoop::enforce_detached_budget() {
-  budget_check_posted_ = false;
-  const Config& config = this->config();
-  const size_t threads = gateway_.thread_count();
-  // Both budgets are process-wide, split evenly over the threads (each thread keeps its own).
-  const size_t per_ip =
-      config.max_detached_per_ip != 0 ? config.max_detached_per_ip : config.max_connections_per_ip;
-  const size_t per_thread = (config.max_detached_sessions + threads - 1) / threads;
-  const size_t per_address = (per_ip + threads - 1) / threads;
-  size_t evicted = 0;
-  for (uint32_t address : detached_addresses_)
-    evicted += sessions_.evict_over_budget(address, per_thread, per_address, fanout_.index());
-  detached_addresses_.clear();
-  if (evicted > 0) stats_.detached_evicted.add(evicted);
-}
-
-void EventLoop::on_websocket_closed() {
-  stats_.connections_closed.add();
-  gateway_.release_connection();
+  Connection& conn =
+      own(std::make_unique<Connection>(*this, std::move(socket), moving.loopback,
+                                       std::move(moving.tls), std::move(moving.address_slot)));
+  conn.start_adopted(make_handler(conn), std::move(moving.unsent));
+  return &conn;
 }
 
 void EventLoop::retire(Connection* conn) {
@@ -430,12 +272,7 @@ void EventLoop::sweep() {
   // Index loop: a sweep may close connections, which only retires them (reaped later).
   for (size_t i = 0; i < connections_.size(); ++i)
     connections_[i]->on_sweep(now);
-  sessions_.expire(now, config().resume_ttl.count(), fanout_.index());
-  fanout_.sweep();
-  session_count_.store(static_cast<uint32_t>(sessions_.size()), std::memory_order_relaxed);
-  detached_count_.store(static_cast<uint32_t>(sessions_.detached()), std::memory_order_relaxed);
-  channel_count_.store(static_cast<uint32_t>(fanout_.index().channel_count()),
-                       std::memory_order_relaxed);
+  if (parts_.on_sweep) parts_.on_sweep(now);
   connection_count_.store(static_cast<uint32_t>(connections_.size()), std::memory_order_relaxed);
   flush();
 }

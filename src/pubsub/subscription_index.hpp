@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -81,6 +82,25 @@ class SubscriptionIndex {
 
   size_t channel_count() const { return channels_.size(); }
 
+  // JetStream positions, as far as this thread's fan-out has delivered (the hub writes them, a
+  // restore reads them): the newest message's pos (0 before the first), and the pos after which
+  // `channel`'s history holds every message of the channel (nullopt while the broker has not
+  // said from where this instance has every message).
+  uint64_t last_pos() const { return last_pos_; }
+  void saw_pos(uint64_t pos) { last_pos_ = std::max(last_pos_, pos); }
+  // The broker's marker: every message after `pos` comes from here on; `stream_reset`: the
+  // stream was made anew, old positions mean nothing.
+  void mark_complete_after(uint64_t pos, bool stream_reset) {
+    if (stream_reset) last_pos_ = 0;
+    complete_after_ = coverage_ ? std::max(complete_after_, pos) : pos;
+    coverage_ = true;
+  }
+  std::optional<uint64_t> history_complete_after(const ChannelSubscribers* channel) const {
+    if (!coverage_) return std::nullopt;
+    return std::max(complete_after_,
+                    channel ? channel->history_evicted_through : forgotten_through_);
+  }
+
  private:
   struct Hash {
     using is_transparent = void;
@@ -93,6 +113,9 @@ class SubscriptionIndex {
       channels_;
   size_t max_channels_;
   uint64_t forgotten_through_ = 0;
+  uint64_t last_pos_ = 0;
+  uint64_t complete_after_ = 0;
+  bool coverage_ = false;
 };
 
 }  // namespace odin

@@ -8,25 +8,24 @@
 #include "core/clock.hpp"
 #include "net/event_loop.hpp"
 #include "ops/config.hpp"
+#include "session/client_thread.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin {
 
-Client::Client(Connection& conn) : Client(conn, ws::MessageReader(conn.loop().config().max_message_bytes)) {}
+Client::Client(ClientThread& thread, Connection& conn)
+    : Client(thread, conn, ws::MessageReader(conn.loop().config().max_message_bytes)) {}
 
-Client::Client(Connection& conn, ws::MessageReader reader)
-    : conn_(conn),
+Client::Client(ClientThread& thread, Connection& conn, ws::MessageReader reader)
+    : thread_(thread),
+      conn_(conn),
       reader_(std::move(reader)),
       last_heard_ms_(mono_ms()),
       last_ping_ms_(last_heard_ms_) {}
 
 Client::~Client() = default;
-
-EventLoop& Client::loop() {
-  return conn_.loop();
-}
 
 bool Client::wants_input() const {
   return !migrating_ && !replay_;
@@ -91,7 +90,7 @@ void Client::bind_session(Session& session, bool returning_from_transit) {
   assert(session_ == nullptr && "a client has at most one session");
   session.attach(*this, returning_from_transit);
   session_ = &session;
-  loop().sessions().on_attached(session);
+  thread_.sessions().on_attached(session);
 }
 
 Session* Client::take_session() {
@@ -104,7 +103,7 @@ void Client::detach_session(bool in_transit) {
   Session* session = std::exchange(session_, nullptr);
   if (!session) return;
   session->detach(mono_ms(), in_transit);
-  if (!in_transit) loop().on_session_detached(*session);
+  if (!in_transit) thread_.on_session_detached(*session);
 }
 
 void Client::close(uint16_t code, std::string_view reason) {
@@ -115,7 +114,7 @@ void Client::close(uint16_t code, std::string_view reason) {
   conn_.send_raw(frame);
   if (code == ws::close_code::kGoingAway && session_) {
     // A drain ends sessions: there is nothing left to resume them on.
-    loop().sessions().destroy(*take_session(), loop().fanout().index());
+    thread_.sessions().destroy(*take_session(), thread_.index());
   } else {
     detach_session();
   }
@@ -125,7 +124,7 @@ void Client::close(uint16_t code, std::string_view reason) {
 void Client::on_closed() {
   drop_replay();
   detach_session();
-  loop().on_websocket_closed();
+  thread_.on_websocket_closed();
 }
 
 void Client::on_flushed(FlushResult result) {
@@ -150,8 +149,7 @@ void Client::slow_consumer() {
   // Keep only the rest of a frame already partly written, so the stream stays valid, then end
   // it with 4008. The backlog's memory goes back at once.
   conn_.drop_backlog();
-  spdlog::debug("slow consumer closed (backlog over {} bytes)",
-                loop().config().client_queue_bytes);
+  spdlog::debug("slow consumer closed (backlog over {} bytes)", loop().config().client_queue_bytes);
   close(ws::close_code::kSlowConsumer, "slow consumer");
 }
 
@@ -187,29 +185,30 @@ void Client::migrate(unsigned thread, MigrationPurpose purpose, std::string requ
   moving.fresh_session = fresh_session;
   // Requests that followed the resume in this read are collected by on_text until we return;
   // the move happens after this handler, in a post, so they are complete.
-  conn_.post([this, thread, moving = std::make_shared<MigratingConnection>(std::move(moving))] {
-    if (!open()) {
-      // Closing meanwhile (drain, slow consumer, replaced): the close handshake goes on here,
-      // and the session (detached by close()) stays resumable.
-      migrating_ = false;
-      waiting_requests_.clear();
-      return conn_.resume_reading();
-    }
-    moving->queued = std::move(waiting_requests_);
-    moving->saw_request = saw_request;
-    moving->reader = std::move(reader_);
-    moving->token = std::move(token_);
-    EventLoop& loop = this->loop();
-    boost::system::error_code ec;
-    moving->socket = conn_.detach(ec);  // writes what is queued first; `this` retires
-    detach_session(true);
-    if (ec) {
-      spdlog::warn("could not hand a connection to another thread: {}", ec.message());
-      loop.end_transit(moving->fresh_session);
-      return;
-    }
-    loop.hand_over(thread, std::move(*moving));
-  });
+  conn_.post(
+      [this, target = thread, moving = std::make_shared<MigratingConnection>(std::move(moving))] {
+        if (!open()) {
+          // Closing meanwhile (drain, slow consumer, replaced): the close handshake goes on here,
+          // and the session (detached by close()) stays resumable.
+          migrating_ = false;
+          waiting_requests_.clear();
+          return conn_.resume_reading();
+        }
+        moving->queued = std::move(waiting_requests_);
+        moving->saw_request = saw_request;
+        moving->reader = std::move(reader_);
+        moving->token = std::move(token_);
+        ClientThread& home = thread_;
+        boost::system::error_code ec;
+        moving->socket = conn_.detach(ec);  // writes what is queued first; `this` retires
+        detach_session(true);
+        if (ec) {
+          spdlog::warn("could not hand a connection to another thread: {}", ec.message());
+          home.end_transit(moving->fresh_session);
+          return;
+        }
+        home.hand_over(target, std::move(*moving));
+      });
 }
 
 void Client::hold_replay(std::unique_ptr<ReplayInProgress> replay) {

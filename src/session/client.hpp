@@ -14,12 +14,13 @@
 #include "core/token_bucket.hpp"
 #include "net/connection.hpp"
 #include "net/connection_handler.hpp"
+#include "net/event_loop.hpp"
 #include "session/session_id.hpp"
 #include "ws/frame.hpp"
 
 namespace odin {
 
-class EventLoop;
+class ClientThread;
 class Session;
 struct StreamFetch;
 struct ReplayInProgress;
@@ -47,14 +48,15 @@ struct MigratingConnection {
 // Every member runs on the loop thread that owns the connection.
 class Client final : public ConnectionHandler, private ws::FrameHandler {
  public:
-  // A client that just upgraded (its 101 is queued).
-  explicit Client(Connection& conn);
+  // A client that just upgraded (its 101 is queued), on `thread`'s loop.
+  Client(ClientThread& thread, Connection& conn);
   // A client that arrived from another thread, with its frame reader's state.
-  Client(Connection& conn, ws::MessageReader reader);
+  Client(ClientThread& thread, Connection& conn, ws::MessageReader reader);
   ~Client() override;
 
   Connection& connection() { return conn_; }
-  EventLoop& loop();
+  EventLoop& loop() { return conn_.loop(); }
+  ClientThread& thread() { return thread_; }
   bool open() const { return conn_.state() == Connection::State::kOpen; }
   uint32_t client_address() const { return conn_.client_address(); }
   // WS_AUTH=jwt: the claims of the token this client presented (null when auth is off).
@@ -122,6 +124,7 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
   // Our close frame (or the echo of the client's) is queued: the connection ends once it is out.
   void end_after_close_frame();
 
+  ClientThread& thread_;
   Connection& conn_;
   ws::MessageReader reader_;
   std::unique_ptr<auth::TokenClaims> token_;

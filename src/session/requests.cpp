@@ -12,13 +12,13 @@
 #include <optional>
 #include <vector>
 
-#include "app/gateway.hpp"
 #include "auth/jwt.hpp"
 #include "core/envelope.hpp"
 #include "core/json.hpp"
-#include "session/client.hpp"
 #include "net/event_loop.hpp"
+#include "session/client.hpp"
 #include "session/client_request.hpp"
+#include "session/client_thread.hpp"
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
 
@@ -49,7 +49,7 @@ class Reply {
 
 void send_error(Client& client, std::string_view id_json, std::string_view code,
                 std::string_view message) {
-  Reply reply(client.loop().json_scratch(), "error");
+  Reply reply(client.thread().json_scratch(), "error");
   reply.out().append(",\"data\":{\"code\":\"").append(code).append("\",\"message\":");
   json::append_string(reply.out(), message);
   reply.out().push_back('}');
@@ -92,12 +92,13 @@ void subscribe_channels(Client& client, Session& session,
                         std::span<const std::string_view> channels, bool snapshot,
                         std::string_view id_json) {
   EventLoop& loop = client.loop();
-  SubscriptionIndex& index = loop.fanout().index();
+  ClientThread& thread = client.thread();
+  SubscriptionIndex& index = thread.index();
   for (std::string_view channel : channels)
     session.subscribe(index, channel);
-  Reply reply(loop.json_scratch(), "subscribed");
+  Reply reply(thread.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);
-  if (positions_on(loop)) append_position(reply.out(), loop.fanout().last_pos());
+  if (positions_on(loop)) append_position(reply.out(), thread.index().last_pos());
   reply.send(client, id_json);
   if (!snapshot) return;
   for (std::string_view channel : channels) {
@@ -113,16 +114,16 @@ void subscribe_channels(Client& client, Session& session,
 void send_channel_limit(Client& client, std::string_view id_json) {
   send_error(client, id_json, "channel_limit",
              "the server holds as many channels as it may (" +
-                 std::to_string(client.loop().fanout().index().max_channels()) + "); try later");
+                 std::to_string(client.thread().index().max_channels()) + "); try later");
 }
 
 void handle_subscribe(Client& client, Session& session, const ClientRequest& request) {
   const std::vector<std::string_view>& channels = request.channels;
   if (request.kind == RequestKind::kUnsubscribe) {
-    SubscriptionIndex& index = client.loop().fanout().index();
+    SubscriptionIndex& index = client.thread().index();
     for (std::string_view channel : channels)
       session.unsubscribe(index, channel);
-    Reply reply(client.loop().json_scratch(), "unsubscribed");
+    Reply reply(client.thread().json_scratch(), "unsubscribed");
     append_channel_list(reply.out(), channels);
     reply.send(client, request.id_json);
     return;
@@ -146,7 +147,7 @@ void handle_subscribe(Client& client, Session& session, const ClientRequest& req
                    " channels per connection");
     return;
   }
-  if (!client.loop().fanout().index().has_room_for(channels)) {
+  if (!client.thread().index().has_room_for(channels)) {
     send_channel_limit(client, request.id_json);
     return;
   }
@@ -154,7 +155,7 @@ void handle_subscribe(Client& client, Session& session, const ClientRequest& req
 }
 
 void send_replay_done(Client& client, const ReplayInProgress& replay) {
-  Reply reply(client.loop().json_scratch(), "replay_done");
+  Reply reply(client.thread().json_scratch(), "replay_done");
   std::string& out = reply.out();
   out.append(",\"data\":{\"from\":");
   json::append_uint(out, replay.from);
@@ -193,8 +194,9 @@ void handle_replay(Client& client, Session& session, const ClientRequest& reques
 void handle_auth(Client& client, Session& session, const ClientRequest& request,
                  const auth::JwtVerifier& verifier) {
   EventLoop& loop = client.loop();
+  ClientThread& thread = client.thread();
   const std::string token_text(request.auth_token);
-  auth::TokenCheck check = verifier.verify(token_text, wall_ms() / 1000, loop.json_parser());
+  auth::TokenCheck check = verifier.verify(token_text, wall_ms() / 1000, thread.json_parser());
   if (!check.claims) {
     send_error(client, request.id_json, "invalid_token", check.error);
     return;
@@ -212,15 +214,15 @@ void handle_auth(Client& client, Session& session, const ClientRequest& request,
   if (!dropped.empty()) {
     std::vector<std::string_view> names(dropped.begin(), dropped.end());
     for (std::string_view name : names)
-      session.unsubscribe(loop.fanout().index(), name);
-    Reply notice(loop.json_scratch(), "unsubscribed");
+      session.unsubscribe(thread.index(), name);
+    Reply notice(thread.json_scratch(), "unsubscribed");
     append_channel_list(notice.out(), names);
     notice.send(client, {});
   }
   const int64_t expires_at = check.claims->expires_at;
   client.set_token(std::make_unique<auth::TokenClaims>(std::move(*check.claims)));
   loop.stats().tokens_refreshed.add();
-  Reply reply(loop.json_scratch(), "authenticated");
+  Reply reply(thread.json_scratch(), "authenticated");
   reply.out().append(",\"data\":{\"expires_at\":");
   if (expires_at == 0) {
     reply.out().append("null");
@@ -250,9 +252,10 @@ bool token_may_resume(const Client& client, const Session& session) {
 // be resumed.
 bool resume_here(Client& client, const ClientRequest& request) {
   EventLoop& loop = client.loop();
+  ClientThread& thread = client.thread();
   const std::string_view id_json = request.id_json;
   if (!request.resume_session_id) return false;  // not the form of our ids
-  Session* old = loop.sessions().find(*request.resume_session_id);
+  Session* old = thread.sessions().find(*request.resume_session_id);
   if (!old || old == client.session()) return false;
   // Its connection is on its way to another thread and may come back to it.
   if (old->in_transit()) return false;
@@ -269,17 +272,17 @@ bool resume_here(Client& client, const ClientRequest& request) {
     holder->take_session();  // handed straight to `client`, never kept as detached
     holder->close(ws::close_code::kNormal, "session resumed elsewhere");
   }
-  if (Session* fresh = client.take_session()) loop.sessions().destroy(*fresh, loop.fanout().index());
+  if (Session* fresh = client.take_session()) thread.sessions().destroy(*fresh, thread.index());
   client.bind_session(*old, false);
   const uint32_t replayed =
       old->ring.for_range(request.resume_last_seq + 1, old->seq,
                           [&](uint64_t seq, const MessageRef& m) { send_data(client, seq, m); });
-  Reply reply(loop.json_scratch(), "resumed");
+  Reply reply(thread.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
   json::append_uint(reply.out(), replayed);
   reply.out().push_back('}');
   if (positions_on(loop)) {
-    append_position(reply.out(), std::max(old->skip_through_pos(), loop.fanout().last_pos()));
+    append_position(reply.out(), std::max(old->skip_through_pos(), thread.index().last_pos()));
   }
   reply.send(client, id_json);
   loop.stats().resumes_ok.add();
@@ -324,6 +327,7 @@ uint64_t first_entry_after(const ReplayRing<MessageRef>& history, uint64_t pos) 
 Restore restore_from_position(Client& client, const ClientRequest& request,
                               std::string_view request_text, std::unique_ptr<StreamFetch> fetched) {
   EventLoop& loop = client.loop();
+  ClientThread& thread = client.thread();
   Session* session = client.session();
   if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq != 0) {
     return Restore::kFailed;  // seq != 0: data already went out numbered as the fresh session
@@ -336,8 +340,7 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
       if (!token->channels.allows(channel)) return Restore::kFailed;
     }
   }
-  ThreadFanout& fanout = loop.fanout();
-  SubscriptionIndex& index = fanout.index();
+  SubscriptionIndex& index = thread.index();
   if (!index.has_room_for(channels)) return Restore::kFailed;  // WS_MAX_CHANNELS
 
   // Per channel, the pos after which its history has every message; below it (down to
@@ -346,7 +349,7 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   std::vector<uint64_t> history_from(channels.size(), last_pos);
   for (size_t c = 0; c < channels.size(); ++c) {
     const std::string_view channel = channels[c];
-    const std::optional<uint64_t> complete = fanout.history_complete_after(index.find(channel));
+    const std::optional<uint64_t> complete = index.history_complete_after(index.find(channel));
     if (!complete) return Restore::kFailed;  // not yet known from where this instance has it all
     if (last_pos >= *complete) continue;
     const StreamRange* read = nullptr;
@@ -373,15 +376,15 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
       missing.clear();
       for (size_t c = 0; c < channels.size(); ++c) {
         const std::optional<uint64_t> complete =
-            fanout.history_complete_after(index.find(channels[c]));
+            index.history_complete_after(index.find(channels[c]));
         if (last_pos < *complete)
           missing.push_back({std::string(channels[c]), last_pos, *complete});
       }
     }
     fetch->ranges = std::move(missing);
     fetch->round = round;
-    client.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text), session->id(),
-                 std::move(fetch));
+    client.migrate(loop.index(), MigrationPurpose::kRestore, std::string(request_text),
+                   session->id(), std::move(fetch));
     return Restore::kFetching;
   }
   if (fetched && !fetched->complete) return Restore::kFailed;
@@ -443,7 +446,7 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
       ++from->next_seq;
       replay.push_back(std::move(head));
     } else {
-      replay.push_back(fanout.pool().adopt(fetched->messages[next_fetched++]));
+      replay.push_back(loop.pool().adopt(fetched->messages[next_fetched++]));
     }
   }
 
@@ -457,12 +460,12 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
     session->ring.push(seq, message);
     send_data(client, seq, message);
   }
-  Reply reply(loop.json_scratch(), "resumed");
+  Reply reply(thread.json_scratch(), "resumed");
   std::string& out = reply.out();
   out.append(",\"data\":{\"session\":\"").append(session->id_text()).append("\",\"replayed\":");
   json::append_uint(out, replay.size());
   out.append(",\"restored\":true,\"pos\":");
-  json::append_uint(out, std::max(last_pos, fanout.last_pos()));
+  json::append_uint(out, std::max(last_pos, index.last_pos()));
   out.push_back('}');
   reply.send(client, request.id_json);
   loop.stats().resumes_restored.add();
@@ -491,13 +494,14 @@ bool continue_replay(Client& client, ReplayInProgress& replay) {
 
 bool handle_client_request(Client& client, Session& session, std::string_view text) {
   EventLoop& loop = client.loop();
+  ClientThread& thread = client.thread();
   ThreadStats& stats = loop.stats();
   const bool first = !client.saw_request;
   client.saw_request = true;
 
   // Parsed before the rate limit: even a refusal echoes the request's id.
   const ClientRequest request =
-      parse_client_request(text, loop.json_parser(), loop.config().max_channels_per_conn);
+      parse_client_request(text, thread.json_parser(), loop.config().max_channels_per_conn);
 
   const int64_t now = steady_ns();
   const TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
@@ -516,7 +520,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
 
   switch (request.kind) {
     case RequestKind::kAuth:
-      if (!loop.gateway().jwt_verifier()) {
+      if (!thread.jwt_verifier()) {
         send_error(client, request.id_json, "bad_request", "authentication is not enabled");
         return true;
       }
@@ -542,7 +546,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
       handle_subscribe(client, session, request);
       return true;
     case RequestKind::kHeartbeat: {
-      Reply reply(loop.json_scratch(), "pong");
+      Reply reply(thread.json_scratch(), "pong");
       reply.out().append(",\"ts\":");
       json::append_int(reply.out(), wall_ms());
       reply.send(client, request.id_json);
@@ -554,7 +558,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
     case RequestKind::kResume: {
       const unsigned owner =
           request.resume_session_id ? request.resume_session_id->thread() : loop.index();
-      if (owner != loop.index() && owner < loop.gateway_thread_count()) {
+      if (owner != loop.index() && owner < thread.thread_count()) {
         client.migrate(owner, MigrationPurpose::kResume, std::string(text), session.id());
         return true;
       }
@@ -565,8 +569,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
       return true;
     }
     case RequestKind::kAuth:
-      if (auto verifier = loop.gateway().jwt_verifier())
-        handle_auth(client, session, request, *verifier);
+      if (auto verifier = thread.jwt_verifier()) handle_auth(client, session, request, *verifier);
       return true;
     case RequestKind::kInvalid:
     case RequestKind::kUnknown:
@@ -577,18 +580,20 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
 
 void continue_migrated(Client& client, MigratingConnection& moving) {
   EventLoop& loop = client.loop();
-  const ClientRequest request =
-      parse_client_request(moving.request, loop.json_parser(), loop.config().max_channels_per_conn);
+  ClientThread& thread = client.thread();
+  const ClientRequest request = parse_client_request(moving.request, thread.json_parser(),
+                                                     loop.config().max_channels_per_conn);
   bool resumed = false;
   if (moving.purpose == MigrationPurpose::kResume) {
     // The request was checked before it moved; one that fails here goes back to be answered.
-    resumed = request.kind == RequestKind::kResume && !request.error && resume_here(client, request);
+    resumed =
+        request.kind == RequestKind::kResume && !request.error && resume_here(client, request);
     if (resumed) {
-      loop.discard_session_elsewhere(moving.fresh_session);
+      thread.discard_session_elsewhere(moving.fresh_session);
     } else {
       // Back to the thread of the session `welcome` announced, to continue there.
       client.migrate(moving.fresh_session.thread(), MigrationPurpose::kResumeFailed,
-                   std::move(moving.request), moving.fresh_session);
+                     std::move(moving.request), moving.fresh_session);
       for (std::string& queued : moving.queued)
         client.queue_while_migrating(std::move(queued));
       return;
@@ -596,7 +601,7 @@ void continue_migrated(Client& client, MigratingConnection& moving) {
   } else {
     // Back on the fresh session's thread: restore from the client's stream position, if it sent
     // one (after reading the stream, for kRestore), or refuse.
-    Session* fresh = loop.sessions().find(moving.fresh_session);
+    Session* fresh = thread.sessions().find(moving.fresh_session);
     if (fresh && !fresh->in_transit()) {
       // Only this connection may take its session back (the binding invariant, session.hpp);
       // reaching here is a defect, and sharing the session would be a worse one.
@@ -609,7 +614,7 @@ void continue_migrated(Client& client, MigratingConnection& moving) {
       client.bind_session(*fresh, true);
     } else {  // not expected (in transit, it neither expires nor is evicted): the same identity
               // anew
-      Session& created = loop.sessions().create(moving.fresh_session, loop.config().replay_size);
+      Session& created = thread.sessions().create(moving.fresh_session, loop.config().replay_size);
       created.client_address = client.client_address();
       if (const auth::TokenClaims* token = client.token()) created.subject = token->subject;
       client.bind_session(created, false);
@@ -632,7 +637,7 @@ void continue_migrated(Client& client, MigratingConnection& moving) {
 
 void send_welcome(Client& client, Session& session) {
   const Config& config = client.loop().config();
-  Reply reply(client.loop().json_scratch(), "welcome");
+  Reply reply(client.thread().json_scratch(), "welcome");
   std::string& out = reply.out();
   out.append(",\"ts\":");
   json::append_int(out, wall_ms());
@@ -648,7 +653,7 @@ void send_welcome(Client& client, Session& session) {
 
 void subscribe_at_connect(Client& client, Session& session,
                           std::span<const std::string_view> channels) {
-  if (!client.loop().fanout().index().has_room_for(channels)) return send_channel_limit(client, {});
+  if (!client.thread().index().has_room_for(channels)) return send_channel_limit(client, {});
   subscribe_channels(client, session, channels, false, {});
 }
 

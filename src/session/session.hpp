@@ -64,10 +64,10 @@ class Session {
 
   // The binding to a connection. Invariant: a session has at most one connection and a
   // connection at most one session; both sides are set and cleared only by
-  // Client::bind_session / take_session / detach_session. A session is in transit while its connection is
-  // being handed to another thread (resume, restore): nobody else may resume it then, and it does
-  // not expire, until the connection comes back to it, or resumed another session (this one is
-  // then discarded), or died on the way (end_transit).
+  // Client::bind_session / take_session / detach_session. A session is in transit while its
+  // connection is being handed to another thread (resume, restore): nobody else may resume it then,
+  // and it does not expire, until the connection comes back to it, or resumed another session (this
+  // one is then discarded), or died on the way (end_transit).
   Connection* connection() const { return connection_; }  // the fan-out writes to it
   Client* client() const { return client_; }
   bool in_transit() const { return in_transit_; }
@@ -118,8 +118,8 @@ class SessionTable {
   void destroy(Session& session, SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }
   size_t detached() const { return detached_order_.size(); }
-  // Bookkeeping of the detached orders; called by Client::bind_session / take_session / detach_session and
-  // Session::end_transit's callers, right after the session changed state.
+  // Bookkeeping of the detached orders; called by Client::bind_session / take_session /
+  // detach_session and Session::end_transit's callers, right after the session changed state.
   void on_attached(Session& session);
   void on_detached(Session& session);
   // Destroys detached sessions older than `ttl_ms`; returns how many.

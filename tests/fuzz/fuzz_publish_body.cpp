@@ -18,7 +18,7 @@
 #include <string_view>
 
 #include "core/channel_name.hpp"
-#include "http/publish.hpp"
+#include "core/publish.hpp"
 
 namespace {
 

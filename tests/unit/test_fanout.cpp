@@ -51,13 +51,15 @@ size_t run_ready(EventLoop& loop) {
 
 TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
   Gateway gateway(test_config());
-  EventLoop& loop = gateway.loop(0);
-  ThreadFanout& fanout = loop.fanout();
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
+  ThreadFanout& fanout = worker.fanout();
   constexpr size_t kSubscribers = 100;
   std::vector<Session*> sessions;
   for (size_t i = 0; i < kSubscribers; ++i) {
-    Session& s = loop.sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 10);
-    s.subscribe(fanout.index(), "A");
+    Session& s = worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 10);
+    s.subscribe(index, "A");
     sessions.push_back(&s);
   }
   // Five turns' worth of deliveries.
@@ -83,11 +85,13 @@ TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
 
 TEST(ThreadFanout, AMessageWithMoreRecipientsThanATurnStillGoesOutWhole) {
   Gateway gateway(test_config());
-  EventLoop& loop = gateway.loop(0);
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
   std::vector<Session*> sessions;
   for (size_t i = 0; i < ThreadFanout::kTurnRecipients + 10; ++i) {
-    Session& s = loop.sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 1);
-    s.subscribe(loop.fanout().index(), "A");
+    Session& s = worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 1);
+    s.subscribe(index, "A");
     sessions.push_back(&s);
   }
   publish(gateway.hub(), "A", 2);
@@ -134,7 +138,7 @@ TEST(IntakeGovernor, CoreIntakeDropsAndCountsWhileAThreadIsBehind) {
   EXPECT_TRUE(intake.counters.fanout_behind);
   EXPECT_EQ(intake.counters.fanout_behind_episodes, 1u);
 
-  run_ready(intake.gateway.loop(0));  // the thread catches up
+  run_ready(intake.gateway.worker(0).loop());  // the thread catches up
   batch = intake.items(10);
   intake.governor.ingest(batch);
   EXPECT_EQ(intake.gateway.hub().messages_in(), 110u);
@@ -155,7 +159,7 @@ TEST(IntakeGovernor, JetStreamIntakeStopsPullingWhileAThreadIsBehind) {
   EXPECT_EQ(intake.governor.take(256, wait_ms), 0u);  // no new pull
   EXPECT_GT(wait_ms, 0);
   EXPECT_TRUE(intake.counters.fanout_behind);
-  run_ready(intake.gateway.loop(0));
+  run_ready(intake.gateway.worker(0).loop());
   EXPECT_EQ(intake.governor.take(256, wait_ms), 256u);
   EXPECT_FALSE(intake.counters.fanout_behind);
 }
@@ -164,8 +168,9 @@ TEST(ThreadFanout, TheFanOutKeepsNoStateForChannelsBeyondTheLimit) {
   Config config = test_config();
   config.max_channels = 3;
   Gateway gateway(config);
-  EventLoop& loop = gateway.loop(0);
-  SubscriptionIndex& index = loop.fanout().index();
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
   gateway.hub().mark_complete_after(0);
   for (int i = 0; i < 10; ++i)
     publish(gateway.hub(), "C" + std::to_string(i), 1, 16, 100 + i);
@@ -173,8 +178,8 @@ TEST(ThreadFanout, TheFanOutKeepsNoStateForChannelsBeyondTheLimit) {
   EXPECT_EQ(index.channel_count(), 3u);
   EXPECT_EQ(index.find("C9"), nullptr);
   // Nothing is kept for C9, so a restore from before its message must read the stream.
-  EXPECT_EQ(loop.fanout().history_complete_after(nullptr), 109u);
-  EXPECT_EQ(loop.fanout().last_pos(), 109u);
+  EXPECT_EQ(index.history_complete_after(nullptr), 109u);
+  EXPECT_EQ(index.last_pos(), 109u);
 
   const std::vector<std::string_view> existing = {"C0", "C1"};
   const std::vector<std::string_view> fresh = {"C0", "NEW"};
@@ -186,14 +191,16 @@ TEST(ThreadFanout, WithoutHistoryARestoreFromBeforeTheNewestMessageMustReadTheSt
   Config config = test_config();
   config.history_size = 0;
   Gateway gateway(config);
-  EventLoop& loop = gateway.loop(0);
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
   gateway.hub().mark_complete_after(0);
   publish(gateway.hub(), "A", 5, 16, 1);
   run_ready(loop);
-  const ChannelSubscribers* entry = loop.fanout().index().find("A");
+  const ChannelSubscribers* entry = index.find("A");
   ASSERT_NE(entry, nullptr);
   EXPECT_TRUE(entry->history.empty());
-  EXPECT_EQ(loop.fanout().history_complete_after(entry), 5u);
+  EXPECT_EQ(index.history_complete_after(entry), 5u);
 }
 
 TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
@@ -201,10 +208,12 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
   config.history_max_age = Millis(1);
   config.channel_idle_ttl = Millis(1);
   Gateway gateway(config);
-  EventLoop& loop = gateway.loop(0);
-  ThreadFanout& fanout = loop.fanout();
-  SubscriptionIndex& index = fanout.index();
-  Session& subscriber = loop.sessions().create(SessionId{0, static_cast<uint64_t>(1)}, 10);
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
+  ThreadFanout& fanout = worker.fanout();
+  Session& subscriber =
+      worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(1)}, 10);
   subscriber.subscribe(index, "KEPT");
   gateway.hub().mark_complete_after(0);
   publish(gateway.hub(), "KEPT", 3, 16, 1);
@@ -213,7 +222,7 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
   run_ready(loop);
   EXPECT_EQ(index.channel_count(), 101u);
   EXPECT_FALSE(index.find("KEPT")->history.empty());
-  EXPECT_EQ(fanout.history_complete_after(nullptr), 0u);
+  EXPECT_EQ(index.history_complete_after(nullptr), 0u);
 
   std::this_thread::sleep_for(std::chrono::milliseconds(5));  // older than both ages
   fanout.sweep();
@@ -221,11 +230,11 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
   const ChannelSubscribers* kept = index.find("KEPT");
   ASSERT_NE(kept, nullptr);
   EXPECT_TRUE(kept->history.empty());
-  EXPECT_EQ(fanout.history_complete_after(kept), 3u);
+  EXPECT_EQ(index.history_complete_after(kept), 3u);
   // The freed channels' messages are in no history any more.
-  EXPECT_EQ(fanout.history_complete_after(nullptr), 109u);
+  EXPECT_EQ(index.history_complete_after(nullptr), 109u);
   // A channel made again starts after what was forgotten.
-  EXPECT_EQ(fanout.history_complete_after(&index.entry("IDLE5")), 109u);
+  EXPECT_EQ(index.history_complete_after(&index.entry("IDLE5")), 109u);
 }
 
 // A session restored from an instance further along the stream skips what it already has. When
@@ -233,15 +242,16 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
 // stream's first messages would be silently dropped for that session.
 TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
   Gateway gateway(test_config());
-  EventLoop& loop = gateway.loop(0);
-  ThreadFanout& fanout = loop.fanout();
-  Session& restored = loop.sessions().create(SessionId{0, 1}, 10);
-  restored.subscribe(fanout.index(), "A");
+  Worker& worker = gateway.worker(0);
+  EventLoop& loop = worker.loop();
+  SubscriptionIndex& index = worker.clients().index();
+  Session& restored = worker.clients().sessions().create(SessionId{0, 1}, 10);
+  restored.subscribe(index, "A");
   restored.skip_restored_through(500);
   publish(gateway.hub(), "A", 3, 16, 498);  // 498..500: already sent by the other instance
   run_ready(loop);
   EXPECT_EQ(restored.seq, 0u);
-  EXPECT_EQ(fanout.last_pos(), 500u);
+  EXPECT_EQ(index.last_pos(), 500u);
 
   gateway.hub().mark_stream_reset(500);
   publish(gateway.hub(), "A", 5, 16, 1);  // the new stream's 1..5
@@ -249,7 +259,7 @@ TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
   run_ready(loop);
   EXPECT_EQ(restored.seq, 5u);
   EXPECT_EQ(restored.skip_through_pos(), 0u);
-  EXPECT_EQ(fanout.last_pos(), 5u);
+  EXPECT_EQ(index.last_pos(), 5u);
 }
 
 // Race test (run under TSan by scripts/test.sh): POST /publish runs on every loop thread and the
@@ -260,9 +270,10 @@ TEST(EmbeddedBroker, ConcurrentPublishersShareTheBackPressure) {
   Config config = test_config();
   config.fanout_queue_bytes = 64 << 10;
   Gateway gateway(config);
-  EventLoop& loop = gateway.loop(0);
-  Session& s = loop.sessions().create(SessionId{0, 1}, 10);
-  s.subscribe(loop.fanout().index(), "A");
+  Worker& worker = gateway.worker(0);
+  SubscriptionIndex& index = worker.clients().index();
+  Session& s = worker.clients().sessions().create(SessionId{0, 1}, 10);
+  s.subscribe(index, "A");
   EmbeddedBroker broker(config, gateway.hub(), gateway.resources());
   constexpr int kThreads = 4;
   constexpr int kBatches = 200;

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "http/publish.hpp"
+#include "core/publish.hpp"
 
 namespace odin {
 namespace {

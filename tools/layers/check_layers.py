@@ -39,16 +39,6 @@ ALLOWED = {
 PENDING = {
     ("ops", "broker"): "config.cpp validates the Redis URL with broker/ code: features validate "
                        "their own settings",
-    ("broker", "http"): "intake.cpp reuses POST /publish's body rules",
-    ("http", "app"): "the router and /health, /stats, /metrics read the Gateway",
-    ("http", "session"): "the router creates the session at the upgrade",
-    ("net", "auth"): "Connection holds the token's claims",
-    ("net", "http"): "Connection runs the HTTP phase itself",
-    ("net", "session"): "Connection runs the WebSocket phase itself",
-    ("net", "hub"): "EventLoop owns the thread's fan-out",
-    ("net", "broker"): "EventLoop parks restores on the broker's stream reads",
-    ("net", "app"): "EventLoop holds the Gateway",
-    ("session", "app"): "requests read credentials and threads from the Gateway",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/')
