@@ -138,7 +138,7 @@ await runner.check('reconnect + resume after the TCP connection dies', async () 
   await publishN('res', 2, 1);
   await waitFor(() => c.got.length >= 2, 5000, '2 messages');
   const session = c.session;
-  c._ws._socket.destroy(); // a network failure: no close handshake
+  c._transport.socket._socket.destroy(); // a network failure: no close handshake
   await publishN('res', 2, 3); // published while the client is away
   await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
   await waitFor(() => c.got.length >= 4, 5000, 'the missed messages');
@@ -166,7 +166,7 @@ await runner.check('reconnect + resume after the gateway closes the connection (
   await publishN('srv', 3);
   await waitFor(() => c.got.length >= 3, 5000, '3 messages');
   const session = c.session;
-  c._ws.send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
+  c._transport.socket.send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
   await waitFor(() => c.seen('disconnected').length === 1, 3000, 'the close');
   assert(c.seen('disconnected')[0].detail.code === 1003, JSON.stringify(c.seen('disconnected')));
   await publishN('srv', 2, 3);
@@ -189,7 +189,7 @@ await runner.check('channel changes made while disconnected are applied after th
     added = c.subscribe('added', { snapshot: false });
     removed = c.unsubscribe('drop');
   });
-  c._ws._socket.destroy();
+  c._transport.socket._socket.destroy();
   await waitFor(() => added, 2000, 'the disconnect');
   assert(stateThen === ClientState.RECONNECTING, `state when disconnected is emitted: ${stateThen}`);
   assert(c.channels.join() === 'added,keep', c.channels.join());
@@ -208,7 +208,7 @@ await runner.check('resume_failed (unknown session): fresh session, channels re-
   c.subscribe('fresh');
   // As if this client had a session the gateway has never heard of.
   c._session = '0123456789abcd00';
-  c._lastSeq = 5;
+  c._seq.lastSeq = 5;
   c._disconnectedAt = Date.now();
   await c.connect();
   const failed = c.seen('resume_failed')[0]?.detail;
