@@ -1,6 +1,6 @@
-// odin-channels.js: channel names for odin-client.js: the channel-name rule (the gateway's is
-// src/hub/channel_name.hpp; the two must agree), and the client's three views of its channels
-// kept apart.
+// odin-channels.js: channel names for odin-client.js and the page. This file holds the only
+// JavaScript copy of the channel-name rule (the gateway's is src/hub/channel_name.hpp; the two
+// must agree). It also keeps the client's three views of its channels apart.
 
 /** A channel name (docs/protocol.md): 1 to 128 characters of A-Z a-z 0-9 _ - . : */
 export const CHANNEL_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
