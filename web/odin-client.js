@@ -59,6 +59,11 @@
 //   pong           {rttMs}
 //   error          {code, message, id, request}  the gateway refused a request (or a client
 //                  problem: code `bad_frame`, `timeout`)
+//
+// Tests and demos that need a lossy or observable connection inject it: `options.WebSocket` takes
+// any constructor with the browser WebSocket's interface, e.g. a subclass that records its
+// sockets or drops chosen frames (tests/browser/client.test.mjs). The client has no code of its
+// own for tests.
 
 import {
   ChannelSet, chunkChannels, isChannelName, NAME_BYTES_PER_REQUEST, normaliseChannels,
@@ -102,7 +107,6 @@ const DEFAULTS = {
   pongTimeoutMs: null, // null: the gateway's heartbeat_ms; then the connection is dead
   maxBuffered: 10000, // reorder buffer bound: beyond it a gap is given up as lost
   replayRetries: 3, // replays refused with `rate_limited` are retried this often, 1 s apart
-  _dropSeqForTest: null, // test hook: a seq, array of seqs, or (seq) => bool, dropped once
 };
 
 export class OdinClient extends EventTarget {
@@ -292,11 +296,6 @@ export class OdinClient extends EventTarget {
     const listener = (event) => fn(event.detail, event);
     this.addEventListener(type, listener);
     return () => this.removeEventListener(type, listener);
-  }
-
-  /** Test and demo hook: pretend the next `count` data messages were lost on the way. */
-  _loseNextForTest(count = 1) {
-    this._seq._loseNext += count;
   }
 
   // ---- connection --------------------------------------------------------------------------

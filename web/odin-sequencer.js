@@ -25,8 +25,6 @@ export class Sequencer {
     this._replay = null; // {from, to, tries} while a replay is outstanding
     this._lost = null; // {from, to} lost just before the next message to deliver
     this._retryTimer = null;
-    this._drop = makeDropHook(options._dropSeqForTest);
-    this._loseNext = 0;
 
     // Position (JetStream mode; stays null against a gateway without `pos`). A reply's `pos`
     // covers what was sent before the reply: while earlier seqs still wait in the reorder
@@ -77,13 +75,6 @@ export class Sequencer {
 
   onData(env) {
     const seq = env.seq;
-    if (seq > this.lastSeq && !this._buffer.has(seq)) {
-      if (this._loseNext > 0) {
-        this._loseNext -= 1;
-        return;
-      }
-      if (this._drop(seq)) return;
-    }
     if (seq <= this.lastSeq || this._buffer.has(seq)) {
       this._stats.duplicates += 1;
       return;
@@ -219,18 +210,4 @@ export class Sequencer {
     this._lost = null;
     this._up.deliver(env, gap);
   }
-}
-
-function makeDropHook(spec) {
-  if (spec === null || spec === undefined) return () => false;
-  if (typeof spec === 'function') {
-    const dropped = new Set();
-    return (seq) => {
-      if (dropped.has(seq) || !spec(seq)) return false;
-      dropped.add(seq);
-      return true;
-    };
-  }
-  const left = new Set(Array.isArray(spec) ? spec : [spec]);
-  return (seq) => left.delete(seq);
 }

@@ -20,9 +20,46 @@ runner.budget(55000, async () => {
   await gw.stop(1000);
 });
 
+// The WebSocket a test client is given (options.WebSocket, the client's one injection point):
+// it remembers the socket in use, for tests that break it, and with `drop` (a seq, an array of
+// seqs, or (seq) => bool) it loses each chosen data message the first time it arrives, as if
+// lost on the way; a replay or resume brings it again.
+function injectedWebSocket(drop) {
+  const lose = dropOnce(drop);
+  return class TestWebSocket extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      TestWebSocket.current = this;
+    }
+
+    get onmessage() { return super.onmessage; }
+
+    set onmessage(fn) {
+      super.onmessage = typeof fn !== 'function' ? fn : (event) => {
+        if (!lose(event.data)) fn(event);
+      };
+    }
+  };
+}
+
+function dropOnce(spec) {
+  if (spec === null || spec === undefined) return () => false;
+  const seqs = [spec].flat();
+  const choose = typeof spec === 'function' ? spec : (seq) => seqs.includes(seq);
+  const dropped = new Set();
+  return (data) => {
+    const seq = JSON.parse(String(data)).seq;
+    if (typeof seq !== 'number' || dropped.has(seq) || !choose(seq)) return false;
+    dropped.add(seq);
+    return true;
+  };
+}
+
 // A client that records what it delivers and the events it sees.
-function client(options = {}, url = gw.ws) {
-  const c = new OdinClient(url, { WebSocket, backoffInitialMs: 50, backoffMaxMs: 400, ...options });
+function client({ drop, ...options } = {}, url = gw.ws) {
+  const TestWebSocket = injectedWebSocket(drop);
+  const c = new OdinClient(url, { WebSocket: TestWebSocket, backoffInitialMs: 50, backoffMaxMs: 400, ...options });
+  c.socket = () => TestWebSocket.current;
   c.got = [];
   c.events = [];
   c.on('message', (env, event) => c.got.push({ ...env, gap: event.gap }));
@@ -89,8 +126,8 @@ await runner.check('errors reject the request and are emitted; refused channels 
   c.close();
 });
 
-await runner.check('an artificial gap (_dropSeqForTest) is filled by replay, in order', async () => {
-  const c = client({ _dropSeqForTest: 3 });
+await runner.check('an artificial gap (a data message dropped on the way) is filled by replay, in order', async () => {
+  const c = client({ drop: 3 });
   await c.connect();
   await c.subscribe('gap', { snapshot: false });
   await publishN('gap', 6);
@@ -110,7 +147,7 @@ await runner.check('an artificial gap (_dropSeqForTest) is filled by replay, in 
 
 await runner.check('a gap older than the replay ring is skipped, flagged, and delivery continues', async () => {
   // Drops 3..12: when 13 arrives the ring (8) no longer holds 3.
-  const c = client({ _dropSeqForTest: (seq) => seq >= 3 && seq <= 12 });
+  const c = client({ drop: (seq) => seq >= 3 && seq <= 12 });
   await c.connect();
   await c.subscribe('lost', { snapshot: false });
   await publishN('lost', 30);
@@ -138,7 +175,7 @@ await runner.check('reconnect + resume after the TCP connection dies', async () 
   await publishN('res', 2, 1);
   await waitFor(() => c.got.length >= 2, 5000, '2 messages');
   const session = c.session;
-  c._transport.socket._socket.destroy(); // a network failure: no close handshake
+  c.socket()._socket.destroy(); // a network failure: no close handshake
   await publishN('res', 2, 3); // published while the client is away
   await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
   await waitFor(() => c.got.length >= 4, 5000, 'the missed messages');
@@ -166,7 +203,7 @@ await runner.check('reconnect + resume after the gateway closes the connection (
   await publishN('srv', 3);
   await waitFor(() => c.got.length >= 3, 5000, '3 messages');
   const session = c.session;
-  c._transport.socket.send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
+  c.socket().send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
   await waitFor(() => c.seen('disconnected').length === 1, 3000, 'the close');
   assert(c.seen('disconnected')[0].detail.code === 1003, JSON.stringify(c.seen('disconnected')));
   await publishN('srv', 2, 3);
@@ -189,7 +226,7 @@ await runner.check('channel changes made while disconnected are applied after th
     added = c.subscribe('added', { snapshot: false });
     removed = c.unsubscribe('drop');
   });
-  c._transport.socket._socket.destroy();
+  c.socket()._socket.destroy();
   await waitFor(() => added, 2000, 'the disconnect');
   assert(stateThen === ClientState.RECONNECTING, `state when disconnected is emitted: ${stateThen}`);
   assert(c.channels.join() === 'added,keep', c.channels.join());
@@ -368,7 +405,7 @@ await runner.check('fake JetStream gateways: a hole holds the position back; the
     if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'X') {
       conn.send({ type: 'subscribed', id: msg.id, data: { channels: ['X'], pos: 100 } });
       conn.data(1, 101, 'X', 'a');
-      conn.data(2, 102, 'X', 'b'); // dropped by the client (_dropSeqForTest)
+      conn.data(2, 102, 'X', 'b'); // dropped on the way to the client (`drop`)
       conn.data(3, 103, 'X', 'c');
     }
     if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'Y') {
@@ -381,7 +418,7 @@ await runner.check('fake JetStream gateways: a hole holds the position back; the
       conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 2, restored: true, pos: 105 } });
     }
   });
-  const c = client({ _dropSeqForTest: 2 }, fake.url);
+  const c = client({ drop: 2 }, fake.url);
   try {
     await c.connect();
     await c.subscribe('X', { snapshot: false });
