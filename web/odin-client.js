@@ -204,7 +204,9 @@ export class OdinClient extends EventTarget {
   close(code = 1000, reason = 'client closed') {
     if (this._state === ClientState.CLOSED) return;
     this._transport.stop();
-    this._seq.cancelRetry();
+    // A replay outstanding on this socket will not be answered; left set, it would keep every
+    // later gap from being replayed after a connect().
+    this._seq.stop();
     this._transport.discard(code, reason);
     this._disconnectedAt = Date.now();
     this._requests.failAll(new OdinError('closed', 'the client was closed'));

@@ -64,13 +64,9 @@ export class Sequencer {
 
   /** The connection is gone: a replay outstanding on it will not be answered. */
   stop() {
-    this.cancelRetry();
-    this._replay = null;
-  }
-
-  cancelRetry() {
     clearTimeout(this._retryTimer);
     this._retryTimer = null;
+    this._replay = null;
   }
 
   onData(env) {

@@ -2,8 +2,9 @@
 // delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
 // cannot fill, reconnect + resume after the socket dies or the gateway closes it, channel
 // changes made while disconnected, resume_failed after a gateway restart; and, against scripted
-// fake servers, that a connection without pongs is declared dead and the JetStream-mode resume
-// on another instance (positions, `last_pos`, a restored session under a new id).
+// fake servers, that a connection without pongs is declared dead, the JetStream-mode resume
+// on another instance (positions, `last_pos`, a restored session under a new id), and that a
+// replay cut short by close() does not stop later gaps from being replayed.
 //   node tests/browser/client.test.mjs --binary build/odin-ws
 import WebSocket, { WebSocketServer } from 'ws';
 import { ClientState, OdinClient } from '../../web/odin-client.js';
@@ -492,6 +493,41 @@ await runner.check('fake v1 gateway (no pos): the resume request stays v1', asyn
     assert(JSON.stringify(resumeOf(fake.conns[1])) === '{"session":"s1","last_seq":1}', JSON.stringify(resumeOf(fake.conns[1])));
     const resumed = c.seen('resumed')[0].detail;
     assert(resumed.restored === false && resumed.pos === null && c.session === 's1' && c.position === null, JSON.stringify(resumed));
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake v1 gateway: close() with a replay outstanding, connect() again: later gaps are replayed', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels } });
+      conn.data(1, undefined, 'X', 'a');
+      conn.data(3, undefined, 'X', 'c'); // seq 2 missing: a replay that is never answered
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.data(2, undefined, 'X', 'b'); // everything after last_seq, as a gateway re-sends it
+      conn.data(3, undefined, 'X', 'c');
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's1', replayed: 2 } });
+      conn.data(5, undefined, 'X', 'e'); // live, seq 4 missing
+    }
+    if (conn.n === 2 && msg.type === 'replay') {
+      conn.data(4, undefined, 'X', 'd');
+      conn.send({ type: 'replay_done', id: msg.id, data: { from: 4, to: 4, sent: 1, first_available: 1 } });
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => fake.conns[0].requests.some((m) => m.type === 'replay'), 3000, 'the replay request');
+    c.close();
+    await c.connect();
+    await waitFor(() => c.got.length >= 5, 3000, 'seq 4 replayed on the new connection');
+    assert(seqs(c) === range(1, 5) && datas(c) === 'a,b,c,d,e', `${seqs(c)} / ${datas(c)}`);
+    const replays = fake.conns[1].requests.filter((m) => m.type === 'replay').map((m) => `${m.data.from}-${m.data.to}`);
+    assert(replays.join() === '4-4', `replays on the new connection: ${replays}`);
   } finally {
     c.close();
     await fake.close();
