@@ -1,20 +1,13 @@
 // The live ticker page (index.html): one OdinClient, a price board of the subscribed channels, a
 // channel picker, the client's own counters, the gateway's /stats and an event log. Everything
 // the page knows about the connection comes from the client's events, so the page is also a
-// living example of the odin-client.js API.
+// living example of the odin-client.js API. The channel-name rule and the demo feed's symbols are
+// imported, not copied, so that each has one copy in JavaScript.
+import { CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
+import { DEMO_SYMBOLS } from './odin-demo-symbols.js';
 import { ClientState, OdinClient } from './odin-client.js';
 
-// The demo feed's symbols (WS_DEMO_FEED=1): 40 well-known ones, then SYM040..SYM099.
-const KNOWN = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD',
-  'DOTUSD', 'LINKUSD', 'MATICUSD', 'LTCUSD', 'TRXUSD', 'ATOMUSD', 'UNIUSD', 'XLMUSD', 'ETCUSD',
-  'FILUSD', 'APTUSD', 'ARBUSD', 'NEARUSD', 'OPUSD', 'ICPUSD', 'HBARUSD', 'VETUSD', 'ALGOUSD',
-  'AAVEUSD', 'MKRUSD', 'SANDUSD', 'MANAUSD', 'AXSUSD', 'EGLDUSD', 'XTZUSD', 'EOSUSD', 'THETAUSD',
-  'FTMUSD', 'GRTUSD', 'SNXUSD', 'CRVUSD', 'LDOUSD'];
-const DEMO_SYMBOLS = [...KNOWN];
-for (let i = KNOWN.length; i < 100; i++) DEMO_SYMBOLS.push(`SYM${String(i).padStart(3, '0')}`);
-const POPULAR = ['BTCUSD', 'ETHUSD', 'SOLUSD', 'BNBUSD', 'XRPUSD', 'ADAUSD', 'DOGEUSD', 'AVAXUSD'];
-
-const CHANNEL_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
+const POPULAR = DEMO_SYMBOLS.slice(0, 8); // a first visit's channels
 const STORAGE_KEY = 'odin-ws.channels';
 const TREND_POINTS = 60; // prices kept per row for the sparkline
 const LOG_LINES = 80;
@@ -104,10 +97,10 @@ function saveChannels() {
 // ?channels=A,B in the page URL, else what the visitor had last time, else the popular ones.
 function initialChannels() {
   const param = new URLSearchParams(location.search).get('channels');
-  if (param !== null) return param.split(',').map((c) => c.trim()).filter((c) => CHANNEL_NAME.test(c));
+  if (param !== null) return param.split(',').map((c) => c.trim()).filter(isChannelName);
   try {
     const saved = JSON.parse(localStorage.getItem(STORAGE_KEY));
-    if (Array.isArray(saved)) return saved.filter((c) => typeof c === 'string' && CHANNEL_NAME.test(c));
+    if (Array.isArray(saved)) return saved.filter(isChannelName);
   } catch {
     // nothing saved, or not readable
   }
@@ -315,9 +308,9 @@ function renderPicker() {
   }
   if (chips.length === 0) {
     const typed = $('filter').value.trim();
-    chips.push(el('li', 'none', CHANNEL_NAME.test(typed)
+    chips.push(el('li', 'none', isChannelName(typed)
       ? `No demo symbol matches: press Enter to subscribe to "${typed}"`
-      : 'Channel names: 1–128 of A–Z a–z 0–9 _ - . :'));
+      : `Channel names: ${CHANNEL_NAME_RULE}`));
   }
   list.replaceChildren(...chips);
 }
@@ -329,8 +322,8 @@ $('add').addEventListener('submit', (e) => {
   if (!typed) return;
   // "btcusd" means the demo symbol; anything else is taken as typed (channel names are case-sensitive).
   const name = DEMO_SYMBOLS.find((s) => s === typed.toUpperCase()) ?? typed;
-  if (!CHANNEL_NAME.test(name)) {
-    log(`"${typed}" is not a channel name (1–128 of A–Z a–z 0–9 _ - . :)`, 'bad');
+  if (!isChannelName(name)) {
+    log(`"${typed}" is not a channel name (${CHANNEL_NAME_RULE})`, 'bad');
     return;
   }
   subscribe(name);

@@ -1,6 +1,12 @@
 // odin-client.js: the JavaScript client for the odin-ws gateway (wire protocol v1, see
-// docs/protocol.md). One ES module, no dependencies, no DOM access: it runs in browsers and in
-// Node 20+ (pass a WebSocket constructor, e.g. npm `ws`, where there is no global one).
+// docs/protocol.md). Plain ES modules, no dependencies, no build step, no DOM access: it runs in
+// browsers and in Node 20+ (pass a WebSocket constructor, e.g. npm `ws`, where there is no global
+// one). This file is the public entry and the part that speaks the protocol; it leans on one
+// module per concern, each beside it in web/:
+//   odin-transport.js  the socket: connect deadline, heartbeat, reconnect backoff with jitter
+//   odin-sequencer.js  seq order, gaps and their replay, duplicates, the stream position
+//   odin-requests.js   request ids, reply matching, timeouts; OdinError
+//   odin-channels.js   the channel-name rule, the channel sets kept across reconnects
 //
 // What it does for the application:
 //   - delivers data messages exactly once and in `seq` order: a gap in `seq` is filled by a
@@ -53,6 +59,20 @@
 //   pong           {rttMs}
 //   error          {code, message, id, request}  the gateway refused a request (or a client
 //                  problem: code `bad_frame`, `timeout`)
+//
+// Tests and demos that need a lossy or observable connection inject it: `options.WebSocket` takes
+// any constructor with the browser WebSocket's interface, e.g. a subclass that records its
+// sockets or drops chosen frames (tests/browser/client.test.mjs). The client has no code of its
+// own for tests.
+
+import {
+  ChannelSet, chunkChannels, isChannelName, NAME_BYTES_PER_REQUEST, normaliseChannels,
+} from './odin-channels.js';
+import { OdinError, quiet, Requests } from './odin-requests.js';
+import { Sequencer } from './odin-sequencer.js';
+import { nowMs, Transport } from './odin-transport.js';
+
+export { OdinError };
 
 /** Connection states, in the order a client usually goes through them. */
 export const ClientState = Object.freeze({
@@ -64,17 +84,6 @@ export const ClientState = Object.freeze({
   CLOSED: 'closed', // close() was called
 });
 
-/** A refused request: `code` is the gateway's error code, or a client one (`timeout`, ...). */
-export class OdinError extends Error {
-  constructor(code, message, { id = null, request = null } = {}) {
-    super(`${code}: ${message}`);
-    this.name = 'OdinError';
-    this.code = code;
-    this.id = id;
-    this.request = request;
-  }
-}
-
 /** The event type the client dispatches: `detail` plus, for `message`, `gap`. */
 export class OdinEvent extends Event {
   constructor(type, detail, gap = null) {
@@ -83,13 +92,6 @@ export class OdinEvent extends Event {
     this.gap = gap;
   }
 }
-
-const CHANNEL_NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
-// Bytes of channel names per (un)subscribe request, so that a large set is split into requests
-// that stay under the gateway's default WS_MAX_MESSAGE_BYTES (4096; a bigger frame closes the
-// connection with 1009).
-const NAME_BYTES_PER_REQUEST = 3000;
-const OPEN = 1; // WebSocket.OPEN, identical for browsers and npm `ws`
 
 const DEFAULTS = {
   WebSocket: undefined, // constructor; globalThis.WebSocket when omitted
@@ -105,7 +107,6 @@ const DEFAULTS = {
   pongTimeoutMs: null, // null: the gateway's heartbeat_ms; then the connection is dead
   maxBuffered: 10000, // reorder buffer bound: beyond it a gap is given up as lost
   replayRetries: 3, // replays refused with `rate_limited` are retried this often, 1 s apart
-  _dropSeqForTest: null, // test hook: a seq, array of seqs, or (seq) => bool, dropped once
 };
 
 export class OdinClient extends EventTarget {
@@ -117,48 +118,18 @@ export class OdinClient extends EventTarget {
     super();
     this._url = url;
     this._opt = { ...DEFAULTS, ...options };
-    this._WebSocket = this._opt.WebSocket || globalThis.WebSocket;
-    if (typeof this._WebSocket !== 'function') {
+    const WebSocket = this._opt.WebSocket || globalThis.WebSocket;
+    if (typeof WebSocket !== 'function') {
       throw new TypeError('OdinClient: no WebSocket implementation; pass options.WebSocket');
     }
     this._state = ClientState.IDLE;
-    this._ws = null;
     this._welcome = null; // the current connection's welcome data
     this._welcomed = false; // a welcome was seen before: later ones are reconnects
-
-    // Channels: what the application wants, what the gateway confirmed for this session, and
-    // what it may hold (confirmed, or a subscribe sent without its reply yet).
-    this._desired = new Set();
-    this._confirmed = new Set();
-    this._maybe = new Set();
-
-    // Sequencing.
     this._session = null;
-    this._lastSeq = 0; // last seq delivered to the application; all before it were handled
-    this._buffer = new Map(); // seq -> envelope, waiting for an earlier one
-    this._replay = null; // {from, to, tries} while a replay is outstanding
-    this._lost = null; // {from, to} lost just before the next message to deliver
-    this._drop = makeDropHook(this._opt._dropSeqForTest);
-    this._loseNext = 0;
-
-    // Position (JetStream mode; stays null against a gateway without `pos`). A reply's `pos`
-    // covers what was sent before the reply: while earlier seqs still wait in the reorder
-    // buffer it is held in _posAfter as {seq, pos} and taken once lastSeq reaches seq.
-    this._pos = null;
-    this._posAfter = [];
-    this._resumeChannels = null; // the channels sent with `resume`, or null (v1 request)
-
-    // Requests.
-    this._nextId = 1;
-    this._pending = new Map(); // id -> {request, resolve, reject, timer}
-    this._whenOpen = []; // {resolve, reject}: connect() promises and offline (un)subscribes
-
-    // Liveness and reconnects.
-    this._attempt = 0;
     this._disconnectedAt = 0;
-    this._timers = { connect: null, heartbeat: null, reconnect: null, replayRetry: null };
-    this._pingSentAt = null; // oldest heartbeat not followed by anything from the gateway
     this._resumeId = null;
+    this._resumeChannels = null; // the channels sent with `resume`, or null (v1 request)
+    this._whenOpen = []; // {resolve, reject}: connect() promises and offline (un)subscribes
 
     this._stats = {
       received: 0, // data messages delivered
@@ -172,6 +143,21 @@ export class OdinClient extends EventTarget {
       resumeFailures: 0,
       rttMs: null, // last heartbeat round trip
     };
+
+    this._channels = new ChannelSet();
+    this._requests = new Requests(this._opt.requestTimeoutMs);
+    this._transport = new Transport(url, WebSocket, this._opt, {
+      frame: (data) => this._onFrame(data),
+      lost: (code, reason) => this._afterDisconnect(code, reason),
+      heartbeat: () => this.ping().catch(() => {}),
+    });
+    this._seq = new Sequencer(this._opt, this._stats, {
+      deliver: (env, gap) => this.dispatchEvent(new OdinEvent('message', env, gap)),
+      emit: (type, detail) => this._emit(type, detail),
+      canReplay: () => this._state === ClientState.OPEN && this._transport.socket !== null,
+      connected: () => this._transport.socket !== null,
+      replay: (from, to) => this.request('replay', { from, to }),
+    });
   }
 
   // ---- read-only state -------------------------------------------------------------------
@@ -184,15 +170,15 @@ export class OdinClient extends EventTarget {
    * The client's position in the gateway's stream (JetStream mode): every message of the
    * subscribed channels up to it was delivered (or reported lost). null without positions.
    */
-  get position() { return this._pos; }
+  get position() { return this._seq.position; }
   /** The last seq delivered in order; everything before it was delivered or reported lost. */
-  get lastSeq() { return this._lastSeq; }
+  get lastSeq() { return this._seq.lastSeq; }
   /** The channels the application asked for, sorted. */
-  get channels() { return [...this._desired].sort(); }
+  get channels() { return this._channels.wanted; }
   /** The last welcome's data: {session, heartbeat_ms, replay_size, resume_ttl_ms}. */
   get serverInfo() { return this._welcome ? { ...this._welcome } : null; }
-  get stats() { return { ...this._stats, buffered: this._buffer.size }; }
-  isSubscribed(channel) { return this._desired.has(channel); }
+  get stats() { return { ...this._stats, buffered: this._seq.buffered }; }
+  isSubscribed(channel) { return this._channels.wants(channel); }
 
   // ---- lifecycle ---------------------------------------------------------------------------
 
@@ -205,7 +191,7 @@ export class OdinClient extends EventTarget {
   connect() {
     const ready = this._waitOpen();
     if (this._state === ClientState.IDLE || this._state === ClientState.CLOSED) {
-      this._attempt = 0;
+      this._transport.resetBackoff();
       this._openSocket();
     }
     return ready;
@@ -217,10 +203,13 @@ export class OdinClient extends EventTarget {
    */
   close(code = 1000, reason = 'client closed') {
     if (this._state === ClientState.CLOSED) return;
-    this._clearTimers();
-    if (this._ws) this._discardSocket(code, reason);
+    this._transport.stop();
+    // A replay outstanding on this socket will not be answered; left set, it would keep every
+    // later gap from being replayed after a connect().
+    this._seq.stop();
+    this._transport.discard(code, reason);
     this._disconnectedAt = Date.now();
-    this._failPending(new OdinError('closed', 'the client was closed'));
+    this._requests.failAll(new OdinError('closed', 'the client was closed'));
     this._failWaiters(new OdinError('closed', 'the client was closed'));
     this._setState(ClientState.CLOSED);
   }
@@ -230,7 +219,7 @@ export class OdinClient extends EventTarget {
    * reconnects and resumes. For demos and tests.
    */
   drop(code = 4100, reason = 'dropped by the client') {
-    if (this._ws) this._ws.close(code, reason);
+    this._transport.drop(code, reason);
   }
 
   // ---- channels ----------------------------------------------------------------------------
@@ -246,13 +235,13 @@ export class OdinClient extends EventTarget {
    * @returns {Promise<string[]>}
    */
   subscribe(channels, { snapshot = this._opt.snapshot } = {}) {
-    const list = normalise(channels);
-    const invalid = list.find((c) => !CHANNEL_NAME.test(c));
+    const list = normaliseChannels(channels);
+    const invalid = list.find((c) => !isChannelName(c));
     if (invalid !== undefined || list.length === 0) {
       return quiet(Promise.reject(new OdinError('bad_request',
         invalid === undefined ? 'no channels' : `invalid channel name: ${invalid}`)));
     }
-    for (const c of list) this._desired.add(c);
+    this._channels.want(list);
     const whenOpen = () => this._waitOpen().then(() => this._confirmedOf(list));
     if (this._state !== ClientState.OPEN) return quiet(whenOpen());
     // A connection lost before the reply is not a refusal: the channels stay wanted and are
@@ -269,8 +258,8 @@ export class OdinClient extends EventTarget {
    * @returns {Promise<string[]>}
    */
   unsubscribe(channels) {
-    const list = normalise(channels);
-    for (const c of list) this._desired.delete(c);
+    const list = normaliseChannels(channels);
+    this._channels.unwant(list);
     if (this._state !== ClientState.OPEN) return quiet(this._waitOpen().then(() => list));
     return quiet(this._sendUnsubscribe(list));
   }
@@ -298,20 +287,10 @@ export class OdinClient extends EventTarget {
    * @returns {Promise<object>}
    */
   request(type, data) {
-    const ws = this._ws;
-    if (!ws || ws.readyState !== OPEN) {
+    if (!this._transport.isOpen) {
       return quiet(Promise.reject(new OdinError('not_connected', 'the client is not connected')));
     }
-    const id = this._nextId++;
-    const request = data === undefined ? { type, id } : { type, data, id };
-    return quiet(new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this._pending.delete(id);
-        reject(new OdinError('timeout', `no reply to ${type} within ${this._opt.requestTimeoutMs} ms`, { id, request }));
-      }, this._opt.requestTimeoutMs);
-      this._pending.set(id, { request, resolve, reject, timer });
-      ws.send(JSON.stringify(request));
-    }));
+    return quiet(this._requests.send((r) => this._transport.send(r), type, data));
   }
 
   /** addEventListener with the detail as the first argument; returns a function that removes it. */
@@ -321,67 +300,27 @@ export class OdinClient extends EventTarget {
     return () => this.removeEventListener(type, listener);
   }
 
-  /** Test and demo hook: pretend the next `count` data messages were lost on the way. */
-  _loseNextForTest(count = 1) {
-    this._loseNext += count;
-  }
-
   // ---- connection --------------------------------------------------------------------------
 
   _openSocket() {
     if (this._state !== ClientState.RECONNECTING) this._setState(ClientState.CONNECTING);
-    let ws;
     try {
-      ws = new this._WebSocket(this._url);
+      this._transport.open();
     } catch (e) {
       // A malformed URL is not going to get better.
       this._emit('error', { code: 'bad_url', message: String(e && e.message), id: null, request: null });
       this.close();
       return;
     }
-    this._ws = ws;
     this._welcome = null;
     this._resumeId = null;
-    ws.onmessage = (event) => this._onFrame(event.data);
-    ws.onclose = (event) => this._onSocketClosed(ws, event.code, event.reason);
-    ws.onerror = () => {}; // a close event always follows; that is where it is handled
-    this._timers.connect = setTimeout(
-      () => this._declareDead(ws, 'no welcome in time'), this._opt.connectTimeoutMs);
-  }
-
-  _onSocketClosed(ws, code, reason) {
-    if (ws !== this._ws) return;
-    this._ws = null;
-    this._afterDisconnect(code, reason);
-  }
-
-  // Gives up on a socket that is still open on paper (no welcome, no pong): a half-open TCP
-  // connection may never deliver a close event, so the client does not wait for one.
-  _declareDead(ws, why) {
-    if (ws !== this._ws) return;
-    this._discardSocket(4000, why);
-    this._afterDisconnect(1006, why);
-  }
-
-  _discardSocket(code, reason) {
-    const ws = this._ws;
-    this._ws = null;
-    // Handlers stay set (as no-ops): npm `ws` throws on an `error` event nobody listens to.
-    ws.onmessage = () => {};
-    ws.onclose = () => {};
-    ws.onerror = () => {};
-    try {
-      ws.close(code, reason);
-    } catch {
-      // already closing
-    }
   }
 
   _afterDisconnect(code, reason) {
-    this._clearTimers();
+    this._transport.stop();
+    this._seq.stop();
     this._disconnectedAt = Date.now();
-    this._failPending(new OdinError('disconnected', `connection closed (${code})`));
-    this._replay = null;
+    this._requests.failAll(new OdinError('disconnected', `connection closed (${code})`));
     if (this._state === ClientState.CLOSED) return;
     if (!this._opt.reconnect) {
       this._failWaiters(new OdinError('disconnected', `connection closed (${code})`));
@@ -392,48 +331,12 @@ export class OdinClient extends EventTarget {
     // The state changes first, so that listeners of `disconnected` see the client as offline.
     this._setState(ClientState.RECONNECTING);
     this._emit('disconnected', { code, reason: reason || '' });
-    const { backoffInitialMs, backoffMaxMs, backoffFactor, backoffJitter } = this._opt;
-    const base = Math.min(backoffMaxMs, backoffInitialMs * backoffFactor ** this._attempt);
-    const delayMs = Math.round(base * (1 - backoffJitter * Math.random()));
-    this._attempt += 1;
-    this._emit('reconnecting', { attempt: this._attempt, delayMs });
-    this._timers.reconnect = setTimeout(() => {
-      this._timers.reconnect = null;
-      this._openSocket();
-    }, delayMs);
-  }
-
-  _clearTimers() {
-    for (const key of Object.keys(this._timers)) {
-      clearTimeout(this._timers[key]);
-      clearInterval(this._timers[key]);
-      this._timers[key] = null;
-    }
-    this._pingSentAt = null;
-  }
-
-  _startHeartbeat() {
-    const serverMs = this._welcome.heartbeat_ms > 0 ? this._welcome.heartbeat_ms : 30000;
-    const interval = this._opt.heartbeatIntervalMs ?? Math.max(500, serverMs / 2);
-    const timeout = this._opt.pongTimeoutMs ?? Math.max(1000, serverMs);
-    const ws = this._ws;
-    this._pingSentAt = null;
-    this._timers.heartbeat = setInterval(() => {
-      // Measured from the heartbeat, not from the last tick: timers in background tabs may run
-      // late, but a late tick does not make a live connection look dead.
-      if (this._pingSentAt !== null && nowMs() - this._pingSentAt > timeout) {
-        this._declareDead(ws, 'no pong');
-        return;
-      }
-      if (this._pingSentAt === null) this._pingSentAt = nowMs();
-      this.ping().catch(() => {});
-    }, interval);
+    this._emit('reconnecting', this._transport.scheduleReconnect(() => this._openSocket()));
   }
 
   // ---- inbound -----------------------------------------------------------------------------
 
   _onFrame(text) {
-    this._pingSentAt = null; // anything at all from the gateway proves the connection alive
     let msg;
     try {
       msg = JSON.parse(typeof text === 'string' ? text : String(text));
@@ -443,7 +346,7 @@ export class OdinClient extends EventTarget {
     }
     if (msg === null || typeof msg !== 'object') return;
     if (typeof msg.seq === 'number') {
-      this._onData(msg);
+      this._seq.onData(msg);
       return;
     }
     switch (msg.type) {
@@ -452,20 +355,19 @@ export class OdinClient extends EventTarget {
       case 'subscribed': this._onSubscribed(msg); break;
       case 'unsubscribed': this._onUnsubscribed(msg); break;
       case 'replay_done': this._onReplayDone(msg); break;
-      case 'pong': this._settle(msg.id, msg); break;
+      case 'pong': this._requests.settle(msg.id, msg); break;
       case 'error': this._onError(msg); break;
       default: break; // a message type from a later protocol version
     }
   }
 
   _onWelcome(data) {
-    clearTimeout(this._timers.connect);
-    this._timers.connect = null;
+    this._transport.welcomed();
     this._welcome = data;
     if (this._welcomed) this._stats.reconnects += 1;
     this._welcomed = true;
     this._emit('welcome', { ...data });
-    this._startHeartbeat();
+    this._transport.startHeartbeat(data.heartbeat_ms);
     const ttl = data.resume_ttl_ms ?? Infinity;
     const canResume = this._session !== null && Date.now() - this._disconnectedAt < ttl;
     if (!canResume) {
@@ -475,42 +377,32 @@ export class OdinClient extends EventTarget {
     }
     // `resume` must be the connection's first request.
     this._setState(ClientState.RESUMING);
-    const id = this._nextId++;
-    this._resumeId = id;
-    const request = { type: 'resume', data: this._resumeData(), id };
-    const ws = this._ws;
-    const timer = setTimeout(() => this._declareDead(ws, 'no answer to resume'), this._opt.requestTimeoutMs);
-    this._pending.set(id, { request, resolve: () => {}, reject: () => {}, timer });
-    ws.send(JSON.stringify(request));
+    const ws = this._transport.socket;
+    this._resumeId = this._requests.sendUnpromised((r) => this._transport.send(r), 'resume',
+      this._resumeData(), () => this._transport.declareDead(ws, 'no answer to resume'));
   }
 
   // The `resume` request's data. With a position (JetStream mode) it also names last_pos and the
   // channels the session holds, so that an instance that never ran the session can restore it;
-  // a gateway that knows the session ignores them. The channels are those the gateway confirmed
-  // and the application still wants (one dropped while offline would only be replayed and then
-  // unsubscribed); the rest of the application's set is subscribed after the answer, as before.
+  // a gateway that knows the session ignores them. The rest of the application's set is
+  // subscribed after the answer, as after any reconnect.
   _resumeData() {
-    const data = { session: this._session, last_seq: this._lastSeq };
+    const data = { session: this._session, last_seq: this._seq.lastSeq };
     this._resumeChannels = null;
-    const channels = [...this._confirmed].filter((c) => this._desired.has(c)).sort();
+    const channels = this._channels.held();
     // The request must stay under the gateway's frame limit (4096 bytes by default): a channel
     // set too large for it falls back to the v1 request, which only the same instance honours.
-    if (this._pos === null || channels.length === 0 ||
+    if (this._seq.position === null || channels.length === 0 ||
       JSON.stringify(channels).length > NAME_BYTES_PER_REQUEST) return data;
-    data.last_pos = this._pos;
+    data.last_pos = this._seq.position;
     data.channels = channels;
     this._resumeChannels = channels;
-    // An instance that restores the session numbers what it re-sends from last_seq + 1 by
-    // itself, so what the reorder buffer holds beyond lastSeq (the old connection's numbering)
-    // must not be taken for it. Either answer makes the buffer redundant anyway: the instance
-    // that ran the session re-sends every seq after last_seq, a restore everything after
-    // last_pos, and resume_failed starts afresh.
-    this._buffer = new Map();
+    this._seq.dropBuffer();
     return data;
   }
 
   _onResumed(msg) {
-    this._settle(msg.id, msg);
+    this._requests.settle(msg.id, msg);
     this._resumeId = null;
     this._stats.resumes += 1;
     const data = msg.data || {};
@@ -518,15 +410,13 @@ export class OdinClient extends EventTarget {
     const restored = data.restored === true && this._resumeChannels !== null;
     if (restored) {
       // Another instance took the session over: the new id from now on, subscribed to exactly
-      // the channels the request named. Reply positions held for seqs of the old numbering are
-      // void; this reply's position covers them.
-      this._confirmed = new Set(this._resumeChannels);
-      this._maybe = new Set(this._resumeChannels);
-      this._posAfter = [];
+      // the channels the request named.
+      this._channels.restored(this._resumeChannels);
+      this._seq.restored();
     }
     this._resumeChannels = null;
     if (typeof data.session === 'string' && data.session) this._session = data.session;
-    this._replyPos(data.pos);
+    this._seq.replyPos(data.pos);
     this._emit('resumed', {
       session: this._session,
       replayed: data.replayed,
@@ -537,7 +427,7 @@ export class OdinClient extends EventTarget {
     this._becomeOpen();
     // The gateway re-sent everything after last_seq: what the buffer still holds is either a
     // duplicate or later, and any gap left is new.
-    this._flush();
+    this._seq.flush();
   }
 
   _onResumeFailed(msg) {
@@ -549,27 +439,20 @@ export class OdinClient extends EventTarget {
     this._becomeOpen();
   }
 
-  // A new numbering: nothing of the old session can be delivered any more.
   _freshSession(session) {
     this._session = session;
-    this._lastSeq = 0;
-    this._buffer = new Map();
     this._resumeChannels = null;
-    this._pos = null;
-    this._posAfter = [];
-    this._replay = null;
-    this._lost = null;
-    this._confirmed.clear();
-    this._maybe.clear();
+    this._seq.restart();
+    this._channels.forget();
   }
 
   // Ready: bring the gateway's channel set in line with the application's, then wake up
   // connect() and the (un)subscribes made while disconnected.
   _becomeOpen() {
-    this._attempt = 0;
+    this._transport.resetBackoff();
     this._setState(ClientState.OPEN);
-    const unsubscribe = [...this._maybe].filter((c) => !this._desired.has(c));
-    const subscribe = [...this._desired].filter((c) => !this._confirmed.has(c));
+    const unsubscribe = this._channels.toUnsubscribe();
+    const subscribe = this._channels.toSubscribe();
     const pending = [];
     if (unsubscribe.length) pending.push(this._sendUnsubscribe(unsubscribe));
     // Snapshots: a fresh session has no values yet, and after a resume these channels are new.
@@ -582,19 +465,21 @@ export class OdinClient extends EventTarget {
   }
 
   _onSubscribed(msg) {
-    for (const c of msg.data.channels) this._confirmed.add(c);
-    this._replyPos(msg.data.pos);
-    this._settle(msg.id, msg);
+    this._channels.subscribed(msg.data.channels);
+    this._seq.replyPos(msg.data.pos);
+    this._requests.settle(msg.id, msg);
     this._emit('subscribed', { channels: [...msg.data.channels] });
   }
 
   _onUnsubscribed(msg) {
-    for (const c of msg.data.channels) {
-      this._confirmed.delete(c);
-      this._maybe.delete(c);
-    }
-    this._settle(msg.id, msg);
+    this._channels.unsubscribed(msg.data.channels);
+    this._requests.settle(msg.id, msg);
     this._emit('unsubscribed', { channels: [...msg.data.channels] });
+  }
+
+  _onReplayDone(msg) {
+    this._requests.settle(msg.id, msg);
+    this._seq.onReplayDone(msg.data);
   }
 
   _onError(msg) {
@@ -604,63 +489,28 @@ export class OdinClient extends EventTarget {
     const ofResume = this._resumeId !== null && (msg.id === this._resumeId ||
       (msg.id === undefined && data.code === 'resume_failed'));
     if (ofResume) {
-      this._settle(this._resumeId, msg);
+      this._requests.settle(this._resumeId, msg);
       this._onResumeFailed(msg);
       return;
     }
-    const entry = msg.id !== undefined ? this._pending.get(msg.id) : undefined;
-    const request = entry ? entry.request : null;
-    if (entry) {
-      this._pending.delete(msg.id);
-      clearTimeout(entry.timer);
-      entry.reject(new OdinError(data.code, data.message, { id: msg.id, request }));
-    }
-    if (request && request.type === 'subscribe') {
-      // Refused subscribes change nothing on the gateway: forget them, or every reconnect
-      // would ask again.
-      for (const c of request.data.channels) {
-        if (!this._confirmed.has(c)) {
-          this._desired.delete(c);
-          this._maybe.delete(c);
-        }
-      }
-    }
-    if (request && request.type === 'replay') {
-      this._onReplayRefused(data.code);
-    }
+    const request = this._requests.refuse(msg.id, data.code, data.message);
+    if (request && request.type === 'subscribe') this._channels.refused(request.data.channels);
+    if (request && request.type === 'replay') this._seq.onReplayRefused(data.code);
     this._emit('error', { code: data.code, message: data.message, id: msg.id ?? null, request });
   }
 
   // ---- requests ----------------------------------------------------------------------------
 
   _sendSubscribe(channels, snapshot) {
-    for (const c of channels) this._maybe.add(c);
-    return Promise.all(chunks(channels).map((part) =>
+    this._channels.asked(channels);
+    return Promise.all(chunkChannels(channels).map((part) =>
       this.request('subscribe', { channels: part, snapshot: Boolean(snapshot) })))
       .then((replies) => replies.flatMap((reply) => reply.data.channels));
   }
 
   _sendUnsubscribe(channels) {
-    return Promise.all(chunks(channels).map((part) => this.request('unsubscribe', { channels: part })))
+    return Promise.all(chunkChannels(channels).map((part) => this.request('unsubscribe', { channels: part })))
       .then((replies) => replies.flatMap((reply) => reply.data.channels));
-  }
-
-  _settle(id, reply) {
-    if (id === undefined) return;
-    const entry = this._pending.get(id);
-    if (!entry) return;
-    this._pending.delete(id);
-    clearTimeout(entry.timer);
-    entry.resolve(reply);
-  }
-
-  _failPending(error) {
-    const pending = [...this._pending.values()];
-    this._pending.clear();
-    for (const entry of pending) {
-      clearTimeout(entry.timer);
-      entry.reject(error);
-    }
   }
 
   _waitOpen() {
@@ -675,156 +525,9 @@ export class OdinClient extends EventTarget {
   }
 
   _confirmedOf(list) {
-    const ok = list.filter((c) => this._confirmed.has(c));
+    const ok = this._channels.confirmedOf(list);
     if (ok.length === 0 && list.length) throw new OdinError('not_subscribed', `not subscribed: ${list.join(',')}`);
     return ok;
-  }
-
-  // ---- sequencing --------------------------------------------------------------------------
-
-  _onData(env) {
-    const seq = env.seq;
-    if (seq > this._lastSeq && !this._buffer.has(seq)) {
-      if (this._loseNext > 0) {
-        this._loseNext -= 1;
-        return;
-      }
-      if (this._drop(seq)) return;
-    }
-    if (seq <= this._lastSeq || this._buffer.has(seq)) {
-      this._stats.duplicates += 1;
-      return;
-    }
-    if (seq === this._lastSeq + 1 && this._buffer.size === 0) {
-      this._deliver(env);
-      return;
-    }
-    this._buffer.set(seq, env);
-    if (this._buffer.size > this._opt.maxBuffered) this._skipTo(this._firstBuffered() - 1);
-    this._flush();
-  }
-
-  // Delivers what is contiguous; asks for a replay of the first hole, if any.
-  _flush() {
-    while (this._buffer.has(this._lastSeq + 1)) {
-      const env = this._buffer.get(this._lastSeq + 1);
-      this._buffer.delete(this._lastSeq + 1);
-      this._deliver(env);
-    }
-    for (const seq of this._buffer.keys()) {
-      if (seq <= this._lastSeq) this._buffer.delete(seq); // resume re-sent it
-    }
-    if (this._buffer.size === 0 || this._replay !== null) return;
-    // During a resume the gateway is still re-sending: a hole now may yet be filled.
-    if (this._state !== ClientState.OPEN || !this._ws) return;
-    const from = this._lastSeq + 1;
-    const to = this._firstBuffered() - 1;
-    this._stats.gaps += 1;
-    this._emit('gap', { from, to });
-    this._replay = { from, to, tries: 0 };
-    this._sendReplay();
-  }
-
-  _sendReplay() {
-    const r = this._replay;
-    this._emit('replay_start', { from: r.from, to: r.to });
-    this.request('replay', { from: r.from, to: r.to }).catch((e) => {
-      // Refusals are handled in _onReplayRefused; a timeout means the replay is not coming.
-      if (e.code === 'timeout' && this._replay === r) this._finishReplay(r, null);
-    });
-  }
-
-  _onReplayRefused(code) {
-    const r = this._replay;
-    if (!r) return;
-    if (code === 'rate_limited' && r.tries < this._opt.replayRetries) {
-      r.tries += 1;
-      this._timers.replayRetry = setTimeout(() => {
-        if (this._replay === r && this._ws) this._sendReplay();
-      }, 1000);
-      return;
-    }
-    this._finishReplay(r, null);
-  }
-
-  _onReplayDone(msg) {
-    this._settle(msg.id, msg);
-    const r = this._replay;
-    // The data messages came before replay_done; what is still missing in the range is lost.
-    if (r) this._finishReplay(r, msg.data);
-  }
-
-  _finishReplay(r, data) {
-    this._replay = null;
-    this._stats.replays += 1;
-    const lost = this._skipTo(r.to);
-    this._emit('replay_done', {
-      from: r.from,
-      to: r.to,
-      sent: data ? data.sent : 0,
-      first_available: data ? data.first_available : null,
-      lost,
-    });
-    this._flush();
-  }
-
-  // Gives up on every missing seq up to `to`: delivers what is buffered, records the rest.
-  // Returns the span of the seqs given up, or null.
-  _skipTo(to) {
-    let span = null;
-    while (this._lastSeq < to) {
-      const next = this._lastSeq + 1;
-      const env = this._buffer.get(next);
-      if (env) {
-        this._buffer.delete(next);
-        this._deliver(env);
-      } else {
-        this._lastSeq = next;
-        this._lost = this._lost ? { from: this._lost.from, to: next } : { from: next, to: next };
-        this._stats.lostMessages += 1;
-        span = span ? { from: span.from, to: next } : { from: next, to: next };
-      }
-    }
-    if (span) this._stats.lostGaps += 1;
-    this._advancePos();
-    return span;
-  }
-
-  _firstBuffered() {
-    let first = Infinity;
-    for (const seq of this._buffer.keys()) if (seq < first) first = seq;
-    return first;
-  }
-
-  // A `subscribed` / `resumed` reply's position: valid once everything received before the
-  // reply (up to the highest seq seen) has been delivered or given up.
-  _replyPos(pos) {
-    if (typeof pos !== 'number') return;
-    let upTo = this._lastSeq;
-    for (const seq of this._buffer.keys()) if (seq > upTo) upTo = seq;
-    this._posAfter.push({ seq: upTo, pos });
-    this._advancePos();
-  }
-
-  _advancePos() {
-    if (this._posAfter.length === 0) return;
-    this._posAfter = this._posAfter.filter(({ seq, pos }) => {
-      if (seq > this._lastSeq) return true;
-      if (this._pos === null || pos > this._pos) this._pos = pos;
-      return false;
-    });
-  }
-
-  _deliver(env) {
-    this._lastSeq = env.seq;
-    // Only what is delivered in order moves the position: a buffered later message must not
-    // carry it past the ones still missing (a restore re-sends from the position on).
-    if (typeof env.pos === 'number' && (this._pos === null || env.pos > this._pos)) this._pos = env.pos;
-    this._advancePos();
-    this._stats.received += 1;
-    const gap = this._lost;
-    this._lost = null;
-    this.dispatchEvent(new OdinEvent('message', env, gap));
   }
 
   // ---- helpers -----------------------------------------------------------------------------
@@ -839,50 +542,4 @@ export class OdinClient extends EventTarget {
   _emit(type, detail) {
     this.dispatchEvent(new OdinEvent(type, detail));
   }
-}
-
-// Splits a channel list into runs whose names add up to at most NAME_BYTES_PER_REQUEST.
-function chunks(channels) {
-  const out = [[]];
-  let bytes = 0;
-  for (const c of channels) {
-    const size = c.length + 3; // quotes and comma; names are ASCII
-    if (bytes + size > NAME_BYTES_PER_REQUEST && out[out.length - 1].length) {
-      out.push([]);
-      bytes = 0;
-    }
-    out[out.length - 1].push(c);
-    bytes += size;
-  }
-  return out;
-}
-
-function normalise(channels) {
-  const list = typeof channels === 'string' ? [channels] : [...channels];
-  return [...new Set(list.map(String))];
-}
-
-// Marks a promise as handled so that callers who ignore it (fire-and-forget subscribes) do
-// not get "unhandled rejection" reports; callers who await it still see the rejection.
-function quiet(promise) {
-  promise.catch(() => {});
-  return promise;
-}
-
-function nowMs() {
-  return globalThis.performance ? globalThis.performance.now() : Date.now();
-}
-
-function makeDropHook(spec) {
-  if (spec === null || spec === undefined) return () => false;
-  if (typeof spec === 'function') {
-    const dropped = new Set();
-    return (seq) => {
-      if (dropped.has(seq) || !spec(seq)) return false;
-      dropped.add(seq);
-      return true;
-    };
-  }
-  const left = new Set(Array.isArray(spec) ? spec : [spec]);
-  return (seq) => left.delete(seq);
 }

@@ -2,8 +2,9 @@
 // delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
 // cannot fill, reconnect + resume after the socket dies or the gateway closes it, channel
 // changes made while disconnected, resume_failed after a gateway restart; and, against scripted
-// fake servers, that a connection without pongs is declared dead and the JetStream-mode resume
-// on another instance (positions, `last_pos`, a restored session under a new id).
+// fake servers, that a connection without pongs is declared dead, the JetStream-mode resume
+// on another instance (positions, `last_pos`, a restored session under a new id), and that a
+// replay cut short by close() does not stop later gaps from being replayed.
 //   node tests/browser/client.test.mjs --binary build/odin-ws
 import WebSocket, { WebSocketServer } from 'ws';
 import { ClientState, OdinClient } from '../../web/odin-client.js';
@@ -20,9 +21,46 @@ runner.budget(55000, async () => {
   await gw.stop(1000);
 });
 
+// The WebSocket a test client is given (options.WebSocket, the client's one injection point):
+// it remembers the socket in use, for tests that break it, and with `drop` (a seq, an array of
+// seqs, or (seq) => bool) it loses each chosen data message the first time it arrives, as if
+// lost on the way; a replay or resume brings it again.
+function injectedWebSocket(drop) {
+  const lose = dropOnce(drop);
+  return class TestWebSocket extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      TestWebSocket.current = this;
+    }
+
+    get onmessage() { return super.onmessage; }
+
+    set onmessage(fn) {
+      super.onmessage = typeof fn !== 'function' ? fn : (event) => {
+        if (!lose(event.data)) fn(event);
+      };
+    }
+  };
+}
+
+function dropOnce(spec) {
+  if (spec === null || spec === undefined) return () => false;
+  const seqs = [spec].flat();
+  const choose = typeof spec === 'function' ? spec : (seq) => seqs.includes(seq);
+  const dropped = new Set();
+  return (data) => {
+    const seq = JSON.parse(String(data)).seq;
+    if (typeof seq !== 'number' || dropped.has(seq) || !choose(seq)) return false;
+    dropped.add(seq);
+    return true;
+  };
+}
+
 // A client that records what it delivers and the events it sees.
-function client(options = {}, url = gw.ws) {
-  const c = new OdinClient(url, { WebSocket, backoffInitialMs: 50, backoffMaxMs: 400, ...options });
+function client({ drop, ...options } = {}, url = gw.ws) {
+  const TestWebSocket = injectedWebSocket(drop);
+  const c = new OdinClient(url, { WebSocket: TestWebSocket, backoffInitialMs: 50, backoffMaxMs: 400, ...options });
+  c.socket = () => TestWebSocket.current;
   c.got = [];
   c.events = [];
   c.on('message', (env, event) => c.got.push({ ...env, gap: event.gap }));
@@ -89,8 +127,8 @@ await runner.check('errors reject the request and are emitted; refused channels 
   c.close();
 });
 
-await runner.check('an artificial gap (_dropSeqForTest) is filled by replay, in order', async () => {
-  const c = client({ _dropSeqForTest: 3 });
+await runner.check('an artificial gap (a data message dropped on the way) is filled by replay, in order', async () => {
+  const c = client({ drop: 3 });
   await c.connect();
   await c.subscribe('gap', { snapshot: false });
   await publishN('gap', 6);
@@ -110,7 +148,7 @@ await runner.check('an artificial gap (_dropSeqForTest) is filled by replay, in 
 
 await runner.check('a gap older than the replay ring is skipped, flagged, and delivery continues', async () => {
   // Drops 3..12: when 13 arrives the ring (8) no longer holds 3.
-  const c = client({ _dropSeqForTest: (seq) => seq >= 3 && seq <= 12 });
+  const c = client({ drop: (seq) => seq >= 3 && seq <= 12 });
   await c.connect();
   await c.subscribe('lost', { snapshot: false });
   await publishN('lost', 30);
@@ -138,7 +176,7 @@ await runner.check('reconnect + resume after the TCP connection dies', async () 
   await publishN('res', 2, 1);
   await waitFor(() => c.got.length >= 2, 5000, '2 messages');
   const session = c.session;
-  c._ws._socket.destroy(); // a network failure: no close handshake
+  c.socket()._socket.destroy(); // a network failure: no close handshake
   await publishN('res', 2, 3); // published while the client is away
   await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
   await waitFor(() => c.got.length >= 4, 5000, 'the missed messages');
@@ -166,7 +204,7 @@ await runner.check('reconnect + resume after the gateway closes the connection (
   await publishN('srv', 3);
   await waitFor(() => c.got.length >= 3, 5000, '3 messages');
   const session = c.session;
-  c._ws.send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
+  c.socket().send(Buffer.from([1, 2, 3])); // binary frames are a protocol error: the gateway closes
   await waitFor(() => c.seen('disconnected').length === 1, 3000, 'the close');
   assert(c.seen('disconnected')[0].detail.code === 1003, JSON.stringify(c.seen('disconnected')));
   await publishN('srv', 2, 3);
@@ -189,7 +227,7 @@ await runner.check('channel changes made while disconnected are applied after th
     added = c.subscribe('added', { snapshot: false });
     removed = c.unsubscribe('drop');
   });
-  c._ws._socket.destroy();
+  c.socket()._socket.destroy();
   await waitFor(() => added, 2000, 'the disconnect');
   assert(stateThen === ClientState.RECONNECTING, `state when disconnected is emitted: ${stateThen}`);
   assert(c.channels.join() === 'added,keep', c.channels.join());
@@ -208,7 +246,7 @@ await runner.check('resume_failed (unknown session): fresh session, channels re-
   c.subscribe('fresh');
   // As if this client had a session the gateway has never heard of.
   c._session = '0123456789abcd00';
-  c._lastSeq = 5;
+  c._seq.lastSeq = 5;
   c._disconnectedAt = Date.now();
   await c.connect();
   const failed = c.seen('resume_failed')[0]?.detail;
@@ -368,7 +406,7 @@ await runner.check('fake JetStream gateways: a hole holds the position back; the
     if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'X') {
       conn.send({ type: 'subscribed', id: msg.id, data: { channels: ['X'], pos: 100 } });
       conn.data(1, 101, 'X', 'a');
-      conn.data(2, 102, 'X', 'b'); // dropped by the client (_dropSeqForTest)
+      conn.data(2, 102, 'X', 'b'); // dropped on the way to the client (`drop`)
       conn.data(3, 103, 'X', 'c');
     }
     if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'Y') {
@@ -381,7 +419,7 @@ await runner.check('fake JetStream gateways: a hole holds the position back; the
       conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 2, restored: true, pos: 105 } });
     }
   });
-  const c = client({ _dropSeqForTest: 2 }, fake.url);
+  const c = client({ drop: 2 }, fake.url);
   try {
     await c.connect();
     await c.subscribe('X', { snapshot: false });
@@ -455,6 +493,41 @@ await runner.check('fake v1 gateway (no pos): the resume request stays v1', asyn
     assert(JSON.stringify(resumeOf(fake.conns[1])) === '{"session":"s1","last_seq":1}', JSON.stringify(resumeOf(fake.conns[1])));
     const resumed = c.seen('resumed')[0].detail;
     assert(resumed.restored === false && resumed.pos === null && c.session === 's1' && c.position === null, JSON.stringify(resumed));
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake v1 gateway: close() with a replay outstanding, connect() again: later gaps are replayed', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (conn.n === 1 && msg.type === 'subscribe') {
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels: msg.data.channels } });
+      conn.data(1, undefined, 'X', 'a');
+      conn.data(3, undefined, 'X', 'c'); // seq 2 missing: a replay that is never answered
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.data(2, undefined, 'X', 'b'); // everything after last_seq, as a gateway re-sends it
+      conn.data(3, undefined, 'X', 'c');
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's1', replayed: 2 } });
+      conn.data(5, undefined, 'X', 'e'); // live, seq 4 missing
+    }
+    if (conn.n === 2 && msg.type === 'replay') {
+      conn.data(4, undefined, 'X', 'd');
+      conn.send({ type: 'replay_done', id: msg.id, data: { from: 4, to: 4, sent: 1, first_available: 1 } });
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('X', { snapshot: false });
+    await waitFor(() => fake.conns[0].requests.some((m) => m.type === 'replay'), 3000, 'the replay request');
+    c.close();
+    await c.connect();
+    await waitFor(() => c.got.length >= 5, 3000, 'seq 4 replayed on the new connection');
+    assert(seqs(c) === range(1, 5) && datas(c) === 'a,b,c,d,e', `${seqs(c)} / ${datas(c)}`);
+    const replays = fake.conns[1].requests.filter((m) => m.type === 'replay').map((m) => `${m.data.from}-${m.data.to}`);
+    assert(replays.join() === '4-4', `replays on the new connection: ${replays}`);
   } finally {
     c.close();
     await fake.close();
