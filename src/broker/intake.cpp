@@ -9,8 +9,8 @@
 
 #include "core/channel_name.hpp"
 #include "core/clock.hpp"
-#include "guard/resource_monitor.hpp"
 #include "core/publish.hpp"
+#include "guard/resource_monitor.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 #include "ws/utf8.hpp"

@@ -1,9 +1,9 @@
 // NATS and JetStream as the gateway's broker, on nats.c: one connection that reconnects forever
-// with backoff; an intake thread that takes messages (core NATS: a subscription on
-// <prefix>>; JetStream: a durable pull consumer of its own per instance), checks them
-// (intake.hpp), hands them to the hub and, in JetStream mode, acks them once handed over; and a
-// worker thread for POST /publish and another for stream reads (resumes). nats.c's types stay
-// inside nats_broker.cpp.
+// with backoff; an intake thread (intake_runner.hpp) that takes messages (core NATS: a
+// subscription on <prefix>>; JetStream: a durable pull consumer of its own per instance), checks
+// them (intake.hpp), hands them to the hub and, in JetStream mode, acks them once handed over; and
+// a worker thread for POST /publish and another for stream reads (resumes). nats.c's types stay
+// inside the private nats_*.hpp, which only nats_*.cpp include.
 #pragma once
 
 #include <memory>

@@ -1,8 +1,9 @@
-// Redis broker (see redis_broker.hpp). Threads: our intake thread (the only caller of
-// Hub::ingest in this mode, and the owner of the subscribed connection) and our worker thread
-// (owner of the publishing connection). hiredis is used synchronously: the intake thread polls
-// the socket itself, feeds what it reads to hiredis' reply parser and takes every reply already
-// parsed before one Hub::ingest, so a burst costs one hand-off, not one per message.
+// Redis broker (see redis_broker.hpp): the Redis side of the shared intake (an IntakeSource run
+// by IntakeRunner) and publishing. Threads: the intake thread (the only caller of Hub::ingest in
+// this mode, and the owner of the subscribed connection) and our worker thread (owner of the
+// publishing connection). hiredis is used synchronously: the intake thread polls the socket
+// itself, feeds what it reads to hiredis' reply parser and takes every reply already parsed
+// before one Hub::ingest, so a burst costs one hand-off, not one per message.
 #include "broker/redis_broker.hpp"
 
 #include <hiredis/hiredis.h>
@@ -12,19 +13,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "broker/broker_worker.hpp"
 #include "broker/intake.hpp"
+#include "broker/intake_runner.hpp"
 #include "broker/redis_support.hpp"
 #include "core/clock.hpp"
-#include "guard/resource_monitor.hpp"
-#include "hub/fanout.hpp"
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 
@@ -32,7 +28,6 @@ namespace odin {
 
 namespace {
 
-constexpr size_t kBatch = 256;    // most messages per Hub::ingest
 constexpr int kLongPollMs = 500;  // one wait for the socket (bounds how long stop takes)
 constexpr int64_t kPingAfterNs = 5'000'000'000;   // silence before we ask Redis for a PONG
 constexpr int64_t kDeadAfterNs = 10'000'000'000;  // silence that means the connection is gone
@@ -77,51 +72,43 @@ struct OwnedItem {
 
 }  // namespace
 
-struct RedisBroker::Impl {
+struct RedisBroker::Impl final : IntakeSource {
   Impl(const Config& config, std::string instance, Hub& hub, const ResourceMonitor& resources,
        BrokerCounters& counters)
       : config(config),
         instance_id(std::move(instance)),
         pattern(redis_channel_pattern(config.subject_prefix)),
-        hub(hub),
-        resources(resources),
         counters(counters),
-        filter(config.subject_prefix, config.max_payload_bytes),
-        governor(config, resources, counters, "Redis", &hub) {}
+        runner(config, resources, counters, "Redis", &hub) {}
 
   const Config& config;
   const std::string instance_id;
   const std::string pattern;
   RedisUrl url;
   std::string where;  // url.display(), for logs
-  Hub& hub;
-  const ResourceMonitor& resources;
   BrokerCounters& counters;
-  std::atomic<bool> running{false};
   // Bumped on every intake (re)connect: a publishing connection made before the latest one may
   // lead to a Redis that restarted since, so it is replaced before use.
   std::atomic<uint64_t> generation{0};
 
   // Intake thread state.
-  std::thread intake_thread;
   ContextPtr intake;
   bool ever_connected = false;
-  IntakeFilter filter;
   RedisPayloadReader payloads;
-  IntakeGovernor governor;
   std::vector<char> read_buffer = std::vector<char>(kReadChunk);
   std::vector<ReplyPtr> batch;
   std::vector<std::string> types;  // the object form's types, while their batch is handed over
-  std::vector<IngestItem> items;
-  std::string lost;  // why the intake connection is gone (set while reading)
-
-  std::mutex wake_mutex;
-  std::condition_variable wake;
+  std::string lost;                // why the intake connection is gone (set while reading)
+  int64_t last_heard = 0;          // steady clock: the last sign of life on the connection
+  bool ping_sent = false;
 
   // Publishes, on the worker thread.
   BrokerWorker worker;
   ContextPtr publisher;
   uint64_t publisher_generation = 0;
+
+  // Last: it runs this as its source, so it must stop before the rest goes.
+  IntakeRunner runner;
 
   std::string start();
   void stop();
@@ -129,15 +116,20 @@ struct RedisBroker::Impl {
 
   ContextPtr connect(std::string_view role, std::string& error);
   bool subscribe(std::string& error);
-  void intake_loop();
-  void read_messages();
-  void sleep_ms(int64_t ms);
-  size_t take_allowance();
-  void refund(size_t unused) { governor.refund(unused); }
+  bool connect_intake(std::string& error);
+
+  // IntakeSource: the intake thread.
+  Readiness prepare(IntakeRunner& runner) override;
+  int64_t retry_delay_ms(int failures) const override { return reconnect_delay_ms(failures - 1); }
+  size_t collect(IntakeRunner& runner) override;
+  void convert(IntakeRunner& runner) override;
+  void settle(IntakeRunner& runner) override;
+  void idled() override { last_heard = steady_ns(); }
+  void close() override { intake.reset(); }
+
   int wait_readable(int timeout_ms);
   void read_socket();
   void take_parsed(size_t limit);
-  void hand_over();
 
   PublishOutcome publish_now(const std::vector<OwnedItem>& items);
 };
@@ -192,88 +184,66 @@ bool RedisBroker::Impl::subscribe(std::string& error) {
   return true;
 }
 
+// Whether `intake` could be made and subscribed; counted and logged when it was. On any thread
+// that owns `intake`: start() before the intake thread runs, then the intake thread.
+bool RedisBroker::Impl::connect_intake(std::string& error) {
+  intake = connect("intake", error);
+  if (intake && !subscribe(error)) intake.reset();
+  if (!intake) return false;
+  lost.clear();
+  last_heard = steady_ns();
+  ping_sent = false;
+  generation.fetch_add(1);
+  counters.connected = true;
+  if (ever_connected) {
+    counters.reconnects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("Redis reconnected to {}, intake subscribed to {}", where, pattern);
+  } else {
+    spdlog::info("Redis connected to {}, intake subscribed to {}", where, pattern);
+  }
+  ever_connected = true;
+  return true;
+}
+
 std::string RedisBroker::Impl::start() {
   auto parsed = parse_redis_url(config.redis_url);
   if (auto* problem = std::get_if<std::string>(&parsed)) return "REDIS_URL: " + *problem;
   url = std::get<RedisUrl>(std::move(parsed));
   where = url.display();
-  running = true;
   // One attempt now, so a gateway whose Redis is up starts connected; otherwise the intake
   // thread keeps trying.
   std::string error;
-  intake = connect("intake", error);
-  if (intake && !subscribe(error)) intake.reset();
-  if (intake) {
-    ever_connected = true;
-    generation.fetch_add(1);
-    counters.connected = true;
-    spdlog::info("Redis connected to {}, intake subscribed to {}", where, pattern);
-  } else {
+  if (!connect_intake(error)) {
     spdlog::warn("Redis at {} not usable yet ({}): retrying in the background", where, error);
   }
-  intake_thread = std::thread([this] { intake_loop(); });
+  runner.start(*this);
   worker.start();
   return {};
 }
 
 void RedisBroker::Impl::stop() {
-  if (!running.exchange(false)) return;
-  { std::lock_guard lock(wake_mutex); }
-  wake.notify_all();
+  if (!runner.request_stop()) return;
   worker.stop();  // what is queued fails at once
-  if (intake_thread.joinable()) intake_thread.join();
-  intake.reset();
+  runner.join();  // after the batch in hand; closes the intake connection
   publisher.reset();
   counters.connected = false;
 }
 
-void RedisBroker::Impl::sleep_ms(int64_t ms) {
-  std::unique_lock lock(wake_mutex);
-  wake.wait_for(lock, std::chrono::milliseconds(ms), [this] { return !running.load(); });
-}
-
 // ---- intake ----------------------------------------------------------------------------------
 
-void RedisBroker::Impl::intake_loop() {
-  int attempts = 0;
-  while (running) {
-    if (!intake) {
-      std::string error;
-      intake = connect("intake", error);
-      if (intake && !subscribe(error)) intake.reset();
-      if (!intake) {
-        spdlog::debug("Redis at {} still unreachable: {}", where, error);
-        sleep_ms(reconnect_delay_ms(attempts++));
-        continue;
-      }
-      attempts = 0;
-      generation.fetch_add(1);
-      counters.connected = true;
-      if (ever_connected) {
-        counters.reconnects.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("Redis reconnected to {}, intake subscribed to {}", where, pattern);
-      } else {
-        spdlog::info("Redis connected to {}, intake subscribed to {}", where, pattern);
-      }
-      ever_connected = true;
-    }
-    read_messages();
+IntakeSource::Readiness RedisBroker::Impl::prepare(IntakeRunner&) {
+  if (intake && lost.empty()) return Readiness::kReady;
+  if (intake) {
     intake.reset();
-    if (!running) break;
     counters.connected = false;
     counters.disconnects.fetch_add(1, std::memory_order_relaxed);
     // Redis pub/sub keeps nothing for us: what is published until we are back is lost.
     spdlog::warn("Redis disconnected from {} ({}): reconnecting with backoff", where, lost);
   }
-}
-
-// What both caps allow now (at most kBatch). When that is nothing, sleeps until the next message
-// may be taken and returns 0.
-size_t RedisBroker::Impl::take_allowance() {
-  int64_t wait_ms = 0;
-  const size_t allowed = governor.take(kBatch, wait_ms);
-  if (allowed == 0) sleep_ms(wait_ms);
-  return allowed;
+  std::string error;
+  if (connect_intake(error)) return Readiness::kReady;
+  spdlog::debug("Redis at {} still unreachable: {}", where, error);
+  return Readiness::kFailed;
 }
 
 // >0: readable (or closed: the read says which), 0: nothing within `timeout_ms`, <0: failed.
@@ -322,76 +292,60 @@ void RedisBroker::Impl::take_parsed(size_t limit) {
   }
 }
 
-void RedisBroker::Impl::read_messages() {
-  lost.clear();
-  int64_t last_heard = steady_ns();
-  bool ping_sent = false;
-  while (running && lost.empty()) {
-    if (governor.paused_for_cpu()) {
-      // Not reading: Redis buffers for us up to its client-output-buffer-limit for pubsub,
-      // then closes the connection (we reconnect; what it dropped is lost).
-      sleep_ms(100);
-      last_heard = steady_ns();
-      continue;
-    }
-    const size_t allowed = take_allowance();
-    if (allowed == 0) {
-      last_heard = steady_ns();
-      continue;
-    }
-    take_parsed(allowed);
-    if (batch.empty() && lost.empty()) {
-      const int ready = wait_readable(kLongPollMs);
-      if (ready == 0) {
-        refund(allowed);
-        const int64_t silent = steady_ns() - last_heard;
-        if (silent > kDeadAfterNs) {
-          lost = "no answer to PING for 10 s";
-        } else if (silent > kPingAfterNs && !ping_sent) {
-          // PING is allowed on a subscribed connection; its answer is ["pong", ""].
-          int done = 0;
-          redisAppendCommand(intake.get(), "PING");
-          while (!done && redisBufferWrite(intake.get(), &done) == REDIS_OK) {
-          }
-          if (!done) lost = std::string("PING: ") + intake->errstr;
-          ping_sent = true;
+// Not reading while paused (IntakeSource::idled) or out of allowance: Redis buffers for us up to
+// its client-output-buffer-limit for pubsub, then closes the connection (we reconnect; what it
+// dropped is lost). Neither counts as silence on the connection.
+size_t RedisBroker::Impl::collect(IntakeRunner& runner) {
+  const size_t allowed = runner.take_allowance();
+  if (allowed == 0) {
+    last_heard = steady_ns();
+    return 0;
+  }
+  take_parsed(allowed);
+  if (batch.empty() && lost.empty()) {
+    const int ready = wait_readable(kLongPollMs);
+    if (ready == 0) {
+      runner.refund(allowed);
+      const int64_t silent = steady_ns() - last_heard;
+      if (silent > kDeadAfterNs) {
+        lost = "no answer to PING for 10 s";
+      } else if (silent > kPingAfterNs && !ping_sent) {
+        // PING is allowed on a subscribed connection; its answer is ["pong", ""].
+        int done = 0;
+        redisAppendCommand(intake.get(), "PING");
+        while (!done && redisBufferWrite(intake.get(), &done) == REDIS_OK) {
         }
-        continue;
+        if (!done) lost = std::string("PING: ") + intake->errstr;
+        ping_sent = true;
       }
-      if (ready > 0) {
+      return 0;
+    }
+    if (ready > 0) {
+      read_socket();
+      last_heard = steady_ns();
+      ping_sent = false;
+      take_parsed(allowed);
+      // Whatever else already arrived goes into the same hand-off.
+      while (batch.size() < allowed && lost.empty() && wait_readable(0) > 0) {
         read_socket();
-        last_heard = steady_ns();
-        ping_sent = false;
         take_parsed(allowed);
-        // Whatever else already arrived goes into the same hand-off.
-        while (batch.size() < allowed && lost.empty() && wait_readable(0) > 0) {
-          read_socket();
-          take_parsed(allowed);
-        }
       }
-    }
-    refund(allowed - std::min(allowed, batch.size()));
-    if (!batch.empty()) {
-      hand_over();
-      // Messages parsed earlier count as traffic too: under a rate cap the parser may hold
-      // many seconds' worth, during which the socket is rightly left alone.
-      last_heard = steady_ns();
     }
   }
+  runner.refund(allowed - std::min(allowed, batch.size()));
+  return batch.size();
 }
 
-void RedisBroker::Impl::hand_over() {
-  items.clear();
+void RedisBroker::Impl::convert(IntakeRunner& runner) {
   types.clear();
   types.reserve(batch.size());  // items view these strings: they must not move
   for (const ReplyPtr& reply : batch) {
-    counters.received.fetch_add(1, std::memory_order_relaxed);
     const std::string_view channel = text_of(reply->element[2]);
     const std::string_view payload = text_of(reply->element[3]);
     // Before any parsing; the object form's "type" and keys may come on top of a `data` as
     // large as WS_MAX_PAYLOAD_BYTES, which the filter checks exactly.
     if (payload.size() > config.max_payload_bytes + kObjectFormSlack) {
-      governor.reject(IntakeReject::kOversized, channel);
+      runner.reject(IntakeReject::kOversized, channel);
       continue;
     }
     RedisPayload read = payloads.read(payload);
@@ -400,16 +354,16 @@ void RedisBroker::Impl::hand_over() {
       types.push_back(std::move(read.type));
       type = types.back();
     }
-    IngestItem item;
-    if (auto reject = filter.check(channel, read.object_form ? &type : nullptr, read.data, item)) {
-      governor.reject(*reject, channel);
-      continue;
-    }
-    items.push_back(item);
+    runner.add(channel, read.object_form ? &type : nullptr, read.data, 0);
   }
-  governor.ingest(items);  // dropped while the fan-out is behind
-  counters.delivered.fetch_add(items.size(), std::memory_order_relaxed);
+}
+
+void RedisBroker::Impl::settle(IntakeRunner&) {
+  if (batch.empty()) return;
   batch.clear();
+  // Messages parsed earlier count as traffic too: under a rate cap the parser may hold many
+  // seconds' worth, during which the socket is rightly left alone.
+  last_heard = steady_ns();
 }
 
 // ---- publishing ------------------------------------------------------------------------------

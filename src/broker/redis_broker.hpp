@@ -1,9 +1,9 @@
-// Redis pub/sub as the gateway's broker, on hiredis: an intake thread that PSUBSCRIBEs
-// <WS_SUBJECT_PREFIX>*, reads messages in batches, checks them (intake.hpp, and the payload
-// convention of redis_support.hpp) and hands them to the hub, reconnecting forever with backoff;
-// and a worker thread (broker_worker.hpp) with a connection of its own for POST /publish. Redis
-// pub/sub keeps nothing: what is published while this instance is disconnected never reaches it.
-// hiredis' types stay inside redis_broker.cpp.
+// Redis pub/sub as the gateway's broker, on hiredis: an intake thread (intake_runner.hpp) that
+// PSUBSCRIBEs <WS_SUBJECT_PREFIX>*, reads messages in batches, checks them (intake.hpp, and the
+// payload convention of redis_support.hpp) and hands them to the hub, reconnecting forever with
+// backoff; and a worker thread (broker_worker.hpp) with a connection of its own for POST /publish.
+// Redis pub/sub keeps nothing: what is published while this instance is disconnected never
+// reaches it. hiredis' types stay inside redis_broker.cpp.
 #pragma once
 
 #include <memory>

@@ -1,0 +1,31 @@
+// Core NATS intake: a plain subscription on <WS_SUBJECT_PREFIX>>, read in batches by the shared
+// IntakeRunner. Nothing is kept for us while we are away or behind: nats.c drops past its pending
+// limits (counted), the governor drops while the fan-out is behind. Private to nats_*.cpp.
+#pragma once
+
+#include <string>
+
+#include "broker/intake_runner.hpp"
+#include "broker/nats_connection.hpp"
+
+namespace odin {
+
+class NatsCoreIntake final : public IntakeSource {
+ public:
+  NatsCoreIntake(NatsConnection& nats, std::string subject_filter)
+      : nats_(nats), subject_filter_(std::move(subject_filter)) {}
+
+  Readiness prepare(IntakeRunner& runner) override;
+  int64_t retry_delay_ms(int failures) const override;
+  size_t collect(IntakeRunner& runner) override;
+  void convert(IntakeRunner& runner) override;
+  void settle(IntakeRunner& runner) override;
+  void close() override { batch_.unsubscribe(); }
+
+ private:
+  NatsConnection& nats_;
+  const std::string subject_filter_;
+  NatsBatch batch_;
+};
+
+}  // namespace odin
