@@ -96,13 +96,11 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
                           "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
     }
-    for (std::string_view channel : channels) {
-      if (!token->channels.allows(channel)) {
-        loop.stats().forbidden.add();
-        phase.respond_error(403, fmt::format("channel {} is not allowed by the token", channel),
-                            keep_alive);
-        return keep_alive;
-      }
+    if (const std::string_view* refused = auth::first_forbidden(token.get(), channels)) {
+      loop.stats().forbidden.add();
+      phase.respond_error(403, fmt::format("channel {} is not allowed by the token", *refused),
+                          keep_alive);
+      return keep_alive;
     }
   }
   if (auto refused = gateway.admit()) {

@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -72,6 +74,24 @@ struct TokenClaims {
   int64_t not_before = 0;       // `nbf` in seconds (a fraction rounded up), 0 = none
   ChannelPermissions channels;  // `channels`; an absent claim allows no channel
 };
+
+// The one check of a client's channels against its token (at the upgrade, `subscribe`, `resume`
+// on this or another instance, and a new token from `auth`). A null token (WS_AUTH=none) allows
+// every channel.
+inline bool token_allows(const TokenClaims* token, std::string_view channel) {
+  return token == nullptr || token->channels.allows(channel);
+}
+// The first of `channels` (names, or what `name_of` maps each one to) that the token does not
+// allow; null when it allows them all.
+template <class Range, class NameOf = std::identity>
+auto first_forbidden(const TokenClaims* token, const Range& channels, NameOf name_of = {})
+    -> decltype(&*std::begin(channels)) {
+  if (token == nullptr) return nullptr;
+  for (const auto& channel : channels) {
+    if (!token->channels.allows(name_of(channel))) return &channel;
+  }
+  return nullptr;
+}
 
 // Unix seconds as milliseconds, saturated at the int64 limits: a token's `exp` may be anything
 // up to INT64_MAX, and multiplying that by 1000 would overflow (undefined behaviour).

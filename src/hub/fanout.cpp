@@ -112,7 +112,6 @@ void ThreadFanout::drain() {
     channel.latest = message;  // what a `snapshot` subscribe sends
     const uint64_t pos = message->pos;
     if (pos != 0) remember(channel, message);
-    const std::string_view tail = message->tail;
 
     // Each recipient is three cold cache lines (session, ring slot, connection): ask for them a
     // few recipients ahead, in two stages since the last two are found through the session.
@@ -120,24 +119,12 @@ void ThreadFanout::drain() {
     const size_t count = recipients.size();
     for (size_t i = 0; i < count; ++i) {
       if (i + 2 * kPrefetchAhead < count) __builtin_prefetch(recipients[i + 2 * kPrefetchAhead]);
-      if (i + kPrefetchAhead < count) {
-        const Session* ahead = recipients[i + kPrefetchAhead];
-        ahead->ring.prefetch_push();
-        if (Connection* c = ahead->connection()) c->prefetch_for_fanout();
-      }
+      if (i + kPrefetchAhead < count) recipients[i + kPrefetchAhead]->prefetch_for_delivery();
       Session* session = recipients[i];
       // A session restored from another instance that was ahead of this one: it already has
       // this channel's messages up to where that instance was.
       if (session->already_sent(&channel, pos)) continue;
-      const uint64_t seq = ++session->seq;
-      session->ring.push(seq, message);
-      Connection* conn = session->connection();
-      if (conn && conn->accepts_data()) {
-        char prefix[kMaxDataPrefixBytes];
-        const size_t prefix_size = encode_data_prefix(prefix, seq, tail.size());
-        out.append_shared(*conn, {prefix, prefix_size}, message, tail);
-        ++delivered;
-      }
+      delivered += session->deliver(message, out);
     }
     budget -= std::min(budget, count);
     drained_ingest_ns_.push_back(message->ingest_steady_ns);

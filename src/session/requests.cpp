@@ -59,9 +59,16 @@ void send_error(Client& client, std::string_view id_json, std::string_view code,
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
 void send_data(Client& client, uint64_t seq, const MessageRef& message) {
   if (!client.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
-  char prefix[kMaxDataPrefixBytes];
-  const size_t n = encode_data_prefix(prefix, seq, message->tail.size());
-  client.loop().out().append_shared(client.connection(), {prefix, n}, message, message->tail);
+  append_data_frame(client.loop().out(), client.connection(), seq, message);
+  client.loop().stats().messages_out.add();
+  client.loop().schedule_flush();
+}
+
+// A message numbered now for this client (a snapshot, a restore), through Session::deliver: it is
+// numbered and kept for replay even when the client was just closed as a slow consumer.
+void deliver_now(Client& client, Session& session, const MessageRef& message) {
+  client.make_room_for_output();
+  if (!session.deliver(message, client.loop().out())) return;
   client.loop().stats().messages_out.add();
   client.loop().schedule_flush();
 }
@@ -104,9 +111,7 @@ void subscribe_channels(Client& client, Session& session,
   for (std::string_view channel : channels) {
     ChannelSubscribers* entry = index.find(channel);
     if (!entry || !entry->latest) continue;
-    const uint64_t seq = ++session.seq;
-    session.ring.push(seq, entry->latest);
-    send_data(client, seq, entry->latest);
+    deliver_now(client, session, entry->latest);
   }
 }
 
@@ -128,15 +133,12 @@ void handle_subscribe(Client& client, Session& session, const ClientRequest& req
     reply.send(client, request.id_json);
     return;
   }
-  if (const auth::TokenClaims* token = client.token()) {
-    for (std::string_view channel : channels) {
-      if (!token->channels.allows(channel)) {  // all or nothing, like the other refusals
-        client.loop().stats().forbidden.add();
-        send_error(client, request.id_json, "forbidden",
-                   "channel " + std::string(channel) + " is not allowed by the token");
-        return;
-      }
-    }
+  // All or nothing, like the other refusals.
+  if (const std::string_view* refused = auth::first_forbidden(client.token(), channels)) {
+    client.loop().stats().forbidden.add();
+    send_error(client, request.id_json, "forbidden",
+               "channel " + std::string(*refused) + " is not allowed by the token");
+    return;
   }
   size_t added = 0;
   for (std::string_view channel : channels)
@@ -171,7 +173,7 @@ void send_replay_done(Client& client, const ReplayInProgress& replay) {
 
 void handle_replay(Client& client, Session& session, const ClientRequest& request) {
   const uint64_t from = request.replay_from;
-  const uint64_t to = request.replay_to.value_or(session.seq);
+  const uint64_t to = request.replay_to.value_or(session.seq());
   if (from > to) {  // parse_client_request checked an explicit `to`; this is the default one
     send_error(client, request.id_json, "bad_request", "data.from is after data.to");
     return;
@@ -180,10 +182,10 @@ void handle_replay(Client& client, Session& session, const ClientRequest& reques
   auto replay = std::make_unique<ReplayInProgress>();
   replay->from = from;
   replay->to = to;
-  replay->first_available = session.ring.empty() ? session.seq + 1 : session.ring.first_seq();
+  replay->first_available = session.ring().empty() ? session.seq() + 1 : session.ring().first_seq();
   replay->id_json = request.id_json;
-  replay->messages.reserve(session.ring.size());
-  session.ring.for_range(from, to, [&](uint64_t seq, const MessageRef& message) {
+  replay->messages.reserve(session.ring().size());
+  session.ring().for_range(from, to, [&](uint64_t seq, const MessageRef& message) {
     if (replay->messages.empty()) replay->first_seq = seq;
     replay->messages.push_back(message);
   });
@@ -209,7 +211,8 @@ void handle_auth(Client& client, Session& session, const ClientRequest& request,
   // Channels the new token no longer allows end now.
   std::vector<std::string> dropped;
   for (const Session::Subscription& sub : session.subscriptions()) {
-    if (!check.claims->channels.allows(sub.channel->name)) dropped.push_back(sub.channel->name);
+    if (!auth::token_allows(&*check.claims, sub.channel->name))
+      dropped.push_back(sub.channel->name);
   }
   if (!dropped.empty()) {
     std::vector<std::string_view> names(dropped.begin(), dropped.end());
@@ -241,10 +244,9 @@ bool token_may_resume(const Client& client, const Session& session) {
   // Tokens without `sub` would all share one identity: any of them could take the others'
   // sessions.
   if (token->subject.empty() || token->subject != session.subject) return false;
-  for (const Session::Subscription& sub : session.subscriptions()) {
-    if (!token->channels.allows(sub.channel->name)) return false;
-  }
-  return true;
+  return !auth::first_forbidden(
+      token, session.subscriptions(),
+      [](const Session::Subscription& sub) -> std::string_view { return sub.channel->name; });
 }
 
 // Resumes the session `request` names on this thread for `client` (whose current session is the
@@ -263,9 +265,9 @@ bool resume_here(Client& client, const ClientRequest& request) {
   if (old->detached() && mono_ms() - old->detached_at_ms() >= loop.config().resume_ttl.count()) {
     return false;
   }
-  if (request.resume_last_seq > old->seq) return false;
-  if (request.resume_last_seq < old->seq &&
-      (old->ring.empty() || old->ring.first_seq() > request.resume_last_seq + 1)) {
+  if (request.resume_last_seq > old->seq()) return false;
+  if (request.resume_last_seq < old->seq() &&
+      (old->ring().empty() || old->ring().first_seq() > request.resume_last_seq + 1)) {
     return false;  // never partial: the ring no longer reaches back far enough
   }
   if (Client* holder = old->client()) {
@@ -275,8 +277,8 @@ bool resume_here(Client& client, const ClientRequest& request) {
   if (Session* fresh = client.take_session()) thread.sessions().destroy(*fresh, thread.index());
   client.bind_session(*old, false);
   const uint32_t replayed =
-      old->ring.for_range(request.resume_last_seq + 1, old->seq,
-                          [&](uint64_t seq, const MessageRef& m) { send_data(client, seq, m); });
+      old->ring().for_range(request.resume_last_seq + 1, old->seq(),
+                            [&](uint64_t seq, const MessageRef& m) { send_data(client, seq, m); });
   Reply reply(thread.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
   json::append_uint(reply.out(), replayed);
@@ -329,17 +331,13 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   Session* session = client.session();
-  if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq != 0) {
+  if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq() != 0) {
     return Restore::kFailed;  // seq != 0: data already went out numbered as the fresh session
   }
   const uint64_t last_pos = *request.resume_last_pos;
   const std::vector<std::string_view>& channels = request.channels;
   if (channels.size() > loop.config().max_channels_per_conn) return Restore::kFailed;
-  if (const auth::TokenClaims* token = client.token()) {
-    for (std::string_view channel : channels) {
-      if (!token->channels.allows(channel)) return Restore::kFailed;
-    }
-  }
+  if (auth::first_forbidden(client.token(), channels)) return Restore::kFailed;
   SubscriptionIndex& index = thread.index();
   if (!index.has_room_for(channels)) return Restore::kFailed;  // WS_MAX_CHANNELS
 
@@ -453,13 +451,10 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   session->unsubscribe_all(index);  // `?channels=` at connect: the resumed channels replace them
   for (std::string_view channel : channels)
     session->subscribe(index, channel);
-  session->seq = request.resume_last_seq;
+  session->continue_numbering_after(request.resume_last_seq);
   session->skip_restored_through(last_pos);  // these channels only: later ones start here
-  for (const MessageRef& message : replay) {
-    const uint64_t seq = ++session->seq;
-    session->ring.push(seq, message);
-    send_data(client, seq, message);
-  }
+  for (const MessageRef& message : replay)
+    deliver_now(client, *session, message);
   Reply reply(thread.json_scratch(), "resumed");
   std::string& out = reply.out();
   out.append(",\"data\":{\"session\":\"").append(session->id_text()).append("\",\"replayed\":");

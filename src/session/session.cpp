@@ -75,7 +75,7 @@ std::optional<SessionId> SessionId::parse(std::string_view text) {
   return id;
 }
 
-Session::Session(SessionId id, uint32_t replay_size) : ring(replay_size), id_(id) {}
+Session::Session(SessionId id, uint32_t replay_size) : id_(id), ring_(replay_size) {}
 
 Session::~Session() = default;
 

@@ -11,16 +11,28 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/envelope.hpp"
 #include "core/message.hpp"
 #include "core/replay_ring.hpp"
 #include "core/token_bucket.hpp"
+#include "net/connection.hpp"
+#include "net/out_batch.hpp"
 #include "pubsub/subscription_index.hpp"
 #include "session/session_id.hpp"
 
 namespace odin {
 
 class Client;
-class Connection;
+
+// A data frame to `conn`: the frame header and `{"seq":N,` (written here, ~20 bytes) in front of
+// the message's shared envelope tail (referenced, not copied). Session::deliver and the re-sends
+// of replay and resume write every data frame with this.
+inline void append_data_frame(OutBatch& out, Connection& conn, uint64_t seq,
+                              const MessageRef& message) {
+  char prefix[kMaxDataPrefixBytes];
+  const size_t size = encode_data_prefix(prefix, seq, message->tail.size());
+  out.append_shared(conn, {prefix, size}, message, message->tail);
+}
 
 class Session {
  public:
@@ -76,9 +88,26 @@ class Session {
   void begin_transit() { in_transit_ = true; }
   void end_transit(int64_t now_ms);
 
-  // The fan-out's per-recipient state (hub/fanout.cpp writes these directly).
-  uint64_t seq = 0;  // the last seq assigned
-  ReplayRing<MessageRef> ring;
+  // The one place a data frame gets a seq (the fan-out, a snapshot, a restore): numbers
+  // `message` for this session, keeps it in the ring for replay and resume, and queues its frame
+  // when the connection takes data. True when a frame was queued. Inline: the fan-out calls it
+  // once per recipient.
+  bool deliver(const MessageRef& message, OutBatch& out) {
+    const uint64_t seq = ++seq_;
+    ring_.push(seq, message);
+    if (connection_ == nullptr || !connection_->accepts_data()) return false;
+    append_data_frame(out, *connection_, seq, message);
+    return true;
+  }
+  // Warms what deliver() touches, a few recipients ahead (its ring slot, its connection).
+  void prefetch_for_delivery() const {
+    ring_.prefetch_push();
+    if (connection_) connection_->prefetch_for_fanout();
+  }
+  uint64_t seq() const { return seq_; }  // the last seq assigned
+  const ReplayRing<MessageRef>& ring() const { return ring_; }
+  // A session restored from another instance numbers on from the client's last seq there.
+  void continue_numbering_after(uint64_t last_seq) { seq_ = last_seq; }
 
   // Request budget.
   TokenBucket bucket;
@@ -97,6 +126,8 @@ class Session {
   bool already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const;
 
   SessionId id_;
+  uint64_t seq_ = 0;
+  ReplayRing<MessageRef> ring_;
   std::vector<Subscription> subscriptions_;
   Connection* connection_ = nullptr;
   Client* client_ = nullptr;

@@ -71,7 +71,7 @@ TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
   EXPECT_EQ(gateway.hub().peak_backlog_bytes(), queued);
 
   ASSERT_EQ(loop.io().poll_one(), 1u);  // one drain turn
-  const uint64_t after_one_turn = sessions[0]->seq;
+  const uint64_t after_one_turn = sessions[0]->seq();
   EXPECT_GT(after_one_turn, 0u);
   EXPECT_LE(after_one_turn * kSubscribers, ThreadFanout::kTurnRecipients);
   EXPECT_LT(fanout.queued_bytes(), queued);
@@ -79,7 +79,7 @@ TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
 
   EXPECT_GE(run_ready(loop), 4u);  // the turns that follow, each posted by the one before
   for (const Session* s : sessions)
-    EXPECT_EQ(s->seq, messages);
+    EXPECT_EQ(s->seq(), messages);
   EXPECT_EQ(fanout.queued_bytes(), 0u);
 }
 
@@ -97,10 +97,10 @@ TEST(ThreadFanout, AMessageWithMoreRecipientsThanATurnStillGoesOutWhole) {
   publish(gateway.hub(), "A", 2);
   ASSERT_EQ(loop.io().poll_one(), 1u);
   for (const Session* s : sessions)
-    EXPECT_EQ(s->seq, 1u);
+    EXPECT_EQ(s->seq(), 1u);
   run_ready(loop);
   for (const Session* s : sessions)
-    EXPECT_EQ(s->seq, 2u);
+    EXPECT_EQ(s->seq(), 2u);
 }
 
 struct GovernedIntake {
@@ -250,14 +250,14 @@ TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
   restored.skip_restored_through(500);
   publish(gateway.hub(), "A", 3, 16, 498);  // 498..500: already sent by the other instance
   run_ready(loop);
-  EXPECT_EQ(restored.seq, 0u);
+  EXPECT_EQ(restored.seq(), 0u);
   EXPECT_EQ(index.last_pos(), 500u);
 
   gateway.hub().mark_stream_reset(500);
   publish(gateway.hub(), "A", 5, 16, 1);  // the new stream's 1..5
   loop.io().restart();                    // it stopped when it ran out of work
   run_ready(loop);
-  EXPECT_EQ(restored.seq, 5u);
+  EXPECT_EQ(restored.seq(), 5u);
   EXPECT_EQ(restored.skip_through_pos(), 0u);
   EXPECT_EQ(index.last_pos(), 5u);
 }
