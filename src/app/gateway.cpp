@@ -48,7 +48,6 @@ Gateway::Gateway(Config config)
     ClientThreadParts client_parts;
     client_parts.jwt_verifier = [this] { return jwt_verifier(); };
     client_parts.stream_reader = &stream_reader_;
-    client_parts.release_connection = [this] { release_connection(); };
     workers_.push_back(
         std::make_unique<Worker>(config_, i, std::move(loop_parts), std::move(client_parts)));
     fanouts.push_back(&workers_.back()->fanout());
@@ -69,18 +68,6 @@ Gateway::~Gateway() {
     worker->loop().stop();
   for (auto& worker : workers_)
     worker->loop().join();
-}
-
-std::optional<RejectReason> Gateway::admit() {
-  if (draining()) return RejectReason::kDraining;
-  if (resources_.memory_percent() >= config_.memory_reject_threshold) return RejectReason::kMemory;
-  if (resources_.cpu_percent() >= config_.cpu_reject_threshold) return RejectReason::kCpu;
-  const uint32_t now = websocket_connections_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (now > config_.max_connections) {
-    websocket_connections_.fetch_sub(1, std::memory_order_relaxed);
-    return RejectReason::kAtCapacity;
-  }
-  return std::nullopt;
 }
 
 std::string Gateway::instance_id() const {
@@ -235,7 +222,7 @@ int Gateway::run() {
 
   spdlog::info("{} received: draining {} connection(s), up to {} ms", strsignal(received),
                websocket_connections(), config_.drain_timeout.count());
-  draining_.store(true);
+  admission_.begin_drain();
   // No new messages while clients are told to go: intake ends after the batch in hand (acked),
   // and publishes still queued are answered with an error.
   broker_->stop();

@@ -15,6 +15,7 @@
 #include "auth/jwt.hpp"
 #include "broker/broker.hpp"
 #include "guard/address_limits.hpp"
+#include "guard/admission.hpp"
 #include "guard/resource_monitor.hpp"
 #include "http/static_files.hpp"
 #include "hub/fanout.hpp"
@@ -54,13 +55,10 @@ class Gateway {
   // mono_ms() at start (uptime is a duration).
   int64_t started_at_ms() const { return started_at_ms_; }
 
-  // Admission of a WebSocket upgrade: counts the connection when admitted.
-  std::optional<RejectReason> admit();
-  void release_connection() { websocket_connections_.fetch_sub(1, std::memory_order_relaxed); }
-  uint32_t websocket_connections() const {
-    return websocket_connections_.load(std::memory_order_relaxed);
-  }
-  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  // Admission of WebSocket upgrades: a ticket per open WebSocket connection.
+  Admission& admission() { return admission_; }
+  uint32_t websocket_connections() const { return admission_.admitted(); }
+  bool draining() const { return admission_.draining(); }
 
   AddressLimits& address_limits() { return address_limits_; }
   // The TLS context new connections use (null: plain). Connections keep the one they started
@@ -92,8 +90,8 @@ class Gateway {
   StaticFiles web_;
   uint16_t port_ = 0;
   int64_t started_at_ms_ = 0;
-  std::atomic<uint32_t> websocket_connections_{0};
-  std::atomic<bool> draining_{false};
+  // Before the workers: the clients' tickets go back to it when they are destroyed.
+  Admission admission_{config_, resources_};
   AddressLimits address_limits_;
   Routes routes_{*this};
   mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below

@@ -103,7 +103,8 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
       return keep_alive;
     }
   }
-  if (auto refused = gateway.admit()) {
+  auto admitted = gateway.admission().admit();
+  if (const RejectReason* refused = std::get_if<RejectReason>(&admitted)) {
     loop.stats().connections_rejected[static_cast<int>(*refused)].add();
     phase.respond_error(503, reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
     return keep_alive;
@@ -116,7 +117,8 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
   const Config& config = gateway.config();
   Session& session = clients.sessions().create(clients.new_session_id(), config.replay_size);
   session.client_address = conn.client_address();
-  auto owned = std::make_unique<Client>(clients, conn);
+  auto owned =
+      std::make_unique<Client>(clients, conn, std::get<Admission::Ticket>(std::move(admitted)));
   Client& client = *owned;
   if (token) {
     session.subject = token->subject;

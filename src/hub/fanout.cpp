@@ -1,8 +1,9 @@
-// The hot path, in one place: a message from the broker callback (Hub::ingest) to each thread's
-// queue, to every local subscriber (ThreadFanout::drain), to one writev per connection
-// (OutBatch::flush, net/out_batch.cpp). Per message: one envelope encode, one shared_ptr copy per
-// thread. Per recipient: a seq increment, a ring slot, a ~20-byte prefix. No lock, no atomic, no
-// allocation per recipient.
+// The hot path, first of its three files: a batch from the broker's intake (Hub::ingest) to
+// each thread's queue, to every local subscriber (ThreadFanout::drain calls Session::deliver,
+// session/session.hpp), to one writev per connection at the end of the turn (OutBatch::flush,
+// net/out_batch.cpp). Per message: one envelope encode, one shared_ptr copy per thread. Per
+// recipient: a seq increment, a ring slot, a ~20-byte prefix. No lock, no atomic, no allocation
+// and no virtual call per recipient.
 #include "hub/fanout.hpp"
 
 #include <malloc.h>
@@ -30,33 +31,31 @@ constexpr int64_t kRefusedLogEveryNs = 10'000'000'000;
 constexpr size_t kTrimAfterFreed = 1024;
 }  // namespace
 
-MessageQueue::MessageQueue() {
-  auto stub = std::make_unique<Node>();
-  tail_ = stub.release();
-  head_.store(tail_);
+// 1. A batch from the broker: encoded once, handed to every thread in one order.
+
+Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
+
+void Hub::ingest(std::span<const IngestItem> items) {
+  const int64_t ts_ms = wall_ms();
+  const int64_t ingest_ns = steady_ns();
+
+  // Encode outside the lock; the lock only fixes the order of hand-off.
+  std::vector<std::shared_ptr<const Message>> encoded;
+  encoded.reserve(items.size());
+  for (const IngestItem& item : items)
+    encoded.push_back(encode_message(item, ts_ms, ingest_ns));
+
+  uint64_t bytes = 0;
+  for (const auto& message : encoded)
+    bytes += queued_cost(*message);
+
+  std::lock_guard lock(ingest_order_);
+  for (ThreadFanout* thread : threads_)
+    thread->enqueue(encoded, bytes);
+  messages_in_.fetch_add(encoded.size(), std::memory_order_relaxed);
 }
 
-MessageQueue::~MessageQueue() {
-  while (pop()) {
-  }
-  std::unique_ptr<Node> last(tail_);
-}
-
-void MessageQueue::push(std::shared_ptr<const Message> message) {
-  auto node = std::make_unique<Node>();
-  node->message = std::move(message);
-  Node* raw = node.release();
-  Node* prev = head_.exchange(raw, std::memory_order_seq_cst);
-  prev->next.store(raw, std::memory_order_seq_cst);
-}
-
-std::shared_ptr<const Message> MessageQueue::pop() {
-  Node* next = tail_->next.load(std::memory_order_acquire);
-  if (!next) return nullptr;
-  std::unique_ptr<Node> old_stub(tail_);
-  tail_ = next;  // `next` becomes the stub; its message is handed out
-  return std::move(next->message);
-}
+// 2. On each thread: queued, then delivered to its subscribers in bounded turns.
 
 ThreadFanout::ThreadFanout(EventLoop& loop, SubscriptionIndex& index, SessionTable& sessions)
     : loop_(loop), index_(index), sessions_(sessions) {
@@ -149,6 +148,8 @@ void ThreadFanout::drain() {
   }
 }
 
+// What the hot path leans on: the channel histories, the sweep, the markers, the queue.
+
 void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& message) {
   index_.saw_pos(message->pos);
   const Config& config = loop_.config();
@@ -210,28 +211,6 @@ void ThreadFanout::sweep() {
   }
 }
 
-Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
-
-void Hub::ingest(std::span<const IngestItem> items) {
-  const int64_t ts_ms = wall_ms();
-  const int64_t ingest_ns = steady_ns();
-
-  // Encode outside the lock; the lock only fixes the order of hand-off.
-  std::vector<std::shared_ptr<const Message>> encoded;
-  encoded.reserve(items.size());
-  for (const IngestItem& item : items)
-    encoded.push_back(encode_message(item, ts_ms, ingest_ns));
-
-  uint64_t bytes = 0;
-  for (const auto& message : encoded)
-    bytes += queued_cost(*message);
-
-  std::lock_guard lock(ingest_order_);
-  for (ThreadFanout* thread : threads_)
-    thread->enqueue(encoded, bytes);
-  messages_in_.fetch_add(encoded.size(), std::memory_order_relaxed);
-}
-
 void Hub::enqueue_marker(uint64_t pos, bool stream_reset) {
   auto marker = std::make_shared<Message>();
   marker->pos = pos;
@@ -255,6 +234,34 @@ uint64_t Hub::backlog_bytes() const {
   for (const ThreadFanout* thread : threads_)
     most = std::max(most, thread->queued_bytes());
   return most;
+}
+
+MessageQueue::MessageQueue() {
+  auto stub = std::make_unique<Node>();
+  tail_ = stub.release();
+  head_.store(tail_);
+}
+
+MessageQueue::~MessageQueue() {
+  while (pop()) {
+  }
+  std::unique_ptr<Node> last(tail_);
+}
+
+void MessageQueue::push(std::shared_ptr<const Message> message) {
+  auto node = std::make_unique<Node>();
+  node->message = std::move(message);
+  Node* raw = node.release();
+  Node* prev = head_.exchange(raw, std::memory_order_seq_cst);
+  prev->next.store(raw, std::memory_order_seq_cst);
+}
+
+std::shared_ptr<const Message> MessageQueue::pop() {
+  Node* next = tail_->next.load(std::memory_order_acquire);
+  if (!next) return nullptr;
+  std::unique_ptr<Node> old_stub(tail_);
+  tail_ = next;  // `next` becomes the stub; its message is handed out
+  return std::move(next->message);
 }
 
 }  // namespace odin

@@ -1,5 +1,7 @@
-// Batched vectored output (see out_batch.hpp). This is the end of the fan-out hot path: one
-// writev per touched connection per loop turn, whatever number of messages it carries.
+// Batched vectored output (see out_batch.hpp). This is the end of the fan-out hot path (after
+// hub/fanout.cpp and Session::deliver in session/session.hpp): one writev per touched connection
+// per loop turn, whatever number of messages it carries; then each connection hears how it went
+// (Connection::on_flushed, and through it its ConnectionHandler).
 #include "net/out_batch.hpp"
 
 #include <unistd.h>

@@ -15,12 +15,15 @@
 
 namespace odin {
 
-Client::Client(ClientThread& thread, Connection& conn)
-    : Client(thread, conn, ws::MessageReader(conn.loop().config().max_message_bytes)) {}
+Client::Client(ClientThread& thread, Connection& conn, CountedPlace ticket)
+    : Client(thread, conn, std::move(ticket),
+             ws::MessageReader(conn.loop().config().max_message_bytes)) {}
 
-Client::Client(ClientThread& thread, Connection& conn, ws::MessageReader reader)
+Client::Client(ClientThread& thread, Connection& conn, CountedPlace ticket,
+               ws::MessageReader reader)
     : thread_(thread),
       conn_(conn),
+      ticket_(std::move(ticket)),
       reader_(std::move(reader)),
       last_heard_ms_(mono_ms()),
       last_ping_ms_(last_heard_ms_) {}
@@ -124,6 +127,7 @@ void Client::close(uint16_t code, std::string_view reason) {
 void Client::on_closed() {
   drop_replay();
   detach_session();
+  ticket_.release();
   thread_.on_websocket_closed();
 }
 
@@ -198,6 +202,7 @@ void Client::migrate(unsigned thread, MigrationPurpose purpose, std::string requ
         moving->saw_request = saw_request;
         moving->reader = std::move(reader_);
         moving->token = std::move(token_);
+        moving->ticket = std::move(ticket_);
         ClientThread& home = thread_;
         boost::system::error_code ec;
         moving->socket = conn_.detach(ec);  // writes what is queued first; `this` retires

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
+#include "core/counted_place.hpp"
 #include "core/token_bucket.hpp"
 #include "net/connection.hpp"
 #include "net/connection_handler.hpp"
@@ -36,6 +37,7 @@ enum class MigrationPurpose : uint8_t { kResume, kResumeFailed, kRestore };
 struct MigratingConnection {
   MigrationPurpose purpose = MigrationPurpose::kResume;
   DetachedSocket socket;
+  CountedPlace ticket;              // its place among the admitted connections
   ws::MessageReader reader{0};      // partial frame / fragmented message state
   std::string request;              // the resume request, answered by the new thread
   std::vector<std::string> queued;  // requests received after it, in order
@@ -48,10 +50,11 @@ struct MigratingConnection {
 // Every member runs on the loop thread that owns the connection.
 class Client final : public ConnectionHandler, private ws::FrameHandler {
  public:
-  // A client that just upgraded (its 101 is queued), on `thread`'s loop.
-  Client(ClientThread& thread, Connection& conn);
+  // A client that just upgraded (its 101 is queued), on `thread`'s loop, holding its place
+  // among the admitted connections until it closes.
+  Client(ClientThread& thread, Connection& conn, CountedPlace ticket);
   // A client that arrived from another thread, with its frame reader's state.
-  Client(ClientThread& thread, Connection& conn, ws::MessageReader reader);
+  Client(ClientThread& thread, Connection& conn, CountedPlace ticket, ws::MessageReader reader);
   ~Client() override;
 
   Connection& connection() { return conn_; }
@@ -126,6 +129,7 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
 
   ClientThread& thread_;
   Connection& conn_;
+  CountedPlace ticket_;
   ws::MessageReader reader_;
   std::unique_ptr<auth::TokenClaims> token_;
   Session* session_ = nullptr;

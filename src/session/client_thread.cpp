@@ -121,7 +121,8 @@ void ClientThread::check_parked() {
     it->second.abandoned->store(true, std::memory_order_relaxed);
     ::close(it->second.moving->socket.fd);
     end_transit(it->second.moving->fresh_session);  // resumable again, until WS_RESUME_TTL
-    parked_.erase(it);  // its TLS state and its place under the per-address cap go with it
+    // Its TLS state, its place under the per-address cap and its admission ticket go with it.
+    parked_.erase(it);
     parts_.stream_reader->count_abandoned_stream_read();
     on_websocket_closed();
   }
@@ -130,13 +131,13 @@ void ClientThread::check_parked() {
 void ClientThread::adopt(MigratingConnection moving) {
   Client* client = nullptr;
   Connection* conn = loop_.adopt(std::move(moving.socket), [&](Connection& adopted) {
-    auto owned = std::make_unique<Client>(*this, adopted, std::move(moving.reader));
+    auto owned = std::make_unique<Client>(*this, adopted, std::move(moving.ticket),
+                                          std::move(moving.reader));
     client = owned.get();
     return owned;
   });
   if (!conn) {
-    parts_.release_connection();
-    end_transit(moving.fresh_session);
+    end_transit(moving.fresh_session);  // its ticket goes with `moving`
     return;
   }
   client->saw_request = moving.saw_request;
@@ -196,7 +197,6 @@ void ClientThread::enforce_detached_budget() {
 
 void ClientThread::on_websocket_closed() {
   loop_.stats().connections_closed.add();
-  parts_.release_connection();
 }
 
 }  // namespace odin

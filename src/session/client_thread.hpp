@@ -33,8 +33,6 @@ struct ClientThreadParts {
   std::function<std::shared_ptr<const auth::JwtVerifier>()> jwt_verifier;
   // Reads the stream back for a restore (a broker without a stream answers at once).
   StreamReader* stream_reader = nullptr;
-  // A WebSocket connection ended (the process-wide count goes down).
-  std::function<void()> release_connection;
 };
 
 // Every member runs on this thread's loop unless it says otherwise.
@@ -74,7 +72,7 @@ class ClientThread {
   // oldest detached sessions, this one included, at the end of this turn (never under the feet
   // of the handler that detached it).
   void on_session_detached(Session& session);
-  // A WebSocket connection of this thread ended.
+  // A WebSocket connection of this thread ended (counted; its admission ticket went with it).
   void on_websocket_closed();
   // Periodic (the loop's sweep): session expiry and the counts below.
   void sweep(int64_t now_ms);

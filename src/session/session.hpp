@@ -1,5 +1,7 @@
 // One client session: its seq numbering, replay ring, subscriptions and request budget. A session
 // outlives its connection by WS_RESUME_TTL so a client can resume. Owned by one event-loop thread.
+// Session::deliver is the hot path's second file: after hub/fanout.cpp, before
+// net/out_batch.cpp.
 #pragma once
 
 #include <cstdint>
