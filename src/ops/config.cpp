@@ -1,4 +1,4 @@
-// The gateway's own settings (listener, limits, security, resource guards, seed settings, demo,
+// The gateway's own settings (listener, limits, security, resource guards, seed settings,
 // operations) and the checks between them. Features above ops/ define theirs in their folders.
 #include <sched.h>
 
@@ -367,13 +367,6 @@ ConfigSection seed_config_section() {
 ConfigSection operations_config_section() {
   ConfigSection section;
   section.settings = {
-      {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
-       boolean(&Config::demo_feed)},
-      {"WS_DEMO_RATE", "Demo", "50", "demo messages per second over all symbols",
-       real(&Config::demo_rate, 0, 1e6, true)},
-      {"WS_DEMO_SYMBOLS", "Demo", "100", "demo symbols", integer(&Config::demo_symbols, 1, 10'000)},
-      {"WS_WEB_ROOT", "Demo", "the repository's web/", "directory of the page's files",
-       text_value(&Config::web_root)},
       {"METRICS_INTERVAL", "Operations", "15s", "period of the stats log line",
        duration(&Config::metrics_interval)},
       {"LOG_LEVEL", "Operations", "info", "trace, debug, info, warn, error, off", parse_level},

@@ -121,7 +121,7 @@ struct ConfigSection;
 ConfigSection gateway_config_section();
 // Settings of the seed deployment files without a meaning here (listed among the resource guards).
 ConfigSection seed_config_section();
-// Demo feed and page, logging, metrics.
+// Logging, the stats log line, the deployment's name.
 ConfigSection operations_config_section();
 
 // WS_MAX_SOCKETS when it is not set: room for every WebSocket connection plus a quarter more
