@@ -26,7 +26,7 @@ struct Setting {
   const char* group;         // --help heading; consecutive settings of one group share it
   const char* default_text;  // as --help shows it
   const char* meaning;
-  SettingParser parse;  // nullptr: read and listed, the section's check uses the raw value
+  SettingParser parse;  // nullptr: read and listed only; a check reads the raw value
   bool secret = false;  // never echoed in an error message
 };
 
