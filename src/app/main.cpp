@@ -5,16 +5,18 @@
 #include <span>
 
 #include "app/gateway.hpp"
+#include "app/settings.hpp"
 #include "ops/config.hpp"
 #include "ops/log.hpp"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
   odin::ConfigLoad load = odin::load_config(
+      odin::config_sections(),
       std::span<const char* const>(argv + 1, static_cast<size_t>(argc > 0 ? argc - 1 : 0)),
       [](const char* name) { return std::getenv(name); });
   if (load.show_help) {
-    std::fputs(odin::config_help().c_str(), stdout);
+    std::fputs(odin::config_help(odin::config_sections()).c_str(), stdout);
     return 0;
   }
   if (!load.config) {

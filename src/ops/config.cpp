@@ -1,270 +1,31 @@
-// Configuration loading (see config.hpp): one table lists every setting with its variable,
-// default, meaning and parser, so --help, the environment and the flags cannot disagree.
-#include "ops/config.hpp"
-
+// The gateway's own settings (listener, limits, security, resource guards, seed settings,
+// operations) and the checks between them. Features above ops/ define theirs in their folders.
 #include <sched.h>
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <cmath>
 #include <map>
 #include <optional>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
-#include "broker/redis_support.hpp"
+#include "ops/config.hpp"
+#include "ops/settings.hpp"
 
 namespace odin {
 
 namespace {
 
-using Parser = std::function<std::optional<std::string>(Config&, std::string_view)>;
-
-struct Setting {
-  const char* variable;
-  const char* group;
-  const char* default_text;
-  const char* meaning;
-  Parser parse;         // returns an error description ("expected ..."), or nullopt
-  bool secret = false;  // never echoed in an error message
-};
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::optional<uint64_t> parse_u64(std::string_view text) {
-  uint64_t v = 0;
-  if (text.empty()) return std::nullopt;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size()) return std::nullopt;
-  return v;
-}
-
-std::optional<double> parse_double(std::string_view text) {
-  double v = 0;
-  if (text.empty()) return std::nullopt;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(v)) {
-    return std::nullopt;
-  }
-  return v;
-}
-
-template <class T>
-Parser integer(T Config::*field, uint64_t min, uint64_t max) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    auto v = parse_u64(text);
-    if (!v || *v < min || *v > max)
-      return fmt::format("expected an integer from {} to {}", min, max);
-    c.*field = static_cast<T>(*v);
-    return std::nullopt;
-  };
-}
-
-Parser real(double Config::*field, double min, double max, bool min_exclusive) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    auto v = parse_double(text);
-    if (!v || *v > max || *v < min || (min_exclusive && *v == min)) {
-      return fmt::format("expected a number {} {} and <= {}", min_exclusive ? ">" : ">=", min, max);
-    }
-    c.*field = *v;
-    return std::nullopt;
-  };
-}
-
-// Durations: "250ms", "30s", "5m", "1.5s"; a bare number is seconds.
-std::optional<Millis> parse_duration(std::string_view text) {
-  double scale = 1000.0;
-  if (text.ends_with("ms")) {
-    scale = 1.0;
-    text.remove_suffix(2);
-  } else if (text.ends_with("s")) {
-    text.remove_suffix(1);
-  } else if (text.ends_with("m")) {
-    scale = 60'000.0;
-    text.remove_suffix(1);
-  } else if (text.ends_with("h")) {
-    scale = 3'600'000.0;
-    text.remove_suffix(1);
-  }
-  auto v = parse_double(text);
-  if (!v || *v <= 0) return std::nullopt;
-  const double ms = *v * scale;
-  if (ms < 1.0 || ms > 86'400'000.0) return std::nullopt;
-  return Millis(static_cast<int64_t>(std::llround(ms)));
-}
-
-Parser duration(Millis Config::*field) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    auto v = parse_duration(text);
-    if (!v)
-      return "expected a duration from 1ms to 24h such as 250ms, 30s, 5m (bare number = seconds)";
-    c.*field = *v;
-    return std::nullopt;
-  };
-}
-
-std::string duration_text(Millis d) {
-  const int64_t ms = d.count();
-  if (ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
-  if (ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
-  if (ms % 1000 == 0) return fmt::format("{}s", ms / 1000);
-  return fmt::format("{}ms", ms);
-}
-
-// A duration held to [min, max]: outside it the setting would break the gateway (the reason is
-// in the setting's --help text).
-Parser duration_in(Millis Config::*field, Millis min, Millis max) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    auto v = parse_duration(text);
-    if (!v || *v < min || *v > max) {
-      return fmt::format(
-          "expected a duration from {} to {} such as 250ms, 30s, 5m (bare number = "
-          "seconds)",
-          duration_text(min), duration_text(max));
-    }
-    c.*field = *v;
-    return std::nullopt;
-  };
-}
-
-// Byte sizes: plain integer, or with K/M/G (KiB/MiB/GiB), powers of 1024.
-std::optional<uint64_t> parse_bytes(std::string_view text) {
-  uint64_t scale = 1;
-  std::string l = lower(text);
-  std::string_view t = l;
-  for (auto [suffix, mult] : {std::pair<std::string_view, uint64_t>{"kib", 1ull << 10},
-                              {"mib", 1ull << 20},
-                              {"gib", 1ull << 30},
-                              {"kb", 1ull << 10},
-                              {"mb", 1ull << 20},
-                              {"gb", 1ull << 30},
-                              {"k", 1ull << 10},
-                              {"m", 1ull << 20},
-                              {"g", 1ull << 30}}) {
-    if (t.ends_with(suffix)) {
-      scale = mult;
-      t.remove_suffix(suffix.size());
-      break;
-    }
-  }
-  auto v = parse_u64(t);
-  if (!v || *v > UINT64_MAX / scale) return std::nullopt;
-  return *v * scale;
-}
-
-template <class T>
-Parser bytes(T Config::*field, uint64_t min, uint64_t max) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    auto v = parse_bytes(text);
-    if (!v || *v < min || *v > max) {
-      return fmt::format("expected a byte size from {} to {} (suffixes K, M, G)", min, max);
-    }
-    c.*field = static_cast<T>(*v);
-    return std::nullopt;
-  };
-}
-
-Parser text_value(std::string Config::*field) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    // Control characters would corrupt log lines and HTTP headers; no setting needs one.
-    for (unsigned char ch : text) {
-      if (ch < 0x20 || ch == 0x7f) return "expected text without control characters";
-    }
-    c.*field = std::string(text);
-    return std::nullopt;
-  };
-}
-
-// A word that must fit into a header or NATS subject/name unquoted.
-bool has_space_or_control(std::string_view text) {
-  return std::any_of(text.begin(), text.end(),
-                     [](unsigned char ch) { return ch <= 0x20 || ch == 0x7f; });
-}
-
-Parser token_value(std::string Config::*field) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    if (has_space_or_control(text)) return "expected a value without spaces or control characters";
-    c.*field = std::string(text);
-    return std::nullopt;
-  };
-}
-
-// JetStream stream and consumer names: NATS forbids spaces, '.', '*', '>', path separators.
-Parser nats_name(std::string Config::*field) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    if (text.empty() || has_space_or_control(text) ||
-        text.find_first_of(".*>/\\") != std::string_view::npos) {
-      return "expected a non-empty NATS name without spaces, '.', '*', '>', '/' or '\\'";
-    }
-    c.*field = std::string(text);
-    return std::nullopt;
-  };
-}
-
-// A subject prefix is a literal subject start: no wildcards, spaces or empty tokens.
-std::optional<std::string> parse_subject_prefix(Config& c, std::string_view text) {
-  if (text.empty() || has_space_or_control(text) ||
-      text.find_first_of("*>") != std::string_view::npos || text.starts_with('.') ||
-      text.find("..") != std::string_view::npos) {
-    return "expected a NATS subject prefix such as 'odin.token.' (no spaces, wildcards or empty "
-           "tokens)";
-  }
-  c.subject_prefix = std::string(text);
-  return std::nullopt;
-}
-
-// NATS_URL: a comma-separated list of nats://, tls://, ws:// or wss:// URLs or host:port.
-std::optional<std::string> parse_nats_url(Config& c, std::string_view text) {
-  constexpr std::string_view kExpected =
-      "expected nats://host:port (or tls://, ws://, wss://; several separated by commas)";
-  if (has_space_or_control(text)) return std::string(kExpected);
-  std::string_view rest = text;
-  while (true) {
-    const size_t comma = rest.find(',');
-    std::string_view url = rest.substr(0, comma);
-    if (const size_t scheme = url.find("://"); scheme != std::string_view::npos) {
-      const std::string s = lower(url.substr(0, scheme));
-      if (s != "nats" && s != "tls" && s != "ws" && s != "wss") return std::string(kExpected);
-      url.remove_prefix(scheme + 3);
-    }
-    if (const size_t at = url.rfind('@'); at != std::string_view::npos) url.remove_prefix(at + 1);
-    if (url.empty() || url.front() == ':' || url.front() == '/') return std::string(kExpected);
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
-  c.nats_url = std::string(text);
-  return std::nullopt;
-}
-
-// REDIS_URL: redis://[[user]:password@]host[:port][/db]. The error never repeats the value (it
-// may hold a password): the setting is marked secret.
-std::optional<std::string> parse_redis_url_setting(Config& c, std::string_view text) {
-  auto parsed = parse_redis_url(text);
-  if (auto* problem = std::get_if<std::string>(&parsed)) return *problem;
-  c.redis_url = std::string(text);
-  return std::nullopt;
-}
-
-Parser boolean(bool Config::*field) {
-  return [=](Config& c, std::string_view text) -> std::optional<std::string> {
-    const std::string l = lower(text);
-    if (l == "1" || l == "true" || l == "yes" || l == "on") {
-      c.*field = true;
-    } else if (l == "0" || l == "false" || l == "no" || l == "off") {
-      c.*field = false;
-    } else {
-      return "expected true/false (1/0, yes/no, on/off)";
-    }
-    return std::nullopt;
-  };
-}
+using setting::boolean;
+using setting::bytes;
+using setting::duration;
+using setting::duration_in;
+using setting::has_space_or_control;
+using setting::integer;
+using setting::lower;
+using setting::parse_u64;
+using setting::real;
+using setting::text_value;
+using setting::token_value;
 
 std::optional<std::string> parse_addr(Config& c, std::string_view text) {
   const size_t colon = text.rfind(':');
@@ -303,24 +64,6 @@ std::optional<std::string> parse_level(Config& c, std::string_view text) {
   return std::nullopt;
 }
 
-std::optional<std::string> parse_broker(Config& c, std::string_view text) {
-  const std::string l = lower(text);
-  if (l == "auto") {
-    c.broker = BrokerKind::kAuto;
-  } else if (l == "embedded") {
-    c.broker = BrokerKind::kEmbedded;
-  } else if (l == "nats") {
-    c.broker = BrokerKind::kNats;
-  } else if (l == "jetstream") {
-    c.broker = BrokerKind::kJetStream;
-  } else if (l == "redis") {
-    c.broker = BrokerKind::kRedis;
-  } else {
-    return "expected auto, embedded, nats, jetstream or redis";
-  }
-  return std::nullopt;
-}
-
 std::optional<std::string> parse_format(Config& c, std::string_view text) {
   const std::string l = lower(text);
   if (l == "json") {
@@ -334,7 +77,7 @@ std::optional<std::string> parse_format(Config& c, std::string_view text) {
 }
 
 // Seed settings that have no meaning here: validated, then noted as ignored.
-Parser ignored(const char* variable, const char* why) {
+SettingParser ignored(const char* variable, const char* why) {
   return [=](Config& c, std::string_view text) -> std::optional<std::string> {
     if (!parse_u64(text)) return "expected a non-negative integer";
     c.notices.push_back(
@@ -407,8 +150,70 @@ unsigned usable_cpus() {
   return 1;
 }
 
-const std::vector<Setting>& settings() {
-  static const std::vector<Setting> kSettings = {
+// The checks between the gateway's own settings, in the order their errors are reported.
+std::optional<std::string> check_gateway(Config& config, const GivenSettings& given) {
+  if (auto pool = given.find("WS_WORKER_POOL_SIZE"); pool != given.end()) {
+    auto v = parse_u64(pool->second.value);
+    if (!v || *v > 1'000'000) {
+      return fmt::format("{}: expected an integer from 0 to 1000000, got '{}'", pool->second.source,
+                         pool->second.value);
+    }
+    if (*v == 0) {
+      config.notices.push_back(
+          "WS_WORKER_POOL_SIZE=0 ignored: event-loop threads follow WS_THREADS (0 = the CPUs "
+          "available)");
+    } else if (!given.contains("WS_THREADS")) {
+      config.threads = static_cast<unsigned>(std::min<uint64_t>({*v, usable_cpus(), 255}));
+      config.notices.push_back(fmt::format(
+          "WS_WORKER_POOL_SIZE={} mapped to {} event-loop thread(s) (capped at the CPUs available)",
+          *v, config.threads));
+    } else {
+      config.notices.push_back("WS_WORKER_POOL_SIZE ignored: WS_THREADS is set");
+    }
+  }
+  if (config.heartbeat_timeout <= config.ping_interval) {
+    return fmt::format(
+        "WS_HEARTBEAT_TIMEOUT: must be longer than WS_PING_INTERVAL ({} ms), got {} ms",
+        config.ping_interval.count(), config.heartbeat_timeout.count());
+  }
+  if (config.cpu_pause_threshold < config.cpu_reject_threshold) {
+    config.notices.push_back(
+        "WS_CPU_PAUSE_THRESHOLD is below WS_CPU_REJECT_THRESHOLD: intake pauses before new "
+        "connections are refused");
+  }
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    return "WS_TLS_CERT and WS_TLS_KEY: set both (TLS) or neither (plain)";
+  }
+  if (config.auth_jwt) {
+    if (config.jwt_secret.empty() == config.jwt_public_key.empty()) {
+      return "WS_AUTH=jwt: set exactly one of WS_JWT_SECRET (HS256) and WS_JWT_PUBLIC_KEY "
+             "(RS256/ES256)";
+    }
+  } else if (!config.jwt_secret.empty() || !config.jwt_public_key.empty()) {
+    config.notices.push_back("WS_JWT_SECRET / WS_JWT_PUBLIC_KEY are ignored: WS_AUTH is not jwt");
+  }
+  if (config.client_max_bytes_per_sec != 0 &&
+      config.client_max_bytes_per_sec < uint64_t{config.max_message_bytes} + 14) {
+    return fmt::format(
+        "WS_CLIENT_MAX_BYTES_PER_SEC: must hold at least one largest message (WS_MAX_MESSAGE_BYTES "
+        "+ 14 bytes of framing = {}), got {}",
+        uint64_t{config.max_message_bytes} + 14, config.client_max_bytes_per_sec);
+  }
+  if (config.max_sockets == 0) config.max_sockets = default_max_sockets(config.max_connections);
+  if (!given.contains("WS_PUBLISH_REQUIRE_TOKEN")) {
+    config.publish_require_token = !config.publish_token.empty();
+  } else if (config.publish_require_token && config.publish_token.empty()) {
+    return "WS_PUBLISH_REQUIRE_TOKEN=true needs WS_PUBLISH_TOKEN (the token to require)";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+ConfigSection gateway_config_section() {
+  ConfigSection section;
+  section.check = check_gateway;
+  section.settings = {
       {"WS_ADDR", "Listener", ":3002",
        "listen address, host:port or :port (port 0 = any free port)", parse_addr},
       {"WS_THREADS", "Listener", "0 (CPUs available)", "event-loop threads",
@@ -542,81 +347,26 @@ const std::vector<Setting>& settings() {
       {"WS_MEMORY_REJECT_THRESHOLD", "Resource guards", "90",
        "refuse upgrades (503) above this RSS percent of WS_MEMORY_LIMIT",
        real(&Config::memory_reject_threshold, 0, 100, true)},
-      {"WS_MAX_NATS_RATE", "Resource guards", "0 (unlimited)",
-       "NATS and Redis modes: intake cap, messages per second",
-       integer(&Config::max_nats_rate, 0, UINT64_MAX)},
-      {"WS_MAX_BROADCAST_RATE", "Resource guards", "0 (unlimited)",
-       "NATS and Redis modes: fan-out cap, messages per second",
-       integer(&Config::max_broadcast_rate, 0, UINT64_MAX)},
-      {"WS_FANOUT_QUEUE_BYTES", "Resource guards", "64MiB",
-       "messages queued for one event-loop thread and not yet delivered; beyond: JetStream intake "
-       "stops pulling (the stream keeps them), core NATS and Redis intake drop (counted, "
-       "fanout_behind) until the queue is below half of it",
-       bytes(&Config::fanout_queue_bytes, 64 << 10, 1ull << 40)},
+  };
+  return section;
+}
+
+ConfigSection seed_config_section() {
+  ConfigSection section;
+  section.settings = {
       {"WS_WORKER_POOL_SIZE", "Resource guards", "unset",
        "seed setting: threads = min(this, CPUs available) when WS_THREADS is unset", nullptr},
       {"WS_WORKER_QUEUE_SIZE", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_WORKER_QUEUE_SIZE", "the fan-out queues are bounded by WS_FANOUT_QUEUE_BYTES")},
       {"WS_MAX_GOROUTINES", "Resource guards", "unset", "seed setting, accepted and ignored",
        ignored("WS_MAX_GOROUTINES", "odin-ws runs no goroutines")},
-      {"WS_BROKER", "Broker (NATS, JetStream, Redis)", "auto",
-       "embedded, nats (core NATS), jetstream or redis (Redis pub/sub); auto = nats when NATS_URL "
-       "is set, else embedded (never redis: choose it)",
-       parse_broker},
-      {"NATS_URL", "Broker (NATS, JetStream, Redis)", "unset (embedded broker)",
-       "NATS server URL(s), comma-separated", parse_nats_url},
-      {"REDIS_URL", "Broker (NATS, JetStream, Redis)", "unset",
-       "WS_BROKER=redis: redis://[[user]:password@]host[:port][/db] (port 6379 by default)",
-       parse_redis_url_setting, true},
-      {"WS_INSTANCE_ID", "Broker (NATS, JetStream, Redis)", "<hostname>-<port>",
-       "this instance's name: NATS client name and JetStream consumer <JS_CONSUMER_NAME>-<id>",
-       nats_name(&Config::instance_id)},
-      {"WS_MAX_PAYLOAD_BYTES", "Broker (NATS, JetStream, Redis)", "1048576",
-       "largest data message (its `data` as written) taken from the broker or POST /publish, in "
-       "every mode (NATS' own default max_payload is 1 MiB)",
-       bytes(&Config::max_payload_bytes, 1, 64u << 20)},
-      {"WS_SUBJECT_PREFIX", "Broker (NATS, JetStream, Redis)", "odin.token.",
-       "NATS subject / Redis channel prefix; channel = the rest of the subject (NATS and "
-       "JetStream: ends with '.', since the intake subscribes to <prefix>> and '>' must be a "
-       "whole token)",
-       parse_subject_prefix},
-      {"JS_STREAM_NAME", "Broker (NATS, JetStream, Redis)", "ODIN_TOKENS", "JetStream stream",
-       nats_name(&Config::js_stream_name)},
-      {"JS_CONSUMER_NAME", "Broker (NATS, JetStream, Redis)", "ws-server",
-       "JetStream durable consumer", nats_name(&Config::js_consumer_name)},
-      {"JS_STREAM_MAX_AGE", "Broker (NATS, JetStream, Redis)", "30s",
-       "JetStream stream retention (at least 1s: shorter drops messages before they are read)",
-       duration_in(&Config::js_stream_max_age, Millis(1000), Millis(86'400'000))},
-      {"JS_STREAM_MAX_MSGS", "Broker (NATS, JetStream, Redis)", "100000",
-       "JetStream stream message limit", integer(&Config::js_stream_max_msgs, 1, INT64_MAX)},
-      {"JS_STREAM_MAX_BYTES", "Broker (NATS, JetStream, Redis)", "52428800",
-       "JetStream stream byte limit", bytes(&Config::js_stream_max_bytes, 1, INT64_MAX)},
-      {"JS_CONSUMER_ACK_WAIT", "Broker (NATS, JetStream, Redis)", "30s",
-       "JetStream ack wait (at least 1s: shorter redelivers messages still being handled)",
-       duration_in(&Config::js_consumer_ack_wait, Millis(1000), Millis(86'400'000))},
-      {"JS_STREAM_REPLICAS", "Broker (NATS, JetStream, Redis)", "1",
-       "copies of the stream on a NATS cluster (1-5; 3 survives the loss of one node)",
-       integer(&Config::js_stream_replicas, 1, 5)},
-      {"WS_HISTORY_SIZE", "Broker (NATS, JetStream, Redis)", "256",
-       "JetStream: messages kept per channel so a client can resume on any instance (at most "
-       "10000: one array of this many references per channel and thread)",
-       integer(&Config::history_size, 0, 10'000)},
-      {"WS_HISTORY_MAX_AGE", "Broker (NATS, JetStream, Redis)", "JS_STREAM_MAX_AGE",
-       "JetStream: oldest message kept in that history", duration(&Config::history_max_age)},
-      {"WS_MAX_STREAM_READS", "Broker (NATS, JetStream, Redis)", "64",
-       "JetStream: resumes waiting for a read-back of the stream at once, process-wide (each "
-       "holds its socket); beyond: resume_failed at once (0: never read back)",
-       integer(&Config::max_stream_reads, 0, 100'000)},
-      {"WS_STREAM_READ_TIMEOUT", "Broker (NATS, JetStream, Redis)", "5s",
-       "JetStream: longest a resume waits for its read-back, queue included; then resume_failed",
-       duration(&Config::stream_read_timeout)},
-      {"WS_DEMO_FEED", "Demo", "false", "publish simulated prices through the active broker",
-       boolean(&Config::demo_feed)},
-      {"WS_DEMO_RATE", "Demo", "50", "demo messages per second over all symbols",
-       real(&Config::demo_rate, 0, 1e6, true)},
-      {"WS_DEMO_SYMBOLS", "Demo", "100", "demo symbols", integer(&Config::demo_symbols, 1, 10'000)},
-      {"WS_WEB_ROOT", "Demo", "the repository's web/", "directory of the page's files",
-       text_value(&Config::web_root)},
+  };
+  return section;
+}
+
+ConfigSection operations_config_section() {
+  ConfigSection section;
+  section.settings = {
       {"METRICS_INTERVAL", "Operations", "15s", "period of the stats log line",
        duration(&Config::metrics_interval)},
       {"LOG_LEVEL", "Operations", "info", "trace, debug, info, warn, error, off", parse_level},
@@ -624,217 +374,12 @@ const std::vector<Setting>& settings() {
       {"ENVIRONMENT", "Operations", "development", "free-form deployment name, logged at start",
        text_value(&Config::environment)},
   };
-  return kSettings;
-}
-
-std::string flag_of(std::string_view variable) {
-  std::string name(variable.starts_with("WS_") ? variable.substr(3) : variable);
-  name = lower(name);
-  std::replace(name.begin(), name.end(), '_', '-');
-  return "--" + name;
-}
-
-}  // namespace
-
-ConfigLoad load_config(std::span<const char* const> args,
-                       const std::function<const char*(const char*)>& getenv) {
-  ConfigLoad result;
-  Config config;
-  std::map<std::string, std::pair<std::string, std::string>> values;  // variable -> (value, source)
-
-  for (const Setting& s : settings()) {
-    const char* v = getenv(s.variable);
-    if (v && *v) values[s.variable] = {v, s.variable};
-  }
-  // --help wins wherever it appears, even after a flag that would be an error.
-  for (const char* arg : args) {
-    if (arg && (std::string_view(arg) == "--help" || std::string_view(arg) == "-h")) {
-      result.show_help = true;
-      return result;
-    }
-  }
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i] ? args[i] : "";
-    const size_t eq = arg.find('=');
-    const std::string_view flag = arg.substr(0, eq);
-    const Setting* match = nullptr;
-    for (const Setting& s : settings()) {
-      if (flag_of(s.variable) == flag) match = &s;
-    }
-    if (!match) {
-      result.error = fmt::format("unknown option '{}' (see --help)", flag);
-      return result;
-    }
-    std::string value;
-    if (eq != std::string_view::npos) {
-      value = std::string(arg.substr(eq + 1));
-    } else if (i + 1 < args.size() && args[i + 1] &&
-               !std::string_view(args[i + 1]).starts_with("--")) {
-      // A following "--flag" means this flag's value was forgotten; swallowing it would hide
-      // that. A value that starts with "--" can still be given as --flag=--value.
-      value = args[++i];
-    } else {
-      result.error = fmt::format("{} ({}): missing value (use {}=value or {} value)", flag,
-                                 match->variable, flag, flag);
-      return result;
-    }
-    values[match->variable] = {value, fmt::format("{} ({})", flag, match->variable)};
-  }
-
-  for (const Setting& s : settings()) {
-    auto it = values.find(s.variable);
-    if (it == values.end() || !s.parse) continue;
-    if (auto problem = s.parse(config, it->second.first)) {
-      result.error =
-          s.secret ? fmt::format("{}: {}", it->second.second, *problem)
-                   : fmt::format("{}: {}, got '{}'", it->second.second, *problem, it->second.first);
-      return result;
-    }
-  }
-  if (auto pool = values.find("WS_WORKER_POOL_SIZE"); pool != values.end()) {
-    auto v = parse_u64(pool->second.first);
-    if (!v || *v > 1'000'000) {
-      result.error = fmt::format("{}: expected an integer from 0 to 1000000, got '{}'",
-                                 pool->second.second, pool->second.first);
-      return result;
-    }
-    if (*v == 0) {
-      config.notices.push_back(
-          "WS_WORKER_POOL_SIZE=0 ignored: event-loop threads follow WS_THREADS (0 = the CPUs "
-          "available)");
-    } else if (!values.contains("WS_THREADS")) {
-      config.threads = static_cast<unsigned>(std::min<uint64_t>({*v, usable_cpus(), 255}));
-      config.notices.push_back(fmt::format(
-          "WS_WORKER_POOL_SIZE={} mapped to {} event-loop thread(s) (capped at the CPUs available)",
-          *v, config.threads));
-    } else {
-      config.notices.push_back("WS_WORKER_POOL_SIZE ignored: WS_THREADS is set");
-    }
-  }
-  if (config.heartbeat_timeout <= config.ping_interval) {
-    result.error =
-        fmt::format("WS_HEARTBEAT_TIMEOUT: must be longer than WS_PING_INTERVAL ({} ms), got {} ms",
-                    config.ping_interval.count(), config.heartbeat_timeout.count());
-    return result;
-  }
-  if (config.cpu_pause_threshold < config.cpu_reject_threshold) {
-    config.notices.push_back(
-        "WS_CPU_PAUSE_THRESHOLD is below WS_CPU_REJECT_THRESHOLD: intake pauses before new "
-        "connections are refused");
-  }
-  if (config.tls_cert.empty() != config.tls_key.empty()) {
-    result.error = "WS_TLS_CERT and WS_TLS_KEY: set both (TLS) or neither (plain)";
-    return result;
-  }
-  if (config.auth_jwt) {
-    if (config.jwt_secret.empty() == config.jwt_public_key.empty()) {
-      result.error =
-          "WS_AUTH=jwt: set exactly one of WS_JWT_SECRET (HS256) and WS_JWT_PUBLIC_KEY "
-          "(RS256/ES256)";
-      return result;
-    }
-  } else if (!config.jwt_secret.empty() || !config.jwt_public_key.empty()) {
-    config.notices.push_back("WS_JWT_SECRET / WS_JWT_PUBLIC_KEY are ignored: WS_AUTH is not jwt");
-  }
-  if (config.client_max_bytes_per_sec != 0 &&
-      config.client_max_bytes_per_sec < uint64_t{config.max_message_bytes} + 14) {
-    result.error = fmt::format(
-        "WS_CLIENT_MAX_BYTES_PER_SEC: must hold at least one largest message (WS_MAX_MESSAGE_BYTES "
-        "+ 14 bytes of framing = {}), got {}",
-        uint64_t{config.max_message_bytes} + 14, config.client_max_bytes_per_sec);
-    return result;
-  }
-  if (config.broker == BrokerKind::kAuto) {
-    config.broker = config.nats_url.empty() ? BrokerKind::kEmbedded : BrokerKind::kNats;
-  }
-  if (config.broker == BrokerKind::kRedis) {
-    if (config.redis_url.empty()) {
-      result.error = "WS_BROKER=redis needs REDIS_URL (redis://[[user]:password@]host[:port][/db])";
-      return result;
-    }
-    // Per-channel history (and with it positions and resume on any instance) needs the
-    // JetStream stream: Redis pub/sub keeps nothing to fill it from.
-    std::vector<std::string> refused;
-    if (values.contains("WS_HISTORY_SIZE") && config.history_size != 0) {
-      refused.push_back("WS_HISTORY_SIZE");
-    }
-    if (values.contains("WS_HISTORY_MAX_AGE")) refused.push_back("WS_HISTORY_MAX_AGE");
-    if (!refused.empty()) {
-      result.error = fmt::format(
-          "{}: per-channel history and resume on any instance need WS_BROKER=jetstream; Redis "
-          "pub/sub keeps no history (unset {} with WS_BROKER=redis)",
-          fmt::join(refused, ", "), refused.size() == 1 ? "it" : "them");
-      return result;
-    }
-    std::vector<std::string> ignored;
-    for (const Setting& s : settings()) {
-      if (std::string_view(s.variable).starts_with("JS_") && values.contains(s.variable)) {
-        ignored.emplace_back(s.variable);
-      }
-    }
-    if (!ignored.empty()) {
-      config.notices.push_back(fmt::format(
-          "WS_BROKER=redis: {} ignored (JetStream settings; Redis pub/sub has no stream)",
-          fmt::join(ignored, ", ")));
-    }
-    if (!config.nats_url.empty()) config.notices.push_back("WS_BROKER=redis: NATS_URL is ignored");
-  } else {
-    if (config.broker != BrokerKind::kEmbedded && config.nats_url.empty()) {
-      result.error = "WS_BROKER: nats and jetstream need NATS_URL";
-      return result;
-    }
-    if (config.broker == BrokerKind::kEmbedded && !config.nats_url.empty()) {
-      config.notices.push_back("WS_BROKER=embedded: NATS_URL is ignored");
-    }
-    if (!config.redis_url.empty()) {
-      config.notices.push_back("REDIS_URL is ignored: it is used only with WS_BROKER=redis");
-    }
-  }
-  if ((config.broker == BrokerKind::kNats || config.broker == BrokerKind::kJetStream) &&
-      !config.subject_prefix.ends_with('.')) {
-    result.error = fmt::format(
-        "WS_SUBJECT_PREFIX: must end with '.' with NATS (the intake subscribes to <prefix>>, and "
-        "'>' must be a whole subject token), got '{}'",
-        config.subject_prefix);
-    return result;
-  }
-  if (config.history_max_age.count() == 0) config.history_max_age = config.js_stream_max_age;
-  if (config.max_sockets == 0) config.max_sockets = default_max_sockets(config.max_connections);
-  if (!values.contains("WS_PUBLISH_REQUIRE_TOKEN")) {
-    config.publish_require_token = !config.publish_token.empty();
-  } else if (config.publish_require_token && config.publish_token.empty()) {
-    result.error = "WS_PUBLISH_REQUIRE_TOKEN=true needs WS_PUBLISH_TOKEN (the token to require)";
-    return result;
-  }
-  result.config = std::move(config);
-  return result;
+  return section;
 }
 
 uint32_t default_max_sockets(uint32_t max_connections) {
   const uint64_t sockets = uint64_t{max_connections} + std::max<uint64_t>(max_connections / 4, 256);
   return static_cast<uint32_t>(std::min<uint64_t>(sockets, 100'000'000));
-}
-
-std::string config_help() {
-  std::string out =
-      "Usage: odin-ws [--flag=value ...]\n\n"
-      "A WebSocket fan-out gateway. Every setting is an environment variable and a flag\n"
-      "(--flag=value or --flag value); flags win over the environment, and an empty variable\n"
-      "counts as unset. -h, --help prints this text.\n\n"
-      "Durations: 250ms, 30s, 5m, 1h, fractions allowed (1.5s); a bare number is seconds;\n"
-      "from 1ms to 24h. Byte sizes: 1024, 64K, 256KiB, 16M, 1GiB (K/M/G and KiB/MiB/GiB are\n"
-      "powers of 1024). Booleans: 1/0, true/false, yes/no, on/off.\n"
-      "A bad value exits with status 2 and a message naming the setting.\n";
-  std::string group;
-  for (const Setting& s : settings()) {
-    if (group != s.group) {
-      group = s.group;
-      out += fmt::format("\n{}:\n", group);
-    }
-    out += fmt::format("  {:<28} {:<30} default {}\n  {:<28} {}\n", s.variable, flag_of(s.variable),
-                       s.default_text, "", s.meaning);
-  }
-  return out;
 }
 
 }  // namespace odin

@@ -1,12 +1,10 @@
-// Gateway configuration: every setting, its default, and loading it from the environment and
-// command-line flags with validation (a bad value names its variable; main exits with status 2).
+// Gateway configuration: every setting's field and default. Loading (ops/settings.hpp) reads them
+// from the environment and command-line flags, each section validating its own; a bad value names
+// its variable and main exits with status 2.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
-#include <optional>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -115,23 +113,19 @@ struct Config {
   std::vector<std::string> notices;
 };
 
-// The outcome of loading: a config, a request for --help, or an error naming the setting.
-struct ConfigLoad {
-  std::optional<Config> config;
-  bool show_help = false;
-  std::string error;  // e.g. "WS_MAX_CONNECTIONS: expected a positive integer, got 'abc'"
-};
+struct ConfigSection;
 
-// Reads the environment through `getenv` (so tests need not touch the real one), then applies
-// command-line flags (`--max-connections=5000` or `--max-connections 5000`), which win.
-ConfigLoad load_config(std::span<const char* const> args,
-                       const std::function<const char*(const char*)>& getenv);
+// The sections ops/ defines itself, in --help order; app/ puts the features' sections between.
+// Listener, limits, security, resource guards; its check relates them and maps
+// WS_WORKER_POOL_SIZE, which seed_config_section lists.
+ConfigSection gateway_config_section();
+// Settings of the seed deployment files without a meaning here (listed among the resource guards).
+ConfigSection seed_config_section();
+// Logging, the stats log line, the deployment's name.
+ConfigSection operations_config_section();
 
 // WS_MAX_SOCKETS when it is not set: room for every WebSocket connection plus a quarter more
 // (at least 256) for requests and upgrades in progress.
 uint32_t default_max_sockets(uint32_t max_connections);
-
-// The text printed by --help: every variable and flag, its default and meaning.
-std::string config_help();
 
 }  // namespace odin

@@ -12,7 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include "app/settings.hpp"
 #include "ops/config.hpp"
+#include "ops/settings.hpp"
 
 namespace odin {
 namespace {
@@ -20,7 +22,7 @@ namespace {
 using Env = std::map<std::string, std::string>;
 
 ConfigLoad load(const Env& env, std::vector<const char*> args = {}) {
-  return load_config(args, [&env](const char* name) -> const char* {
+  return load_config(config_sections(), args, [&env](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   });
@@ -590,7 +592,7 @@ TEST(Config, ValuesThatWouldBreakTheGatewayAreRefused) {
   // (the largest message also needs a client byte rate that lets it through)
   EXPECT_TRUE(
       load({{"WS_MAX_MESSAGE_BYTES", "1048576"}, {"WS_CLIENT_MAX_BYTES_PER_SEC", "0"}}).config);
-  const std::string help = config_help();
+  const std::string help = config_help(config_sections());
   for (const char* reason :
        {"cannot carry a subscribe or resume request", "keeps that many messages alive",
         "until then it keeps its ring", "each ping is a write", "shorter refuses honest clients",
@@ -854,7 +856,7 @@ TEST(Config, RedisBrokerIsChosenExplicitlyAndRefusesWhatNeedsHistory) {
 }
 
 TEST(Config, HelpListsEveryVariableWithItsFlag) {
-  const std::string help = config_help();
+  const std::string help = config_help(config_sections());
   EXPECT_TRUE(help.starts_with("Usage:")) << help;
   for (const std::string& name : kAllVariables) {
     EXPECT_NE(help.find(name), std::string::npos) << name;
@@ -870,7 +872,7 @@ TEST(Config, EveryHelpVariableIsReadFromTheEnvironment) {
   // Guards the list above against the loader: each variable must actually be looked up.
   std::vector<std::string> asked;
   const std::vector<const char*> no_args;
-  load_config(no_args, [&asked](const char* name) -> const char* {
+  load_config(config_sections(), no_args, [&asked](const char* name) -> const char* {
     asked.emplace_back(name);
     return nullptr;
   });
