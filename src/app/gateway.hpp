@@ -21,6 +21,7 @@
 #include "net/tls.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
+#include "ops/snapshot.hpp"
 
 namespace odin {
 
@@ -61,6 +62,8 @@ class Gateway {
     return websocket_connections_.load(std::memory_order_relaxed);
   }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  // What /health, /stats and /metrics show, read now from any thread (app/snapshot.cpp).
+  OpsSnapshot snapshot() const;
 
   AddressLimits& address_limits() { return address_limits_; }
   // The TLS context new connections use (null: plain). Connections keep the one they started

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <type_traits>
 
 #include "ops/histogram.hpp"
 
@@ -73,29 +76,91 @@ inline const char* refuse_reason_name(RefuseReason r) {
   return "unknown";
 }
 
-struct alignas(64) ThreadStats {
-  Counter connections_accepted;  // upgrades completed
-  Counter connections_rejected[static_cast<int>(RejectReason::kCount)];
-  Counter connections_closed;
-  Counter messages_out;          // data frames queued to clients (fan-out, replay, snapshot)
-  Counter bytes_out;             // bytes written to client sockets
-  Counter slow_consumer_closes;  // closed with 4008
-  Counter heartbeat_timeouts;    // closed with 4000
-  Counter protocol_errors;       // closed with 1002/1003/1007/1009
-  Counter replay_requests;
-  Counter resumes_ok;
-  Counter resumes_failed;
-  Counter resumes_restored;   // resumed from a stream position (session of another instance)
-  Counter detached_evicted;   // detached sessions dropped by the detached-session budget
-  Counter rate_limited;       // requests refused with rate_limited
-  Counter rate_limit_closes;  // closed with 1008
-  Counter requests;           // client requests handled
-  Counter http_requests;
-  Counter connections_refused[static_cast<int>(RefuseReason::kCount)];
-  Counter flood_closes;          // closed with 1008 for exceeding WS_CLIENT_MAX_BYTES_PER_SEC
-  Counter forbidden;             // subscriptions refused by the token's channels claim
-  Counter token_expired_closes;  // closed with 4001
-  Counter tokens_refreshed;      // `auth` requests accepted
+// The per-thread counters, written once for two uses: live Counters in ThreadStats, and plain
+// sums over every thread in a snapshot (ops/snapshot.hpp: ThreadCounts). for_each_field is the
+// only other list of the fields, so summing needs none of its own; the static_assert below it
+// fails to compile when a field is missing there.
+template <typename T>
+struct ThreadCountersOf {
+  T connections_accepted{};  // upgrades completed
+  T connections_rejected[static_cast<int>(RejectReason::kCount)]{};
+  T connections_closed{};
+  T messages_out{};          // data frames queued to clients (fan-out, replay, snapshot)
+  T bytes_out{};             // bytes written to client sockets
+  T slow_consumer_closes{};  // closed with 4008
+  T heartbeat_timeouts{};    // closed with 4000
+  T protocol_errors{};       // closed with 1002/1003/1007/1009
+  T replay_requests{};
+  T resumes_ok{};
+  T resumes_failed{};
+  T resumes_restored{};   // resumed from a stream position (session of another instance)
+  T detached_evicted{};   // detached sessions dropped by the detached-session budget
+  T rate_limited{};       // requests refused with rate_limited
+  T rate_limit_closes{};  // closed with 1008
+  T requests{};           // client requests handled
+  T http_requests{};
+  T connections_refused[static_cast<int>(RefuseReason::kCount)]{};
+  T flood_closes{};          // closed with 1008 for exceeding WS_CLIENT_MAX_BYTES_PER_SEC
+  T forbidden{};             // subscriptions refused by the token's channels claim
+  T token_expired_closes{};  // closed with 4001
+  T tokens_refreshed{};      // `auth` requests accepted
+
+  // Calls f with the same field of each of `objects`, field by field.
+  template <typename F, typename... Objects>
+  static constexpr void for_each_field(F&& f, Objects&... objects) {
+    f(objects.connections_accepted...);
+    f(objects.connections_rejected...);
+    f(objects.connections_closed...);
+    f(objects.messages_out...);
+    f(objects.bytes_out...);
+    f(objects.slow_consumer_closes...);
+    f(objects.heartbeat_timeouts...);
+    f(objects.protocol_errors...);
+    f(objects.replay_requests...);
+    f(objects.resumes_ok...);
+    f(objects.resumes_failed...);
+    f(objects.resumes_restored...);
+    f(objects.detached_evicted...);
+    f(objects.rate_limited...);
+    f(objects.rate_limit_closes...);
+    f(objects.requests...);
+    f(objects.http_requests...);
+    f(objects.connections_refused...);
+    f(objects.flood_closes...);
+    f(objects.forbidden...);
+    f(objects.token_expired_closes...);
+    f(objects.tokens_refreshed...);
+  }
+};
+
+using ThreadCounts = ThreadCountersOf<uint64_t>;
+
+namespace detail {
+constexpr size_t thread_counts_visited() {
+  ThreadCounts counts;
+  size_t visited = 0;
+  ThreadCounts::for_each_field([&](const auto& field) { visited += sizeof(field); }, counts);
+  return visited;
+}
+}  // namespace detail
+static_assert(detail::thread_counts_visited() == sizeof(ThreadCounts),
+              "ThreadCountersOf::for_each_field must list every field");
+
+// Adds one thread's counters to `sums`.
+inline void add_counts(ThreadCounts& sums, const ThreadCountersOf<Counter>& live) {
+  ThreadCounts::for_each_field(
+      [](auto& sum, const auto& counter) {
+        if constexpr (std::is_array_v<std::remove_reference_t<decltype(sum)>>) {
+          for (size_t i = 0; i < std::size(sum); ++i)
+            sum[i] += counter[i].get();
+        } else {
+          sum += counter.get();
+        }
+      },
+      sums, live);
+}
+
+struct alignas(64) ThreadStats : ThreadCountersOf<Counter> {
   void refused(RefuseReason r) { connections_refused[static_cast<int>(r)].add(); }
   LatencyHistogram fanout_latency;  // ingest -> write to the last local recipient
 };
