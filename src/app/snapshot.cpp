@@ -34,32 +34,9 @@ OpsSnapshot Gateway::snapshot() const {
   s.memory_reject_threshold = config_.memory_reject_threshold;
   s.uptime_seconds = static_cast<double>(mono_ms() - started_at_ms_) / 1000.0;
 
-  const BrokerCounters& c = broker_->counters();
-  BrokerSnapshot& b = s.broker;
-  b.name = broker_->name();
-  b.connected = broker_->connected();
-  b.ready = broker_->ready();
-  b.paused = broker_->paused();
-  b.fanout_behind = c.fanout_behind.load();
-  b.pauses = c.pauses.load();
-  b.fanout_behind_episodes = c.fanout_behind_episodes.load();
-  b.disconnects = c.disconnects.load();
-  b.reconnects = c.reconnects.load();
-  b.gap_filled = c.gap_filled.load();
-  b.history_restarts = c.history_restarts.load();
-  b.stream_resets = c.stream_resets.load();
-  b.stream_reads_pending = c.stream_reads_pending.load();
-  b.stream_reads_refused = c.stream_reads_refused.load();
-  b.stream_reads_abandoned = c.stream_reads_abandoned.load();
-  b.stream_reads_timed_out = c.stream_reads_timed_out.load();
-  b.received = c.received.load();
-  b.delivered = c.delivered.load();
-  b.dropped = c.dropped.load();
-  for (size_t r = 0; r < c.rejected.size(); ++r) {
-    b.rejected.push_back({intake_reject_name(static_cast<IntakeReject>(r)), c.rejected[r].load()});
-  }
-  b.published = c.published.load();
-  b.publish_failures = c.publish_failures.load();
+  s.broker.name = broker_->name();
+  s.broker.ready = broker_->ready();
+  copy_counts(s.broker.counts, broker_->counters());
   return s;
 }
 

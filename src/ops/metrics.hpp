@@ -1,8 +1,9 @@
 // Counters kept per event-loop thread (each written by its own thread only, read by /stats and
-// /metrics from any thread) and the process-wide ones. Single-writer counters use relaxed
-// load+store: no locked instruction on the hot path.
+// /metrics from any thread), the broker's, and the reasons that label them. Single-writer
+// counters use relaxed load+store: no locked instruction on the hot path.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -74,6 +75,144 @@ inline const char* refuse_reason_name(RefuseReason r) {
       break;
   }
   return "unknown";
+}
+
+// Why a message from the broker was not delivered (each is counted, and logged at most every
+// few seconds, so a bad publisher cannot flood the log); the `reason` label of
+// ws_broker_messages_rejected_total.
+enum class IntakeReject : uint8_t {
+  kBadSubject,   // the subject is not <prefix><valid channel name>
+  kBadType,      // the Type header is empty, longer than 128 bytes or not UTF-8
+  kOversized,    // the payload is larger than WS_MAX_PAYLOAD_BYTES
+  kInvalidUtf8,  // the payload is not UTF-8: it could not become a WebSocket text frame
+  kDuplicate,    // a JetStream redelivery of a message already handed to the fan-out
+  // an event-loop thread is behind (WS_FANOUT_QUEUE_BYTES): dropped (core NATS, Redis) or
+  // refused to the publisher (embedded)
+  kFanoutBehind,
+  kCount
+};
+inline const char* intake_reject_name(IntakeReject reason) {
+  switch (reason) {
+    case IntakeReject::kBadSubject:
+      return "bad_subject";
+    case IntakeReject::kBadType:
+      return "bad_type";
+    case IntakeReject::kOversized:
+      return "oversized";
+    case IntakeReject::kInvalidUtf8:
+      return "invalid_utf8";
+    case IntakeReject::kDuplicate:
+      return "duplicate";
+    case IntakeReject::kFanoutBehind:
+      return "fanout_behind";
+    case IntakeReject::kCount:
+      break;
+  }
+  return "unknown";
+}
+
+// The counters every broker keeps (broker/broker.hpp), written once for two uses as the
+// per-thread ones are: BrokerCounters (atomics, written by the broker's threads, read by
+// /metrics, /stats and /health on any thread) and BrokerCounts (plain copies in a snapshot).
+template <typename T>
+using Plain = T;
+template <template <typename> class Cell>
+struct BrokerCountersOf {
+  Cell<bool> connected{false};
+  Cell<bool> paused{false};
+  Cell<bool> intake_ready{true};  // JetStream: false until the consumer is bound
+  Cell<uint64_t> received{0};     // messages taken from the broker
+  Cell<uint64_t> delivered{0};    // handed to the fan-out
+  Cell<uint64_t> disconnects{0};  // connection to the broker lost
+  Cell<uint64_t> reconnects{0};   // and regained
+  Cell<uint64_t> pauses{0};       // intake paused for CPU (WS_CPU_PAUSE_THRESHOLD)
+  Cell<uint64_t> dropped{0};      // core NATS: dropped by the client library when full
+  Cell<uint64_t> published{0};    // POST /publish messages the broker accepted
+  Cell<uint64_t> publish_failures{0};
+  // JetStream: stream messages lost in flight and read back from the stream to keep the order,
+  // and gaps that could not be read back (histories restarted after them).
+  Cell<uint64_t> gap_filled{0};
+  Cell<uint64_t> history_restarts{0};
+  // JetStream: the stream was deleted and created again while this instance read it.
+  Cell<uint64_t> stream_resets{0};
+  // JetStream resumes reading the stream back: waiting or under way (at most
+  // WS_MAX_STREAM_READS), refused for that cap, abandoned by a client that hung up while waiting,
+  // and stopped by WS_STREAM_READ_TIMEOUT.
+  Cell<uint32_t> stream_reads_pending{0};
+  Cell<uint64_t> stream_reads_refused{0};
+  Cell<uint64_t> stream_reads_abandoned{0};
+  Cell<uint64_t> stream_reads_timed_out{0};
+  // An event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES (until below half):
+  // JetStream holds its pulls, the others drop. How often that began.
+  Cell<bool> fanout_behind{false};
+  Cell<uint64_t> fanout_behind_episodes{0};
+  std::array<Cell<uint64_t>, static_cast<size_t>(IntakeReject::kCount)> rejected{};
+
+  // BrokerCounters only.
+  void reject(IntakeReject reason) {
+    rejected[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Calls f with the same field of each of `objects`, field by field.
+  template <typename F, typename... Objects>
+  static constexpr void for_each_field(F&& f, Objects&... objects) {
+    f(objects.connected...);
+    f(objects.paused...);
+    f(objects.intake_ready...);
+    f(objects.received...);
+    f(objects.delivered...);
+    f(objects.disconnects...);
+    f(objects.reconnects...);
+    f(objects.pauses...);
+    f(objects.dropped...);
+    f(objects.published...);
+    f(objects.publish_failures...);
+    f(objects.gap_filled...);
+    f(objects.history_restarts...);
+    f(objects.stream_resets...);
+    f(objects.stream_reads_pending...);
+    f(objects.stream_reads_refused...);
+    f(objects.stream_reads_abandoned...);
+    f(objects.stream_reads_timed_out...);
+    f(objects.fanout_behind...);
+    f(objects.fanout_behind_episodes...);
+    f(objects.rejected...);
+  }
+};
+
+using BrokerCounters = BrokerCountersOf<std::atomic>;
+using BrokerCounts = BrokerCountersOf<Plain>;
+
+namespace detail {
+// Bytes of the fields for_each_field visits, padding included as the compiler lays them out:
+// equal to sizeof(BrokerCounts) only when no field is missing.
+constexpr size_t broker_counts_visited() {
+  BrokerCounts counts;
+  size_t end = 0;
+  BrokerCounts::for_each_field(
+      [&](const auto& field) {
+        const size_t align = alignof(std::remove_cvref_t<decltype(field)>);
+        end = (end + align - 1) / align * align + sizeof(field);
+      },
+      counts);
+  return (end + alignof(BrokerCounts) - 1) / alignof(BrokerCounts) * alignof(BrokerCounts);
+}
+}  // namespace detail
+static_assert(detail::broker_counts_visited() == sizeof(BrokerCounts),
+              "BrokerCountersOf::for_each_field must list every field, in declaration order");
+
+// Copies what the broker's threads have counted so far.
+inline void copy_counts(BrokerCounts& copy, const BrokerCounters& live) {
+  BrokerCounts::for_each_field(
+      [](auto& value, const auto& counter) {
+        if constexpr (requires { value.size(); }) {
+          for (size_t i = 0; i < value.size(); ++i)
+            value[i] = counter[i].load(std::memory_order_relaxed);
+        } else {
+          value = counter.load(std::memory_order_relaxed);
+        }
+      },
+      copy, live);
 }
 
 // The per-thread counters, written once for two uses: live Counters in ThreadStats, and plain

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <functional>
+#include <iterator>
 #include <string_view>
 #include <type_traits>
 #include <variant>
@@ -54,10 +55,10 @@ Field stats_only(std::string_view key, Read read) {
   return Field{{}, {}, {}, std::move(read), key};
 }
 
-template <typename Reason, size_t N>
-Family by_reason(const uint64_t (&counts)[N], const char* (*name)(Reason)) {
+template <typename Reason, typename Counts>
+Family by_reason(const Counts& counts, const char* (*name)(Reason)) {
   Family family{"reason", {}};
-  for (size_t r = 0; r < N; ++r)
+  for (size_t r = 0; r < std::size(counts); ++r)
     family.samples.push_back({name(static_cast<Reason>(r)), counts[r]});
   return family;
 }
@@ -67,8 +68,9 @@ Family by_reason(const uint64_t (&counts)[N], const char* (*name)(Reason)) {
 //
 // To add a metric, add one entry where it should appear: {name, type, help, how to read it from
 // the snapshot, and optionally its /stats key}. If the value is not in OpsSnapshot yet, add it
-// there and fill it in Gateway::snapshot() (app/snapshot.cpp); a per-thread counter declared in
-// ThreadCountersOf (ops/metrics.hpp) is summed into OpsSnapshot::threads without more.
+// there and fill it in Gateway::snapshot() (app/snapshot.cpp). A counter declared in
+// ThreadCountersOf or BrokerCountersOf (ops/metrics.hpp) is in the snapshot already: summed over
+// the threads, or copied from the broker.
 // The order is part of both outputs: scrapers diff them. A few /stats fields have always sat
 // elsewhere than their metric (channels, rateLimited, threads, fanoutLatencyMs): they are
 // /stats-only entries of their own, so that neither output changed when the table came.
@@ -151,8 +153,8 @@ const std::vector<Field>& fields() {
       stats_only("fanoutLatencyMs", [](S s) { return &s.fanout_latency; }),
       stats_only("threads", [](S s) { return s.thread_count; }),
       stats_only("broker", [](S s) { return std::string_view(s.broker.name); }),
-      stats_only("brokerConnected", [](S s) { return s.broker.connected; }),
-      stats_only("brokerPaused", [](S s) { return s.broker.paused; }),
+      stats_only("brokerConnected", [](S s) { return s.broker.counts.connected; }),
+      stats_only("brokerPaused", [](S s) { return s.broker.counts.paused; }),
       {"ws_rate_limited_total", "counter", "Client requests refused by the rate limit.",
        [](S s) { return s.threads.rate_limited; }},
       {"ws_rate_limit_disconnects_total", "counter", "Clients closed with 1008 for abuse.",
@@ -167,62 +169,57 @@ const std::vector<Field>& fields() {
       {"ws_memory_limit_bytes", "gauge", "WS_MEMORY_LIMIT (or physical memory).",
        [](S s) { return s.memory_limit_bytes; }},
       {"ws_broker_connected", "gauge", "1 when the broker is connected.",
-       [](S s) { return s.broker.connected; }},
+       [](S s) { return s.broker.counts.connected; }},
       {"ws_broker_paused", "gauge", "1 while intake is paused for CPU.",
-       [](S s) { return s.broker.paused; }},
+       [](S s) { return s.broker.counts.paused; }},
       {"ws_broker_pauses_total", "counter", "Times intake paused for CPU.",
-       [](S s) { return s.broker.pauses; }},
+       [](S s) { return s.broker.counts.pauses; }},
       {"ws_broker_fanout_behind", "gauge",
        "1 while an event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES.",
-       [](S s) { return s.broker.fanout_behind; }},
+       [](S s) { return s.broker.counts.fanout_behind; }},
       {"ws_broker_fanout_behind_total", "counter",
        "Times a fan-out queue went above WS_FANOUT_QUEUE_BYTES (JetStream held its pulls, the "
        "others dropped).",
-       [](S s) { return s.broker.fanout_behind_episodes; }},
+       [](S s) { return s.broker.counts.fanout_behind_episodes; }},
       {"ws_broker_disconnects_total", "counter", "Broker connections lost.",
-       [](S s) { return s.broker.disconnects; }},
+       [](S s) { return s.broker.counts.disconnects; }},
       {"ws_broker_reconnects_total", "counter", "Broker connections regained.",
-       [](S s) { return s.broker.reconnects; }},
+       [](S s) { return s.broker.counts.reconnects; }},
       {"ws_broker_gap_filled_total", "counter",
        "JetStream messages lost in flight and read back from the stream, in order.",
-       [](S s) { return s.broker.gap_filled; }},
+       [](S s) { return s.broker.counts.gap_filled; }},
       {"ws_broker_history_restarts_total", "counter",
        "JetStream gaps that could not be read back (resume from before them fails here).",
-       [](S s) { return s.broker.history_restarts; }},
+       [](S s) { return s.broker.counts.history_restarts; }},
       {"ws_broker_stream_resets_total", "counter",
        "JetStream: times the stream was found deleted and created again (intake started over).",
-       [](S s) { return s.broker.stream_resets; }},
+       [](S s) { return s.broker.counts.stream_resets; }},
       {"ws_broker_stream_reads_pending", "gauge",
        "JetStream: resumes waiting for a read-back of the stream (WS_MAX_STREAM_READS).",
-       [](S s) { return s.broker.stream_reads_pending; }},
+       [](S s) { return uint64_t{s.broker.counts.stream_reads_pending}; }},
       {"ws_broker_stream_reads_refused_total", "counter",
        "JetStream: resumes answered resume_failed because WS_MAX_STREAM_READS were waiting.",
-       [](S s) { return s.broker.stream_reads_refused; }},
+       [](S s) { return s.broker.counts.stream_reads_refused; }},
       {"ws_broker_stream_reads_abandoned_total", "counter",
        "JetStream: read-backs given up because the client hung up while waiting.",
-       [](S s) { return s.broker.stream_reads_abandoned; }},
+       [](S s) { return s.broker.counts.stream_reads_abandoned; }},
       {"ws_broker_stream_reads_timed_out_total", "counter",
        "JetStream: read-backs stopped by WS_STREAM_READ_TIMEOUT.",
-       [](S s) { return s.broker.stream_reads_timed_out; }},
+       [](S s) { return s.broker.counts.stream_reads_timed_out; }},
       {"ws_broker_messages_received_total", "counter", "Messages taken from the broker.",
-       [](S s) { return s.broker.received; }, "brokerReceived"},
+       [](S s) { return s.broker.counts.received; }, "brokerReceived"},
       {"ws_broker_messages_delivered_total", "counter", "Broker messages handed to the fan-out.",
-       [](S s) { return s.broker.delivered; }},
+       [](S s) { return s.broker.counts.delivered; }},
       {"ws_broker_messages_dropped_total", "counter",
        "Core NATS messages the client library dropped because intake fell behind.",
-       [](S s) { return s.broker.dropped; }},
+       [](S s) { return s.broker.counts.dropped; }},
       {"ws_broker_messages_rejected_total", "counter", "Broker messages not delivered, by reason.",
-       [](S s) {
-         Family family{"reason", {}};
-         for (const LabelledCount& count : s.broker.rejected)
-           family.samples.push_back({count.label, count.value});
-         return family;
-       },
+       [](S s) { return by_reason(s.broker.counts.rejected, intake_reject_name); },
        "brokerRejected"},
       {"ws_publish_messages_total", "counter", "POST /publish messages the broker accepted.",
-       [](S s) { return s.broker.published; }},
+       [](S s) { return s.broker.counts.published; }},
       {"ws_publish_failures_total", "counter", "POST /publish requests the broker refused.",
-       [](S s) { return s.broker.publish_failures; }},
+       [](S s) { return s.broker.counts.publish_failures; }},
       {"ws_event_loop_threads", "gauge", "Event-loop threads.", [](S s) { return s.thread_count; }},
       {"ws_uptime_seconds", "gauge", "Seconds since start.",
        [](S s) {
@@ -339,8 +336,8 @@ const char* boolean(bool b) {
 // read from the start again, gaps that could not be read back).
 std::string stream_losses(const BrokerSnapshot& broker) {
   if (broker.name != "jetstream") return {};
-  return fmt::format(R"(,"history_restarts":{},"stream_resets":{})", broker.history_restarts,
-                     broker.stream_resets);
+  return fmt::format(R"(,"history_restarts":{},"stream_resets":{})", broker.counts.history_restarts,
+                     broker.counts.stream_resets);
 }
 
 }  // namespace
@@ -377,7 +374,7 @@ HealthReport render_health(const OpsSnapshot& s) {
   if (!s.broker.ready || memory >= 100.0 || s.draining) {
     status = "unhealthy";
     http_status = 503;
-  } else if (!cpu_ok || !memory_ok || s.broker.paused ||
+  } else if (!cpu_ok || !memory_ok || s.broker.counts.paused ||
              s.websocket_connections >= s.max_connections) {
     status = "degraded";
   }
@@ -390,8 +387,8 @@ HealthReport render_health(const OpsSnapshot& s) {
       R"("broker":{{"connected":{},"ready":{},"type":"{}","paused":{}{}}}}}}})",
       status, s.cpu_percent, s.cpu_reject_threshold, boolean(cpu_ok), memory,
       s.memory_limit_bytes / (1024 * 1024), boolean(memory_ok), s.websocket_connections,
-      s.max_connections, capacity, boolean(s.broker.connected), boolean(s.broker.ready),
-      s.broker.name, boolean(s.broker.paused), stream_losses(s.broker));
+      s.max_connections, capacity, boolean(s.broker.counts.connected), boolean(s.broker.ready),
+      s.broker.name, boolean(s.broker.counts.paused), stream_losses(s.broker));
   return report;
 }
 

@@ -6,43 +6,17 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "ops/histogram.hpp"
 #include "ops/metrics.hpp"
 
 namespace odin {
 
-// One sample of a labelled family, e.g. reason="bad_subject".
-struct LabelledCount {
-  std::string label;
-  uint64_t value = 0;
-};
-
-// The broker's state and counters (broker/broker.hpp: BrokerCounters).
+// The broker's state and counters.
 struct BrokerSnapshot {
-  std::string name;  // "embedded", "nats", "jetstream", "redis"
-  bool connected = false;
+  std::string name;    // "embedded", "nats", "jetstream", "redis"
   bool ready = false;  // connected and, for JetStream, the consumer bound
-  bool paused = false;
-  bool fanout_behind = false;
-  uint64_t pauses = 0;
-  uint64_t fanout_behind_episodes = 0;
-  uint64_t disconnects = 0;
-  uint64_t reconnects = 0;
-  uint64_t gap_filled = 0;
-  uint64_t history_restarts = 0;
-  uint64_t stream_resets = 0;
-  uint64_t stream_reads_pending = 0;
-  uint64_t stream_reads_refused = 0;
-  uint64_t stream_reads_abandoned = 0;
-  uint64_t stream_reads_timed_out = 0;
-  uint64_t received = 0;
-  uint64_t delivered = 0;
-  uint64_t dropped = 0;
-  std::vector<LabelledCount> rejected;  // by IntakeReject, labelled with its name
-  uint64_t published = 0;
-  uint64_t publish_failures = 0;
+  BrokerCounts counts;
 };
 
 struct OpsSnapshot {

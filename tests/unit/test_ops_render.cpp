@@ -46,11 +46,12 @@ OpsSnapshot sample_snapshot() {
   s.memory_reject_threshold = 90.0;
   s.uptime_seconds = 61.26;
   s.broker.name = "embedded";
-  s.broker.connected = true;
   s.broker.ready = true;
-  s.broker.received = 40;
-  s.broker.stream_reads_pending = 2;
-  s.broker.rejected = {{"bad_subject", 1}, {"oversized", 4}};
+  s.broker.counts.connected = true;
+  s.broker.counts.received = 40;
+  s.broker.counts.stream_reads_pending = 2;
+  s.broker.counts.rejected[static_cast<size_t>(IntakeReject::kBadSubject)] = 1;
+  s.broker.counts.rejected[static_cast<size_t>(IntakeReject::kOversized)] = 4;
   return s;
 }
 
@@ -115,6 +116,7 @@ TEST(RenderMetrics, FamiliesHaveOneHeadAndOneLinePerLabel) {
             std::string::npos);
   EXPECT_NE(m.find("# TYPE ws_broker_messages_rejected_total counter\n"
                    "ws_broker_messages_rejected_total{reason=\"bad_subject\"} 1\n"
+                   "ws_broker_messages_rejected_total{reason=\"bad_type\"} 0\n"
                    "ws_broker_messages_rejected_total{reason=\"oversized\"} 4\n"),
             std::string::npos);
 }
@@ -183,7 +185,7 @@ TEST(RenderHealth, DegradedWhenRefusingForAResource) {
   s.websocket_connections = 100;
   EXPECT_EQ(render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
   s = sample_snapshot();
-  s.broker.paused = true;
+  s.broker.counts.paused = true;
   EXPECT_EQ(render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
 }
 
@@ -205,8 +207,8 @@ TEST(RenderHealth, UnhealthyWhenItCannotServe) {
 TEST(RenderHealth, JetStreamReportsItsLosses) {
   OpsSnapshot s = sample_snapshot();
   s.broker.name = "jetstream";
-  s.broker.history_restarts = 2;
-  s.broker.stream_resets = 1;
+  s.broker.counts.history_restarts = 2;
+  s.broker.counts.stream_resets = 1;
   const std::string body = render_health(s).body;
   EXPECT_NE(body.find(R"("broker":{"connected":true,"ready":true,"type":"jetstream",)"
                       R"("paused":false,"history_restarts":2,"stream_resets":1}}})"),
@@ -229,6 +231,24 @@ TEST(ThreadCounts, AddCountsSumsEveryField) {
   EXPECT_EQ(sums.connections_refused[static_cast<int>(RefuseReason::kTlsFailed)], 2u);
   EXPECT_EQ(sums.connections_rejected[static_cast<int>(RejectReason::kCpu)], 4u);
   EXPECT_EQ(sums.messages_out, 0u);
+}
+
+TEST(BrokerCounts, CopyCountsCopiesEveryField) {
+  BrokerCounters live;
+  live.connected = true;
+  live.stream_reads_pending = 3;
+  live.publish_failures = 2;
+  live.fanout_behind_episodes = 5;
+  live.reject(IntakeReject::kDuplicate);
+  BrokerCounts copy;
+  copy_counts(copy, live);
+  EXPECT_TRUE(copy.connected);
+  EXPECT_TRUE(copy.intake_ready);
+  EXPECT_EQ(copy.stream_reads_pending, 3u);
+  EXPECT_EQ(copy.publish_failures, 2u);
+  EXPECT_EQ(copy.fanout_behind_episodes, 5u);
+  EXPECT_EQ(copy.rejected[static_cast<size_t>(IntakeReject::kDuplicate)], 1u);
+  EXPECT_EQ(copy.received, 0u);
 }
 
 }  // namespace
