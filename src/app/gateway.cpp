@@ -17,13 +17,13 @@
 #include <thread>
 
 #include "app/demo_feed.hpp"
-#include "app/ops_endpoints.hpp"
 #include "broker/embedded_broker.hpp"
 #include "broker/nats_broker.hpp"
 #include "broker/redis_broker.hpp"
 #include "http/http_phase.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
+#include "ops/render.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin {
@@ -216,7 +216,7 @@ int Gateway::run() {
     resources_.sample();
     if (mono_ms() >= next_stats_log) {
       next_stats_log += config_.metrics_interval.count();
-      spdlog::info("stats {}", render_stats(*this));
+      spdlog::info("stats {}", render_stats(snapshot()));
     }
   }
 

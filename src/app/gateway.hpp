@@ -22,6 +22,7 @@
 #include "net/tls.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
+#include "ops/snapshot.hpp"
 
 namespace odin {
 
@@ -59,6 +60,8 @@ class Gateway {
   Admission& admission() { return admission_; }
   uint32_t websocket_connections() const { return admission_.admitted(); }
   bool draining() const { return admission_.draining(); }
+  // What /health, /stats and /metrics show, read now from any thread (app/snapshot.cpp).
+  OpsSnapshot snapshot() const;
 
   AddressLimits& address_limits() { return address_limits_; }
   // The TLS context new connections use (null: plain). Connections keep the one they started

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "app/gateway.hpp"
-#include "app/ops_endpoints.hpp"
 #include "auth/jwt.hpp"
 #include "core/clock.hpp"
 #include "core/json.hpp"
@@ -19,6 +18,7 @@
 #include "http/request_parts.hpp"
 #include "net/connection.hpp"
 #include "net/event_loop.hpp"
+#include "ops/render.hpp"
 #include "session/client.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
@@ -206,13 +206,13 @@ bool Routes::handle(HttpPhase& phase, HttpRequest& request) {
     return keep_alive;
   }
   if (path == "/health") {
-    HealthReport health = render_health(gateway_);
+    HealthReport health = render_health(gateway_.snapshot());
     phase.respond(health.status, "application/json", health.body, keep_alive);
   } else if (path == "/stats") {
-    phase.respond(200, "application/json", render_stats(gateway_), keep_alive);
+    phase.respond(200, "application/json", render_stats(gateway_.snapshot()), keep_alive);
   } else if (path == "/metrics") {
-    phase.respond(200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(gateway_),
-                  keep_alive);
+    phase.respond(200, "text/plain; version=0.0.4; charset=utf-8",
+                  render_metrics(gateway_.snapshot()), keep_alive);
   } else if (const StaticFiles::File* file = gateway_.web().find(path)) {
     phase.respond(200, file->content_type, file->body, keep_alive);
   } else {

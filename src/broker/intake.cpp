@@ -23,26 +23,6 @@ constexpr int64_t kRejectLogEveryMs = 10'000;
 constexpr int64_t kFanoutBehindWaitMs = 5;
 }  // namespace
 
-const char* intake_reject_name(IntakeReject reason) {
-  switch (reason) {
-    case IntakeReject::kBadSubject:
-      return "bad_subject";
-    case IntakeReject::kBadType:
-      return "bad_type";
-    case IntakeReject::kOversized:
-      return "oversized";
-    case IntakeReject::kInvalidUtf8:
-      return "invalid_utf8";
-    case IntakeReject::kDuplicate:
-      return "duplicate";
-    case IntakeReject::kFanoutBehind:
-      return "fanout_behind";
-    case IntakeReject::kCount:
-      break;
-  }
-  return "unknown";
-}
-
 IntakeFilter::IntakeFilter(std::string subject_prefix, size_t max_payload_bytes)
     : prefix_(std::move(subject_prefix)),
       max_payload_bytes_(max_payload_bytes),

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "ops/config.hpp"
+#include "ops/metrics.hpp"
 
 namespace odin {
 
-struct BrokerCounters;
 class IntakeRunner;
 
 // A NATS publish is flushed, a JetStream one acknowledged by the stream, within this.
