@@ -175,9 +175,9 @@ class MessageReader {
   uint32_t max_message_;
   uint32_t frame_left_ = 0;   // payload bytes of the split frame still to come
   uint32_t frame_start_ = 0;  // where the split frame's payload starts in held_
-  char header_[14];           // a header split across reads
+  char header_[14] = {};      // a header split across reads
   uint8_t header_len_ = 0;
-  char mask_[4];  // the split frame's masking key, rotated to line up with the next byte
+  char mask_[4] = {};  // the split frame's masking key, rotated to line up with the next byte
   uint8_t frame_opcode_ = 0;
   bool frame_fin_ = false;
   bool in_frame_ = false;    // a split frame's payload is being collected
