@@ -91,7 +91,7 @@ void Client::end_after_close_frame() {
 
 void Client::bind_session(Session& session, bool returning_from_transit) {
   assert(session_ == nullptr && "a client has at most one session");
-  session.attach(*this, returning_from_transit);
+  session.attach(*this, conn_, returning_from_transit);
   session_ = &session;
   thread_.sessions().on_attached(session);
 }

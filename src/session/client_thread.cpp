@@ -182,7 +182,7 @@ void ClientThread::on_session_detached(Session& session) {
 void ClientThread::enforce_detached_budget() {
   budget_check_posted_ = false;
   const Config& config = this->config();
-  const size_t threads = thread_count();
+  const size_t threads = std::max<size_t>(1, thread_count());  // peers unset: this one alone
   // Both budgets are process-wide, split evenly over the threads (each thread keeps its own).
   const size_t per_ip =
       config.max_detached_per_ip != 0 ? config.max_detached_per_ip : config.max_connections_per_ip;

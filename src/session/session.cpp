@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "session/client.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin {
@@ -79,12 +78,13 @@ Session::Session(SessionId id, uint32_t replay_size) : id_(id), ring_(replay_siz
 
 Session::~Session() = default;
 
-void Session::attach(Client& client, [[maybe_unused]] bool returning_from_transit) {
+void Session::attach(Client& client, Connection& connection,
+                     [[maybe_unused]] bool returning_from_transit) {
   assert(connection_ == nullptr && "a session has at most one connection");
   assert(in_transit_ == returning_from_transit &&
          "only its own connection takes a session in transit");
   client_ = &client;
-  connection_ = &client.connection();
+  connection_ = &connection;
   in_transit_ = false;
 }
 

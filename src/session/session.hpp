@@ -123,7 +123,7 @@ class Session {
 
  private:
   friend class Client;  // the binding's only writer
-  void attach(Client& client, bool returning_from_transit);
+  void attach(Client& client, Connection& connection, bool returning_from_transit);
   void detach(int64_t now_ms, bool in_transit);
   bool already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const;
 
