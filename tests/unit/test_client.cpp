@@ -218,6 +218,33 @@ TEST(Client, AClientThatNeverReadsIsClosedWith4008AfterWholeFrames) {
   EXPECT_LT(expected_seq - 1, static_cast<uint64_t>(kMessages)) << "the backlog was dropped";
 }
 
+TEST(Client, AClientBehindWithinTheQueueLimitGetsEveryFrameInOrderFromTheBacklog) {
+  Config config;
+  config.client_queue_bytes = 4 << 20;
+  OneClient c(config, /*client_rcvbuf=*/4096, /*server_sndbuf=*/4096);
+  ASSERT_NE(c.attached.session, nullptr);
+  Hub hub({&c.worker.fanout()});
+  ASSERT_TRUE(c.attached.session->subscribe(c.worker.clients().index(), "A"));
+
+  constexpr int kMessages = 400;
+  const std::string data = "\"" + std::string(1000, 'd') + "\"";
+  std::vector<IngestItem> items(kMessages, IngestItem{"A", "tick", data, true});
+  hub.ingest(items);
+  ASSERT_TRUE(pump_until({&c.loop()}, [&] { return c.attached.session->seq() == kMessages; }));
+  EXPECT_GT(c.attached.conn->outbound().backlog_bytes(), 300'000u) << "most of it waits";
+
+  std::vector<Frame> frames = read_frames(c.end, {&c.loop()}, kMessages);
+  ASSERT_EQ(frames.size(), static_cast<size_t>(kMessages));
+  for (size_t i = 0; i < frames.size(); ++i) {
+    ASSERT_EQ(frames[i].opcode, 0x1) << i;
+    ASSERT_EQ(json_member(frames[i].payload, "seq"), std::to_string(i + 1));
+    ASSERT_TRUE(frames[i].payload.ends_with(",\"data\":" + data + "}"));
+  }
+  EXPECT_TRUE(c.end.bytes.empty());
+  EXPECT_FALSE(c.end.eof);
+  EXPECT_EQ(c.loop().stats().slow_consumer_closes.get(), 0u);
+}
+
 TEST(Client, AnExpiredTokenClosesWith4001AtTheSweep) {
   Config config;
   OneClient c(config);
