@@ -109,21 +109,32 @@ TEST(Client, NoInputForTheHeartbeatTimeoutClosesWith4000) {
   EXPECT_TRUE(c.session()->detached());
 }
 
-TEST(Client, InputPostponesTheHeartbeatTimeout) {
+TEST(Client, InputRestartsTheHeartbeatClock) {
+  // The client's clock is real time (mono_ms at construction and on input); the sweep's is
+  // fabricated. Real time passes first (a bounded wait, not an assertion), then a pong arrives:
+  // a sweep soon after it, but well past the timeout counted from the construction, finds the
+  // client alive.
   Config config;
   config.ping_interval = Millis(3'600'000);
-  config.heartbeat_timeout = Millis(90'000);
+  config.heartbeat_timeout = Millis(1'000);
   OneClient c(config);
-  // A pong after the client was quiet for a while: it was heard from, the clock restarts.
+  const int64_t constructed_by = mono_ms();
+  ASSERT_TRUE(pump_until({&c.loop()}, [&] { return mono_ms() >= constructed_by + 1'500; }));
   send_all(c.end.fd, masked_frame(0xA, ""));
   ASSERT_TRUE(
       pump_until({&c.loop()}, [&] { return consumed_by_server(c.end.fd, c.attached.conn->fd()); }));
-  const int64_t heard = mono_ms();
-  c.attached.conn->on_sweep(heard + 89'000);
+  const int64_t heard_by = mono_ms();
+  // Counted from the construction this is over 1,700 ms of silence; from the pong, at most
+  // 200 ms plus the time between the read and heard_by.
+  c.attached.conn->on_sweep(heard_by + 200);
   run_ready({&c.loop()});
   c.end.read_available();
   EXPECT_TRUE(c.end.bytes.empty());
   EXPECT_EQ(c.loop().stats().heartbeat_timeouts.get(), 0u);
+  // And the timeout still counts from the pong.
+  c.attached.conn->on_sweep(heard_by + 1'000);
+  ASSERT_TRUE(c.end.read_until_eof({&c.loop()}));
+  EXPECT_EQ(c.end.bytes, server_close(ws::close_code::kHeartbeatTimeout, "heartbeat timeout"));
 }
 
 TEST(Client, ThePingIntervalMakesTheServerPing) {
