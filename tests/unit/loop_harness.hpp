@@ -336,7 +336,6 @@ inline LoopParts test_loop_parts() {
 inline ClientThreadParts test_client_parts() {
   ClientThreadParts parts;
   parts.jwt_verifier = [] { return std::shared_ptr<const auth::JwtVerifier>(); };
-  parts.release_connection = [] {};
   return parts;
 }
 
@@ -363,7 +362,7 @@ inline AttachedClient attach_client(Worker& worker, TcpPair& pair, SessionId id)
   socket.fd = pair.server.release();
   socket.loopback = true;
   out.conn = worker.loop().adopt(std::move(socket), [&](Connection& conn) {
-    auto client = std::make_unique<Client>(worker.clients(), conn);
+    auto client = std::make_unique<Client>(worker.clients(), conn, CountedPlace());
     out.client = client.get();
     return client;
   });

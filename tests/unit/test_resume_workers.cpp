@@ -48,7 +48,7 @@ class UpgradeRoutes final : public HttpRoutes {
     Session& session =
         clients.sessions().create(clients.new_session_id(), clients.config().replay_size);
     session.client_address = conn.client_address();
-    auto owned = std::make_unique<Client>(clients, conn);
+    auto owned = std::make_unique<Client>(clients, conn, CountedPlace());
     Client& client = *owned;
     conn.set_handler(std::move(owned));
     client.bind_session(session, false);
