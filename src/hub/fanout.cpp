@@ -12,7 +12,6 @@
 
 #include "core/clock.hpp"
 #include "core/envelope.hpp"
-#include "net/connection.hpp"
 #include "net/event_loop.hpp"
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"

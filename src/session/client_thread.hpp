@@ -80,7 +80,6 @@ class ClientThread {
   // Counts maintained for /stats (read from other threads).
   uint32_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
   uint32_t detached_count() const { return detached_count_.load(std::memory_order_relaxed); }
-  size_t parked_count() const { return parked_.size(); }  // loop thread
 
  private:
   // JetStream restores parked while the broker reads the stream back for them (hand_over).
