@@ -10,7 +10,7 @@
 #include "hub/fanout.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::app {
 
 namespace {
 constexpr auto kTick = std::chrono::milliseconds(20);
@@ -35,7 +35,8 @@ std::vector<std::string> DemoFeed::symbol_names(unsigned count) {
   return names;
 }
 
-DemoFeed::DemoFeed(boost::asio::io_context& io, Broker& broker, double rate, unsigned symbols)
+DemoFeed::DemoFeed(boost::asio::io_context& io, broker::Broker& broker, double rate,
+                   unsigned symbols)
     : timer_(io), broker_(broker), rate_(rate), rng_(std::random_device{}()) {
   const auto names = symbol_names(symbols);
   std::uniform_real_distribution<double> start(1.0, 500.0);
@@ -80,7 +81,7 @@ void DemoFeed::tick() {
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
   std::vector<std::string> payloads;
-  std::vector<IngestItem> items;
+  std::vector<core::IngestItem> items;
   payloads.reserve(due);
   items.reserve(due);
   for (size_t i = 0; i < due; ++i) {
@@ -92,11 +93,11 @@ void DemoFeed::tick() {
     payloads.push_back(
         fmt::format(R"({{"symbol":"{}","price":{:.{}f},"change":{:.3f},"volume":{:.2f},"t":{}}})",
                     q.symbol, q.price, decimals, change, q.volume, now_ns));
-    items.push_back(IngestItem{q.symbol, "price:update", payloads.back(), true});
+    items.push_back(core::IngestItem{q.symbol, "price:update", payloads.back(), true});
   }
-  broker_.publish(items, [](PublishOutcome outcome) {
+  broker_.publish(items, [](core::PublishOutcome outcome) {
     if (!outcome.error.empty()) spdlog::debug("demo feed: {}", outcome.error);
   });
 }
 
-}  // namespace odin
+}  // namespace odin::app

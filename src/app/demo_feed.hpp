@@ -9,13 +9,15 @@
 #include <string>
 #include <vector>
 
-namespace odin {
-
+namespace odin::broker {
 class Broker;
+}  // namespace odin::broker
+
+namespace odin::app {
 
 class DemoFeed {
  public:
-  DemoFeed(boost::asio::io_context& io, Broker& broker, double rate, unsigned symbols);
+  DemoFeed(boost::asio::io_context& io, broker::Broker& broker, double rate, unsigned symbols);
   void start();
   void stop();
   // The symbols the feed publishes (the first `symbols` of a built-in list, then SYM<n>).
@@ -32,7 +34,7 @@ class DemoFeed {
   void arm();
 
   boost::asio::steady_timer timer_;
-  Broker& broker_;
+  broker::Broker& broker_;
   double rate_;
   double owed_ = 0.0;  // messages due but not yet sent (fractions carry over between ticks)
   std::chrono::steady_clock::time_point last_;
@@ -41,4 +43,4 @@ class DemoFeed {
   bool running_ = false;
 };
 
-}  // namespace odin
+}  // namespace odin::app

@@ -26,26 +26,27 @@
 #include "ops/render.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::app {
 
-Gateway::Gateway(Config config)
+Gateway::Gateway(ops::Config config)
     : config_(std::move(config)),
       address_limits_(config_.max_connections_per_ip, config_.max_sockets) {
   unsigned threads = config_.threads;
   if (threads == 0) {
-    threads = static_cast<unsigned>(std::max(1.0, std::floor(ResourceMonitor::available_cpus())));
+    threads =
+        static_cast<unsigned>(std::max(1.0, std::floor(guard::ResourceMonitor::available_cpus())));
   }
   threads = std::min(threads, 255u);  // the session id keeps the thread in its low byte
-  std::vector<ThreadFanout*> fanouts;
-  std::vector<ClientThread*> client_threads;
+  std::vector<hub::ThreadFanout*> fanouts;
+  std::vector<session::ClientThread*> client_threads;
   for (unsigned i = 0; i < threads; ++i) {
-    LoopParts loop_parts;
-    loop_parts.make_handler = [this](Connection& conn) {
-      return std::make_unique<HttpPhase>(conn, config_, routes_);
+    net::LoopParts loop_parts;
+    loop_parts.make_handler = [this](net::Connection& conn) {
+      return std::make_unique<http::HttpPhase>(conn, config_, routes_);
     };
     loop_parts.tls_context = [this] { return tls_context(); };
     loop_parts.address_limits = &address_limits_;
-    ClientThreadParts client_parts;
+    session::ClientThreadParts client_parts;
     client_parts.jwt_verifier = [this] { return jwt_verifier(); };
     client_parts.stream_reader = &stream_reader_;
     workers_.push_back(
@@ -55,7 +56,7 @@ Gateway::Gateway(Config config)
   }
   for (auto& worker : workers_)
     worker->clients().set_peers(client_threads);
-  hub_ = std::make_unique<Hub>(std::move(fanouts));
+  hub_ = std::make_unique<hub::Hub>(std::move(fanouts));
   resources_.configure(config_.cpu_limit, config_.memory_limit);
   const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
   const size_t files = web_.load(root);
@@ -84,9 +85,9 @@ std::string Gateway::instance_id() const {
 }
 
 std::string Gateway::load_tls() {
-  auto loaded = TlsContext::load(config_.tls_cert, config_.tls_key);
+  auto loaded = net::TlsContext::load(config_.tls_cert, config_.tls_key);
   if (auto* error = std::get_if<std::string>(&loaded)) return *error;
-  auto context = std::get<std::shared_ptr<const TlsContext>>(std::move(loaded));
+  auto context = std::get<std::shared_ptr<const net::TlsContext>>(std::move(loaded));
   spdlog::info("TLS certificate loaded: {}", context->description());
   std::lock_guard lock(tls_mutex_);
   tls_context_ = std::move(context);
@@ -174,13 +175,13 @@ int Gateway::run() {
                   e.code().message());
     return 1;
   }
-  started_at_ms_ = mono_ms();
-  if (config_.broker == BrokerKind::kNats || config_.broker == BrokerKind::kJetStream) {
-    broker_ = std::make_unique<NatsBroker>(config_, instance_id(), *hub_, resources_);
-  } else if (config_.broker == BrokerKind::kRedis) {
-    broker_ = std::make_unique<RedisBroker>(config_, instance_id(), *hub_, resources_);
+  started_at_ms_ = core::mono_ms();
+  if (config_.broker == ops::BrokerKind::kNats || config_.broker == ops::BrokerKind::kJetStream) {
+    broker_ = std::make_unique<broker::NatsBroker>(config_, instance_id(), *hub_, resources_);
+  } else if (config_.broker == ops::BrokerKind::kRedis) {
+    broker_ = std::make_unique<broker::RedisBroker>(config_, instance_id(), *hub_, resources_);
   } else {
-    broker_ = std::make_unique<EmbeddedBroker>(config_, *hub_, resources_);
+    broker_ = std::make_unique<broker::EmbeddedBroker>(config_, *hub_, resources_);
   }
   stream_reader_.broker = broker_.get();
   if (std::string problem = broker_->start(); !problem.empty()) {
@@ -199,7 +200,7 @@ int Gateway::run() {
                workers_.size(), broker_->name(), config_.demo_feed ? ", demo feed on" : "");
 
   // Main thread: resource sampling once a second, periodic stats log, and the stop signal.
-  int64_t next_stats_log = mono_ms() + config_.metrics_interval.count();
+  int64_t next_stats_log = core::mono_ms() + config_.metrics_interval.count();
   int received = 0;
   while (received == 0) {
     timespec second{1, 0};
@@ -214,9 +215,9 @@ int Gateway::run() {
       break;
     }
     resources_.sample();
-    if (mono_ms() >= next_stats_log) {
+    if (core::mono_ms() >= next_stats_log) {
       next_stats_log += config_.metrics_interval.count();
-      spdlog::info("stats {}", render_stats(snapshot()));
+      spdlog::info("stats {}", ops::render_stats(snapshot()));
     }
   }
 
@@ -230,11 +231,11 @@ int Gateway::run() {
     boost::asio::post(workers_[0]->loop().io(), [feed = demo_feed_.get()] { feed->stop(); });
   }
   for (auto& worker : workers_) {
-    EventLoop* loop = &worker->loop();
+    net::EventLoop* loop = &worker->loop();
     boost::asio::post(loop->io(), [loop] { loop->begin_drain(); });
   }
-  const int64_t deadline = mono_ms() + config_.drain_timeout.count();
-  while (websocket_connections() > 0 && mono_ms() < deadline) {
+  const int64_t deadline = core::mono_ms() + config_.drain_timeout.count();
+  while (websocket_connections() > 0 && core::mono_ms() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const uint32_t left = websocket_connections();
@@ -249,4 +250,4 @@ int Gateway::run() {
   return 0;
 }
 
-}  // namespace odin
+}  // namespace odin::app

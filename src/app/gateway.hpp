@@ -24,13 +24,13 @@
 #include "ops/metrics.hpp"
 #include "ops/snapshot.hpp"
 
-namespace odin {
+namespace odin::app {
 
 class DemoFeed;
 
 class Gateway {
  public:
-  explicit Gateway(Config config);
+  explicit Gateway(ops::Config config);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -39,17 +39,17 @@ class Gateway {
   // the process exit status.
   int run();
 
-  const Config& config() const { return config_; }
+  const ops::Config& config() const { return config_; }
   unsigned thread_count() const { return static_cast<unsigned>(workers_.size()); }
   Worker& worker(unsigned index) { return *workers_[index]; }
   const Worker& worker(unsigned index) const { return *workers_[index]; }
-  Hub& hub() { return *hub_; }
-  const Hub& hub() const { return *hub_; }
-  Broker& broker() { return *broker_; }
-  const Broker& broker() const { return *broker_; }
-  ResourceMonitor& resources() { return resources_; }
-  const ResourceMonitor& resources() const { return resources_; }
-  const StaticFiles& web() const { return web_; }
+  hub::Hub& hub() { return *hub_; }
+  const hub::Hub& hub() const { return *hub_; }
+  broker::Broker& broker() { return *broker_; }
+  const broker::Broker& broker() const { return *broker_; }
+  guard::ResourceMonitor& resources() { return resources_; }
+  const guard::ResourceMonitor& resources() const { return resources_; }
+  const http::StaticFiles& web() const { return web_; }
   uint16_t port() const { return port_; }
   // WS_INSTANCE_ID, or <hostname>-<port>: how this instance is named on NATS.
   std::string instance_id() const;
@@ -57,16 +57,16 @@ class Gateway {
   int64_t started_at_ms() const { return started_at_ms_; }
 
   // Admission of WebSocket upgrades: a ticket per open WebSocket connection.
-  Admission& admission() { return admission_; }
+  guard::Admission& admission() { return admission_; }
   uint32_t websocket_connections() const { return admission_.admitted(); }
   bool draining() const { return admission_.draining(); }
   // What /health, /stats and /metrics show, read now from any thread (app/snapshot.cpp).
-  OpsSnapshot snapshot() const;
+  ops::OpsSnapshot snapshot() const;
 
-  AddressLimits& address_limits() { return address_limits_; }
+  guard::AddressLimits& address_limits() { return address_limits_; }
   // The TLS context new connections use (null: plain). Connections keep the one they started
   // with, so a reload never touches an open connection.
-  std::shared_ptr<const TlsContext> tls_context() const {
+  std::shared_ptr<const net::TlsContext> tls_context() const {
     std::lock_guard lock(tls_mutex_);
     return tls_context_;
   }
@@ -88,23 +88,24 @@ class Gateway {
   // address slots and connection count back when they are destroyed, the hub points into the
   // loops' fan-outs, the broker feeds the hub and reads the resource monitor, and the demo
   // feed's timer runs on loop 0's io_context and publishes through the broker.
-  Config config_;
-  ResourceMonitor resources_;
-  StaticFiles web_;
+  ops::Config config_;
+  guard::ResourceMonitor resources_;
+  http::StaticFiles web_;
   uint16_t port_ = 0;
   int64_t started_at_ms_ = 0;
   // Before the workers: the clients' tickets go back to it when they are destroyed.
-  Admission admission_{config_, resources_};
-  AddressLimits address_limits_;
+  guard::Admission admission_{config_, resources_};
+  guard::AddressLimits address_limits_;
   Routes routes_{*this};
   mutable std::mutex tls_mutex_;  // guards the two reloadable pieces below
-  std::shared_ptr<const TlsContext> tls_context_;
+  std::shared_ptr<const net::TlsContext> tls_context_;
   std::shared_ptr<const auth::JwtVerifier> jwt_verifier_;
   // The broker as the sessions' StreamReader: the workers are built before the broker, which
   // feeds their hub.
-  struct BrokerStreamReader final : StreamReader {
-    Broker* broker = nullptr;
-    void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) override {
+  struct BrokerStreamReader final : core::StreamReader {
+    broker::Broker* broker = nullptr;
+    void fetch(std::unique_ptr<core::StreamFetch> fetch, size_t limit,
+               core::StreamFetchDone done) override {
       broker->fetch(std::move(fetch), limit, std::move(done));
     }
     bool reserve_stream_read(uint32_t cap) override { return broker->reserve_stream_read(cap); }
@@ -113,11 +114,11 @@ class Gateway {
   };
   BrokerStreamReader stream_reader_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<Hub> hub_;
-  std::unique_ptr<Broker> broker_;
+  std::unique_ptr<hub::Hub> hub_;
+  std::unique_ptr<broker::Broker> broker_;
   std::unique_ptr<DemoFeed> demo_feed_;
   // Re-reads every file-based secret (certificate, key, JWT public key) after SIGHUP.
   void reload_files();
 };
 
-}  // namespace odin
+}  // namespace odin::app

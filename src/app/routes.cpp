@@ -24,20 +24,21 @@
 #include "session/session.hpp"
 #include "ws/handshake.hpp"
 
-namespace odin {
+namespace odin::app {
 
-namespace http = boost::beast::http;
+namespace beast_http = boost::beast::http;
 
 namespace {
 
 // The upgrade's token: `?token=` (browsers cannot set headers on a WebSocket) or
 // `Authorization: Bearer`. Null with `refusal` set when it is missing or invalid.
 std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifier,
-                                                const HttpRequest& request, ClientThread& clients,
+                                                const http::HttpRequest& request,
+                                                session::ClientThread& clients,
                                                 std::string& refusal) {
-  std::string_view token = query_param(request.target(), "token");
+  std::string_view token = http::query_param(request.target(), "token");
   if (token.empty()) {
-    const std::string_view header = request[http::field::authorization];
+    const std::string_view header = request[beast_http::field::authorization];
     if (header.size() > 7 && boost::beast::iequals(header.substr(0, 7), "Bearer ")) {
       token = header.substr(7);
     }
@@ -46,7 +47,7 @@ std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifie
     refusal = "token missing";
     return nullptr;
   }
-  auth::TokenCheck check = verifier.verify(token, wall_ms() / 1000, clients.json_parser());
+  auth::TokenCheck check = verifier.verify(token, core::wall_ms() / 1000, clients.json_parser());
   if (!check.claims) {
     refusal = check.error;
     return nullptr;
@@ -54,12 +55,12 @@ std::unique_ptr<auth::TokenClaims> authenticate(const auth::JwtVerifier& verifie
   return std::make_unique<auth::TokenClaims>(std::move(*check.claims));
 }
 
-bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
-  Connection& conn = phase.connection();
-  EventLoop& loop = conn.loop();
-  ClientThread& clients = gateway.worker(loop.index()).clients();
+bool handle_upgrade(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest& request) {
+  net::Connection& conn = phase.connection();
+  net::EventLoop& loop = conn.loop();
+  session::ClientThread& clients = gateway.worker(loop.index()).clients();
   const bool keep_alive = request.keep_alive();
-  const ws::UpgradeRequest up = upgrade_request_of(request);
+  const ws::UpgradeRequest up = http::upgrade_request_of(request);
   const ws::UpgradeVerdict verdict = ws::check_upgrade(up);
   if (verdict.status == 426) {
     phase.respond_error(426, verdict.error, keep_alive, "Sec-WebSocket-Version: 13\r\n");
@@ -69,16 +70,16 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
     phase.respond_error(400, verdict.error, keep_alive);
     return keep_alive;
   }
-  const std::string_view origin = request[http::field::origin];
-  if (!origin.empty() && !origin_allowed(gateway.config().allowed_origins, origin)) {
-    loop.stats().refused(RefuseReason::kOrigin);
+  const std::string_view origin = request[beast_http::field::origin];
+  if (!origin.empty() && !guard::origin_allowed(gateway.config().allowed_origins, origin)) {
+    loop.stats().refused(ops::RefuseReason::kOrigin);
     phase.respond_error(403, "origin not allowed", keep_alive);
     return keep_alive;
   }
   std::vector<std::string_view> channels;
   const std::string_view target = request.target();
-  if (!split_channels(query_param(target, "channels"), channels,
-                      gateway.config().max_channels_per_conn)) {
+  if (!http::split_channels(http::query_param(target, "channels"), channels,
+                            gateway.config().max_channels_per_conn)) {
     phase.respond_error(400, "invalid channel name in ?channels=", keep_alive);
     return keep_alive;
   }
@@ -91,7 +92,7 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
     std::string refusal;
     token = authenticate(*verifier, request, clients, refusal);
     if (!token) {
-      loop.stats().refused(RefuseReason::kUnauthorized);
+      loop.stats().refused(ops::RefuseReason::kUnauthorized);
       phase.respond_error(401, refusal, keep_alive,
                           "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
@@ -104,9 +105,9 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
     }
   }
   auto admitted = gateway.admission().admit();
-  if (const RejectReason* refused = std::get_if<RejectReason>(&admitted)) {
+  if (const ops::RejectReason* refused = std::get_if<ops::RejectReason>(&admitted)) {
     loop.stats().connections_rejected[static_cast<int>(*refused)].add();
-    phase.respond_error(503, reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
+    phase.respond_error(503, ops::reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
     return keep_alive;
   }
   const std::string accept = ws::accept_key(up.key);
@@ -114,30 +115,28 @@ bool handle_upgrade(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: {}\r\n\r\n",
       accept));
-  const Config& config = gateway.config();
-  Session& session = clients.sessions().create(clients.new_session_id(), config.replay_size);
-  session.client_address = conn.client_address();
-  auto owned =
-      std::make_unique<Client>(clients, conn, std::get<Admission::Ticket>(std::move(admitted)));
-  Client& client = *owned;
-  if (token) {
-    session.subject = token->subject;
-    client.set_token(std::move(token));
-  }
+  const ops::Config& config = gateway.config();
+  session::Session& session =
+      clients.sessions().create(clients.new_session_id(), config.replay_size,
+                                {conn.client_address(), token ? token->subject : ""});
+  auto owned = std::make_unique<session::Client>(
+      clients, conn, std::get<guard::Admission::Ticket>(std::move(admitted)));
+  session::Client& client = *owned;
+  if (token) client.set_token(std::move(token));
   conn.set_handler(std::move(owned));  // this phase ends with this request
   client.bind_session(session, false);
   loop.stats().connections_accepted.add();
-  send_welcome(client, session);
-  if (!channels.empty()) subscribe_at_connect(client, session, channels);
+  session::send_welcome(client, session);
+  if (!channels.empty()) session::subscribe_at_connect(client, session, channels);
   return false;
 }
 
-bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
-  Connection& conn = phase.connection();
-  EventLoop& loop = conn.loop();
-  ClientThread& clients = gateway.worker(loop.index()).clients();
+bool handle_publish(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest& request) {
+  net::Connection& conn = phase.connection();
+  net::EventLoop& loop = conn.loop();
+  session::ClientThread& clients = gateway.worker(loop.index()).clients();
   const bool keep_alive = request.keep_alive();
-  const Config& config = gateway.config();
+  const ops::Config& config = gateway.config();
   // Loopback peers are trusted only when no token is required of them: a proxy or sidecar on
   // the same host is a loopback peer too (WS_PUBLISH_REQUIRE_TOKEN).
   if (config.publish_require_token || !conn.is_loopback()) {
@@ -145,17 +144,18 @@ bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
       phase.respond_error(403, "publishing is allowed from loopback only", keep_alive);
       return keep_alive;
     }
-    if (!bearer_token_matches(request[http::field::authorization], config.publish_token)) {
+    if (!core::bearer_token_matches(request[beast_http::field::authorization],
+                                    config.publish_token)) {
       phase.respond_error(401, "missing or wrong bearer token", keep_alive,
                           "WWW-Authenticate: Bearer realm=\"odin-ws\"\r\n");
       return keep_alive;
     }
   }
-  PublishBatch batch;
-  if (auto error = parse_publish_body(request.body(), clients.json_parser(), batch,
-                                      config.max_payload_bytes)) {
+  core::PublishBatch batch;
+  if (auto error = core::parse_publish_body(request.body(), clients.json_parser(), batch,
+                                            config.max_payload_bytes)) {
     std::string body = "{\"error\":";
-    json::append_string(body, error->message);
+    core::json::append_string(body, error->message);
     if (error->index >= 0) body += fmt::format(",\"index\":{}", error->index);
     body += "}";
     phase.respond(400, "application/json", body, keep_alive);
@@ -165,8 +165,9 @@ bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
   // the broker's thread; it is carried back to this connection's thread.
   phase.begin_deferred_response();
   boost::asio::io_context* io = &loop.io();
-  HttpPhase* target = &phase;  // alive: a phase waiting for an answer neither reads nor upgrades
-  gateway.broker().publish(batch.items, [io, target, keep_alive](PublishOutcome outcome) {
+  http::HttpPhase* target =
+      &phase;  // alive: a phase waiting for an answer neither reads nor upgrades
+  gateway.broker().publish(batch.items, [io, target, keep_alive](core::PublishOutcome outcome) {
     boost::asio::post(*io, [target, keep_alive, outcome = std::move(outcome)] {
       if (outcome.error.empty()) {
         target->finish_deferred_response(
@@ -174,7 +175,7 @@ bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
         return;
       }
       std::string body = "{\"error\":";
-      json::append_string(body, outcome.error);
+      core::json::append_string(body, outcome.error);
       body += fmt::format(",\"published\":{}}}", outcome.published);
       target->finish_deferred_response(503, body, keep_alive);
     });
@@ -184,10 +185,10 @@ bool handle_publish(Gateway& gateway, HttpPhase& phase, HttpRequest& request) {
 
 }  // namespace
 
-bool Routes::handle(HttpPhase& phase, HttpRequest& request) {
+bool Routes::handle(http::HttpPhase& phase, http::HttpRequest& request) {
   const bool keep_alive = request.keep_alive();
-  const std::string_view path = path_of(request.target());
-  const bool wants_upgrade = !request[http::field::upgrade].empty();
+  const std::string_view path = http::path_of(request.target());
+  const bool wants_upgrade = !request[beast_http::field::upgrade].empty();
 
   if (path == "/ws") return handle_upgrade(gateway_, phase, request);
   if (wants_upgrade) {
@@ -195,25 +196,25 @@ bool Routes::handle(HttpPhase& phase, HttpRequest& request) {
     return keep_alive;
   }
   if (path == "/publish") {
-    if (request.method() != http::verb::post) {
+    if (request.method() != beast_http::verb::post) {
       phase.respond_error(405, "use POST", keep_alive, "Allow: POST\r\n");
       return keep_alive;
     }
     return handle_publish(gateway_, phase, request);
   }
-  if (request.method() != http::verb::get && request.method() != http::verb::head) {
+  if (request.method() != beast_http::verb::get && request.method() != beast_http::verb::head) {
     phase.respond_error(405, "method not allowed", keep_alive, "Allow: GET\r\n");
     return keep_alive;
   }
   if (path == "/health") {
-    HealthReport health = render_health(gateway_.snapshot());
+    ops::HealthReport health = ops::render_health(gateway_.snapshot());
     phase.respond(health.status, "application/json", health.body, keep_alive);
   } else if (path == "/stats") {
-    phase.respond(200, "application/json", render_stats(gateway_.snapshot()), keep_alive);
+    phase.respond(200, "application/json", ops::render_stats(gateway_.snapshot()), keep_alive);
   } else if (path == "/metrics") {
     phase.respond(200, "text/plain; version=0.0.4; charset=utf-8",
-                  render_metrics(gateway_.snapshot()), keep_alive);
-  } else if (const StaticFiles::File* file = gateway_.web().find(path)) {
+                  ops::render_metrics(gateway_.snapshot()), keep_alive);
+  } else if (const http::StaticFiles::File* file = gateway_.web().find(path)) {
     phase.respond(200, file->content_type, file->body, keep_alive);
   } else {
     phase.respond_error(404, "not found", keep_alive);
@@ -221,4 +222,4 @@ bool Routes::handle(HttpPhase& phase, HttpRequest& request) {
   return keep_alive;
 }
 
-}  // namespace odin
+}  // namespace odin::app

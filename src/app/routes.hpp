@@ -4,19 +4,19 @@
 
 #include "http/http_phase.hpp"
 
-namespace odin {
+namespace odin::app {
 
 class Gateway;
 
 // Loop threads: one Routes serves every connection of every thread; it holds no state of its
 // own beyond the Gateway it reads.
-class Routes final : public HttpRoutes {
+class Routes final : public http::HttpRoutes {
  public:
   explicit Routes(Gateway& gateway) : gateway_(gateway) {}
-  bool handle(HttpPhase& phase, HttpRequest& request) override;
+  bool handle(http::HttpPhase& phase, http::HttpRequest& request) override;
 
  private:
   Gateway& gateway_;
 };
 
-}  // namespace odin
+}  // namespace odin::app

@@ -6,9 +6,9 @@
 
 #include "ops/settings.hpp"
 
-namespace odin {
+namespace odin::app {
 
 // In --help order (the order of the groups there; a section's check runs in this order too).
-std::span<const ConfigSection> config_sections();
+std::span<const ops::ConfigSection> config_sections();
 
-}  // namespace odin
+}  // namespace odin::app

@@ -6,13 +6,13 @@
 #include "app/gateway.hpp"
 #include "core/clock.hpp"
 
-namespace odin {
+namespace odin::app {
 
-OpsSnapshot Gateway::snapshot() const {
-  OpsSnapshot s;
+ops::OpsSnapshot Gateway::snapshot() const {
+  ops::OpsSnapshot s;
   for (const auto& worker : workers_) {
-    const ThreadStats& stats = worker->loop().stats();
-    add_counts(s.threads, stats);
+    const ops::ThreadStats& stats = worker->loop().stats();
+    ops::add_counts(s.threads, stats);
     s.fanout_latency.merge(stats.fanout_latency.snapshot());
     s.sessions += worker->clients().session_count();
     s.detached_sessions += worker->clients().detached_count();
@@ -32,12 +32,12 @@ OpsSnapshot Gateway::snapshot() const {
   s.rss_bytes = resources_.rss_bytes();
   s.memory_limit_bytes = resources_.memory_limit();
   s.memory_reject_threshold = config_.memory_reject_threshold;
-  s.uptime_seconds = static_cast<double>(mono_ms() - started_at_ms_) / 1000.0;
+  s.uptime_seconds = static_cast<double>(core::mono_ms() - started_at_ms_) / 1000.0;
 
   s.broker.name = broker_->name();
   s.broker.ready = broker_->ready();
-  copy_counts(s.broker.counts, broker_->counters());
+  ops::copy_counts(s.broker.counts, broker_->counters());
   return s;
 }
 
-}  // namespace odin
+}  // namespace odin::app

@@ -1,17 +1,17 @@
 // One event-loop thread's parts (see worker.hpp).
 #include "app/worker.hpp"
 
-namespace odin {
+namespace odin::app {
 
 namespace {
-LoopParts with_sweep(LoopParts parts, std::function<void(int64_t)> on_sweep) {
+net::LoopParts with_sweep(net::LoopParts parts, std::function<void(int64_t)> on_sweep) {
   parts.on_sweep = std::move(on_sweep);
   return parts;
 }
 }  // namespace
 
-Worker::Worker(const Config& config, unsigned index, LoopParts loop_parts,
-               ClientThreadParts client_parts)
+Worker::Worker(const ops::Config& config, unsigned index, net::LoopParts loop_parts,
+               session::ClientThreadParts client_parts)
     // The sweep runs on the loop thread, which starts only once the Worker is built.
     : loop_(config, index,
             with_sweep(std::move(loop_parts),
@@ -25,4 +25,4 @@ Worker::Worker(const Config& config, unsigned index, LoopParts loop_parts,
       clients_(loop_, index_, std::move(client_parts)),
       fanout_(loop_, index_, clients_.sessions()) {}
 
-}  // namespace odin
+}  // namespace odin::app

@@ -13,30 +13,30 @@
 #include "pubsub/subscription_index.hpp"
 #include "session/client_thread.hpp"
 
-namespace odin {
+namespace odin::app {
 
 class Worker {
  public:
   // `loop_parts.on_sweep` is filled here (the clients' and the fan-out's sweeps).
-  Worker(const Config& config, unsigned index, LoopParts loop_parts,
-         ClientThreadParts client_parts);
+  Worker(const ops::Config& config, unsigned index, net::LoopParts loop_parts,
+         session::ClientThreadParts client_parts);
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  EventLoop& loop() { return loop_; }
-  const EventLoop& loop() const { return loop_; }
-  ClientThread& clients() { return clients_; }
-  const ClientThread& clients() const { return clients_; }
-  ThreadFanout& fanout() { return fanout_; }
+  net::EventLoop& loop() { return loop_; }
+  const net::EventLoop& loop() const { return loop_; }
+  session::ClientThread& clients() { return clients_; }
+  const session::ClientThread& clients() const { return clients_; }
+  hub::ThreadFanout& fanout() { return fanout_; }
   // Channel entries this thread holds, for /stats (read from other threads).
   uint32_t channel_count() const { return channel_count_.load(std::memory_order_relaxed); }
 
  private:
-  EventLoop loop_;
-  SubscriptionIndex index_;
-  ClientThread clients_;
-  ThreadFanout fanout_;
+  net::EventLoop loop_;
+  pubsub::SubscriptionIndex index_;
+  session::ClientThread clients_;
+  hub::ThreadFanout fanout_;
   std::atomic<uint32_t> channel_count_{0};
 };
 
-}  // namespace odin
+}  // namespace odin::app

@@ -79,11 +79,11 @@ struct PatternProblem {
 
 std::optional<PatternProblem> pattern_problem(std::string_view pattern) {
   if (pattern.empty()) return PatternProblem{"empty", false};
-  if (pattern.size() > kMaxChannelNameLength) {
+  if (pattern.size() > core::kMaxChannelNameLength) {
     return PatternProblem{"longer than 128 characters", false};
   }
   for (char c : pattern) {
-    if (!is_channel_name_char(c) && c != '*' && c != '>') {
+    if (!core::is_channel_name_char(c) && c != '*' && c != '>') {
       return PatternProblem{"character not allowed (A-Z a-z 0-9 _ - . : * >)", false};
     }
   }
@@ -361,7 +361,7 @@ std::optional<ChannelPermissions> ChannelPermissions::parse(
 }
 
 bool ChannelPermissions::allows(std::string_view channel) const {
-  if (!is_valid_channel_name(channel)) return false;
+  if (!core::is_valid_channel_name(channel)) return false;
   if (everything_) return true;
   for (const std::string& pattern : patterns_) {
     if (pattern_matches(pattern, channel)) return true;

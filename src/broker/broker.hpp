@@ -17,9 +17,9 @@
 #include "hub/fanout.hpp"
 #include "ops/metrics.hpp"
 
-namespace odin {
+namespace odin::broker {
 
-class Broker : public StreamReader {
+class Broker : public core::StreamReader {
  public:
   virtual ~Broker() = default;
   virtual std::string_view name() const = 0;
@@ -35,11 +35,11 @@ class Broker : public StreamReader {
   bool ready() const {
     return connected() && counters_.intake_ready.load(std::memory_order_relaxed);
   }
-  const BrokerCounters& counters() const { return counters_; }
+  const ops::BrokerCounters& counters() const { return counters_; }
   // Publishes `items` through the broker (copying what it needs before returning). `done` runs
   // once, on any thread, after the broker accepted them (NATS: flushed to the server;
   // JetStream: stored, acknowledged by the stream) or gave up.
-  virtual void publish(std::span<const IngestItem> items, PublishDone done) = 0;
+  virtual void publish(std::span<const core::IngestItem> items, core::PublishDone done) = 0;
   bool reserve_stream_read(uint32_t cap) override {
     uint32_t pending = counters_.stream_reads_pending.load(std::memory_order_relaxed);
     do {
@@ -59,7 +59,7 @@ class Broker : public StreamReader {
   }
 
  protected:
-  BrokerCounters counters_;
+  ops::BrokerCounters counters_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

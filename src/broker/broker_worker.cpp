@@ -1,7 +1,7 @@
 // The brokers' worker thread (see broker_worker.hpp).
 #include "broker/broker_worker.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 void BrokerWorker::start() {
   std::lock_guard lock(mutex_);
@@ -46,14 +46,15 @@ void BrokerWorker::loop() {
   }
 }
 
-void BrokerWorker::publish(std::function<PublishOutcome()> send, PublishDone done,
-                           BrokerCounters& counters) {
+void BrokerWorker::publish(std::function<core::PublishOutcome()> send, core::PublishDone done,
+                           ops::BrokerCounters& counters) {
   post([send = std::move(send), done = std::move(done), &counters](bool running) {
-    PublishOutcome outcome = running ? send() : PublishOutcome{0, "the gateway is shutting down"};
+    core::PublishOutcome outcome =
+        running ? send() : core::PublishOutcome{0, "the gateway is shutting down"};
     counters.published.fetch_add(outcome.published, std::memory_order_relaxed);
     if (!outcome.error.empty()) counters.publish_failures.fetch_add(1, std::memory_order_relaxed);
     done(std::move(outcome));
   });
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -11,7 +11,7 @@
 
 #include "broker/broker.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 class BrokerWorker {
  public:
@@ -32,7 +32,8 @@ class BrokerWorker {
 
   // A publish as a job: `send` runs on the worker (not at all when stopping), the outcome is
   // counted in `counters`, then `done` gets it.
-  void publish(std::function<PublishOutcome()> send, PublishDone done, BrokerCounters& counters);
+  void publish(std::function<core::PublishOutcome()> send, core::PublishDone done,
+               ops::BrokerCounters& counters);
 
  private:
   void loop();
@@ -44,4 +45,4 @@ class BrokerWorker {
   bool running_ = false;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -11,23 +11,31 @@
 #include "broker/broker.hpp"
 #include "broker/intake.hpp"
 
-namespace odin {
-
-struct Config;
-class Hub;
+namespace odin::guard {
 class ResourceMonitor;
+}  // namespace odin::guard
+
+namespace odin::hub {
+class Hub;
+}  // namespace odin::hub
+
+namespace odin::ops {
+struct Config;
+}  // namespace odin::ops
+
+namespace odin::broker {
 
 class EmbeddedBroker final : public Broker {
  public:
-  EmbeddedBroker(const Config& config, Hub& hub, const ResourceMonitor& resources);
+  EmbeddedBroker(const ops::Config& config, hub::Hub& hub, const guard::ResourceMonitor& resources);
   std::string_view name() const override { return "embedded"; }
   // Any thread (event-loop threads for POST /publish, the demo feed's).
-  void publish(std::span<const IngestItem> items, PublishDone done) override;
+  void publish(std::span<const core::IngestItem> items, core::PublishDone done) override;
 
  private:
-  Hub& hub_;
+  hub::Hub& hub_;
   std::mutex mutex_;  // publishers on several threads share the governor's back-pressure state
   IntakeGovernor governor_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

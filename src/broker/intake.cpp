@@ -15,7 +15,7 @@
 #include "spdlog/spdlog.h"
 #include "ws/utf8.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 constexpr int64_t kRejectLogEveryMs = 10'000;
@@ -30,26 +30,27 @@ IntakeFilter::IntakeFilter(std::string subject_prefix, size_t max_payload_bytes)
 
 IntakeFilter::~IntakeFilter() = default;
 
-std::optional<IntakeReject> IntakeFilter::check(std::string_view subject,
-                                                const std::string_view* type,
-                                                std::string_view payload, IngestItem& item) {
-  if (!subject.starts_with(prefix_)) return IntakeReject::kBadSubject;
+std::optional<ops::IntakeReject> IntakeFilter::check(std::string_view subject,
+                                                     const std::string_view* type,
+                                                     std::string_view payload,
+                                                     core::IngestItem& item) {
+  if (!subject.starts_with(prefix_)) return ops::IntakeReject::kBadSubject;
   const std::string_view channel = subject.substr(prefix_.size());
-  if (!is_valid_channel_name(channel)) return IntakeReject::kBadSubject;
+  if (!core::is_valid_channel_name(channel)) return ops::IntakeReject::kBadSubject;
   std::string_view message_type = "message";
   if (type) {
-    if (type->empty() || type->size() > kMaxTypeLength || !ws::is_valid_utf8(*type)) {
-      return IntakeReject::kBadType;
+    if (type->empty() || type->size() > core::kMaxTypeLength || !ws::is_valid_utf8(*type)) {
+      return ops::IntakeReject::kBadType;
     }
     message_type = *type;
   }
-  if (payload.size() > max_payload_bytes_) return IntakeReject::kOversized;
-  if (!ws::is_valid_utf8(payload)) return IntakeReject::kInvalidUtf8;
+  if (payload.size() > max_payload_bytes_) return ops::IntakeReject::kOversized;
+  if (!ws::is_valid_utf8(payload)) return ops::IntakeReject::kInvalidUtf8;
   // The envelope embeds valid JSON as it is; a padded copy is made inside the parser.
   simdjson::dom::element ignored;
   const bool is_json =
       !payload.empty() && !parser_->parse(payload.data(), payload.size()).get(ignored);
-  item = IngestItem{channel, message_type, payload, is_json};
+  item = core::IngestItem{channel, message_type, payload, is_json};
   return std::nullopt;
 }
 
@@ -108,16 +109,18 @@ bool PauseSwitch::update(double cpu_percent) {
   return false;
 }
 
-IntakeGovernor::IntakeGovernor(const Config& config, const ResourceMonitor& resources,
-                               BrokerCounters& counters, std::string_view broker_name, Hub* hub)
+IntakeGovernor::IntakeGovernor(const ops::Config& config, const guard::ResourceMonitor& resources,
+                               ops::BrokerCounters& counters, std::string_view broker_name,
+                               hub::Hub* hub)
     : resources_(resources),
       counters_(counters),
       broker_name_(broker_name),
       hub_(hub),
       fanout_high_water_(config.fanout_queue_bytes),
-      holds_for_fanout_(config.broker == BrokerKind::kJetStream),
+      holds_for_fanout_(config.broker == ops::BrokerKind::kJetStream),
       behind_action_(holds_for_fanout_ ? "stops pulling (the stream keeps the messages)"
-                     : config.broker == BrokerKind::kNats || config.broker == BrokerKind::kRedis
+                     : config.broker == ops::BrokerKind::kNats ||
+                             config.broker == ops::BrokerKind::kRedis
                          ? "drops messages (counted as fanout_behind)"
                          : "refuses publishes (POST /publish answers 503)"),
       pause_threshold_(config.cpu_pause_threshold),
@@ -145,7 +148,7 @@ size_t IntakeGovernor::take(size_t wanted, int64_t& wait_ms) {
     wait_ms = kFanoutBehindWaitMs;
     return 0;
   }
-  const int64_t now = steady_ns();
+  const int64_t now = core::steady_ns();
   const size_t intake = intake_rate_.take(wanted, now);
   const size_t allowed = broadcast_rate_.take(intake, now);
   intake_rate_.give_back(intake - allowed);
@@ -173,7 +176,7 @@ bool IntakeGovernor::fanout_behind() {
   counters_.fanout_behind_episodes.fetch_add(1, std::memory_order_relaxed);
   // Under sustained overload this may start many times a second: one line per 10 s at most.
   ++behind_since_log_;
-  const int64_t now = steady_ns();
+  const int64_t now = core::steady_ns();
   if (last_behind_log_ns_ != 0 && now - last_behind_log_ns_ < kRejectLogEveryMs * 1'000'000) {
     return true;
   }
@@ -186,28 +189,29 @@ bool IntakeGovernor::fanout_behind() {
   return behind;
 }
 
-void IntakeGovernor::ingest(std::vector<IngestItem>& items) {
+void IntakeGovernor::ingest(std::vector<core::IngestItem>& items) {
   if (items.empty()) return;
   if (!holds_for_fanout_ && fanout_behind()) {
-    for (const IngestItem& item : items)
-      reject(IntakeReject::kFanoutBehind, item.channel);
+    for (const core::IngestItem& item : items)
+      reject(ops::IntakeReject::kFanoutBehind, item.channel);
     items.clear();
     return;
   }
   if (hub_) hub_->ingest(items);
 }
 
-void IntakeGovernor::reject(IntakeReject reason, std::string_view source) {
+void IntakeGovernor::reject(ops::IntakeReject reason, std::string_view source) {
   counters_.reject(reason);
-  if (reason == IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
+  if (reason == ops::IntakeReject::kDuplicate) return;  // expected after a reconnect: counted only
   RejectLog& log = reject_log_[static_cast<size_t>(reason)];
   ++log.since_last;
-  const int64_t now = mono_ms();
+  const int64_t now = core::mono_ms();
   if (log.last_ms != 0 && now - log.last_ms < kRejectLogEveryMs) return;
-  spdlog::warn("dropped {} message(s) from {}: {}{} (latest '{}')", log.since_last, broker_name_,
-               intake_reject_name(reason),
-               reason == IntakeReject::kOversized ? " (payload over WS_MAX_PAYLOAD_BYTES)" : "",
-               source.substr(0, 200));
+  spdlog::warn(
+      "dropped {} message(s) from {}: {}{} (latest '{}')", log.since_last, broker_name_,
+      ops::intake_reject_name(reason),
+      reason == ops::IntakeReject::kOversized ? " (payload over WS_MAX_PAYLOAD_BYTES)" : "",
+      source.substr(0, 200));
   log.since_last = 0;
   log.last_ms = now;
 }
@@ -218,4 +222,4 @@ int64_t reconnect_delay_ms(int attempts) {
   return base + static_cast<int64_t>(rng() % static_cast<unsigned>(base / 5 + 1));
 }
 
-}  // namespace odin
+}  // namespace odin::broker

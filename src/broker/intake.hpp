@@ -22,10 +22,15 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
-
-struct Config;
+namespace odin::guard {
 class ResourceMonitor;
+}  // namespace odin::guard
+
+namespace odin::ops {
+struct Config;
+}  // namespace odin::ops
+
+namespace odin::broker {
 
 class IntakeFilter {
  public:
@@ -37,8 +42,8 @@ class IntakeFilter {
   // Fills `item` with views into `subject`, `type` and `payload`, or says why the message must
   // not be delivered. `type` is null when the message has no Type header ("message" is used).
   // A payload that is valid JSON is delivered verbatim, anything else as a JSON string.
-  std::optional<IntakeReject> check(std::string_view subject, const std::string_view* type,
-                                    std::string_view payload, IngestItem& item);
+  std::optional<ops::IntakeReject> check(std::string_view subject, const std::string_view* type,
+                                         std::string_view payload, core::IngestItem& item);
 
  private:
   std::string prefix_;
@@ -112,8 +117,8 @@ class RatePacer {
   }
 
  private:
-  TokenBucketPolicy policy_;
-  TokenBucket bucket_;
+  core::TokenBucketPolicy policy_;
+  core::TokenBucket bucket_;
 };
 
 // What every broker's intake thread shares: the CPU pause with its counter and log lines, both
@@ -123,8 +128,9 @@ class IntakeGovernor {
  public:
   // `hub` (may be null in tests): whose queues the back-pressure watches and where ingest() hands
   // messages.
-  IntakeGovernor(const Config& config, const ResourceMonitor& resources, BrokerCounters& counters,
-                 std::string_view broker_name, Hub* hub = nullptr);
+  IntakeGovernor(const ops::Config& config, const guard::ResourceMonitor& resources,
+                 ops::BrokerCounters& counters, std::string_view broker_name,
+                 hub::Hub* hub = nullptr);
   // Feeds the current CPU to the pause switch (logging and counting a change); true while paused.
   bool paused_for_cpu();
   // How many of `wanted` messages both caps allow now (takes them). When none, `wait_ms` says
@@ -134,7 +140,7 @@ class IntakeGovernor {
   // Hands `items` to the hub. While the fan-out is behind, a broker that cannot hold messages
   // back (core NATS, Redis) drops them instead (counted as fanout_behind, logged) and `items`
   // is left empty.
-  void ingest(std::vector<IngestItem>& items);
+  void ingest(std::vector<core::IngestItem>& items);
   // Whether an event-loop thread's fan-out queue is above WS_FANOUT_QUEUE_BYTES (and has not yet
   // come back below half of it); logs and counts the changes.
   bool fanout_behind();
@@ -145,17 +151,17 @@ class IntakeGovernor {
   }
   // Counts a refused message and logs it, at most every 10 s per reason (expected redeliveries
   // are only counted). `source` names where it came from (subject, channel).
-  void reject(IntakeReject reason, std::string_view source);
+  void reject(ops::IntakeReject reason, std::string_view source);
 
  private:
   struct RejectLog {
     uint64_t since_last = 0;
     int64_t last_ms = 0;
   };
-  const ResourceMonitor& resources_;
-  BrokerCounters& counters_;
+  const guard::ResourceMonitor& resources_;
+  ops::BrokerCounters& counters_;
   std::string broker_name_;
-  Hub* hub_;
+  hub::Hub* hub_;
   uint64_t fanout_high_water_;
   bool holds_for_fanout_;      // JetStream: stop pulling rather than drop
   const char* behind_action_;  // what intake does while behind, for the log line
@@ -166,11 +172,11 @@ class IntakeGovernor {
   PauseSwitch pause_;
   RatePacer intake_rate_;     // WS_MAX_NATS_RATE
   RatePacer broadcast_rate_;  // WS_MAX_BROADCAST_RATE
-  RejectLog reject_log_[static_cast<size_t>(IntakeReject::kCount)];
+  RejectLog reject_log_[static_cast<size_t>(ops::IntakeReject::kCount)];
 };
 
 // Reconnect backoff: 100 ms doubling to 5 s, with up to 20% jitter so a fleet does not
 // reconnect in step.
 int64_t reconnect_delay_ms(int attempts);
 
-}  // namespace odin
+}  // namespace odin::broker

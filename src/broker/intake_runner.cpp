@@ -7,7 +7,7 @@
 
 #include "ops/config.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 // Both waits only decide how soon intake looks again; neither is a backoff.
@@ -15,8 +15,9 @@ constexpr int64_t kNotReadyWaitMs = 100;  // the connection is being made by som
 constexpr int64_t kPausedWaitMs = 100;    // CPU above WS_CPU_PAUSE_THRESHOLD
 }  // namespace
 
-IntakeRunner::IntakeRunner(const Config& config, const ResourceMonitor& resources,
-                           BrokerCounters& counters, std::string_view broker_name, Hub* hub)
+IntakeRunner::IntakeRunner(const ops::Config& config, const guard::ResourceMonitor& resources,
+                           ops::BrokerCounters& counters, std::string_view broker_name,
+                           hub::Hub* hub)
     : counters_(counters),
       governor_(config, resources, counters, broker_name, hub),
       filter_(config.subject_prefix, config.max_payload_bytes) {}
@@ -91,7 +92,7 @@ size_t IntakeRunner::take_allowance() {
 
 bool IntakeRunner::add(std::string_view subject, const std::string_view* type,
                        std::string_view payload, uint64_t pos) {
-  IngestItem item;
+  core::IngestItem item;
   if (auto reject = filter_.check(subject, type, payload, item)) {
     governor_.reject(*reject, subject);
     return false;
@@ -107,4 +108,4 @@ void IntakeRunner::hand_over() {
   items_.clear();
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -16,12 +16,21 @@
 #include "broker/intake.hpp"
 #include "hub/fanout.hpp"
 
-namespace odin {
-
-struct Config;
-class Hub;
-class IntakeRunner;
+namespace odin::guard {
 class ResourceMonitor;
+}  // namespace odin::guard
+
+namespace odin::hub {
+class Hub;
+}  // namespace odin::hub
+
+namespace odin::ops {
+struct Config;
+}  // namespace odin::ops
+
+namespace odin::broker {
+
+class IntakeRunner;
 
 // One broker's way of taking messages, driven by IntakeRunner. Called per round or per wait,
 // never per message. Every member runs on the intake thread, except close() (see there).
@@ -63,8 +72,8 @@ class IntakeRunner {
 
   // `broker_name` for log lines. `hub` (null in tests of the governor only) gets the messages
   // and its queues give the back-pressure.
-  IntakeRunner(const Config& config, const ResourceMonitor& resources, BrokerCounters& counters,
-               std::string_view broker_name, Hub* hub);
+  IntakeRunner(const ops::Config& config, const guard::ResourceMonitor& resources,
+               ops::BrokerCounters& counters, std::string_view broker_name, hub::Hub* hub);
   ~IntakeRunner();
   IntakeRunner(const IntakeRunner&) = delete;
   IntakeRunner& operator=(const IntakeRunner&) = delete;
@@ -96,20 +105,22 @@ class IntakeRunner {
   bool add(std::string_view subject, const std::string_view* type, std::string_view payload,
            uint64_t pos);
   // Counts a refused message and logs it, at most every 10 s per reason.
-  void reject(IntakeReject reason, std::string_view source) { governor_.reject(reason, source); }
+  void reject(ops::IntakeReject reason, std::string_view source) {
+    governor_.reject(reason, source);
+  }
   // Hands the items kept so far to the hub, in order, now (the round does it after convert();
   // JetStream also before a gap it cannot fill). Core NATS and Redis drop them while the fan-out
   // is behind; what is handed over counts as delivered.
   void hand_over();
-  BrokerCounters& counters() { return counters_; }
+  ops::BrokerCounters& counters() { return counters_; }
 
  private:
   void loop(IntakeSource& source);
 
-  BrokerCounters& counters_;
+  ops::BrokerCounters& counters_;
   IntakeGovernor governor_;
   IntakeFilter filter_;
-  std::vector<IngestItem> items_;  // views into the source's batch until the hand-over
+  std::vector<core::IngestItem> items_;  // views into the source's batch until the hand-over
 
   std::thread thread_;
   IntakeSource* source_ = nullptr;  // until join() closed it
@@ -118,4 +129,4 @@ class IntakeRunner {
   std::condition_variable wake_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

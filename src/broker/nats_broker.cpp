@@ -18,7 +18,7 @@
 #include "broker/nats_stream_reader.hpp"
 #include "ops/config.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -29,9 +29,10 @@ struct OwnedItem {
   std::string data;
 };
 
-std::unique_ptr<IntakeSource> make_intake(const Config& config, NatsConnection& nats, Hub& hub,
-                                          BrokerCounters& counters, const std::string& consumer) {
-  if (config.broker != BrokerKind::kJetStream) {
+std::unique_ptr<IntakeSource> make_intake(const ops::Config& config, NatsConnection& nats,
+                                          hub::Hub& hub, ops::BrokerCounters& counters,
+                                          const std::string& consumer) {
+  if (config.broker != ops::BrokerKind::kJetStream) {
     return std::make_unique<NatsCoreIntake>(nats, config.subject_prefix + ">");
   }
   auto intake = std::make_unique<JetStreamIntake>(config, nats, hub, counters, consumer);
@@ -42,23 +43,23 @@ std::unique_ptr<IntakeSource> make_intake(const Config& config, NatsConnection& 
 }  // namespace
 
 struct NatsBroker::Impl {
-  Impl(const Config& config, std::string instance, Hub& hub, const ResourceMonitor& resources,
-       BrokerCounters& counters)
+  Impl(const ops::Config& config, std::string instance, hub::Hub& hub,
+       const guard::ResourceMonitor& resources, ops::BrokerCounters& counters)
       : config(config),
         instance_id(std::move(instance)),
         consumer(config.js_consumer_name + "-" + instance_id),
-        jetstream(config.broker == BrokerKind::kJetStream),
+        jetstream(config.broker == ops::BrokerKind::kJetStream),
         counters(counters),
         nats(config, counters),
         intake(make_intake(config, nats, hub, counters, consumer)),
         runner(config, resources, counters, "NATS", &hub),
         reader(config, nats, counters) {}
 
-  const Config& config;
+  const ops::Config& config;
   const std::string instance_id;
   const std::string consumer;
   const bool jetstream;
-  BrokerCounters& counters;
+  ops::BrokerCounters& counters;
 
   // Declared in the order they depend on each other: the runner ends before the intake it runs.
   NatsConnection nats;
@@ -69,8 +70,8 @@ struct NatsBroker::Impl {
 
   std::string start();
   void stop();
-  void publish(std::span<const IngestItem> items, PublishDone done);
-  PublishOutcome publish_now(const std::vector<OwnedItem>& items);
+  void publish(std::span<const core::IngestItem> items, core::PublishDone done);
+  core::PublishOutcome publish_now(const std::vector<OwnedItem>& items);
 };
 
 std::string NatsBroker::Impl::start() {
@@ -93,10 +94,11 @@ void NatsBroker::Impl::stop() {
 
 // ---- publishing ------------------------------------------------------------------------------
 
-void NatsBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDone done) {
+void NatsBroker::Impl::publish(std::span<const core::IngestItem> to_publish,
+                               core::PublishDone done) {
   std::vector<OwnedItem> owned;
   owned.reserve(to_publish.size());
-  for (const IngestItem& item : to_publish) {
+  for (const core::IngestItem& item : to_publish) {
     owned.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
                               std::string(item.type), std::string(item.data)});
   }
@@ -104,8 +106,8 @@ void NatsBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDo
                  counters);
 }
 
-PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
-  PublishOutcome outcome;
+core::PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
+  core::PublishOutcome outcome;
   // Refuse rather than let nats.c buffer it for a reconnect that may come after the caller gave
   // up (and then deliver a message reported as failed).
   if (natsConnection_Status(nats.get()) != NATS_CONN_STATUS_CONNECTED) {
@@ -152,8 +154,8 @@ PublishOutcome NatsBroker::Impl::publish_now(const std::vector<OwnedItem>& to_pu
 
 // ---- NatsBroker ------------------------------------------------------------------------------
 
-NatsBroker::NatsBroker(const Config& config, std::string instance_id, Hub& hub,
-                       const ResourceMonitor& resources)
+NatsBroker::NatsBroker(const ops::Config& config, std::string instance_id, hub::Hub& hub,
+                       const guard::ResourceMonitor& resources)
     : impl_(std::make_unique<Impl>(config, std::move(instance_id), hub, resources, counters_)) {}
 
 NatsBroker::~NatsBroker() {
@@ -172,11 +174,12 @@ void NatsBroker::stop() {
   impl_->stop();
 }
 
-void NatsBroker::publish(std::span<const IngestItem> items, PublishDone done) {
+void NatsBroker::publish(std::span<const core::IngestItem> items, core::PublishDone done) {
   impl_->publish(items, std::move(done));
 }
 
-void NatsBroker::fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) {
+void NatsBroker::fetch(std::unique_ptr<core::StreamFetch> fetch, size_t limit,
+                       core::StreamFetchDone done) {
   if (!impl_->jetstream) return done(std::move(fetch));
   impl_->reader.fetch(std::move(fetch), limit, std::move(done));
 }
@@ -185,4 +188,4 @@ const std::string& NatsBroker::consumer_name() const {
   return impl_->consumer;
 }
 
-}  // namespace odin
+}  // namespace odin::broker

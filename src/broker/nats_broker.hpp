@@ -13,17 +13,25 @@
 
 #include "broker/broker.hpp"
 
-namespace odin {
-
-struct Config;
-class Hub;
+namespace odin::guard {
 class ResourceMonitor;
+}  // namespace odin::guard
+
+namespace odin::hub {
+class Hub;
+}  // namespace odin::hub
+
+namespace odin::ops {
+struct Config;
+}  // namespace odin::ops
+
+namespace odin::broker {
 
 class NatsBroker final : public Broker {
  public:
   // `instance_id` names this instance on NATS (client name, JetStream consumer suffix).
-  NatsBroker(const Config& config, std::string instance_id, Hub& hub,
-             const ResourceMonitor& resources);
+  NatsBroker(const ops::Config& config, std::string instance_id, hub::Hub& hub,
+             const guard::ResourceMonitor& resources);
   ~NatsBroker() override;
   NatsBroker(const NatsBroker&) = delete;
   NatsBroker& operator=(const NatsBroker&) = delete;
@@ -34,9 +42,10 @@ class NatsBroker final : public Broker {
   std::string start() override;
   // Stops intake after the batch in hand (acked), fails queued publishes, closes the connection.
   void stop() override;
-  void publish(std::span<const IngestItem> items, PublishDone done) override;
+  void publish(std::span<const core::IngestItem> items, core::PublishDone done) override;
   // JetStream: reads stored messages back (reader thread), for a resume on this instance.
-  void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done) override;
+  void fetch(std::unique_ptr<core::StreamFetch> fetch, size_t limit,
+             core::StreamFetchDone done) override;
 
   // JetStream: the durable consumer this instance reads, <JS_CONSUMER_NAME>-<instance id>.
   const std::string& consumer_name() const;
@@ -46,4 +55,4 @@ class NatsBroker final : public Broker {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

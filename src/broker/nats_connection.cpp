@@ -8,7 +8,7 @@
 #include "broker/intake_runner.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -190,4 +190,4 @@ void NatsBatch::unsubscribe() {
   subscription = nullptr;
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -17,14 +17,14 @@
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 class IntakeRunner;
 
 // A NATS publish is flushed, a JetStream one acknowledged by the stream, within this.
 constexpr int64_t kNatsPublishTimeoutMs = 5000;
 
-inline int64_t ns_of(Millis ms) {
+inline int64_t ns_of(ops::Millis ms) {
   return ms.count() * 1'000'000;
 }
 
@@ -39,7 +39,7 @@ std::string status_text(natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0)
 
 class NatsConnection {
  public:
-  NatsConnection(const Config& config, BrokerCounters& counters)
+  NatsConnection(const ops::Config& config, ops::BrokerCounters& counters)
       : config_(config), counters_(counters) {}
   NatsConnection(const NatsConnection&) = delete;
   NatsConnection& operator=(const NatsConnection&) = delete;
@@ -70,8 +70,8 @@ class NatsConnection {
   static void on_error(natsConnection*, natsSubscription*, natsStatus status, void* self);
   static int64_t reconnect_delay(natsConnection*, int attempts, void*);
 
-  const Config& config_;
-  BrokerCounters& counters_;
+  const ops::Config& config_;
+  ops::BrokerCounters& counters_;
   natsOptions* options_ = nullptr;
   natsConnection* connection_ = nullptr;
   jsCtx* js_ = nullptr;
@@ -95,4 +95,4 @@ struct NatsBatch {
   void unsubscribe();
 };
 
-}  // namespace odin
+}  // namespace odin::broker

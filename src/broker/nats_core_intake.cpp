@@ -3,7 +3,7 @@
 
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::broker {
 
 IntakeSource::Readiness NatsCoreIntake::prepare(IntakeRunner&) {
   if (!nats_.connected()) return Readiness::kWaiting;
@@ -47,4 +47,4 @@ void NatsCoreIntake::settle(IntakeRunner& runner) {
   }
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -8,7 +8,7 @@
 #include "broker/intake_runner.hpp"
 #include "broker/nats_connection.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 class NatsCoreIntake final : public IntakeSource {
  public:
@@ -28,4 +28,4 @@ class NatsCoreIntake final : public IntakeSource {
   NatsBatch batch_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

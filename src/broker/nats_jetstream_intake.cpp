@@ -9,7 +9,7 @@
 #include "hub/fanout.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -23,8 +23,8 @@ constexpr int64_t kStreamRemakeDelayNs = 1'000'000'000;  // a stream deleted und
 
 }  // namespace
 
-JetStreamIntake::JetStreamIntake(const Config& config, NatsConnection& nats, Hub& hub,
-                                 BrokerCounters& counters, std::string consumer)
+JetStreamIntake::JetStreamIntake(const ops::Config& config, NatsConnection& nats, hub::Hub& hub,
+                                 ops::BrokerCounters& counters, std::string consumer)
     : config_(config),
       nats_(nats),
       hub_(hub),
@@ -108,11 +108,11 @@ bool JetStreamIntake::ensure_stream() {
   if (exists || !bound_before_) {
     stream_missing_since_ns_ = 0;
   } else if (stream_missing_since_ns_ == 0 ||
-             steady_ns() - stream_missing_since_ns_ < kStreamRemakeDelayNs) {
+             core::steady_ns() - stream_missing_since_ns_ < kStreamRemakeDelayNs) {
     // Gone from under us: whoever deleted it may be making it again, and a stream made at once
     // after its delete can lose its store (nats-server 2.9). Made again after a pause.
     if (stream_missing_since_ns_ == 0) {
-      stream_missing_since_ns_ = steady_ns();
+      stream_missing_since_ns_ = core::steady_ns();
       spdlog::warn("JetStream stream {} is gone: making it again in {} ms unless it reappears",
                    stream.Name, kStreamRemakeDelayNs / 1'000'000);
     }
@@ -214,12 +214,12 @@ void JetStreamIntake::send_pull_request(size_t count) {
   natsStatus s = natsConnection_PublishRequestString(nats_.get(), pull_subject_.c_str(),
                                                      pull_reply_.c_str(), body.c_str());
   pull_owed_ = s == NATS_OK ? count : 0;
-  pull_deadline_ns_ = steady_ns() + kPullExpiresNs + 1'000'000'000;
+  pull_deadline_ns_ = core::steady_ns() + kPullExpiresNs + 1'000'000'000;
 }
 
 // The caps pay per pull request, not per batch: what a request asks for is what may come.
 size_t JetStreamIntake::collect(IntakeRunner& runner) {
-  if (pull_owed_ == 0 || steady_ns() > pull_deadline_ns_ || pull_lost_.exchange(false)) {
+  if (pull_owed_ == 0 || core::steady_ns() > pull_deadline_ns_ || pull_lost_.exchange(false)) {
     // The previous request is over (or lost with a NATS restart): the caps pay for a new one,
     // and get back what the old one did not bring.
     runner.refund(pull_owed_);
@@ -263,7 +263,7 @@ void JetStreamIntake::convert(IntakeRunner& runner) {
       jsMsgMetaData_Destroy(meta);
       const uint64_t last = dedupe_.last();
       if (!dedupe_.first_delivery(stream_sequence)) {
-        runner.reject(IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
+        runner.reject(ops::IntakeReject::kDuplicate, natsMsg_GetSubject(msg));
         continue;
       }
       // Stream order for every client: what a lost delivery left out goes first.
@@ -356,4 +356,4 @@ void JetStreamIntake::start_over_on_new_stream() {
       config_.js_stream_name, before, stream_first_seq_, stream_last_seq_);
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -14,13 +14,13 @@
 #include "broker/intake_runner.hpp"
 #include "broker/nats_connection.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 class JetStreamIntake final : public IntakeSource {
  public:
   // `consumer`: the durable name, <JS_CONSUMER_NAME>-<instance id>.
-  JetStreamIntake(const Config& config, NatsConnection& nats, Hub& hub, BrokerCounters& counters,
-                  std::string consumer);
+  JetStreamIntake(const ops::Config& config, NatsConnection& nats, hub::Hub& hub,
+                  ops::BrokerCounters& counters, std::string consumer);
 
   Readiness prepare(IntakeRunner& runner) override;
   int64_t retry_delay_ms(int failures) const override;
@@ -44,10 +44,10 @@ class JetStreamIntake final : public IntakeSource {
   void fill_gap(IntakeRunner& runner, uint64_t from, uint64_t to);
   void start_over_on_new_stream();
 
-  const Config& config_;
+  const ops::Config& config_;
   NatsConnection& nats_;
-  Hub& hub_;
-  BrokerCounters& counters_;
+  hub::Hub& hub_;
+  ops::BrokerCounters& counters_;
   const std::string consumer_;
   const std::string subject_filter_;
 
@@ -76,4 +76,4 @@ class JetStreamIntake final : public IntakeSource {
   std::vector<natsMsg*> gap_messages_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

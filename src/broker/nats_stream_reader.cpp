@@ -18,7 +18,7 @@
 #include "core/envelope.hpp"
 #include "hub/fanout.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -82,8 +82,8 @@ int64_t rfc3339_ms(std::string_view text) {
 
 }  // namespace
 
-NatsStreamReader::NatsStreamReader(const Config& config, NatsConnection& nats,
-                                   BrokerCounters& counters)
+NatsStreamReader::NatsStreamReader(const ops::Config& config, NatsConnection& nats,
+                                   ops::BrokerCounters& counters)
     : config_(config),
       nats_(nats),
       counters_(counters),
@@ -92,17 +92,17 @@ NatsStreamReader::NatsStreamReader(const Config& config, NatsConnection& nats,
 
 NatsStreamReader::~NatsStreamReader() = default;
 
-void NatsStreamReader::fetch(std::unique_ptr<StreamFetch> request, size_t limit,
-                             StreamFetchDone done) {
+void NatsStreamReader::fetch(std::unique_ptr<core::StreamFetch> request, size_t limit,
+                             core::StreamFetchDone done) {
   // The whole wait counts, the queue included: the client waits for its answer meanwhile.
-  const int64_t deadline_ns = steady_ns() + ns_of(config_.stream_read_timeout);
+  const int64_t deadline_ns = core::steady_ns() + ns_of(config_.stream_read_timeout);
   // Shared, because a worker job must be copyable; only the job ever touches it.
-  std::shared_ptr<StreamFetch> fetch(std::move(request));
+  std::shared_ptr<core::StreamFetch> fetch(std::move(request));
   worker_.post([this, fetch, limit, deadline_ns, done = std::move(done)](bool running_now) {
     // Not running: incomplete, the gateway is stopping. Abandoned: nobody waits for it.
     const bool abandoned = fetch->abandoned && fetch->abandoned->load(std::memory_order_relaxed);
     if (running_now && !abandoned) read_stream(*fetch, limit, deadline_ns);
-    done(std::make_unique<StreamFetch>(std::move(*fetch)));
+    done(std::make_unique<core::StreamFetch>(std::move(*fetch)));
   });
 }
 
@@ -110,16 +110,16 @@ void NatsStreamReader::fetch(std::unique_ptr<StreamFetch> request, size_t limit,
 // $JS.API.STREAM.MSG.GET with `next_by_subj` each (the stream leader answers, so nothing the
 // instance already handed over can be missing from it). Stops, incomplete, at `deadline_ns` or
 // once the caller abandons it.
-void NatsStreamReader::read_stream(StreamFetch& fetch, size_t limit, int64_t deadline_ns) {
+void NatsStreamReader::read_stream(core::StreamFetch& fetch, size_t limit, int64_t deadline_ns) {
   const std::string api = "$JS.API.STREAM.MSG.GET." + config_.js_stream_name;
   std::string data;
   std::string headers;
-  for (const StreamRange& range : fetch.ranges) {
+  for (const core::StreamRange& range : fetch.ranges) {
     const std::string subject = config_.subject_prefix + range.channel;
     uint64_t next = range.after_pos + 1;
     while (next <= range.through_pos) {
       if (fetch.abandoned && fetch.abandoned->load(std::memory_order_relaxed)) return;
-      const int64_t left_ms = (deadline_ns - steady_ns()) / 1'000'000;
+      const int64_t left_ms = (deadline_ns - core::steady_ns()) / 1'000'000;
       if (left_ms <= 0) {
         counters_.stream_reads_timed_out.fetch_add(1, std::memory_order_relaxed);
         return;  // incomplete: the client has waited long enough
@@ -156,11 +156,12 @@ void NatsStreamReader::read_stream(StreamFetch& fetch, size_t limit, int64_t dea
       if (!base64_decode(data64, data) || !base64_decode(hdrs64, headers)) return;
       if (fetch.messages.size() == limit) return;  // more than the caller may take: incomplete
       const std::optional<std::string_view> type = type_header(headers);
-      IngestItem item;
+      core::IngestItem item;
       if (!filter_.check(subject, type ? &*type : nullptr, data, item)) {
         item.pos = seq;
         const int64_t ts = rfc3339_ms(time);
-        fetch.messages.push_back(encode_message(item, ts != 0 ? ts : wall_ms(), steady_ns()));
+        fetch.messages.push_back(
+            core::encode_message(item, ts != 0 ? ts : core::wall_ms(), core::steady_ns()));
       }  // else: refused at intake too, so never delivered anywhere
       next = seq + 1;
     }
@@ -170,4 +171,4 @@ void NatsStreamReader::read_stream(StreamFetch& fetch, size_t limit, int64_t dea
   fetch.complete = true;
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -17,11 +17,11 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
+namespace odin::broker {
 
 class NatsStreamReader {
  public:
-  NatsStreamReader(const Config& config, NatsConnection& nats, BrokerCounters& counters);
+  NatsStreamReader(const ops::Config& config, NatsConnection& nats, ops::BrokerCounters& counters);
   ~NatsStreamReader();
   NatsStreamReader(const NatsStreamReader&) = delete;
   NatsStreamReader& operator=(const NatsStreamReader&) = delete;
@@ -32,19 +32,19 @@ class NatsStreamReader {
   void stop() { worker_.stop(); }
   // Any thread: queues the read of `fetch->ranges`; `done` runs once, on the reader thread (or
   // the caller's after stop()).
-  void fetch(std::unique_ptr<StreamFetch> fetch, size_t limit, StreamFetchDone done);
+  void fetch(std::unique_ptr<core::StreamFetch> fetch, size_t limit, core::StreamFetchDone done);
 
  private:
   // Reader thread.
-  void read_stream(StreamFetch& fetch, size_t limit, int64_t deadline_ns);
+  void read_stream(core::StreamFetch& fetch, size_t limit, int64_t deadline_ns);
 
-  const Config& config_;
+  const ops::Config& config_;
   NatsConnection& nats_;
-  BrokerCounters& counters_;
+  ops::BrokerCounters& counters_;
   // The reader's own, apart from the intake's: messages read back are checked like live ones.
   IntakeFilter filter_;
   std::unique_ptr<simdjson::dom::parser> parser_;
   BrokerWorker worker_;  // as many queued as WS_MAX_STREAM_READS lets callers park
 };
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -24,7 +24,7 @@
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -73,20 +73,20 @@ struct OwnedItem {
 }  // namespace
 
 struct RedisBroker::Impl final : IntakeSource {
-  Impl(const Config& config, std::string instance, Hub& hub, const ResourceMonitor& resources,
-       BrokerCounters& counters)
+  Impl(const ops::Config& config, std::string instance, hub::Hub& hub,
+       const guard::ResourceMonitor& resources, ops::BrokerCounters& counters)
       : config(config),
         instance_id(std::move(instance)),
         pattern(redis_channel_pattern(config.subject_prefix)),
         counters(counters),
         runner(config, resources, counters, "Redis", &hub) {}
 
-  const Config& config;
+  const ops::Config& config;
   const std::string instance_id;
   const std::string pattern;
   RedisUrl url;
   std::string where;  // url.display(), for logs
-  BrokerCounters& counters;
+  ops::BrokerCounters& counters;
   // Bumped on every intake (re)connect: a publishing connection made before the latest one may
   // lead to a Redis that restarted since, so it is replaced before use.
   std::atomic<uint64_t> generation{0};
@@ -112,7 +112,7 @@ struct RedisBroker::Impl final : IntakeSource {
 
   std::string start();
   void stop();
-  void publish(std::span<const IngestItem> items, PublishDone done);
+  void publish(std::span<const core::IngestItem> items, core::PublishDone done);
 
   ContextPtr connect(std::string_view role, std::string& error);
   bool subscribe(std::string& error);
@@ -124,14 +124,14 @@ struct RedisBroker::Impl final : IntakeSource {
   size_t collect(IntakeRunner& runner) override;
   void convert(IntakeRunner& runner) override;
   void settle(IntakeRunner& runner) override;
-  void idled() override { last_heard = steady_ns(); }
+  void idled() override { last_heard = core::steady_ns(); }
   void close() override { intake.reset(); }
 
   int wait_readable(int timeout_ms);
   void read_socket();
   void take_parsed(size_t limit);
 
-  PublishOutcome publish_now(const std::vector<OwnedItem>& items);
+  core::PublishOutcome publish_now(const std::vector<OwnedItem>& items);
 };
 
 // ---- connection ----------------------------------------------------------------------------
@@ -191,7 +191,7 @@ bool RedisBroker::Impl::connect_intake(std::string& error) {
   if (intake && !subscribe(error)) intake.reset();
   if (!intake) return false;
   lost.clear();
-  last_heard = steady_ns();
+  last_heard = core::steady_ns();
   ping_sent = false;
   generation.fetch_add(1);
   counters.connected = true;
@@ -298,7 +298,7 @@ void RedisBroker::Impl::take_parsed(size_t limit) {
 size_t RedisBroker::Impl::collect(IntakeRunner& runner) {
   const size_t allowed = runner.take_allowance();
   if (allowed == 0) {
-    last_heard = steady_ns();
+    last_heard = core::steady_ns();
     return 0;
   }
   take_parsed(allowed);
@@ -306,7 +306,7 @@ size_t RedisBroker::Impl::collect(IntakeRunner& runner) {
     const int ready = wait_readable(kLongPollMs);
     if (ready == 0) {
       runner.refund(allowed);
-      const int64_t silent = steady_ns() - last_heard;
+      const int64_t silent = core::steady_ns() - last_heard;
       if (silent > kDeadAfterNs) {
         lost = "no answer to PING for 10 s";
       } else if (silent > kPingAfterNs && !ping_sent) {
@@ -322,7 +322,7 @@ size_t RedisBroker::Impl::collect(IntakeRunner& runner) {
     }
     if (ready > 0) {
       read_socket();
-      last_heard = steady_ns();
+      last_heard = core::steady_ns();
       ping_sent = false;
       take_parsed(allowed);
       // Whatever else already arrived goes into the same hand-off.
@@ -345,7 +345,7 @@ void RedisBroker::Impl::convert(IntakeRunner& runner) {
     // Before any parsing; the object form's "type" and keys may come on top of a `data` as
     // large as WS_MAX_PAYLOAD_BYTES, which the filter checks exactly.
     if (payload.size() > config.max_payload_bytes + kObjectFormSlack) {
-      runner.reject(IntakeReject::kOversized, channel);
+      runner.reject(ops::IntakeReject::kOversized, channel);
       continue;
     }
     RedisPayload read = payloads.read(payload);
@@ -363,15 +363,16 @@ void RedisBroker::Impl::settle(IntakeRunner&) {
   batch.clear();
   // Messages parsed earlier count as traffic too: under a rate cap the parser may hold many
   // seconds' worth, during which the socket is rightly left alone.
-  last_heard = steady_ns();
+  last_heard = core::steady_ns();
 }
 
 // ---- publishing ------------------------------------------------------------------------------
 
-void RedisBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishDone done) {
+void RedisBroker::Impl::publish(std::span<const core::IngestItem> to_publish,
+                                core::PublishDone done) {
   std::vector<OwnedItem> owned;
   owned.reserve(to_publish.size());
-  for (const IngestItem& item : to_publish) {
+  for (const core::IngestItem& item : to_publish) {
     owned.push_back(OwnedItem{config.subject_prefix + std::string(item.channel),
                               redis_publish_payload(item.type, item.data, item.data_is_json)});
   }
@@ -379,8 +380,8 @@ void RedisBroker::Impl::publish(std::span<const IngestItem> to_publish, PublishD
                  counters);
 }
 
-PublishOutcome RedisBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
-  PublishOutcome outcome;
+core::PublishOutcome RedisBroker::Impl::publish_now(const std::vector<OwnedItem>& to_publish) {
+  core::PublishOutcome outcome;
   // While intake is cut off, refuse: this instance would not even see its own message.
   if (!counters.connected.load()) {
     outcome.error = "Redis is not connected";
@@ -427,8 +428,8 @@ PublishOutcome RedisBroker::Impl::publish_now(const std::vector<OwnedItem>& to_p
 
 // ---- RedisBroker -----------------------------------------------------------------------------
 
-RedisBroker::RedisBroker(const Config& config, std::string instance_id, Hub& hub,
-                         const ResourceMonitor& resources)
+RedisBroker::RedisBroker(const ops::Config& config, std::string instance_id, hub::Hub& hub,
+                         const guard::ResourceMonitor& resources)
     : impl_(std::make_unique<Impl>(config, std::move(instance_id), hub, resources, counters_)) {}
 
 RedisBroker::~RedisBroker() {
@@ -443,8 +444,8 @@ void RedisBroker::stop() {
   impl_->stop();
 }
 
-void RedisBroker::publish(std::span<const IngestItem> items, PublishDone done) {
+void RedisBroker::publish(std::span<const core::IngestItem> items, core::PublishDone done) {
   impl_->publish(items, std::move(done));
 }
 
-}  // namespace odin
+}  // namespace odin::broker

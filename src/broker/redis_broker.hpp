@@ -13,17 +13,25 @@
 
 #include "broker/broker.hpp"
 
-namespace odin {
-
-struct Config;
-class Hub;
+namespace odin::guard {
 class ResourceMonitor;
+}  // namespace odin::guard
+
+namespace odin::hub {
+class Hub;
+}  // namespace odin::hub
+
+namespace odin::ops {
+struct Config;
+}  // namespace odin::ops
+
+namespace odin::broker {
 
 class RedisBroker final : public Broker {
  public:
   // `instance_id` names this instance's connections on Redis (CLIENT SETNAME).
-  RedisBroker(const Config& config, std::string instance_id, Hub& hub,
-              const ResourceMonitor& resources);
+  RedisBroker(const ops::Config& config, std::string instance_id, hub::Hub& hub,
+              const guard::ResourceMonitor& resources);
   ~RedisBroker() override;
   RedisBroker(const RedisBroker&) = delete;
   RedisBroker& operator=(const RedisBroker&) = delete;
@@ -34,11 +42,11 @@ class RedisBroker final : public Broker {
   std::string start() override;
   // Stops intake after the batch in hand, fails queued publishes, closes the connections.
   void stop() override;
-  void publish(std::span<const IngestItem> items, PublishDone done) override;
+  void publish(std::span<const core::IngestItem> items, core::PublishDone done) override;
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace odin
+}  // namespace odin::broker

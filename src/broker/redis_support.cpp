@@ -9,7 +9,7 @@
 
 #include "core/json.hpp"
 
-namespace odin {
+namespace odin::broker {
 
 namespace {
 
@@ -164,7 +164,7 @@ RedisPayload RedisPayloadReader::read(std::string_view payload) {
   RedisPayload result;
   result.data = payload;
   // Cheap test first: most payloads that are not the object form are never parsed here.
-  const size_t first = json::skip_space(payload, 0);
+  const size_t first = core::json::skip_space(payload, 0);
   if (first >= payload.size() || payload[first] != '{') return result;
   simdjson::dom::object object;
   if (parser_->parse(payload.data(), payload.size()).get(object)) return result;
@@ -191,12 +191,12 @@ RedisPayload RedisPayloadReader::read(std::string_view payload) {
 
 std::optional<std::string_view> raw_member(std::string_view t, std::string_view key,
                                            simdjson::dom::parser& parser) {
-  size_t i = json::skip_space(t, 0);
+  size_t i = core::json::skip_space(t, 0);
   if (i >= t.size() || t[i] != '{') return std::nullopt;
-  i = json::skip_space(t, i + 1);
+  i = core::json::skip_space(t, i + 1);
   while (i < t.size() && t[i] == '"') {
     const size_t key_start = i;
-    i = json::skip_string(t, i);
+    i = core::json::skip_string(t, i);
     const std::string_view key_token = t.substr(key_start, i - key_start);
     bool match = false;
     if (key_token.find('\\') == std::string_view::npos) {
@@ -205,15 +205,15 @@ std::optional<std::string_view> raw_member(std::string_view t, std::string_view 
       std::string_view unescaped;
       match = !parser.parse(key_token.data(), key_token.size()).get(unescaped) && unescaped == key;
     }
-    i = json::skip_space(t, i);
+    i = core::json::skip_space(t, i);
     if (i >= t.size() || t[i] != ':') return std::nullopt;
-    i = json::skip_space(t, i + 1);
+    i = core::json::skip_space(t, i + 1);
     const size_t value_start = i;
-    i = json::skip_value(t, i);
+    i = core::json::skip_value(t, i);
     if (match) return t.substr(value_start, i - value_start);
-    i = json::skip_space(t, i);
+    i = core::json::skip_space(t, i);
     if (i >= t.size() || t[i] != ',') return std::nullopt;
-    i = json::skip_space(t, i + 1);
+    i = core::json::skip_space(t, i + 1);
   }
   return std::nullopt;
 }
@@ -222,15 +222,15 @@ std::string redis_publish_payload(std::string_view type, std::string_view data, 
   std::string out;
   out.reserve(data.size() + type.size() + 24);
   out += R"({"type":)";
-  json::append_string(out, type);
+  core::json::append_string(out, type);
   out += R"(,"data":)";
   if (data_is_json) {
     out += data;
   } else {
-    json::append_string(out, data);
+    core::json::append_string(out, data);
   }
   out += '}';
   return out;
 }
 
-}  // namespace odin
+}  // namespace odin::broker

@@ -15,7 +15,7 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
+namespace odin::broker {
 
 inline constexpr uint16_t kRedisDefaultPort = 6379;
 
@@ -68,4 +68,4 @@ std::string redis_publish_payload(std::string_view type, std::string_view data, 
 std::optional<std::string_view> raw_member(std::string_view object_json, std::string_view key,
                                            simdjson::dom::parser& parser);
 
-}  // namespace odin
+}  // namespace odin::broker

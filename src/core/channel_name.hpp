@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace odin {
+namespace odin::core {
 
 inline constexpr size_t kMaxChannelNameLength = 128;
 
@@ -40,4 +40,4 @@ constexpr bool is_valid_channel_name(std::string_view name) {
 static_assert(is_valid_channel_name("price:BTC-USD.v1_x"));
 static_assert(!is_valid_channel_name("odin.token.>"));
 
-}  // namespace odin
+}  // namespace odin::core

@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace odin {
+namespace odin::core {
 
 inline int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -28,4 +28,4 @@ inline int64_t mono_ms() {
       .count();
 }
 
-}  // namespace odin
+}  // namespace odin::core

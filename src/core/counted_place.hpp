@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <utility>
 
-namespace odin {
+namespace odin::core {
 
 class CountedPlace {
  public:
@@ -36,4 +36,4 @@ class CountedPlace {
   std::atomic<uint32_t>* count_ = nullptr;
 };
 
-}  // namespace odin
+}  // namespace odin::core

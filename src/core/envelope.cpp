@@ -7,7 +7,7 @@
 #include "core/json.hpp"
 #include "ws/frame.hpp"
 
-namespace odin {
+namespace odin::core {
 
 void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::string_view type,
                           std::string_view channel, std::string_view data, bool data_is_json) {
@@ -59,4 +59,4 @@ std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts
   return message;
 }
 
-}  // namespace odin
+}  // namespace odin::core

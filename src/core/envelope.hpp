@@ -11,7 +11,7 @@
 #include "core/ingest.hpp"
 #include "core/message.hpp"
 
-namespace odin {
+namespace odin::core {
 
 // Appends `"pos":P,"ts":T,"type":"...","channel":"...","data":D}` ("pos" only when `pos` is not
 // 0: JetStream's stream sequence, docs/protocol.md). `data_is_json` false turns the payload into a
@@ -28,4 +28,4 @@ size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size);
 std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
                                               int64_t ingest_steady_ns);
 
-}  // namespace odin
+}  // namespace odin::core

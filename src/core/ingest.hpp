@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace odin {
+namespace odin::core {
 
 // What a broker hands to the hub: a channel (already validated), a type and a payload.
 struct IngestItem {
@@ -25,4 +25,4 @@ struct PublishOutcome {
 };
 using PublishDone = std::function<void(PublishOutcome)>;
 
-}  // namespace odin
+}  // namespace odin::core

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstring>
 
-namespace odin::json {
+namespace odin::core::json {
 
 namespace {
 
@@ -166,4 +166,4 @@ size_t skip_value(std::string_view t, size_t i) {
   return i;
 }
 
-}  // namespace odin::json
+}  // namespace odin::core::json

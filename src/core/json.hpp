@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace odin::json {
+namespace odin::core::json {
 
 // Most characters write_uint writes (UINT64_MAX has 20 digits).
 inline constexpr size_t kMaxUintDigits = 20;
@@ -37,4 +37,4 @@ size_t skip_space(std::string_view text, size_t i);
 size_t skip_string(std::string_view text, size_t i);  // text[i] is the opening quote
 size_t skip_value(std::string_view text, size_t i);   // text[i] is the value's first byte
 
-}  // namespace odin::json
+}  // namespace odin::core::json

@@ -1,7 +1,7 @@
 // Per-thread LocalMessage pool (see message.hpp).
 #include "core/message.hpp"
 
-namespace odin {
+namespace odin::core {
 
 namespace {
 constexpr size_t kPoolBlock = 256;
@@ -33,4 +33,4 @@ void LocalMessagePool::recycle(LocalMessage* local) {
   --live_;
 }
 
-}  // namespace odin
+}  // namespace odin::core

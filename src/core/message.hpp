@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace odin {
+namespace odin::core {
 
 // Immutable once published. Shared by all event-loop threads through std::shared_ptr: one atomic
 // increment per thread per message, never per recipient.
@@ -87,4 +87,4 @@ inline void MessageRef::reset() {
   local_ = nullptr;
 }
 
-}  // namespace odin
+}  // namespace odin::core

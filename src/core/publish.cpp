@@ -12,7 +12,7 @@
 #include "core/channel_name.hpp"
 #include "core/json.hpp"
 
-namespace odin {
+namespace odin::core {
 
 namespace {
 
@@ -126,4 +126,4 @@ bool bearer_token_matches(std::string_view authorization, std::string_view token
   return same && !presented.empty() && !token.empty();
 }
 
-}  // namespace odin
+}  // namespace odin::core

@@ -14,7 +14,7 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
+namespace odin::core {
 
 struct PublishBatch {
   // Views into the parser (channel, type) and into the body (data, exactly as the client wrote
@@ -41,4 +41,4 @@ std::optional<PublishError> parse_publish_body(std::string_view body, simdjson::
 // (SHA-256) and the digests compared with CRYPTO_memcmp. `token` must not be empty.
 bool bearer_token_matches(std::string_view authorization, std::string_view token);
 
-}  // namespace odin
+}  // namespace odin::core

@@ -9,7 +9,7 @@
 #include <memory>
 #include <utility>
 
-namespace odin {
+namespace odin::core {
 
 // T is a cheap handle (e.g. an 8-byte intrusive refcounted pointer): default-constructible (the
 // empty handle) and move-assignable, where assigning over a handle releases what it held.
@@ -134,4 +134,4 @@ class ReplayRing {
   uint32_t next_ = 0;  // where the next push writes
 };
 
-}  // namespace odin
+}  // namespace odin::core

@@ -12,7 +12,7 @@
 
 #include "core/message.hpp"
 
-namespace odin {
+namespace odin::core {
 
 // The stored messages of one channel with stream positions in (after_pos, through_pos], read back
 // from the stream for a client resuming from another instance.
@@ -50,4 +50,4 @@ class StreamReader {
   virtual void count_abandoned_stream_read() = 0;
 };
 
-}  // namespace odin
+}  // namespace odin::core

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <limits>
 
-namespace odin {
+namespace odin::core {
 
 struct TokenBucketPolicy {
   double rate = 10;    // tokens added per second (WS_CLIENT_RATE)
@@ -103,4 +103,4 @@ class TokenBucket {
 
 static_assert(sizeof(TokenBucket) <= 16);
 
-}  // namespace odin
+}  // namespace odin::core

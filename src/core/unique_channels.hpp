@@ -10,7 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
-namespace odin {
+namespace odin::core {
 
 // No cap: every name of the list is kept.
 inline constexpr size_t kNoChannelCap = std::numeric_limits<size_t>::max();
@@ -52,4 +52,4 @@ class UniqueChannels {
   std::unordered_set<std::string_view> seen_;  // filled when out_ reaches kScanLimit names
 };
 
-}  // namespace odin
+}  // namespace odin::core

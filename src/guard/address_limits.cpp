@@ -3,7 +3,7 @@
 
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::guard {
 
 AddressLimits::~AddressLimits() {
   // Only the destroying thread is left: every loop thread has been joined.
@@ -13,4 +13,4 @@ AddressLimits::~AddressLimits() {
   }
 }
 
-}  // namespace odin
+}  // namespace odin::guard

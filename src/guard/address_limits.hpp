@@ -13,7 +13,7 @@
 #include <unordered_map>
 #include <utility>
 
-namespace odin {
+namespace odin::guard {
 
 class AddressLimits {
  public:
@@ -112,4 +112,4 @@ class AddressLimits {
   std::unordered_map<uint32_t, uint32_t> counts_;  // only addresses with connections
 };
 
-}  // namespace odin
+}  // namespace odin::guard

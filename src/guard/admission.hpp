@@ -12,7 +12,7 @@
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 
-namespace odin {
+namespace odin::guard {
 
 class ResourceMonitor;
 
@@ -20,25 +20,25 @@ class ResourceMonitor;
 class Admission {
  public:
   // A place among the admitted connections (core/counted_place.hpp).
-  using Ticket = CountedPlace;
+  using Ticket = core::CountedPlace;
 
-  Admission(const Config& config, const ResourceMonitor& resources)
+  Admission(const ops::Config& config, const ResourceMonitor& resources)
       : config_(config), resources_(resources) {}
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
 
   // A ticket, or why not: draining, memory or CPU over its threshold, or at WS_MAX_CONNECTIONS.
-  std::variant<Ticket, RejectReason> admit();
+  std::variant<Ticket, ops::RejectReason> admit();
   uint32_t admitted() const { return admitted_.load(std::memory_order_relaxed); }
   // From now on every upgrade is refused (kDraining).
   void begin_drain() { draining_.store(true, std::memory_order_relaxed); }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
  private:
-  const Config& config_;
+  const ops::Config& config_;
   const ResourceMonitor& resources_;
   std::atomic<uint32_t> admitted_{0};
   std::atomic<bool> draining_{false};
 };
 
-}  // namespace odin
+}  // namespace odin::guard

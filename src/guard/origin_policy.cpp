@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
-namespace odin {
+namespace odin::guard {
 
 namespace {
 
@@ -39,4 +39,4 @@ bool origin_allowed(std::span<const std::string> allowed, std::string_view origi
                      [&](const std::string& pattern) { return matches(pattern, origin); });
 }
 
-}  // namespace odin
+}  // namespace odin::guard

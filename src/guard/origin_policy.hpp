@@ -8,10 +8,10 @@
 #include <string>
 #include <string_view>
 
-namespace odin {
+namespace odin::guard {
 
 // `allowed` holds lower-case entries as config.cpp validated them: "*", "scheme://host[:port]",
 // or "scheme://*.domain[:port]" (any subdomain, not the domain itself). An empty list allows all.
 bool origin_allowed(std::span<const std::string> allowed, std::string_view origin);
 
-}  // namespace odin
+}  // namespace odin::guard

@@ -11,19 +11,19 @@
 #include <sstream>
 #include <string>
 
-namespace odin {
+namespace odin::guard {
 
 void ResourceMonitor::configure(double cpu_limit, uint64_t memory_limit) {
   cpu_limit_ = cpu_limit > 0 ? cpu_limit : available_cpus();
   memory_limit_ = memory_limit > 0 ? memory_limit : available_memory();
   last_cpu_seconds_ = read_cpu_seconds();
-  last_sample_ns_ = steady_ns();
+  last_sample_ns_ = core::steady_ns();
   rss_bytes_.store(read_rss_bytes(), std::memory_order_relaxed);
 }
 
 void ResourceMonitor::sample() {
   const double cpu = read_cpu_seconds();
-  const int64_t now = steady_ns();
+  const int64_t now = core::steady_ns();
   const double elapsed = static_cast<double>(now - last_sample_ns_) / 1e9;
   if (elapsed > 0) {
     const double cores_used = (cpu - last_cpu_seconds_) / elapsed;
@@ -84,4 +84,4 @@ uint64_t ResourceMonitor::available_memory() {
   return physical;
 }
 
-}  // namespace odin
+}  // namespace odin::guard

@@ -5,7 +5,7 @@
 #include <atomic>
 #include <cstdint>
 
-namespace odin {
+namespace odin::guard {
 
 class ResourceMonitor {
  public:
@@ -41,4 +41,4 @@ class ResourceMonitor {
   std::atomic<uint64_t> rss_bytes_{0};
 };
 
-}  // namespace odin
+}  // namespace odin::guard

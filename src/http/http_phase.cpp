@@ -11,7 +11,7 @@
 #include "ops/config.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::http {
 
 namespace beast_http = boost::beast::http;
 
@@ -59,7 +59,7 @@ const char* reason_phrase(unsigned status) {
 
 }  // namespace
 
-HttpPhase::HttpPhase(Connection& conn, const Config& config, HttpRoutes& routes)
+HttpPhase::HttpPhase(net::Connection& conn, const ops::Config& config, HttpRoutes& routes)
     : conn_(conn),
       config_(config),
       routes_(routes),
@@ -72,7 +72,7 @@ HttpPhase::HttpPhase(Connection& conn, const Config& config, HttpRoutes& routes)
 HttpPhase::~HttpPhase() = default;
 
 void HttpPhase::send_raw(std::string_view bytes) {
-  if (conn_.state() == Connection::State::kClosed) return;
+  if (conn_.state() == net::Connection::State::kClosed) return;
   unflushed_ += bytes.size();
   conn_.send_raw(bytes);
 }
@@ -93,7 +93,7 @@ void HttpPhase::respond(unsigned status, std::string_view content_type, std::str
 void HttpPhase::respond_error(unsigned status, std::string_view reason, bool keep_alive,
                               std::string_view extra_headers) {
   std::string body = "{\"error\":";
-  json::append_string(body, reason);
+  core::json::append_string(body, reason);
   body += "}";
   respond(status, "application/json", body, keep_alive, extra_headers);
 }
@@ -103,7 +103,7 @@ bool HttpPhase::wants_input() const {
 }
 
 void HttpPhase::on_input(std::span<char> bytes) {
-  const int64_t now = mono_ms();
+  const int64_t now = core::mono_ms();
   last_heard_ms_ = now;
   if (request_started_ms_ == 0) request_started_ms_ = now;
   feed(bytes);
@@ -111,7 +111,7 @@ void HttpPhase::on_input(std::span<char> bytes) {
 
 bool HttpPhase::feed(std::span<char> bytes) {
   pending_.append(bytes.data(), bytes.size());
-  ThreadStats& stats = conn_.loop().stats();
+  ops::ThreadStats& stats = conn_.loop().stats();
   size_t offset = 0;
   while (offset < pending_.size()) {
     boost::beast::error_code ec;
@@ -124,7 +124,7 @@ bool HttpPhase::feed(std::span<char> bytes) {
       // chunk extension made it buffer everything the client sent. No legitimate line is that
       // long.
       if (pending_.size() - offset > config_.max_header_bytes) {
-        stats.refused(RefuseReason::kRequestTooLarge);
+        stats.refused(ops::RefuseReason::kRequestTooLarge);
         respond_error(400, "a request or chunk header line longer than WS_MAX_HEADER_BYTES", false);
         return false;
       }
@@ -132,10 +132,10 @@ bool HttpPhase::feed(std::span<char> bytes) {
     }
     if (ec) {
       if (ec == beast_http::error::header_limit) {
-        stats.refused(RefuseReason::kRequestTooLarge);
+        stats.refused(ops::RefuseReason::kRequestTooLarge);
         respond_error(431, "request header too large", false);
       } else if (ec == beast_http::error::body_limit) {
-        stats.refused(RefuseReason::kRequestTooLarge);
+        stats.refused(ops::RefuseReason::kRequestTooLarge);
         respond_error(413, "request body too large (WS_MAX_BODY_BYTES)", false);
       } else {
         respond_error(400, "malformed HTTP request", false);
@@ -178,14 +178,14 @@ bool HttpPhase::feed(std::span<char> bytes) {
   if (pending_.empty()) std::string().swap(pending_);
   // The next request has begun (its clock starts now) if any of it has arrived.
   if (request_started_ms_ == 0 && (!pending_.empty() || parser_->got_some())) {
-    request_started_ms_ = mono_ms();
+    request_started_ms_ = core::mono_ms();
   }
   return true;
 }
 
-void HttpPhase::on_flushed(FlushResult result) {
+void HttpPhase::on_flushed(net::FlushResult result) {
   if (!conn_.outbound().in_batch()) unflushed_ = 0;  // this turn's output went out or is backlog
-  if (result == FlushResult::kBacklogged && conn_.over_queue_limit()) {
+  if (result == net::FlushResult::kBacklogged && conn_.over_queue_limit()) {
     // Answers nobody reads (pipelined requests pause at kUnsentPause, so only a response
     // larger than WS_CLIENT_QUEUE_BYTES gets here).
     conn_.loop().stats().slow_consumer_closes.add();
@@ -196,10 +196,10 @@ void HttpPhase::on_flushed(FlushResult result) {
 }
 
 void HttpPhase::resume() {
-  if (!paused_ || conn_.state() != Connection::State::kOpen || unsent() > kUnsentPause) return;
+  if (!paused_ || conn_.state() != net::Connection::State::kOpen || unsent() > kUnsentPause) return;
   paused_ = false;
   // The client took its answers: it is alive even though we did not read from it meanwhile.
-  last_heard_ms_ = mono_ms();
+  last_heard_ms_ = core::mono_ms();
   if (!pending_.empty()) feed({});  // requests read before the pause
   if (wants_input()) conn_.resume_reading();
 }
@@ -212,7 +212,7 @@ void HttpPhase::on_sweep(int64_t now_ms) {
   const int64_t timeout = config_.handshake_timeout.count();
   if (request_started_ms_ != 0) {
     if (now_ms - request_started_ms_ > timeout) {
-      conn_.loop().stats().refused(RefuseReason::kHandshakeTimeout);
+      conn_.loop().stats().refused(ops::RefuseReason::kHandshakeTimeout);
       // A client still in its TLS handshake cannot read an HTTP answer, and one that never
       // started a request is not waiting for one.
       const bool began = !pending_.empty() || parser_->got_some();
@@ -238,12 +238,12 @@ void HttpPhase::begin_deferred_response() {
 void HttpPhase::finish_deferred_response(unsigned status, std::string_view body, bool keep_alive) {
   conn_.unhold();
   awaiting_response_ = false;
-  if (conn_.state() == Connection::State::kClosed) return;
-  last_heard_ms_ = mono_ms();  // the idle clock restarts once the client has its answer
+  if (conn_.state() == net::Connection::State::kClosed) return;
+  last_heard_ms_ = core::mono_ms();  // the idle clock restarts once the client has its answer
   respond(status, "application/json", body, keep_alive);
-  if (conn_.state() != Connection::State::kOpen) return;
+  if (conn_.state() != net::Connection::State::kOpen) return;
   if (!pending_.empty()) feed({});  // requests pipelined behind this one
   if (wants_input()) conn_.resume_reading();
 }
 
-}  // namespace odin
+}  // namespace odin::http

@@ -14,9 +14,12 @@
 #include "net/connection.hpp"
 #include "net/connection_handler.hpp"
 
-namespace odin {
-
+namespace odin::ops {
 struct Config;
+}  // namespace odin::ops
+
+namespace odin::http {
+
 class HttpPhase;
 
 // Answers one complete request. Returns false when the connection must stop reading HTTP: it
@@ -28,12 +31,12 @@ class HttpRoutes {
 };
 
 // Every member runs on the connection's loop thread.
-class HttpPhase final : public ConnectionHandler {
+class HttpPhase final : public net::ConnectionHandler {
  public:
-  HttpPhase(Connection& conn, const Config& config, HttpRoutes& routes);
+  HttpPhase(net::Connection& conn, const ops::Config& config, HttpRoutes& routes);
   ~HttpPhase() override;
 
-  Connection& connection() { return conn_; }
+  net::Connection& connection() { return conn_; }
 
   // Queues a complete response; `extra_headers` are full header lines ending in CRLF. Without
   // keep-alive the connection closes once it is written.
@@ -54,7 +57,7 @@ class HttpPhase final : public ConnectionHandler {
   // ConnectionHandler
   void on_input(std::span<char> bytes) override;
   bool wants_input() const override;
-  void on_flushed(FlushResult result) override;
+  void on_flushed(net::FlushResult result) override;
   void on_sweep(int64_t now_ms) override;
   void on_closed() override {}
   void on_drain() override;
@@ -67,8 +70,8 @@ class HttpPhase final : public ConnectionHandler {
   // Continues reading pipelined requests once the answers paused for have drained.
   void resume();
 
-  Connection& conn_;
-  const Config& config_;
+  net::Connection& conn_;
+  const ops::Config& config_;
   HttpRoutes& routes_;
   std::optional<HttpRequestParser> parser_;
   std::string pending_;  // bytes the parser has not consumed yet
@@ -83,4 +86,4 @@ class HttpPhase final : public ConnectionHandler {
   bool answering_head_ = false;  // the request being answered is a HEAD: headers only
 };
 
-}  // namespace odin
+}  // namespace odin::http

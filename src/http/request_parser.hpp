@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <optional>
 
-namespace odin {
+namespace odin::http {
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 using HttpRequestParser = boost::beast::http::request_parser<boost::beast::http::string_body>;
@@ -31,4 +31,4 @@ inline void start_request_parser(std::optional<HttpRequestParser>& parser,
   parser->eager(true);
 }
 
-}  // namespace odin
+}  // namespace odin::http

@@ -4,7 +4,7 @@
 #include "core/channel_name.hpp"
 #include "core/unique_channels.hpp"
 
-namespace odin {
+namespace odin::http {
 
 std::string_view path_of(std::string_view target) {
   return target.substr(0, target.find('?'));
@@ -26,7 +26,7 @@ std::string_view query_param(std::string_view target, std::string_view key) {
 }
 
 bool split_channels(std::string_view list, std::vector<std::string_view>& out, size_t cap) {
-  UniqueChannels names(out, cap);
+  core::UniqueChannels names(out, cap);
   // One pass over the list: each byte is looked at once, whichever separator comes next.
   size_t start = 0;
   for (size_t i = 0; i <= list.size();) {
@@ -43,7 +43,7 @@ bool split_channels(std::string_view list, std::vector<std::string_view>& out, s
     const std::string_view name = list.substr(start, i - start);
     const bool last = i == list.size();
     if (last && name.empty()) break;  // an empty list or a trailing separator
-    if (!is_valid_channel_name(name)) return false;
+    if (!core::is_valid_channel_name(name)) return false;
     if (!names.add(name)) break;  // over the cap: the caller refuses, the rest is not read
     if (last) break;
     i += skip;
@@ -64,4 +64,4 @@ ws::UpgradeRequest upgrade_request_of(const HttpRequest& request) {
   return up;
 }
 
-}  // namespace odin
+}  // namespace odin::http

@@ -10,7 +10,7 @@
 #include "http/request_parser.hpp"
 #include "ws/handshake.hpp"
 
-namespace odin {
+namespace odin::http {
 
 // The target without its query string.
 std::string_view path_of(std::string_view target);
@@ -25,9 +25,9 @@ std::string_view query_param(std::string_view target, std::string_view key);
 // trailing separator is fine. Stops reading once `out` holds cap + 1 names, so the caller's
 // out.size() > cap check refuses the list without it being read to the end.
 bool split_channels(std::string_view list, std::vector<std::string_view>& out,
-                    size_t cap = kNoChannelCap);
+                    size_t cap = core::kNoChannelCap);
 
 // The headers ws::check_upgrade looks at (views into `request`).
 ws::UpgradeRequest upgrade_request_of(const HttpRequest& request);
 
-}  // namespace odin
+}  // namespace odin::http

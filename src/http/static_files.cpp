@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace odin {
+namespace odin::http {
 
 namespace {
 std::string_view content_type_for(const std::filesystem::path& path) {
@@ -43,4 +43,4 @@ const StaticFiles::File* StaticFiles::find(std::string_view path) const {
   return it == files_.end() ? nullptr : &it->second;
 }
 
-}  // namespace odin
+}  // namespace odin::http

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <unordered_map>
 
-namespace odin {
+namespace odin::http {
 
 class StaticFiles {
  public:
@@ -22,4 +22,4 @@ class StaticFiles {
   std::unordered_map<std::string, File> files_;
 };
 
-}  // namespace odin
+}  // namespace odin::http

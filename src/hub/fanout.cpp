@@ -18,7 +18,7 @@
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::hub {
 
 namespace {
 // How many recipients ahead the fan-out prefetches (measured: enough to cover a memory miss
@@ -34,15 +34,15 @@ constexpr size_t kTrimAfterFreed = 1024;
 
 Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
 
-void Hub::ingest(std::span<const IngestItem> items) {
-  const int64_t ts_ms = wall_ms();
-  const int64_t ingest_ns = steady_ns();
+void Hub::ingest(std::span<const core::IngestItem> items) {
+  const int64_t ts_ms = core::wall_ms();
+  const int64_t ingest_ns = core::steady_ns();
 
   // Encode outside the lock; the lock only fixes the order of hand-off.
-  std::vector<std::shared_ptr<const Message>> encoded;
+  std::vector<std::shared_ptr<const core::Message>> encoded;
   encoded.reserve(items.size());
-  for (const IngestItem& item : items)
-    encoded.push_back(encode_message(item, ts_ms, ingest_ns));
+  for (const core::IngestItem& item : items)
+    encoded.push_back(core::encode_message(item, ts_ms, ingest_ns));
 
   uint64_t bytes = 0;
   for (const auto& message : encoded)
@@ -56,19 +56,20 @@ void Hub::ingest(std::span<const IngestItem> items) {
 
 // 2. On each thread: queued, then delivered to its subscribers in bounded turns.
 
-ThreadFanout::ThreadFanout(EventLoop& loop, SubscriptionIndex& index, SessionTable& sessions)
+ThreadFanout::ThreadFanout(net::EventLoop& loop, pubsub::SubscriptionIndex& index,
+                           session::SessionTable& sessions)
     : loop_(loop), index_(index), sessions_(sessions) {
   drained_ingest_ns_.reserve(1024);
 }
 
-void ThreadFanout::enqueue(std::span<const std::shared_ptr<const Message>> messages,
+void ThreadFanout::enqueue(std::span<const std::shared_ptr<const core::Message>> messages,
                            uint64_t bytes) {
   // Counted before the push, so the drain never takes off more than was added.
   const uint64_t queued = queued_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
   if (queued > peak_queued_bytes_.load(std::memory_order_relaxed)) {
     peak_queued_bytes_.store(queued, std::memory_order_relaxed);
   }
-  for (const std::shared_ptr<const Message>& message : messages)
+  for (const std::shared_ptr<const core::Message>& message : messages)
     queue_.push(message);
   // One post per batch, not per message: the loop drains everything queued when it runs.
   if (!drain_posted_.exchange(true, std::memory_order_seq_cst)) {
@@ -78,13 +79,13 @@ void ThreadFanout::enqueue(std::span<const std::shared_ptr<const Message>> messa
 
 void ThreadFanout::drain() {
   drain_posted_.exchange(false, std::memory_order_seq_cst);
-  OutBatch& out = loop_.out();
+  net::OutBatch& out = loop_.out();
   uint64_t delivered = 0;
   uint64_t drained_bytes = 0;
   size_t budget = kTurnRecipients;
 
   while (budget != 0) {
-    std::shared_ptr<const Message> shared = queue_.pop();
+    std::shared_ptr<const core::Message> shared = queue_.pop();
     if (!shared) break;
     drained_bytes += queued_cost(*shared);
     --budget;
@@ -92,12 +93,12 @@ void ThreadFanout::drain() {
       if (shared->stream_reset) {
         // Old positions mean nothing in the new stream: a restored session skipping up to one
         // of them would silently drop the new stream's first messages.
-        sessions_.for_each([](Session& session) { session.forget_restored_skip(); });
+        sessions_.for_each([](session::Session& session) { session.forget_restored_skip(); });
       }
       index_.mark_complete_after(shared->pos, shared->stream_reset);
       continue;
     }
-    ChannelSubscribers* entry = index_.try_entry(shared->channel);
+    pubsub::ChannelSubscribers* entry = index_.try_entry(shared->channel);
     if (!entry) {
       // WS_MAX_CHANNELS: no entry, so no subscriber here, and no snapshot or history kept.
       index_.saw_pos(shared->pos);
@@ -105,20 +106,22 @@ void ThreadFanout::drain() {
       ++channels_refused_;
       continue;
     }
-    ChannelSubscribers& channel = *entry;
-    MessageRef message = loop_.pool().adopt(std::move(shared));
+    pubsub::ChannelSubscribers& channel = *entry;
+    core::MessageRef message = loop_.pool().adopt(std::move(shared));
     channel.latest = message;  // what a `snapshot` subscribe sends
     const uint64_t pos = message->pos;
     if (pos != 0) remember(channel, message);
 
     // Each recipient is three cold cache lines (session, ring slot, connection): ask for them a
     // few recipients ahead, in two stages since the last two are found through the session.
-    const std::vector<Session*>& recipients = channel.sessions;
+    const std::vector<pubsub::Subscriber*>& recipients = channel.subscribers;
     const size_t count = recipients.size();
     for (size_t i = 0; i < count; ++i) {
       if (i + 2 * kPrefetchAhead < count) __builtin_prefetch(recipients[i + 2 * kPrefetchAhead]);
-      if (i + kPrefetchAhead < count) recipients[i + kPrefetchAhead]->prefetch_for_delivery();
-      Session* session = recipients[i];
+      if (i + kPrefetchAhead < count) {
+        session::session_of(recipients[i + kPrefetchAhead]).prefetch_for_delivery();
+      }
+      session::Session* session = &session::session_of(recipients[i]);
       // A session restored from another instance that was ahead of this one: it already has
       // this channel's messages up to where that instance was.
       if (session->already_sent(&channel, pos)) continue;
@@ -129,12 +132,12 @@ void ThreadFanout::drain() {
   }
   queued_bytes_.fetch_sub(drained_bytes, std::memory_order_relaxed);
 
-  ThreadStats& stats = loop_.stats();
+  ops::ThreadStats& stats = loop_.stats();
   stats.messages_out.add(delivered);
   loop_.flush();
 
   // Ingest to the write of this thread's last recipient, one sample per message.
-  const int64_t done = steady_ns();
+  const int64_t done = core::steady_ns();
   for (int64_t ingest_ns : drained_ingest_ns_) {
     stats.fanout_latency.record(static_cast<uint64_t>(std::max<int64_t>(0, done - ingest_ns)));
   }
@@ -149,18 +152,19 @@ void ThreadFanout::drain() {
 
 // What the hot path leans on: the channel histories, the sweep, the markers, the queue.
 
-void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& message) {
+void ThreadFanout::remember(pubsub::ChannelSubscribers& channel, const core::MessageRef& message) {
   index_.saw_pos(message->pos);
-  const Config& config = loop_.config();
+  const ops::Config& config = loop_.config();
   if (config.history_size == 0) {
     // No history: it holds every message only after the newest one, so a restore from before
     // that reads the stream.
     channel.history_evicted_through = message->pos;
     return;
   }
-  ReplayRing<MessageRef>& history = channel.history;
+  core::ReplayRing<core::MessageRef>& history = channel.history;
   if (history.capacity() != config.history_size) {
-    history = ReplayRing<MessageRef>(config.history_size);  // once per channel and thread
+    history =
+        core::ReplayRing<core::MessageRef>(config.history_size);  // once per channel and thread
   }
   // Only in stream order: a late first delivery the broker could not put in place means the
   // history missed it, so the history restarts after the newest message it had.
@@ -178,8 +182,8 @@ void ThreadFanout::remember(ChannelSubscribers& channel, const MessageRef& messa
 }
 
 // Drops history entries ingested before `oldest_ns` (monotonic, so a clock step changes nothing).
-void ThreadFanout::age_history(ChannelSubscribers& channel, int64_t oldest_ns) {
-  ReplayRing<MessageRef>& history = channel.history;
+void ThreadFanout::age_history(pubsub::ChannelSubscribers& channel, int64_t oldest_ns) {
+  core::ReplayRing<core::MessageRef>& history = channel.history;
   while (!history.empty() && history.oldest()->ingest_steady_ns < oldest_ns) {
     channel.history_evicted_through = history.oldest()->pos;
     history.pop_oldest();
@@ -188,13 +192,13 @@ void ThreadFanout::age_history(ChannelSubscribers& channel, int64_t oldest_ns) {
 }
 
 void ThreadFanout::sweep() {
-  const int64_t now = steady_ns();
+  const int64_t now = core::steady_ns();
   if (now < next_channel_sweep_ns_) return;
   next_channel_sweep_ns_ = now + kChannelSweepEveryNs;
-  const Config& config = loop_.config();
+  const ops::Config& config = loop_.config();
   const int64_t history_oldest = now - std::chrono::nanoseconds(config.history_max_age).count();
   const int64_t idle_before = now - std::chrono::nanoseconds(config.channel_idle_ttl).count();
-  const size_t freed = index_.erase_idle([&](ChannelSubscribers& channel) {
+  const size_t freed = index_.erase_idle([&](pubsub::ChannelSubscribers& channel) {
     age_history(channel, history_oldest);
     return !channel.latest || channel.latest->ingest_steady_ns < idle_before;
   });
@@ -211,11 +215,11 @@ void ThreadFanout::sweep() {
 }
 
 void Hub::enqueue_marker(uint64_t pos, bool stream_reset) {
-  auto marker = std::make_shared<Message>();
+  auto marker = std::make_shared<core::Message>();
   marker->pos = pos;
   marker->marker = true;
   marker->stream_reset = stream_reset;
-  const std::shared_ptr<const Message> shared = std::move(marker);
+  const std::shared_ptr<const core::Message> shared = std::move(marker);
   std::lock_guard lock(ingest_order_);
   for (ThreadFanout* thread : threads_)
     thread->enqueue({&shared, 1}, queued_cost(*shared));
@@ -247,7 +251,7 @@ MessageQueue::~MessageQueue() {
   std::unique_ptr<Node> last(tail_);
 }
 
-void MessageQueue::push(std::shared_ptr<const Message> message) {
+void MessageQueue::push(std::shared_ptr<const core::Message> message) {
   auto node = std::make_unique<Node>();
   node->message = std::move(message);
   Node* raw = node.release();
@@ -255,7 +259,7 @@ void MessageQueue::push(std::shared_ptr<const Message> message) {
   prev->next.store(raw, std::memory_order_seq_cst);
 }
 
-std::shared_ptr<const Message> MessageQueue::pop() {
+std::shared_ptr<const core::Message> MessageQueue::pop() {
   Node* next = tail_->next.load(std::memory_order_acquire);
   if (!next) return nullptr;
   std::unique_ptr<Node> old_stub(tail_);
@@ -263,4 +267,4 @@ std::shared_ptr<const Message> MessageQueue::pop() {
   return std::move(next->message);
 }
 
-}  // namespace odin
+}  // namespace odin::hub

@@ -17,10 +17,15 @@
 #include "core/message.hpp"
 #include "pubsub/subscription_index.hpp"
 
-namespace odin {
-
+namespace odin::net {
 class EventLoop;
+}  // namespace odin::net
+
+namespace odin::session {
 class SessionTable;
+}  // namespace odin::session
+
+namespace odin::hub {
 
 // Unbounded multi-producer, single-consumer queue (Vyukov): producers never block the consumer;
 // the consumer never takes a lock.
@@ -30,13 +35,13 @@ class MessageQueue {
   ~MessageQueue();
   MessageQueue(const MessageQueue&) = delete;
   MessageQueue& operator=(const MessageQueue&) = delete;
-  void push(std::shared_ptr<const Message> message);  // any thread
-  std::shared_ptr<const Message> pop();               // the consumer thread only
+  void push(std::shared_ptr<const core::Message> message);  // any thread
+  std::shared_ptr<const core::Message> pop();               // the consumer thread only
 
  private:
   struct Node {
     std::atomic<Node*> next{nullptr};
-    std::shared_ptr<const Message> message;
+    std::shared_ptr<const core::Message> message;
   };
   alignas(64) std::atomic<Node*> head_;
   alignas(64) Node* tail_;
@@ -44,7 +49,7 @@ class MessageQueue {
 
 // What a queued message is counted as against WS_FANOUT_QUEUE_BYTES: its envelope plus about
 // what the message, its control block and a queue node take around it.
-inline uint64_t queued_cost(const Message& message) {
+inline uint64_t queued_cost(const core::Message& message) {
   return message.tail.size() + message.channel.size() + 160;
 }
 
@@ -53,10 +58,11 @@ class ThreadFanout {
  public:
   // `index` and `sessions` are this thread's; the fan-out delivers to them and keeps each
   // channel's latest message and history in `index`.
-  ThreadFanout(EventLoop& loop, SubscriptionIndex& index, SessionTable& sessions);
+  ThreadFanout(net::EventLoop& loop, pubsub::SubscriptionIndex& index,
+               session::SessionTable& sessions);
   // Any thread (the hub, under its order lock): queue messages, whose queued_cost() sum is
   // `bytes`, and make sure the loop will drain.
-  void enqueue(std::span<const std::shared_ptr<const Message>> messages, uint64_t bytes);
+  void enqueue(std::span<const std::shared_ptr<const core::Message>> messages, uint64_t bytes);
   // Loop thread: deliver what is queued, a bounded amount per turn (kTurnRecipients), flush,
   // and continue in a later turn so the loop's other handlers run in between.
   void drain();
@@ -77,18 +83,18 @@ class ThreadFanout {
   static constexpr size_t kTurnRecipients = 262144;
 
  private:
-  void remember(ChannelSubscribers& channel, const MessageRef& message);
-  void age_history(ChannelSubscribers& channel, int64_t oldest_ns);
+  void remember(pubsub::ChannelSubscribers& channel, const core::MessageRef& message);
+  void age_history(pubsub::ChannelSubscribers& channel, int64_t oldest_ns);
 
-  EventLoop& loop_;
+  net::EventLoop& loop_;
   MessageQueue queue_;
   std::atomic<bool> drain_posted_{false};
   // Added by the producer before it pushes, taken off by the drain once per turn: one atomic
   // per batch and thread, none per recipient.
   alignas(64) std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<uint64_t> peak_queued_bytes_{0};  // written by the producer only (under the hub lock)
-  SubscriptionIndex& index_;
-  SessionTable& sessions_;
+  pubsub::SubscriptionIndex& index_;
+  session::SessionTable& sessions_;
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
   int64_t next_channel_sweep_ns_ = 0;
   uint64_t channels_refused_ = 0;  // messages on channels beyond WS_MAX_CHANNELS (for the log)
@@ -100,7 +106,7 @@ class Hub {
  public:
   explicit Hub(std::vector<ThreadFanout*> threads);
   // Encodes each item once and hands it to every thread. Any thread may call it.
-  void ingest(std::span<const IngestItem> items);
+  void ingest(std::span<const core::IngestItem> items);
   // JetStream: from here on (in ingest order) this instance hands over every stream message after
   // `pos`. The broker says so when it starts reading the stream, and again after a gap it could
   // not fill; histories before that point are not complete.
@@ -124,4 +130,4 @@ class Hub {
   std::atomic<uint64_t> messages_in_{0};
 };
 
-}  // namespace odin
+}  // namespace odin::hub

@@ -16,7 +16,7 @@
 #include "spdlog/spdlog.h"
 #include "ws/frame.hpp"
 
-namespace odin {
+namespace odin::net {
 
 namespace {
 constexpr size_t kMaxReadsPerTurn = 4;  // fairness: at most 256 KB from one socket per turn
@@ -28,12 +28,12 @@ constexpr size_t kFrameSlackBytes = 4096;
 }  // namespace
 
 Connection::Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback,
-                       std::unique_ptr<TlsStream> tls, AddressLimits::Slot address_slot)
+                       std::unique_ptr<TlsStream> tls, guard::AddressLimits::Slot address_slot)
     : loop_(loop),
       socket_(std::move(socket)),
       tls_(std::move(tls)),
       address_slot_(std::move(address_slot)),
-      opened_at_ms_(mono_ms()),
+      opened_at_ms_(core::mono_ms()),
       loopback_(loopback) {}
 
 Connection::~Connection() = default;
@@ -158,7 +158,7 @@ void Connection::on_readable_tls() {
       case TlsStream::ReadStatus::kClosed:
         return abort();
       case TlsStream::ReadStatus::kFailed:
-        loop_.stats().refused(RefuseReason::kTlsFailed);
+        loop_.stats().refused(ops::RefuseReason::kTlsFailed);
         spdlog::debug("TLS connection failed: {}", tls_->last_error());
         return abort();
     }
@@ -200,7 +200,7 @@ void Connection::close_after_flush(bool half_close) {
   half_close_ = half_close;
   if (state_ == State::kOpen) {
     state_ = State::kClosing;
-    close_deadline_ms_ = mono_ms() + kCloseDeadlineMs;
+    close_deadline_ms_ = core::mono_ms() + kCloseDeadlineMs;
   }
 }
 
@@ -326,4 +326,4 @@ void Connection::release_if_done() {
   loop_.retire(this);
 }
 
-}  // namespace odin
+}  // namespace odin::net

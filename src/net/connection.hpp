@@ -16,7 +16,7 @@
 #include "net/out_batch.hpp"
 #include "net/tls.hpp"
 
-namespace odin {
+namespace odin::net {
 
 class EventLoop;
 
@@ -24,9 +24,9 @@ class EventLoop;
 struct DetachedSocket {
   int fd = -1;
   bool loopback = false;
-  std::string unsent;                // bytes the old thread could not write yet (whole frames)
-  std::unique_ptr<TlsStream> tls;    // a TLS connection's state, buffered records included
-  AddressLimits::Slot address_slot;  // its place under WS_MAX_CONNECTIONS_PER_IP
+  std::string unsent;              // bytes the old thread could not write yet (whole frames)
+  std::unique_ptr<TlsStream> tls;  // a TLS connection's state, buffered records included
+  guard::AddressLimits::Slot address_slot;  // its place under WS_MAX_CONNECTIONS_PER_IP
 };
 
 // Every member runs on the loop thread that owns the connection.
@@ -39,7 +39,7 @@ class Connection final {
 
   // `tls` is null for a plain connection; `address_slot` counts it against its client address.
   Connection(EventLoop& loop, boost::asio::ip::tcp::socket socket, bool loopback,
-             std::unique_ptr<TlsStream> tls, AddressLimits::Slot address_slot);
+             std::unique_ptr<TlsStream> tls, guard::AddressLimits::Slot address_slot);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -129,7 +129,7 @@ class Connection final {
   EventLoop& loop_;
   boost::asio::ip::tcp::socket socket_;
   std::unique_ptr<TlsStream> tls_;
-  AddressLimits::Slot address_slot_;
+  guard::AddressLimits::Slot address_slot_;
   std::unique_ptr<ConnectionHandler> handler_;
   std::unique_ptr<ConnectionHandler> previous_handler_;  // until the end of the turn it switched
   Outbound out_;
@@ -149,4 +149,4 @@ class Connection final {
   friend class EventLoop;
 };
 
-}  // namespace odin
+}  // namespace odin::net

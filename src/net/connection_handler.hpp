@@ -8,7 +8,7 @@
 
 #include "net/out_batch.hpp"
 
-namespace odin {
+namespace odin::net {
 
 // Every member runs on the connection's loop thread.
 class ConnectionHandler {
@@ -30,4 +30,4 @@ class ConnectionHandler {
   virtual void on_drain() = 0;
 };
 
-}  // namespace odin
+}  // namespace odin::net

@@ -18,15 +18,15 @@
 #include "net/connection.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::net {
 
 namespace {
 
 // Sweep often enough for the shortest configured timeout, never more than 20 times a second.
-std::chrono::milliseconds sweep_period(const Config& config) {
+std::chrono::milliseconds sweep_period(const ops::Config& config) {
   const auto shortest = std::min({config.ping_interval, config.heartbeat_timeout,
                                   config.handshake_timeout, config.resume_ttl});
-  return std::clamp(shortest / 4, Millis(50), Millis(1000));
+  return std::clamp(shortest / 4, ops::Millis(50), ops::Millis(1000));
 }
 
 }  // namespace
@@ -52,7 +52,7 @@ EventLoop::TestFaults EventLoop::TestFaults::from_env() {
   return faults;
 }
 
-EventLoop::EventLoop(const Config& config, unsigned index, LoopParts parts)
+EventLoop::EventLoop(const ops::Config& config, unsigned index, LoopParts parts)
     : config_(config),
       index_(index),
       parts_(std::move(parts)),
@@ -135,22 +135,22 @@ void EventLoop::on_accepted(boost::asio::ip::tcp::socket socket) {
   boost::system::error_code ignored;
   const auto remote = socket.remote_endpoint(ignored);
   const bool loopback = !ignored && remote.address().is_loopback();
-  AddressLimits::Slot slot;
+  guard::AddressLimits::Slot slot;
   const uint32_t address = ignored ? 0 : remote.address().to_v4().to_uint();
   switch (parts_.address_limits->admit(address, slot)) {
-    case AddressLimits::Verdict::kAdmitted:
+    case guard::AddressLimits::Verdict::kAdmitted:
       add_connection(std::move(socket), loopback, std::move(slot));
       break;
-    case AddressLimits::Verdict::kAddressFull:
-      refuse_at_accept(std::move(socket), RefuseReason::kAddressLimit);
+    case guard::AddressLimits::Verdict::kAddressFull:
+      refuse_at_accept(std::move(socket), ops::RefuseReason::kAddressLimit);
       break;
-    case AddressLimits::Verdict::kProcessFull:
-      refuse_at_accept(std::move(socket), RefuseReason::kSocketLimit);
+    case guard::AddressLimits::Verdict::kProcessFull:
+      refuse_at_accept(std::move(socket), ops::RefuseReason::kSocketLimit);
       break;
   }
 }
 
-void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReason reason) {
+void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, ops::RefuseReason reason) {
   stats_.refused(reason);
   // No request has been read, so the answer cannot be an HTTP response the client is sure to
   // see; a plain-text client gets one anyway (best effort), a TLS client only the close.
@@ -165,7 +165,8 @@ void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReas
         "Retry-After: 1\r\nContent-Length: 32\r\nConnection: close\r\n\r\n"
         "{\"error\":\"too many connections\"}";
     static_assert(kProcess.size() - kProcess.find("\r\n\r\n") - 4 == 32);
-    const std::string_view answer = reason == RefuseReason::kSocketLimit ? kProcess : kPerAddress;
+    const std::string_view answer =
+        reason == ops::RefuseReason::kSocketLimit ? kProcess : kPerAddress;
     (void)!::send(socket.native_handle(), answer.data(), answer.size(),
                   MSG_NOSIGNAL | MSG_DONTWAIT);
   }
@@ -174,7 +175,7 @@ void EventLoop::refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReas
 }
 
 void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopback,
-                               AddressLimits::Slot slot) {
+                               guard::AddressLimits::Slot slot) {
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
   socket.set_option(boost::asio::ip::tcp::no_delay(true), ec);
@@ -186,7 +187,7 @@ void EventLoop::add_connection(boost::asio::ip::tcp::socket socket, bool loopbac
   if (auto context = parts_.tls_context()) {
     tls = TlsStream::accept(*context, socket.native_handle());
     if (!tls) {
-      stats_.refused(RefuseReason::kTlsFailed);
+      stats_.refused(ops::RefuseReason::kTlsFailed);
       return;  // out of memory: the socket closes with this scope
     }
   }
@@ -268,7 +269,7 @@ void EventLoop::arm_sweep() {
 
 void EventLoop::sweep() {
   take_fault(test_faults_.sweep);
-  const int64_t now = mono_ms();
+  const int64_t now = core::mono_ms();
   // Index loop: a sweep may close connections, which only retires them (reaped later).
   for (size_t i = 0; i < connections_.size(); ++i)
     connections_[i]->on_sweep(now);
@@ -288,4 +289,4 @@ void EventLoop::begin_drain() {
   flush();
 }
 
-}  // namespace odin
+}  // namespace odin::net

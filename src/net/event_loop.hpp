@@ -24,7 +24,7 @@
 #include "ops/config.hpp"
 #include "ops/metrics.hpp"
 
-namespace odin {
+namespace odin::net {
 
 class Connection;
 class ConnectionHandler;
@@ -37,14 +37,14 @@ struct LoopParts {
   // The TLS context new connections use (null: plain); any thread may reload it meanwhile.
   std::function<std::shared_ptr<const TlsContext>()> tls_context;
   // Per-address and process-wide socket caps, shared by all loops.
-  AddressLimits* address_limits = nullptr;
+  guard::AddressLimits* address_limits = nullptr;
   // After each sweep of the connections (timeouts): the layers above sweep their own state.
   std::function<void(int64_t now_ms)> on_sweep;
 };
 
 class EventLoop {
  public:
-  EventLoop(const Config& config, unsigned index, LoopParts parts);
+  EventLoop(const ops::Config& config, unsigned index, LoopParts parts);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -58,13 +58,13 @@ class EventLoop {
 
   boost::asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }
-  const Config& config() const { return config_; }
+  const ops::Config& config() const { return config_; }
   OutBatch& out() { return out_; }
-  ThreadStats& stats() { return stats_; }
-  const ThreadStats& stats() const { return stats_; }
+  ops::ThreadStats& stats() { return stats_; }
+  const ops::ThreadStats& stats() const { return stats_; }
   // This thread's references to published messages (rings, histories and pending writes hold
   // them): it outlives everything on the thread that holds one.
-  LocalMessagePool& pool() { return pool_; }
+  core::LocalMessagePool& pool() { return pool_; }
   std::span<char> read_buffer() { return {read_buffer_.get(), kReadBufferBytes}; }
 
   // Writes everything batched so far (one writev per touched connection).
@@ -89,11 +89,12 @@ class EventLoop {
   static constexpr size_t kReadBufferBytes = 64 * 1024;
   void accept_next();
   void on_accepted(boost::asio::ip::tcp::socket socket);
-  void add_connection(boost::asio::ip::tcp::socket socket, bool loopback, AddressLimits::Slot slot);
+  void add_connection(boost::asio::ip::tcp::socket socket, bool loopback,
+                      guard::AddressLimits::Slot slot);
   // Adds `conn` to this loop's connections (it records its place for reap).
   Connection& own(std::unique_ptr<Connection> conn);
   // WS_MAX_CONNECTIONS_PER_IP (429) or WS_MAX_SOCKETS (503), best effort, then closed.
-  void refuse_at_accept(boost::asio::ip::tcp::socket socket, RefuseReason reason);
+  void refuse_at_accept(boost::asio::ip::tcp::socket socket, ops::RefuseReason reason);
   void sweep();
   void arm_sweep();
   void reap();
@@ -113,7 +114,7 @@ class EventLoop {
   [[noreturn]] static void throw_fault(uint32_t& left);
   TestFaults test_faults_ = TestFaults::from_env();
 
-  const Config& config_;
+  const ops::Config& config_;
   unsigned index_;
   LoopParts parts_;
   boost::asio::io_context io_;
@@ -121,10 +122,10 @@ class EventLoop {
   boost::asio::steady_timer sweep_timer_;
   boost::asio::steady_timer accept_retry_timer_;
   std::thread thread_;
-  ThreadStats stats_;
+  ops::ThreadStats stats_;
   // Declaration order is destruction order in reverse: everything holding message references
   // (pending writes, connections' replays) goes before the pool.
-  LocalMessagePool pool_;
+  core::LocalMessagePool pool_;
   OutBatch out_;
   bool flush_posted_ = false;
   std::unique_ptr<char[]> read_buffer_;
@@ -135,4 +136,4 @@ class EventLoop {
   std::atomic<uint32_t> connection_count_{0};
 };
 
-}  // namespace odin
+}  // namespace odin::net

@@ -13,7 +13,7 @@
 
 #include "net/connection.hpp"
 
-namespace odin {
+namespace odin::net {
 
 namespace {
 constexpr size_t kChunkBytes = 64 * 1024;
@@ -69,7 +69,7 @@ uint32_t OutBatch::slot_of(Connection& conn, size_t bytes) {
   return out.batch_slot;
 }
 
-void OutBatch::append_shared(Connection& conn, std::string_view head, const MessageRef& owner,
+void OutBatch::append_shared(Connection& conn, std::string_view head, const core::MessageRef& owner,
                              std::string_view tail) {
   char* head_copy = arena_alloc(head.size());
   std::memcpy(head_copy, head.data(), head.size());
@@ -319,4 +319,4 @@ uint64_t OutBatch::flush() {
   return bytes_written;
 }
 
-}  // namespace odin
+}  // namespace odin::net

@@ -19,7 +19,7 @@
 #include "core/message.hpp"
 #include "net/tls.hpp"
 
-namespace odin {
+namespace odin::net {
 
 class Connection;
 
@@ -48,7 +48,7 @@ class OutBatch {
   OutBatch& operator=(const OutBatch&) = delete;
 
   // Hot path: a data frame = `head` (copied, small) + `tail` (referenced through `owner`).
-  void append_shared(Connection& conn, std::string_view head, const MessageRef& owner,
+  void append_shared(Connection& conn, std::string_view head, const core::MessageRef& owner,
                      std::string_view tail);
   // Anything else (control frames, HTTP responses, replays' heads): copied into the batch arena.
   void append_copy(Connection& conn, std::string_view bytes);
@@ -92,7 +92,7 @@ class OutBatch {
   std::vector<Piece> pieces_;
   // Keeps referenced tails alive until the flush: one reference per run of pieces that share a
   // message (the fan-out appends a message to all its recipients in a row), not one per piece.
-  std::vector<MessageRef> owners_;
+  std::vector<core::MessageRef> owners_;
   std::vector<Connection*> dirty_;     // by slot; null once forgotten
   std::vector<Span> grouped_;          // pieces_ regrouped by connection for flush
   std::vector<uint32_t> group_begin_;  // per slot, then one past the end
@@ -108,4 +108,4 @@ class OutBatch {
   std::string tls_plain_;  // a TLS connection's pieces gathered into records' worth of plaintext
 };
 
-}  // namespace odin
+}  // namespace odin::net

@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-namespace odin {
+namespace odin::net {
 
 namespace {
 
@@ -198,4 +198,4 @@ std::string TlsStream::last_error() const {
   return openssl_error_text(last_error_);
 }
 
-}  // namespace odin
+}  // namespace odin::net

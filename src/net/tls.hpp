@@ -20,7 +20,7 @@
 #include <string_view>
 #include <variant>
 
-namespace odin {
+namespace odin::net {
 
 struct SslCtxFree {
   void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
@@ -103,4 +103,4 @@ class TlsStream {
   unsigned long last_error_ = 0;  // OpenSSL's error code; text only when someone asks
 };
 
-}  // namespace odin
+}  // namespace odin::net

@@ -11,12 +11,13 @@
 #include "ops/config.hpp"
 #include "ops/settings.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 namespace {
 
 using setting::boolean;
 using setting::bytes;
+using setting::choice;
 using setting::duration;
 using setting::duration_in;
 using setting::has_space_or_control;
@@ -53,29 +54,6 @@ std::optional<std::string> parse_addr(Config& c, std::string_view text) {
   return std::nullopt;
 }
 
-std::optional<std::string> parse_level(Config& c, std::string_view text) {
-  static const std::map<std::string, LogLevel> kLevels = {
-      {"trace", LogLevel::kTrace}, {"debug", LogLevel::kDebug},  {"info", LogLevel::kInfo},
-      {"warn", LogLevel::kWarn},   {"warning", LogLevel::kWarn}, {"error", LogLevel::kError},
-      {"off", LogLevel::kOff}};
-  auto it = kLevels.find(lower(text));
-  if (it == kLevels.end()) return "expected trace, debug, info, warn, error or off";
-  c.log_level = it->second;
-  return std::nullopt;
-}
-
-std::optional<std::string> parse_format(Config& c, std::string_view text) {
-  const std::string l = lower(text);
-  if (l == "json") {
-    c.log_format = LogFormat::kJson;
-  } else if (l == "text") {
-    c.log_format = LogFormat::kText;
-  } else {
-    return "expected json or text";
-  }
-  return std::nullopt;
-}
-
 // Seed settings that have no meaning here: validated, then noted as ignored.
 SettingParser ignored(const char* variable, const char* why) {
   return [=](Config& c, std::string_view text) -> std::optional<std::string> {
@@ -84,18 +62,6 @@ SettingParser ignored(const char* variable, const char* why) {
         fmt::format("{} is accepted for compatibility and ignored: {}", variable, why));
     return std::nullopt;
   };
-}
-
-std::optional<std::string> parse_auth(Config& c, std::string_view text) {
-  const std::string l = lower(text);
-  if (l == "none") {
-    c.auth_jwt = false;
-  } else if (l == "jwt") {
-    c.auth_jwt = true;
-  } else {
-    return "expected none or jwt";
-  }
-  return std::nullopt;
 }
 
 // PEM text itself (it spans lines) or the path of a PEM file.
@@ -293,7 +259,8 @@ ConfigSection gateway_config_section() {
       {"WS_TLS_KEY", "Security", "unset", "PEM private key of WS_TLS_CERT",
        text_value(&Config::tls_key)},
       {"WS_AUTH", "Security", "none",
-       "none, or jwt: upgrades need a valid token (?token= or Authorization: Bearer)", parse_auth},
+       "none, or jwt: upgrades need a valid token (?token= or Authorization: Bearer)",
+       choice(&Config::auth_jwt, {{"none", false}, {"jwt", true}}, "none or jwt")},
       {"WS_JWT_SECRET", "Security", "unset", "HS256 secret (at least 32 bytes)",
        text_value(&Config::jwt_secret), true},
       {"WS_JWT_PUBLIC_KEY", "Security", "unset",
@@ -369,8 +336,19 @@ ConfigSection operations_config_section() {
   section.settings = {
       {"METRICS_INTERVAL", "Operations", "15s", "period of the stats log line",
        duration(&Config::metrics_interval)},
-      {"LOG_LEVEL", "Operations", "info", "trace, debug, info, warn, error, off", parse_level},
-      {"LOG_FORMAT", "Operations", "json", "json or text", parse_format},
+      {"LOG_LEVEL", "Operations", "info", "trace, debug, info, warn, error, off",
+       choice(&Config::log_level,
+              {{"trace", LogLevel::kTrace},
+               {"debug", LogLevel::kDebug},
+               {"info", LogLevel::kInfo},
+               {"warn", LogLevel::kWarn},
+               {"warning", LogLevel::kWarn},
+               {"error", LogLevel::kError},
+               {"off", LogLevel::kOff}},
+              "trace, debug, info, warn, error or off")},
+      {"LOG_FORMAT", "Operations", "json", "json or text",
+       choice(&Config::log_format, {{"json", LogFormat::kJson}, {"text", LogFormat::kText}},
+              "json or text")},
       {"ENVIRONMENT", "Operations", "development", "free-form deployment name, logged at start",
        text_value(&Config::environment)},
   };
@@ -382,4 +360,4 @@ uint32_t default_max_sockets(uint32_t max_connections) {
   return static_cast<uint32_t>(std::min<uint64_t>(sockets, 100'000'000));
 }
 
-}  // namespace odin
+}  // namespace odin::ops

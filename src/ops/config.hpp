@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace odin {
+namespace odin::ops {
 
 using Millis = std::chrono::milliseconds;
 
@@ -128,4 +128,4 @@ ConfigSection operations_config_section();
 // (at least 256) for requests and upgrades in progress.
 uint32_t default_max_sockets(uint32_t max_connections);
 
-}  // namespace odin
+}  // namespace odin::ops

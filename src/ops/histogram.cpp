@@ -5,7 +5,7 @@
 
 #include "core/json.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 namespace {
 
@@ -24,7 +24,7 @@ static_assert(HistogramSnapshot::bucket_lower(kHistogramOverflowBucket) ==
 
 // Appends `ns` as seconds with all nine decimals: exact, no floating-point rounding.
 void append_seconds(std::string& out, uint64_t ns) {
-  json::append_uint(out, ns / 1'000'000'000);
+  core::json::append_uint(out, ns / 1'000'000'000);
   char frac[9];
   uint64_t rest = ns % 1'000'000'000;
   for (int i = 8; i >= 0; --i) {
@@ -101,20 +101,20 @@ void append_prometheus_histogram(std::string& out, std::string_view name, std::s
     for (; next <= last; ++next)
       cumulative += snapshot.counts[next];
     out.append(name).append("_bucket{le=\"").append(kPrometheusLeLabels[b]).append("\"} ");
-    json::append_uint(out, cumulative);
+    core::json::append_uint(out, cumulative);
     out.push_back('\n');
   }
   for (; next < kHistogramBuckets; ++next)
     cumulative += snapshot.counts[next];
   out.append(name).append("_bucket{le=\"+Inf\"} ");
-  json::append_uint(out, cumulative);
+  core::json::append_uint(out, cumulative);
   out.push_back('\n');
   out.append(name).append("_sum ");
   append_seconds(out, snapshot.sum_ns);
   out.push_back('\n');
   out.append(name).append("_count ");
-  json::append_uint(out, cumulative);
+  core::json::append_uint(out, cumulative);
   out.push_back('\n');
 }
 
-}  // namespace odin
+}  // namespace odin::ops

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace odin {
+namespace odin::ops {
 
 // Bucket layout (as in HdrHistogram): [0, 2^10 ns) is split linearly into 32 buckets of 32 ns;
 // then every power of two [2^k, 2^(k+1)), k = 10..36, into 16 buckets of 2^(k-4) ns. A value in
@@ -111,4 +111,4 @@ inline constexpr std::array<uint64_t, 16> kPrometheusLeNanos = {
 void append_prometheus_histogram(std::string& out, std::string_view name, std::string_view help,
                                  const HistogramSnapshot& snapshot);
 
-}  // namespace odin
+}  // namespace odin::ops

@@ -11,7 +11,7 @@
 
 #include "core/json.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 namespace {
 
@@ -79,11 +79,11 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
 void append_json_log_line(std::string& out, std::string_view ts, std::string_view level,
                           std::string_view msg) {
   out.append("{\"ts\":");
-  json::append_string(out, ts);
+  core::json::append_string(out, ts);
   out.append(",\"level\":");
-  json::append_string(out, level);
+  core::json::append_string(out, level);
   out.append(",\"msg\":");
-  json::append_string(out, msg);
+  core::json::append_string(out, msg);
   out.append("}\n");
 }
 
@@ -156,4 +156,4 @@ void init_logging(LogLevel level, LogFormat format) {
   spdlog::set_default_logger(std::move(logger));
 }
 
-}  // namespace odin
+}  // namespace odin::ops

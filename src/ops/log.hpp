@@ -8,7 +8,7 @@
 
 #include "ops/config.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 // Makes the default spdlog logger write one line per message to stderr in `format`, dropping
 // messages below `level`, and flushing at warn and above (so a crash loses no warning).
@@ -26,4 +26,4 @@ void append_iso_timestamp(std::string& out, std::chrono::system_clock::time_poin
 void append_log_line(std::string& out, LogFormat format, std::chrono::system_clock::time_point time,
                      std::string_view level, std::string_view msg);
 
-}  // namespace odin
+}  // namespace odin::ops

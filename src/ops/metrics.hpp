@@ -12,7 +12,7 @@
 
 #include "ops/histogram.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 class Counter {
  public:
@@ -304,4 +304,4 @@ struct alignas(64) ThreadStats : ThreadCountersOf<Counter> {
   LatencyHistogram fanout_latency;  // ingest -> write to the last local recipient
 };
 
-}  // namespace odin
+}  // namespace odin::ops

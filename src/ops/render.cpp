@@ -14,7 +14,7 @@
 
 #include "core/json.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 namespace {
 
@@ -274,7 +274,7 @@ void append_metric(std::string& out, const Field& field, const Value& value) {
 void append_stats_fields(std::string& out, const Field& field, const Value& value) {
   const auto key = [&](std::string_view name) {
     if (out.size() > 1) out += ',';
-    json::append_string(out, name);
+    core::json::append_string(out, name);
     out += ':';
   };
   std::visit(Overloaded{
@@ -292,7 +292,7 @@ void append_stats_fields(std::string& out, const Field& field, const Value& valu
                  },
                  [&](std::string_view v) {
                    key(field.stats);
-                   json::append_string(out, v);
+                   core::json::append_string(out, v);
                  },
                  [&](const Family& family) {
                    if (!field.stats.empty()) {
@@ -392,4 +392,4 @@ HealthReport render_health(const OpsSnapshot& s) {
   return report;
 }
 
-}  // namespace odin
+}  // namespace odin::ops

@@ -6,7 +6,7 @@
 
 #include "ops/snapshot.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 struct HealthReport {
   unsigned status = 200;  // 503 when unhealthy
@@ -17,4 +17,4 @@ HealthReport render_health(const OpsSnapshot& snapshot);
 std::string render_stats(const OpsSnapshot& snapshot);
 std::string render_metrics(const OpsSnapshot& snapshot);
 
-}  // namespace odin
+}  // namespace odin::ops

@@ -7,7 +7,7 @@
 #include <charconv>
 #include <cmath>
 
-namespace odin {
+namespace odin::ops {
 
 namespace setting {
 
@@ -272,4 +272,4 @@ std::string config_help(std::span<const ConfigSection> sections) {
   return out;
 }
 
-}  // namespace odin
+}  // namespace odin::ops

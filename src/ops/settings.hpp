@@ -16,7 +16,7 @@
 
 #include "ops/config.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 // Parses one value into the config; returns what was expected ("expected ..."), or nullopt.
 using SettingParser = std::function<std::optional<std::string>(Config&, std::string_view)>;
@@ -102,6 +102,24 @@ SettingParser bytes(T Config::*field, uint64_t min, uint64_t max) {
   };
 }
 
+// One of a fixed set of words (any case), each naming a value of `field`; `expected` lists them
+// for the error ("expected json or text").
+template <class T>
+SettingParser choice(T Config::*field, std::vector<std::pair<std::string_view, T>> words,
+                     std::string_view expected) {
+  return [=, expected = std::string(expected)](
+             Config& c, std::string_view text) -> std::optional<std::string> {
+    const std::string given = lower(text);
+    for (const auto& [word, value] : words) {
+      if (given == word) {
+        c.*field = value;
+        return std::nullopt;
+      }
+    }
+    return "expected " + expected;
+  };
+}
+
 SettingParser real(double Config::*field, double min, double max, bool min_exclusive);
 SettingParser duration(Millis Config::*field);
 // A duration held to [min, max]: outside it the setting would break the gateway (the reason
@@ -115,4 +133,4 @@ SettingParser token_value(std::string Config::*field);
 
 }  // namespace setting
 
-}  // namespace odin
+}  // namespace odin::ops

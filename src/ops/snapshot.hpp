@@ -10,7 +10,7 @@
 #include "ops/histogram.hpp"
 #include "ops/metrics.hpp"
 
-namespace odin {
+namespace odin::ops {
 
 // The broker's state and counters.
 struct BrokerSnapshot {
@@ -48,4 +48,4 @@ struct OpsSnapshot {
   BrokerSnapshot broker;
 };
 
-}  // namespace odin
+}  // namespace odin::ops

@@ -1,7 +1,10 @@
 // Per-thread subscription index (see subscription_index.hpp).
 #include "pubsub/subscription_index.hpp"
 
-namespace odin {
+#include <algorithm>
+#include <cstddef>
+
+namespace odin::pubsub {
 
 ChannelSubscribers& SubscriptionIndex::create(std::string_view channel) {
   auto created = std::make_unique<ChannelSubscribers>();
@@ -39,21 +42,59 @@ bool SubscriptionIndex::has_room_for(std::span<const std::string_view> channels)
   return missing == 0 || channels_.size() + missing <= max_channels_;
 }
 
-uint32_t SubscriptionIndex::add(ChannelSubscribers& channel, Session* session) {
-  channel.sessions.push_back(session);
-  return static_cast<uint32_t>(channel.sessions.size() - 1);
+bool Subscriber::subscribed_to(std::string_view channel) const {
+  return std::any_of(subscriptions_.begin(), subscriptions_.end(),
+                     [&](const Subscription& s) { return s.channel->name == channel; });
 }
 
-Session* SubscriptionIndex::remove(ChannelSubscribers& channel, uint32_t position) {
-  auto& sessions = channel.sessions;
-  Session* moved = nullptr;
-  if (position + 1 < sessions.size()) {
-    sessions[position] = sessions.back();
-    moved = sessions[position];
+Subscriber::Subscription* Subscriber::find(std::string_view channel) {
+  for (Subscription& s : subscriptions_) {
+    if (s.channel->name == channel) return &s;
   }
-  sessions.pop_back();
-  if (sessions.empty()) std::vector<Session*>().swap(sessions);
-  return moved;
+  return nullptr;
+}
+
+bool SubscriptionIndex::subscribe(Subscriber& subscriber, std::string_view channel) {
+  if (subscriber.find(channel)) return false;
+  ChannelSubscribers& entry = this->entry(channel);
+  entry.subscribers.push_back(&subscriber);
+  subscriber.subscriptions_.push_back(
+      {&entry, static_cast<uint32_t>(entry.subscribers.size() - 1)});
+  return true;
+}
+
+bool SubscriptionIndex::unsubscribe(Subscriber& subscriber, std::string_view channel) {
+  Subscriber::Subscription* found = subscriber.find(channel);
+  if (!found) return false;
+  remove(subscriber, static_cast<size_t>(found - subscriber.subscriptions_.data()));
+  return true;
+}
+
+void SubscriptionIndex::unsubscribe_all(Subscriber& subscriber) {
+  while (!subscriber.subscriptions_.empty())
+    remove(subscriber, subscriber.subscriptions_.size() - 1);
+}
+
+void SubscriptionIndex::remove(Subscriber& subscriber, size_t index) {
+  auto& mine = subscriber.subscriptions_;
+  ChannelSubscribers& channel = *mine[index].channel;
+  const uint32_t position = mine[index].position;
+  auto& list = channel.subscribers;
+  if (position + 1 < list.size()) {
+    Subscriber* moved = list.back();
+    list[position] = moved;
+    for (Subscriber::Subscription& s : moved->subscriptions_) {
+      if (s.channel == &channel) {
+        s.position = position;
+        break;
+      }
+    }
+  }
+  list.pop_back();
+  if (list.empty()) std::vector<Subscriber*>().swap(list);
+  mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(index));
+  if (mine.empty()) std::vector<Subscriber::Subscription>().swap(mine);
+  erase_if_unused(channel);
 }
 
 void SubscriptionIndex::forget(const ChannelSubscribers& channel) {
@@ -63,7 +104,7 @@ void SubscriptionIndex::forget(const ChannelSubscribers& channel) {
 }
 
 void SubscriptionIndex::erase_if_unused(ChannelSubscribers& channel) {
-  if (!channel.sessions.empty() || channel.latest || !channel.history.empty()) return;
+  if (!channel.subscribers.empty() || channel.latest || !channel.history.empty()) return;
   auto it = channels_.find(std::string_view(channel.name));
   if (it != channels_.end()) {
     forget(channel);
@@ -71,4 +112,4 @@ void SubscriptionIndex::erase_if_unused(ChannelSubscribers& channel) {
   }
 }
 
-}  // namespace odin
+}  // namespace odin::pubsub

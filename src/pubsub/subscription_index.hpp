@@ -1,6 +1,8 @@
-// One event-loop thread's subscription index: channel -> the sessions of this thread subscribed
-// to it, and the channel's latest message (for snapshots). Owned and touched by one thread only,
-// so no locks and no atomics.
+// One event-loop thread's subscription index: channel -> the subscribers (sessions) of this
+// thread subscribed to it, and the channel's latest message (for snapshots). Both sides of
+// membership live here: a channel's list of subscribers and each subscriber's list of channels
+// change together, in SubscriptionIndex::subscribe / unsubscribe only. Owned and touched by one
+// thread only, so no locks and no atomics.
 #pragma once
 
 #include <algorithm>
@@ -17,18 +19,50 @@
 #include "core/message.hpp"
 #include "core/replay_ring.hpp"
 
-namespace odin {
+namespace odin::pubsub {
 
-class Session;
-
+class Subscriber;
 struct ChannelSubscribers {
   std::string name;
-  std::vector<Session*> sessions;
-  MessageRef latest;
+  std::vector<Subscriber*> subscribers;
+  core::MessageRef latest;
   // JetStream: the channel's last messages, in stream order (WS_HISTORY_SIZE, WS_HISTORY_MAX_AGE),
   // so a client resuming from another instance can be sent what it missed. Sized on first use.
-  ReplayRing<MessageRef> history{0};
+  core::ReplayRing<core::MessageRef> history{0};
   uint64_t history_evicted_through = 0;  // pos of the newest message dropped from `history`
+};
+
+// A subscriber's side of membership: the channels it is in, each with its place in that
+// channel's list. session::Session is one (the only kind); only SubscriptionIndex changes the
+// list, so the two sides cannot disagree.
+class Subscriber {
+ public:
+  struct Subscription {
+    ChannelSubscribers* channel;
+    uint32_t position;  // index in channel->subscribers
+    // Restored from another instance that was further along the stream: this channel's messages
+    // up to here were already sent to the client there. 0 for a channel subscribed here.
+    uint64_t skip_through_pos = 0;
+  };
+
+  Subscriber() = default;
+  Subscriber(const Subscriber&) = delete;
+  Subscriber& operator=(const Subscriber&) = delete;
+
+  bool subscribed_to(std::string_view channel) const;
+  size_t subscription_count() const { return subscriptions_.size(); }
+  std::span<const Subscription> subscriptions() const { return subscriptions_; }
+
+ protected:
+  ~Subscriber() = default;  // not deleted through this type
+  // The per-subscription fields that are not membership (skip_through_pos) are the owner's.
+  std::span<Subscription> mutable_subscriptions() { return subscriptions_; }
+
+ private:
+  friend class SubscriptionIndex;
+  Subscription* find(std::string_view channel);
+
+  std::vector<Subscription> subscriptions_;
 };
 
 class SubscriptionIndex {
@@ -48,11 +82,12 @@ class SubscriptionIndex {
   bool has_room_for(std::span<const std::string_view> channels) const;
   size_t max_channels() const { return max_channels_; }
 
-  // Adds a subscriber; returns its position in entry.sessions (the caller keeps it for removal).
-  static uint32_t add(ChannelSubscribers& channel, Session* session);
-  // Removes the subscriber at `position` by moving the last one into its place; returns the
-  // session that moved (nullptr if none did) so the caller can update its stored position.
-  static Session* remove(ChannelSubscribers& channel, uint32_t position);
+  // Membership, both sides at once. subscribe creates the channel's entry when missing (the
+  // caller checked has_room_for); unsubscribe erases an entry left unused. Each returns false
+  // when `subscriber` already was in that state.
+  bool subscribe(Subscriber& subscriber, std::string_view channel);
+  bool unsubscribe(Subscriber& subscriber, std::string_view channel);
+  void unsubscribe_all(Subscriber& subscriber);
 
   // Drops an entry that has no subscribers, no latest message and no history.
   void erase_if_unused(ChannelSubscribers& channel);
@@ -63,7 +98,7 @@ class SubscriptionIndex {
     size_t erased = 0;
     for (auto it = channels_.begin(); it != channels_.end();) {
       ChannelSubscribers& channel = *it->second;
-      if (idle(channel) && channel.sessions.empty()) {
+      if (idle(channel) && channel.subscribers.empty()) {
         forget(channel);
         it = channels_.erase(it);
         ++erased;
@@ -108,6 +143,9 @@ class SubscriptionIndex {
   };
   ChannelSubscribers& create(std::string_view channel);
   void forget(const ChannelSubscribers& channel);
+  // Takes `subscriber`'s subscription at `index` out of both sides (a swap-remove in the
+  // channel's list, whose moved subscriber learns its new position).
+  void remove(Subscriber& subscriber, size_t index);
 
   std::unordered_map<std::string, std::unique_ptr<ChannelSubscribers>, Hash, std::equal_to<>>
       channels_;
@@ -118,4 +156,4 @@ class SubscriptionIndex {
   bool coverage_ = false;
 };
 
-}  // namespace odin
+}  // namespace odin::pubsub

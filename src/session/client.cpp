@@ -13,19 +13,19 @@
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::session {
 
-Client::Client(ClientThread& thread, Connection& conn, CountedPlace ticket)
+Client::Client(ClientThread& thread, net::Connection& conn, core::CountedPlace ticket)
     : Client(thread, conn, std::move(ticket),
              ws::MessageReader(conn.loop().config().max_message_bytes)) {}
 
-Client::Client(ClientThread& thread, Connection& conn, CountedPlace ticket,
+Client::Client(ClientThread& thread, net::Connection& conn, core::CountedPlace ticket,
                ws::MessageReader reader)
     : thread_(thread),
       conn_(conn),
       ticket_(std::move(ticket)),
       reader_(std::move(reader)),
-      last_heard_ms_(mono_ms()),
+      last_heard_ms_(core::mono_ms()),
       last_ping_ms_(last_heard_ms_) {}
 
 Client::~Client() = default;
@@ -35,11 +35,12 @@ bool Client::wants_input() const {
 }
 
 void Client::on_input(std::span<char> bytes) {
-  last_heard_ms_ = mono_ms();
+  last_heard_ms_ = core::mono_ms();
   const uint64_t byte_rate = conn_.loop().config().client_max_bytes_per_sec;
   if (byte_rate > 0 && open()) {
-    const TokenBucketPolicy policy{static_cast<double>(byte_rate), static_cast<double>(byte_rate)};
-    if (input_bytes_.take_up_to(policy, steady_ns(), bytes.size()) < bytes.size()) {
+    const core::TokenBucketPolicy policy{static_cast<double>(byte_rate),
+                                         static_cast<double>(byte_rate)};
+    if (input_bytes_.take_up_to(policy, core::steady_ns(), bytes.size()) < bytes.size()) {
       loop().stats().flood_closes.add();
       return close(ws::close_code::kPolicy, "sending too fast");
     }
@@ -98,14 +99,14 @@ void Client::bind_session(Session& session, bool returning_from_transit) {
 
 Session* Client::take_session() {
   Session* session = std::exchange(session_, nullptr);
-  if (session) session->detach(mono_ms(), false);
+  if (session) session->detach(core::mono_ms(), false);
   return session;
 }
 
 void Client::detach_session(bool in_transit) {
   Session* session = std::exchange(session_, nullptr);
   if (!session) return;
-  session->detach(mono_ms(), in_transit);
+  session->detach(core::mono_ms(), in_transit);
   if (!in_transit) thread_.on_session_detached(*session);
 }
 
@@ -131,8 +132,8 @@ void Client::on_closed() {
   thread_.on_websocket_closed();
 }
 
-void Client::on_flushed(FlushResult result) {
-  if (result == FlushResult::kBacklogged) {
+void Client::on_flushed(net::FlushResult result) {
+  if (result == net::FlushResult::kBacklogged) {
     if (open() && conn_.over_queue_limit()) slow_consumer();
     return;
   }
@@ -143,7 +144,7 @@ void Client::on_flushed(FlushResult result) {
 }
 
 void Client::slow_consumer() {
-  ThreadStats& stats = loop().stats();
+  ops::ThreadStats& stats = loop().stats();
   stats.slow_consumer_closes.add();
   if (conn_.tls()) {
     // Encrypted records cannot be dropped from the backlog (the client could not decrypt what
@@ -159,8 +160,8 @@ void Client::slow_consumer() {
 
 void Client::on_sweep(int64_t now_ms) {
   if (closing_) return;
-  const Config& config = loop().config();
-  if (token_ && wall_ms() >= auth::expiry_ms(*token_, config.jwt_leeway_seconds)) {
+  const ops::Config& config = loop().config();
+  if (token_ && core::wall_ms() >= auth::expiry_ms(*token_, config.jwt_leeway_seconds)) {
     // The client did not send a fresh token (`auth`) in time.
     loop().stats().token_expired_closes.add();
     return close(ws::close_code::kTokenExpired, "token expired");
@@ -178,7 +179,7 @@ void Client::on_sweep(int64_t now_ms) {
 }
 
 void Client::migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-                     const SessionId& fresh_session, std::unique_ptr<StreamFetch> fetch) {
+                     const SessionId& fresh_session, std::unique_ptr<core::StreamFetch> fetch) {
   migrating_ = true;
   // From now on nobody else may resume the fresh session: the client may still come back to it.
   if (session_) session_->begin_transit();
@@ -223,7 +224,7 @@ void Client::hold_replay(std::unique_ptr<ReplayInProgress> replay) {
 
 void Client::continue_replay_once_written() {
   // A part may have been written already, by a flush while it was produced.
-  const Outbound& out = conn_.outbound();
+  const net::Outbound& out = conn_.outbound();
   if (out.in_batch() || out.backlog_bytes() > 0) {
     replay_part_queued_ = true;  // on_flushed(kDone) posts the next part
     return;
@@ -242,7 +243,7 @@ void Client::continue_held_replay() {
     return;
   }
   // The client takes what it asked for: it is alive although we do not read from it meanwhile.
-  last_heard_ms_ = mono_ms();
+  last_heard_ms_ = core::mono_ms();
   if (!continue_replay(*this, *replay_)) return continue_replay_once_written();
   replay_.reset();
   answer_waiting_requests();
@@ -270,4 +271,4 @@ void Client::drop_replay() {
   waiting_requests_.clear();
 }
 
-}  // namespace odin
+}  // namespace odin::session

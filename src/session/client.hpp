@@ -19,11 +19,14 @@
 #include "session/session_id.hpp"
 #include "ws/frame.hpp"
 
-namespace odin {
+namespace odin::core {
+struct StreamFetch;
+}  // namespace odin::core
+
+namespace odin::session {
 
 class ClientThread;
 class Session;
-struct StreamFetch;
 struct ReplayInProgress;
 
 // Why a client moves between threads. A resume goes to the thread that owns the session; if
@@ -36,31 +39,32 @@ enum class MigrationPurpose : uint8_t { kResume, kResumeFailed, kRestore };
 // A client handed from one thread to another.
 struct MigratingConnection {
   MigrationPurpose purpose = MigrationPurpose::kResume;
-  DetachedSocket socket;
-  CountedPlace ticket;              // its place among the admitted connections
+  net::DetachedSocket socket;
+  core::CountedPlace ticket;        // its place among the admitted connections
   ws::MessageReader reader{0};      // partial frame / fragmented message state
   std::string request;              // the resume request, answered by the new thread
   std::vector<std::string> queued;  // requests received after it, in order
   SessionId fresh_session;          // the session `welcome` announced (in transit meanwhile)
   bool saw_request = false;
   std::unique_ptr<auth::TokenClaims> token;  // WS_AUTH=jwt: what the client may read, until when
-  std::unique_ptr<StreamFetch> fetch;        // kRestore: what to read from the stream, then read
+  std::unique_ptr<core::StreamFetch> fetch;  // kRestore: what to read from the stream, then read
 };
 
 // Every member runs on the loop thread that owns the connection.
-class Client final : public ConnectionHandler, private ws::FrameHandler {
+class Client final : public net::ConnectionHandler, private ws::FrameHandler {
  public:
   // A client that just upgraded (its 101 is queued), on `thread`'s loop, holding its place
   // among the admitted connections until it closes.
-  Client(ClientThread& thread, Connection& conn, CountedPlace ticket);
+  Client(ClientThread& thread, net::Connection& conn, core::CountedPlace ticket);
   // A client that arrived from another thread, with its frame reader's state.
-  Client(ClientThread& thread, Connection& conn, CountedPlace ticket, ws::MessageReader reader);
+  Client(ClientThread& thread, net::Connection& conn, core::CountedPlace ticket,
+         ws::MessageReader reader);
   ~Client() override;
 
-  Connection& connection() { return conn_; }
-  EventLoop& loop() { return conn_.loop(); }
+  net::Connection& connection() { return conn_; }
+  net::EventLoop& loop() { return conn_.loop(); }
   ClientThread& thread() { return thread_; }
-  bool open() const { return conn_.state() == Connection::State::kOpen; }
+  bool open() const { return conn_.state() == net::Connection::State::kOpen; }
   uint32_t client_address() const { return conn_.client_address(); }
   // WS_AUTH=jwt: the claims of the token this client presented (null when auth is off).
   const auth::TokenClaims* token() const { return token_.get(); }
@@ -89,7 +93,7 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
   // Requests that arrive after the resume in the same read travel along, in order. The fresh
   // session (still bound, or already on its way back) is in transit from here on.
   void migrate(unsigned thread, MigrationPurpose purpose, std::string request,
-               const SessionId& fresh_session, std::unique_ptr<StreamFetch> fetch = nullptr);
+               const SessionId& fresh_session, std::unique_ptr<core::StreamFetch> fetch = nullptr);
   void queue_while_migrating(std::string request) {
     waiting_requests_.push_back(std::move(request));
   }
@@ -102,7 +106,7 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
   // ConnectionHandler
   void on_input(std::span<char> bytes) override;
   bool wants_input() const override;
-  void on_flushed(FlushResult result) override;
+  void on_flushed(net::FlushResult result) override;
   void on_sweep(int64_t now_ms) override;
   void on_closed() override;
   void on_drain() override { close(ws::close_code::kGoingAway, "server shutting down"); }
@@ -128,15 +132,15 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
   void end_after_close_frame();
 
   ClientThread& thread_;
-  Connection& conn_;
-  CountedPlace ticket_;
+  net::Connection& conn_;
+  core::CountedPlace ticket_;
   ws::MessageReader reader_;
   std::unique_ptr<auth::TokenClaims> token_;
   Session* session_ = nullptr;
   // On mono_ms(): they measure durations, never calendar time.
   int64_t last_heard_ms_;
   int64_t last_ping_ms_;
-  TokenBucket input_bytes_;  // WS_CLIENT_MAX_BYTES_PER_SEC
+  core::TokenBucket input_bytes_;  // WS_CLIENT_MAX_BYTES_PER_SEC
   bool migrating_ = false;
   bool closing_ = false;  // our close frame (or the echo of the client's) is queued
   // Requests read while the client is migrating or replaying, answered in order after.
@@ -145,4 +149,4 @@ class Client final : public ConnectionHandler, private ws::FrameHandler {
   bool replay_part_queued_ = false;  // continue replay_ once this connection's output is written
 };
 
-}  // namespace odin
+}  // namespace odin::session

@@ -8,7 +8,7 @@
 #include "core/unique_channels.hpp"
 #include "session/session.hpp"
 
-namespace odin {
+namespace odin::session {
 
 namespace {
 
@@ -32,10 +32,10 @@ std::string_view read_channels(simdjson::dom::element data, std::vector<std::str
   if (list.get(array) || array.size() == 0) {
     return "data.channels must be a non-empty array of channel names";
   }
-  UniqueChannels names(out, cap);
+  core::UniqueChannels names(out, cap);
   for (simdjson::dom::element item : array) {
     std::string_view name;
-    if (item.get(name) || !is_valid_channel_name(name)) {
+    if (item.get(name) || !core::is_valid_channel_name(name)) {
       return "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)";
     }
     if (!names.add(name)) break;
@@ -165,4 +165,4 @@ ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser&
   return r;
 }
 
-}  // namespace odin
+}  // namespace odin::session

@@ -17,7 +17,7 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
+namespace odin::session {
 
 enum class RequestKind : uint8_t {
   kInvalid,  // not a JSON object, or no string "type"
@@ -75,6 +75,6 @@ constexpr uint64_t kMaxResumableSeq = (uint64_t{1} << 53) - (uint64_t{1} << 32);
 // per-connection cap, WS_MAX_CHANNELS_PER_CONN); an unsubscribe over it is refused with
 // `too_many_channels`.
 ClientRequest parse_client_request(std::string_view text, simdjson::dom::parser& parser,
-                                   size_t max_channels = kNoChannelCap);
+                                   size_t max_channels = core::kNoChannelCap);
 
-}  // namespace odin
+}  // namespace odin::session

@@ -13,14 +13,15 @@
 #include "session/requests.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::session {
 
 namespace {
 // How soon a client that hangs up while its restore waits for the stream gives back its socket.
 constexpr auto kParkedCheckPeriod = std::chrono::milliseconds(100);
 }  // namespace
 
-ClientThread::ClientThread(EventLoop& loop, SubscriptionIndex& index, ClientThreadParts parts)
+ClientThread::ClientThread(net::EventLoop& loop, pubsub::SubscriptionIndex& index,
+                           ClientThreadParts parts)
     : loop_(loop),
       index_(index),
       parts_(std::move(parts)),
@@ -33,7 +34,7 @@ ClientThread::~ClientThread() {
   }
 }
 
-const Config& ClientThread::config() const {
+const ops::Config& ClientThread::config() const {
   return loop_.config();
 }
 
@@ -66,27 +67,27 @@ void ClientThread::park_for_fetch(ClientThread& target,
                                   std::shared_ptr<MigratingConnection> payload) {
   const uint64_t id = ++parked_counter_;
   auto abandoned = std::make_shared<std::atomic<bool>>(false);
-  std::unique_ptr<StreamFetch> fetch = std::move(payload->fetch);
+  std::unique_ptr<core::StreamFetch> fetch = std::move(payload->fetch);
   fetch->abandoned = abandoned;
   parked_.emplace(id, Parked{&target, std::move(payload), std::move(abandoned)});
   arm_parked_check();
   // The callback runs once, on the broker's reader thread (or here, when it cannot read).
   parts_.stream_reader->fetch(
-      std::move(fetch), config().replay_size, [this, id](std::unique_ptr<StreamFetch> done) {
-        std::shared_ptr<StreamFetch> fetched(std::move(done));
+      std::move(fetch), config().replay_size, [this, id](std::unique_ptr<core::StreamFetch> done) {
+        std::shared_ptr<core::StreamFetch> fetched(std::move(done));
         boost::asio::post(loop_.io(), [this, id, fetched] { unpark(id, fetched); });
       });
 }
 
 // Loop thread: the read is over; the connection goes on (unless it hung up meanwhile).
-void ClientThread::unpark(uint64_t id, std::shared_ptr<StreamFetch> fetched) {
+void ClientThread::unpark(uint64_t id, std::shared_ptr<core::StreamFetch> fetched) {
   parts_.stream_reader->release_stream_read();
   auto it = parked_.find(id);
   if (it == parked_.end()) return;
   ClientThread& target = *it->second.target;
   std::shared_ptr<MigratingConnection> payload = std::move(it->second.moving);
   parked_.erase(it);
-  payload->fetch = std::make_unique<StreamFetch>(std::move(*fetched));
+  payload->fetch = std::make_unique<core::StreamFetch>(std::move(*fetched));
   if (&target == this) return adopt(std::move(*payload));
   boost::asio::post(target.loop().io(), [&target, payload] { target.adopt(std::move(*payload)); });
 }
@@ -130,7 +131,7 @@ void ClientThread::check_parked() {
 
 void ClientThread::adopt(MigratingConnection moving) {
   Client* client = nullptr;
-  Connection* conn = loop_.adopt(std::move(moving.socket), [&](Connection& adopted) {
+  net::Connection* conn = loop_.adopt(std::move(moving.socket), [&](net::Connection& adopted) {
     auto owned = std::make_unique<Client>(*this, adopted, std::move(moving.ticket),
                                           std::move(moving.reader));
     client = owned.get();
@@ -146,7 +147,8 @@ void ClientThread::adopt(MigratingConnection moving) {
   // It left its thread before this one began draining (begin_drain did not see it): it is
   // answered as usual, then told to go like everyone else.
   if (loop_.draining() && !client->migrating() && client->open()) client->on_drain();
-  if (!client->migrating() && conn->state() != Connection::State::kClosed) conn->resume_reading();
+  if (!client->migrating() && conn->state() != net::Connection::State::kClosed)
+    conn->resume_reading();
 }
 
 void ClientThread::discard_session_elsewhere(const SessionId& session_id) {
@@ -166,14 +168,14 @@ void ClientThread::end_transit(const SessionId& session_id) {
   boost::asio::post(owner.loop().io(), [&owner, session_id] {
     Session* s = owner.sessions_.find(session_id);
     if (!s || !s->in_transit()) return;
-    s->end_transit(mono_ms());
+    s->end_transit(core::mono_ms());
     owner.on_session_detached(*s);
   });
 }
 
 void ClientThread::on_session_detached(Session& session) {
   sessions_.on_detached(session);
-  detached_addresses_.push_back(session.client_address);
+  detached_addresses_.push_back(session.client_address());
   if (budget_check_posted_) return;
   budget_check_posted_ = true;
   boost::asio::post(loop_.io(), [this] { enforce_detached_budget(); });
@@ -181,7 +183,7 @@ void ClientThread::on_session_detached(Session& session) {
 
 void ClientThread::enforce_detached_budget() {
   budget_check_posted_ = false;
-  const Config& config = this->config();
+  const ops::Config& config = this->config();
   const size_t threads = std::max<size_t>(1, thread_count());  // peers unset: this one alone
   // Both budgets are process-wide, split evenly over the threads (each thread keeps its own).
   const size_t per_ip =
@@ -199,4 +201,4 @@ void ClientThread::on_websocket_closed() {
   loop_.stats().connections_closed.add();
 }
 
-}  // namespace odin
+}  // namespace odin::session

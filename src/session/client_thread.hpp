@@ -23,22 +23,24 @@ namespace simdjson::dom {
 class parser;
 }
 
-namespace odin {
-
+namespace odin::net {
 class EventLoop;
+}  // namespace odin::net
+
+namespace odin::session {
 
 // What a ClientThread is given by app/. The callbacks may be called from any thread.
 struct ClientThreadParts {
   // WS_AUTH=jwt: the verifier of upgrade and `auth` tokens (null when auth is off).
   std::function<std::shared_ptr<const auth::JwtVerifier>()> jwt_verifier;
   // Reads the stream back for a restore (a broker without a stream answers at once).
-  StreamReader* stream_reader = nullptr;
+  core::StreamReader* stream_reader = nullptr;
 };
 
 // Every member runs on this thread's loop unless it says otherwise.
 class ClientThread {
  public:
-  ClientThread(EventLoop& loop, SubscriptionIndex& index, ClientThreadParts parts);
+  ClientThread(net::EventLoop& loop, pubsub::SubscriptionIndex& index, ClientThreadParts parts);
   ~ClientThread();
   ClientThread(const ClientThread&) = delete;
   ClientThread& operator=(const ClientThread&) = delete;
@@ -48,10 +50,10 @@ class ClientThread {
   void set_peers(std::vector<ClientThread*> peers) { peers_ = std::move(peers); }
   unsigned thread_count() const { return static_cast<unsigned>(peers_.size()); }
 
-  EventLoop& loop() { return loop_; }
-  const Config& config() const;
+  net::EventLoop& loop() { return loop_; }
+  const ops::Config& config() const;
   SessionTable& sessions() { return sessions_; }
-  SubscriptionIndex& index() { return index_; }
+  pubsub::SubscriptionIndex& index() { return index_; }
   simdjson::dom::parser& json_parser() { return *json_parser_; }
   std::string& json_scratch() { return json_scratch_; }
   std::shared_ptr<const auth::JwtVerifier> jwt_verifier() const { return parts_.jwt_verifier(); }
@@ -84,13 +86,13 @@ class ClientThread {
  private:
   // JetStream restores parked while the broker reads the stream back for them (hand_over).
   void park_for_fetch(ClientThread& target, std::shared_ptr<MigratingConnection> payload);
-  void unpark(uint64_t id, std::shared_ptr<StreamFetch> fetched);
+  void unpark(uint64_t id, std::shared_ptr<core::StreamFetch> fetched);
   void check_parked();
   void arm_parked_check();
   void enforce_detached_budget();
 
-  EventLoop& loop_;
-  SubscriptionIndex& index_;
+  net::EventLoop& loop_;
+  pubsub::SubscriptionIndex& index_;
   ClientThreadParts parts_;
   std::vector<ClientThread*> peers_;
   SessionTable sessions_;
@@ -113,4 +115,4 @@ class ClientThread {
   std::atomic<uint32_t> detached_count_{0};
 };
 
-}  // namespace odin
+}  // namespace odin::session

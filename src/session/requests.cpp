@@ -22,7 +22,7 @@
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::session {
 
 namespace {
 
@@ -51,13 +51,13 @@ void send_error(Client& client, std::string_view id_json, std::string_view code,
                 std::string_view message) {
   Reply reply(client.thread().json_scratch(), "error");
   reply.out().append(",\"data\":{\"code\":\"").append(code).append("\",\"message\":");
-  json::append_string(reply.out(), message);
+  core::json::append_string(reply.out(), message);
   reply.out().push_back('}');
   reply.send(client, id_json);
 }
 
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
-void send_data(Client& client, uint64_t seq, const MessageRef& message) {
+void send_data(Client& client, uint64_t seq, const core::MessageRef& message) {
   if (!client.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
   append_data_frame(client.loop().out(), client.connection(), seq, message);
   client.loop().stats().messages_out.add();
@@ -66,7 +66,7 @@ void send_data(Client& client, uint64_t seq, const MessageRef& message) {
 
 // A message numbered now for this client (a snapshot, a restore), through Session::deliver: it is
 // numbered and kept for replay even when the client was just closed as a slow consumer.
-void deliver_now(Client& client, Session& session, const MessageRef& message) {
+void deliver_now(Client& client, Session& session, const core::MessageRef& message) {
   client.make_room_for_output();
   if (!session.deliver(message, client.loop().out())) return;
   client.loop().stats().messages_out.add();
@@ -77,13 +77,13 @@ void append_channel_list(std::string& out, std::span<const std::string_view> cha
   out.append(",\"data\":{\"channels\":[");
   for (size_t i = 0; i < channels.size(); ++i) {
     if (i) out.push_back(',');
-    json::append_string(out, channels[i]);
+    core::json::append_string(out, channels[i]);
   }
   out.append("]}");
 }
 
-bool positions_on(const EventLoop& loop) {
-  return loop.config().broker == BrokerKind::kJetStream;
+bool positions_on(const net::EventLoop& loop) {
+  return loop.config().broker == ops::BrokerKind::kJetStream;
 }
 
 // JetStream: `,"pos":P` before the closing brace of a reply's data (docs/protocol.md): every
@@ -91,25 +91,25 @@ bool positions_on(const EventLoop& loop) {
 void append_position(std::string& out, uint64_t pos) {
   out.pop_back();
   out.append(",\"pos\":");
-  json::append_uint(out, pos);
+  core::json::append_uint(out, pos);
   out.push_back('}');
 }
 
 void subscribe_channels(Client& client, Session& session,
                         std::span<const std::string_view> channels, bool snapshot,
                         std::string_view id_json) {
-  EventLoop& loop = client.loop();
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
-  SubscriptionIndex& index = thread.index();
+  pubsub::SubscriptionIndex& index = thread.index();
   for (std::string_view channel : channels)
-    session.subscribe(index, channel);
+    index.subscribe(session, channel);
   Reply reply(thread.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);
   if (positions_on(loop)) append_position(reply.out(), thread.index().last_pos());
   reply.send(client, id_json);
   if (!snapshot) return;
   for (std::string_view channel : channels) {
-    ChannelSubscribers* entry = index.find(channel);
+    pubsub::ChannelSubscribers* entry = index.find(channel);
     if (!entry || !entry->latest) continue;
     deliver_now(client, session, entry->latest);
   }
@@ -125,9 +125,9 @@ void send_channel_limit(Client& client, std::string_view id_json) {
 void handle_subscribe(Client& client, Session& session, const ClientRequest& request) {
   const std::vector<std::string_view>& channels = request.channels;
   if (request.kind == RequestKind::kUnsubscribe) {
-    SubscriptionIndex& index = client.thread().index();
+    pubsub::SubscriptionIndex& index = client.thread().index();
     for (std::string_view channel : channels)
-      session.unsubscribe(index, channel);
+      index.unsubscribe(session, channel);
     Reply reply(client.thread().json_scratch(), "unsubscribed");
     append_channel_list(reply.out(), channels);
     reply.send(client, request.id_json);
@@ -160,13 +160,13 @@ void send_replay_done(Client& client, const ReplayInProgress& replay) {
   Reply reply(client.thread().json_scratch(), "replay_done");
   std::string& out = reply.out();
   out.append(",\"data\":{\"from\":");
-  json::append_uint(out, replay.from);
+  core::json::append_uint(out, replay.from);
   out.append(",\"to\":");
-  json::append_uint(out, replay.to);
+  core::json::append_uint(out, replay.to);
   out.append(",\"sent\":");
-  json::append_uint(out, replay.messages.size());
+  core::json::append_uint(out, replay.messages.size());
   out.append(",\"first_available\":");
-  json::append_uint(out, replay.first_available);
+  core::json::append_uint(out, replay.first_available);
   out.push_back('}');
   reply.send(client, replay.id_json);
 }
@@ -185,7 +185,7 @@ void handle_replay(Client& client, Session& session, const ClientRequest& reques
   replay->first_available = session.ring().empty() ? session.seq() + 1 : session.ring().first_seq();
   replay->id_json = request.id_json;
   replay->messages.reserve(session.ring().size());
-  session.ring().for_range(from, to, [&](uint64_t seq, const MessageRef& message) {
+  session.ring().for_range(from, to, [&](uint64_t seq, const core::MessageRef& message) {
     if (replay->messages.empty()) replay->first_seq = seq;
     replay->messages.push_back(message);
   });
@@ -195,10 +195,11 @@ void handle_replay(Client& client, Session& session, const ClientRequest& reques
 // request's views point into the parser's document, which verifying the token parses over.
 void handle_auth(Client& client, Session& session, const ClientRequest& request,
                  const auth::JwtVerifier& verifier) {
-  EventLoop& loop = client.loop();
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   const std::string token_text(request.auth_token);
-  auth::TokenCheck check = verifier.verify(token_text, wall_ms() / 1000, thread.json_parser());
+  auth::TokenCheck check =
+      verifier.verify(token_text, core::wall_ms() / 1000, thread.json_parser());
   if (!check.claims) {
     send_error(client, request.id_json, "invalid_token", check.error);
     return;
@@ -210,14 +211,14 @@ void handle_auth(Client& client, Session& session, const ClientRequest& request,
   }
   // Channels the new token no longer allows end now.
   std::vector<std::string> dropped;
-  for (const Session::Subscription& sub : session.subscriptions()) {
+  for (const pubsub::Subscriber::Subscription& sub : session.subscriptions()) {
     if (!auth::token_allows(&*check.claims, sub.channel->name))
       dropped.push_back(sub.channel->name);
   }
   if (!dropped.empty()) {
     std::vector<std::string_view> names(dropped.begin(), dropped.end());
     for (std::string_view name : names)
-      session.unsubscribe(thread.index(), name);
+      thread.index().unsubscribe(session, name);
     Reply notice(thread.json_scratch(), "unsubscribed");
     append_channel_list(notice.out(), names);
     notice.send(client, {});
@@ -230,7 +231,7 @@ void handle_auth(Client& client, Session& session, const ClientRequest& request,
   if (expires_at == 0) {
     reply.out().append("null");
   } else {
-    json::append_int(reply.out(), auth::seconds_to_ms(expires_at));
+    core::json::append_int(reply.out(), auth::seconds_to_ms(expires_at));
   }
   reply.out().push_back('}');
   reply.send(client, request.id_json);
@@ -243,17 +244,19 @@ bool token_may_resume(const Client& client, const Session& session) {
   if (!token) return true;
   // Tokens without `sub` would all share one identity: any of them could take the others'
   // sessions.
-  if (token->subject.empty() || token->subject != session.subject) return false;
+  if (token->subject.empty() || token->subject != session.subject()) return false;
   return !auth::first_forbidden(
       token, session.subscriptions(),
-      [](const Session::Subscription& sub) -> std::string_view { return sub.channel->name; });
+      [](const pubsub::Subscriber::Subscription& sub) -> std::string_view {
+        return sub.channel->name;
+      });
 }
 
 // Resumes the session `request` names on this thread for `client` (whose current session is the
 // fresh one, or none when it arrived from another thread). Returns false when the session cannot
 // be resumed.
 bool resume_here(Client& client, const ClientRequest& request) {
-  EventLoop& loop = client.loop();
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   const std::string_view id_json = request.id_json;
   if (!request.resume_session_id) return false;  // not the form of our ids
@@ -262,7 +265,8 @@ bool resume_here(Client& client, const ClientRequest& request) {
   // Its connection is on its way to another thread and may come back to it.
   if (old->in_transit()) return false;
   if (!token_may_resume(client, *old)) return false;
-  if (old->detached() && mono_ms() - old->detached_at_ms() >= loop.config().resume_ttl.count()) {
+  if (old->detached() &&
+      core::mono_ms() - old->detached_at_ms() >= loop.config().resume_ttl.count()) {
     return false;
   }
   if (request.resume_last_seq > old->seq()) return false;
@@ -276,12 +280,12 @@ bool resume_here(Client& client, const ClientRequest& request) {
   }
   if (Session* fresh = client.take_session()) thread.sessions().destroy(*fresh, thread.index());
   client.bind_session(*old, false);
-  const uint32_t replayed =
-      old->ring().for_range(request.resume_last_seq + 1, old->seq(),
-                            [&](uint64_t seq, const MessageRef& m) { send_data(client, seq, m); });
+  const uint32_t replayed = old->ring().for_range(
+      request.resume_last_seq + 1, old->seq(),
+      [&](uint64_t seq, const core::MessageRef& m) { send_data(client, seq, m); });
   Reply reply(thread.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
-  json::append_uint(reply.out(), replayed);
+  core::json::append_uint(reply.out(), replayed);
   reply.out().push_back('}');
   if (positions_on(loop)) {
     append_position(reply.out(), std::max(old->skip_through_pos(), thread.index().last_pos()));
@@ -304,13 +308,13 @@ constexpr unsigned kRestoreReadRounds = 3;
 
 // The seq of `history`'s first entry with a pos after `pos` (last_seq() + 1 when none): the
 // entries are in stream order, so a binary search.
-uint64_t first_entry_after(const ReplayRing<MessageRef>& history, uint64_t pos) {
+uint64_t first_entry_after(const core::ReplayRing<core::MessageRef>& history, uint64_t pos) {
   uint64_t lo = history.first_seq();
   uint64_t hi = history.last_seq() + 1;
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
     uint64_t mid_pos = 0;
-    history.for_range(mid, mid, [&](uint64_t, const MessageRef& m) { mid_pos = m->pos; });
+    history.for_range(mid, mid, [&](uint64_t, const core::MessageRef& m) { mid_pos = m->pos; });
     if (mid_pos > pos) {
       hi = mid;
     } else {
@@ -327,8 +331,9 @@ uint64_t first_entry_after(const ReplayRing<MessageRef>& history, uint64_t pos) 
 // the broker (kFetching) and this runs again with `fetched`. Never partial: more than the replay
 // buffer holds, or anything out of reach, fails.
 Restore restore_from_position(Client& client, const ClientRequest& request,
-                              std::string_view request_text, std::unique_ptr<StreamFetch> fetched) {
-  EventLoop& loop = client.loop();
+                              std::string_view request_text,
+                              std::unique_ptr<core::StreamFetch> fetched) {
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   Session* session = client.session();
   if (!positions_on(loop) || !request.resume_last_pos || !session || session->seq() != 0) {
@@ -338,21 +343,21 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   const std::vector<std::string_view>& channels = request.channels;
   if (channels.size() > loop.config().max_channels_per_conn) return Restore::kFailed;
   if (auth::first_forbidden(client.token(), channels)) return Restore::kFailed;
-  SubscriptionIndex& index = thread.index();
+  pubsub::SubscriptionIndex& index = thread.index();
   if (!index.has_room_for(channels)) return Restore::kFailed;  // WS_MAX_CHANNELS
 
   // Per channel, the pos after which its history has every message; below it (down to
   // last_pos), the stream must be read.
-  std::vector<StreamRange> missing;
+  std::vector<core::StreamRange> missing;
   std::vector<uint64_t> history_from(channels.size(), last_pos);
   for (size_t c = 0; c < channels.size(); ++c) {
     const std::string_view channel = channels[c];
     const std::optional<uint64_t> complete = index.history_complete_after(index.find(channel));
     if (!complete) return Restore::kFailed;  // not yet known from where this instance has it all
     if (last_pos >= *complete) continue;
-    const StreamRange* read = nullptr;
+    const core::StreamRange* read = nullptr;
     if (fetched) {
-      for (const StreamRange& r : fetched->ranges) {
+      for (const core::StreamRange& r : fetched->ranges) {
         if (r.channel == channel && r.after_pos == last_pos && r.through_pos >= *complete)
           read = &r;
       }
@@ -368,7 +373,7 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
     // channel does): read again, a few times at most.
     const unsigned round = fetched ? fetched->round + 1 : 0;
     if (round >= kRestoreReadRounds) return Restore::kFailed;
-    auto fetch = std::make_unique<StreamFetch>();
+    auto fetch = std::make_unique<core::StreamFetch>();
     if (fetched) {
       // Every channel again, so the result is one consistent read.
       missing.clear();
@@ -395,16 +400,16 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   const uint32_t limit = loop.config().replay_size;
   size_t total = 0;
   if (fetched) {
-    for (const std::shared_ptr<const Message>& message : fetched->messages)
+    for (const std::shared_ptr<const core::Message>& message : fetched->messages)
       total += message->pos > last_pos;
   }
   struct Cursor {
-    const ReplayRing<MessageRef>* history;
+    const core::ReplayRing<core::MessageRef>* history;
     uint64_t next_seq;  // the next entry to take
   };
   std::vector<Cursor> cursors;
   for (size_t c = 0; c < channels.size() && total <= limit; ++c) {
-    const ChannelSubscribers* entry = index.find(channels[c]);
+    const pubsub::ChannelSubscribers* entry = index.find(channels[c]);
     if (!entry || entry->history.empty()) continue;
     const uint64_t first = first_entry_after(entry->history, history_from[c]);
     if (first > entry->history.last_seq()) continue;
@@ -413,15 +418,15 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   }
   if (total > limit) return Restore::kFailed;
 
-  std::vector<MessageRef> replay;
+  std::vector<core::MessageRef> replay;
   replay.reserve(total);
   size_t next_fetched = 0;
   while (replay.size() < total) {
     // The smallest pos among the heads: at most WS_MAX_CHANNELS_PER_CONN cursors, and at most
     // WS_REPLAY_SIZE messages.
-    const Message* best = nullptr;
+    const core::Message* best = nullptr;
     Cursor* from = nullptr;
-    MessageRef head;
+    core::MessageRef head;
     if (fetched) {
       while (next_fetched < fetched->messages.size() &&
              fetched->messages[next_fetched]->pos <= last_pos)
@@ -431,7 +436,7 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
     for (Cursor& cursor : cursors) {
       if (cursor.next_seq > cursor.history->last_seq()) continue;
       cursor.history->for_range(cursor.next_seq, cursor.next_seq,
-                                [&](uint64_t, const MessageRef& message) {
+                                [&](uint64_t, const core::MessageRef& message) {
                                   if (!best || message->pos < best->pos) {
                                     best = &*message;
                                     from = &cursor;
@@ -448,19 +453,19 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
     }
   }
 
-  session->unsubscribe_all(index);  // `?channels=` at connect: the resumed channels replace them
+  index.unsubscribe_all(*session);  // `?channels=` at connect: the resumed channels replace them
   for (std::string_view channel : channels)
-    session->subscribe(index, channel);
+    index.subscribe(*session, channel);
   session->continue_numbering_after(request.resume_last_seq);
   session->skip_restored_through(last_pos);  // these channels only: later ones start here
-  for (const MessageRef& message : replay)
+  for (const core::MessageRef& message : replay)
     deliver_now(client, *session, message);
   Reply reply(thread.json_scratch(), "resumed");
   std::string& out = reply.out();
   out.append(",\"data\":{\"session\":\"").append(session->id_text()).append("\",\"replayed\":");
-  json::append_uint(out, replay.size());
+  core::json::append_uint(out, replay.size());
   out.append(",\"restored\":true,\"pos\":");
-  json::append_uint(out, std::max(last_pos, index.last_pos()));
+  core::json::append_uint(out, std::max(last_pos, index.last_pos()));
   out.push_back('}');
   reply.send(client, request.id_json);
   loop.stats().resumes_restored.add();
@@ -478,19 +483,19 @@ bool continue_replay(Client& client, ReplayInProgress& replay) {
   while (replay.next < replay.messages.size()) {
     if (produced >= kReplayPartBytes) return false;
     if (!client.open()) return true;  // closed: nothing more to send
-    const MessageRef& message = replay.messages[replay.next];
+    const core::MessageRef& message = replay.messages[replay.next];
     send_data(client, replay.first_seq + replay.next, message);
-    produced += message->tail.size() + kMaxDataPrefixBytes;
-    replay.messages[replay.next++] = MessageRef();  // sent: no longer pinned by this replay
+    produced += message->tail.size() + core::kMaxDataPrefixBytes;
+    replay.messages[replay.next++] = core::MessageRef();  // sent: no longer pinned by this replay
   }
   send_replay_done(client, replay);
   return true;
 }
 
 bool handle_client_request(Client& client, Session& session, std::string_view text) {
-  EventLoop& loop = client.loop();
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
-  ThreadStats& stats = loop.stats();
+  ops::ThreadStats& stats = loop.stats();
   const bool first = !client.saw_request;
   client.saw_request = true;
 
@@ -498,12 +503,12 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
   const ClientRequest request =
       parse_client_request(text, thread.json_parser(), loop.config().max_channels_per_conn);
 
-  const int64_t now = steady_ns();
-  const TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
-  if (session.bucket.full(policy, now)) session.refused_since_full = 0;
-  if (!session.bucket.try_take(policy, now)) {
+  const int64_t now = core::steady_ns();
+  const core::TokenBucketPolicy policy{loop.config().client_rate, loop.config().client_burst};
+  const RequestAdmission admission = session.take_request(policy, now, kRateLimitStrikes);
+  if (admission != RequestAdmission::kAdmitted) {
     stats.rate_limited.add();
-    if (++session.refused_since_full >= kRateLimitStrikes) {
+    if (admission == RequestAdmission::kRefusedTooOften) {
       stats.rate_limit_closes.add();
       client.close(ws::close_code::kPolicy, "rate limit exceeded");
       return false;
@@ -543,7 +548,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
     case RequestKind::kHeartbeat: {
       Reply reply(thread.json_scratch(), "pong");
       reply.out().append(",\"ts\":");
-      json::append_int(reply.out(), wall_ms());
+      core::json::append_int(reply.out(), core::wall_ms());
       reply.send(client, request.id_json);
       return true;
     }
@@ -574,7 +579,7 @@ bool handle_client_request(Client& client, Session& session, std::string_view te
 }
 
 void continue_migrated(Client& client, MigratingConnection& moving) {
-  EventLoop& loop = client.loop();
+  net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   const ClientRequest request = parse_client_request(moving.request, thread.json_parser(),
                                                      loop.config().max_channels_per_conn);
@@ -609,9 +614,10 @@ void continue_migrated(Client& client, MigratingConnection& moving) {
       client.bind_session(*fresh, true);
     } else {  // not expected (in transit, it neither expires nor is evicted): the same identity
               // anew
-      Session& created = thread.sessions().create(moving.fresh_session, loop.config().replay_size);
-      created.client_address = client.client_address();
-      if (const auth::TokenClaims* token = client.token()) created.subject = token->subject;
+      const auth::TokenClaims* token = client.token();
+      Session& created =
+          thread.sessions().create(moving.fresh_session, loop.config().replay_size,
+                                   {client.client_address(), token ? token->subject : ""});
       client.bind_session(created, false);
     }
     const bool restorable = request.kind == RequestKind::kResume && !request.error;
@@ -631,17 +637,17 @@ void continue_migrated(Client& client, MigratingConnection& moving) {
 }
 
 void send_welcome(Client& client, Session& session) {
-  const Config& config = client.loop().config();
+  const ops::Config& config = client.loop().config();
   Reply reply(client.thread().json_scratch(), "welcome");
   std::string& out = reply.out();
   out.append(",\"ts\":");
-  json::append_int(out, wall_ms());
+  core::json::append_int(out, core::wall_ms());
   out.append(",\"data\":{\"session\":\"").append(session.id_text()).append("\",\"heartbeat_ms\":");
-  json::append_int(out, config.ping_interval.count());
+  core::json::append_int(out, config.ping_interval.count());
   out.append(",\"replay_size\":");
-  json::append_uint(out, config.replay_size);
+  core::json::append_uint(out, config.replay_size);
   out.append(",\"resume_ttl_ms\":");
-  json::append_int(out, config.resume_ttl.count());
+  core::json::append_int(out, config.resume_ttl.count());
   out.push_back('}');
   reply.send(client, {});
 }
@@ -652,4 +658,4 @@ void subscribe_at_connect(Client& client, Session& session,
   subscribe_channels(client, session, channels, false, {});
 }
 
-}  // namespace odin
+}  // namespace odin::session

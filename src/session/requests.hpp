@@ -10,7 +10,7 @@
 
 #include "core/message.hpp"
 
-namespace odin {
+namespace odin::session {
 
 class Client;
 class Session;
@@ -21,7 +21,7 @@ struct MigratingConnection;
 // a part at a time, each once the previous one was written. The connection holds it while it
 // runs; requests the client sent after it wait, so every reply keeps its order.
 struct ReplayInProgress {
-  std::vector<MessageRef> messages;  // seq first_seq, first_seq + 1, ...
+  std::vector<core::MessageRef> messages;  // seq first_seq, first_seq + 1, ...
   uint64_t first_seq = 0;
   size_t next = 0;  // the next message to send
   // For `replay_done`.
@@ -50,4 +50,4 @@ void subscribe_at_connect(Client& client, Session& session,
 // then the requests that followed it.
 void continue_migrated(Client& client, MigratingConnection& moving);
 
-}  // namespace odin
+}  // namespace odin::session

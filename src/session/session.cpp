@@ -12,7 +12,7 @@
 
 #include "spdlog/spdlog.h"
 
-namespace odin {
+namespace odin::session {
 
 namespace {
 
@@ -74,11 +74,20 @@ std::optional<SessionId> SessionId::parse(std::string_view text) {
   return id;
 }
 
-Session::Session(SessionId id, uint32_t replay_size) : id_(id), ring_(replay_size) {}
+Session::Session(SessionId id, uint32_t replay_size, SessionOwner owner)
+    : ring_(replay_size), id_(id), owner_(std::move(owner)) {}
+
+RequestAdmission Session::take_request(const core::TokenBucketPolicy& policy, int64_t now_ns,
+                                       uint32_t strikes) {
+  if (request_budget_.full(policy, now_ns)) refused_since_full_ = 0;
+  if (request_budget_.try_take(policy, now_ns)) return RequestAdmission::kAdmitted;
+  return ++refused_since_full_ >= strikes ? RequestAdmission::kRefusedTooOften
+                                          : RequestAdmission::kRefused;
+}
 
 Session::~Session() = default;
 
-void Session::attach(Client& client, Connection& connection,
+void Session::attach(Client& client, net::Connection& connection,
                      [[maybe_unused]] bool returning_from_transit) {
   assert(connection_ == nullptr && "a session has at most one connection");
   assert(in_transit_ == returning_from_transit &&
@@ -102,63 +111,20 @@ void Session::end_transit(int64_t now_ms) {
 }
 
 void Session::skip_restored_through(uint64_t pos) {
-  for (Subscription& s : subscriptions_)
+  for (Subscription& s : mutable_subscriptions())
     s.skip_through_pos = pos;
-  skip_through_pos_ = subscriptions_.empty() ? 0 : pos;
+  skip_through_pos_ = subscription_count() == 0 ? 0 : pos;
 }
 
-bool Session::already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const {
-  for (const Subscription& s : subscriptions_) {
+bool Session::already_sent_slow(const pubsub::ChannelSubscribers* channel, uint64_t pos) const {
+  for (const Subscription& s : subscriptions()) {
     if (s.channel == channel) return pos <= s.skip_through_pos;
   }
   return false;
 }
 
-bool Session::subscribed_to(std::string_view channel) const {
-  return std::any_of(subscriptions_.begin(), subscriptions_.end(),
-                     [&](const Subscription& s) { return s.channel->name == channel; });
-}
-
-bool Session::subscribe(SubscriptionIndex& index, std::string_view channel) {
-  if (subscribed_to(channel)) return false;
-  ChannelSubscribers& entry = index.entry(channel);
-  subscriptions_.push_back({&entry, SubscriptionIndex::add(entry, this)});
-  return true;
-}
-
-void Session::moved_within(const ChannelSubscribers* channel, uint32_t position) {
-  for (Subscription& s : subscriptions_) {
-    if (s.channel == channel) {
-      s.position = position;
-      return;
-    }
-  }
-}
-
-bool Session::unsubscribe(SubscriptionIndex& index, std::string_view channel) {
-  auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                         [&](const Subscription& s) { return s.channel->name == channel; });
-  if (it == subscriptions_.end()) return false;
-  ChannelSubscribers* entry = it->channel;
-  if (Session* moved = SubscriptionIndex::remove(*entry, it->position)) {
-    moved->moved_within(entry, it->position);
-  }
-  subscriptions_.erase(it);
-  index.erase_if_unused(*entry);
-  if (subscriptions_.empty()) std::vector<Subscription>().swap(subscriptions_);
-  return true;
-}
-
-void Session::unsubscribe_all(SubscriptionIndex& index) {
-  while (!subscriptions_.empty()) {
-    std::string name = subscriptions_.back().channel->name;
-    unsubscribe(index, name);
-  }
-}
-
-Session& SessionTable::create(SessionId id, uint32_t replay_size) {
-  // The request budget (TokenBucket) starts full; its rate and burst come with each use.
-  auto session = std::make_unique<Session>(id, replay_size);
+Session& SessionTable::create(SessionId id, uint32_t replay_size, SessionOwner owner) {
+  auto session = std::make_unique<Session>(id, replay_size, std::move(owner));
   Session& ref = *session;
   auto [it, inserted] = sessions_.try_emplace(id, std::move(session));
   // 120 random bits: a collision is not a case to handle, but never silently replace a session.
@@ -174,10 +140,10 @@ Session* SessionTable::find(const SessionId& id) {
   return it == sessions_.end() ? nullptr : it->second.get();
 }
 
-void SessionTable::destroy(Session& session, SubscriptionIndex& index) {
+void SessionTable::destroy(Session& session, pubsub::SubscriptionIndex& index) {
   assert(session.connection() == nullptr && "destroying a session a connection still uses");
   forget_detached(session);
-  session.unsubscribe_all(index);
+  index.unsubscribe_all(session);
   sessions_.erase(session.id());
 }
 
@@ -189,7 +155,7 @@ void SessionTable::on_detached(Session& session) {
   if (!session.detached() || session.listed_detached_) return;
   session.listed_detached_ = true;
   session.detached_order_ = detached_order_.insert(detached_order_.end(), &session);
-  std::list<Session*>& same_address = by_address_[session.client_address];
+  std::list<Session*>& same_address = by_address_[session.client_address()];
   session.address_order_ = same_address.insert(same_address.end(), &session);
 }
 
@@ -197,12 +163,12 @@ void SessionTable::forget_detached(Session& session) {
   if (!session.listed_detached_) return;
   session.listed_detached_ = false;
   detached_order_.erase(session.detached_order_);
-  auto it = by_address_.find(session.client_address);
+  auto it = by_address_.find(session.client_address());
   it->second.erase(session.address_order_);
   if (it->second.empty()) by_address_.erase(it);
 }
 
-size_t SessionTable::expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& index) {
+size_t SessionTable::expire(int64_t now_ms, int64_t ttl_ms, pubsub::SubscriptionIndex& index) {
   size_t expired = 0;
   // Oldest first: stop at the first one still within its TTL.
   while (!detached_order_.empty() && now_ms - detached_order_.front()->detached_at_ms() >= ttl_ms) {
@@ -213,7 +179,7 @@ size_t SessionTable::expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& i
 }
 
 size_t SessionTable::evict_over_budget(uint32_t address, size_t per_thread, size_t per_address,
-                                       SubscriptionIndex& index) {
+                                       pubsub::SubscriptionIndex& index) {
   size_t evicted = 0;
   if (per_address > 0 && address != 0) {
     for (auto it = by_address_.find(address);
@@ -230,4 +196,4 @@ size_t SessionTable::evict_over_budget(uint32_t address, size_t per_thread, size
   return evicted;
 }
 
-}  // namespace odin
+}  // namespace odin::session

@@ -22,54 +22,56 @@
 #include "pubsub/subscription_index.hpp"
 #include "session/session_id.hpp"
 
-namespace odin {
+namespace odin::session {
 
 class Client;
 
 // A data frame to `conn`: the frame header and `{"seq":N,` (written here, ~20 bytes) in front of
 // the message's shared envelope tail (referenced, not copied). Session::deliver and the re-sends
 // of replay and resume write every data frame with this.
-inline void append_data_frame(OutBatch& out, Connection& conn, uint64_t seq,
-                              const MessageRef& message) {
-  char prefix[kMaxDataPrefixBytes];
-  const size_t size = encode_data_prefix(prefix, seq, message->tail.size());
+inline void append_data_frame(net::OutBatch& out, net::Connection& conn, uint64_t seq,
+                              const core::MessageRef& message) {
+  char prefix[core::kMaxDataPrefixBytes];
+  const size_t size = core::encode_data_prefix(prefix, seq, message->tail.size());
   out.append_shared(conn, {prefix, size}, message, message->tail);
 }
 
-class Session {
- public:
-  struct Subscription {
-    ChannelSubscribers* channel;
-    uint32_t position;  // index in channel->sessions
-    // Restored from another instance that was further along the stream: this channel's messages
-    // up to here were already sent to the client there. 0 for a channel subscribed here.
-    uint64_t skip_through_pos = 0;
-  };
+// Who opened a session, fixed at its creation.
+struct SessionOwner {
+  // The client's address (IPv4, host order; 0 unknown), for the per-address detached budget.
+  uint32_t client_address = 0;
+  // WS_AUTH=jwt: the `sub` of the token that opened the session; only a token with the same
+  // subject may resume it.
+  std::string subject;
+};
 
-  Session(SessionId id, uint32_t replay_size);
+// What the request budget says about one more request.
+enum class RequestAdmission {
+  kAdmitted,
+  kRefused,          // over WS_CLIENT_RATE / WS_CLIENT_BURST: answer `rate_limited`
+  kRefusedTooOften,  // refused `strikes` times since the budget was last full: close
+};
+
+// Its channels are its pubsub::Subscriber side: SubscriptionIndex::subscribe / unsubscribe
+// change them, together with the channel's side.
+class Session : public pubsub::Subscriber {
+ public:
+  Session(SessionId id, uint32_t replay_size, SessionOwner owner = {});
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   const SessionId& id() const { return id_; }
   std::string id_text() const { return id_.text(); }
-
-  // Subscriptions (index maintenance included). Return false when already in that state.
-  bool subscribe(SubscriptionIndex& index, std::string_view channel);
-  bool unsubscribe(SubscriptionIndex& index, std::string_view channel);
-  void unsubscribe_all(SubscriptionIndex& index);
-  bool subscribed_to(std::string_view channel) const;
-  size_t subscription_count() const { return subscriptions_.size(); }
-  const std::vector<Subscription>& subscriptions() const { return subscriptions_; }
-  // Called by the index owner when a swap-remove moved this session inside `channel`.
-  void moved_within(const ChannelSubscribers* channel, uint32_t position);
+  uint32_t client_address() const { return owner_.client_address; }
+  const std::string& subject() const { return owner_.subject; }
 
   // After a restore (docs/protocol.md, resume on any instance): marks the channels subscribed so
   // far as sent through `pos` on the instance the client came from.
   void skip_restored_through(uint64_t pos);
   // Whether `pos` on `channel` was already sent to the client by another instance. Cheap when
   // no skip is active (the fan-out asks for every recipient).
-  bool already_sent(const ChannelSubscribers* channel, uint64_t pos) const {
+  bool already_sent(const pubsub::ChannelSubscribers* channel, uint64_t pos) const {
     return pos <= skip_through_pos_ && pos != 0 && already_sent_slow(channel, pos);
   }
   uint64_t skip_through_pos() const { return skip_through_pos_; }
@@ -82,7 +84,7 @@ class Session {
   // connection is being handed to another thread (resume, restore): nobody else may resume it then,
   // and it does not expire, until the connection comes back to it, or resumed another session (this
   // one is then discarded), or died on the way (end_transit).
-  Connection* connection() const { return connection_; }  // the fan-out writes to it
+  net::Connection* connection() const { return connection_; }  // the fan-out writes to it
   Client* client() const { return client_; }
   bool in_transit() const { return in_transit_; }
   bool detached() const { return connection_ == nullptr && !in_transit_; }
@@ -94,7 +96,7 @@ class Session {
   // `message` for this session, keeps it in the ring for replay and resume, and queues its frame
   // when the connection takes data. True when a frame was queued. Inline: the fan-out calls it
   // once per recipient.
-  bool deliver(const MessageRef& message, OutBatch& out) {
+  bool deliver(const core::MessageRef& message, net::OutBatch& out) {
     const uint64_t seq = ++seq_;
     ring_.push(seq, message);
     if (connection_ == nullptr || !connection_->accepts_data()) return false;
@@ -107,34 +109,33 @@ class Session {
     if (connection_) connection_->prefetch_for_fanout();
   }
   uint64_t seq() const { return seq_; }  // the last seq assigned
-  const ReplayRing<MessageRef>& ring() const { return ring_; }
+  const core::ReplayRing<core::MessageRef>& ring() const { return ring_; }
   // A session restored from another instance numbers on from the client's last seq there.
   void continue_numbering_after(uint64_t last_seq) { seq_ = last_seq; }
 
-  // Request budget.
-  TokenBucket bucket;
-  uint32_t refused_since_full = 0;
-  bool saw_first_request = false;
-  // WS_AUTH=jwt: the `sub` of the token that opened the session; only a token with the same
-  // subject may resume it.
-  std::string subject;
-  // The client's address (IPv4, host order; 0 unknown), for the per-address detached budget.
-  uint32_t client_address = 0;
+  // Spends one request of the budget, which the session keeps across reconnects (a client does
+  // not get a fresh budget by hanging up).
+  RequestAdmission take_request(const core::TokenBucketPolicy& policy, int64_t now_ns,
+                                uint32_t strikes);
 
  private:
   friend class Client;  // the binding's only writer
-  void attach(Client& client, Connection& connection, bool returning_from_transit);
+  void attach(Client& client, net::Connection& connection, bool returning_from_transit);
   void detach(int64_t now_ms, bool in_transit);
-  bool already_sent_slow(const ChannelSubscribers* channel, uint64_t pos) const;
+  bool already_sent_slow(const pubsub::ChannelSubscribers* channel, uint64_t pos) const;
 
-  SessionId id_;
+  // What deliver() and already_sent() read come first, next to the Subscriber base: the
+  // fan-out touches them for every recipient.
   uint64_t seq_ = 0;
-  ReplayRing<MessageRef> ring_;
-  std::vector<Subscription> subscriptions_;
-  Connection* connection_ = nullptr;
-  Client* client_ = nullptr;
-  int64_t detached_at_ms_ = 0;     // mono_ms(): TTLs are durations, immune to wall-clock steps
+  core::ReplayRing<core::MessageRef> ring_;
+  net::Connection* connection_ = nullptr;
   uint64_t skip_through_pos_ = 0;  // the largest of the subscriptions' skip_through_pos
+  SessionId id_;
+  SessionOwner owner_;
+  core::TokenBucket request_budget_;  // starts full; rate and burst come with each use
+  uint32_t refused_since_full_ = 0;
+  Client* client_ = nullptr;
+  int64_t detached_at_ms_ = 0;  // mono_ms(): TTLs are durations, immune to wall-clock steps
   bool in_transit_ = false;
   // Places in SessionTable's detached orders, while listed there.
   bool listed_detached_ = false;
@@ -143,12 +144,18 @@ class Session {
   friend class SessionTable;
 };
 
+// Every pubsub::Subscriber is a Session (the only kind there is): the fan-out walks a channel's
+// subscribers as sessions.
+inline Session& session_of(pubsub::Subscriber* subscriber) {
+  return static_cast<Session&>(*subscriber);
+}
+
 // The sessions of one thread, attached or detached, by id.
 class SessionTable {
  public:
-  Session& create(SessionId id, uint32_t replay_size);
+  Session& create(SessionId id, uint32_t replay_size, SessionOwner owner = {});
   Session* find(const SessionId& id);
-  void destroy(Session& session, SubscriptionIndex& index);
+  void destroy(Session& session, pubsub::SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }
   size_t detached() const { return detached_order_.size(); }
   // Bookkeeping of the detached orders; called by Client::bind_session / take_session /
@@ -156,12 +163,12 @@ class SessionTable {
   void on_attached(Session& session);
   void on_detached(Session& session);
   // Destroys detached sessions older than `ttl_ms`; returns how many.
-  size_t expire(int64_t now_ms, int64_t ttl_ms, SubscriptionIndex& index);
+  size_t expire(int64_t now_ms, int64_t ttl_ms, pubsub::SubscriptionIndex& index);
   // The detached-session budget (a client can make the gateway keep a session per hang-up): while
   // more than `per_thread` sessions are detached on this thread, or more than `per_address` from
   // client `address` (per_address 0: no such limit), the oldest goes. Returns how many went.
   size_t evict_over_budget(uint32_t address, size_t per_thread, size_t per_address,
-                           SubscriptionIndex& index);
+                           pubsub::SubscriptionIndex& index);
   template <class F>
   void for_each(F&& f) {
     for (auto& [id, s] : sessions_)
@@ -178,4 +185,4 @@ class SessionTable {
   std::unordered_map<uint32_t, std::list<Session*>> by_address_;
 };
 
-}  // namespace odin
+}  // namespace odin::session

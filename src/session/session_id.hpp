@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace odin {
+namespace odin::session {
 
 // A session id is the client's only credential for `resume`, so it must be unguessable: 128 bits,
 // 120 of them from the CSPRNG; the low byte of `lo` names the owning event-loop thread so any
@@ -30,4 +30,4 @@ struct SessionIdHash {
   size_t operator()(const SessionId& id) const { return id.hi ^ (id.lo * 0x9e3779b97f4a7c15ULL); }
 };
 
-}  // namespace odin
+}  // namespace odin::session

@@ -36,7 +36,7 @@ void check(bool ok, const char* what) {
   if (!ok) violated(what);
 }
 
-std::string summary(const odin::ClientRequest& r) {
+std::string summary(const odin::session::ClientRequest& r) {
   std::string s = std::to_string(static_cast<int>(r.kind)) + "|" + r.id_json + "|";
   if (r.error) s.append(r.error->code).append(":").append(r.error->message);
   s.append("|");
@@ -52,52 +52,57 @@ std::string summary(const odin::ClientRequest& r) {
   return s;
 }
 
-void check_request(const odin::ClientRequest& r, std::string_view text) {
-  using odin::RequestKind;
-  if (r.kind == RequestKind::kInvalid || r.kind == RequestKind::kUnknown) {
+void check_request(const odin::session::ClientRequest& r, std::string_view text) {
+  using odin::session::RequestKind;
+  if (r.kind == session::RequestKind::kInvalid || r.kind == session::RequestKind::kUnknown) {
     check(r.error.has_value(), "invalid or unknown request without an error");
   }
   if (r.error) {
-    check(r.error->code == (r.kind == RequestKind::kUnknown ? "unknown_type" : "bad_request") ||
-              (r.kind == RequestKind::kUnsubscribe && r.error->code == "too_many_channels"),
-          "unexpected error code");
+    check(
+        r.error->code ==
+                (r.kind == session::RequestKind::kUnknown ? "unknown_type" : "bad_request") ||
+            (r.kind == session::RequestKind::kUnsubscribe && r.error->code == "too_many_channels"),
+        "unexpected error code");
     check(r.channels.empty(), "channels left on an error");
     check(!r.error->message.empty(), "error without a message");
     return;  // the fields mean nothing then
   }
-  const bool has_list = r.kind == RequestKind::kSubscribe || r.kind == RequestKind::kUnsubscribe ||
-                        (r.kind == RequestKind::kResume && r.resume_last_pos);
+  const bool has_list = r.kind == session::RequestKind::kSubscribe ||
+                        r.kind == session::RequestKind::kUnsubscribe ||
+                        (r.kind == session::RequestKind::kResume && r.resume_last_pos);
   check(has_list || r.channels.empty(), "channels on a request that has none");
   switch (r.kind) {
-    case RequestKind::kSubscribe:
-    case RequestKind::kUnsubscribe:
-    case RequestKind::kResume:
+    case session::RequestKind::kSubscribe:
+    case session::RequestKind::kUnsubscribe:
+    case session::RequestKind::kResume:
       if (!has_list) break;
       check(!r.channels.empty(), "a channel list without channels");
       // Each name takes at least its quotes and a separator in the text.
       check(r.channels.size() * 3 <= text.size(), "more channels than the text can hold");
       for (size_t i = 0; i < r.channels.size(); ++i) {
-        check(odin::is_valid_channel_name(r.channels[i]), "invalid channel name accepted");
+        check(odin::core::is_valid_channel_name(r.channels[i]), "invalid channel name accepted");
         for (size_t j = 0; j < i; ++j)
           check(r.channels[j] != r.channels[i], "duplicate channel name");
       }
-      check(r.kind == RequestKind::kSubscribe || !r.snapshot, "snapshot on unsubscribe");
+      check(r.kind == session::RequestKind::kSubscribe || !r.snapshot, "snapshot on unsubscribe");
       break;
     default:
       break;
   }
   switch (r.kind) {
-    case RequestKind::kReplay:
+    case session::RequestKind::kReplay:
       check(r.replay_from >= 1, "replay from 0");
       check(!r.replay_to || *r.replay_to >= r.replay_from, "replay to before from");
       break;
-    case RequestKind::kResume: {
+    case session::RequestKind::kResume: {
       // Any string names a session; one of our form decodes, and encodes back to the same text.
       check(!r.resume_session_id || r.resume_session_id->text() == r.resume_session,
             "resume session id does not encode back to the text given");
-      check(r.resume_session_id.has_value() == odin::SessionId::parse(r.resume_session).has_value(),
+      check(r.resume_session_id.has_value() ==
+                odin::session::SessionId::parse(r.resume_session).has_value(),
             "resume session id decoded inconsistently");
-      check(r.resume_last_seq <= odin::kMaxResumableSeq, "resume last_seq beyond 2^53 - 2^32");
+      check(r.resume_last_seq <= odin::session::kMaxResumableSeq,
+            "resume last_seq beyond 2^53 - 2^32");
       break;
     }
     default:
@@ -106,14 +111,16 @@ void check_request(const odin::ClientRequest& r, std::string_view text) {
 }
 
 // The capped parse against the uncapped one (see the top comment).
-void check_capped(const odin::ClientRequest& whole, const odin::ClientRequest& capped, size_t cap) {
+void check_capped(const odin::session::ClientRequest& whole,
+                  const odin::session::ClientRequest& capped, size_t cap) {
   check(capped.channels.size() <= cap + 1, "capped list longer than cap + 1");
   if (!whole.error && whole.channels.size() <= cap) {
     check(summary(capped) == summary(whole), "the cap changed a request within it");
     return;
   }
   if (capped.error && capped.error->code == "too_many_channels") {
-    check(capped.kind == odin::RequestKind::kUnsubscribe, "too_many_channels not on unsubscribe");
+    check(capped.kind == odin::session::RequestKind::kUnsubscribe,
+          "too_many_channels not on unsubscribe");
     check(whole.error || whole.channels.size() > cap, "too_many_channels within the cap");
     return;
   }
@@ -129,7 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static simdjson::dom::parser parser;  // reused across inputs, as the gateway reuses its own
   static simdjson::dom::parser id_parser;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  const odin::ClientRequest r = odin::parse_client_request(text, parser);
+  const odin::session::ClientRequest r = odin::session::parse_client_request(text, parser);
   check_request(r, text);
   if (!r.id_json.empty()) {
     simdjson::dom::element id;
@@ -137,12 +144,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     check(simdjson::minify(id) == r.id_json, "echoed id is not minified");
   }
   const std::string first = summary(r);
-  check(summary(odin::parse_client_request(text, parser)) == first, "second parse differs");
+  check(summary(odin::session::parse_client_request(text, parser)) == first,
+        "second parse differs");
   // A cap small enough to be reached by short inputs.
   constexpr size_t kCap = 3;
-  const odin::ClientRequest whole = odin::parse_client_request(text, parser);
+  const odin::session::ClientRequest whole = odin::session::parse_client_request(text, parser);
   static simdjson::dom::parser capped_parser;
-  const odin::ClientRequest capped = odin::parse_client_request(text, capped_parser, kCap);
+  const odin::session::ClientRequest capped =
+      odin::session::parse_client_request(text, capped_parser, kCap);
   check_request(capped, text);
   check_capped(whole, capped, kCap);
   return 0;

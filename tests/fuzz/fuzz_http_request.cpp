@@ -45,15 +45,15 @@ bool within(std::string_view inner, std::string_view outer) {
 }
 
 // What the router would read from one request; returns a summary for the split comparison.
-std::string route(const odin::HttpRequest& request) {
-  check(request.body().size() <= odin::kMaxHttpBodyBytes, "body over the limit");
+std::string route(const odin::http::HttpRequest& request) {
+  check(request.body().size() <= odin::http::kMaxHttpBodyBytes, "body over the limit");
   const std::string_view target = request.target();
   std::string summary(request.method_string());
   summary.append(" ").append(target).append(" ");
-  const std::string_view path = odin::path_of(target);
+  const std::string_view path = odin::http::path_of(target);
   check(within(path, target) && path.find('?') == std::string_view::npos, "path_of");
 
-  const odin::ws::UpgradeRequest up = odin::upgrade_request_of(request);
+  const odin::ws::UpgradeRequest up = odin::http::upgrade_request_of(request);
   const odin::ws::UpgradeVerdict verdict = odin::ws::check_upgrade(up);
   check(verdict.status == 101 || verdict.status == 400 || verdict.status == 426,
         "check_upgrade status");
@@ -63,12 +63,12 @@ std::string route(const odin::HttpRequest& request) {
     check(odin::ws::accept_key(up.key).size() == 28, "accept_key length");
   }
 
-  const std::string_view list = odin::query_param(target, "channels");
+  const std::string_view list = odin::http::query_param(target, "channels");
   check(list.empty() || within(list, target), "query_param returns a piece of the target");
   std::vector<std::string_view> channels;
-  const bool ok = odin::split_channels(list, channels);
+  const bool ok = odin::http::split_channels(list, channels);
   for (size_t i = 0; i < channels.size(); ++i) {
-    check(odin::is_valid_channel_name(channels[i]), "split_channels: invalid name");
+    check(odin::core::is_valid_channel_name(channels[i]), "split_channels: invalid name");
     check(within(channels[i], list), "split_channels: name outside the list");
     for (size_t j = 0; j < i; ++j)
       check(channels[j] != channels[i], "split_channels: duplicate name");
@@ -86,8 +86,8 @@ struct Outcome {
 
 // Feeds `stream` as Connection::feed_http does, in reads sized from `seed` (0: one read).
 Outcome run(const std::string& stream, uint8_t seed) {
-  std::optional<odin::HttpRequestParser> parser;
-  odin::start_request_parser(parser);
+  std::optional<odin::http::HttpRequestParser> parser;
+  odin::http::start_request_parser(parser);
   std::string pending;  // as HttpReader::pending: bytes not consumed yet
   std::string log;
   uint32_t state = seed;
@@ -110,7 +110,8 @@ Outcome run(const std::string& stream, uint8_t seed) {
       offset += used;
       if (ec == beast_http::error::need_more) {
         // As the gateway: waiting with more than a header's worth unconsumed is refused.
-        if (pending.size() - offset > odin::kMaxHttpHeaderBytes) return {log, "400 line too long"};
+        if (pending.size() - offset > odin::http::kMaxHttpHeaderBytes)
+          return {log, "400 line too long"};
         break;
       }
       if (ec) {
@@ -120,13 +121,14 @@ Outcome run(const std::string& stream, uint8_t seed) {
         return {log, std::string(too_big ? "413 " : "400 ") + ec.message()};
       }
       if (!parser->is_done()) continue;
-      const odin::HttpRequest request = parser->release();
-      odin::start_request_parser(parser);
+      const odin::http::HttpRequest request = parser->release();
+      odin::http::start_request_parser(parser);
       log += route(request);
     }
     pending.erase(0, offset);
     // What the gateway buffers between reads: a partial header (or chunk line), never more.
-    check(pending.size() <= odin::kMaxHttpHeaderBytes, "unconsumed bytes beyond the header limit");
+    check(pending.size() <= odin::http::kMaxHttpHeaderBytes,
+          "unconsumed bytes beyond the header limit");
   }
   return {log, {}};
 }

@@ -115,8 +115,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
        {std::string_view("BTCUSD"), std::string_view("prices.BTC"), std::string_view("a.b.c"),
         std::string_view(""), std::string_view("a..b"), std::string_view("*"), input}) {
     const bool allowed = claims.channels.allows(channel);
-    check(!allowed || odin::is_valid_channel_name(channel), "an invalid name is allowed");
-    if (claims.channels.allows_everything() && odin::is_valid_channel_name(channel)) {
+    check(!allowed || odin::core::is_valid_channel_name(channel), "an invalid name is allowed");
+    if (claims.channels.allows_everything() && odin::core::is_valid_channel_name(channel)) {
       check(allowed, "> does not allow a valid name");
     }
   }

@@ -34,8 +34,9 @@ void check(bool ok, const char* what) {
 }
 
 // Checks a result and returns a summary of it for comparing two runs.
-std::string check_result(const std::optional<odin::PublishError>& error,
-                         const odin::PublishBatch& batch, std::string_view body, size_t limit) {
+std::string check_result(const std::optional<odin::core::PublishError>& error,
+                         const odin::core::PublishBatch& batch, std::string_view body,
+                         size_t limit) {
   static simdjson::dom::parser data_parser;
   if (error) {
     check(batch.items.empty(), "refused body left items");
@@ -51,9 +52,9 @@ std::string check_result(const std::optional<odin::PublishError>& error,
   const size_t elements = root.is_array() ? root.get_array().value_unsafe().size() : 1;
   check(batch.items.size() == elements, "not one item per element");
   std::string summary;
-  for (const odin::IngestItem& item : batch.items) {
-    check(odin::is_valid_channel_name(item.channel), "item with an invalid channel");
-    check(!item.type.empty() && item.type.size() <= odin::kMaxTypeLength, "item type length");
+  for (const odin::core::IngestItem& item : batch.items) {
+    check(odin::core::is_valid_channel_name(item.channel), "item with an invalid channel");
+    check(!item.type.empty() && item.type.size() <= odin::core::kMaxTypeLength, "item type length");
     check(item.data_is_json, "item data not marked JSON");
     check(item.data.size() <= limit, "item data over the limit");
     simdjson::dom::element data;
@@ -76,12 +77,12 @@ std::string check_result(const std::optional<odin::PublishError>& error,
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static simdjson::dom::parser parser;  // reused across inputs, as the gateway reuses its own
   const std::string_view body(reinterpret_cast<const char*>(data), size);
-  odin::PublishBatch batch;
+  odin::core::PublishBatch batch;
   const std::string unlimited =
-      check_result(odin::parse_publish_body(body, parser, batch), batch, body, SIZE_MAX);
-  odin::PublishBatch small;
+      check_result(odin::core::parse_publish_body(body, parser, batch), batch, body, SIZE_MAX);
+  odin::core::PublishBatch small;
   const std::string limited = check_result(
-      odin::parse_publish_body(body, parser, small, kSmallLimit), small, body, kSmallLimit);
+      odin::core::parse_publish_body(body, parser, small, kSmallLimit), small, body, kSmallLimit);
   if (limited != "error") check(limited == unlimited, "the limit changes what is accepted");
   return 0;
 }

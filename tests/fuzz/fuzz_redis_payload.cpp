@@ -33,11 +33,12 @@ void check(bool ok, const char* what) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
-  static odin::RedisPayloadReader reader;  // reused across inputs, as the intake reuses its own
+  static odin::broker::RedisPayloadReader
+      reader;  // reused across inputs, as the intake reuses its own
   static simdjson::dom::parser whole_parser;
   static simdjson::dom::parser data_parser;
   const std::string_view payload(reinterpret_cast<const char*>(bytes), size);
-  const odin::RedisPayload first = reader.read(payload);
+  const odin::broker::RedisPayload first = reader.read(payload);
   if (!first.object_form) {
     check(first.data.data() == payload.data() && first.data.size() == payload.size(),
           "not the object form, yet the data is not the payload");
@@ -59,15 +60,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     check(simdjson::minify(data) == simdjson::minify(object["data"].value_unsafe()),
           "data read differs from the payload's");
 
-    const std::string rebuilt = odin::redis_publish_payload(first.type, first.data, true);
+    const std::string rebuilt = odin::broker::redis_publish_payload(first.type, first.data, true);
     const std::string type_copy = first.type;
     const std::string data_copy(first.data);
-    const odin::RedisPayload again = reader.read(rebuilt);
+    const odin::broker::RedisPayload again = reader.read(rebuilt);
     check(again.object_form, "rebuilt object form not read as one");
     check(again.type == type_copy && again.data == data_copy,
           "rebuilt object form reads differently");
   }
-  const odin::RedisPayload repeat = reader.read(payload);
+  const odin::broker::RedisPayload repeat = reader.read(payload);
   check(repeat.object_form == first.object_form && repeat.type == first.type &&
             repeat.data == first.data,
         "the same payload read twice differs");

@@ -62,7 +62,7 @@ Reading reference(std::string_view list, size_t cap) {
   size_t i = 0;
   auto take = [&](bool last) {
     if (last && name.empty()) return false;
-    if (!odin::is_valid_channel_name(name)) {
+    if (!odin::core::is_valid_channel_name(name)) {
       r.ok = false;
       return false;
     }
@@ -87,8 +87,8 @@ Reading reference(std::string_view list, size_t cap) {
 
 void check_channels(std::string_view list, size_t cap) {
   std::vector<std::string_view> all;
-  const bool all_ok = odin::split_channels(list, all);
-  const Reading want_all = reference(list, odin::kNoChannelCap);
+  const bool all_ok = odin::http::split_channels(list, all);
+  const Reading want_all = reference(list, odin::core::kNoChannelCap);
   check(all_ok == want_all.ok, "split_channels: validity differs from the reference");
   if (all_ok) {
     check(all.size() == want_all.names.size(), "split_channels: not the reference's names");
@@ -98,7 +98,7 @@ void check_channels(std::string_view list, size_t cap) {
     }
   }
   std::vector<std::string_view> capped;
-  const bool capped_ok = odin::split_channels(list, capped, cap);
+  const bool capped_ok = odin::http::split_channels(list, capped, cap);
   const Reading want = reference(list, cap);
   check(capped_ok == want.ok, "capped split_channels: validity differs from the reference");
   if (!capped_ok) return;
@@ -130,15 +130,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n");
   stream.append(extra).append("\r\n");
 
-  std::optional<odin::HttpRequestParser> parser;
-  odin::start_request_parser(parser);
+  std::optional<odin::http::HttpRequestParser> parser;
+  odin::http::start_request_parser(parser);
   boost::beast::error_code ec;
   parser->put(boost::asio::buffer(stream), ec);
   if (ec || !parser->is_done()) return 0;  // HTTP refused it: fuzz_http_request's ground
-  const odin::HttpRequest request = parser->release();
+  const odin::http::HttpRequest request = parser->release();
   const std::string_view target = request.target();
 
-  const odin::ws::UpgradeRequest up = odin::upgrade_request_of(request);
+  const odin::ws::UpgradeRequest up = odin::http::upgrade_request_of(request);
   const odin::ws::UpgradeVerdict verdict = odin::ws::check_upgrade(up);
   check(verdict.status == 101 || verdict.status == 400 || verdict.status == 426,
         "check_upgrade status");
@@ -146,7 +146,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (verdict.status == 101) {
     check(odin::ws::accept_key(up.key).size() == 28, "accept_key length");
   }
-  const std::string_view list = odin::query_param(target, "channels");
+  const std::string_view list = odin::http::query_param(target, "channels");
   check(list.empty() || within(list, target), "query_param returns a piece of the target");
   check_channels(list, cap);
   return 0;

@@ -108,13 +108,13 @@ inline TcpPair make_tcp_pair(int client_rcvbuf = 0, int server_sndbuf = 0) {
 
 // Hands the server end of `pair` to `loop`, started with the handler `make_handler` builds, and
 // reads what already arrived. The loop owns the socket from here on.
-inline Connection* adopt_server_end(
-    EventLoop& loop, TcpPair& pair,
-    std::function<std::unique_ptr<ConnectionHandler>(Connection&)> make_handler) {
-  DetachedSocket socket;
+inline net::Connection* adopt_server_end(
+    net::EventLoop& loop, TcpPair& pair,
+    std::function<std::unique_ptr<net::ConnectionHandler>(net::Connection&)> make_handler) {
+  net::DetachedSocket socket;
   socket.fd = pair.server.release();
   socket.loopback = true;
-  Connection* conn = loop.adopt(std::move(socket), std::move(make_handler));
+  net::Connection* conn = loop.adopt(std::move(socket), std::move(make_handler));
   EXPECT_NE(conn, nullptr);
   if (conn) conn->resume_reading();
   return conn;
@@ -122,11 +122,12 @@ inline Connection* adopt_server_end(
 
 // Runs every ready handler of `loops` once per round (restarting an io_context that ran out of
 // work), until `done` holds or kWaitLimit passes. Returns whether `done` held.
-inline bool pump_until(std::initializer_list<EventLoop*> loops, const std::function<bool()>& done,
+inline bool pump_until(std::initializer_list<net::EventLoop*> loops,
+                       const std::function<bool()>& done,
                        std::chrono::milliseconds limit = kWaitLimit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (true) {
-    for (EventLoop* loop : loops) {
+    for (net::EventLoop* loop : loops) {
       if (loop->io().stopped()) loop->io().restart();
       loop->io().poll();
     }
@@ -137,10 +138,10 @@ inline bool pump_until(std::initializer_list<EventLoop*> loops, const std::funct
 }
 
 // Runs ready handlers until none is left (no waiting for sockets).
-inline void run_ready(std::initializer_list<EventLoop*> loops) {
+inline void run_ready(std::initializer_list<net::EventLoop*> loops) {
   for (int round = 0; round < 100; ++round) {
     size_t ran = 0;
-    for (EventLoop* loop : loops) {
+    for (net::EventLoop* loop : loops) {
       if (loop->io().stopped()) loop->io().restart();
       ran += loop->io().poll();
     }
@@ -189,13 +190,13 @@ struct ClientEnd {
     }
   }
   // Pumps `loops` and reads until at least `n` bytes arrived (or EOF, or the limit).
-  bool read_at_least(std::initializer_list<EventLoop*> loops, size_t n) {
+  bool read_at_least(std::initializer_list<net::EventLoop*> loops, size_t n) {
     return pump_until(loops, [&] {
       read_available();
       return bytes.size() >= n || eof;
     });
   }
-  bool read_until_eof(std::initializer_list<EventLoop*> loops) {
+  bool read_until_eof(std::initializer_list<net::EventLoop*> loops) {
     return pump_until(loops, [&] {
       read_available();
       return eof;
@@ -292,7 +293,7 @@ inline std::optional<Frame> pop_frame(std::string& bytes) {
 
 // Pumps `loops` and reads until `count` whole frames arrived; returns them (fewer on EOF or
 // when the limit passed: the caller's size assertion says so).
-inline std::vector<Frame> read_frames(ClientEnd& end, std::initializer_list<EventLoop*> loops,
+inline std::vector<Frame> read_frames(ClientEnd& end, std::initializer_list<net::EventLoop*> loops,
                                       size_t count) {
   std::vector<Frame> frames;
   pump_until(loops, [&] {
@@ -326,24 +327,26 @@ inline std::string json_member(std::string_view json, std::string_view key) {
 }
 
 // What a Worker is given in a test: no listener, no TLS, no broker, no authentication.
-inline LoopParts test_loop_parts() {
-  LoopParts parts;
-  parts.make_handler = [](Connection&) -> std::unique_ptr<ConnectionHandler> { return nullptr; };
-  parts.tls_context = [] { return std::shared_ptr<const TlsContext>(); };
+inline net::LoopParts test_loop_parts() {
+  net::LoopParts parts;
+  parts.make_handler = [](net::Connection&) -> std::unique_ptr<net::ConnectionHandler> {
+    return nullptr;
+  };
+  parts.tls_context = [] { return std::shared_ptr<const net::TlsContext>(); };
   return parts;
 }
 
-inline ClientThreadParts test_client_parts() {
-  ClientThreadParts parts;
+inline session::ClientThreadParts test_client_parts() {
+  session::ClientThreadParts parts;
   parts.jwt_verifier = [] { return std::shared_ptr<const auth::JwtVerifier>(); };
   return parts;
 }
 
 // One Worker on its own, index 0, its own only peer (the detached-session budget divides by the
 // thread count, as the Gateway sets it).
-struct SoloWorker : Worker {
-  explicit SoloWorker(const Config& config)
-      : Worker(config, 0, test_loop_parts(), test_client_parts()) {
+struct SoloWorker : app::Worker {
+  explicit SoloWorker(const ops::Config& config)
+      : app::Worker(config, 0, test_loop_parts(), test_client_parts()) {
     clients().set_peers({&clients()});
   }
 };
@@ -351,18 +354,18 @@ struct SoloWorker : Worker {
 // A WebSocket client as the upgrade leaves it (without the 101 and the welcome): the server end
 // of `pair` adopted by `worker`'s loop with a Client bound to a new session `id`, reading.
 struct AttachedClient {
-  Connection* conn = nullptr;
-  Client* client = nullptr;
-  Session* session = nullptr;
+  net::Connection* conn = nullptr;
+  session::Client* client = nullptr;
+  session::Session* session = nullptr;
 };
 
-inline AttachedClient attach_client(Worker& worker, TcpPair& pair, SessionId id) {
+inline AttachedClient attach_client(app::Worker& worker, TcpPair& pair, session::SessionId id) {
   AttachedClient out;
-  DetachedSocket socket;
+  net::DetachedSocket socket;
   socket.fd = pair.server.release();
   socket.loopback = true;
-  out.conn = worker.loop().adopt(std::move(socket), [&](Connection& conn) {
-    auto client = std::make_unique<Client>(worker.clients(), conn, CountedPlace());
+  out.conn = worker.loop().adopt(std::move(socket), [&](net::Connection& conn) {
+    auto client = std::make_unique<session::Client>(worker.clients(), conn, core::CountedPlace());
     out.client = client.get();
     return client;
   });

@@ -15,54 +15,55 @@ namespace odin {
 namespace {
 
 TEST(Admission, TicketsCountUntilTheyGoWhereverTheyGo) {
-  Config config;
+  ops::Config config;
   config.max_connections = 2;
-  ResourceMonitor resources;
-  Admission admission(config, resources);
+  guard::ResourceMonitor resources;
+  guard::Admission admission(config, resources);
   auto first = admission.admit();
   auto second = admission.admit();
-  ASSERT_TRUE(std::holds_alternative<Admission::Ticket>(first));
-  ASSERT_TRUE(std::holds_alternative<Admission::Ticket>(second));
+  ASSERT_TRUE(std::holds_alternative<guard::Admission::Ticket>(first));
+  ASSERT_TRUE(std::holds_alternative<guard::Admission::Ticket>(second));
   EXPECT_EQ(admission.admitted(), 2u);
   auto third = admission.admit();
-  ASSERT_TRUE(std::holds_alternative<RejectReason>(third));
-  EXPECT_EQ(std::get<RejectReason>(third), RejectReason::kAtCapacity);
+  ASSERT_TRUE(std::holds_alternative<ops::RejectReason>(third));
+  EXPECT_EQ(std::get<ops::RejectReason>(third), ops::RejectReason::kAtCapacity);
   EXPECT_EQ(admission.admitted(), 2u);  // a refusal holds no place
 
   // Moved along (to another thread, say): still one place, given back once.
-  Admission::Ticket moved = std::get<Admission::Ticket>(std::move(first));
+  guard::Admission::Ticket moved = std::get<guard::Admission::Ticket>(std::move(first));
   EXPECT_EQ(admission.admitted(), 2u);
   moved.release();
   moved.release();
   EXPECT_FALSE(moved);
   EXPECT_EQ(admission.admitted(), 1u);
-  { Admission::Ticket dies = std::get<Admission::Ticket>(std::move(second)); }
+  { guard::Admission::Ticket dies = std::get<guard::Admission::Ticket>(std::move(second)); }
   EXPECT_EQ(admission.admitted(), 0u);
   // Assigned over: the old place goes back.
-  Admission::Ticket a = std::get<Admission::Ticket>(admission.admit());
-  a = std::get<Admission::Ticket>(admission.admit());
+  guard::Admission::Ticket a = std::get<guard::Admission::Ticket>(admission.admit());
+  a = std::get<guard::Admission::Ticket>(admission.admit());
   EXPECT_EQ(admission.admitted(), 1u);
 }
 
 TEST(Admission, DrainAndMemoryRefuse) {
-  Config config;
+  ops::Config config;
   config.memory_reject_threshold = 50;
   config.cpu_reject_threshold = 1e9;  // this test is about memory, whatever the CPU does
-  ResourceMonitor resources;
-  Admission admission(config, resources);
-  EXPECT_TRUE(std::holds_alternative<Admission::Ticket>(admission.admit()));  // no limit known
+  guard::ResourceMonitor resources;
+  guard::Admission admission(config, resources);
+  EXPECT_TRUE(
+      std::holds_alternative<guard::Admission::Ticket>(admission.admit()));  // no limit known
   resources.configure(0, 1);  // a 1-byte memory limit: the process is far over it
-  EXPECT_EQ(std::get<RejectReason>(admission.admit()), RejectReason::kMemory);
+  EXPECT_EQ(std::get<ops::RejectReason>(admission.admit()), ops::RejectReason::kMemory);
   admission.begin_drain();
-  EXPECT_EQ(std::get<RejectReason>(admission.admit()), RejectReason::kDraining);
+  EXPECT_EQ(std::get<ops::RejectReason>(admission.admit()), ops::RejectReason::kDraining);
   EXPECT_EQ(admission.admitted(), 0u);
 }
 
 TEST(Admission, ConcurrentAdmitsAndReleasesNeverPassTheCap) {
-  Config config;
+  ops::Config config;
   config.max_connections = 100;
-  ResourceMonitor resources;
-  Admission admission(config, resources);
+  guard::ResourceMonitor resources;
+  guard::Admission admission(config, resources);
   constexpr int kThreads = 4;
   constexpr int kRounds = 20000;
   std::atomic<uint32_t> most{0};
@@ -70,10 +71,10 @@ TEST(Admission, ConcurrentAdmitsAndReleasesNeverPassTheCap) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
-      std::vector<Admission::Ticket> held;
+      std::vector<guard::Admission::Ticket> held;
       for (int i = 0; i < kRounds; ++i) {
         auto got = admission.admit();
-        if (auto* ticket = std::get_if<Admission::Ticket>(&got)) {
+        if (auto* ticket = std::get_if<guard::Admission::Ticket>(&got)) {
           held.push_back(std::move(*ticket));
           admitted.fetch_add(1);
         }

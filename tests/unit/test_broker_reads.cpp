@@ -12,10 +12,12 @@
 namespace odin {
 namespace {
 
-class NoStreamBroker final : public Broker {
+class NoStreamBroker final : public broker::Broker {
  public:
   std::string_view name() const override { return "test"; }
-  void publish(std::span<const IngestItem>, PublishDone done) override { done(PublishOutcome{}); }
+  void publish(std::span<const core::IngestItem>, core::PublishDone done) override {
+    done(core::PublishOutcome{});
+  }
 };
 
 TEST(StreamReads, TheCapRefusesAndCountsRefusals) {

@@ -37,14 +37,14 @@ std::string server_close(uint16_t code, std::string_view reason = {}) {
 
 // One Worker with one attached client; the session's id is `id`.
 struct OneClient {
-  explicit OneClient(const Config& config, int client_rcvbuf = 0, int server_sndbuf = 0)
+  explicit OneClient(const ops::Config& config, int client_rcvbuf = 0, int server_sndbuf = 0)
       : worker(config), pair(make_tcp_pair(client_rcvbuf, server_sndbuf)), end{pair.client.get()} {
     attached = attach_client(worker, pair, id);
   }
-  EventLoop& loop() { return worker.loop(); }
-  Session* session() { return worker.clients().sessions().find(id); }
+  net::EventLoop& loop() { return worker.loop(); }
+  session::Session* session() { return worker.clients().sessions().find(id); }
 
-  const SessionId id{7, 0x700};
+  const session::SessionId id{7, 0x700};
   SoloWorker worker;
   TcpPair pair;
   ClientEnd end;
@@ -52,7 +52,7 @@ struct OneClient {
 };
 
 TEST(Client, AClientCloseFrameIsEchoedWithItsCodeAndTheSocketCloses) {
-  Config config;
+  ops::Config config;
   OneClient c(config);
   ASSERT_NE(c.attached.client, nullptr);
   send_all(c.end.fd, masked_frame(0x8, close_payload(3008, "bye")));
@@ -68,7 +68,7 @@ TEST(Client, AClientCloseFrameIsEchoedWithItsCodeAndTheSocketCloses) {
 }
 
 TEST(Client, ACloseFrameWithoutACodeIsAnsweredWith1000) {
-  Config config;
+  ops::Config config;
   OneClient c(config);
   send_all(c.end.fd, masked_frame(0x8, ""));
   ASSERT_TRUE(c.end.read_until_eof({&c.loop()}));
@@ -76,7 +76,7 @@ TEST(Client, ACloseFrameWithoutACodeIsAnsweredWith1000) {
 }
 
 TEST(Client, APingGetsAPongWithTheSamePayload) {
-  Config config;
+  ops::Config config;
   OneClient c(config);
   send_all(c.end.fd, masked_frame(0x9, "are you there?"));
   const std::vector<Frame> frames = read_frames(c.end, {&c.loop()}, 1);
@@ -91,11 +91,11 @@ TEST(Client, APingGetsAPongWithTheSamePayload) {
 }
 
 TEST(Client, NoInputForTheHeartbeatTimeoutClosesWith4000) {
-  Config config;
-  config.ping_interval = Millis(3'600'000);  // no server pings in the way
-  config.heartbeat_timeout = Millis(90'000);
+  ops::Config config;
+  config.ping_interval = ops::Millis(3'600'000);  // no server pings in the way
+  config.heartbeat_timeout = ops::Millis(90'000);
   OneClient c(config);
-  const int64_t start = mono_ms();
+  const int64_t start = core::mono_ms();
   c.attached.conn->on_sweep(start + 60'000);
   run_ready({&c.loop()});
   c.end.read_available();
@@ -114,16 +114,16 @@ TEST(Client, InputRestartsTheHeartbeatClock) {
   // fabricated. Real time passes first (a bounded wait, not an assertion), then a pong arrives:
   // a sweep soon after it, but well past the timeout counted from the construction, finds the
   // client alive.
-  Config config;
-  config.ping_interval = Millis(3'600'000);
-  config.heartbeat_timeout = Millis(1'000);
+  ops::Config config;
+  config.ping_interval = ops::Millis(3'600'000);
+  config.heartbeat_timeout = ops::Millis(1'000);
   OneClient c(config);
-  const int64_t constructed_by = mono_ms();
-  ASSERT_TRUE(pump_until({&c.loop()}, [&] { return mono_ms() >= constructed_by + 1'500; }));
+  const int64_t constructed_by = core::mono_ms();
+  ASSERT_TRUE(pump_until({&c.loop()}, [&] { return core::mono_ms() >= constructed_by + 1'500; }));
   send_all(c.end.fd, masked_frame(0xA, ""));
   ASSERT_TRUE(
       pump_until({&c.loop()}, [&] { return consumed_by_server(c.end.fd, c.attached.conn->fd()); }));
-  const int64_t heard_by = mono_ms();
+  const int64_t heard_by = core::mono_ms();
   // Counted from the construction this is over 1,700 ms of silence; from the pong, at most
   // 200 ms plus the time between the read and heard_by.
   c.attached.conn->on_sweep(heard_by + 200);
@@ -138,11 +138,11 @@ TEST(Client, InputRestartsTheHeartbeatClock) {
 }
 
 TEST(Client, ThePingIntervalMakesTheServerPing) {
-  Config config;
-  config.ping_interval = Millis(30'000);
-  config.heartbeat_timeout = Millis(3'600'000);
+  ops::Config config;
+  config.ping_interval = ops::Millis(30'000);
+  config.heartbeat_timeout = ops::Millis(3'600'000);
   OneClient c(config);
-  const int64_t start = mono_ms();
+  const int64_t start = core::mono_ms();
   c.attached.conn->on_sweep(start + 20'000);
   run_ready({&c.loop()});
   c.end.read_available();
@@ -168,7 +168,7 @@ TEST(Client, ThePingIntervalMakesTheServerPing) {
 }
 
 TEST(Client, SendingFasterThanTheByteRateClosesWithPolicy) {
-  Config config;
+  ops::Config config;
   config.client_max_bytes_per_sec = 1000;
   OneClient c(config);
   // Under the budget: a heartbeat request is answered.
@@ -187,17 +187,17 @@ TEST(Client, SendingFasterThanTheByteRateClosesWithPolicy) {
 }
 
 TEST(Client, AClientThatNeverReadsIsClosedWith4008AfterWholeFrames) {
-  Config config;
+  ops::Config config;
   config.client_queue_bytes = 4096;
   // Small buffers both ways, so the kernel takes little of the flood.
   OneClient c(config, /*client_rcvbuf=*/4096, /*server_sndbuf=*/4096);
   ASSERT_NE(c.attached.session, nullptr);
-  Hub hub({&c.worker.fanout()});
-  ASSERT_TRUE(c.attached.session->subscribe(c.worker.clients().index(), "A"));
+  hub::Hub hub({&c.worker.fanout()});
+  ASSERT_TRUE(c.worker.clients().index().subscribe(*c.attached.session, "A"));
 
   constexpr int kMessages = 400;
   const std::string data = "\"" + std::string(1000, 'd') + "\"";
-  std::vector<IngestItem> items(kMessages, IngestItem{"A", "tick", data, true});
+  std::vector<core::IngestItem> items(kMessages, core::IngestItem{"A", "tick", data, true});
   hub.ingest(items);
   // One drain turn: everything is queued and flushed, the kernel takes a little, the rest is
   // the backlog, far over the limit.
@@ -230,16 +230,16 @@ TEST(Client, AClientThatNeverReadsIsClosedWith4008AfterWholeFrames) {
 }
 
 TEST(Client, AClientBehindWithinTheQueueLimitGetsEveryFrameInOrderFromTheBacklog) {
-  Config config;
+  ops::Config config;
   config.client_queue_bytes = 4 << 20;
   OneClient c(config, /*client_rcvbuf=*/4096, /*server_sndbuf=*/4096);
   ASSERT_NE(c.attached.session, nullptr);
-  Hub hub({&c.worker.fanout()});
-  ASSERT_TRUE(c.attached.session->subscribe(c.worker.clients().index(), "A"));
+  hub::Hub hub({&c.worker.fanout()});
+  ASSERT_TRUE(c.worker.clients().index().subscribe(*c.attached.session, "A"));
 
   constexpr int kMessages = 400;
   const std::string data = "\"" + std::string(1000, 'd') + "\"";
-  std::vector<IngestItem> items(kMessages, IngestItem{"A", "tick", data, true});
+  std::vector<core::IngestItem> items(kMessages, core::IngestItem{"A", "tick", data, true});
   hub.ingest(items);
   ASSERT_TRUE(pump_until({&c.loop()}, [&] { return c.attached.session->seq() == kMessages; }));
   EXPECT_GT(c.attached.conn->outbound().backlog_bytes(), 300'000u) << "most of it waits";
@@ -257,22 +257,22 @@ TEST(Client, AClientBehindWithinTheQueueLimitGetsEveryFrameInOrderFromTheBacklog
 }
 
 TEST(Client, AnExpiredTokenClosesWith4001AtTheSweep) {
-  Config config;
+  ops::Config config;
   OneClient c(config);
   auto token = std::make_unique<auth::TokenClaims>();
   token->subject = "alice";
-  token->expires_at = wall_ms() / 1000 + 3600;  // valid for an hour
+  token->expires_at = core::wall_ms() / 1000 + 3600;  // valid for an hour
   c.attached.client->set_token(std::move(token));
-  c.attached.conn->on_sweep(mono_ms());
+  c.attached.conn->on_sweep(core::mono_ms());
   run_ready({&c.loop()});
   c.end.read_available();
   EXPECT_TRUE(c.end.bytes.empty());
 
   auto expired = std::make_unique<auth::TokenClaims>();
   expired->subject = "alice";
-  expired->expires_at = wall_ms() / 1000 - 1;
+  expired->expires_at = core::wall_ms() / 1000 - 1;
   c.attached.client->set_token(std::move(expired));
-  c.attached.conn->on_sweep(mono_ms());
+  c.attached.conn->on_sweep(core::mono_ms());
   ASSERT_TRUE(c.end.read_until_eof({&c.loop()}));
   EXPECT_EQ(c.end.bytes, server_close(ws::close_code::kTokenExpired, "token expired"));
   EXPECT_EQ(c.loop().stats().token_expired_closes.get(), 1u);

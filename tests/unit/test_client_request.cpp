@@ -13,10 +13,12 @@ namespace {
 
 class ClientRequestTest : public ::testing::Test {
  protected:
-  ClientRequest parse(std::string_view text) { return parse_client_request(text, parser_); }
+  session::ClientRequest parse(std::string_view text) {
+    return session::parse_client_request(text, parser_);
+  }
   // Parses `text`, expecting `kind` with a bad_request `message`.
-  void expect_bad(std::string_view text, RequestKind kind, std::string_view message) {
-    const ClientRequest r = parse(text);
+  void expect_bad(std::string_view text, session::RequestKind kind, std::string_view message) {
+    const session::ClientRequest r = parse(text);
     EXPECT_EQ(r.kind, kind) << text;
     ASSERT_TRUE(r.error) << text;
     EXPECT_EQ(r.error->code, "bad_request") << text;
@@ -26,19 +28,19 @@ class ClientRequestTest : public ::testing::Test {
 };
 
 TEST_F(ClientRequestTest, NotAnObjectOrNoType) {
-  expect_bad("not json", RequestKind::kInvalid, "not a JSON object");
-  expect_bad("[1,2]", RequestKind::kInvalid, "not a JSON object");
-  expect_bad("", RequestKind::kInvalid, "not a JSON object");
-  expect_bad(R"({"data":{}})", RequestKind::kInvalid, "\"type\" must be a string");
-  expect_bad(R"({"type":5})", RequestKind::kInvalid, "\"type\" must be a string");
+  expect_bad("not json", session::RequestKind::kInvalid, "not a JSON object");
+  expect_bad("[1,2]", session::RequestKind::kInvalid, "not a JSON object");
+  expect_bad("", session::RequestKind::kInvalid, "not a JSON object");
+  expect_bad(R"({"data":{}})", session::RequestKind::kInvalid, "\"type\" must be a string");
+  expect_bad(R"({"type":5})", session::RequestKind::kInvalid, "\"type\" must be a string");
   // The id is still echoed when the object is there.
   EXPECT_EQ(parse(R"({"type":null,"id": [ 1 , "a" ]})").id_json, R"([1,"a"])");
   EXPECT_EQ(parse(R"([{"id":1}])").id_json, "");
 }
 
 TEST_F(ClientRequestTest, UnknownType) {
-  const ClientRequest r = parse(R"({"type":"dance","id":"z"})");
-  EXPECT_EQ(r.kind, RequestKind::kUnknown);
+  const session::ClientRequest r = parse(R"({"type":"dance","id":"z"})");
+  EXPECT_EQ(r.kind, session::RequestKind::kUnknown);
   ASSERT_TRUE(r.error);
   EXPECT_EQ(r.error->code, "unknown_type");
   EXPECT_EQ(r.error->message, "unknown request type");
@@ -46,9 +48,9 @@ TEST_F(ClientRequestTest, UnknownType) {
 }
 
 TEST_F(ClientRequestTest, Subscribe) {
-  ClientRequest r = parse(
+  session::ClientRequest r = parse(
       R"({"type":"subscribe","id":7,"data":{"channels":["A","b.c","A",":x-_"],"snapshot":true}})");
-  EXPECT_EQ(r.kind, RequestKind::kSubscribe);
+  EXPECT_EQ(r.kind, session::RequestKind::kSubscribe);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.channels, (std::vector<std::string_view>{"A", "b.c", ":x-_"}));
   EXPECT_TRUE(r.snapshot);
@@ -62,17 +64,18 @@ TEST_F(ClientRequestTest, Subscribe) {
 }
 
 TEST_F(ClientRequestTest, Unsubscribe) {
-  const ClientRequest r =
+  const session::ClientRequest r =
       parse(R"({"type":"unsubscribe","data":{"channels":["A","A"],"snapshot":true}})");
-  EXPECT_EQ(r.kind, RequestKind::kUnsubscribe);
+  EXPECT_EQ(r.kind, session::RequestKind::kUnsubscribe);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.channels, (std::vector<std::string_view>{"A"}));
   EXPECT_FALSE(r.snapshot);  // meaningless for unsubscribe
 }
 
 TEST_F(ClientRequestTest, SubscribeErrors) {
-  for (RequestKind kind : {RequestKind::kSubscribe, RequestKind::kUnsubscribe}) {
-    const std::string type = kind == RequestKind::kSubscribe ? "subscribe" : "unsubscribe";
+  for (session::RequestKind kind :
+       {session::RequestKind::kSubscribe, session::RequestKind::kUnsubscribe}) {
+    const std::string type = kind == session::RequestKind::kSubscribe ? "subscribe" : "unsubscribe";
     const std::string head = R"({"type":")" + type + R"(")";
     expect_bad(head + "}", kind, "data.channels must be an array of channel names");
     expect_bad(head + R"(,"data":[]})", kind, "data must be an object");
@@ -106,14 +109,14 @@ std::string json_channels(size_t count, size_t repeat = 1, std::string_view tail
 }
 
 TEST_F(ClientRequestTest, LongChannelListsDedupedInOrder) {
-  const ClientRequest r = parse_client_request(
+  const session::ClientRequest r = session::parse_client_request(
       R"({"type":"subscribe","data":{"channels":)" + json_channels(500, 3) + "}}", parser_, 500);
   ASSERT_FALSE(r.error);
   ASSERT_EQ(r.channels.size(), 500u);
   for (size_t i = 0; i < r.channels.size(); ++i)
     EXPECT_EQ(r.channels[i], "c" + std::to_string(i));
   // Duplicates never count toward the cap.
-  const ClientRequest same = parse_client_request(
+  const session::ClientRequest same = session::parse_client_request(
       R"({"type":"subscribe","data":{"channels":)" + json_channels(1, 5000) + "}}", parser_, 1);
   ASSERT_FALSE(same.error);
   EXPECT_EQ(same.channels, (std::vector<std::string_view>{"c0"}));
@@ -123,12 +126,12 @@ TEST_F(ClientRequestTest, ChannelListsStopOnePastTheCap) {
   // 5,000 distinct names and a bad one at the end: reading stops at the 101st name, which the
   // caller's per-connection check refuses (too_many_channels), and the bad name is never read.
   const std::string list = json_channels(5000, 1, "\"bad name\"");
-  const ClientRequest sub = parse_client_request(
+  const session::ClientRequest sub = session::parse_client_request(
       R"({"type":"subscribe","data":{"channels":)" + list + "}}", parser_, 100);
   ASSERT_FALSE(sub.error);
   ASSERT_EQ(sub.channels.size(), 101u);
   EXPECT_EQ(sub.channels.back(), "c100");
-  const ClientRequest resume = parse_client_request(
+  const session::ClientRequest resume = session::parse_client_request(
       R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":1,"last_pos":5,)"
       R"("channels":)" +
           list + "}}",
@@ -136,31 +139,31 @@ TEST_F(ClientRequestTest, ChannelListsStopOnePastTheCap) {
   ASSERT_FALSE(resume.error);
   EXPECT_EQ(resume.channels.size(), 101u);
   // An unsubscribe cut short would leave the rest subscribed: refused instead.
-  const ClientRequest unsub = parse_client_request(
+  const session::ClientRequest unsub = session::parse_client_request(
       R"({"type":"unsubscribe","data":{"channels":)" + list + "}}", parser_, 100);
   ASSERT_TRUE(unsub.error);
   EXPECT_EQ(unsub.error->code, "too_many_channels");
   EXPECT_TRUE(unsub.channels.empty());
   // At the cap exactly, all is read (and a bad name is still found).
-  const ClientRequest full = parse_client_request(
+  const session::ClientRequest full = session::parse_client_request(
       R"({"type":"unsubscribe","data":{"channels":)" + json_channels(100) + "}}", parser_, 100);
   ASSERT_FALSE(full.error);
   EXPECT_EQ(full.channels.size(), 100u);
   expect_bad(
       R"({"type":"unsubscribe","data":{"channels":)" + json_channels(99, 1, "\"a b\"") + "}}",
-      RequestKind::kUnsubscribe, "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
+      session::RequestKind::kUnsubscribe, "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
 }
 
 TEST_F(ClientRequestTest, Heartbeat) {
-  const ClientRequest r = parse(R"({"type":"heartbeat","id":{"k": 1}})");
-  EXPECT_EQ(r.kind, RequestKind::kHeartbeat);
+  const session::ClientRequest r = parse(R"({"type":"heartbeat","id":{"k": 1}})");
+  EXPECT_EQ(r.kind, session::RequestKind::kHeartbeat);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.id_json, R"({"k":1})");
 }
 
 TEST_F(ClientRequestTest, Replay) {
-  ClientRequest r = parse(R"({"type":"replay","data":{"from":5,"to":7}})");
-  EXPECT_EQ(r.kind, RequestKind::kReplay);
+  session::ClientRequest r = parse(R"({"type":"replay","data":{"from":5,"to":7}})");
+  EXPECT_EQ(r.kind, session::RequestKind::kReplay);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.replay_from, 5u);
   EXPECT_EQ(r.replay_to, 7u);
@@ -177,21 +180,21 @@ TEST_F(ClientRequestTest, ReplayErrors) {
        {R"({"type":"replay"})", R"({"type":"replay","data":1})", R"({"type":"replay","data":{}})",
         R"({"type":"replay","data":{"from":0}})", R"({"type":"replay","data":{"from":-1}})",
         R"({"type":"replay","data":{"from":1.5}})", R"({"type":"replay","data":{"from":"1"}})"}) {
-    expect_bad(text, RequestKind::kReplay, kFrom);
+    expect_bad(text, session::RequestKind::kReplay, kFrom);
   }
-  expect_bad(R"({"type":"replay","data":{"from":1,"to":-2}})", RequestKind::kReplay,
+  expect_bad(R"({"type":"replay","data":{"from":1,"to":-2}})", session::RequestKind::kReplay,
              "data.to must be a seq");
-  expect_bad(R"({"type":"replay","data":{"from":1,"to":null}})", RequestKind::kReplay,
+  expect_bad(R"({"type":"replay","data":{"from":1,"to":null}})", session::RequestKind::kReplay,
              "data.to must be a seq");
-  expect_bad(R"({"type":"replay","data":{"from":5,"to":2}})", RequestKind::kReplay,
+  expect_bad(R"({"type":"replay","data":{"from":5,"to":2}})", session::RequestKind::kReplay,
              "data.from is after data.to");
 }
 
 TEST_F(ClientRequestTest, Resume) {
   constexpr const char* kId = "0123456789abcdef00000000000abc01";
-  const ClientRequest r = parse(std::string(R"({"type":"resume","id":1,"data":{"session":")") +
-                                kId + R"(","last_seq":42}})");
-  EXPECT_EQ(r.kind, RequestKind::kResume);
+  const session::ClientRequest r = parse(
+      std::string(R"({"type":"resume","id":1,"data":{"session":")") + kId + R"(","last_seq":42}})");
+  EXPECT_EQ(r.kind, session::RequestKind::kResume);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.resume_session, kId);
   ASSERT_TRUE(r.resume_session_id);
@@ -208,9 +211,9 @@ TEST_F(ClientRequestTest, ResumeNamingAnIdOfAnotherFormIsNotABadRequest) {
        {"abc01", "00000000000abc01", "ffffffffffffffff", "", "0123456789ABCDEF00000000000abc01",
         "-123456789abcdef00000000000abc01", "0123456789abcdef00000000000abc011",
         "not an id at all"}) {
-    const ClientRequest r = parse(std::string(R"({"type":"resume","data":{"session":")") + session +
-                                  R"(","last_seq":0}})");
-    EXPECT_EQ(r.kind, RequestKind::kResume) << session;
+    const session::ClientRequest r = parse(std::string(R"({"type":"resume","data":{"session":")") +
+                                           session + R"(","last_seq":0}})");
+    EXPECT_EQ(r.kind, session::RequestKind::kResume) << session;
     EXPECT_FALSE(r.error) << session;
     EXPECT_EQ(r.resume_session, session);
     EXPECT_FALSE(r.resume_session_id) << session;
@@ -219,10 +222,11 @@ TEST_F(ClientRequestTest, ResumeNamingAnIdOfAnotherFormIsNotABadRequest) {
 
 TEST_F(ClientRequestTest, ResumeLastSeqLeavesRoomBelowTwoToThe53) {
   const std::string head = R"({"type":"resume","data":{"session":"x","last_seq":)";
-  EXPECT_FALSE(parse(head + std::to_string(kMaxResumableSeq) + "}}").error);
-  expect_bad(head + std::to_string(kMaxResumableSeq + 1) + "}}", RequestKind::kResume,
+  EXPECT_FALSE(parse(head + std::to_string(session::kMaxResumableSeq) + "}}").error);
+  expect_bad(head + std::to_string(session::kMaxResumableSeq + 1) + "}}",
+             session::RequestKind::kResume,
              "data.last_seq is beyond what a client can count (2^53 - 2^32)");
-  expect_bad(head + "18446744073709551615}}", RequestKind::kResume,
+  expect_bad(head + "18446744073709551615}}", session::RequestKind::kResume,
              "data.last_seq is beyond what a client can count (2^53 - 2^32)");
 }
 
@@ -236,12 +240,12 @@ TEST_F(ClientRequestTest, ResumeErrors) {
            R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":"1"}})",
            R"({"type":"resume","data":{"session":1,"last_seq":1}})",
        }) {
-    expect_bad(text, RequestKind::kResume, "resume needs data.session and data.last_seq");
+    expect_bad(text, session::RequestKind::kResume, "resume needs data.session and data.last_seq");
   }
 }
 
 TEST_F(ClientRequestTest, ResumeWithStreamPosition) {
-  const ClientRequest r =
+  const session::ClientRequest r =
       parse(R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":7,"last_pos":4711,)"
             R"("channels":["BTCUSD","ETHUSD","BTCUSD"]}})");
   ASSERT_FALSE(r.error);
@@ -249,7 +253,7 @@ TEST_F(ClientRequestTest, ResumeWithStreamPosition) {
   EXPECT_EQ(*r.resume_last_pos, 4711u);
   EXPECT_EQ(r.channels, (std::vector<std::string_view>{"BTCUSD", "ETHUSD"}));
   // `symbols` is the alias here too, and position 0 (nothing received yet) is a position.
-  const ClientRequest zero =
+  const session::ClientRequest zero =
       parse(R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":0,"last_pos":0,)"
             R"("symbols":["A"]}})");
   ASSERT_FALSE(zero.error);
@@ -267,24 +271,24 @@ TEST_F(ClientRequestTest, ResumeWithStreamPositionErrors) {
            R"("last_pos":-5,"channels":["A"]}})",
            R"("last_pos":"5","channels":["A"]}})",
        }) {
-    expect_bad(head + rest, RequestKind::kResume,
+    expect_bad(head + rest, session::RequestKind::kResume,
                "data.last_pos (a stream position) and data.channels go together");
   }
-  expect_bad(head + R"("last_pos":5,"channels":["bad name"]}})", RequestKind::kResume,
+  expect_bad(head + R"("last_pos":5,"channels":["bad name"]}})", session::RequestKind::kResume,
              "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
-  expect_bad(head + R"("last_pos":5,"channels":[]}})", RequestKind::kResume,
+  expect_bad(head + R"("last_pos":5,"channels":[]}})", session::RequestKind::kResume,
              "data.channels must be a non-empty array of channel names");
 }
 
 TEST_F(ClientRequestTest, Auth) {
-  const ClientRequest r = parse(R"({"type":"auth","id":"a","data":{"token":"eyJ.x.y"}})");
-  EXPECT_EQ(r.kind, RequestKind::kAuth);
+  const session::ClientRequest r = parse(R"({"type":"auth","id":"a","data":{"token":"eyJ.x.y"}})");
+  EXPECT_EQ(r.kind, session::RequestKind::kAuth);
   EXPECT_FALSE(r.error);
   EXPECT_EQ(r.auth_token, "eyJ.x.y");
   for (const char* text :
        {R"({"type":"auth"})", R"({"type":"auth","data":"t"})", R"({"type":"auth","data":{}})",
         R"({"type":"auth","data":{"token":1}})"}) {
-    expect_bad(text, RequestKind::kAuth, "auth needs data.token, a string");
+    expect_bad(text, session::RequestKind::kAuth, "auth needs data.token, a string");
   }
 }
 
@@ -292,7 +296,7 @@ TEST_F(ClientRequestTest, ViewsPointIntoTheParsersDocument) {
   // The parser copies the text into its own padded buffer: the views outlive `text` but not the
   // next parse.
   std::string text = R"({"type":"subscribe","data":{"channels":["AAA"]}})";
-  const ClientRequest r = parse(text);
+  const session::ClientRequest r = parse(text);
   text.assign(text.size(), ' ');
   EXPECT_EQ(r.channels, (std::vector<std::string_view>{"AAA"}));
 }

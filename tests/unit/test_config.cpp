@@ -21,8 +21,8 @@ namespace {
 
 using Env = std::map<std::string, std::string>;
 
-ConfigLoad load(const Env& env, std::vector<const char*> args = {}) {
-  return load_config(config_sections(), args, [&env](const char* name) -> const char* {
+ops::ConfigLoad load(const Env& env, std::vector<const char*> args = {}) {
+  return ops::load_config(app::config_sections(), args, [&env](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   });
@@ -30,7 +30,7 @@ ConfigLoad load(const Env& env, std::vector<const char*> args = {}) {
 
 // Loads with one variable set and returns the error ("" when it loaded).
 std::string error_of(const std::string& name, const std::string& value) {
-  ConfigLoad r = load({{name, value}});
+  ops::ConfigLoad r = load({{name, value}});
   return r.config ? "" : r.error;
 }
 
@@ -152,7 +152,7 @@ const Env kEveryValue = {
     {"WS_CHANNEL_IDLE_TTL", "90s"},     {"WS_FANOUT_QUEUE_BYTES", "8MiB"},
 };
 
-void expect_every_value(const Config& c) {
+void expect_every_value(const ops::Config& c) {
   EXPECT_EQ(c.listen_host, "127.0.0.1");
   EXPECT_EQ(c.listen_port, 8080);
   EXPECT_EQ(c.threads, 3u);
@@ -160,18 +160,18 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.max_message_bytes, 8192u);
   EXPECT_EQ(c.max_channels_per_conn, 50u);
   EXPECT_EQ(c.max_channels, 5000u);
-  EXPECT_EQ(c.channel_idle_ttl, Millis(90'000));
+  EXPECT_EQ(c.channel_idle_ttl, ops::Millis(90'000));
   EXPECT_EQ(c.fanout_queue_bytes, 8u << 20);
   EXPECT_DOUBLE_EQ(c.client_rate, 2.5);
   EXPECT_DOUBLE_EQ(c.client_burst, 20);
   EXPECT_EQ(c.replay_size, 0u);
-  EXPECT_EQ(c.resume_ttl, Millis(1500));
-  EXPECT_EQ(c.ping_interval, Millis(250));
-  EXPECT_EQ(c.heartbeat_timeout, Millis(120'000));
-  EXPECT_EQ(c.handshake_timeout, Millis(5'000));
+  EXPECT_EQ(c.resume_ttl, ops::Millis(1500));
+  EXPECT_EQ(c.ping_interval, ops::Millis(250));
+  EXPECT_EQ(c.heartbeat_timeout, ops::Millis(120'000));
+  EXPECT_EQ(c.handshake_timeout, ops::Millis(5'000));
   EXPECT_EQ(c.client_queue_bytes, 65536u);
   EXPECT_EQ(c.publish_token, "s3cret");
-  EXPECT_EQ(c.drain_timeout, Millis(3'600'000));
+  EXPECT_EQ(c.drain_timeout, ops::Millis(3'600'000));
   EXPECT_DOUBLE_EQ(c.cpu_limit, 1.8);
   EXPECT_EQ(c.memory_limit, 1879048192u);
   EXPECT_DOUBLE_EQ(c.cpu_reject_threshold, 70.5);
@@ -179,7 +179,7 @@ void expect_every_value(const Config& c) {
   EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 100);
   EXPECT_EQ(c.max_nats_rate, 1000u);
   EXPECT_EQ(c.max_broadcast_rate, 2000u);
-  EXPECT_EQ(c.broker, BrokerKind::kJetStream);
+  EXPECT_EQ(c.broker, ops::BrokerKind::kJetStream);
   EXPECT_EQ(c.nats_url, "nats://127.0.0.1:4222");
   EXPECT_EQ(c.redis_url, "redis://:pw@127.0.0.1:6380/2");
   EXPECT_EQ(c.instance_id, "gw-a_1");
@@ -187,36 +187,36 @@ void expect_every_value(const Config& c) {
   EXPECT_EQ(c.subject_prefix, "prices.");
   EXPECT_EQ(c.js_stream_name, "PRICES");
   EXPECT_EQ(c.js_consumer_name, "gw-1");
-  EXPECT_EQ(c.js_stream_max_age, Millis(45'000));
+  EXPECT_EQ(c.js_stream_max_age, ops::Millis(45'000));
   EXPECT_EQ(c.js_stream_max_msgs, 5000);
   EXPECT_EQ(c.js_stream_max_bytes, 16 << 20);
-  EXPECT_EQ(c.js_consumer_ack_wait, Millis(10'000));
+  EXPECT_EQ(c.js_consumer_ack_wait, ops::Millis(10'000));
   EXPECT_EQ(c.js_stream_replicas, 3);
   EXPECT_EQ(c.history_size, 500u);
-  EXPECT_EQ(c.history_max_age, Millis(120'000));
+  EXPECT_EQ(c.history_max_age, ops::Millis(120'000));
   EXPECT_EQ(c.max_stream_reads, 8u);
-  EXPECT_EQ(c.stream_read_timeout, Millis(2'000));
+  EXPECT_EQ(c.stream_read_timeout, ops::Millis(2'000));
   EXPECT_TRUE(c.demo_feed);
   EXPECT_DOUBLE_EQ(c.demo_rate, 1000);
   EXPECT_EQ(c.demo_symbols, 7u);
   EXPECT_EQ(c.web_root, "/srv/web");
-  EXPECT_EQ(c.metrics_interval, Millis(60'000));
-  EXPECT_EQ(c.log_level, LogLevel::kWarn);
-  EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_EQ(c.metrics_interval, ops::Millis(60'000));
+  EXPECT_EQ(c.log_level, ops::LogLevel::kWarn);
+  EXPECT_EQ(c.log_format, ops::LogFormat::kText);
   EXPECT_EQ(c.environment, "production");
 }
 
-bool has_notice(const Config& c, std::string_view text) {
+bool has_notice(const ops::Config& c, std::string_view text) {
   return std::any_of(c.notices.begin(), c.notices.end(),
                      [&](const std::string& n) { return n.find(text) != std::string::npos; });
 }
 
 TEST(Config, Defaults) {
-  ConfigLoad r = load({});
+  ops::ConfigLoad r = load({});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_FALSE(r.show_help);
   EXPECT_TRUE(r.error.empty());
-  const Config& c = *r.config;
+  const ops::Config& c = *r.config;
   EXPECT_EQ(c.listen_host, "");
   EXPECT_EQ(c.listen_port, 3002);
   EXPECT_EQ(c.threads, 0u);
@@ -224,18 +224,18 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.max_message_bytes, 4096u);
   EXPECT_EQ(c.max_channels_per_conn, 100u);
   EXPECT_EQ(c.max_channels, 100'000u);
-  EXPECT_EQ(c.channel_idle_ttl, Millis(600'000));
+  EXPECT_EQ(c.channel_idle_ttl, ops::Millis(600'000));
   EXPECT_EQ(c.fanout_queue_bytes, 64u << 20);
   EXPECT_DOUBLE_EQ(c.client_rate, 10);
   EXPECT_DOUBLE_EQ(c.client_burst, 100);
   EXPECT_EQ(c.replay_size, 100u);
-  EXPECT_EQ(c.resume_ttl, Millis(30'000));
-  EXPECT_EQ(c.ping_interval, Millis(30'000));
-  EXPECT_EQ(c.heartbeat_timeout, Millis(90'000));
-  EXPECT_EQ(c.handshake_timeout, Millis(10'000));
+  EXPECT_EQ(c.resume_ttl, ops::Millis(30'000));
+  EXPECT_EQ(c.ping_interval, ops::Millis(30'000));
+  EXPECT_EQ(c.heartbeat_timeout, ops::Millis(90'000));
+  EXPECT_EQ(c.handshake_timeout, ops::Millis(10'000));
   EXPECT_EQ(c.client_queue_bytes, 262144u);
   EXPECT_EQ(c.publish_token, "");
-  EXPECT_EQ(c.drain_timeout, Millis(30'000));
+  EXPECT_EQ(c.drain_timeout, ops::Millis(30'000));
   EXPECT_DOUBLE_EQ(c.cpu_limit, 0);
   EXPECT_EQ(c.memory_limit, 0u);
   EXPECT_DOUBLE_EQ(c.cpu_reject_threshold, 75);
@@ -243,7 +243,7 @@ TEST(Config, Defaults) {
   EXPECT_DOUBLE_EQ(c.memory_reject_threshold, 90);
   EXPECT_EQ(c.max_nats_rate, 0u);
   EXPECT_EQ(c.max_broadcast_rate, 0u);
-  EXPECT_EQ(c.broker, BrokerKind::kEmbedded);
+  EXPECT_EQ(c.broker, ops::BrokerKind::kEmbedded);
   EXPECT_EQ(c.nats_url, "");
   EXPECT_EQ(c.redis_url, "");
   EXPECT_EQ(c.instance_id, "");
@@ -255,10 +255,10 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.subject_prefix, "odin.token.");
   EXPECT_EQ(c.js_stream_name, "ODIN_TOKENS");
   EXPECT_EQ(c.js_consumer_name, "ws-server");
-  EXPECT_EQ(c.js_stream_max_age, Millis(30'000));
+  EXPECT_EQ(c.js_stream_max_age, ops::Millis(30'000));
   EXPECT_EQ(c.js_stream_max_msgs, 100000);
   EXPECT_EQ(c.js_stream_max_bytes, 52428800);
-  EXPECT_EQ(c.js_consumer_ack_wait, Millis(30'000));
+  EXPECT_EQ(c.js_consumer_ack_wait, ops::Millis(30'000));
   EXPECT_EQ(c.js_stream_replicas, 1);
   EXPECT_EQ(c.history_size, 256u);
   EXPECT_EQ(c.history_max_age, c.js_stream_max_age);  // unset: follows the stream
@@ -266,15 +266,15 @@ TEST(Config, Defaults) {
   EXPECT_DOUBLE_EQ(c.demo_rate, 50);
   EXPECT_EQ(c.demo_symbols, 100u);
   EXPECT_EQ(c.web_root, "");
-  EXPECT_EQ(c.metrics_interval, Millis(15'000));
-  EXPECT_EQ(c.log_level, LogLevel::kInfo);
-  EXPECT_EQ(c.log_format, LogFormat::kJson);
+  EXPECT_EQ(c.metrics_interval, ops::Millis(15'000));
+  EXPECT_EQ(c.log_level, ops::LogLevel::kInfo);
+  EXPECT_EQ(c.log_format, ops::LogFormat::kJson);
   EXPECT_EQ(c.environment, "development");
   EXPECT_TRUE(c.notices.empty());
 }
 
 TEST(Config, EveryVariableFromTheEnvironment) {
-  ConfigLoad r = load(kEveryValue);
+  ops::ConfigLoad r = load(kEveryValue);
   ASSERT_TRUE(r.config) << r.error;
   expect_every_value(*r.config);
 }
@@ -299,7 +299,7 @@ TEST(Config, EveryVariableAsAFlagInBothFormsOverTheEnvironment) {
   std::vector<const char*> args;
   for (const std::string& s : storage)
     args.push_back(s.c_str());
-  ConfigLoad r = load(env, args);
+  ops::ConfigLoad r = load(env, args);
   ASSERT_TRUE(r.config) << r.error;
   expect_every_value(*r.config);
 }
@@ -307,19 +307,19 @@ TEST(Config, EveryVariableAsAFlagInBothFormsOverTheEnvironment) {
 TEST(Config, FlagNamesFollowTheRule) {
   EXPECT_EQ(flag_for("WS_MAX_CONNECTIONS"), "--max-connections");
   EXPECT_EQ(flag_for("JS_STREAM_NAME"), "--js-stream-name");
-  ConfigLoad r = load({}, {"--threads", "2", "--log-level=debug", "--nats-url", "nats://h:1",
-                           "--addr=:0", "--environment", "ci", "--metrics-interval=2s"});
+  ops::ConfigLoad r = load({}, {"--threads", "2", "--log-level=debug", "--nats-url", "nats://h:1",
+                                "--addr=:0", "--environment", "ci", "--metrics-interval=2s"});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_EQ(r.config->threads, 2u);
-  EXPECT_EQ(r.config->log_level, LogLevel::kDebug);
+  EXPECT_EQ(r.config->log_level, ops::LogLevel::kDebug);
   EXPECT_EQ(r.config->nats_url, "nats://h:1");
   EXPECT_EQ(r.config->listen_port, 0);
   EXPECT_EQ(r.config->environment, "ci");
-  EXPECT_EQ(r.config->metrics_interval, Millis(2000));
+  EXPECT_EQ(r.config->metrics_interval, ops::Millis(2000));
 }
 
 TEST(Config, LaterFlagWinsAndEmptyEnvironmentIsUnset) {
-  ConfigLoad r =
+  ops::ConfigLoad r =
       load({{"WS_MAX_CONNECTIONS", ""}, {"WS_ADDR", ""}}, {"--replay-size=1", "--replay-size=2"});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_EQ(r.config->max_connections, 10000u);
@@ -328,38 +328,38 @@ TEST(Config, LaterFlagWinsAndEmptyEnvironmentIsUnset) {
 }
 
 TEST(Config, FlagProblems) {
-  ConfigLoad unknown = load({}, {"--no-such-flag=1"});
+  ops::ConfigLoad unknown = load({}, {"--no-such-flag=1"});
   EXPECT_FALSE(unknown.config);
   EXPECT_NE(unknown.error.find("--no-such-flag"), std::string::npos) << unknown.error;
-  ConfigLoad positional = load({}, {"stray"});
+  ops::ConfigLoad positional = load({}, {"stray"});
   EXPECT_FALSE(positional.config);
   EXPECT_NE(positional.error.find("stray"), std::string::npos) << positional.error;
-  ConfigLoad variable_as_flag = load({}, {"WS_THREADS=2"});
+  ops::ConfigLoad variable_as_flag = load({}, {"WS_THREADS=2"});
   EXPECT_FALSE(variable_as_flag.config);
 
-  ConfigLoad at_end = load({}, {"--max-connections"});
+  ops::ConfigLoad at_end = load({}, {"--max-connections"});
   EXPECT_FALSE(at_end.config);
   EXPECT_NE(at_end.error.find("--max-connections"), std::string::npos) << at_end.error;
   EXPECT_NE(at_end.error.find("missing value"), std::string::npos) << at_end.error;
-  ConfigLoad before_flag = load({}, {"--publish-token", "--threads", "2"});
+  ops::ConfigLoad before_flag = load({}, {"--publish-token", "--threads", "2"});
   EXPECT_FALSE(before_flag.config);
   EXPECT_NE(before_flag.error.find("--publish-token"), std::string::npos) << before_flag.error;
-  ConfigLoad dashes = load({}, {"--publish-token=--odd"});
+  ops::ConfigLoad dashes = load({}, {"--publish-token=--odd"});
   ASSERT_TRUE(dashes.config) << dashes.error;
   EXPECT_EQ(dashes.config->publish_token, "--odd");
 
-  ConfigLoad bad = load({{"WS_MAX_CONNECTIONS", "5"}}, {"--max-connections", "zero"});
+  ops::ConfigLoad bad = load({{"WS_MAX_CONNECTIONS", "5"}}, {"--max-connections", "zero"});
   EXPECT_FALSE(bad.config);
   EXPECT_NE(bad.error.find("--max-connections"), std::string::npos) << bad.error;
   EXPECT_NE(bad.error.find("WS_MAX_CONNECTIONS"), std::string::npos) << bad.error;
   EXPECT_NE(bad.error.find("'zero'"), std::string::npos) << bad.error;
-  ConfigLoad empty = load({}, {"--max-connections="});
+  ops::ConfigLoad empty = load({}, {"--max-connections="});
   EXPECT_FALSE(empty.config);
 }
 
 TEST(Config, HelpWinsWherever) {
   for (const char* help : {"--help", "-h"}) {
-    ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "bad"}}, {"--bogus", help});
+    ops::ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "bad"}}, {"--bogus", help});
     EXPECT_TRUE(r.show_help) << help;
     EXPECT_FALSE(r.config);
   }
@@ -500,13 +500,14 @@ TEST(Config, SecretsAreNeverEchoedInErrors) {
 }
 
 TEST(Config, SecuritySettingsAndTheirCrossChecks) {
-  ConfigLoad r = load({{"WS_ALLOWED_ORIGINS", "https://App.Example.com, https://*.example.org"},
-                       {"WS_MAX_CONNECTIONS_PER_IP", "50"},
-                       {"WS_MAX_HEADER_BYTES", "16K"},
-                       {"WS_CLIENT_MAX_BYTES_PER_SEC", "0"},
-                       {"WS_AUTH", "jwt"},
-                       {"WS_JWT_SECRET", "0123456789abcdef0123456789abcdef"},
-                       {"WS_JWT_LEEWAY", "30"}});
+  ops::ConfigLoad r =
+      load({{"WS_ALLOWED_ORIGINS", "https://App.Example.com, https://*.example.org"},
+            {"WS_MAX_CONNECTIONS_PER_IP", "50"},
+            {"WS_MAX_HEADER_BYTES", "16K"},
+            {"WS_CLIENT_MAX_BYTES_PER_SEC", "0"},
+            {"WS_AUTH", "jwt"},
+            {"WS_JWT_SECRET", "0123456789abcdef0123456789abcdef"},
+            {"WS_JWT_LEEWAY", "30"}});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_EQ(r.config->allowed_origins,
             (std::vector<std::string>{"https://app.example.com", "https://*.example.org"}));
@@ -540,9 +541,9 @@ TEST(Config, Durations) {
       {"30", 30'000},      {"1.5s", 1'500},       {"0.25", 250},     {"1ms", 1},
       {"24h", 86'400'000}, {"1440m", 86'400'000}, {"2.5m", 150'000}, {"0.001", 1}};
   for (const auto& [text, ms] : good) {
-    ConfigLoad r = load({{"WS_DRAIN_TIMEOUT", text}});
+    ops::ConfigLoad r = load({{"WS_DRAIN_TIMEOUT", text}});
     ASSERT_TRUE(r.config) << text << ": " << r.error;
-    EXPECT_EQ(r.config->drain_timeout, Millis(ms)) << text;
+    EXPECT_EQ(r.config->drain_timeout, ops::Millis(ms)) << text;
   }
 }
 
@@ -592,7 +593,7 @@ TEST(Config, ValuesThatWouldBreakTheGatewayAreRefused) {
   // (the largest message also needs a client byte rate that lets it through)
   EXPECT_TRUE(
       load({{"WS_MAX_MESSAGE_BYTES", "1048576"}, {"WS_CLIENT_MAX_BYTES_PER_SEC", "0"}}).config);
-  const std::string help = config_help(config_sections());
+  const std::string help = ops::config_help(app::config_sections());
   for (const char* reason :
        {"cannot carry a subscribe or resume request", "keeps that many messages alive",
         "until then it keeps its ring", "each ping is a write", "shorter refuses honest clients",
@@ -605,9 +606,9 @@ TEST(Config, ValuesThatWouldBreakTheGatewayAreRefused) {
 
 TEST(Config, NatsSubjectPrefixMustEndWithADot) {
   for (const char* kind : {"nats", "jetstream"}) {
-    ConfigLoad r = load({{"WS_BROKER", kind},
-                         {"NATS_URL", "nats://127.0.0.1:4222"},
-                         {"WS_SUBJECT_PREFIX", "odin.token"}});
+    ops::ConfigLoad r = load({{"WS_BROKER", kind},
+                              {"NATS_URL", "nats://127.0.0.1:4222"},
+                              {"WS_SUBJECT_PREFIX", "odin.token"}});
     EXPECT_FALSE(r.config) << kind;
     EXPECT_TRUE(r.error.starts_with("WS_SUBJECT_PREFIX: must end with '.'")) << r.error;
     EXPECT_NE(r.error.find("'odin.token'"), std::string::npos) << r.error;
@@ -618,7 +619,7 @@ TEST(Config, NatsSubjectPrefixMustEndWithADot) {
   EXPECT_TRUE(
       load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_SUBJECT_PREFIX", "prices."}}).config);
   // A Redis channel prefix needs no dot (PSUBSCRIBE <prefix>*); the embedded broker uses none.
-  ConfigLoad redis = load(
+  ops::ConfigLoad redis = load(
       {{"WS_BROKER", "redis"}, {"REDIS_URL", "redis://127.0.0.1"}, {"WS_SUBJECT_PREFIX", "odin:"}});
   EXPECT_TRUE(redis.config) << redis.error;
   EXPECT_TRUE(load({{"WS_SUBJECT_PREFIX", "odin"}}).config);
@@ -637,7 +638,7 @@ TEST(Config, ByteSizes) {
                                                               {"2gib", 2ull << 30},
                                                               {"1879048192", 1879048192ull}};
   for (const auto& [text, bytes] : good) {
-    ConfigLoad r = load({{"WS_MEMORY_LIMIT", text}});
+    ops::ConfigLoad r = load({{"WS_MEMORY_LIMIT", text}});
     ASSERT_TRUE(r.config) << text << ": " << r.error;
     EXPECT_EQ(r.config->memory_limit, bytes) << text;
   }
@@ -652,12 +653,12 @@ TEST(Config, ByteSizes) {
 
 TEST(Config, Booleans) {
   for (const char* yes : {"1", "true", "TRUE", "yes", "Yes", "on", "ON"}) {
-    ConfigLoad r = load({{"WS_DEMO_FEED", yes}});
+    ops::ConfigLoad r = load({{"WS_DEMO_FEED", yes}});
     ASSERT_TRUE(r.config) << yes;
     EXPECT_TRUE(r.config->demo_feed) << yes;
   }
   for (const char* no : {"0", "false", "False", "no", "NO", "off", "Off"}) {
-    ConfigLoad r = load({{"WS_DEMO_FEED", no}}, {"--demo-feed=on", "--demo-feed", no});
+    ops::ConfigLoad r = load({{"WS_DEMO_FEED", no}}, {"--demo-feed=on", "--demo-feed", no});
     ASSERT_TRUE(r.config) << no;
     EXPECT_FALSE(r.config->demo_feed) << no;
   }
@@ -672,7 +673,7 @@ TEST(Config, Addresses) {
   for (const Case& c : {Case{":3002", "", 3002}, Case{"127.0.0.1:3002", "127.0.0.1", 3002},
                         Case{"0.0.0.0:80", "0.0.0.0", 80}, Case{":0", "", 0},
                         Case{":65535", "", 65535}, Case{"localhost:9", "127.0.0.1", 9}}) {
-    ConfigLoad r = load({{"WS_ADDR", c.text}});
+    ops::ConfigLoad r = load({{"WS_ADDR", c.text}});
     ASSERT_TRUE(r.config) << c.text << ": " << r.error;
     EXPECT_EQ(r.config->listen_host, c.host) << c.text;
     EXPECT_EQ(r.config->listen_port, c.port) << c.text;
@@ -680,18 +681,19 @@ TEST(Config, Addresses) {
 }
 
 TEST(Config, LogLevelsAndFormats) {
-  const std::vector<std::pair<const char*, LogLevel>> levels = {
-      {"trace", LogLevel::kTrace}, {"DEBUG", LogLevel::kDebug},  {"Info", LogLevel::kInfo},
-      {"warn", LogLevel::kWarn},   {"warning", LogLevel::kWarn}, {"error", LogLevel::kError},
-      {"off", LogLevel::kOff}};
+  const std::vector<std::pair<const char*, ops::LogLevel>> levels = {
+      {"trace", ops::LogLevel::kTrace},  {"DEBUG", ops::LogLevel::kDebug},
+      {"Info", ops::LogLevel::kInfo},    {"warn", ops::LogLevel::kWarn},
+      {"warning", ops::LogLevel::kWarn}, {"error", ops::LogLevel::kError},
+      {"off", ops::LogLevel::kOff}};
   for (const auto& [text, level] : levels) {
-    ConfigLoad r = load({{"LOG_LEVEL", text}});
+    ops::ConfigLoad r = load({{"LOG_LEVEL", text}});
     ASSERT_TRUE(r.config) << text;
     EXPECT_EQ(r.config->log_level, level) << text;
   }
-  ConfigLoad json = load({{"LOG_FORMAT", "JSON"}});
+  ops::ConfigLoad json = load({{"LOG_FORMAT", "JSON"}});
   ASSERT_TRUE(json.config);
-  EXPECT_EQ(json.config->log_format, LogFormat::kJson);
+  EXPECT_EQ(json.config->log_format, ops::LogFormat::kJson);
 }
 
 TEST(Config, TextSettings) {
@@ -709,13 +711,13 @@ TEST(Config, HeartbeatMustOutlastPing) {
         load({{"WS_PING_INTERVAL", "10s"}, {"WS_HEARTBEAT_TIMEOUT", heartbeat}}).error;
     EXPECT_TRUE(error.starts_with("WS_HEARTBEAT_TIMEOUT")) << error;
   }
-  ConfigLoad by_default = load({{"WS_PING_INTERVAL", "100s"}});
+  ops::ConfigLoad by_default = load({{"WS_PING_INTERVAL", "100s"}});
   EXPECT_FALSE(by_default.config);
   EXPECT_TRUE(load({{"WS_PING_INTERVAL", "10s"}, {"WS_HEARTBEAT_TIMEOUT", "10001ms"}}).config);
 }
 
 TEST(Config, SeedOnlySettingsAreValidatedAndNoticed) {
-  ConfigLoad r = load({{"WS_MAX_GOROUTINES", "25000"}, {"WS_WORKER_QUEUE_SIZE", "0"}});
+  ops::ConfigLoad r = load({{"WS_MAX_GOROUTINES", "25000"}, {"WS_WORKER_QUEUE_SIZE", "0"}});
   ASSERT_TRUE(r.config) << r.error;
   ASSERT_EQ(r.config->notices.size(), 2u);
   EXPECT_TRUE(has_notice(*r.config,
@@ -725,13 +727,13 @@ TEST(Config, SeedOnlySettingsAreValidatedAndNoticed) {
 }
 
 TEST(Config, WorkerPoolMapsToThreadsHonestly) {
-  ConfigLoad one = load({{"WS_WORKER_POOL_SIZE", "1"}});
+  ops::ConfigLoad one = load({{"WS_WORKER_POOL_SIZE", "1"}});
   ASSERT_TRUE(one.config) << one.error;
   EXPECT_EQ(one.config->threads, 1u);
   EXPECT_TRUE(has_notice(*one.config, "WS_WORKER_POOL_SIZE"));
 
   // 256 workers become at most the CPUs this process may use, never 256 threads on 2 cores.
-  ConfigLoad many = load({{"WS_WORKER_POOL_SIZE", "256"}});
+  ops::ConfigLoad many = load({{"WS_WORKER_POOL_SIZE", "256"}});
   ASSERT_TRUE(many.config) << many.error;
   EXPECT_GE(many.config->threads, 1u);
   EXPECT_LE(many.config->threads, 255u);
@@ -739,37 +741,37 @@ TEST(Config, WorkerPoolMapsToThreadsHonestly) {
   ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
   EXPECT_EQ(many.config->threads, std::min<unsigned>(256, CPU_COUNT(&set)));
 
-  ConfigLoad explicit_threads = load({{"WS_WORKER_POOL_SIZE", "512"}, {"WS_THREADS", "3"}});
+  ops::ConfigLoad explicit_threads = load({{"WS_WORKER_POOL_SIZE", "512"}, {"WS_THREADS", "3"}});
   ASSERT_TRUE(explicit_threads.config);
   EXPECT_EQ(explicit_threads.config->threads, 3u);
-  ConfigLoad flag_threads = load({{"WS_WORKER_POOL_SIZE", "512"}}, {"--threads=0"});
+  ops::ConfigLoad flag_threads = load({{"WS_WORKER_POOL_SIZE", "512"}}, {"--threads=0"});
   ASSERT_TRUE(flag_threads.config);
   EXPECT_EQ(flag_threads.config->threads, 0u);
 
-  ConfigLoad zero = load({{"WS_WORKER_POOL_SIZE", "0"}});
+  ops::ConfigLoad zero = load({{"WS_WORKER_POOL_SIZE", "0"}});
   ASSERT_TRUE(zero.config) << zero.error;
   EXPECT_EQ(zero.config->threads, 0u);
 }
 
 TEST(Config, SeedDeploymentLoads) {
   // The environment block of the e2-small 10k seed deployment, verbatim.
-  ConfigLoad r = load({{"WS_CPU_LIMIT", "1.8"},
-                       {"WS_MEMORY_LIMIT", "1879048192"},
-                       {"WS_MAX_CONNECTIONS", "10000"},
-                       {"WS_WORKER_POOL_SIZE", "256"},
-                       {"WS_WORKER_QUEUE_SIZE", "25600"},
-                       {"WS_MAX_GOROUTINES", "25000"},
-                       {"WS_MAX_NATS_RATE", "0"},
-                       {"WS_MAX_BROADCAST_RATE", "0"},
-                       {"WS_CPU_REJECT_THRESHOLD", "75.0"},
-                       {"WS_CPU_PAUSE_THRESHOLD", "80.0"},
-                       {"JS_STREAM_NAME", "ODIN_TOKENS"},
-                       {"JS_CONSUMER_NAME", "ws-server"},
-                       {"JS_STREAM_MAX_AGE", "30s"},
-                       {"JS_STREAM_MAX_MSGS", "100000"},
-                       {"JS_STREAM_MAX_BYTES", "52428800"},
-                       {"LOG_LEVEL", "info"},
-                       {"LOG_FORMAT", "json"}});
+  ops::ConfigLoad r = load({{"WS_CPU_LIMIT", "1.8"},
+                            {"WS_MEMORY_LIMIT", "1879048192"},
+                            {"WS_MAX_CONNECTIONS", "10000"},
+                            {"WS_WORKER_POOL_SIZE", "256"},
+                            {"WS_WORKER_QUEUE_SIZE", "25600"},
+                            {"WS_MAX_GOROUTINES", "25000"},
+                            {"WS_MAX_NATS_RATE", "0"},
+                            {"WS_MAX_BROADCAST_RATE", "0"},
+                            {"WS_CPU_REJECT_THRESHOLD", "75.0"},
+                            {"WS_CPU_PAUSE_THRESHOLD", "80.0"},
+                            {"JS_STREAM_NAME", "ODIN_TOKENS"},
+                            {"JS_CONSUMER_NAME", "ws-server"},
+                            {"JS_STREAM_MAX_AGE", "30s"},
+                            {"JS_STREAM_MAX_MSGS", "100000"},
+                            {"JS_STREAM_MAX_BYTES", "52428800"},
+                            {"LOG_LEVEL", "info"},
+                            {"LOG_FORMAT", "json"}});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_DOUBLE_EQ(r.config->cpu_limit, 1.8);
   EXPECT_EQ(r.config->memory_limit, 1879048192u);
@@ -777,15 +779,15 @@ TEST(Config, SeedDeploymentLoads) {
 }
 
 TEST(Config, BrokerFollowsNatsUrlUnlessChosen) {
-  ConfigLoad r = load({{"NATS_URL", "nats://127.0.0.1:4222"}});
+  ops::ConfigLoad r = load({{"NATS_URL", "nats://127.0.0.1:4222"}});
   ASSERT_TRUE(r.config) << r.error;
-  EXPECT_EQ(r.config->broker, BrokerKind::kNats);  // auto: NATS_URL set means core NATS
+  EXPECT_EQ(r.config->broker, ops::BrokerKind::kNats);  // auto: NATS_URL set means core NATS
   r = load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_BROKER", "jetstream"}});
   ASSERT_TRUE(r.config) << r.error;
-  EXPECT_EQ(r.config->broker, BrokerKind::kJetStream);
+  EXPECT_EQ(r.config->broker, ops::BrokerKind::kJetStream);
   r = load({{"NATS_URL", "nats://127.0.0.1:4222"}, {"WS_BROKER", "embedded"}});
   ASSERT_TRUE(r.config) << r.error;
-  EXPECT_EQ(r.config->broker, BrokerKind::kEmbedded);
+  EXPECT_EQ(r.config->broker, ops::BrokerKind::kEmbedded);
   EXPECT_TRUE(has_notice(*r.config, "NATS_URL is ignored"));
   for (const char* kind : {"nats", "jetstream"}) {
     r = load({{"WS_BROKER", kind}});
@@ -795,9 +797,9 @@ TEST(Config, BrokerFollowsNatsUrlUnlessChosen) {
 }
 
 TEST(Config, RedisBrokerIsChosenExplicitlyAndRefusesWhatNeedsHistory) {
-  ConfigLoad r = load({{"WS_BROKER", "Redis"}, {"REDIS_URL", "redis://127.0.0.1"}});
+  ops::ConfigLoad r = load({{"WS_BROKER", "Redis"}, {"REDIS_URL", "redis://127.0.0.1"}});
   ASSERT_TRUE(r.config) << r.error;
-  EXPECT_EQ(r.config->broker, BrokerKind::kRedis);
+  EXPECT_EQ(r.config->broker, ops::BrokerKind::kRedis);
   EXPECT_EQ(r.config->redis_url, "redis://127.0.0.1");
   EXPECT_TRUE(r.config->notices.empty());
 
@@ -850,13 +852,13 @@ TEST(Config, RedisBrokerIsChosenExplicitlyAndRefusesWhatNeedsHistory) {
                              {"WS_BROKER", "jetstream"}}}) {
     r = load(env);
     ASSERT_TRUE(r.config) << r.error;
-    EXPECT_NE(r.config->broker, BrokerKind::kRedis);
+    EXPECT_NE(r.config->broker, ops::BrokerKind::kRedis);
     EXPECT_TRUE(has_notice(*r.config, "REDIS_URL is ignored"));
   }
 }
 
 TEST(Config, HelpListsEveryVariableWithItsFlag) {
-  const std::string help = config_help(config_sections());
+  const std::string help = ops::config_help(app::config_sections());
   EXPECT_TRUE(help.starts_with("Usage:")) << help;
   for (const std::string& name : kAllVariables) {
     EXPECT_NE(help.find(name), std::string::npos) << name;
@@ -872,7 +874,7 @@ TEST(Config, EveryHelpVariableIsReadFromTheEnvironment) {
   // Guards the list above against the loader: each variable must actually be looked up.
   std::vector<std::string> asked;
   const std::vector<const char*> no_args;
-  load_config(config_sections(), no_args, [&asked](const char* name) -> const char* {
+  ops::load_config(app::config_sections(), no_args, [&asked](const char* name) -> const char* {
     asked.emplace_back(name);
     return nullptr;
   });
@@ -883,7 +885,7 @@ TEST(Config, EveryHelpVariableIsReadFromTheEnvironment) {
 }
 
 TEST(Config, SocketCapRequestLimitAndPublishToken) {
-  ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "100"}});
+  ops::ConfigLoad r = load({{"WS_MAX_CONNECTIONS", "100"}});
   ASSERT_TRUE(r.config) << r.error;
   EXPECT_EQ(r.config->max_sockets, 100u + 256u);  // a quarter more, at least 256
   r = load({{"WS_MAX_CONNECTIONS", "100"},

@@ -22,31 +22,33 @@ using namespace odin::testing;
 constexpr int64_t kTs = 1700000000123;
 
 // One message on channel `channel` whose data is `data` (JSON), numbered nowhere yet.
-MessageRef make_message(EventLoop& loop, std::string_view channel, std::string_view data) {
-  return loop.pool().adopt(encode_message(IngestItem{channel, "tick", data, true}, kTs, 0));
+core::MessageRef make_message(net::EventLoop& loop, std::string_view channel,
+                              std::string_view data) {
+  return loop.pool().adopt(
+      core::encode_message(core::IngestItem{channel, "tick", data, true}, kTs, 0));
 }
 
 // What the ring holds, as (seq, message) pairs in seq order.
-std::vector<std::pair<uint64_t, MessageRef>> ring_of(const Session& session) {
-  std::vector<std::pair<uint64_t, MessageRef>> out;
-  session.ring().for_range(1, UINT64_MAX,
-                           [&](uint64_t seq, const MessageRef& m) { out.emplace_back(seq, m); });
+std::vector<std::pair<uint64_t, core::MessageRef>> ring_of(const session::Session& session) {
+  std::vector<std::pair<uint64_t, core::MessageRef>> out;
+  session.ring().for_range(
+      1, UINT64_MAX, [&](uint64_t seq, const core::MessageRef& m) { out.emplace_back(seq, m); });
   return out;
 }
 
 TEST(Deliver, NumbersContiguouslyPerSessionAndKeepsTheMessagesInTheRing) {
-  Config config;
+  ops::Config config;
   config.replay_size = 3;
   SoloWorker worker(config);
-  EventLoop& loop = worker.loop();
-  SessionTable& sessions = worker.clients().sessions();
-  Session& a = sessions.create(SessionId{1, 0x100}, config.replay_size);
-  Session& b = sessions.create(SessionId{2, 0x200}, config.replay_size);
-  std::vector<MessageRef> messages;
+  net::EventLoop& loop = worker.loop();
+  session::SessionTable& sessions = worker.clients().sessions();
+  session::Session& a = sessions.create(session::SessionId{1, 0x100}, config.replay_size);
+  session::Session& b = sessions.create(session::SessionId{2, 0x200}, config.replay_size);
+  std::vector<core::MessageRef> messages;
   for (int i = 1; i <= 5; ++i)
     messages.push_back(make_message(loop, "A", "{\"n\":" + std::to_string(i) + "}"));
 
-  for (const MessageRef& m : messages)
+  for (const core::MessageRef& m : messages)
     EXPECT_FALSE(a.deliver(m, loop.out())) << "no connection: no frame";
   EXPECT_FALSE(b.deliver(messages[4], loop.out()));
   EXPECT_FALSE(b.deliver(messages[0], loop.out()));
@@ -79,17 +81,17 @@ TEST(Deliver, NumbersContiguouslyPerSessionAndKeepsTheMessagesInTheRing) {
 }
 
 TEST(Deliver, QueuesNoFrameWhenTheConnectionTakesNoMoreData) {
-  Config config;
+  ops::Config config;
   SoloWorker worker(config);
-  EventLoop& loop = worker.loop();
+  net::EventLoop& loop = worker.loop();
   TcpPair pair = make_tcp_pair();
   ClientEnd end{pair.client.get()};
-  AttachedClient attached = attach_client(worker, pair, SessionId{1, 0x100});
+  AttachedClient attached = attach_client(worker, pair, session::SessionId{1, 0x100});
   ASSERT_NE(attached.session, nullptr);
-  Session& session = *attached.session;
+  session::Session& session = *attached.session;
   ASSERT_EQ(session.connection(), attached.conn);
-  const MessageRef m1 = make_message(loop, "A", "1");
-  const MessageRef m2 = make_message(loop, "A", "2");
+  const core::MessageRef m1 = make_message(loop, "A", "1");
+  const core::MessageRef m2 = make_message(loop, "A", "2");
 
   ASSERT_TRUE(session.deliver(m1, loop.out()));
   loop.flush();
@@ -108,18 +110,18 @@ TEST(Deliver, QueuesNoFrameWhenTheConnectionTakesNoMoreData) {
 }
 
 TEST(Deliver, WritesExactlyTheFrameHeaderTheSeqAndTheEnvelopeTail) {
-  Config config;
+  ops::Config config;
   SoloWorker worker(config);
-  EventLoop& loop = worker.loop();
+  net::EventLoop& loop = worker.loop();
   TcpPair pair = make_tcp_pair();
   ClientEnd end{pair.client.get()};
-  AttachedClient attached = attach_client(worker, pair, SessionId{1, 0x100});
+  AttachedClient attached = attach_client(worker, pair, session::SessionId{1, 0x100});
   ASSERT_NE(attached.session, nullptr);
-  Session& session = *attached.session;
+  session::Session& session = *attached.session;
 
   const std::string big_data = "\"" + std::string(200, 'x') + "\"";
-  const MessageRef small = make_message(loop, "A", "{\"n\":1}");
-  const MessageRef big = make_message(loop, "prices.btc", big_data);
+  const core::MessageRef small = make_message(loop, "A", "{\"n\":1}");
+  const core::MessageRef big = make_message(loop, "prices.btc", big_data);
   ASSERT_TRUE(session.deliver(small, loop.out()));
   ASSERT_TRUE(session.deliver(big, loop.out()));
   session.continue_numbering_after(99);

@@ -18,21 +18,22 @@ namespace {
 
 using namespace odin::testing;
 
-Config drain_config() {
-  Config config;
-  config.history_max_age = Millis(60'000);
+ops::Config drain_config() {
+  ops::Config config;
+  config.history_max_age = ops::Millis(60'000);
   return config;
 }
 
 // Publishes `count` messages on `channel` whose data is {"n":i}, i from `first`; positions
 // from `first_pos` (0: none).
-void publish(Hub& hub, std::string_view channel, int first, int count, uint64_t first_pos = 0) {
+void publish(hub::Hub& hub, std::string_view channel, int first, int count,
+             uint64_t first_pos = 0) {
   std::vector<std::string> data;
   for (int i = 0; i < count; ++i)
     data.push_back("{\"n\":" + std::to_string(first + i) + "}");
-  std::vector<IngestItem> items;
+  std::vector<core::IngestItem> items;
   for (int i = 0; i < count; ++i) {
-    IngestItem item{channel, "tick", data[static_cast<size_t>(i)], true};
+    core::IngestItem item{channel, "tick", data[static_cast<size_t>(i)], true};
     item.pos = first_pos == 0 ? 0 : first_pos + static_cast<uint64_t>(i);
     items.push_back(item);
   }
@@ -40,39 +41,41 @@ void publish(Hub& hub, std::string_view channel, int first, int count, uint64_t 
 }
 
 // The frame payload a session with `seq` gets for `message`.
-std::string payload_for(uint64_t seq, const MessageRef& message) {
+std::string payload_for(uint64_t seq, const core::MessageRef& message) {
   return "{\"seq\":" + std::to_string(seq) + "," + message->tail;
 }
 
 // The message a session's ring holds under `seq` (null when none).
-MessageRef ring_at(const Session& session, uint64_t seq) {
-  MessageRef found;
-  session.ring().for_range(seq, seq, [&](uint64_t, const MessageRef& m) { found = m; });
+core::MessageRef ring_at(const session::Session& session, uint64_t seq) {
+  core::MessageRef found;
+  session.ring().for_range(seq, seq, [&](uint64_t, const core::MessageRef& m) { found = m; });
   return found;
 }
 
 TEST(Drain, ConnectedSessionsReadTheirFramesInOrderAndADetachedOneIsNumbered) {
-  const Config config = drain_config();
+  const ops::Config config = drain_config();
   SoloWorker worker(config);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  Hub hub({&worker.fanout()});
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  hub::Hub hub({&worker.fanout()});
 
   TcpPair pair1 = make_tcp_pair();
   TcpPair pair2 = make_tcp_pair();
   ClientEnd end1{pair1.client.get()};
   ClientEnd end2{pair2.client.get()};
-  AttachedClient c1 = attach_client(worker, pair1, SessionId{1, 0x100});
-  AttachedClient c2 = attach_client(worker, pair2, SessionId{2, 0x100});
+  AttachedClient c1 = attach_client(worker, pair1, session::SessionId{1, 0x100});
+  AttachedClient c2 = attach_client(worker, pair2, session::SessionId{2, 0x100});
   ASSERT_NE(c1.session, nullptr);
   ASSERT_NE(c2.session, nullptr);
-  Session& detached = worker.clients().sessions().create(SessionId{3, 0x100}, config.replay_size);
-  Session& elsewhere = worker.clients().sessions().create(SessionId{4, 0x100}, config.replay_size);
-  for (Session* s : {c1.session, c2.session, &detached})
-    ASSERT_TRUE(s->subscribe(index, "A"));
-  ASSERT_TRUE(elsewhere.subscribe(index, "B"));
+  session::Session& detached =
+      worker.clients().sessions().create(session::SessionId{3, 0x100}, config.replay_size);
+  session::Session& elsewhere =
+      worker.clients().sessions().create(session::SessionId{4, 0x100}, config.replay_size);
+  for (session::Session* s : {c1.session, c2.session, &detached})
+    ASSERT_TRUE(index.subscribe(*s, "A"));
+  ASSERT_TRUE(index.subscribe(elsewhere, "B"));
   // c2 also on B: its frames of both channels come in publish order.
-  ASSERT_TRUE(c2.session->subscribe(index, "B"));
+  ASSERT_TRUE(index.subscribe(*c2.session, "B"));
 
   constexpr int kCount = 5;
   publish(hub, "A", 1, 3);
@@ -90,7 +93,7 @@ TEST(Drain, ConnectedSessionsReadTheirFramesInOrderAndADetachedOneIsNumbered) {
   const std::vector<int> c2_data = {1, 2, 3, 100, 4, 5};
   for (size_t i = 0; i < frames1.size(); ++i) {
     const uint64_t seq = i + 1;
-    const MessageRef m = ring_at(*c1.session, seq);
+    const core::MessageRef m = ring_at(*c1.session, seq);
     ASSERT_TRUE(m) << seq;
     EXPECT_EQ(frames1[i].opcode, 0x1);
     EXPECT_TRUE(frames1[i].fin);
@@ -121,7 +124,7 @@ TEST(Drain, ConnectedSessionsReadTheirFramesInOrderAndADetachedOneIsNumbered) {
   // The detached session: numbered like the others, every message in its ring, none written.
   EXPECT_EQ(detached.seq(), 5u);
   for (uint64_t seq = 1; seq <= 5; ++seq) {
-    const MessageRef m = ring_at(detached, seq);
+    const core::MessageRef m = ring_at(detached, seq);
     ASSERT_TRUE(m) << seq;
     EXPECT_TRUE(m == ring_at(*c1.session, seq)) << "the same shared message, seq " << seq;
   }
@@ -130,19 +133,20 @@ TEST(Drain, ConnectedSessionsReadTheirFramesInOrderAndADetachedOneIsNumbered) {
 }
 
 TEST(Drain, ARestoredSessionSkipsWhatAnotherInstanceSentThrough) {
-  const Config config = drain_config();
+  const ops::Config config = drain_config();
   SoloWorker worker(config);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  Hub hub({&worker.fanout()});
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  hub::Hub hub({&worker.fanout()});
 
   TcpPair pair = make_tcp_pair();
   ClientEnd end{pair.client.get()};
-  AttachedClient restored = attach_client(worker, pair, SessionId{1, 0x100});
+  AttachedClient restored = attach_client(worker, pair, session::SessionId{1, 0x100});
   ASSERT_NE(restored.session, nullptr);
-  Session& fresh = worker.clients().sessions().create(SessionId{2, 0x100}, config.replay_size);
-  ASSERT_TRUE(restored.session->subscribe(index, "A"));
-  ASSERT_TRUE(fresh.subscribe(index, "A"));
+  session::Session& fresh =
+      worker.clients().sessions().create(session::SessionId{2, 0x100}, config.replay_size);
+  ASSERT_TRUE(index.subscribe(*restored.session, "A"));
+  ASSERT_TRUE(index.subscribe(fresh, "A"));
   // The client came from an instance that had sent it A through stream position 12, as its
   // seq 40.
   restored.session->skip_restored_through(12);

@@ -16,8 +16,8 @@ std::string frame_payload(const std::string& frame, size_t& header) {
 
 TEST(Envelope, TailHasKeysInContractOrder) {
   std::string tail;
-  encode_envelope_tail(tail, 0, 1696284000000, "price:update", "BTCUSD", R"({"price":50000})",
-                       true);
+  core::encode_envelope_tail(tail, 0, 1696284000000, "price:update", "BTCUSD", R"({"price":50000})",
+                             true);
   EXPECT_EQ(
       tail,
       R"("ts":1696284000000,"type":"price:update","channel":"BTCUSD","data":{"price":50000}})");
@@ -25,17 +25,17 @@ TEST(Envelope, TailHasKeysInContractOrder) {
 
 TEST(Envelope, StreamPositionComesRightAfterSeq) {
   std::string tail;
-  encode_envelope_tail(tail, 4711, 7, "t", "BTCUSD", "1", true);
+  core::encode_envelope_tail(tail, 4711, 7, "t", "BTCUSD", "1", true);
   EXPECT_EQ(tail, R"("pos":4711,"ts":7,"type":"t","channel":"BTCUSD","data":1})");
-  char prefix[kMaxDataPrefixBytes];
-  const size_t n = encode_data_prefix(prefix, 12, tail.size());
+  char prefix[core::kMaxDataPrefixBytes];
+  const size_t n = core::encode_data_prefix(prefix, 12, tail.size());
   const std::string frame = std::string(prefix, n) + tail;
   EXPECT_NE(frame.find(R"({"seq":12,"pos":4711,"ts":7,)"), std::string::npos);
 }
 
 TEST(Envelope, NonJsonPayloadBecomesAJsonString) {
   std::string tail;
-  encode_envelope_tail(tail, 0, 5, "message", "c", "he said \"hi\"\n", false);
+  core::encode_envelope_tail(tail, 0, 5, "message", "c", "he said \"hi\"\n", false);
   EXPECT_EQ(tail, R"("ts":5,"type":"message","channel":"c","data":"he said \"hi\"\n"})");
 }
 
@@ -43,11 +43,11 @@ TEST(Envelope, PrefixPlusTailIsOneValidTextFrame) {
   for (size_t data_size : {10u, 100u, 200u, 70000u}) {
     std::string data = "\"" + std::string(data_size, 'x') + "\"";
     std::string tail;
-    encode_envelope_tail(tail, 0, 42, "t", "ch", data, true);
+    core::encode_envelope_tail(tail, 0, 42, "t", "ch", data, true);
     for (uint64_t seq : {uint64_t{1}, uint64_t{9}, uint64_t{10}, uint64_t{123456789}, UINT64_MAX}) {
-      char prefix[kMaxDataPrefixBytes];
-      const size_t n = encode_data_prefix(prefix, seq, tail.size());
-      ASSERT_LE(n, kMaxDataPrefixBytes);
+      char prefix[core::kMaxDataPrefixBytes];
+      const size_t n = core::encode_data_prefix(prefix, seq, tail.size());
+      ASSERT_LE(n, core::kMaxDataPrefixBytes);
       std::string frame(prefix, n);
       frame += tail;
       EXPECT_EQ(static_cast<uint8_t>(frame[0]), 0x81);  // FIN + text

@@ -20,21 +20,21 @@
 namespace odin {
 namespace {
 
-Config test_config() {
-  Config config;
+ops::Config test_config() {
+  ops::Config config;
   config.threads = 1;
-  config.broker = BrokerKind::kEmbedded;
-  config.history_max_age = Millis(60'000);
+  config.broker = ops::BrokerKind::kEmbedded;
+  config.history_max_age = ops::Millis(60'000);
   return config;
 }
 
 // Ingests `count` messages of `payload_bytes` on `channel`, positions from `first_pos` (0: none).
-void publish(Hub& hub, std::string_view channel, size_t count, size_t payload_bytes = 16,
+void publish(hub::Hub& hub, std::string_view channel, size_t count, size_t payload_bytes = 16,
              uint64_t first_pos = 0) {
   const std::string payload = "\"" + std::string(payload_bytes, 'x') + "\"";
-  std::vector<IngestItem> items;
+  std::vector<core::IngestItem> items;
   for (size_t i = 0; i < count; ++i) {
-    IngestItem item{channel, "tick", payload, true};
+    core::IngestItem item{channel, "tick", payload, true};
     item.pos = first_pos == 0 ? 0 : first_pos + i;
     items.push_back(item);
   }
@@ -42,7 +42,7 @@ void publish(Hub& hub, std::string_view channel, size_t count, size_t payload_by
 }
 
 // Runs the loop's ready handlers until none is left; returns how many ran.
-size_t run_ready(EventLoop& loop) {
+size_t run_ready(net::EventLoop& loop) {
   size_t ran = 0;
   while (loop.io().poll_one() != 0)
     ++ran;
@@ -50,20 +50,21 @@ size_t run_ready(EventLoop& loop) {
 }
 
 TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
-  Gateway gateway(test_config());
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  ThreadFanout& fanout = worker.fanout();
+  app::Gateway gateway(test_config());
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  hub::ThreadFanout& fanout = worker.fanout();
   constexpr size_t kSubscribers = 100;
-  std::vector<Session*> sessions;
+  std::vector<session::Session*> sessions;
   for (size_t i = 0; i < kSubscribers; ++i) {
-    Session& s = worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 10);
-    s.subscribe(index, "A");
+    session::Session& s =
+        worker.clients().sessions().create(session::SessionId{0, static_cast<uint64_t>(i + 1)}, 10);
+    index.subscribe(s, "A");
     sessions.push_back(&s);
   }
   // Five turns' worth of deliveries.
-  const size_t messages = 5 * ThreadFanout::kTurnRecipients / kSubscribers;
+  const size_t messages = 5 * hub::ThreadFanout::kTurnRecipients / kSubscribers;
   publish(gateway.hub(), "A", messages);
   const uint64_t queued = fanout.queued_bytes();
   EXPECT_GT(queued, messages * 16);
@@ -73,59 +74,61 @@ TEST(ThreadFanout, ADrainTurnIsBoundedAndTheRestFollowsInLaterTurns) {
   ASSERT_EQ(loop.io().poll_one(), 1u);  // one drain turn
   const uint64_t after_one_turn = sessions[0]->seq();
   EXPECT_GT(after_one_turn, 0u);
-  EXPECT_LE(after_one_turn * kSubscribers, ThreadFanout::kTurnRecipients);
+  EXPECT_LE(after_one_turn * kSubscribers, hub::ThreadFanout::kTurnRecipients);
   EXPECT_LT(fanout.queued_bytes(), queued);
   EXPECT_GT(fanout.queued_bytes(), 0u);
 
   EXPECT_GE(run_ready(loop), 4u);  // the turns that follow, each posted by the one before
-  for (const Session* s : sessions)
+  for (const session::Session* s : sessions)
     EXPECT_EQ(s->seq(), messages);
   EXPECT_EQ(fanout.queued_bytes(), 0u);
 }
 
 TEST(ThreadFanout, AMessageWithMoreRecipientsThanATurnStillGoesOutWhole) {
-  Gateway gateway(test_config());
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  std::vector<Session*> sessions;
-  for (size_t i = 0; i < ThreadFanout::kTurnRecipients + 10; ++i) {
-    Session& s = worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(i + 1)}, 1);
-    s.subscribe(index, "A");
+  app::Gateway gateway(test_config());
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  std::vector<session::Session*> sessions;
+  for (size_t i = 0; i < hub::ThreadFanout::kTurnRecipients + 10; ++i) {
+    session::Session& s =
+        worker.clients().sessions().create(session::SessionId{0, static_cast<uint64_t>(i + 1)}, 1);
+    index.subscribe(s, "A");
     sessions.push_back(&s);
   }
   publish(gateway.hub(), "A", 2);
   ASSERT_EQ(loop.io().poll_one(), 1u);
-  for (const Session* s : sessions)
+  for (const session::Session* s : sessions)
     EXPECT_EQ(s->seq(), 1u);
   run_ready(loop);
-  for (const Session* s : sessions)
+  for (const session::Session* s : sessions)
     EXPECT_EQ(s->seq(), 2u);
 }
 
 struct GovernedIntake {
-  explicit GovernedIntake(BrokerKind broker) : gateway(config_for(broker)) {}
-  static Config config_for(BrokerKind broker) {
-    Config config = test_config();
+  explicit GovernedIntake(ops::BrokerKind broker) : gateway(config_for(broker)) {}
+  static ops::Config config_for(ops::BrokerKind broker) {
+    ops::Config config = test_config();
     config.broker = broker;
     config.fanout_queue_bytes = 64 << 10;
     return config;
   }
-  std::vector<IngestItem> items(size_t count) {
-    std::vector<IngestItem> out;
+  std::vector<core::IngestItem> items(size_t count) {
+    std::vector<core::IngestItem> out;
     for (size_t i = 0; i < count; ++i)
-      out.push_back(IngestItem{"A", "tick", payload, true});
+      out.push_back(core::IngestItem{"A", "tick", payload, true});
     return out;
   }
-  Gateway gateway;
-  BrokerCounters counters;
-  IntakeGovernor governor{gateway.config(), gateway.resources(), counters, "test", &gateway.hub()};
+  app::Gateway gateway;
+  ops::BrokerCounters counters;
+  broker::IntakeGovernor governor{gateway.config(), gateway.resources(), counters, "test",
+                                  &gateway.hub()};
   std::string payload = "\"" + std::string(1000, 'x') + "\"";
 };
 
 TEST(IntakeGovernor, CoreIntakeDropsAndCountsWhileAThreadIsBehind) {
-  GovernedIntake intake(BrokerKind::kNats);
-  std::vector<IngestItem> batch = intake.items(100);  // ~116 KB: above the 64 KiB mark
+  GovernedIntake intake(ops::BrokerKind::kNats);
+  std::vector<core::IngestItem> batch = intake.items(100);  // ~116 KB: above the 64 KiB mark
   intake.governor.ingest(batch);
   EXPECT_EQ(intake.gateway.hub().messages_in(), 100u);
   EXPECT_FALSE(intake.counters.fanout_behind);
@@ -134,7 +137,7 @@ TEST(IntakeGovernor, CoreIntakeDropsAndCountsWhileAThreadIsBehind) {
   intake.governor.ingest(batch);
   EXPECT_TRUE(batch.empty());  // so the broker counts none of them as delivered
   EXPECT_EQ(intake.gateway.hub().messages_in(), 100u);
-  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)], 100u);
+  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(ops::IntakeReject::kFanoutBehind)], 100u);
   EXPECT_TRUE(intake.counters.fanout_behind);
   EXPECT_EQ(intake.counters.fanout_behind_episodes, 1u);
 
@@ -146,15 +149,15 @@ TEST(IntakeGovernor, CoreIntakeDropsAndCountsWhileAThreadIsBehind) {
 }
 
 TEST(IntakeGovernor, JetStreamIntakeStopsPullingWhileAThreadIsBehind) {
-  GovernedIntake intake(BrokerKind::kJetStream);
+  GovernedIntake intake(ops::BrokerKind::kJetStream);
   int64_t wait_ms = 0;
   EXPECT_EQ(intake.governor.take(256, wait_ms), 256u);
-  std::vector<IngestItem> batch = intake.items(100);
+  std::vector<core::IngestItem> batch = intake.items(100);
   intake.governor.ingest(batch);  // what was pulled is always delivered
   batch = intake.items(100);
   intake.governor.ingest(batch);
   EXPECT_EQ(intake.gateway.hub().messages_in(), 200u);
-  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)], 0u);
+  EXPECT_EQ(intake.counters.rejected[static_cast<size_t>(ops::IntakeReject::kFanoutBehind)], 0u);
 
   EXPECT_EQ(intake.governor.take(256, wait_ms), 0u);  // no new pull
   EXPECT_GT(wait_ms, 0);
@@ -165,12 +168,12 @@ TEST(IntakeGovernor, JetStreamIntakeStopsPullingWhileAThreadIsBehind) {
 }
 
 TEST(ThreadFanout, TheFanOutKeepsNoStateForChannelsBeyondTheLimit) {
-  Config config = test_config();
+  ops::Config config = test_config();
   config.max_channels = 3;
-  Gateway gateway(config);
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
+  app::Gateway gateway(config);
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
   gateway.hub().mark_complete_after(0);
   for (int i = 0; i < 10; ++i)
     publish(gateway.hub(), "C" + std::to_string(i), 1, 16, 100 + i);
@@ -188,33 +191,33 @@ TEST(ThreadFanout, TheFanOutKeepsNoStateForChannelsBeyondTheLimit) {
 }
 
 TEST(ThreadFanout, WithoutHistoryARestoreFromBeforeTheNewestMessageMustReadTheStream) {
-  Config config = test_config();
+  ops::Config config = test_config();
   config.history_size = 0;
-  Gateway gateway(config);
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
+  app::Gateway gateway(config);
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
   gateway.hub().mark_complete_after(0);
   publish(gateway.hub(), "A", 5, 16, 1);
   run_ready(loop);
-  const ChannelSubscribers* entry = index.find("A");
+  const pubsub::ChannelSubscribers* entry = index.find("A");
   ASSERT_NE(entry, nullptr);
   EXPECT_TRUE(entry->history.empty());
   EXPECT_EQ(index.history_complete_after(entry), 5u);
 }
 
 TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
-  Config config = test_config();
-  config.history_max_age = Millis(1);
-  config.channel_idle_ttl = Millis(1);
-  Gateway gateway(config);
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  ThreadFanout& fanout = worker.fanout();
-  Session& subscriber =
-      worker.clients().sessions().create(SessionId{0, static_cast<uint64_t>(1)}, 10);
-  subscriber.subscribe(index, "KEPT");
+  ops::Config config = test_config();
+  config.history_max_age = ops::Millis(1);
+  config.channel_idle_ttl = ops::Millis(1);
+  app::Gateway gateway(config);
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  hub::ThreadFanout& fanout = worker.fanout();
+  session::Session& subscriber =
+      worker.clients().sessions().create(session::SessionId{0, static_cast<uint64_t>(1)}, 10);
+  index.subscribe(subscriber, "KEPT");
   gateway.hub().mark_complete_after(0);
   publish(gateway.hub(), "KEPT", 3, 16, 1);
   for (int i = 0; i < 100; ++i)
@@ -227,7 +230,7 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
   std::this_thread::sleep_for(std::chrono::milliseconds(5));  // older than both ages
   fanout.sweep();
   EXPECT_EQ(index.channel_count(), 1u);  // only the subscribed one
-  const ChannelSubscribers* kept = index.find("KEPT");
+  const pubsub::ChannelSubscribers* kept = index.find("KEPT");
   ASSERT_NE(kept, nullptr);
   EXPECT_TRUE(kept->history.empty());
   EXPECT_EQ(index.history_complete_after(kept), 3u);
@@ -241,12 +244,12 @@ TEST(ThreadFanout, TheSweepAgesHistoriesAndFreesIdleChannels) {
 // the stream is deleted and made again, positions start over: the skip must go, or the new
 // stream's first messages would be silently dropped for that session.
 TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
-  Gateway gateway(test_config());
-  Worker& worker = gateway.worker(0);
-  EventLoop& loop = worker.loop();
-  SubscriptionIndex& index = worker.clients().index();
-  Session& restored = worker.clients().sessions().create(SessionId{0, 1}, 10);
-  restored.subscribe(index, "A");
+  app::Gateway gateway(test_config());
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  session::Session& restored = worker.clients().sessions().create(session::SessionId{0, 1}, 10);
+  index.subscribe(restored, "A");
   restored.skip_restored_through(500);
   publish(gateway.hub(), "A", 3, 16, 498);  // 498..500: already sent by the other instance
   run_ready(loop);
@@ -267,14 +270,14 @@ TEST(ThreadFanout, AStreamMadeAnewEndsRestoredSkips) {
 // they interleave, every batch is either published whole or refused whole and counted, and the
 // queue stops growing at the mark (plus what the publishers that passed the check at once add).
 TEST(EmbeddedBroker, ConcurrentPublishersShareTheBackPressure) {
-  Config config = test_config();
+  ops::Config config = test_config();
   config.fanout_queue_bytes = 64 << 10;
-  Gateway gateway(config);
-  Worker& worker = gateway.worker(0);
-  SubscriptionIndex& index = worker.clients().index();
-  Session& s = worker.clients().sessions().create(SessionId{0, 1}, 10);
-  s.subscribe(index, "A");
-  EmbeddedBroker broker(config, gateway.hub(), gateway.resources());
+  app::Gateway gateway(config);
+  app::Worker& worker = gateway.worker(0);
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  session::Session& s = worker.clients().sessions().create(session::SessionId{0, 1}, 10);
+  index.subscribe(s, "A");
+  broker::EmbeddedBroker broker(config, gateway.hub(), gateway.resources());
   constexpr int kThreads = 4;
   constexpr int kBatches = 200;
   constexpr size_t kPerBatch = 10;
@@ -285,9 +288,9 @@ TEST(EmbeddedBroker, ConcurrentPublishersShareTheBackPressure) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       const std::string payload = "\"" + std::string(100, 'x') + "\"";
-      std::vector<IngestItem> items(kPerBatch, IngestItem{"A", "tick", payload, true});
+      std::vector<core::IngestItem> items(kPerBatch, core::IngestItem{"A", "tick", payload, true});
       for (int b = 0; b < kBatches; ++b) {
-        broker.publish(items, [&](PublishOutcome outcome) {
+        broker.publish(items, [&](core::PublishOutcome outcome) {
           if (outcome.error.empty()) {
             accepted.fetch_add(outcome.published);
           } else {
@@ -304,9 +307,9 @@ TEST(EmbeddedBroker, ConcurrentPublishersShareTheBackPressure) {
   EXPECT_EQ(accepted.load() + refused.load(), uint64_t{kThreads} * kBatches * kPerBatch);
   EXPECT_GT(accepted.load(), 0u);
   EXPECT_GT(refused.load(), 0u);  // nothing drains here: the mark is reached
-  const BrokerCounters& counters = broker.counters();
+  const ops::BrokerCounters& counters = broker.counters();
   EXPECT_EQ(counters.published.load(), accepted.load());
-  EXPECT_EQ(counters.rejected[static_cast<size_t>(IntakeReject::kFanoutBehind)].load(),
+  EXPECT_EQ(counters.rejected[static_cast<size_t>(ops::IntakeReject::kFanoutBehind)].load(),
             refused.load());
   const uint64_t one_batch = gateway.hub().backlog_bytes() / (accepted.load() / kPerBatch);
   EXPECT_LE(gateway.hub().backlog_bytes(), config.fanout_queue_bytes + kThreads * one_batch);

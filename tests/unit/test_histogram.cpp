@@ -20,26 +20,26 @@
 namespace odin {
 namespace {
 
-using HS = HistogramSnapshot;
+using HS = ops::HistogramSnapshot;
 
 TEST(HistogramBuckets, AreContiguousAndOrdered) {
   EXPECT_EQ(HS::bucket_lower(0), 0u);
-  for (size_t b = 0; b + 1 < kHistogramBuckets; ++b) {
+  for (size_t b = 0; b + 1 < ops::kHistogramBuckets; ++b) {
     ASSERT_LT(HS::bucket_lower(b), HS::bucket_lower(b + 1)) << b;
     ASSERT_EQ(HS::bucket_upper(b), HS::bucket_lower(b + 1)) << b;
     ASSERT_EQ(HS::bucket_of(HS::bucket_lower(b)), b) << b;
     ASSERT_EQ(HS::bucket_of(HS::bucket_upper(b) - 1), b) << b;
   }
-  EXPECT_EQ(HS::bucket_upper(kHistogramOverflowBucket), UINT64_MAX);
-  EXPECT_EQ(HS::bucket_of(UINT64_MAX), kHistogramOverflowBucket);
-  EXPECT_EQ(HS::bucket_of(uint64_t{1} << 37), kHistogramOverflowBucket);
-  EXPECT_EQ(HS::bucket_of((uint64_t{1} << 37) - 1), kHistogramOverflowBucket - 1);
+  EXPECT_EQ(HS::bucket_upper(ops::kHistogramOverflowBucket), UINT64_MAX);
+  EXPECT_EQ(HS::bucket_of(UINT64_MAX), ops::kHistogramOverflowBucket);
+  EXPECT_EQ(HS::bucket_of(uint64_t{1} << 37), ops::kHistogramOverflowBucket);
+  EXPECT_EQ(HS::bucket_of((uint64_t{1} << 37) - 1), ops::kHistogramOverflowBucket - 1);
   // Covers 100 s with fine buckets.
-  EXPECT_LT(HS::bucket_of(100'000'000'000), kHistogramOverflowBucket);
+  EXPECT_LT(HS::bucket_of(100'000'000'000), ops::kHistogramOverflowBucket);
 }
 
 TEST(HistogramBuckets, RelativeWidthIsAtMostOneSixteenthFromOneMicrosecond) {
-  for (size_t b = HS::bucket_of(1000); b < kHistogramOverflowBucket; ++b) {
+  for (size_t b = HS::bucket_of(1000); b < ops::kHistogramOverflowBucket; ++b) {
     const uint64_t lo = std::max<uint64_t>(HS::bucket_lower(b), 1000);
     const uint64_t width = HS::bucket_upper(b) - HS::bucket_lower(b);
     ASSERT_LE(static_cast<double>(width) / static_cast<double>(lo), 1.0 / 16) << b;
@@ -49,9 +49,9 @@ TEST(HistogramBuckets, RelativeWidthIsAtMostOneSixteenthFromOneMicrosecond) {
 TEST(HistogramBuckets, EveryValueLandsInsideItsBucket) {
   auto check = [](uint64_t v) {
     const size_t b = HS::bucket_of(v);
-    ASSERT_LT(b, kHistogramBuckets);
+    ASSERT_LT(b, ops::kHistogramBuckets);
     ASSERT_LE(HS::bucket_lower(b), v) << v;
-    if (b != kHistogramOverflowBucket) {
+    if (b != ops::kHistogramOverflowBucket) {
       ASSERT_LT(v, HS::bucket_upper(b)) << v;
     }
   };
@@ -69,7 +69,7 @@ TEST(HistogramBuckets, EveryValueLandsInsideItsBucket) {
 }
 
 TEST(LatencyHistogram, RecordsCountSumAndMax) {
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   EXPECT_EQ(h.snapshot().count, 0u);
   EXPECT_EQ(h.snapshot().quantile_ns(0.5), 0u) << "empty";
   h.record(0);
@@ -96,7 +96,7 @@ uint64_t exact_quantile(const std::vector<uint64_t>& sorted, double q) {
 }
 
 void expect_quantiles_within_error(std::vector<uint64_t> values, const char* what) {
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   for (uint64_t v : values)
     h.record(v);
   std::sort(values.begin(), values.end());
@@ -131,7 +131,7 @@ TEST(LatencyHistogram, QuantilesOfKnownDistributionsWithinTheStatedError) {
   expect_quantiles_within_error(exponential, "exponential");
 
   // The median of uniform 1 us .. 10 ms, against the textbook value.
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   for (uint64_t v : uniform)
     h.record(v);
   const double p50 = static_cast<double>(h.snapshot().quantile_ns(0.5));
@@ -140,7 +140,7 @@ TEST(LatencyHistogram, QuantilesOfKnownDistributionsWithinTheStatedError) {
 }
 
 TEST(LatencyHistogram, QuantileEdges) {
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   h.record(3'000'000);
   const HS one = h.snapshot();
   EXPECT_EQ(one.quantile_ns(0.0), 3'000'000u);  // capped at max
@@ -148,17 +148,17 @@ TEST(LatencyHistogram, QuantileEdges) {
   EXPECT_EQ(one.quantile_ns(2.0), 3'000'000u);
   EXPECT_EQ(one.quantile_ns(std::nan("")), 3'000'000u);
 
-  LatencyHistogram overflow;
+  ops::LatencyHistogram overflow;
   overflow.record(1000);
   overflow.record(500'000'000'000);  // 500 s: past the fine buckets
   const HS s = overflow.snapshot();
-  EXPECT_EQ(s.counts[kHistogramOverflowBucket], 1u);
+  EXPECT_EQ(s.counts[ops::kHistogramOverflowBucket], 1u);
   EXPECT_EQ(s.quantile_ns(1.0), 500'000'000'000u);
   EXPECT_EQ(s.quantile_ns(0.5), HS::bucket_upper(HS::bucket_of(1000)));
 }
 
 TEST(HistogramSnapshot, MergeEqualsRecordingEverythingInOne) {
-  LatencyHistogram a, b, both;
+  ops::LatencyHistogram a, b, both;
   std::mt19937_64 rng(3);
   for (int i = 0; i < 20'000; ++i) {
     const uint64_t v = rng() % 5'000'000'000;
@@ -184,7 +184,7 @@ TEST(HistogramSnapshot, MergeEqualsRecordingEverythingInOne) {
 // One writer, one concurrent reader: every snapshot is a plausible state (counts only grow) and
 // the last one is exact.
 TEST(LatencyHistogram, SnapshotsWhileOneThreadRecords) {
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   std::atomic<bool> done{false};
   constexpr uint64_t kValues = 2'000'000;
   std::thread writer([&] {
@@ -197,7 +197,7 @@ TEST(LatencyHistogram, SnapshotsWhileOneThreadRecords) {
   int snapshots = 0;
   while (!done.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < deadline) {
     const HS s = h.snapshot();
-    for (size_t i = 0; i < kHistogramBuckets; ++i)
+    for (size_t i = 0; i < ops::kHistogramBuckets; ++i)
       ASSERT_GE(s.counts[i], previous.counts[i]);
     ASSERT_GE(s.count, previous.count);
     ASSERT_LE(s.count, kValues);
@@ -257,12 +257,12 @@ const std::vector<std::string> kLe = {"0.0001", "0.00025", "0.0005", "0.001", "0
                                       "1",      "2.5",     "5",      "10",    "+Inf"};
 
 TEST(PrometheusHistogram, ExactTextForASmallCase) {
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   h.record(50'000);         // 50 us
   h.record(2'000'000);      // 2 ms
   h.record(3'000'000'000);  // 3 s
   std::string out = "before\n";
-  append_prometheus_histogram(out, "x_seconds", "Some help.", h.snapshot());
+  ops::append_prometheus_histogram(out, "x_seconds", "Some help.", h.snapshot());
   EXPECT_EQ(out,
             "before\n"
             "# HELP x_seconds Some help.\n"
@@ -290,7 +290,7 @@ TEST(PrometheusHistogram, ExactTextForASmallCase) {
 
 TEST(PrometheusHistogram, EmptyHistogramAndHelpEscaping) {
   std::string out;
-  append_prometheus_histogram(out, "e", "a\\b\nc", HS{});
+  ops::append_prometheus_histogram(out, "e", "a\\b\nc", HS{});
   const ParsedHistogram p = parse(out, "e");
   EXPECT_EQ(p.help_line, "# HELP e a\\\\b\\nc");
   EXPECT_EQ(p.type_line, "# TYPE e histogram");
@@ -306,13 +306,13 @@ TEST(PrometheusHistogram, StraddlingBucketsCountUnderTheBound) {
   const size_t straddling = HS::bucket_of(100'000);
   ASSERT_LT(HS::bucket_lower(straddling), 100'000u);
   ASSERT_GT(HS::bucket_upper(straddling), 100'000u);
-  LatencyHistogram h;
+  ops::LatencyHistogram h;
   h.record(HS::bucket_lower(straddling) - 1);  // the bucket below: under
   h.record(100'000);                           // exactly le: under
   h.record(HS::bucket_upper(straddling) - 1);  // 102.399 us, same bucket: counted under too
   h.record(HS::bucket_upper(straddling));      // next bucket, lower bound >= le: above
   std::string out;
-  append_prometheus_histogram(out, "s", "h", h.snapshot());
+  ops::append_prometheus_histogram(out, "s", "h", h.snapshot());
   const ParsedHistogram p = parse(out, "s");
   ASSERT_EQ(p.le[0], "0.0001");
   EXPECT_EQ(p.cumulative[0], 3u);
@@ -322,7 +322,7 @@ TEST(PrometheusHistogram, StraddlingBucketsCountUnderTheBound) {
 TEST(PrometheusHistogram, RandomDataMatchesABruteForceCount) {
   std::mt19937_64 rng(99);
   std::uniform_real_distribution<double> exponent(4, 10.5);  // 10 us .. ~30 s
-  LatencyHistogram a, b;
+  ops::LatencyHistogram a, b;
   std::vector<uint64_t> values;
   for (int i = 0; i < 30'000; ++i) {
     const auto v = static_cast<uint64_t>(std::pow(10.0, exponent(rng)));
@@ -335,7 +335,7 @@ TEST(PrometheusHistogram, RandomDataMatchesABruteForceCount) {
   s.merge(b.snapshot());
 
   std::string out;
-  append_prometheus_histogram(out, "ws_fanout_latency_seconds", "Fan-out latency.", s);
+  ops::append_prometheus_histogram(out, "ws_fanout_latency_seconds", "Fan-out latency.", s);
   const ParsedHistogram p = parse(out, "ws_fanout_latency_seconds");
   EXPECT_EQ(p.help_line, "# HELP ws_fanout_latency_seconds Fan-out latency.");
   EXPECT_EQ(p.type_line, "# TYPE ws_fanout_latency_seconds histogram");
@@ -355,7 +355,7 @@ TEST(PrometheusHistogram, RandomDataMatchesABruteForceCount) {
       strictly_below = want;
     } else {
       const auto le_ns = static_cast<uint64_t>(std::llround(std::stod(kLe[i]) * 1e9));
-      ASSERT_EQ(le_ns, kPrometheusLeNanos[i]);
+      ASSERT_EQ(le_ns, ops::kPrometheusLeNanos[i]);
       for (uint64_t v : values) {
         // The documented rule: a value's fine bucket counts under le iff its lower bound < le.
         if (HS::bucket_lower(HS::bucket_of(v)) < le_ns) ++want;

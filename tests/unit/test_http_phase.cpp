@@ -27,9 +27,9 @@ struct Seen {
 };
 
 // Answers every request 200 with its target as the body, keeping the connection as asked.
-class RecordingRoutes final : public HttpRoutes {
+class RecordingRoutes final : public http::HttpRoutes {
  public:
-  bool handle(HttpPhase& phase, HttpRequest& request) override {
+  bool handle(http::HttpPhase& phase, http::HttpRequest& request) override {
     const bool keep_alive = request.keep_alive();
     seen.push_back(
         {std::string(request.method_string()), std::string(request.target()), keep_alive});
@@ -41,17 +41,18 @@ class RecordingRoutes final : public HttpRoutes {
 
 // One HTTP connection on a loop of its own.
 struct HttpConnection {
-  explicit HttpConnection(const Config& config)
+  explicit HttpConnection(const ops::Config& config)
       : loop(config, 0, test_loop_parts()), pair(make_tcp_pair()), end{pair.client.get()} {
-    conn = adopt_server_end(
-        loop, pair, [&](Connection& c) { return std::make_unique<HttpPhase>(c, config, routes); });
+    conn = adopt_server_end(loop, pair, [&](net::Connection& c) {
+      return std::make_unique<http::HttpPhase>(c, config, routes);
+    });
     server_fd = conn ? conn->fd() : -1;
   }
   RecordingRoutes routes;
-  EventLoop loop;
+  net::EventLoop loop;
   TcpPair pair;
   ClientEnd end;
-  Connection* conn = nullptr;
+  net::Connection* conn = nullptr;
   int server_fd = -1;
 };
 
@@ -75,12 +76,12 @@ std::string get(std::string_view target, std::string_view method = "GET") {
   return std::string(method) + " " + std::string(target) + " HTTP/1.1\r\nHost: test\r\n\r\n";
 }
 
-uint64_t refused(EventLoop& loop, RefuseReason reason) {
+uint64_t refused(net::EventLoop& loop, ops::RefuseReason reason) {
   return loop.stats().connections_refused[static_cast<int>(reason)].get();
 }
 
 TEST(HttpPhase, PipelinedRequestsAreAnsweredInOrder) {
-  Config config;
+  ops::Config config;
   HttpConnection h(config);
   send_all(h.end.fd, get("/a") + get("/b") + get("/c?x=1"));
   const std::string expected = ok("/a") + ok("/b") + ok("/c?x=1");
@@ -97,7 +98,7 @@ TEST(HttpPhase, PipelinedRequestsAreAnsweredInOrder) {
 }
 
 TEST(HttpPhase, AHeaderOverTheLimitGets431AndTheConnectionCloses) {
-  Config config;
+  ops::Config config;
   config.max_header_bytes = 1024;
   HttpConnection h(config);
   send_all(h.end.fd,
@@ -107,11 +108,11 @@ TEST(HttpPhase, AHeaderOverTheLimitGets431AndTheConnectionCloses) {
             refusal(431, "Request Header Fields Too Large", "request header too large"));
   EXPECT_FALSE(h.end.reset);
   EXPECT_TRUE(h.routes.seen.empty());
-  EXPECT_EQ(refused(h.loop, RefuseReason::kRequestTooLarge), 1u);
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kRequestTooLarge), 1u);
 }
 
 TEST(HttpPhase, AHeaderJustUnderTheLimitIsServed) {
-  Config config;
+  ops::Config config;
   config.max_header_bytes = 1024;
   HttpConnection h(config);
   const std::string head = "GET /fits HTTP/1.1\r\nHost: test\r\nX-Pad: ";
@@ -119,11 +120,11 @@ TEST(HttpPhase, AHeaderJustUnderTheLimitIsServed) {
   send_all(h.end.fd, request);
   ASSERT_TRUE(h.end.read_at_least({&h.loop}, ok("/fits").size()));
   EXPECT_EQ(h.end.bytes, ok("/fits"));
-  EXPECT_EQ(refused(h.loop, RefuseReason::kRequestTooLarge), 0u);
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kRequestTooLarge), 0u);
 }
 
 TEST(HttpPhase, ABodyOverTheLimitGets413) {
-  Config config;
+  ops::Config config;
   config.max_body_bytes = 100;
   HttpConnection h(config);
   send_all(h.end.fd,
@@ -132,11 +133,11 @@ TEST(HttpPhase, ABodyOverTheLimitGets413) {
   EXPECT_EQ(h.end.bytes,
             refusal(413, "Payload Too Large", "request body too large (WS_MAX_BODY_BYTES)"));
   EXPECT_TRUE(h.routes.seen.empty());
-  EXPECT_EQ(refused(h.loop, RefuseReason::kRequestTooLarge), 1u);
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kRequestTooLarge), 1u);
 }
 
 TEST(HttpPhase, AnUnterminatedChunkExtensionLongerThanTheHeaderLimitGets400) {
-  Config config;
+  ops::Config config;
   config.max_header_bytes = 1024;
   HttpConnection h(config);
   // The chunk-size line never ends: a quoted extension that is never closed.
@@ -147,11 +148,11 @@ TEST(HttpPhase, AnUnterminatedChunkExtensionLongerThanTheHeaderLimitGets400) {
   EXPECT_EQ(h.end.bytes, refusal(400, "Bad Request",
                                  "a request or chunk header line longer than WS_MAX_HEADER_BYTES"));
   EXPECT_TRUE(h.routes.seen.empty());
-  EXPECT_EQ(refused(h.loop, RefuseReason::kRequestTooLarge), 1u);
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kRequestTooLarge), 1u);
 }
 
 TEST(HttpPhase, TheLastRequestAllowedPerConnectionIsAnsweredWithConnectionClose) {
-  Config config;
+  ops::Config config;
   config.max_requests_per_connection = 2;
   HttpConnection h(config);
   send_all(h.end.fd, get("/1") + get("/2") + get("/3"));
@@ -163,7 +164,7 @@ TEST(HttpPhase, TheLastRequestAllowedPerConnectionIsAnsweredWithConnectionClose)
 }
 
 TEST(HttpPhase, HeadGetsTheHeadersOnly) {
-  Config config;
+  ops::Config config;
   HttpConnection h(config);
   // A GET right behind it: its answer must follow the HEAD's headers directly.
   send_all(h.end.fd, get("/h", "HEAD") + get("/g"));
@@ -178,36 +179,36 @@ TEST(HttpPhase, HeadGetsTheHeadersOnly) {
 }
 
 TEST(HttpPhase, ARequestNotCompleteWithinTheHandshakeTimeoutGets408) {
-  Config config;
-  config.handshake_timeout = Millis(10'000);
+  ops::Config config;
+  config.handshake_timeout = ops::Millis(10'000);
   HttpConnection h(config);
   send_all(h.end.fd, "GET /slow HTTP/1.1\r\nHost: test\r\n");  // no blank line yet
   ASSERT_TRUE(pump_until({&h.loop}, [&] { return consumed_by_server(h.end.fd, h.server_fd); }));
   // Within the timeout the sweep does nothing.
-  h.conn->on_sweep(mono_ms() + 5'000);
+  h.conn->on_sweep(core::mono_ms() + 5'000);
   run_ready({&h.loop});
   h.end.read_available();
   EXPECT_TRUE(h.end.bytes.empty());
   EXPECT_FALSE(h.end.eof);
   // Past it (the request began when the connection opened).
-  h.conn->on_sweep(mono_ms() + config.handshake_timeout.count() + 1'000);
+  h.conn->on_sweep(core::mono_ms() + config.handshake_timeout.count() + 1'000);
   ASSERT_TRUE(h.end.read_until_eof({&h.loop}));
   EXPECT_EQ(h.end.bytes, refusal(408, "Request Timeout", "request not complete in time"));
   EXPECT_TRUE(h.routes.seen.empty());
-  EXPECT_EQ(refused(h.loop, RefuseReason::kHandshakeTimeout), 1u);
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kHandshakeTimeout), 1u);
 }
 
 TEST(HttpPhase, AnIdleKeepAliveConnectionClosesWithoutAnAnswerAfterTheTimeout) {
-  Config config;
-  config.handshake_timeout = Millis(10'000);
+  ops::Config config;
+  config.handshake_timeout = ops::Millis(10'000);
   HttpConnection h(config);
   send_all(h.end.fd, get("/once"));
   ASSERT_TRUE(h.end.read_at_least({&h.loop}, ok("/once").size()));
   EXPECT_EQ(h.end.take(ok("/once").size()), ok("/once"));
-  h.conn->on_sweep(mono_ms() + config.handshake_timeout.count() + 1'000);
+  h.conn->on_sweep(core::mono_ms() + config.handshake_timeout.count() + 1'000);
   ASSERT_TRUE(h.end.read_until_eof({&h.loop}));
   EXPECT_EQ(h.end.bytes, "");
-  EXPECT_EQ(refused(h.loop, RefuseReason::kHandshakeTimeout), 0u) << "no request was pending";
+  EXPECT_EQ(refused(h.loop, ops::RefuseReason::kHandshakeTimeout), 0u) << "no request was pending";
 }
 
 }  // namespace

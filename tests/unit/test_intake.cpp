@@ -10,11 +10,11 @@ namespace odin {
 namespace {
 
 struct Checked {
-  std::optional<IntakeReject> reject;
-  IngestItem item;
+  std::optional<ops::IntakeReject> reject;
+  core::IngestItem item;
 };
 
-Checked check(IntakeFilter& filter, std::string_view subject, const std::string_view* type,
+Checked check(broker::IntakeFilter& filter, std::string_view subject, const std::string_view* type,
               std::string_view payload) {
   Checked c;
   c.reject = filter.check(subject, type, payload, c.item);
@@ -22,7 +22,7 @@ Checked check(IntakeFilter& filter, std::string_view subject, const std::string_
 }
 
 TEST(IntakeFilter, ChannelIsTheRestOfTheSubjectAndTypeComesFromTheHeader) {
-  IntakeFilter filter("odin.token.", 1024);
+  broker::IntakeFilter filter("odin.token.", 1024);
   const std::string_view type = "price:update";
   Checked c = check(filter, "odin.token.BTC-USD.v1", &type, R"({"p":1})");
   ASSERT_FALSE(c.reject);
@@ -37,7 +37,7 @@ TEST(IntakeFilter, ChannelIsTheRestOfTheSubjectAndTypeComesFromTheHeader) {
 }
 
 TEST(IntakeFilter, JsonIsRecognisedWhateverItsKind) {
-  IntakeFilter filter("p.", 1024);
+  broker::IntakeFilter filter("p.", 1024);
   for (std::string_view json : {"1", "\"s\"", "[1,2]", " {\"a\" : null} ", "true", "-0.5e3"}) {
     Checked c = check(filter, "p.X", nullptr, json);
     ASSERT_FALSE(c.reject) << json;
@@ -51,32 +51,33 @@ TEST(IntakeFilter, JsonIsRecognisedWhateverItsKind) {
 }
 
 TEST(IntakeFilter, RejectsWhatCannotBecomeAValidEnvelope) {
-  IntakeFilter filter("odin.token.", 16);
+  broker::IntakeFilter filter("odin.token.", 16);
   const std::string_view good_type = "t";
   const std::string long_type(129, 't');
   const std::string_view too_long = long_type;
   const std::string_view empty_type = "";
   const std::string_view bad_utf8_type = "\xc3";
-  EXPECT_EQ(check(filter, "other.BTC", nullptr, "1").reject, IntakeReject::kBadSubject);
-  EXPECT_EQ(check(filter, "odin.token.", nullptr, "1").reject, IntakeReject::kBadSubject);
-  EXPECT_EQ(check(filter, "odin.token.a/b", nullptr, "1").reject, IntakeReject::kBadSubject);
+  EXPECT_EQ(check(filter, "other.BTC", nullptr, "1").reject, ops::IntakeReject::kBadSubject);
+  EXPECT_EQ(check(filter, "odin.token.", nullptr, "1").reject, ops::IntakeReject::kBadSubject);
+  EXPECT_EQ(check(filter, "odin.token.a/b", nullptr, "1").reject, ops::IntakeReject::kBadSubject);
   EXPECT_EQ(check(filter, "odin.token." + std::string(129, 'x'), nullptr, "1").reject,
-            IntakeReject::kBadSubject);
-  EXPECT_EQ(check(filter, "odin.token.X", &too_long, "1").reject, IntakeReject::kBadType);
-  EXPECT_EQ(check(filter, "odin.token.X", &empty_type, "1").reject, IntakeReject::kBadType);
-  EXPECT_EQ(check(filter, "odin.token.X", &bad_utf8_type, "1").reject, IntakeReject::kBadType);
+            ops::IntakeReject::kBadSubject);
+  EXPECT_EQ(check(filter, "odin.token.X", &too_long, "1").reject, ops::IntakeReject::kBadType);
+  EXPECT_EQ(check(filter, "odin.token.X", &empty_type, "1").reject, ops::IntakeReject::kBadType);
+  EXPECT_EQ(check(filter, "odin.token.X", &bad_utf8_type, "1").reject, ops::IntakeReject::kBadType);
   EXPECT_EQ(check(filter, "odin.token.X", &good_type, std::string(17, '1')).reject,
-            IntakeReject::kOversized);
+            ops::IntakeReject::kOversized);
   EXPECT_FALSE(check(filter, "odin.token.X", &good_type, std::string(16, '1')).reject);
-  EXPECT_EQ(check(filter, "odin.token.X", nullptr, "\"\xff\"").reject, IntakeReject::kInvalidUtf8);
+  EXPECT_EQ(check(filter, "odin.token.X", nullptr, "\"\xff\"").reject,
+            ops::IntakeReject::kInvalidUtf8);
   EXPECT_EQ(check(filter, "odin.token.X", nullptr, "\xed\xa0\x80").reject,
-            IntakeReject::kInvalidUtf8);  // a surrogate
+            ops::IntakeReject::kInvalidUtf8);  // a surrogate
 }
 
 // Issue 12 item 12: a 65,536-sequence window forgot what it had handed over, so at a high rate a
 // redelivery after a lost ack went out twice. Whatever the distance, a repeat is a repeat.
 TEST(StreamDedupe, RepeatIsCaughtHoweverFarBack) {
-  StreamDedupe dedupe;
+  broker::StreamDedupe dedupe;
   const uint64_t handed_over = 300'000;  // over four times the old window
   for (uint64_t seq = 1; seq <= handed_over; ++seq)
     ASSERT_TRUE(dedupe.first_delivery(seq)) << seq;
@@ -86,7 +87,7 @@ TEST(StreamDedupe, RepeatIsCaughtHoweverFarBack) {
 }
 
 TEST(StreamDedupe, EverythingBelowTheNewestIsHandedOverExceptUnreadGaps) {
-  StreamDedupe dedupe;
+  broker::StreamDedupe dedupe;
   dedupe.reset(9);  // bound after 9: a redelivery of 9 or below is not ours to send
   EXPECT_FALSE(dedupe.first_delivery(9));
   EXPECT_TRUE(dedupe.first_delivery(10));
@@ -111,7 +112,7 @@ TEST(StreamDedupe, EverythingBelowTheNewestIsHandedOverExceptUnreadGaps) {
 }
 
 TEST(StreamDedupe, GapsBeyondTheNewestAreNotOpenedAndResetForgetsAll) {
-  StreamDedupe dedupe;
+  broker::StreamDedupe dedupe;
   EXPECT_TRUE(dedupe.first_delivery(100));
   dedupe.not_handed_over(150, 160);  // beyond the newest: nothing to open
   EXPECT_EQ(dedupe.open_gaps(), 0u);
@@ -127,20 +128,20 @@ TEST(StreamDedupe, GapsBeyondTheNewestAreNotOpenedAndResetForgetsAll) {
 }
 
 TEST(StreamDedupe, OpenGapsAreBoundedOldestForgottenFirst) {
-  StreamDedupe dedupe;
+  broker::StreamDedupe dedupe;
   uint64_t seq = 0;
-  for (size_t i = 0; i < StreamDedupe::kMaxOpenGaps + 10; ++i) {
+  for (size_t i = 0; i < broker::StreamDedupe::kMaxOpenGaps + 10; ++i) {
     seq += 3;
     ASSERT_TRUE(dedupe.first_delivery(seq));
     dedupe.not_handed_over(seq - 2, seq - 2);  // seq - 1 was read back: gaps do not merge
   }
-  EXPECT_EQ(dedupe.open_gaps(), StreamDedupe::kMaxOpenGaps);
+  EXPECT_EQ(dedupe.open_gaps(), broker::StreamDedupe::kMaxOpenGaps);
   EXPECT_FALSE(dedupe.first_delivery(1));  // forgotten: its loss was reported back then
   EXPECT_TRUE(dedupe.first_delivery(seq - 2));
 }
 
 TEST(PauseSwitch, PausesAboveAndResumesClearlyBelow) {
-  PauseSwitch pause(80);
+  broker::PauseSwitch pause(80);
   EXPECT_DOUBLE_EQ(pause.resume_below(), 70);
   EXPECT_FALSE(pause.update(80));  // at the line: not above it
   EXPECT_TRUE(pause.update(80.5));
@@ -150,19 +151,19 @@ TEST(PauseSwitch, PausesAboveAndResumesClearlyBelow) {
   EXPECT_TRUE(pause.paused());
   EXPECT_TRUE(pause.update(69.9));
   EXPECT_FALSE(pause.paused());
-  PauseSwitch low(5);
+  broker::PauseSwitch low(5);
   EXPECT_DOUBLE_EQ(low.resume_below(), 4);
 }
 
 TEST(RatePacer, UnlimitedTakesAll) {
-  RatePacer pacer(0);
+  broker::RatePacer pacer(0);
   EXPECT_TRUE(pacer.unlimited());
   EXPECT_EQ(pacer.take(1000, 1), 1000u);
   EXPECT_EQ(pacer.wait_ns(1), 0);
 }
 
 TEST(RatePacer, HoldsTheRateOverTime) {
-  RatePacer pacer(100);  // burst: 10
+  broker::RatePacer pacer(100);  // burst: 10
   int64_t now = 1'000'000'000;
   EXPECT_EQ(pacer.take(256, now), 10u);
   EXPECT_EQ(pacer.take(256, now), 0u);

@@ -42,9 +42,9 @@ struct Settled {
 
 // A source scripted by the test thread. Its IntakeSource members run on the intake thread; the
 // test thread reads what they recorded through the accessors, all under one mutex.
-class FakeSource final : public IntakeSource {
+class FakeSource final : public broker::IntakeSource {
  public:
-  explicit FakeSource(Hub& hub) : hub_(hub) {}
+  explicit FakeSource(hub::Hub& hub) : hub_(hub) {}
 
   // Test thread.
   void offer(std::vector<FakeMessage> messages) {
@@ -68,7 +68,7 @@ class FakeSource final : public IntakeSource {
   }
 
   // Intake thread.
-  Readiness prepare(IntakeRunner&) override {
+  Readiness prepare(broker::IntakeRunner&) override {
     std::lock_guard lock(mutex_);
     intake_thread_ = std::this_thread::get_id();
     prepare_times_.push_back(Clock::now());
@@ -82,7 +82,7 @@ class FakeSource final : public IntakeSource {
     failures_seen_.push_back(failures);
     return retry_unit_ms_ * failures;
   }
-  size_t collect(IntakeRunner& runner) override {
+  size_t collect(broker::IntakeRunner& runner) override {
     const size_t allowed = runner.take_allowance();
     {
       std::lock_guard lock(mutex_);
@@ -101,11 +101,11 @@ class FakeSource final : public IntakeSource {
     if (batch_.empty()) runner.sleep_ms(long_poll_ms_);  // the long poll that found nothing
     return batch_.size();
   }
-  void convert(IntakeRunner& runner) override {
+  void convert(broker::IntakeRunner& runner) override {
     for (const FakeMessage& m : batch_)
       runner.add(m.subject, nullptr, m.payload, ++pos_);
   }
-  void settle(IntakeRunner&) override {
+  void settle(broker::IntakeRunner&) override {
     if (batch_.empty()) return;
     std::lock_guard lock(mutex_);
     settled_.push_back(Settled{batch_.size(), hub_.messages_in()});
@@ -133,7 +133,7 @@ class FakeSource final : public IntakeSource {
   std::thread::id close_thread_;
 
  private:
-  Hub& hub_;
+  hub::Hub& hub_;
   mutable std::mutex mutex_;
   std::deque<FakeMessage> pending_;
   std::deque<Readiness> script_;
@@ -144,8 +144,8 @@ class FakeSource final : public IntakeSource {
   int64_t retry_unit_ms_ = 30;
 };
 
-Config test_config(BrokerKind broker) {
-  Config config;
+ops::Config test_config(ops::BrokerKind broker) {
+  ops::Config config;
   config.threads = 1;
   config.broker = broker;
   config.max_payload_bytes = 2000;
@@ -170,27 +170,28 @@ bool eventually(Done done, std::chrono::milliseconds limit = 10s) {
 }
 
 // Runs what the event loop has ready (the fan-out's drain turns) on this thread.
-void drain(EventLoop& loop) {
+void drain(net::EventLoop& loop) {
   loop.io().restart();
   while (loop.io().poll_one() != 0) {
   }
 }
 
-size_t rejected(const BrokerCounters& counters, IntakeReject reason) {
+size_t rejected(const ops::BrokerCounters& counters, ops::IntakeReject reason) {
   return counters.rejected[static_cast<size_t>(reason)].load();
 }
 
 struct Intake {
-  explicit Intake(Config config) : gateway(std::move(config)), source(gateway.hub()) {}
+  explicit Intake(ops::Config config) : gateway(std::move(config)), source(gateway.hub()) {}
   ~Intake() { runner.stop(); }
-  Gateway gateway;
-  BrokerCounters counters;
+  app::Gateway gateway;
+  ops::BrokerCounters counters;
   FakeSource source;
-  IntakeRunner runner{gateway.config(), gateway.resources(), counters, "test", &gateway.hub()};
+  broker::IntakeRunner runner{gateway.config(), gateway.resources(), counters, "test",
+                              &gateway.hub()};
 };
 
 TEST(IntakeRunner, HandsBatchesToTheHubInOrderAndSettlesEachOnlyAfter) {
-  Intake intake(test_config(BrokerKind::kJetStream));
+  Intake intake(test_config(ops::BrokerKind::kJetStream));
   intake.source.offer(messages(600));
   intake.runner.start(intake.source);
   ASSERT_TRUE(eventually([&] { return intake.counters.delivered.load() == 600; }));
@@ -200,9 +201,9 @@ TEST(IntakeRunner, HandsBatchesToTheHubInOrderAndSettlesEachOnlyAfter) {
   EXPECT_EQ(intake.gateway.hub().messages_in(), 600u);
   const auto settled = intake.source.read(&FakeSource::settled_);
   ASSERT_EQ(settled.size(), 3u);  // at most IntakeRunner::kBatch per hand-over
-  EXPECT_EQ(settled[0].size, IntakeRunner::kBatch);
-  EXPECT_EQ(settled[1].size, IntakeRunner::kBatch);
-  EXPECT_EQ(settled[2].size, 600 - 2 * IntakeRunner::kBatch);
+  EXPECT_EQ(settled[0].size, broker::IntakeRunner::kBatch);
+  EXPECT_EQ(settled[1].size, broker::IntakeRunner::kBatch);
+  EXPECT_EQ(settled[2].size, 600 - 2 * broker::IntakeRunner::kBatch);
   // Each batch was with the hub before it was settled (JetStream acks there).
   uint64_t handed = 0;
   for (const Settled& s : settled) {
@@ -215,8 +216,8 @@ TEST(IntakeRunner, HandsBatchesToTheHubInOrderAndSettlesEachOnlyAfter) {
 }
 
 TEST(IntakeRunner, SetupFailuresBackOffAndCountFromOneAgainOnceReady) {
-  Intake intake(test_config(BrokerKind::kNats));
-  using R = IntakeSource::Readiness;
+  Intake intake(test_config(ops::BrokerKind::kNats));
+  using R = broker::IntakeSource::Readiness;
   // Waiting (someone else reconnects) is neither a failure nor a success.
   intake.source.script({R::kFailed, R::kWaiting, R::kFailed, R::kFailed});
   intake.source.offer(messages(5));
@@ -240,7 +241,7 @@ TEST(IntakeRunner, SetupFailuresBackOffAndCountFromOneAgainOnceReady) {
 }
 
 TEST(IntakeRunner, JetStreamHoldsWhileTheFanOutIsBehindAndResumesAfter) {
-  Config config = test_config(BrokerKind::kJetStream);
+  ops::Config config = test_config(ops::BrokerKind::kJetStream);
   config.fanout_queue_bytes = 16 << 10;  // about 13 messages of 1000 bytes
   Intake intake(config);
   intake.source.set_max_per_collect(10);
@@ -253,10 +254,10 @@ TEST(IntakeRunner, JetStreamHoldsWhileTheFanOutIsBehindAndResumesAfter) {
   EXPECT_EQ(intake.gateway.hub().messages_in(), 20u);
   EXPECT_TRUE(intake.counters.fanout_behind.load());
   EXPECT_EQ(intake.counters.fanout_behind_episodes.load(), 1u);
-  EXPECT_EQ(rejected(intake.counters, IntakeReject::kFanoutBehind), 0u);  // held, not dropped
+  EXPECT_EQ(rejected(intake.counters, ops::IntakeReject::kFanoutBehind), 0u);  // held, not dropped
 
   // The event loop catches up: intake resumes and everything goes through.
-  EventLoop& loop = intake.gateway.worker(0).loop();
+  net::EventLoop& loop = intake.gateway.worker(0).loop();
   ASSERT_TRUE(eventually([&] {
     drain(loop);
     return intake.counters.delivered.load() == 40;
@@ -267,11 +268,11 @@ TEST(IntakeRunner, JetStreamHoldsWhileTheFanOutIsBehindAndResumesAfter) {
   }));
   intake.runner.stop();
   EXPECT_EQ(intake.gateway.hub().messages_in(), 40u);
-  EXPECT_EQ(rejected(intake.counters, IntakeReject::kFanoutBehind), 0u);
+  EXPECT_EQ(rejected(intake.counters, ops::IntakeReject::kFanoutBehind), 0u);
 }
 
 TEST(IntakeRunner, CoreIntakeDropsAndCountsWhileTheFanOutIsBehind) {
-  Config config = test_config(BrokerKind::kNats);
+  ops::Config config = test_config(ops::BrokerKind::kNats);
   config.fanout_queue_bytes = 64 << 10;
   Intake intake(config);
   intake.source.offer(messages(100, 1000));  // ~116 KB: past the mark once handed over
@@ -279,8 +280,8 @@ TEST(IntakeRunner, CoreIntakeDropsAndCountsWhileTheFanOutIsBehind) {
   ASSERT_TRUE(eventually([&] { return intake.counters.delivered.load() == 100; }));
 
   intake.source.offer(messages(100, 1000));
-  ASSERT_TRUE(
-      eventually([&] { return rejected(intake.counters, IntakeReject::kFanoutBehind) == 100; }));
+  ASSERT_TRUE(eventually(
+      [&] { return rejected(intake.counters, ops::IntakeReject::kFanoutBehind) == 100; }));
   intake.runner.stop();
   EXPECT_EQ(intake.counters.received.load(), 200u);
   EXPECT_EQ(intake.counters.delivered.load(), 100u);  // the dropped ones are not delivered
@@ -291,7 +292,7 @@ TEST(IntakeRunner, CoreIntakeDropsAndCountsWhileTheFanOutIsBehind) {
 }
 
 TEST(IntakeRunner, NothingIsTakenWhilePausedForCpu) {
-  Config config = test_config(BrokerKind::kRedis);
+  ops::Config config = test_config(ops::BrokerKind::kRedis);
   config.cpu_pause_threshold = -1;  // any CPU reading is above it
   Intake intake(config);
   intake.source.offer(messages(5));
@@ -306,7 +307,7 @@ TEST(IntakeRunner, NothingIsTakenWhilePausedForCpu) {
 }
 
 TEST(IntakeRunner, RateCapsPaceIntakeAndRefundsGoBack) {
-  Config config = test_config(BrokerKind::kNats);
+  ops::Config config = test_config(ops::BrokerKind::kNats);
   config.max_nats_rate = 100;  // a burst of 10
   {
     Intake intake(config);
@@ -318,8 +319,8 @@ TEST(IntakeRunner, RateCapsPaceIntakeAndRefundsGoBack) {
     EXPECT_LE(again, 10u);
   }
   {
-    Intake unlimited(test_config(BrokerKind::kNats));
-    EXPECT_EQ(unlimited.runner.take_allowance(), IntakeRunner::kBatch);
+    Intake unlimited(test_config(ops::BrokerKind::kNats));
+    EXPECT_EQ(unlimited.runner.take_allowance(), broker::IntakeRunner::kBatch);
   }
   Intake intake(config);
   intake.source.set_max_per_collect(4);  // uses less than it is allowed: the rest goes back
@@ -335,7 +336,7 @@ TEST(IntakeRunner, RateCapsPaceIntakeAndRefundsGoBack) {
 }
 
 TEST(IntakeRunner, RefusedMessagesAreCountedAndLoggedAtMostOnceEveryTenSeconds) {
-  Intake intake(test_config(BrokerKind::kNats));
+  Intake intake(test_config(ops::BrokerKind::kNats));
   auto lines = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100);
   const auto saved = spdlog::default_logger();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", lines));
@@ -353,8 +354,8 @@ TEST(IntakeRunner, RefusedMessagesAreCountedAndLoggedAtMostOnceEveryTenSeconds) 
   intake.runner.stop();
   spdlog::set_default_logger(saved);
 
-  EXPECT_EQ(rejected(intake.counters, IntakeReject::kBadSubject), 9u);
-  EXPECT_EQ(rejected(intake.counters, IntakeReject::kOversized), 3u);
+  EXPECT_EQ(rejected(intake.counters, ops::IntakeReject::kBadSubject), 9u);
+  EXPECT_EQ(rejected(intake.counters, ops::IntakeReject::kOversized), 3u);
   EXPECT_EQ(intake.counters.delivered.load(), 2u);
   EXPECT_EQ(intake.gateway.hub().messages_in(), 2u);
   size_t bad_subject_lines = 0;
@@ -370,7 +371,7 @@ TEST(IntakeRunner, RefusedMessagesAreCountedAndLoggedAtMostOnceEveryTenSeconds) 
 TEST(IntakeRunner, StopCutsWaitsShortAndClosesTheSourceOnceAfterTheThreadEnded) {
   {
     // In a long poll of the source's.
-    Intake intake(test_config(BrokerKind::kNats));
+    Intake intake(test_config(ops::BrokerKind::kNats));
     intake.source.set_long_poll_ms(60'000);
     intake.runner.start(intake.source);
     ASSERT_TRUE(eventually([&] { return intake.source.read(&FakeSource::collects_) == 1; }));
@@ -385,9 +386,9 @@ TEST(IntakeRunner, StopCutsWaitsShortAndClosesTheSourceOnceAfterTheThreadEnded) 
   }
   {
     // In the backoff after a failed setup.
-    Intake intake(test_config(BrokerKind::kNats));
+    Intake intake(test_config(ops::BrokerKind::kNats));
     intake.source.set_retry_unit_ms(60'000);
-    intake.source.script({IntakeSource::Readiness::kFailed});
+    intake.source.script({broker::IntakeSource::Readiness::kFailed});
     intake.runner.start(intake.source);
     ASSERT_TRUE(eventually([&] { return intake.source.read(&FakeSource::failures_seen_).size(); }));
     const auto asked = Clock::now();
@@ -399,7 +400,7 @@ TEST(IntakeRunner, StopCutsWaitsShortAndClosesTheSourceOnceAfterTheThreadEnded) 
   }
   {
     // Never started: nothing to stop, nothing closed.
-    Intake intake(test_config(BrokerKind::kNats));
+    Intake intake(test_config(ops::BrokerKind::kNats));
     EXPECT_FALSE(intake.runner.request_stop());
     intake.runner.join();
     EXPECT_EQ(intake.source.read(&FakeSource::closes_), 0u);

@@ -18,7 +18,7 @@ namespace {
 
 std::string json_quoted(std::string_view s) {
   std::string out;
-  json::append_string(out, s);
+  core::json::append_string(out, s);
   return out;
 }
 
@@ -27,7 +27,7 @@ TEST(JsonString, PlainTextIsOnlyQuoted) {
   EXPECT_EQ(json_quoted("BTCUSD"), "\"BTCUSD\"");
   EXPECT_EQ(json_quoted("a/b <tag> 'x' \x7f"), "\"a/b <tag> 'x' \x7f\"");  // no needless escapes
   std::string out = "{\"k\":";
-  json::append_string(out, "v");
+  core::json::append_string(out, "v");
   EXPECT_EQ(out, "{\"k\":\"v\"") << "appends, keeps what was there";
 }
 
@@ -91,7 +91,7 @@ TEST(JsonString, RoundTripsThroughAParser) {
     for (int i = 0; i < n; ++i)
       text += pieces[rng() % pieces.size()];
     std::string doc = "[";
-    json::append_string(doc, text);
+    core::json::append_string(doc, text);
     doc += "]";
     simdjson::dom::element root;
     ASSERT_EQ(parser.parse(doc).get(root), simdjson::SUCCESS) << doc;
@@ -139,23 +139,23 @@ std::vector<uint64_t> interesting_uints() {
 TEST(JsonNumbers, WriteUintAndDigits) {
   for (uint64_t value : interesting_uints()) {
     const std::string want = std::to_string(value);
-    char buf[json::kMaxUintDigits + 4];
+    char buf[core::json::kMaxUintDigits + 4];
     std::memset(buf, '#', sizeof(buf));
-    char* end = json::write_uint(buf, value);
+    char* end = core::json::write_uint(buf, value);
     ASSERT_EQ(std::string(buf, end), want);
     ASSERT_EQ(end - buf, static_cast<ptrdiff_t>(want.size()));
     ASSERT_EQ(buf[want.size()], '#') << "wrote past the end for " << value;
-    ASSERT_EQ(json::uint_digits(value), want.size()) << value;
+    ASSERT_EQ(core::json::uint_digits(value), want.size()) << value;
     std::string appended = "x";
-    json::append_uint(appended, value);
+    core::json::append_uint(appended, value);
     ASSERT_EQ(appended, "x" + want);
   }
-  EXPECT_EQ(json::uint_digits(0), 1u);
-  EXPECT_EQ(json::uint_digits(9), 1u);
-  EXPECT_EQ(json::uint_digits(10), 2u);
-  EXPECT_EQ(json::uint_digits(UINT64_MAX), 20u);
-  char buf[json::kMaxUintDigits];
-  EXPECT_EQ(json::write_uint(buf, UINT64_MAX), buf + 20);
+  EXPECT_EQ(core::json::uint_digits(0), 1u);
+  EXPECT_EQ(core::json::uint_digits(9), 1u);
+  EXPECT_EQ(core::json::uint_digits(10), 2u);
+  EXPECT_EQ(core::json::uint_digits(UINT64_MAX), 20u);
+  char buf[core::json::kMaxUintDigits];
+  EXPECT_EQ(core::json::write_uint(buf, UINT64_MAX), buf + 20);
   EXPECT_EQ(std::string(buf, 20), "18446744073709551615");
 }
 
@@ -165,14 +165,14 @@ TEST(JsonNumbers, AppendInt) {
         int64_t{1696284000000}, int64_t{-42}, std::numeric_limits<int64_t>::max(),
         std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::min() + 1}) {
     std::string out;
-    json::append_int(out, v);
+    core::json::append_int(out, v);
     EXPECT_EQ(out, std::to_string(v));
   }
 }
 
 std::string dbl(double v, int decimals) {
   std::string out;
-  json::append_double(out, v, decimals);
+  core::json::append_double(out, v, decimals);
   return out;
 }
 

@@ -23,7 +23,7 @@ system_clock::time_point sample_time() {
 
 std::string json_line(std::string_view msg) {
   std::string out;
-  append_json_log_line(out, "2026-11-23T10:00:00.123Z", "info", msg);
+  ops::append_json_log_line(out, "2026-11-23T10:00:00.123Z", "info", msg);
   return out;
 }
 
@@ -34,7 +34,7 @@ TEST(Log, JsonLineShape) {
 
 TEST(Log, JsonLineAppendsToWhatIsThere) {
   std::string out = "x";
-  append_json_log_line(out, "t", "warn", "m");
+  ops::append_json_log_line(out, "t", "warn", "m");
   EXPECT_EQ(out, "x{\"ts\":\"t\",\"level\":\"warn\",\"msg\":\"m\"}\n");
 }
 
@@ -61,37 +61,37 @@ TEST(Log, JsonPassesUtf8Through) {
 
 TEST(Log, Timestamps) {
   std::string ts;
-  append_iso_timestamp(ts, sample_time());
+  ops::append_iso_timestamp(ts, sample_time());
   EXPECT_EQ(ts, "2026-11-23T10:00:00.123Z");
   ts.clear();
-  append_iso_timestamp(ts, system_clock::time_point{});
+  ops::append_iso_timestamp(ts, system_clock::time_point{});
   EXPECT_EQ(ts, "1970-01-01T00:00:00.000Z");
   ts.clear();
-  append_iso_timestamp(ts, system_clock::time_point(std::chrono::milliseconds(-1)));
+  ops::append_iso_timestamp(ts, system_clock::time_point(std::chrono::milliseconds(-1)));
   EXPECT_EQ(ts, "1969-12-31T23:59:59.999Z");
   ts.clear();
   // Sub-millisecond parts are cut, not rounded up into the next second.
-  append_iso_timestamp(ts, system_clock::time_point(std::chrono::microseconds(1'999'999)));
+  ops::append_iso_timestamp(ts, system_clock::time_point(std::chrono::microseconds(1'999'999)));
   EXPECT_EQ(ts, "1970-01-01T00:00:01.999Z");
 }
 
 TEST(Log, LineInBothFormats) {
   std::string json;
-  append_log_line(json, LogFormat::kJson, sample_time(), "error", "boom \"x\"");
+  ops::append_log_line(json, ops::LogFormat::kJson, sample_time(), "error", "boom \"x\"");
   EXPECT_EQ(
       json,
       "{\"ts\":\"2026-11-23T10:00:00.123Z\",\"level\":\"error\",\"msg\":\"boom \\\"x\\\"\"}\n");
   std::string text;
-  append_log_line(text, LogFormat::kText, sample_time(), "info", "listening on :3002");
+  ops::append_log_line(text, ops::LogFormat::kText, sample_time(), "info", "listening on :3002");
   EXPECT_EQ(text, "2026-11-23T10:00:00.123Z info listening on :3002\n");
 }
 
 TEST(Log, TextKeepsOneLinePerMessage) {
   std::string text;
-  append_log_line(text, LogFormat::kText, sample_time(), "warn",
-                  std::string_view("a\nb\tc\x01\x7f"
-                                   "d \xc3\xa9",
-                                   11));
+  ops::append_log_line(text, ops::LogFormat::kText, sample_time(), "warn",
+                       std::string_view("a\nb\tc\x01\x7f"
+                                        "d \xc3\xa9",
+                                        11));
   EXPECT_EQ(text, "2026-11-23T10:00:00.123Z warn a\\nb\\tc\\x01\\x7fd \xc3\xa9\n");
 }
 
@@ -131,7 +131,7 @@ class StderrCapture {
 
 TEST(Log, InitLoggingJsonHonoursLevel) {
   StderrCapture capture;
-  init_logging(LogLevel::kInfo, LogFormat::kJson);
+  ops::init_logging(ops::LogLevel::kInfo, ops::LogFormat::kJson);
   spdlog::debug("hidden {}", 1);
   spdlog::info("hello {}", "\"world\"");
   spdlog::warn("careful");
@@ -146,7 +146,7 @@ TEST(Log, InitLoggingJsonHonoursLevel) {
 
 TEST(Log, InitLoggingText) {
   StderrCapture capture;
-  init_logging(LogLevel::kDebug, LogFormat::kText);
+  ops::init_logging(ops::LogLevel::kDebug, ops::LogFormat::kText);
   spdlog::trace("hidden");
   spdlog::debug("detail {}", 7);
   spdlog::error("failed");
@@ -160,14 +160,14 @@ TEST(Log, InitLoggingText) {
 TEST(Log, InitLoggingOffAndWarnFlushes) {
   {
     StderrCapture capture;
-    init_logging(LogLevel::kOff, LogFormat::kText);
+    ops::init_logging(ops::LogLevel::kOff, ops::LogFormat::kText);
     spdlog::error("silent");
     spdlog::default_logger()->flush();
     EXPECT_EQ(capture.text(), "");
   }
   {
     StderrCapture capture;
-    init_logging(LogLevel::kWarn, LogFormat::kJson);
+    ops::init_logging(ops::LogLevel::kWarn, ops::LogFormat::kJson);
     spdlog::info("below");
     spdlog::warn("flushed without an explicit flush");
     const std::string out = capture.text();

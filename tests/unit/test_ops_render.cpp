@@ -12,13 +12,13 @@
 namespace odin {
 namespace {
 
-OpsSnapshot sample_snapshot() {
-  OpsSnapshot s;
+ops::OpsSnapshot sample_snapshot() {
+  ops::OpsSnapshot s;
   s.threads.connections_accepted = 7;
   s.threads.connections_closed = 4;
-  s.threads.connections_rejected[static_cast<int>(RejectReason::kAtCapacity)] = 2;
-  s.threads.connections_rejected[static_cast<int>(RejectReason::kDraining)] = 1;
-  s.threads.connections_refused[static_cast<int>(RefuseReason::kOrigin)] = 5;
+  s.threads.connections_rejected[static_cast<int>(ops::RejectReason::kAtCapacity)] = 2;
+  s.threads.connections_rejected[static_cast<int>(ops::RejectReason::kDraining)] = 1;
+  s.threads.connections_refused[static_cast<int>(ops::RefuseReason::kOrigin)] = 5;
   s.threads.messages_out = 120;
   s.threads.bytes_out = 9000;
   s.threads.rate_limited = 3;
@@ -26,7 +26,7 @@ OpsSnapshot sample_snapshot() {
   s.threads.resumes_ok = 11;
   s.threads.resumes_failed = 12;
   s.threads.resumes_restored = 13;
-  s.fanout_latency.counts[HistogramSnapshot::bucket_of(200'000)] = 1;
+  s.fanout_latency.counts[ops::HistogramSnapshot::bucket_of(200'000)] = 1;
   s.fanout_latency.count = 1;
   s.fanout_latency.sum_ns = 200'000;
   s.fanout_latency.max_ns = 200'000;
@@ -50,8 +50,8 @@ OpsSnapshot sample_snapshot() {
   s.broker.counts.connected = true;
   s.broker.counts.received = 40;
   s.broker.counts.stream_reads_pending = 2;
-  s.broker.counts.rejected[static_cast<size_t>(IntakeReject::kBadSubject)] = 1;
-  s.broker.counts.rejected[static_cast<size_t>(IntakeReject::kOversized)] = 4;
+  s.broker.counts.rejected[static_cast<size_t>(ops::IntakeReject::kBadSubject)] = 1;
+  s.broker.counts.rejected[static_cast<size_t>(ops::IntakeReject::kOversized)] = 4;
   return s;
 }
 
@@ -71,7 +71,7 @@ bool has_line(const std::string& text, const std::string& line) {
 }
 
 TEST(RenderMetrics, ScalarsCarryHelpTypeAndValue) {
-  const std::string m = render_metrics(sample_snapshot());
+  const std::string m = ops::render_metrics(sample_snapshot());
   EXPECT_EQ(m.find("# HELP ws_connections_current Open WebSocket connections.\n"
                    "# TYPE ws_connections_current gauge\n"
                    "ws_connections_current 3\n"),
@@ -98,7 +98,7 @@ TEST(RenderMetrics, ScalarsCarryHelpTypeAndValue) {
 }
 
 TEST(RenderMetrics, FamiliesHaveOneHeadAndOneLinePerLabel) {
-  const std::string m = render_metrics(sample_snapshot());
+  const std::string m = ops::render_metrics(sample_snapshot());
   EXPECT_NE(m.find("# HELP ws_connections_rejected_total Upgrades refused with 503, by reason.\n"
                    "# TYPE ws_connections_rejected_total counter\n"
                    "ws_connections_rejected_total{reason=\"at_capacity\"} 2\n"
@@ -122,7 +122,7 @@ TEST(RenderMetrics, FamiliesHaveOneHeadAndOneLinePerLabel) {
 }
 
 TEST(RenderMetrics, EndsWithTheLatencyHistogram) {
-  const std::string m = render_metrics(sample_snapshot());
+  const std::string m = ops::render_metrics(sample_snapshot());
   EXPECT_NE(m.find("# HELP ws_fanout_latency_seconds Time from ingest to the write to the last "
                    "recipient on an event-loop thread.\n"
                    "# TYPE ws_fanout_latency_seconds histogram\n"),
@@ -134,7 +134,7 @@ TEST(RenderMetrics, EndsWithTheLatencyHistogram) {
 }
 
 TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
-  const std::vector<std::string> all = lines(render_metrics(sample_snapshot()));
+  const std::vector<std::string> all = lines(ops::render_metrics(sample_snapshot()));
   std::set<std::string> helped, typed;
   for (size_t i = 0; i < all.size(); ++i) {
     const std::string& line = all[i];
@@ -152,7 +152,7 @@ TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
 }
 
 TEST(RenderStats, IsTheExactDocument) {
-  EXPECT_EQ(render_stats(sample_snapshot()),
+  EXPECT_EQ(ops::render_stats(sample_snapshot()),
             R"({"currentConnections":3,"maxConnections":100,"connectionsAccepted":7,)"
             R"("connectionsRejected":3,"connectionsRefused":5,"sessions":6,"detachedSessions":1,)"
             R"("channels":8,"memoryMB":100.0,"cpuPercent":12.3,"messagesIn":40,"messagesOut":120,)"
@@ -164,7 +164,7 @@ TEST(RenderStats, IsTheExactDocument) {
 }
 
 TEST(RenderHealth, HealthyWithEveryCheck) {
-  const HealthReport h = render_health(sample_snapshot());
+  const ops::HealthReport h = ops::render_health(sample_snapshot());
   EXPECT_EQ(h.status, 200u);
   EXPECT_EQ(h.body,
             R"({"status":"healthy","checks":{"cpu":{"percentage":12.3,"threshold":75.0,)"
@@ -174,80 +174,80 @@ TEST(RenderHealth, HealthyWithEveryCheck) {
 }
 
 TEST(RenderHealth, DegradedWhenRefusingForAResource) {
-  OpsSnapshot s = sample_snapshot();
+  ops::OpsSnapshot s = sample_snapshot();
   s.cpu_percent = 80.0;
-  HealthReport h = render_health(s);
+  ops::HealthReport h = ops::render_health(s);
   EXPECT_EQ(h.status, 200u);
   EXPECT_EQ(h.body.rfind(R"({"status":"degraded","checks":{"cpu":{"percentage":80.0,)", 0), 0u);
   EXPECT_NE(h.body.find(R"("healthy":false)"), std::string::npos);
 
   s = sample_snapshot();
   s.websocket_connections = 100;
-  EXPECT_EQ(render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
+  EXPECT_EQ(ops::render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
   s = sample_snapshot();
   s.broker.counts.paused = true;
-  EXPECT_EQ(render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
+  EXPECT_EQ(ops::render_health(s).body.rfind(R"({"status":"degraded")", 0), 0u);
 }
 
 TEST(RenderHealth, UnhealthyWhenItCannotServe) {
-  OpsSnapshot s = sample_snapshot();
+  ops::OpsSnapshot s = sample_snapshot();
   s.broker.ready = false;  // connected, JetStream consumer not bound yet
-  HealthReport h = render_health(s);
+  ops::HealthReport h = ops::render_health(s);
   EXPECT_EQ(h.status, 503u);
   EXPECT_NE(h.body.find(R"("broker":{"connected":true,"ready":false,)"), std::string::npos);
 
   s = sample_snapshot();
   s.draining = true;
-  EXPECT_EQ(render_health(s).status, 503u);
+  EXPECT_EQ(ops::render_health(s).status, 503u);
   s = sample_snapshot();
   s.rss_bytes = s.memory_limit_bytes;
-  EXPECT_EQ(render_health(s).status, 503u);
+  EXPECT_EQ(ops::render_health(s).status, 503u);
 }
 
 TEST(RenderHealth, JetStreamReportsItsLosses) {
-  OpsSnapshot s = sample_snapshot();
+  ops::OpsSnapshot s = sample_snapshot();
   s.broker.name = "jetstream";
   s.broker.counts.history_restarts = 2;
   s.broker.counts.stream_resets = 1;
-  const std::string body = render_health(s).body;
+  const std::string body = ops::render_health(s).body;
   EXPECT_NE(body.find(R"("broker":{"connected":true,"ready":true,"type":"jetstream",)"
                       R"("paused":false,"history_restarts":2,"stream_resets":1}}})"),
             std::string::npos);
 }
 
 TEST(ThreadCounts, AddCountsSumsEveryField) {
-  ThreadStats a, b;
+  ops::ThreadStats a, b;
   a.connections_accepted.add(2);
   b.connections_accepted.add(3);
   a.tokens_refreshed.add();
-  b.refused(RefuseReason::kTlsFailed);
-  b.refused(RefuseReason::kTlsFailed);
-  a.connections_rejected[static_cast<int>(RejectReason::kCpu)].add(4);
-  ThreadCounts sums;
-  add_counts(sums, a);
-  add_counts(sums, b);
+  b.refused(ops::RefuseReason::kTlsFailed);
+  b.refused(ops::RefuseReason::kTlsFailed);
+  a.connections_rejected[static_cast<int>(ops::RejectReason::kCpu)].add(4);
+  ops::ThreadCounts sums;
+  ops::add_counts(sums, a);
+  ops::add_counts(sums, b);
   EXPECT_EQ(sums.connections_accepted, 5u);
   EXPECT_EQ(sums.tokens_refreshed, 1u);
-  EXPECT_EQ(sums.connections_refused[static_cast<int>(RefuseReason::kTlsFailed)], 2u);
-  EXPECT_EQ(sums.connections_rejected[static_cast<int>(RejectReason::kCpu)], 4u);
+  EXPECT_EQ(sums.connections_refused[static_cast<int>(ops::RefuseReason::kTlsFailed)], 2u);
+  EXPECT_EQ(sums.connections_rejected[static_cast<int>(ops::RejectReason::kCpu)], 4u);
   EXPECT_EQ(sums.messages_out, 0u);
 }
 
 TEST(BrokerCounts, CopyCountsCopiesEveryField) {
-  BrokerCounters live;
+  ops::BrokerCounters live;
   live.connected = true;
   live.stream_reads_pending = 3;
   live.publish_failures = 2;
   live.fanout_behind_episodes = 5;
-  live.reject(IntakeReject::kDuplicate);
-  BrokerCounts copy;
-  copy_counts(copy, live);
+  live.reject(ops::IntakeReject::kDuplicate);
+  ops::BrokerCounts copy;
+  ops::copy_counts(copy, live);
   EXPECT_TRUE(copy.connected);
   EXPECT_TRUE(copy.intake_ready);
   EXPECT_EQ(copy.stream_reads_pending, 3u);
   EXPECT_EQ(copy.publish_failures, 2u);
   EXPECT_EQ(copy.fanout_behind_episodes, 5u);
-  EXPECT_EQ(copy.rejected[static_cast<size_t>(IntakeReject::kDuplicate)], 1u);
+  EXPECT_EQ(copy.rejected[static_cast<size_t>(ops::IntakeReject::kDuplicate)], 1u);
   EXPECT_EQ(copy.received, 0u);
 }
 

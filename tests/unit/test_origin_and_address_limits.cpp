@@ -16,7 +16,7 @@ namespace odin {
 namespace {
 
 TEST(OriginPolicy, EmptyListAllowsEveryOrigin) {
-  EXPECT_TRUE(origin_allowed({}, "https://anything.example"));
+  EXPECT_TRUE(guard::origin_allowed({}, "https://anything.example"));
 }
 
 TEST(OriginPolicy, ExactAndWildcardEntries) {
@@ -25,28 +25,28 @@ TEST(OriginPolicy, ExactAndWildcardEntries) {
   for (const char* ok :
        {"https://app.example.com", "HTTPS://App.Example.COM", "http://localhost:3000",
         "https://a.example.org", "https://a.b.example.org"}) {
-    EXPECT_TRUE(origin_allowed(allowed, ok)) << ok;
+    EXPECT_TRUE(guard::origin_allowed(allowed, ok)) << ok;
   }
   for (const char* bad :
        {"https://app.example.com:443", "http://app.example.com", "https://app.example.co",
         "http://localhost:3001", "https://example.org", "https://.example.org",
         "http://a.example.org", "https://a.example.org:8443", "https://example.org.evil",
         "https://evil/x.example.org", "null", ""}) {
-    EXPECT_FALSE(origin_allowed(allowed, bad)) << bad;
+    EXPECT_FALSE(guard::origin_allowed(allowed, bad)) << bad;
   }
-  EXPECT_TRUE(origin_allowed(std::vector<std::string>{"*"}, "null"));
+  EXPECT_TRUE(guard::origin_allowed(std::vector<std::string>{"*"}, "null"));
 }
 
 TEST(AddressLimits, CountsPerAddressAndReleasesOnDestruction) {
-  AddressLimits limits(2);
-  AddressLimits::Slot a, b, c, other;
+  guard::AddressLimits limits(2);
+  guard::AddressLimits::Slot a, b, c, other;
   EXPECT_TRUE(limits.acquire(0x7f000007, a));
   EXPECT_TRUE(limits.acquire(0x7f000007, b));
   EXPECT_FALSE(limits.acquire(0x7f000007, c));
   EXPECT_TRUE(limits.acquire(0x7f000001, other));
   EXPECT_EQ(limits.count(0x7f000007), 2u);
   {
-    AddressLimits::Slot moved = std::move(a);  // a slot travels with its connection
+    guard::AddressLimits::Slot moved = std::move(a);  // a slot travels with its connection
     EXPECT_EQ(limits.count(0x7f000007), 2u);
   }
   EXPECT_EQ(limits.count(0x7f000007), 1u);
@@ -57,8 +57,8 @@ TEST(AddressLimits, CountsPerAddressAndReleasesOnDestruction) {
 }
 
 TEST(AddressLimits, ZeroMeansNoLimitAndNoCounting) {
-  AddressLimits limits(0);
-  std::vector<AddressLimits::Slot> slots(1000);
+  guard::AddressLimits limits(0);
+  std::vector<guard::AddressLimits::Slot> slots(1000);
   for (auto& slot : slots)
     EXPECT_TRUE(limits.acquire(1, slot));
   EXPECT_EQ(limits.count(1), 0u);
@@ -67,27 +67,27 @@ TEST(AddressLimits, ZeroMeansNoLimitAndNoCounting) {
 // WS_MAX_SOCKETS: every socket counts, whatever its address (behind a balancer they share one),
 // and a slot refused for its address gives its process-wide place back.
 TEST(AddressLimits, ProcessWideCapCountsEverySocketAndReleases) {
-  AddressLimits limits(0, 3);
-  std::vector<AddressLimits::Slot> slots(4);
-  EXPECT_EQ(limits.admit(1, slots[0]), AddressLimits::Verdict::kAdmitted);
-  EXPECT_EQ(limits.admit(2, slots[1]), AddressLimits::Verdict::kAdmitted);
-  EXPECT_EQ(limits.admit(3, slots[2]), AddressLimits::Verdict::kAdmitted);
-  EXPECT_EQ(limits.admit(4, slots[3]), AddressLimits::Verdict::kProcessFull);
+  guard::AddressLimits limits(0, 3);
+  std::vector<guard::AddressLimits::Slot> slots(4);
+  EXPECT_EQ(limits.admit(1, slots[0]), guard::AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(2, slots[1]), guard::AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(3, slots[2]), guard::AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(4, slots[3]), guard::AddressLimits::Verdict::kProcessFull);
   EXPECT_EQ(limits.total(), 3u);
   {
-    AddressLimits::Slot moved = std::move(slots[0]);  // travels with a migrating connection
+    guard::AddressLimits::Slot moved = std::move(slots[0]);  // travels with a migrating connection
     EXPECT_EQ(limits.total(), 3u);
   }
   EXPECT_EQ(limits.total(), 2u);
-  EXPECT_EQ(limits.admit(4, slots[3]), AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(limits.admit(4, slots[3]), guard::AddressLimits::Verdict::kAdmitted);
 
-  AddressLimits both(1, 2);
-  AddressLimits::Slot a, b, c;
-  EXPECT_EQ(both.admit(7, a), AddressLimits::Verdict::kAdmitted);
-  EXPECT_EQ(both.admit(7, b), AddressLimits::Verdict::kAddressFull);
+  guard::AddressLimits both(1, 2);
+  guard::AddressLimits::Slot a, b, c;
+  EXPECT_EQ(both.admit(7, a), guard::AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(both.admit(7, b), guard::AddressLimits::Verdict::kAddressFull);
   EXPECT_EQ(both.total(), 1u);
-  EXPECT_EQ(both.admit(8, b), AddressLimits::Verdict::kAdmitted);
-  EXPECT_EQ(both.admit(9, c), AddressLimits::Verdict::kProcessFull);
+  EXPECT_EQ(both.admit(8, b), guard::AddressLimits::Verdict::kAdmitted);
+  EXPECT_EQ(both.admit(9, c), guard::AddressLimits::Verdict::kProcessFull);
   a.reset();
   EXPECT_EQ(both.total(), 1u);
   EXPECT_EQ(both.count(7), 0u);
@@ -100,7 +100,7 @@ TEST(AddressLimits, ConcurrentAdmitsAndReleasesKeepBothCaps) {
   constexpr uint32_t kPerAddress = 3;
   constexpr uint32_t kTotal = 8;  // below 4 addresses x 3: both refusals happen
   constexpr int kThreads = 4;
-  AddressLimits limits(kPerAddress, kTotal);
+  guard::AddressLimits limits(kPerAddress, kTotal);
   std::atomic<int> held{0};
   std::atomic<int> held_peak{0};
   std::atomic<int> process_full{0};
@@ -110,13 +110,13 @@ TEST(AddressLimits, ConcurrentAdmitsAndReleasesKeepBothCaps) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       std::mt19937 random(static_cast<uint32_t>(t) + 1);
-      std::deque<AddressLimits::Slot> mine;
+      std::deque<guard::AddressLimits::Slot> mine;
       for (int i = 0; i < 20'000; ++i) {
         const uint32_t address = 100 + random() % 4;
         if (random() % 2 == 0 || mine.empty()) {
-          AddressLimits::Slot slot;
+          guard::AddressLimits::Slot slot;
           switch (limits.admit(address, slot)) {
-            case AddressLimits::Verdict::kAdmitted: {
+            case guard::AddressLimits::Verdict::kAdmitted: {
               const int now = held.fetch_add(1) + 1;
               int peak = held_peak.load();
               while (now > peak && !held_peak.compare_exchange_weak(peak, now)) {
@@ -125,10 +125,10 @@ TEST(AddressLimits, ConcurrentAdmitsAndReleasesKeepBothCaps) {
               mine.push_back(std::move(slot));
               break;
             }
-            case AddressLimits::Verdict::kProcessFull:
+            case guard::AddressLimits::Verdict::kProcessFull:
               process_full.fetch_add(1);
               break;
-            case AddressLimits::Verdict::kAddressFull:
+            case guard::AddressLimits::Verdict::kAddressFull:
               address_full.fetch_add(1);
               break;
           }

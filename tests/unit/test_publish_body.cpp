@@ -12,11 +12,11 @@ namespace {
 
 class PublishBody : public ::testing::Test {
  protected:
-  std::optional<PublishError> parse(std::string_view body) {
-    return parse_publish_body(body, parser_, batch_);
+  std::optional<core::PublishError> parse(std::string_view body) {
+    return core::parse_publish_body(body, parser_, batch_);
   }
   simdjson::dom::parser parser_;
-  PublishBatch batch_;
+  core::PublishBatch batch_;
 };
 
 TEST_F(PublishBody, OneObject) {
@@ -69,12 +69,12 @@ TEST_F(PublishBody, TypeLengthLimit) {
 
 TEST(PublishBodyLimit, DataOverWsMaxPayloadBytesIsRefusedNamingTheItem) {
   simdjson::dom::parser parser;
-  PublishBatch batch;
+  core::PublishBatch batch;
   // {"a" : "xxxxxxxxxx"} is 20 bytes as written.
   const std::string body =
       R"([{"channel":"A","data":1},{"channel":"B","data":{"a" : "xxxxxxxxxx"}}])";
-  EXPECT_FALSE(parse_publish_body(body, parser, batch, 20));
-  auto error = parse_publish_body(body, parser, batch, 19);
+  EXPECT_FALSE(core::parse_publish_body(body, parser, batch, 20));
+  auto error = core::parse_publish_body(body, parser, batch, 19);
   ASSERT_TRUE(error);
   EXPECT_EQ(error->index, 1);
   EXPECT_NE(error->message.find("WS_MAX_PAYLOAD_BYTES"), std::string::npos) << error->message;
@@ -121,19 +121,19 @@ TEST_F(PublishBody, DataIsTheClientsTextByteForByte) {
 TEST_F(PublishBody, FirstDataMemberAndItsWrittenSize) {
   ASSERT_FALSE(parse(R"({"channel":"a","data":"first","data":"second"})"));
   EXPECT_EQ(batch_.items[0].data, R"("first")");
-  EXPECT_FALSE(parse_publish_body(R"({"channel":"a","data":50000.10})", parser_, batch_, 8));
-  EXPECT_TRUE(parse_publish_body(R"({"channel":"a","data":50000.10})", parser_, batch_, 7));
+  EXPECT_FALSE(core::parse_publish_body(R"({"channel":"a","data":50000.10})", parser_, batch_, 8));
+  EXPECT_TRUE(core::parse_publish_body(R"({"channel":"a","data":50000.10})", parser_, batch_, 7));
 }
 
 TEST(PublishToken, BearerTokenMatchesOnlyTheWholeToken) {
-  EXPECT_TRUE(bearer_token_matches("Bearer s3cret", "s3cret"));
-  EXPECT_TRUE(bearer_token_matches("bearer s3cret", "s3cret"));  // the scheme is case-blind
+  EXPECT_TRUE(core::bearer_token_matches("Bearer s3cret", "s3cret"));
+  EXPECT_TRUE(core::bearer_token_matches("bearer s3cret", "s3cret"));  // the scheme is case-blind
   for (const char* wrong :
        {"", "Bearer", "Bearer ", "Bearer s3cre", "Bearer s3cret ", "Bearer s3creT",
         "Bearer s3crets", "Basic s3cret", "s3cret", "Bearer  s3cret"}) {
-    EXPECT_FALSE(bearer_token_matches(wrong, "s3cret")) << wrong;
+    EXPECT_FALSE(core::bearer_token_matches(wrong, "s3cret")) << wrong;
   }
-  EXPECT_FALSE(bearer_token_matches("Bearer ", ""));
+  EXPECT_FALSE(core::bearer_token_matches("Bearer ", ""));
 }
 
 }  // namespace

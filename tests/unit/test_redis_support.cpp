@@ -13,23 +13,23 @@
 namespace odin {
 namespace {
 
-RedisUrl ok(std::string_view text) {
-  auto r = parse_redis_url(text);
+broker::RedisUrl ok(std::string_view text) {
+  auto r = broker::parse_redis_url(text);
   if (auto* e = std::get_if<std::string>(&r)) {
     ADD_FAILURE() << text << ": " << *e;
     return {};
   }
-  return std::get<RedisUrl>(r);
+  return std::get<broker::RedisUrl>(r);
 }
 
 std::string error_of(std::string_view text) {
-  auto r = parse_redis_url(text);
+  auto r = broker::parse_redis_url(text);
   auto* e = std::get_if<std::string>(&r);
   return e ? *e : "";
 }
 
 TEST(RedisUrl, HostAloneTakesTheDefaults) {
-  const RedisUrl u = ok("redis://127.0.0.1");
+  const broker::RedisUrl u = ok("redis://127.0.0.1");
   EXPECT_EQ(u.host, "127.0.0.1");
   EXPECT_EQ(u.port, 6379);
   EXPECT_EQ(u.db, 0u);
@@ -39,7 +39,7 @@ TEST(RedisUrl, HostAloneTakesTheDefaults) {
 }
 
 TEST(RedisUrl, EveryPart) {
-  RedisUrl u = ok("redis://:s3cret@cache.internal:6380/5");
+  broker::RedisUrl u = ok("redis://:s3cret@cache.internal:6380/5");
   EXPECT_EQ(u.host, "cache.internal");
   EXPECT_EQ(u.port, 6380);
   EXPECT_EQ(u.db, 5u);
@@ -107,14 +107,14 @@ TEST(RedisUrl, BadValuesAreRefusedWithoutEchoingThem) {
 }
 
 TEST(RedisPattern, EscapesGlobCharactersOfThePrefix) {
-  EXPECT_EQ(redis_channel_pattern("odin.token."), "odin.token.*");
-  EXPECT_EQ(redis_channel_pattern("a?b[c]d\\e:"), "a\\?b\\[c\\]d\\\\e:*");
+  EXPECT_EQ(broker::redis_channel_pattern("odin.token."), "odin.token.*");
+  EXPECT_EQ(broker::redis_channel_pattern("a?b[c]d\\e:"), "a\\?b\\[c\\]d\\\\e:*");
 }
 
 TEST(RedisPayload, ObjectFormGivesTypeAndRawData) {
-  RedisPayloadReader reader;
+  broker::RedisPayloadReader reader;
   const std::string payload = R"( {"type":"price:update","data":{"p":1.10, "s":"x}"}} )";
-  RedisPayload p = reader.read(payload);
+  broker::RedisPayload p = reader.read(payload);
   EXPECT_TRUE(p.object_form);
   EXPECT_EQ(p.type, "price:update");
   EXPECT_EQ(p.data, R"({"p":1.10, "s":"x}"})");  // verbatim, not re-serialised
@@ -142,8 +142,8 @@ TEST(RedisPayload, ObjectFormGivesTypeAndRawData) {
 }
 
 TEST(RedisPayload, EscapedKeysAndTypeAreUnescaped) {
-  RedisPayloadReader reader;
-  RedisPayload p = reader.read(R"({"t\u0079pe":"caf\u00e9\n","d\u0061ta":[1]})");
+  broker::RedisPayloadReader reader;
+  broker::RedisPayload p = reader.read(R"({"t\u0079pe":"caf\u00e9\n","d\u0061ta":[1]})");
   EXPECT_TRUE(p.object_form);
   EXPECT_EQ(p.type, "caf\xc3\xa9\n");
   EXPECT_EQ(p.data, "[1]");
@@ -155,7 +155,7 @@ TEST(RedisPayload, EscapedKeysAndTypeAreUnescaped) {
 }
 
 TEST(RedisPayload, AnythingElseIsTheDataOfAMessage) {
-  RedisPayloadReader reader;
+  broker::RedisPayloadReader reader;
   for (const std::string& payload : {
            std::string("hello"), std::string(""), std::string("42"),
            std::string(R"(["type","data"])"),
@@ -170,7 +170,7 @@ TEST(RedisPayload, AnythingElseIsTheDataOfAMessage) {
            std::string(R"({"type":"a","data":1} x)"),          // trailing junk
            std::string("{\"type\":\"a\",\"data\":\"\xff\"}"),  // not UTF-8
        }) {
-    RedisPayload p = reader.read(payload);
+    broker::RedisPayload p = reader.read(payload);
     EXPECT_FALSE(p.object_form) << payload;
     EXPECT_EQ(p.data, payload);
     EXPECT_EQ(p.type, "");
@@ -178,16 +178,16 @@ TEST(RedisPayload, AnythingElseIsTheDataOfAMessage) {
 }
 
 TEST(RedisPayload, PublishedFormReadsBackAsItWasGiven) {
-  RedisPayloadReader reader;
-  std::string out = redis_publish_payload("trade", R"({"q":2})", true);
+  broker::RedisPayloadReader reader;
+  std::string out = broker::redis_publish_payload("trade", R"({"q":2})", true);
   EXPECT_EQ(out, R"({"type":"trade","data":{"q":2}})");
-  RedisPayload p = reader.read(out);
+  broker::RedisPayload p = reader.read(out);
   EXPECT_TRUE(p.object_form);
   EXPECT_EQ(p.type, "trade");
   EXPECT_EQ(p.data, R"({"q":2})");
 
   // Text that is not JSON travels as a JSON string; a type with quotes is escaped.
-  out = redis_publish_payload("say \"hi\"", "line\nbreak \"x\"", false);
+  out = broker::redis_publish_payload("say \"hi\"", "line\nbreak \"x\"", false);
   p = reader.read(out);
   EXPECT_TRUE(p.object_form) << out;
   EXPECT_EQ(p.type, "say \"hi\"");
@@ -197,12 +197,12 @@ TEST(RedisPayload, PublishedFormReadsBackAsItWasGiven) {
 TEST(RedisPayload, RawMemberOnlyLooksAtTheTopLevel) {
   simdjson::dom::parser parser;
   const std::string json = R"({"a":{"data":1},"b":[{"data":2}],"data":3})";
-  auto m = raw_member(json, "data", parser);
+  auto m = broker::raw_member(json, "data", parser);
   ASSERT_TRUE(m);
   EXPECT_EQ(*m, "3");
-  EXPECT_FALSE(raw_member(R"({"a":{"data":1}})", "data", parser));
-  EXPECT_FALSE(raw_member("[1]", "data", parser));
-  EXPECT_FALSE(raw_member("", "data", parser));
+  EXPECT_FALSE(broker::raw_member(R"({"a":{"data":1}})", "data", parser));
+  EXPECT_FALSE(broker::raw_member("[1]", "data", parser));
+  EXPECT_FALSE(broker::raw_member("", "data", parser));
 }
 
 }  // namespace

@@ -77,7 +77,7 @@ struct Visit {
   bool operator==(const Visit& o) const { return seq == o.seq && id == o.id; }
 };
 
-std::vector<Visit> visit_all(const ReplayRing<Handle>& ring, uint64_t from, uint64_t to,
+std::vector<Visit> visit_all(const core::ReplayRing<Handle>& ring, uint64_t from, uint64_t to,
                              uint32_t* returned = nullptr) {
   std::vector<Visit> out;
   const uint32_t n = ring.for_range(from, to, [&](uint64_t seq, const Handle& h) {
@@ -96,12 +96,12 @@ std::vector<uint64_t> seqs_of(const std::vector<Visit>& visits) {
 }
 
 TEST_F(ReplayRingTest, IsSmall) {
-  EXPECT_LE(sizeof(ReplayRing<void*>), 32u);
-  EXPECT_LE(sizeof(ReplayRing<Handle>), 32u);
+  EXPECT_LE(sizeof(core::ReplayRing<void*>), 32u);
+  EXPECT_LE(sizeof(core::ReplayRing<Handle>), 32u);
 }
 
 TEST_F(ReplayRingTest, StartsEmptyWithoutStorage) {
-  ReplayRing<Handle> ring(100);
+  core::ReplayRing<Handle> ring(100);
   EXPECT_TRUE(ring.empty());
   EXPECT_EQ(ring.size(), 0u);
   EXPECT_EQ(ring.capacity(), 100u);
@@ -110,7 +110,7 @@ TEST_F(ReplayRingTest, StartsEmptyWithoutStorage) {
 }
 
 TEST_F(ReplayRingTest, AllocatesExactlyCapacityOnceAtFirstPush) {
-  ReplayRing<Handle> ring(8);
+  core::ReplayRing<Handle> ring(8);
   ring.push(1, Handle(1));
   EXPECT_EQ(Handle::array_allocations, 1);
   const Handle* base = visit_all(ring, 1, 1).at(0).address;
@@ -127,7 +127,7 @@ TEST_F(ReplayRingTest, AllocatesExactlyCapacityOnceAtFirstPush) {
 }
 
 TEST_F(ReplayRingTest, KeepsTheLastCapacityInOrderAndReleasesEvictedOnce) {
-  ReplayRing<Handle> ring(5);
+  core::ReplayRing<Handle> ring(5);
   for (int seq = 1; seq <= 5; ++seq) {
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
     EXPECT_EQ(ring.size(), static_cast<uint32_t>(seq));
@@ -151,7 +151,7 @@ TEST_F(ReplayRingTest, KeepsTheLastCapacityInOrderAndReleasesEvictedOnce) {
 }
 
 TEST_F(ReplayRingTest, OldestNewestAndPopOldestAcrossTheWrap) {
-  ReplayRing<Handle> ring(4);
+  core::ReplayRing<Handle> ring(4);
   for (int seq = 1; seq <= 6; ++seq)  // wrapped: holds 3..6
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
   EXPECT_EQ(ring.oldest().id(), 3);
@@ -181,7 +181,7 @@ TEST_F(ReplayRingTest, OldestNewestAndPopOldestAcrossTheWrap) {
 }
 
 TEST_F(ReplayRingTest, ForRangeClipsToWhatIsHeld) {
-  ReplayRing<Handle> ring(5);
+  core::ReplayRing<Handle> ring(5);
   for (int seq = 1; seq <= 12; ++seq)  // holds 8..12, stored across the wrap point
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
   uint32_t n = 0;
@@ -207,7 +207,7 @@ TEST_F(ReplayRingTest, ForRangeClipsToWhatIsHeld) {
 }
 
 TEST_F(ReplayRingTest, AGapDropsEverythingHeldFirst) {
-  ReplayRing<Handle> ring(4);
+  core::ReplayRing<Handle> ring(4);
   for (int seq = 1; seq <= 6; ++seq)
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
   ring.push(10, Handle(10));  // forward gap
@@ -230,7 +230,7 @@ TEST_F(ReplayRingTest, AGapDropsEverythingHeldFirst) {
 }
 
 TEST_F(ReplayRingTest, AnySeqWhenEmptyIncludingZeroAndHuge) {
-  ReplayRing<Handle> ring(3);
+  core::ReplayRing<Handle> ring(3);
   ring.push(0, Handle(100));
   ring.push(1, Handle(101));
   EXPECT_EQ(ring.first_seq(), 0u);
@@ -246,7 +246,7 @@ TEST_F(ReplayRingTest, AnySeqWhenEmptyIncludingZeroAndHuge) {
 }
 
 TEST_F(ReplayRingTest, ClearReleasesEntriesAndStorage) {
-  ReplayRing<Handle> ring(6);
+  core::ReplayRing<Handle> ring(6);
   for (int seq = 1; seq <= 4; ++seq)
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
   ring.clear();
@@ -265,7 +265,7 @@ TEST_F(ReplayRingTest, ClearReleasesEntriesAndStorage) {
 
 TEST_F(ReplayRingTest, DestructorReleasesEverythingHeld) {
   {
-    ReplayRing<Handle> ring(4);
+    core::ReplayRing<Handle> ring(4);
     for (int seq = 1; seq <= 9; ++seq)
       ring.push(static_cast<uint64_t>(seq), Handle(seq));
     EXPECT_EQ(Handle::live, 4);
@@ -275,7 +275,7 @@ TEST_F(ReplayRingTest, DestructorReleasesEverythingHeld) {
 }
 
 TEST_F(ReplayRingTest, CapacityZeroKeepsNothing) {
-  ReplayRing<Handle> ring(0);
+  core::ReplayRing<Handle> ring(0);
   ring.push(1, Handle(1));
   ring.push(2, Handle(2));
   EXPECT_TRUE(ring.empty());
@@ -286,7 +286,7 @@ TEST_F(ReplayRingTest, CapacityZeroKeepsNothing) {
 }
 
 TEST_F(ReplayRingTest, CapacityOne) {
-  ReplayRing<Handle> ring(1);
+  core::ReplayRing<Handle> ring(1);
   for (int seq = 1; seq <= 5; ++seq) {
     ring.push(static_cast<uint64_t>(seq), Handle(seq));
     EXPECT_EQ(ring.first_seq(), static_cast<uint64_t>(seq));
@@ -297,17 +297,17 @@ TEST_F(ReplayRingTest, CapacityOne) {
 }
 
 TEST_F(ReplayRingTest, MoveLeavesTheSourceEmpty) {
-  ReplayRing<Handle> a(4);
+  core::ReplayRing<Handle> a(4);
   for (int seq = 1; seq <= 6; ++seq)
     a.push(static_cast<uint64_t>(seq), Handle(seq));
-  ReplayRing<Handle> b(std::move(a));
+  core::ReplayRing<Handle> b(std::move(a));
   EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): the moved-from state is specified
   EXPECT_TRUE(visit_all(a, 0, UINT64_MAX).empty());
   EXPECT_EQ(seqs_of(visit_all(b, 0, UINT64_MAX)), (std::vector<uint64_t>{3, 4, 5, 6}));
   a.push(1, Handle(100));  // still usable
   EXPECT_EQ(a.size(), 1u);
 
-  ReplayRing<Handle> c(2);
+  core::ReplayRing<Handle> c(2);
   c.push(50, Handle(50));
   c = std::move(b);  // releases what c held
   EXPECT_EQ(Handle::releases.count(50), 1u);
@@ -320,7 +320,7 @@ TEST_F(ReplayRingTest, MoveLeavesTheSourceEmpty) {
 TEST_F(ReplayRingTest, WorksWithACopyableSharedHandle) {
   auto message = std::make_shared<int>(42);
   {
-    ReplayRing<std::shared_ptr<int>> ring(3);
+    core::ReplayRing<std::shared_ptr<int>> ring(3);
     for (uint64_t seq = 1; seq <= 10; ++seq)
       ring.push(seq, message);  // copied in, as a fan-out pushes one message to many rings
     EXPECT_EQ(message.use_count(), 4);
@@ -333,7 +333,7 @@ TEST_F(ReplayRingTest, MatchesAModelUnderRandomOperations) {
   std::mt19937_64 rng(12345);
   int next_id = 0;  // unique across the whole test, so double releases show
   for (uint32_t capacity : {1u, 2u, 3u, 7u, 16u, 100u}) {
-    ReplayRing<Handle> ring(capacity);
+    core::ReplayRing<Handle> ring(capacity);
     std::deque<std::pair<uint64_t, int>> model;
     uint64_t next_seq = 1;
     for (int step = 0; step < 5000; ++step) {

@@ -18,27 +18,27 @@ namespace {
 using Names = std::vector<std::string_view>;
 
 TEST(RequestParts, PathAndQueryParam) {
-  EXPECT_EQ(path_of("/ws?channels=a"), "/ws");
-  EXPECT_EQ(path_of("/ws"), "/ws");
-  EXPECT_EQ(query_param("/ws?x=1&channels=a,b&y", "channels"), "a,b");
-  EXPECT_EQ(query_param("/ws?channels", "channels"), "");
-  EXPECT_EQ(query_param("/ws?channelsx=1", "channels"), "");
-  EXPECT_EQ(query_param("/ws", "channels"), "");
-  EXPECT_EQ(query_param("/ws?a=1&channels=first&channels=second", "channels"), "first");
+  EXPECT_EQ(http::path_of("/ws?channels=a"), "/ws");
+  EXPECT_EQ(http::path_of("/ws"), "/ws");
+  EXPECT_EQ(http::query_param("/ws?x=1&channels=a,b&y", "channels"), "a,b");
+  EXPECT_EQ(http::query_param("/ws?channels", "channels"), "");
+  EXPECT_EQ(http::query_param("/ws?channelsx=1", "channels"), "");
+  EXPECT_EQ(http::query_param("/ws", "channels"), "");
+  EXPECT_EQ(http::query_param("/ws?a=1&channels=first&channels=second", "channels"), "first");
 }
 
 TEST(RequestParts, SplitChannels) {
   Names out;
-  EXPECT_TRUE(split_channels("a,b%2Cc%2ca,d", out));
+  EXPECT_TRUE(http::split_channels("a,b%2Cc%2ca,d", out));
   EXPECT_EQ(out, (Names{"a", "b", "c", "d"}));
   out.clear();
-  EXPECT_TRUE(split_channels("", out));
+  EXPECT_TRUE(http::split_channels("", out));
   EXPECT_TRUE(out.empty());
-  EXPECT_TRUE(split_channels("a,", out));  // a trailing separator is tolerated
+  EXPECT_TRUE(http::split_channels("a,", out));  // a trailing separator is tolerated
   EXPECT_EQ(out, (Names{"a"}));
   for (std::string_view bad : {",a", "a,,b", "a%2C%2Cb", "a%20b", "x/y", "a,%2c"}) {
     out.clear();
-    EXPECT_FALSE(split_channels(bad, out)) << bad;
+    EXPECT_FALSE(http::split_channels(bad, out)) << bad;
   }
 }
 
@@ -59,17 +59,17 @@ TEST(RequestParts, SplitChannelsDedupesLongListsInOrder) {
   // both right after a name and far from it, and all three separators.
   std::string list = channel_list(300, "%2c", 2) + "," + channel_list(300, "%2C");
   Names out;
-  ASSERT_TRUE(split_channels(list, out, 300));
+  ASSERT_TRUE(http::split_channels(list, out, 300));
   ASSERT_EQ(out.size(), 300u);
   Names all;
-  ASSERT_TRUE(split_channels(list, all));  // no cap: same names
+  ASSERT_TRUE(http::split_channels(list, all));  // no cap: same names
   EXPECT_EQ(out, all);
   for (size_t i = 0; i < out.size(); ++i)
     EXPECT_EQ(out[i], "c" + std::to_string(i));
   // Duplicates never count toward the cap.
   out.clear();
   const std::string same = channel_list(1, ",", 2000);
-  ASSERT_TRUE(split_channels(same, out, 1));
+  ASSERT_TRUE(http::split_channels(same, out, 1));
   EXPECT_EQ(out, (Names{"c0"}));
 }
 
@@ -78,26 +78,26 @@ TEST(RequestParts, SplitChannelsStopsOnePastTheCap) {
   // reached and the caller sees more than its cap of 100.
   const std::string list = channel_list(4000, ",") + ",bad/name";
   Names out;
-  ASSERT_TRUE(split_channels(list, out, 100));
+  ASSERT_TRUE(http::split_channels(list, out, 100));
   ASSERT_EQ(out.size(), 101u);
   EXPECT_EQ(out.front(), "c0");
   EXPECT_EQ(out.back(), "c100");
   // Below the cap the whole list is read, and a bad name anywhere is refused.
   out.clear();
-  EXPECT_FALSE(split_channels(list, out, 4000));
+  EXPECT_FALSE(http::split_channels(list, out, 4000));
   out.clear();
   const std::string hundred = channel_list(100, "%2C");
-  ASSERT_TRUE(split_channels(hundred, out, 100));
+  ASSERT_TRUE(http::split_channels(hundred, out, 100));
   EXPECT_EQ(out.size(), 100u);
 }
 
 TEST(RequestParts, UpgradeRequestOf) {
-  HttpRequest request{boost::beast::http::verb::get, "/ws", 11};
+  http::HttpRequest request{boost::beast::http::verb::get, "/ws", 11};
   request.set(boost::beast::http::field::upgrade, "websocket");
   request.set(boost::beast::http::field::connection, "Upgrade");
   request.set(boost::beast::http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
   request.set(boost::beast::http::field::sec_websocket_version, "13");
-  const ws::UpgradeRequest up = upgrade_request_of(request);
+  const ws::UpgradeRequest up = http::upgrade_request_of(request);
   EXPECT_EQ(up.method, "GET");
   EXPECT_EQ(up.http_version, 11u);
   EXPECT_EQ(up.upgrade, "websocket");
@@ -110,8 +110,8 @@ TEST(RequestParts, UpgradeRequestOf) {
 // Feeds `reads` one after the other as Connection::feed_http does (unconsumed bytes kept);
 // returns the first error, or need_more.
 boost::beast::error_code feed(std::initializer_list<std::string_view> reads) {
-  std::optional<HttpRequestParser> parser;
-  start_request_parser(parser);
+  std::optional<http::HttpRequestParser> parser;
+  http::start_request_parser(parser);
   std::string pending;
   boost::beast::error_code ec;
   for (std::string_view read : reads) {
@@ -133,15 +133,16 @@ TEST(RequestParser, BadRequestLineInPiecesWaitsForTheEndOfTheHeader) {
   EXPECT_EQ(feed({"onne", "ction: Upgrade\r\nHost: x\r\n", "\r\n"}),
             boost::beast::http::error::bad_method);
   // ... and the wait is bounded by the header limit.
-  EXPECT_EQ(feed({"onne", "ction: Upgrade\r\n", std::string(kMaxHttpHeaderBytes, 'x')}),
+  EXPECT_EQ(feed({"onne", "ction: Upgrade\r\n", std::string(http::kMaxHttpHeaderBytes, 'x')}),
             boost::beast::http::error::header_limit);
 }
 
 TEST(RequestParser, Limits) {
   EXPECT_EQ(feed({"POST /publish HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n"}),
             boost::beast::http::error::body_limit);
-  EXPECT_EQ(feed({"GET / HTTP/1.1\r\nX: " + std::string(kMaxHttpHeaderBytes, 'x') + "\r\n\r\n"}),
-            boost::beast::http::error::header_limit);
+  EXPECT_EQ(
+      feed({"GET / HTTP/1.1\r\nX: " + std::string(http::kMaxHttpHeaderBytes, 'x') + "\r\n\r\n"}),
+      boost::beast::http::error::header_limit);
 }
 
 }  // namespace

@@ -29,35 +29,34 @@ using namespace odin::testing;
 
 // The upgrade of app/routes.cpp (handle_upgrade) without the gateway's admission, origin,
 // token and `?channels=` checks.
-class UpgradeRoutes final : public HttpRoutes {
+class UpgradeRoutes final : public http::HttpRoutes {
  public:
-  explicit UpgradeRoutes(std::vector<Worker*> workers) : workers_(std::move(workers)) {}
-  bool handle(HttpPhase& phase, HttpRequest& request) override {
-    Connection& conn = phase.connection();
-    const ws::UpgradeRequest up = upgrade_request_of(request);
+  explicit UpgradeRoutes(std::vector<app::Worker*> workers) : workers_(std::move(workers)) {}
+  bool handle(http::HttpPhase& phase, http::HttpRequest& request) override {
+    net::Connection& conn = phase.connection();
+    const ws::UpgradeRequest up = http::upgrade_request_of(request);
     const ws::UpgradeVerdict verdict = ws::check_upgrade(up);
     if (verdict.status != 101) {
       phase.respond_error(400, verdict.error, false);
       return false;
     }
-    ClientThread& clients = workers_.at(conn.loop().index())->clients();
+    session::ClientThread& clients = workers_.at(conn.loop().index())->clients();
     phase.send_raw(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Accept: " +
         ws::accept_key(up.key) + "\r\n\r\n");
-    Session& session =
-        clients.sessions().create(clients.new_session_id(), clients.config().replay_size);
-    session.client_address = conn.client_address();
-    auto owned = std::make_unique<Client>(clients, conn, CountedPlace());
-    Client& client = *owned;
+    session::Session& session = clients.sessions().create(
+        clients.new_session_id(), clients.config().replay_size, {conn.client_address(), ""});
+    auto owned = std::make_unique<session::Client>(clients, conn, core::CountedPlace());
+    session::Client& client = *owned;
     conn.set_handler(std::move(owned));
     client.bind_session(session, false);
-    send_welcome(client, session);
+    session::send_welcome(client, session);
     return false;
   }
 
  private:
-  std::vector<Worker*> workers_;
+  std::vector<app::Worker*> workers_;
 };
 
 // RFC 6455 1.3's example key and its accept value.
@@ -75,20 +74,20 @@ struct TwoWorkers {
         w1(config, 1, test_loop_parts(), test_client_parts()),
         hub({&w0.fanout(), &w1.fanout()}),
         routes({&w0, &w1}) {
-    const std::vector<ClientThread*> peers = {&w0.clients(), &w1.clients()};
+    const std::vector<session::ClientThread*> peers = {&w0.clients(), &w1.clients()};
     w0.clients().set_peers(peers);
     w1.clients().set_peers(peers);
   }
-  static Config make_config() {
-    Config config;
+  static ops::Config make_config() {
+    ops::Config config;
     config.threads = 2;
-    config.history_max_age = Millis(60'000);
+    config.history_max_age = ops::Millis(60'000);
     return config;
   }
   // A new client connection on `worker`, in its HTTP phase.
-  Connection* connect(Worker& worker, TcpPair& pair) {
-    return adopt_server_end(worker.loop(), pair, [this](Connection& c) {
-      return std::make_unique<HttpPhase>(c, config, routes);
+  net::Connection* connect(app::Worker& worker, TcpPair& pair) {
+    return adopt_server_end(worker.loop(), pair, [this](net::Connection& c) {
+      return std::make_unique<http::HttpPhase>(c, config, routes);
     });
   }
   // Upgrades and reads the welcome; returns the session it announces.
@@ -112,16 +111,16 @@ struct TwoWorkers {
     std::vector<std::string> data;
     for (int i = 0; i < count; ++i)
       data.push_back("{\"n\":" + std::to_string(first + i) + "}");
-    std::vector<IngestItem> items;
+    std::vector<core::IngestItem> items;
     for (const std::string& d : data)
-      items.push_back(IngestItem{"A", "tick", d, true});
+      items.push_back(core::IngestItem{"A", "tick", d, true});
     hub.ingest(items);
   }
 
-  const Config config;
-  Worker w0;
-  Worker w1;
-  Hub hub;
+  const ops::Config config;
+  app::Worker w0;
+  app::Worker w1;
+  hub::Hub hub;
   UpgradeRoutes routes;
 };
 
@@ -137,15 +136,15 @@ void expect_data(const Frame& frame, uint64_t seq, int n) {
 
 TEST(ResumeWorkers, AClientResumingOnAnotherWorkerMovesToItsSessionAndGetsWhatItMissed) {
   TwoWorkers t;
-  EventLoop& loop0 = t.w0.loop();
-  EventLoop& loop1 = t.w1.loop();
+  net::EventLoop& loop0 = t.w0.loop();
+  net::EventLoop& loop1 = t.w1.loop();
 
   // First connection, on worker 0.
   TcpPair first = make_tcp_pair();
   ClientEnd end_a{first.client.get()};
   ASSERT_NE(t.connect(t.w0, first), nullptr);
   const std::string session_text = t.upgrade(end_a);
-  const std::optional<SessionId> session_id = SessionId::parse(session_text);
+  const std::optional<session::SessionId> session_id = session::SessionId::parse(session_text);
   ASSERT_TRUE(session_id) << session_text;
   EXPECT_EQ(session_id->thread(), 0u);
   send_all(end_a.fd, masked_text("{\"type\":\"subscribe\",\"data\":{\"channels\":[\"A\"]}}"));
@@ -161,7 +160,7 @@ TEST(ResumeWorkers, AClientResumingOnAnotherWorkerMovesToItsSessionAndGetsWhatIt
 
   // It hangs up without a close frame: the session detaches and keeps being numbered.
   first.client.reset();
-  Session* session = t.w0.clients().sessions().find(*session_id);
+  session::Session* session = t.w0.clients().sessions().find(*session_id);
   ASSERT_NE(session, nullptr);
   ASSERT_TRUE(t.pump([&] { return session->detached(); }));
   t.publish(4, 4);
@@ -172,7 +171,7 @@ TEST(ResumeWorkers, AClientResumingOnAnotherWorkerMovesToItsSessionAndGetsWhatIt
   ClientEnd end_b{second.client.get()};
   ASSERT_NE(t.connect(t.w1, second), nullptr);
   const std::string fresh_text = t.upgrade(end_b);
-  const std::optional<SessionId> fresh_id = SessionId::parse(fresh_text);
+  const std::optional<session::SessionId> fresh_id = session::SessionId::parse(fresh_text);
   ASSERT_TRUE(fresh_id) << fresh_text;
   EXPECT_EQ(fresh_id->thread(), 1u);
   ASSERT_NE(t.w1.clients().sessions().find(*fresh_id), nullptr);
@@ -186,7 +185,8 @@ TEST(ResumeWorkers, AClientResumingOnAnotherWorkerMovesToItsSessionAndGetsWhatIt
     expect_data(frames[static_cast<size_t>(i)], seq, 4 + i);
     // The very bytes the session's ring holds for that seq.
     std::string tail;
-    session->ring().for_range(seq, seq, [&](uint64_t, const MessageRef& m) { tail = m->tail; });
+    session->ring().for_range(seq, seq,
+                              [&](uint64_t, const core::MessageRef& m) { tail = m->tail; });
     EXPECT_EQ(frames[static_cast<size_t>(i)].payload,
               "{\"seq\":" + std::to_string(seq) + "," + tail);
   }
@@ -219,12 +219,12 @@ TEST(ResumeWorkers, AResumeFromBeyondTheRingFailsAndTheClientKeepsItsFreshSessio
   ClientEnd end_a{first.client.get()};
   ASSERT_NE(t.connect(t.w0, first), nullptr);
   const std::string session_text = t.upgrade(end_a);
-  const std::optional<SessionId> session_id = SessionId::parse(session_text);
+  const std::optional<session::SessionId> session_id = session::SessionId::parse(session_text);
   ASSERT_TRUE(session_id);
   send_all(end_a.fd, masked_text("{\"type\":\"subscribe\",\"data\":{\"channels\":[\"A\"]}}"));
   ASSERT_EQ(t.read(end_a, 1).size(), 1u);
   first.client.reset();
-  Session* session = t.w0.clients().sessions().find(*session_id);
+  session::Session* session = t.w0.clients().sessions().find(*session_id);
   ASSERT_NE(session, nullptr);
   ASSERT_TRUE(t.pump([&] { return session->detached(); }));
   // More than the ring holds (replay_size) goes by.
@@ -236,7 +236,7 @@ TEST(ResumeWorkers, AResumeFromBeyondTheRingFailsAndTheClientKeepsItsFreshSessio
   ClientEnd end_b{second.client.get()};
   ASSERT_NE(t.connect(t.w1, second), nullptr);
   const std::string fresh_text = t.upgrade(end_b);
-  const std::optional<SessionId> fresh_id = SessionId::parse(fresh_text);
+  const std::optional<session::SessionId> fresh_id = session::SessionId::parse(fresh_text);
   ASSERT_TRUE(fresh_id);
   send_all(end_b.fd, masked_text("{\"type\":\"resume\",\"data\":{\"session\":\"" + session_text +
                                  "\",\"last_seq\":0}}"));
@@ -246,7 +246,7 @@ TEST(ResumeWorkers, AResumeFromBeyondTheRingFailsAndTheClientKeepsItsFreshSessio
             "{\"type\":\"error\",\"data\":{\"code\":\"resume_failed\",\"message\":\"session "
             "unknown, expired, or missed more than its replay buffer holds\"}}");
   // Back on worker 1 with its fresh session; the old one still detached on worker 0.
-  Session* fresh = t.w1.clients().sessions().find(*fresh_id);
+  session::Session* fresh = t.w1.clients().sessions().find(*fresh_id);
   ASSERT_NE(fresh, nullptr);
   ASSERT_NE(fresh->connection(), nullptr);
   EXPECT_EQ(&fresh->connection()->loop(), &t.w1.loop());

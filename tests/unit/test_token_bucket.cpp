@@ -13,7 +13,8 @@ namespace {
 constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kSecond = 1'000'000'000;
 
-int take_all(TokenBucket& b, const TokenBucketPolicy& p, int64_t now, int limit = 1'000'000) {
+int take_all(core::TokenBucket& b, const core::TokenBucketPolicy& p, int64_t now,
+             int limit = 1'000'000) {
   int taken = 0;
   while (taken < limit && b.try_take(p, now))
     ++taken;
@@ -21,12 +22,12 @@ int take_all(TokenBucket& b, const TokenBucketPolicy& p, int64_t now, int limit 
 }
 
 TEST(TokenBucket, IsSmall) {
-  EXPECT_LE(sizeof(TokenBucket), 16u);
+  EXPECT_LE(sizeof(core::TokenBucket), 16u);
 }
 
 TEST(TokenBucket, StartsFull) {
-  const TokenBucketPolicy p{10, 100};
-  const TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  const core::TokenBucket b;
   EXPECT_TRUE(b.full(p, 0));
   EXPECT_TRUE(b.full(p, 5 * kSecond));
   EXPECT_DOUBLE_EQ(b.tokens(p, 0), 100.0);
@@ -39,8 +40,8 @@ TEST(TokenBucket, BurstAllowsExactlyBurstImmediateTakes) {
   };
   for (const Case c : {Case{1, 1}, Case{2, 2}, Case{100, 100}, Case{2.5, 2}, Case{0.5, 0},
                        Case{0, 0}, Case{1000, 1000}}) {
-    const TokenBucketPolicy p{10, c.burst};
-    TokenBucket b;
+    const core::TokenBucketPolicy p{10, c.burst};
+    core::TokenBucket b;
     const int64_t t = 7 * kSecond;
     EXPECT_EQ(take_all(b, p, t), c.takes) << "burst " << c.burst;
     EXPECT_FALSE(b.try_take(p, t));
@@ -49,8 +50,8 @@ TEST(TokenBucket, BurstAllowsExactlyBurstImmediateTakes) {
 }
 
 TEST(TokenBucket, RefillsAtTheRate) {
-  const TokenBucketPolicy p{10, 100};  // one token per 100 ms
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};  // one token per 100 ms
+  core::TokenBucket b;
   int64_t t = 1 * kSecond;
   ASSERT_EQ(take_all(b, p, t), 100);
   EXPECT_FALSE(b.try_take(p, t + 100 * kMs - 1)) << "a token before its time";
@@ -64,8 +65,8 @@ TEST(TokenBucket, RefillsAtTheRate) {
 }
 
 TEST(TokenBucket, FineTimeSlicesAddUpExactly) {
-  const TokenBucketPolicy p{10, 100};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  core::TokenBucket b;
   int64_t t = 0;
   ASSERT_EQ(take_all(b, p, t), 100);
   // A busy client trying every millisecond for 10 s gets a token exactly every 100th try: no
@@ -78,8 +79,8 @@ TEST(TokenBucket, FineTimeSlicesAddUpExactly) {
 }
 
 TEST(TokenBucket, SustainedRateIsBurstPlusRateTimesTime) {
-  const TokenBucketPolicy p{10, 100};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  core::TokenBucket b;
   int taken = 0;
   for (int64_t t = 0; t <= 10 * kSecond; t += kMs) {
     if (b.try_take(p, t)) ++taken;
@@ -88,8 +89,8 @@ TEST(TokenBucket, SustainedRateIsBurstPlusRateTimesTime) {
 }
 
 TEST(TokenBucket, FractionalRate) {
-  const TokenBucketPolicy p{0.5, 3};  // one token per 2 s
-  TokenBucket b;
+  const core::TokenBucketPolicy p{0.5, 3};  // one token per 2 s
+  core::TokenBucket b;
   ASSERT_EQ(take_all(b, p, 0), 3);
   EXPECT_FALSE(b.try_take(p, 2 * kSecond - kMs));
   EXPECT_TRUE(b.try_take(p, 2 * kSecond));
@@ -97,8 +98,8 @@ TEST(TokenBucket, FractionalRate) {
 }
 
 TEST(TokenBucket, NeverExceedsTheBurst) {
-  const TokenBucketPolicy p{10, 100};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  core::TokenBucket b;
   int64_t t = 0;
   ASSERT_TRUE(b.try_take(p, t));
   t += 3600 * kSecond;  // an hour: full, not more
@@ -106,30 +107,30 @@ TEST(TokenBucket, NeverExceedsTheBurst) {
   EXPECT_DOUBLE_EQ(b.tokens(p, t), 100.0);
   EXPECT_EQ(take_all(b, p, t), 100);
   // Full and idle: the time spent full is not banked.
-  TokenBucket idle;
+  core::TokenBucket idle;
   EXPECT_EQ(take_all(idle, p, 1000 * kSecond), 100);
 }
 
 TEST(TokenBucket, LargeTimeJumpsAreSafe) {
-  const TokenBucketPolicy p{10, 100};
+  const core::TokenBucketPolicy p{10, 100};
   constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  TokenBucket b;
+  core::TokenBucket b;
   ASSERT_EQ(take_all(b, p, kMin), 100);  // the whole int64 range as elapsed time
   EXPECT_TRUE(b.full(p, kMax));
   EXPECT_EQ(take_all(b, p, kMax), 100);
   EXPECT_FALSE(b.try_take(p, kMax));
 
-  const TokenBucketPolicy fast{1e9, 1e6};  // a token every ns: products beyond 2^53
-  TokenBucket f;
+  const core::TokenBucketPolicy fast{1e9, 1e6};  // a token every ns: products beyond 2^53
+  core::TokenBucket f;
   ASSERT_EQ(take_all(f, fast, 0, 2'000'000), 1'000'000);
   EXPECT_TRUE(f.full(fast, kMax));
   EXPECT_DOUBLE_EQ(f.tokens(fast, kMax), 1e6);
 }
 
 TEST(TokenBucket, ClockGoingBackwardsNeitherAddsNorRemoves) {
-  const TokenBucketPolicy p{10, 100};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  core::TokenBucket b;
   const int64_t t = 1000 * kSecond;
   ASSERT_EQ(take_all(b, p, t), 100);
   ASSERT_TRUE(b.try_take(p, t + 150 * kMs));  // 1.5 refilled, one taken: 0.5 left
@@ -150,8 +151,8 @@ TEST(TokenBucket, ClockGoingBackwardsNeitherAddsNorRemoves) {
 }
 
 TEST(TokenBucket, QueriesDoNotChangeTheBucket) {
-  const TokenBucketPolicy p{10, 100};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, 100};
+  core::TokenBucket b;
   ASSERT_EQ(take_all(b, p, 0), 100);
   // Reading at later times must not move the refill point.
   EXPECT_TRUE(b.full(p, 100 * kSecond));
@@ -162,16 +163,16 @@ TEST(TokenBucket, QueriesDoNotChangeTheBucket) {
 }
 
 TEST(TokenBucket, ZeroRateNeverRefills) {
-  const TokenBucketPolicy p{0, 3};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{0, 3};
+  core::TokenBucket b;
   ASSERT_EQ(take_all(b, p, 0), 3);
   EXPECT_FALSE(b.try_take(p, 1'000'000 * kSecond));
   EXPECT_DOUBLE_EQ(b.tokens(p, 1'000'000 * kSecond), 0.0);
 }
 
 TEST(TokenBucket, BucketsSharingAPolicyAreIndependent) {
-  const TokenBucketPolicy p{1, 2};
-  TokenBucket a, b;
+  const core::TokenBucketPolicy p{1, 2};
+  core::TokenBucket a, b;
   EXPECT_EQ(take_all(a, p, 0), 2);
   EXPECT_TRUE(b.full(p, 0));
   EXPECT_EQ(take_all(b, p, 0), 2);
@@ -180,8 +181,8 @@ TEST(TokenBucket, BucketsSharingAPolicyAreIndependent) {
 }
 
 TEST(TokenBucket, HugeBurstActsAsUnlimited) {
-  const TokenBucketPolicy p{10, std::numeric_limits<double>::infinity()};
-  TokenBucket b;
+  const core::TokenBucketPolicy p{10, std::numeric_limits<double>::infinity()};
+  core::TokenBucket b;
   EXPECT_EQ(take_all(b, p, 0, 100'000), 100'000);
   EXPECT_TRUE(b.try_take(p, 0));
 }

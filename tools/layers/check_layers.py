@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The layer table of docs/architecture.md, checked: every `#include "folder/..."` in src/ must be
-allowed by the table. Prints each offending line as file:line and exits 1.
+allowed by the table, and every file of src/<folder>/ declares its code in namespace
+odin::<folder> (it may forward-declare in the namespace of a folder it may include). Prints each
+offending line as file:line and exits 1.
 
   check_layers.py            check (scripts/test.sh runs it before building)
   check_layers.py --matrix   print how many includes each folder makes of each other folder
@@ -56,6 +58,30 @@ def includes():
                 yield rel, number, folder, m.group(1)
 
 
+NAMESPACE = re.compile(r"^\s*namespace\s+(odin(?:::\w+)*)\s*\{")
+
+
+def namespace_problems():
+    """One namespace per folder: src/F/x declares odin::F (or odin::F::inner); it may open
+    odin::G of a folder G it may include, to forward-declare a type."""
+    for path in sorted(SRC.rglob("*")):
+        if path.suffix not in (".hpp", ".cpp"):
+            continue
+        rel = path.relative_to(SRC)
+        if len(rel.parts) < 2:
+            continue
+        folder = rel.parts[0]
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            m = NAMESPACE.match(line)
+            if not m:
+                continue
+            parts = m.group(1).split("::")
+            if len(parts) >= 2 and (parts[1] == folder or parts[1] in ALLOWED[folder]):
+                continue
+            yield (f"src/{rel}:{number}: {m.group(1)} in {folder}/ (its code belongs in "
+                   f"odin::{folder})")
+
+
 def main():
     matrix = {}
     problems = []
@@ -74,6 +100,7 @@ def main():
         allowed = ", ".join(sorted(ALLOWED[folder])) or "nothing"
         problems.append(f"src/{rel}:{number}: {folder}/ may not include {target}/ "
                         f"({folder}/ may include: {allowed})")
+    problems.extend(namespace_problems())
     for edge in sorted(set(PENDING) - seen_pending):
         problems.append(f"tools/layers/check_layers.py: PENDING lists {edge[0]} -> {edge[1]}, "
                         "which no longer occurs: remove the entry")
@@ -93,7 +120,7 @@ def main():
     if problems:
         print(f"layer check: {len(problems)} problem(s)")
         return 1
-    print("layer check: every include follows the layer table")
+    print("layer check: every include follows the layer table, every folder has its namespace")
     return 0
 
 
