@@ -523,8 +523,10 @@ class Bench:
                             stats.append(json.load(r))
                     result["server_stats"] = {
                         k: sum(s.get(k, 0) for s in stats)
-                        for k in ("messagesIn", "messagesOut", "slowClientDisconnects",
-                                  "conflatedMessages")}
+                        for k in ("messagesIn", "messagesOut", "slowClientDisconnects")}
+                    if all("conflatedMessages" in s for s in stats):  # latest-value subscriptions
+                        result["server_stats"]["conflatedMessages"] = sum(
+                            s["conflatedMessages"] for s in stats)
                 except Exception as e:
                     result["server_stats"] = {"error": str(e)}
             return result

@@ -890,6 +890,14 @@ class Worker {
           continue;
         }
         on_event(x.data.u32, x.events);
+        // A busy loop (a thousand sockets with data) must not starve the staleness samples.
+        if (board_ && t_all_ > 0 && (e & 63) == 63) {
+          const int64_t t = bench::realtime_ns();
+          if (t >= next_stale_ns_) {
+            sample_staleness(t);
+            next_stale_ns_ = t + stale_interval_ns_;
+          }
+        }
       }
       now = bench::realtime_ns();
       if (inflight_ > 0 && now >= next_timeout_check) {
