@@ -730,8 +730,8 @@ def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
     msg/s) when given, else found first as the maxrate scenario does (20-s steps of 25 msg/s per
     client; the highest with 100% delivered and p99 under 1 s). The load client reads what is
     published from NATS and samples every client's staleness every 100 ms; the gateway's RSS is
-    sampled every 250 ms. --quick: 2,000 clients, 10 s, no search (25/s per client unless
-    --rate)."""
+    sampled every 250 ms. When the search holds no rate (not even its first step), nothing more
+    is measured. --quick: 2,000 clients, 10 s, no search (25/s per client unless --rate)."""
     if "odin" not in targets:
         log("conflate: measures the odin target only; add it to --targets")
         return []
@@ -741,6 +741,10 @@ def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
     found = None
     if rate is None and not quick:
         found = highest_rate(b, "odin", runs)
+        if found is None:  # not even the first step: no rate to double; say so, measure nothing
+            log("conflate: the search held no rate (not even 25/s per client with p99 under 1 s); "
+                "give the deliverable rate with --rate")
+            return runs
     deliverable = rate or found or 25
     per_client = 2 * deliverable
     for delivery in ("latest", "all"):

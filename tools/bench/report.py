@@ -553,6 +553,16 @@ class Report:
                 for r in search)
             self.w(f"Deliverable rate, searched first: {tried}.")
             self.w()
+        elif main and main[0].get("deliverable_from") == "given":
+            held = [r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
+                    for r in self.s.get("maxrate", {}).get("runs", [])
+                    if r["setup"].get("target") == "odin" and ok(r) and r.get("delivery_percent", 0) >= 100
+                    and get(r, "latency_ms.p99") is not None and r["latency_ms"]["p99"] < 1000]
+            ref = (f" (the maxrate search above holds {max(held):.0f}/s for odin-ws, "
+                   f"{self.s['maxrate']['date'][:10]})" if held else "")
+            self.w(f"Deliverable rate given on the command line (`--rate`): "
+                   f"{main[0].get('deliverable_per_client')}/s per client{ref}.")
+            self.w()
         self.w("| delivery | per client (published/s) | clients connected | frames received per client (mean) / published | staleness p50 / p99 / max | staleness p99 with closed | disconnects (close codes) | gateway RSS: first publish / peak / at the stop | RSS growth, 2nd half of publishing | gateway CPU | conflated (gateway's count) | checks |")
         self.w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         verdicts = []
