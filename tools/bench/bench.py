@@ -508,7 +508,7 @@ class Bench:
                 result["during"] = during_result
             if per_instance:
                 result["instances"] = [s.figures() for s in per_instance]
-            if part or detail:
+            if part or detail or delivery:
                 result["host_cpu"] = host_cpu
                 if profiles:
                     result["profile"] = profiles
@@ -722,7 +722,7 @@ def maxrate(b, targets, quick, repeat):
     return runs
 
 
-def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
+def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None, quiet_wait=60):
     """Latest-value subscriptions under overload (docs/protocol.md): the sustained configuration
     (12,000 clients x 5 of 100 channels, 500-byte payloads) published at twice the per-client rate
     this machine can deliver, once with every client subscribed `latest` (no rate cap unless
@@ -730,8 +730,9 @@ def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
     msg/s) when given, else found first as the maxrate scenario does (20-s steps of 25 msg/s per
     client; the highest with 100% delivered and p99 under 1 s). The load client reads what is
     published from NATS and samples every client's staleness every 100 ms; the gateway's RSS is
-    sampled every 250 ms. When the search holds no rate (not even its first step), nothing more
-    is measured. --quick: 2,000 clients, 10 s, no search (25/s per client unless --rate)."""
+    sampled every 250 ms. Before each of the two runs it waits (up to quiet_wait s) for the
+    machine's other work to settle, and each run records how busy the machine was (host_cpu).
+    When the search holds no rate (not even its first step), nothing more is measured. --quick: 2,000 clients, 10 s, no search (25/s per client unless --rate)."""
     if "odin" not in targets:
         log("conflate: measures the odin target only; add it to --targets")
         return []
@@ -748,12 +749,15 @@ def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
     deliverable = rate or found or 25
     per_client = 2 * deliverable
     for delivery in ("latest", "all"):
+        quiet = wait_quiet(quiet_wait) if quiet_wait else None
         r = attempt(b, f"conflate {delivery} {per_client}/s per client", target="odin",
                     rate=per_client * shape["channels"] / shape["per_conn"], seconds=seconds,
                     delivery=delivery, max_hz=max_hz if delivery == "latest" else None,
                     observe=True, extra_wait=20, **shape)
         r["deliverable_per_client"] = deliverable
         r["deliverable_from"] = "given" if rate else ("search" if found else "default")
+        if quiet:
+            r["host_before"] = quiet
         if "error" not in r:
             st, cc = r.get("staleness_ms", {}), r.get("channel_check", {})
             srv = r.get("server", {})
@@ -761,7 +765,8 @@ def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None):
                 f"{st.get('max')} ms; closed {r.get('closed')} {r.get('close_codes')}; RSS publish "
                 f"start {srv.get('rss_kb_publish_start')} peak {srv.get('rss_kb_peak')} end "
                 f"{srv.get('rss_kb_end')} KiB; conflated {cc.get('conflated')}, final on newest "
-                f"{cc.get('final_newest')}/{cc.get('final_slots')}")
+                f"{cc.get('final_newest')}/{cc.get('final_slots')}; host other "
+                f"{r.get('host_cpu', {}).get('other_percent')}%")
         runs.append(r)
     return runs
 
@@ -943,7 +948,8 @@ def main():
                     help="length of the sustained runs (default 60), the scale runs (default 30) "
                          "and the conflate runs (default 30)")
     ap.add_argument("--quiet-wait", type=int, default=60,
-                    help="tls: seconds to wait before each run for other work on the machine to settle (0: don't)")
+                    help="tls, scale, conflate: seconds to wait before each run for other work on "
+                         "the machine to settle (0: don't)")
     ap.add_argument("--no-profile", action="store_true", help="tls: no perf profiles")
     ap.add_argument("--connections", type=int, default=None,
                     help="scale: clients (default 100,000; 10,000 with --quick)")
@@ -978,7 +984,7 @@ def main():
             runs = scale(b, targets, a.quick, a.repeat or 3, a.instances, a.quiet_wait,
                          a.seconds or 30, a.connections, a.broker)
         elif name == "conflate":
-            runs = conflate(b, targets, a.quick, 1, a.rate, a.seconds or 30, a.max_hz)
+            runs = conflate(b, targets, a.quick, 1, a.rate, a.seconds or 30, a.max_hz, a.quiet_wait)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
         notes = {"quick": a.quick, "threads": a.threads}
@@ -992,7 +998,13 @@ def main():
                                       and setup.get("broker", "nats") == a.broker
                                       and setup.get("threads", 0) == a.threads)
         if name == "conflate":
-            notes.update(rate=a.rate, max_hz=a.max_hz)
+            notes.update(rate=a.rate, max_hz=a.max_hz, quiet_wait=a.quiet_wait)
+            # Runs at another per-client rate stay (the report shows each rate's pair); a new
+            # search replaces the old one.
+            rates = {r["setup"]["rate"] for r in runs if not r["setup"].get("search")}
+            searched = any(r["setup"].get("search") for r in runs)
+            replaces = lambda setup: (searched if setup.get("search")
+                                      else setup.get("rate") in rates)
         # tls runs are all of the odin target: they replace the earlier tls runs
         save(name, runs, command, notes, ["odin"] if name in ("tls", "scale", "conflate") else targets,
              replaces)

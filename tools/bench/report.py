@@ -545,7 +545,9 @@ class Report:
         if runs is None:
             return
         search = [r for r in runs if r["setup"].get("search")]
-        main = [r for r in runs if r["setup"].get("delivery")]
+        pc = lambda r: r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
+        main = sorted([r for r in runs if r["setup"].get("delivery")],
+                      key=lambda r: (pc(r), r["setup"]["delivery"] != "latest"))
         if search:
             tried = "; ".join(
                 f"{r['setup']['rate'] * r['setup']['per_conn'] / r['setup']['channels']:.0f}/s ("
@@ -553,24 +555,25 @@ class Report:
                 for r in search)
             self.w(f"Deliverable rate, searched first: {tried}.")
             self.w()
-        elif main and main[0].get("deliverable_from") == "given":
+        given = sorted({r.get("deliverable_per_client") for r in main if r.get("deliverable_from") == "given"})
+        if given:
             held = [r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
                     for r in self.s.get("maxrate", {}).get("runs", [])
                     if r["setup"].get("target") == "odin" and ok(r) and r.get("delivery_percent", 0) >= 100
                     and get(r, "latency_ms.p99") is not None and r["latency_ms"]["p99"] < 1000]
             ref = (f" (the maxrate search above holds {max(held):.0f}/s for odin-ws, "
                    f"{self.s['maxrate']['date'][:10]})" if held else "")
-            self.w(f"Deliverable rate given on the command line (`--rate`): "
-                   f"{main[0].get('deliverable_per_client')}/s per client{ref}.")
+            self.w("Deliverable rates given on the command line (`--rate`), each run at twice it: "
+                   + ", ".join(f"{g}/s per client, published at {2 * g}/s" for g in given) + f"{ref}.")
             self.w()
-        self.w("| delivery | per client (published/s) | clients connected | frames received per client (mean) / published | staleness p50 / p99 / max | staleness p99 with closed | disconnects (close codes) | gateway RSS: first publish / peak / at the stop | RSS growth, 2nd half of publishing | gateway CPU | conflated (gateway's count) | checks |")
-        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        self.w("| delivery | per client (published/s) | clients connected | frames received per client (mean) / published | staleness p50 / p99 / max | staleness p99 with closed | disconnects (close codes) | gateway RSS: first publish / peak / at the stop | RSS growth, 2nd half of publishing | gateway CPU (100% = 1 core) | conflated (gateway's count) | checks | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         verdicts = []
         for r in main:
             d = r["setup"]["delivery"] + (f", max_hz {r['setup']['max_hz']}" if r["setup"].get("max_hz") else "")
-            per_client = r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
+            per_client = pc(r)
             if not ok(r):
-                self.w(f"| {d} | {per_client:.0f}/s | failed: {r['error'][:160]} | | | | | | | | | |")
+                self.w(f"| {d} | {per_client:.0f}/s | failed: {r['error'][:160]} | | | | | | | | | | |")
                 continue
             st, stc, cc, srv = (r.get("staleness_ms") or {}), (r.get("staleness_with_closed_ms") or {}), \
                 (r.get("channel_check") or {}), (r.get("server") or {})
@@ -594,18 +597,20 @@ class Report:
             self.w(f"| {d} | {per_client:.0f}/s ({r['setup']['rate']:,.0f}/s) | {r.get('connections', 0):,} of {r['setup']['connections']:,} | "
                    f"{received:,.0f} / {published:,.0f} | {fmt(st.get('p50'), ' ms')} / **{fmt(st.get('p99'), ' ms')}** / {fmt(st.get('max'), ' ms')} | "
                    f"{fmt(stc.get('p99'), ' ms')} | **{r.get('closed', 0):,}** ({codes}) | {mib(srv.get('rss_kb_publish_start'))} / {mib(srv.get('rss_kb_peak'))} / {mib(srv.get('rss_kb_end'))} | "
-                   f"{fmt(growth, ' MiB')} | {fmt(srv.get('cpu_percent'), '%', 0)} | {cc.get('conflated', 0):,} ({fmt(get(r, 'server_stats.conflatedMessages'), '', 0)}) | {'; '.join(checks)} |")
+                   f"{fmt(growth, ' MiB')} | {fmt(srv.get('cpu_percent'), '%', 0)} | {cc.get('conflated', 0):,} ({fmt(get(r, 'server_stats.conflatedMessages'), '', 0)}) | {'; '.join(checks)} | "
+                   f"{fmt(get(r, 'host_cpu.other_percent'), '%', 0)} |")
+            at = f"at {per_client:.0f}/s per client"
             if r["setup"]["delivery"] == "latest":
                 start = srv.get("rss_kb_publish_start") or 0
                 flat = growth is not None and start and growth * 1024 <= 0.05 * start
                 verdicts += [
-                    f"- p99 staleness at most 1 s with `latest`: **{'met' if st.get('p99', 1e9) <= 1000 else 'not met'}** ({fmt(st.get('p99'), ' ms')})",
-                    f"- zero disconnects with `latest`: **{'met' if r.get('closed', 1) == 0 and r.get('failed', 1) == 0 else 'not met'}** ({r.get('closed', 0):,} closed, {r.get('failed', 0):,} failed to connect)",
-                    f"- gateway memory flat with `latest` (RSS grows by at most 5% of its value at the first publish over the second half of publishing): "
+                    f"- {at}, p99 staleness at most 1 s with `latest`: **{'met' if st.get('p99', 1e9) <= 1000 else 'not met'}** ({fmt(st.get('p99'), ' ms')}; `all`: see its row)",
+                    f"- {at}, zero disconnects with `latest`: **{'met' if r.get('closed', 1) == 0 and r.get('failed', 1) == 0 else 'not met'}** ({r.get('closed', 0):,} closed, {r.get('failed', 0):,} failed to connect)",
+                    f"- {at}, gateway memory flat with `latest` (RSS grows by at most 5% of its value at the first publish over the second half of publishing): "
                     f"**{'met' if flat else 'not met'}** ({fmt(growth, ' MiB')})",
                 ]
             else:
-                verdicts.append(f"- `all` at the same load: {r.get('closed', 0):,} of {r.get('connections', 0):,} clients cut ({codes})")
+                verdicts.append(f"- {at}, `all`: {r.get('closed', 0):,} of {r.get('connections', 0):,} clients cut ({codes})")
         self.w()
         if verdicts:
             self.w("Against the targets of the issue:")
@@ -613,7 +618,8 @@ class Report:
             for v in verdicts:
                 self.w(v)
             self.w()
-        good = [r for r in main if ok(r) and r.get("timeline")]
+        top = max((pc(r) for r in main), default=None)
+        good = [r for r in main if ok(r) and r.get("timeline") and pc(r) == top]
         if good:
             fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
             for r, color in zip(good, ("#1f77b4", "#d62728")):
@@ -633,10 +639,10 @@ class Report:
             a1.set_yscale("log")
             a1.set_xlabel("seconds since the clients were connected")
             a1.set_ylabel("staleness p99 of that second's samples, ms")
-            a1.set_title("Staleness (open clients)")
+            a1.set_title(f"Staleness (open clients), {top:.0f}/s per client")
             a2.set_xlabel("seconds since the clients were connected")
             a2.set_ylabel("gateway RSS, MiB")
-            a2.set_title("Gateway memory")
+            a2.set_title(f"Gateway memory, {top:.0f}/s per client")
             for ax in (a1, a2):
                 ax.legend(fontsize=8)
                 ax.grid(True, which="both", alpha=0.3)
