@@ -61,6 +61,14 @@ Subscriber::Subscription* Subscriber::find_in(const ChannelSubscribers* channel)
   return nullptr;
 }
 
+namespace {
+
+int64_t interval_of(const DeliveryOptions& options) {
+  return options.max_hz > 0 ? static_cast<int64_t>(1e9 / options.max_hz) : 0;
+}
+
+}  // namespace
+
 bool SubscriptionIndex::subscribe(Subscriber& subscriber, std::string_view channel) {
   if (subscriber.find(channel)) return false;
   return subscribe(subscriber, channel, DeliveryOptions{});
@@ -70,6 +78,12 @@ bool SubscriptionIndex::subscribe(Subscriber& subscriber, std::string_view chann
                                   const DeliveryOptions& options) {
   if (Subscriber::Subscription* existing = subscriber.find(channel)) {
     if (existing->options == options) return false;
+    if (existing->options.latest && options.latest) {
+      // Another rate: the held message, its count and the time of the last one sent stay.
+      existing->options = options;
+      existing->latest->min_interval_ns = interval_of(options);
+      return false;
+    }
     unlink(*existing);
     existing->options = options;
     link(subscriber, *existing);
@@ -93,9 +107,7 @@ void SubscriptionIndex::link(Subscriber& subscriber, Subscriber::Subscription& s
   sub.latest = std::make_unique<LatestSlot>();
   sub.latest->subscriber = &subscriber;
   sub.latest->channel = &channel;
-  if (sub.options.max_hz > 0) {
-    sub.latest->min_interval_ns = static_cast<int64_t>(1e9 / sub.options.max_hz);
-  }
+  sub.latest->min_interval_ns = interval_of(sub.options);
   channel.latest_subscribers.push_back(sub.latest.get());
   sub.position = static_cast<uint32_t>(channel.latest_subscribers.size() - 1);
   ++latest_count_;

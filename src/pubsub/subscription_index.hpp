@@ -38,9 +38,13 @@ struct LatestSlot {
   Subscriber* subscriber;
   ChannelSubscribers* channel;
   int64_t min_interval_ns = 0;  // 1 s / max_hz; 0: no cap
-  int64_t next_send_ns = 0;     // with a cap: nothing goes out before this (steady_ns)
-  core::MessageRef held;        // change through SubscriptionIndex::hold / take_held
-  uint32_t skipped = 0;         // skipped since the last message sent: its `conflated`
+  int64_t last_sent_ns = 0;     // steady_ns of the last message sent; 0: none yet
+  // Whether the rate lets a message go at `now_ns`: 1/max_hz after the previous one.
+  bool due(int64_t now_ns) const {
+    return min_interval_ns == 0 || last_sent_ns == 0 || now_ns - last_sent_ns >= min_interval_ns;
+  }
+  core::MessageRef held;  // change through SubscriptionIndex::hold / take_held
+  uint32_t skipped = 0;   // skipped since the last message sent: its `conflated`
 };
 
 struct ChannelSubscribers {

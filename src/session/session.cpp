@@ -92,12 +92,7 @@ uint32_t Session::conflated_of(uint64_t seq) const {
 bool Session::send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& message,
                              int64_t now_ns, net::OutBatch& out) {
   const uint32_t conflated = std::exchange(slot.skipped, 0);
-  if (slot.min_interval_ns != 0) {
-    // Keep the cadence (a timer tick late does not push every later slot back), but never
-    // send a burst to catch up after a quiet spell.
-    const int64_t due = slot.next_send_ns;
-    slot.next_send_ns = (now_ns - due < slot.min_interval_ns ? due : now_ns) + slot.min_interval_ns;
-  }
+  slot.last_sent_ns = now_ns;
   return deliver(message, out, conflated);
 }
 
@@ -105,7 +100,7 @@ LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::Late
                                   const core::MessageRef& message, int64_t now_ns,
                                   size_t conflate_bytes, net::OutBatch& out) {
   const bool connected = connection_ != nullptr && connection_->accepts_data();
-  if (connected && !congested(conflate_bytes) && now_ns >= slot.next_send_ns) {
+  if (connected && !congested(conflate_bytes) && slot.due(now_ns)) {
     if (slot.held) {  // a timer tick had not come yet: the newer one goes instead
       index.take_held(slot);
       index.count_conflated(slot, 1);
@@ -131,7 +126,7 @@ bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t
       any_held = true;  // the connection's turn: on_flushed or a resume lists it again
       continue;
     }
-    if (now_ns < slot->next_send_ns) {
+    if (!slot->due(now_ns)) {
       held_for_rate = any_held = true;
       continue;
     }
