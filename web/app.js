@@ -1,13 +1,15 @@
 // The live ticker page (index.html): one OdinClient, a price board of the subscribed channels, a
 // channel picker, the client's own counters, the gateway's /stats and an event log. Everything
 // the page knows about the connection comes from the client's events, so the page is also a
-// living example of the odin-client.js API. The channel-name rule and the demo feed's symbols are
-// imported, not copied, so that each has one copy in JavaScript.
+// living example of the odin-client.js API. The channel-name rule is imported, not copied, so
+// that it has one copy in JavaScript. The demo feed's symbols (WS_DEMO_FEED, WS_DEMO_SYMBOLS) are
+// asked of the gateway at start (GET /demo/channels, in the feed's order): the picker lists them
+// and a first visit subscribes to the first POPULAR_COUNT. With the feed off (404) or no answer,
+// the picker lists only the visitor's own channels and any typed channel can still be subscribed.
 import { CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
-import { DEMO_SYMBOLS } from './odin-demo-symbols.js';
 import { ClientState, OdinClient } from './odin-client.js';
 
-const POPULAR = DEMO_SYMBOLS.slice(0, 8); // a first visit's channels
+const POPULAR_COUNT = 8; // a first visit's channels: the first demo symbols
 const STORAGE_KEY = 'odin-ws.channels';
 const TREND_POINTS = 60; // prices kept per row for the sparkline
 const LOG_LINES = 80;
@@ -22,6 +24,7 @@ const STATE_LABEL = {
 
 const $ = (id) => document.getElementById(id);
 const rows = new Map(); // channel -> row (see makeRow)
+let demoChannels = []; // GET /demo/channels, once it has answered; empty when the feed is off
 const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
 const client = new OdinClient(url);
 window.odin = client; // for the console
@@ -94,7 +97,8 @@ function saveChannels() {
   }
 }
 
-// ?channels=A,B in the page URL, else what the visitor had last time, else the popular ones.
+// ?channels=A,B in the page URL, else what the visitor had last time; null on a first visit,
+// which takes the first demo symbols once the gateway has listed them.
 function initialChannels() {
   const param = new URLSearchParams(location.search).get('channels');
   if (param !== null) return param.split(',').map((c) => c.trim()).filter(isChannelName);
@@ -104,7 +108,20 @@ function initialChannels() {
   } catch {
     // nothing saved, or not readable
   }
-  return POPULAR;
+  return null;
+}
+
+// The demo feed's channels in its order; [] when the feed is off (404), the gateway does not
+// answer within 5 s, or the answer is not the expected shape.
+async function fetchDemoChannels() {
+  try {
+    const r = await fetch('/demo/channels', { cache: 'no-store', signal: AbortSignal.timeout(5000) });
+    if (!r.ok) return [];
+    const body = await r.json();
+    return Array.isArray(body?.channels) ? body.channels.filter(isChannelName) : [];
+  } catch {
+    return [];
+  }
 }
 
 // ---- the price board -------------------------------------------------------------------------
@@ -283,10 +300,10 @@ function toggle(channel) {
 function renderPicker() {
   const filter = $('filter').value.trim().toUpperCase();
   const subscribed = client.channels;
-  const custom = subscribed.filter((c) => !DEMO_SYMBOLS.includes(c));
+  const custom = subscribed.filter((c) => !demoChannels.includes(c));
   const list = $('symbols');
   const chips = [];
-  for (const name of [...custom, ...DEMO_SYMBOLS]) {
+  for (const name of [...custom, ...demoChannels]) {
     if (filter && !name.toUpperCase().includes(filter)) continue;
     const li = el('li', '', name);
     li.dataset.testid = `pick-${name}`;
@@ -309,7 +326,7 @@ function renderPicker() {
   if (chips.length === 0) {
     const typed = $('filter').value.trim();
     chips.push(el('li', 'none', isChannelName(typed)
-      ? `No demo symbol matches: press Enter to subscribe to "${typed}"`
+      ? `${demoChannels.length ? 'No demo symbol matches: p' : 'P'}ress Enter to subscribe to "${typed}"`
       : `Channel names: ${CHANNEL_NAME_RULE}`));
   }
   list.replaceChildren(...chips);
@@ -321,7 +338,7 @@ $('add').addEventListener('submit', (e) => {
   const typed = $('filter').value.trim();
   if (!typed) return;
   // "btcusd" means the demo symbol; anything else is taken as typed (channel names are case-sensitive).
-  const name = DEMO_SYMBOLS.find((s) => s === typed.toUpperCase()) ?? typed;
+  const name = demoChannels.find((s) => s === typed.toUpperCase()) ?? typed;
   if (!isChannelName(name)) {
     log(`"${typed}" is not a channel name (${CHANNEL_NAME_RULE})`, 'bad');
     return;
@@ -489,13 +506,26 @@ async function pollStats() {
 
 // ---- start -----------------------------------------------------------------------------------
 
-const start = initialChannels();
-for (const c of start) makeRow(c);
-updateEmpty();
-if (start.length) client.subscribe(start, { snapshot: true }).catch(() => {});
+function subscribeAtStart(channels) {
+  for (const c of channels) if (!rows.has(c)) makeRow(c);
+  updateEmpty();
+  if (channels.length) client.subscribe(channels, { snapshot: true }).catch(() => {});
+}
+
+// Asked first, so that it usually answers before the connection is open.
+const demoListed = fetchDemoChannels();
+const given = initialChannels();
+if (given) subscribeAtStart(given);
+else updateEmpty();
 renderPicker();
 renderStatus();
 renderCounters();
 client.connect().catch(() => {});
 pollStats();
 setInterval(pollStats, 2000);
+demoListed.then((channels) => {
+  demoChannels = channels;
+  // A first visit, unless the visitor has already picked a channel meanwhile.
+  if (!given && client.channels.length === 0) subscribeAtStart(channels.slice(0, POPULAR_COUNT));
+  renderPicker();
+});

@@ -1,4 +1,5 @@
-// HTTP routing (see router.hpp): /ws, /health, /stats, /metrics, POST /publish, the page.
+// HTTP routing (see routes.hpp): /ws, /health, /stats, /metrics, /demo/channels, POST /publish,
+// the page.
 #include "app/routes.hpp"
 
 #include <fmt/format.h>
@@ -8,6 +9,7 @@
 #include <boost/beast/core/string.hpp>
 #include <vector>
 
+#include "app/demo_feed.hpp"
 #include "app/gateway.hpp"
 #include "auth/jwt.hpp"
 #include "core/clock.hpp"
@@ -183,7 +185,24 @@ bool handle_publish(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest&
   return keep_alive;
 }
 
+// The body of GET /demo/channels, or empty when the demo feed is off.
+std::string demo_channels_body(const ops::Config& config) {
+  if (!config.demo_feed) return {};
+  std::string body = "{\"channels\":[";
+  const char* separator = "";
+  for (const std::string& name : DemoFeed::symbol_names(config.demo_symbols)) {
+    body += separator;
+    core::json::append_string(body, name);
+    separator = ",";
+  }
+  body += "]}";
+  return body;
+}
+
 }  // namespace
+
+Routes::Routes(Gateway& gateway)
+    : gateway_(gateway), demo_channels_(demo_channels_body(gateway.config())) {}
 
 bool Routes::handle(http::HttpPhase& phase, http::HttpRequest& request) {
   const bool keep_alive = request.keep_alive();
@@ -211,6 +230,12 @@ bool Routes::handle(http::HttpPhase& phase, http::HttpRequest& request) {
     phase.respond(health.status, "application/json", health.body, keep_alive);
   } else if (path == "/stats") {
     phase.respond(200, "application/json", ops::render_stats(gateway_.snapshot()), keep_alive);
+  } else if (path == "/demo/channels") {
+    if (demo_channels_.empty()) {
+      phase.respond_error(404, "the demo feed is off (WS_DEMO_FEED)", keep_alive);
+    } else {
+      phase.respond(200, "application/json", demo_channels_, keep_alive);
+    }
   } else if (path == "/metrics") {
     phase.respond(200, "text/plain; version=0.0.4; charset=utf-8",
                   ops::render_metrics(gateway_.snapshot()), keep_alive);

@@ -16,6 +16,9 @@ ops::OpsSnapshot Gateway::snapshot() const {
     s.fanout_latency.merge(stats.fanout_latency.snapshot());
     s.sessions += worker->clients().session_count();
     s.detached_sessions += worker->clients().detached_count();
+    s.latest_subscriptions += worker->clients().latest_subscription_count();
+    s.held_messages += worker->clients().held_count();
+    s.conflated_messages += worker->clients().conflated_total();
     s.channels = std::max<uint64_t>(s.channels, worker->channel_count());
   }
   s.thread_count = thread_count();

@@ -31,19 +31,25 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
   out.push_back('}');
 }
 
-size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size) {
+size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size) {
   static constexpr std::string_view kSeqKey = "{\"seq\":";
-  char digits[20];
-  char* digits_end = json::write_uint(digits, seq);
-  const size_t digit_count = static_cast<size_t>(digits_end - digits);
-  const size_t payload = kSeqKey.size() + digit_count + 1 + tail_size;
-  size_t n = ws::encode_frame_header(out, ws::Opcode::kText, payload);
-  std::memcpy(out + n, kSeqKey.data(), kSeqKey.size());
-  n += kSeqKey.size();
-  std::memcpy(out + n, digits, digit_count);
-  n += digit_count;
-  out[n++] = ',';
-  return n;
+  static constexpr std::string_view kConflatedKey = "\"conflated\":";
+  // The keys and numbers first, so the frame header can say the payload's size.
+  char keys[kMaxDataPrefixBytes];
+  size_t k = 0;
+  std::memcpy(keys, kSeqKey.data(), kSeqKey.size());
+  k += kSeqKey.size();
+  k = static_cast<size_t>(json::write_uint(keys + k, seq) - keys);
+  keys[k++] = ',';
+  if (conflated != 0) {
+    std::memcpy(keys + k, kConflatedKey.data(), kConflatedKey.size());
+    k += kConflatedKey.size();
+    k = static_cast<size_t>(json::write_uint(keys + k, conflated) - keys);
+    keys[k++] = ',';
+  }
+  const size_t n = ws::encode_frame_header(out, ws::Opcode::kText, k + tail_size);
+  std::memcpy(out + n, keys, k);
+  return n + k;
 }
 
 std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,

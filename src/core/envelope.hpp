@@ -20,9 +20,10 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
                           std::string_view channel, std::string_view data, bool data_is_json);
 
 // The per-recipient front of a data frame: WebSocket header for the whole payload, then
-// `{"seq":N,`. `out` needs kMaxDataPrefixBytes. Returns the bytes written.
-inline constexpr size_t kMaxDataPrefixBytes = 10 + 7 + 20 + 1;
-size_t encode_data_prefix(char* out, uint64_t seq, size_t tail_size);
+// `{"seq":N,`, and `"conflated":K,` when K is not 0 (a `latest` subscription skipped K messages
+// before this one, docs/protocol.md). `out` needs kMaxDataPrefixBytes. Returns the bytes written.
+inline constexpr size_t kMaxDataPrefixBytes = 10 + 7 + 20 + 1 + 12 + 10 + 1;
+size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size);
 
 // Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts.
 std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,

@@ -127,7 +127,27 @@ void ThreadFanout::drain() {
       if (session->already_sent(&channel, pos)) continue;
       delivered += session->deliver(message, out);
     }
-    budget -= std::min(budget, count);
+    // `latest` subscribers: each may skip this message (docs/protocol.md).
+    const std::vector<pubsub::LatestSlot*>& latest = channel.latest_subscribers;
+    if (!latest.empty()) {
+      const int64_t now_ns = core::steady_ns();
+      const size_t conflate_bytes = loop_.config().conflate_bytes;
+      for (pubsub::LatestSlot* slot : latest) {
+        session::Session& session = session::session_of(slot->subscriber);
+        if (session.already_sent(&channel, pos)) continue;
+        switch (session.offer_latest(index_, *slot, message, now_ns, conflate_bytes, out)) {
+          case session::LatestOffer::kSent:
+            ++delivered;
+            break;
+          case session::LatestOffer::kHeldForRate:
+            sessions_.wait_to_send(session);
+            break;
+          case session::LatestOffer::kHeldForConnection:
+            break;
+        }
+      }
+    }
+    budget -= std::min(budget, count + latest.size());
     drained_ingest_ns_.push_back(message->ingest_steady_ns);
   }
   queued_bytes_.fetch_sub(drained_bytes, std::memory_order_relaxed);

@@ -137,6 +137,14 @@ std::optional<std::string> check_gateway(Config& config, const GivenSettings& gi
       config.notices.push_back("WS_WORKER_POOL_SIZE ignored: WS_THREADS is set");
     }
   }
+  if (!given.contains("WS_CONFLATE_BYTES")) {
+    config.conflate_bytes =
+        std::min<uint64_t>(config.conflate_bytes, config.client_queue_bytes / 4);
+  } else if (config.conflate_bytes >= config.client_queue_bytes) {
+    return fmt::format(
+        "WS_CONFLATE_BYTES: must be below WS_CLIENT_QUEUE_BYTES ({} bytes), got {} bytes",
+        config.client_queue_bytes, config.conflate_bytes);
+  }
   if (config.heartbeat_timeout <= config.ping_interval) {
     return fmt::format(
         "WS_HEARTBEAT_TIMEOUT: must be longer than WS_PING_INTERVAL ({} ms), got {} ms",
@@ -237,6 +245,10 @@ ConfigSection gateway_config_section() {
        duration_in(&Config::handshake_timeout, Millis(1000), Millis(300'000))},
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
+      {"WS_CONFLATE_BYTES", "Limits", "65536 (at most WS_CLIENT_QUEUE_BYTES / 4)",
+       "outbound backlog past which a client's `latest` subscriptions keep only their newest "
+       "message until it drains (below WS_CLIENT_QUEUE_BYTES)",
+       bytes(&Config::conflate_bytes, 0, 1ull << 30)},
       {"WS_SOCKET_SEND_BUFFER", "Limits", "0",
        "kernel send buffer of each client socket (SO_SNDBUF, which Linux doubles): what a client "
        "that stops reading pins in kernel memory besides WS_CLIENT_QUEUE_BYTES. 0: the kernel "

@@ -39,6 +39,7 @@ struct Config {
   Millis heartbeat_timeout{90'000};         // WS_HEARTBEAT_TIMEOUT
   Millis handshake_timeout{10'000};         // WS_HANDSHAKE_TIMEOUT
   uint64_t client_queue_bytes = 262144;     // WS_CLIENT_QUEUE_BYTES
+  uint64_t conflate_bytes = 65536;          // WS_CONFLATE_BYTES
   uint32_t socket_send_buffer = 0;          // WS_SOCKET_SEND_BUFFER (SO_SNDBUF; 0: autotuned)
   std::string publish_token;                // WS_PUBLISH_TOKEN
   // WS_PUBLISH_REQUIRE_TOKEN: the token is needed from loopback peers too (load_config: true

@@ -25,7 +25,12 @@ struct OpsSnapshot {
   HistogramSnapshot fanout_latency;
   uint64_t sessions = 0;           // attached and detached
   uint64_t detached_sessions = 0;  // waiting for a resume
-  uint64_t channels = 0;           // of the fullest thread (WS_MAX_CHANNELS applies per thread)
+  // `latest` subscriptions (docs/protocol.md): how many, messages held for them now, and
+  // messages skipped for them since start.
+  uint64_t latest_subscriptions = 0;
+  uint64_t held_messages = 0;
+  uint64_t conflated_messages = 0;
+  uint64_t channels = 0;  // of the fullest thread (WS_MAX_CHANNELS applies per thread)
   uint64_t thread_count = 0;
 
   uint64_t websocket_connections = 0;

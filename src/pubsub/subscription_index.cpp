@@ -54,13 +54,85 @@ Subscriber::Subscription* Subscriber::find(std::string_view channel) {
   return nullptr;
 }
 
+Subscriber::Subscription* Subscriber::find_in(const ChannelSubscribers* channel) {
+  for (Subscription& s : subscriptions_) {
+    if (s.channel == channel) return &s;
+  }
+  return nullptr;
+}
+
 bool SubscriptionIndex::subscribe(Subscriber& subscriber, std::string_view channel) {
   if (subscriber.find(channel)) return false;
+  return subscribe(subscriber, channel, DeliveryOptions{});
+}
+
+bool SubscriptionIndex::subscribe(Subscriber& subscriber, std::string_view channel,
+                                  const DeliveryOptions& options) {
+  if (Subscriber::Subscription* existing = subscriber.find(channel)) {
+    if (existing->options == options) return false;
+    unlink(*existing);
+    existing->options = options;
+    link(subscriber, *existing);
+    return false;
+  }
   ChannelSubscribers& entry = this->entry(channel);
-  entry.subscribers.push_back(&subscriber);
-  subscriber.subscriptions_.push_back(
-      {&entry, static_cast<uint32_t>(entry.subscribers.size() - 1)});
+  Subscriber::Subscription& sub = subscriber.subscriptions_.emplace_back();
+  sub.channel = &entry;
+  sub.options = options;
+  link(subscriber, sub);
   return true;
+}
+
+void SubscriptionIndex::link(Subscriber& subscriber, Subscriber::Subscription& sub) {
+  ChannelSubscribers& channel = *sub.channel;
+  if (!sub.options.latest) {
+    channel.subscribers.push_back(&subscriber);
+    sub.position = static_cast<uint32_t>(channel.subscribers.size() - 1);
+    return;
+  }
+  sub.latest = std::make_unique<LatestSlot>();
+  sub.latest->subscriber = &subscriber;
+  sub.latest->channel = &channel;
+  if (sub.options.max_hz > 0) {
+    sub.latest->min_interval_ns = static_cast<int64_t>(1e9 / sub.options.max_hz);
+  }
+  channel.latest_subscribers.push_back(sub.latest.get());
+  sub.position = static_cast<uint32_t>(channel.latest_subscribers.size() - 1);
+  ++latest_count_;
+}
+
+namespace {
+
+// Swap-removes `list[position]`; the element moved into its place (if any) is returned.
+template <class T>
+T* swap_remove(std::vector<T*>& list, uint32_t position) {
+  T* moved = nullptr;
+  if (position + 1 < list.size()) {
+    moved = list.back();
+    list[position] = moved;
+  }
+  list.pop_back();
+  if (list.empty()) std::vector<T*>().swap(list);
+  return moved;
+}
+
+}  // namespace
+
+void SubscriptionIndex::unlink(Subscriber::Subscription& sub) {
+  ChannelSubscribers& channel = *sub.channel;
+  const uint32_t position = sub.position;
+  if (sub.latest) {
+    take_held(*sub.latest);
+    if (LatestSlot* moved = swap_remove(channel.latest_subscribers, position)) {
+      moved->subscriber->find_in(&channel)->position = position;
+    }
+    sub.latest.reset();
+    --latest_count_;
+    return;
+  }
+  if (Subscriber* moved = swap_remove(channel.subscribers, position)) {
+    moved->find_in(&channel)->position = position;
+  }
 }
 
 bool SubscriptionIndex::unsubscribe(Subscriber& subscriber, std::string_view channel) {
@@ -78,20 +150,7 @@ void SubscriptionIndex::unsubscribe_all(Subscriber& subscriber) {
 void SubscriptionIndex::remove(Subscriber& subscriber, size_t index) {
   auto& mine = subscriber.subscriptions_;
   ChannelSubscribers& channel = *mine[index].channel;
-  const uint32_t position = mine[index].position;
-  auto& list = channel.subscribers;
-  if (position + 1 < list.size()) {
-    Subscriber* moved = list.back();
-    list[position] = moved;
-    for (Subscriber::Subscription& s : moved->subscriptions_) {
-      if (s.channel == &channel) {
-        s.position = position;
-        break;
-      }
-    }
-  }
-  list.pop_back();
-  if (list.empty()) std::vector<Subscriber*>().swap(list);
+  unlink(mine[index]);
   mine.erase(mine.begin() + static_cast<std::ptrdiff_t>(index));
   if (mine.empty()) std::vector<Subscriber::Subscription>().swap(mine);
   erase_if_unused(channel);
@@ -104,7 +163,9 @@ void SubscriptionIndex::forget(const ChannelSubscribers& channel) {
 }
 
 void SubscriptionIndex::erase_if_unused(ChannelSubscribers& channel) {
-  if (!channel.subscribers.empty() || channel.latest || !channel.history.empty()) return;
+  if (!channel.subscribers.empty() || !channel.latest_subscribers.empty() || channel.latest ||
+      !channel.history.empty())
+    return;
   auto it = channels_.find(std::string_view(channel.name));
   if (it != channels_.end()) {
     forget(channel);

@@ -22,9 +22,32 @@
 namespace odin::pubsub {
 
 class Subscriber;
+struct ChannelSubscribers;
+
+// How a subscription is delivered (docs/protocol.md, latest-value subscriptions).
+struct DeliveryOptions {
+  bool latest = false;  // may skip messages, always ends on the newest
+  double max_hz = 0;    // latest only: at most this many messages per second; 0: no cap
+  bool operator==(const DeliveryOptions&) const = default;
+};
+
+// A `latest` subscription's state: the newest message not sent yet (one slot, replaced by newer
+// ones) and how many of the channel's messages were skipped since the last one sent. Made when a
+// subscription becomes `latest`, at a stable address until it ends; nothing per message.
+struct LatestSlot {
+  Subscriber* subscriber;
+  ChannelSubscribers* channel;
+  int64_t min_interval_ns = 0;  // 1 s / max_hz; 0: no cap
+  int64_t next_send_ns = 0;     // with a cap: nothing goes out before this (steady_ns)
+  core::MessageRef held;        // change through SubscriptionIndex::hold / take_held
+  uint32_t skipped = 0;         // skipped since the last message sent: its `conflated`
+};
+
 struct ChannelSubscribers {
   std::string name;
+  // The channel's `all` subscribers (every message, in order) and its `latest` ones.
   std::vector<Subscriber*> subscribers;
+  std::vector<LatestSlot*> latest_subscribers;
   core::MessageRef latest;
   // JetStream: the channel's last messages, in stream order (WS_HISTORY_SIZE, WS_HISTORY_MAX_AGE),
   // so a client resuming from another instance can be sent what it missed. Sized on first use.
@@ -39,7 +62,9 @@ class Subscriber {
  public:
   struct Subscription {
     ChannelSubscribers* channel;
-    uint32_t position;  // index in channel->subscribers
+    uint32_t position;  // index in channel->subscribers, or in latest_subscribers when `latest`
+    DeliveryOptions options;
+    std::unique_ptr<LatestSlot> latest;  // set when options.latest
     // Restored from another instance that was further along the stream: this channel's messages
     // up to here were already sent to the client there. 0 for a channel subscribed here.
     uint64_t skip_through_pos = 0;
@@ -61,6 +86,7 @@ class Subscriber {
  private:
   friend class SubscriptionIndex;
   Subscription* find(std::string_view channel);
+  Subscription* find_in(const ChannelSubscribers* channel);
 
   std::vector<Subscription> subscriptions_;
 };
@@ -84,8 +110,10 @@ class SubscriptionIndex {
 
   // Membership, both sides at once. subscribe creates the channel's entry when missing (the
   // caller checked has_room_for); unsubscribe erases an entry left unused. Each returns false
-  // when `subscriber` already was in that state.
+  // when `subscriber` already was in that state. subscribe with `options` sets them, also on a
+  // subscription that exists (`latest` to `all` drops a held message: send it first).
   bool subscribe(Subscriber& subscriber, std::string_view channel);
+  bool subscribe(Subscriber& subscriber, std::string_view channel, const DeliveryOptions& options);
   bool unsubscribe(Subscriber& subscriber, std::string_view channel);
   void unsubscribe_all(Subscriber& subscriber);
 
@@ -98,7 +126,7 @@ class SubscriptionIndex {
     size_t erased = 0;
     for (auto it = channels_.begin(); it != channels_.end();) {
       ChannelSubscribers& channel = *it->second;
-      if (idle(channel) && channel.subscribers.empty()) {
+      if (idle(channel) && channel.subscribers.empty() && channel.latest_subscribers.empty()) {
         forget(channel);
         it = channels_.erase(it);
         ++erased;
@@ -116,6 +144,32 @@ class SubscriptionIndex {
   void forget_message(uint64_t pos) { forgotten_through_ = std::max(forgotten_through_, pos); }
 
   size_t channel_count() const { return channels_.size(); }
+
+  // A `latest` slot's message: hold() keeps `message` as the newest not sent (a message it
+  // replaces counts as skipped); take_held() empties the slot for sending. Counted here for
+  // /metrics.
+  void hold(LatestSlot& slot, core::MessageRef message) {
+    if (slot.held) {
+      ++slot.skipped;
+      ++conflated_total_;
+    } else {
+      ++held_count_;
+    }
+    slot.held = std::move(message);
+  }
+  core::MessageRef take_held(LatestSlot& slot) {
+    if (slot.held) --held_count_;
+    return std::move(slot.held);
+  }
+  // A message of a `latest` channel that was not sent and not held (resume on any instance:
+  // only the newest goes out).
+  void count_conflated(LatestSlot& slot, uint32_t n) {
+    slot.skipped += n;
+    conflated_total_ += n;
+  }
+  size_t latest_subscription_count() const { return latest_count_; }
+  size_t held_count() const { return held_count_; }
+  uint64_t conflated_total() const { return conflated_total_; }
 
   // JetStream positions, as far as this thread's fan-out has delivered (the hub writes them, a
   // restore reads them): the newest message's pos (0 before the first), and the pos after which
@@ -146,6 +200,9 @@ class SubscriptionIndex {
   // Takes `subscriber`'s subscription at `index` out of both sides (a swap-remove in the
   // channel's list, whose moved subscriber learns its new position).
   void remove(Subscriber& subscriber, size_t index);
+  // The channel-side half: adds `sub` to its channel's list for its options / takes it out.
+  void link(Subscriber& subscriber, Subscriber::Subscription& sub);
+  void unlink(Subscriber::Subscription& sub);
 
   std::unordered_map<std::string, std::unique_ptr<ChannelSubscribers>, Hash, std::equal_to<>>
       channels_;
@@ -154,6 +211,9 @@ class SubscriptionIndex {
   uint64_t last_pos_ = 0;
   uint64_t complete_after_ = 0;
   bool coverage_ = false;
+  size_t latest_count_ = 0;
+  size_t held_count_ = 0;
+  uint64_t conflated_total_ = 0;
 };
 
 }  // namespace odin::pubsub

@@ -95,6 +95,7 @@ void Client::bind_session(Session& session, bool returning_from_transit) {
   session.attach(*this, conn_, returning_from_transit);
   session_ = &session;
   thread_.sessions().on_attached(session);
+  thread_.on_room_for_held(session);  // `latest` messages held while it had no connection
 }
 
 Session* Client::take_session() {
@@ -141,6 +142,7 @@ void Client::on_flushed(net::FlushResult result) {
     replay_part_queued_ = false;
     post_replay_part();
   }
+  if (session_ && session_->may_hold()) thread_.on_room_for_held(*session_);
 }
 
 void Client::slow_consumer() {

@@ -43,6 +43,39 @@ std::string_view read_channels(simdjson::dom::element data, std::vector<std::str
   return {};
 }
 
+// data.delivery and data.max_hz (docs/protocol.md, latest-value subscriptions).
+void read_delivery(simdjson::dom::element data, ClientRequest& r) {
+  simdjson::dom::element delivery;
+  simdjson::dom::element max_hz;
+  const bool has_delivery = !data["delivery"].get(delivery);
+  const bool has_max_hz = !data["max_hz"].get(max_hz);
+  if (!has_delivery && !has_max_hz) return;
+  pubsub::DeliveryOptions options;
+  if (has_delivery) {
+    std::string_view word;
+    if (delivery.get(word) || (word != "all" && word != "latest")) {
+      r.channels.clear();
+      return fail(r, "data.delivery must be \"all\" or \"latest\"");
+    }
+    options.latest = word == "latest";
+  }
+  if (has_max_hz) {
+    double hz = 0;
+    if (!max_hz.is_number() || max_hz.get(hz) || !(hz >= kMinMaxHz && hz <= kMaxMaxHz)) {
+      r.channels.clear();
+      return fail(r, "data.max_hz must be a number from 0.1 to 1000");
+    }
+    if (has_delivery && !options.latest) {
+      r.channels.clear();
+      return fail(r, "data.max_hz needs \"delivery\":\"latest\"");
+    }
+    options.latest = true;
+    options.max_hz = hz;
+    r.max_hz_given = true;
+  }
+  r.delivery = options;
+}
+
 void read_subscribe(simdjson::dom::element root, ClientRequest& r, size_t max_channels) {
   simdjson::dom::element data;
   if (root["data"].get(data)) return fail(r, kChannelsNeeded);
@@ -58,8 +91,10 @@ void read_subscribe(simdjson::dom::element root, ClientRequest& r, size_t max_ch
                            "more channels in one request than WS_MAX_CHANNELS_PER_CONN"};
     return;
   }
+  if (r.kind != RequestKind::kSubscribe) return;
   bool flag = false;
-  if (r.kind == RequestKind::kSubscribe && !data["snapshot"].get(flag)) r.snapshot = flag;
+  if (!data["snapshot"].get(flag)) r.snapshot = flag;
+  read_delivery(data, r);
 }
 
 // A non-negative integer, whichever way simdjson stored it.

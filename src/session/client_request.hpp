@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/unique_channels.hpp"
+#include "pubsub/subscription_index.hpp"
 #include "session/session_id.hpp"
 
 namespace simdjson::dom {
@@ -52,6 +53,9 @@ struct ClientRequest {
   // list is over the cap (the caller refuses it) and its rest was not read.
   std::vector<std::string_view> channels;
   bool snapshot = false;  // kSubscribe: data.snapshot
+  // kSubscribe: data.delivery / data.max_hz, when either was given (max_hz implies latest).
+  std::optional<pubsub::DeliveryOptions> delivery;
+  bool max_hz_given = false;
   // kReplay: from >= 1; to, when given, >= from (when absent it means the session's last seq).
   uint64_t replay_from = 0;
   std::optional<uint64_t> replay_to;
@@ -65,6 +69,10 @@ struct ClientRequest {
   // kAuth: data.token.
   std::string_view auth_token;
 };
+
+// The range of data.max_hz.
+constexpr double kMinMaxHz = 0.1;
+constexpr double kMaxMaxHz = 1000;
 
 // The largest `last_seq` a resume may carry: seqs go on from there and must stay exact in a
 // JavaScript number (below 2^53), with room for 2^32 more messages.

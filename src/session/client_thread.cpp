@@ -26,7 +26,34 @@ ClientThread::ClientThread(net::EventLoop& loop, pubsub::SubscriptionIndex& inde
       index_(index),
       parts_(std::move(parts)),
       json_parser_(std::make_unique<simdjson::dom::parser>()),
-      parked_timer_(loop.io()) {}
+      parked_timer_(loop.io()),
+      held_timer_(loop.io()) {
+  sessions_.set_on_first_waiting([this] { arm_held_timer(); });
+}
+
+void ClientThread::arm_held_timer() {
+  held_timer_.expires_after(kHeldTick);
+  held_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) send_held();
+  });
+}
+
+// Loop thread: every listed session sends what its rate and its connection allow now; those
+// still waiting for a rate slot stay listed, the others are listed again by on_room_for_held.
+void ClientThread::send_held() {
+  const int64_t now_ns = core::steady_ns();
+  const size_t conflate_bytes = config().conflate_bytes;
+  net::OutBatch& out = loop_.out();
+  uint64_t sent = 0;
+  sessions_.for_each_waiting([&](Session& session) {
+    return session.send_held(index_, now_ns, conflate_bytes, out, sent);
+  });
+  if (sent != 0) {
+    loop_.stats().messages_out.add(sent);
+    loop_.flush();
+  }
+  if (sessions_.waiting() != 0) arm_held_timer();
+}
 
 ClientThread::~ClientThread() {
   for (auto& [id, parked] : parked_) {
@@ -46,6 +73,10 @@ void ClientThread::sweep(int64_t now_ms) {
   sessions_.expire(now_ms, config().resume_ttl.count(), index_);
   session_count_.store(static_cast<uint32_t>(sessions_.size()), std::memory_order_relaxed);
   detached_count_.store(static_cast<uint32_t>(sessions_.detached()), std::memory_order_relaxed);
+  latest_subscriptions_.store(static_cast<uint32_t>(index_.latest_subscription_count()),
+                              std::memory_order_relaxed);
+  held_messages_.store(static_cast<uint32_t>(index_.held_count()), std::memory_order_relaxed);
+  conflated_total_.store(index_.conflated_total(), std::memory_order_relaxed);
 }
 
 void ClientThread::hand_over(unsigned thread, MigratingConnection moving) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,12 +77,25 @@ class ClientThread {
   void on_session_detached(Session& session);
   // A WebSocket connection of this thread ended (counted; its admission ticket went with it).
   void on_websocket_closed();
+  // `session`'s connection has no backlog left (or a connection came back to it): its held
+  // `latest` messages go out on the next timer tick.
+  void on_room_for_held(Session& session) {
+    if (session.may_hold()) sessions_.wait_to_send(session);
+  }
   // Periodic (the loop's sweep): session expiry and the counts below.
   void sweep(int64_t now_ms);
 
   // Counts maintained for /stats (read from other threads).
   uint32_t session_count() const { return session_count_.load(std::memory_order_relaxed); }
   uint32_t detached_count() const { return detached_count_.load(std::memory_order_relaxed); }
+  uint32_t latest_subscription_count() const {
+    return latest_subscriptions_.load(std::memory_order_relaxed);
+  }
+  uint32_t held_count() const { return held_messages_.load(std::memory_order_relaxed); }
+  uint64_t conflated_total() const { return conflated_total_.load(std::memory_order_relaxed); }
+
+  // How often held `latest` messages are looked at (the granularity docs/protocol.md states).
+  static constexpr std::chrono::milliseconds kHeldTick{5};
 
  private:
   // JetStream restores parked while the broker reads the stream back for them (hand_over).
@@ -90,6 +104,9 @@ class ClientThread {
   void check_parked();
   void arm_parked_check();
   void enforce_detached_budget();
+  // The held-message timer: runs while SessionTable lists sessions waiting to send.
+  void arm_held_timer();
+  void send_held();
 
   net::EventLoop& loop_;
   pubsub::SubscriptionIndex& index_;
@@ -111,8 +128,12 @@ class ClientThread {
   bool parked_check_armed_ = false;
   std::vector<uint32_t> detached_addresses_;  // since the last budget check
   bool budget_check_posted_ = false;
+  boost::asio::steady_timer held_timer_;
   std::atomic<uint32_t> session_count_{0};
   std::atomic<uint32_t> detached_count_{0};
+  std::atomic<uint32_t> latest_subscriptions_{0};
+  std::atomic<uint32_t> held_messages_{0};
+  std::atomic<uint64_t> conflated_total_{0};
 };
 
 }  // namespace odin::session

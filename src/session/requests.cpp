@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "auth/jwt.hpp"
 #include "core/envelope.hpp"
 #include "core/json.hpp"
+#include "fmt/format.h"
 #include "net/event_loop.hpp"
 #include "session/client.hpp"
 #include "session/client_request.hpp"
@@ -57,9 +59,12 @@ void send_error(Client& client, std::string_view id_json, std::string_view code,
 }
 
 // A data message re-sent outside the fan-out (replay, snapshot, resume): same bytes as fan-out.
-void send_data(Client& client, uint64_t seq, const core::MessageRef& message) {
+// A re-send (replay, resume) of frame `seq`, with the `conflated` count it first went out with.
+void send_data(Client& client, const Session* session, uint64_t seq,
+               const core::MessageRef& message) {
   if (!client.make_room_for_output()) return;  // closed as a slow consumer: the rest is moot
-  append_data_frame(client.loop().out(), client.connection(), seq, message);
+  append_data_frame(client.loop().out(), client.connection(), seq, message,
+                    session ? session->conflated_of(seq) : 0);
   client.loop().stats().messages_out.add();
   client.loop().schedule_flush();
 }
@@ -95,16 +100,38 @@ void append_position(std::string& out, uint64_t pos) {
   out.push_back('}');
 }
 
+// `options`: the request's delivery options, when it gave any (they then apply to subscriptions
+// that exist too); `max_hz_given` says whether the echo names max_hz.
 void subscribe_channels(Client& client, Session& session,
                         std::span<const std::string_view> channels, bool snapshot,
-                        std::string_view id_json) {
+                        std::string_view id_json,
+                        const std::optional<pubsub::DeliveryOptions>& options = std::nullopt,
+                        bool max_hz_given = false) {
   net::EventLoop& loop = client.loop();
   ClientThread& thread = client.thread();
   pubsub::SubscriptionIndex& index = thread.index();
-  for (std::string_view channel : channels)
-    index.subscribe(session, channel);
+  for (std::string_view channel : channels) {
+    if (!options) {
+      index.subscribe(session, channel);
+      continue;
+    }
+    // Becoming `all`: what it held goes out first, in order.
+    if (!options->latest) session.release_held(index, channel, loop.out());
+    index.subscribe(session, channel, *options);
+  }
+  loop.schedule_flush();
   Reply reply(thread.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);
+  if (options) {
+    std::string& out = reply.out();
+    out.pop_back();
+    out.append(options->latest ? ",\"delivery\":\"latest\"" : ",\"delivery\":\"all\"");
+    if (max_hz_given) {
+      out.append(",\"max_hz\":");
+      fmt::format_to(std::back_inserter(out), "{}", options->max_hz);  // shortest: 4, 0.5
+    }
+    out.push_back('}');
+  }
   if (positions_on(loop)) append_position(reply.out(), thread.index().last_pos());
   reply.send(client, id_json);
   if (!snapshot) return;
@@ -153,7 +180,8 @@ void handle_subscribe(Client& client, Session& session, const ClientRequest& req
     send_channel_limit(client, request.id_json);
     return;
   }
-  subscribe_channels(client, session, channels, request.snapshot, request.id_json);
+  subscribe_channels(client, session, channels, request.snapshot, request.id_json, request.delivery,
+                     request.max_hz_given);
 }
 
 void send_replay_done(Client& client, const ReplayInProgress& replay) {
@@ -282,7 +310,7 @@ bool resume_here(Client& client, const ClientRequest& request) {
   client.bind_session(*old, false);
   const uint32_t replayed = old->ring().for_range(
       request.resume_last_seq + 1, old->seq(),
-      [&](uint64_t seq, const core::MessageRef& m) { send_data(client, seq, m); });
+      [&](uint64_t seq, const core::MessageRef& m) { send_data(client, old, seq, m); });
   Reply reply(thread.json_scratch(), "resumed");
   reply.out().append(",\"data\":{\"session\":\"").append(old->id_text()).append("\",\"replayed\":");
   core::json::append_uint(reply.out(), replayed);
@@ -484,7 +512,7 @@ bool continue_replay(Client& client, ReplayInProgress& replay) {
     if (produced >= kReplayPartBytes) return false;
     if (!client.open()) return true;  // closed: nothing more to send
     const core::MessageRef& message = replay.messages[replay.next];
-    send_data(client, replay.first_seq + replay.next, message);
+    send_data(client, client.session(), replay.first_seq + replay.next, message);
     produced += message->tail.size() + core::kMaxDataPrefixBytes;
     replay.messages[replay.next++] = core::MessageRef();  // sent: no longer pinned by this replay
   }

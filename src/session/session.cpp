@@ -77,6 +77,82 @@ std::optional<SessionId> SessionId::parse(std::string_view text) {
 Session::Session(SessionId id, uint32_t replay_size, SessionOwner owner)
     : ring_(replay_size), id_(id), owner_(std::move(owner)) {}
 
+void Session::remember_conflated(uint64_t seq, uint32_t conflated) {
+  const uint32_t capacity = ring_.capacity();
+  if (capacity == 0) return;
+  if (!conflated_by_slot_) conflated_by_slot_ = std::make_unique<uint32_t[]>(capacity);
+  conflated_by_slot_[seq % capacity] = conflated;
+}
+
+uint32_t Session::conflated_of(uint64_t seq) const {
+  if (!conflated_by_slot_) return 0;
+  return conflated_by_slot_[seq % ring_.capacity()];
+}
+
+bool Session::send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& message,
+                             int64_t now_ns, net::OutBatch& out) {
+  const uint32_t conflated = std::exchange(slot.skipped, 0);
+  if (slot.min_interval_ns != 0) {
+    // Keep the cadence (a timer tick late does not push every later slot back), but never
+    // send a burst to catch up after a quiet spell.
+    const int64_t due = slot.next_send_ns;
+    slot.next_send_ns = (now_ns - due < slot.min_interval_ns ? due : now_ns) + slot.min_interval_ns;
+  }
+  return deliver(message, out, conflated);
+}
+
+LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::LatestSlot& slot,
+                                  const core::MessageRef& message, int64_t now_ns,
+                                  size_t conflate_bytes, net::OutBatch& out) {
+  const bool connected = connection_ != nullptr && connection_->accepts_data();
+  if (connected && !congested(conflate_bytes) && now_ns >= slot.next_send_ns) {
+    if (slot.held) {  // a timer tick had not come yet: the newer one goes instead
+      index.take_held(slot);
+      index.count_conflated(slot, 1);
+    }
+    send_from_slot(slot, message, now_ns, out);
+    return LatestOffer::kSent;
+  }
+  index.hold(slot, message);
+  may_hold_ = true;
+  return connected && !congested(conflate_bytes) ? LatestOffer::kHeldForRate
+                                                 : LatestOffer::kHeldForConnection;
+}
+
+bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t conflate_bytes,
+                        net::OutBatch& out, uint64_t& sent) {
+  if (!may_hold_) return false;
+  bool held_for_rate = false;
+  bool any_held = false;
+  for (Subscription& sub : mutable_subscriptions()) {
+    pubsub::LatestSlot* slot = sub.latest.get();
+    if (!slot || !slot->held) continue;
+    if (connection_ == nullptr || !connection_->accepts_data() || congested(conflate_bytes)) {
+      any_held = true;  // the connection's turn: on_flushed or a resume lists it again
+      continue;
+    }
+    if (now_ns < slot->next_send_ns) {
+      held_for_rate = any_held = true;
+      continue;
+    }
+    sent += send_from_slot(*slot, index.take_held(*slot), now_ns, out);
+  }
+  may_hold_ = any_held;
+  return held_for_rate && connection_ != nullptr && connection_->accepts_data() &&
+         !congested(conflate_bytes);
+}
+
+void Session::release_held(pubsub::SubscriptionIndex& index, std::string_view channel,
+                           net::OutBatch& out) {
+  for (Subscription& sub : mutable_subscriptions()) {
+    if (sub.channel->name != channel || !sub.latest || !sub.latest->held) continue;
+    pubsub::LatestSlot& slot = *sub.latest;
+    const uint32_t conflated = std::exchange(slot.skipped, 0);
+    deliver(index.take_held(slot), out, conflated);
+    return;
+  }
+}
+
 RequestAdmission Session::take_request(const core::TokenBucketPolicy& policy, int64_t now_ns,
                                        uint32_t strikes) {
   if (request_budget_.full(policy, now_ns)) refused_since_full_ = 0;
@@ -143,8 +219,25 @@ Session* SessionTable::find(const SessionId& id) {
 void SessionTable::destroy(Session& session, pubsub::SubscriptionIndex& index) {
   assert(session.connection() == nullptr && "destroying a session a connection still uses");
   forget_detached(session);
+  if (session.waiting_index_ != Session::kNotWaiting) stop_waiting(session);
   index.unsubscribe_all(session);
   sessions_.erase(session.id());
+}
+
+void SessionTable::wait_to_send(Session& session) {
+  if (session.waiting_index_ != Session::kNotWaiting) return;
+  session.waiting_index_ = static_cast<uint32_t>(waiting_.size());
+  waiting_.push_back(&session);
+  if (waiting_.size() == 1 && on_first_waiting_) on_first_waiting_();
+}
+
+void SessionTable::stop_waiting(Session& session) {
+  const uint32_t i = session.waiting_index_;
+  Session* last = waiting_.back();
+  waiting_[i] = last;
+  last->waiting_index_ = i;
+  waiting_.pop_back();
+  session.waiting_index_ = Session::kNotWaiting;
 }
 
 void SessionTable::on_attached(Session& session) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -26,13 +27,14 @@ namespace odin::session {
 
 class Client;
 
-// A data frame to `conn`: the frame header and `{"seq":N,` (written here, ~20 bytes) in front of
-// the message's shared envelope tail (referenced, not copied). Session::deliver and the re-sends
-// of replay and resume write every data frame with this.
+// A data frame to `conn`: the frame header and `{"seq":N,` (and `"conflated":K,` for a `latest`
+// subscription's frame that skipped K messages; written here, ~20 bytes) in front of the
+// message's shared envelope tail (referenced, not copied). Session::deliver and the re-sends of
+// replay and resume write every data frame with this.
 inline void append_data_frame(net::OutBatch& out, net::Connection& conn, uint64_t seq,
-                              const core::MessageRef& message) {
+                              const core::MessageRef& message, uint32_t conflated = 0) {
   char prefix[core::kMaxDataPrefixBytes];
-  const size_t size = core::encode_data_prefix(prefix, seq, message->tail.size());
+  const size_t size = core::encode_data_prefix(prefix, seq, conflated, message->tail.size());
   out.append_shared(conn, {prefix, size}, message, message->tail);
 }
 
@@ -50,6 +52,13 @@ enum class RequestAdmission {
   kAdmitted,
   kRefused,          // over WS_CLIENT_RATE / WS_CLIENT_BURST: answer `rate_limited`
   kRefusedTooOften,  // refused `strikes` times since the budget was last full: close
+};
+
+// What became of a message offered to a `latest` subscription (Session::offer_latest).
+enum class LatestOffer : uint8_t {
+  kSent,
+  kHeldForRate,        // held until the subscription's next slot: list the session on the timer
+  kHeldForConnection,  // held until the backlog drains or a connection comes back
 };
 
 // Its channels are its pubsub::Subscriber side: SubscriptionIndex::subscribe / unsubscribe
@@ -96,13 +105,35 @@ class Session : public pubsub::Subscriber {
   // `message` for this session, keeps it in the ring for replay and resume, and queues its frame
   // when the connection takes data. True when a frame was queued. Inline: the fan-out calls it
   // once per recipient.
-  bool deliver(const core::MessageRef& message, net::OutBatch& out) {
+  // `conflated`: what a `latest` subscription skipped before this message (0 for `all`); it is
+  // kept for the frame's re-sends.
+  bool deliver(const core::MessageRef& message, net::OutBatch& out, uint32_t conflated = 0) {
     const uint64_t seq = ++seq_;
     ring_.push(seq, message);
+    if (conflated != 0 || conflated_by_slot_) [[unlikely]]
+      remember_conflated(seq, conflated);
     if (connection_ == nullptr || !connection_->accepts_data()) return false;
-    append_data_frame(out, *connection_, seq, message);
+    append_data_frame(out, *connection_, seq, message, conflated);
     return true;
   }
+  // The `conflated` count frame `seq` (still in the ring) went out with.
+  uint32_t conflated_of(uint64_t seq) const;
+
+  // `latest` subscriptions (docs/protocol.md). The fan-out offers each message of the channel:
+  // it goes out now when the connection takes data with at most `conflate_bytes` of backlog and
+  // the subscription's rate allows, else it replaces the slot's held message.
+  LatestOffer offer_latest(pubsub::SubscriptionIndex& index, pubsub::LatestSlot& slot,
+                           const core::MessageRef& message, int64_t now_ns, size_t conflate_bytes,
+                           net::OutBatch& out);
+  // Sends the held messages that may go now (same rules); true while one still waits for its
+  // subscription's rate only, so the caller's timer should come back. Sent frames are counted
+  // in `sent`.
+  bool send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t conflate_bytes,
+                 net::OutBatch& out, uint64_t& sent);
+  // Sends the held message of `channel` now, whatever the rate (its subscription becomes `all`).
+  void release_held(pubsub::SubscriptionIndex& index, std::string_view channel, net::OutBatch& out);
+  // Whether a message may be held (false: certainly none is).
+  bool may_hold() const { return may_hold_; }
   // Warms what deliver() touches, a few recipients ahead (its ring slot, its connection).
   void prefetch_for_delivery() const {
     ring_.prefetch_push();
@@ -123,6 +154,13 @@ class Session : public pubsub::Subscriber {
   void attach(Client& client, net::Connection& connection, bool returning_from_transit);
   void detach(int64_t now_ms, bool in_transit);
   bool already_sent_slow(const pubsub::ChannelSubscribers* channel, uint64_t pos) const;
+  void remember_conflated(uint64_t seq, uint32_t conflated);
+  bool congested(size_t conflate_bytes) const {
+    return connection_->outbound().backlog_bytes() > conflate_bytes;
+  }
+  // Sends `slot`'s held message if it may go now.
+  bool send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& message, int64_t now_ns,
+                      net::OutBatch& out);
 
   // What deliver() and already_sent() read come first, next to the Subscriber base: the
   // fan-out touches them for every recipient.
@@ -136,6 +174,12 @@ class Session : public pubsub::Subscriber {
   uint32_t refused_since_full_ = 0;
   Client* client_ = nullptr;
   int64_t detached_at_ms_ = 0;  // mono_ms(): TTLs are durations, immune to wall-clock steps
+  // The conflated count of each frame in the ring, by seq % capacity; made on the first frame
+  // with one, so a session with only `all` subscriptions never has it.
+  std::unique_ptr<uint32_t[]> conflated_by_slot_;
+  uint32_t waiting_index_ = kNotWaiting;  // its place in SessionTable's waiting list
+  static constexpr uint32_t kNotWaiting = UINT32_MAX;
+  bool may_hold_ = false;
   bool in_transit_ = false;
   // Places in SessionTable's detached orders, while listed there.
   bool listed_detached_ = false;
@@ -158,6 +202,23 @@ class SessionTable {
   void destroy(Session& session, pubsub::SubscriptionIndex& index);
   size_t size() const { return sessions_.size(); }
   size_t detached() const { return detached_order_.size(); }
+  // Sessions with a `latest` message held for its rate, or whose connection's backlog drained
+  // with messages held: the thread's timer (ClientThread) sends them. wait() lists a session
+  // once; `on_first_waiting` (set by the timer's owner) runs when the list was empty.
+  void wait_to_send(Session& session);
+  void set_on_first_waiting(std::function<void()> hook) { on_first_waiting_ = std::move(hook); }
+  size_t waiting() const { return waiting_.size(); }
+  // Calls `f(session)` for each listed session; drops those for which it returns false.
+  template <class F>
+  void for_each_waiting(F&& f) {
+    for (size_t i = 0; i < waiting_.size();) {
+      if (f(*waiting_[i])) {
+        ++i;
+      } else {
+        stop_waiting(*waiting_[i]);
+      }
+    }
+  }
   // Bookkeeping of the detached orders; called by Client::bind_session / take_session /
   // detach_session and Session::end_transit's callers, right after the session changed state.
   void on_attached(Session& session);
@@ -177,8 +238,11 @@ class SessionTable {
 
  private:
   void forget_detached(Session& session);
+  void stop_waiting(Session& session);
 
   std::unordered_map<SessionId, std::unique_ptr<Session>, SessionIdHash> sessions_;
+  std::vector<Session*> waiting_;
+  std::function<void()> on_first_waiting_;
   // Detached sessions, oldest first (expiry and the budget walk from the front), overall and per
   // client address.
   std::list<Session*> detached_order_;

@@ -1,8 +1,10 @@
 // Opens the live ticker page (web/) in headless Debian Chromium through playwright-core, against
 // the real gateway with its demo feed, and checks what a visitor would see: live prices that
 // change, a growing seq, the /stats panel, subscribing and unsubscribing through the picker (demo
-// symbols and any typed channel), and "Drop connection" leading to a reconnect and a resume with
-// nothing lost; no console errors. Leaves a screenshot in tests/browser/out/page.png.
+// symbols, as GET /demo/channels lists them, and any typed channel), and "Drop connection" leading
+// to a reconnect and a resume with nothing lost; no console errors. Then, against a gateway with
+// the demo feed off (/demo/channels 404), the picker lists only the visitor's own channels and a
+// typed channel still works. Leaves a screenshot in tests/browser/out/page.png.
 //   node tests/browser/page.test.mjs --binary build/odin-ws
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,9 +16,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const runner = new Runner('page');
 let browser = null;
 let gw = null;
+let gwOff = null; // the demo feed off
 runner.budget(58000, async () => {
   await browser?.close().catch(() => {});
-  await gw?.stop(1000);
+  await Promise.all([gw?.stop(1000), gwOff?.stop(1000)]);
 });
 
 // 200 messages/s over 100 symbols: each default symbol updates about twice a second.
@@ -62,9 +65,17 @@ await runner.check('the page connects: status live, a session id', async () => {
   assert((await page.title()).includes('odin-ws'), `title ${await page.title()}`);
 });
 
+// What the gateway lists, in the feed's order; the page takes its picker and a first visit's
+// channels from it.
+const demoChannels = async (base) => (await (await fetch(`${base}/demo/channels`)).json()).channels;
+
 await runner.check('default symbols show live prices that change', async () => {
-  const rows = await page.$$eval('[data-testid^="row-"]', (trs) => trs.map((tr) => tr.dataset.channel));
-  assert(rows.length >= 6 && rows[0] === 'BTCUSD' && rows.includes('ETHUSD'), `default rows ${rows}`);
+  // A first visit subscribes to the first 8 channels GET /demo/channels lists.
+  const expected = (await demoChannels(gw.base)).slice(0, 8);
+  const rowsNow = () => page.$$eval('[data-testid^="row-"]', (trs) => trs.map((tr) => tr.dataset.channel));
+  await waitFor(async () => (await rowsNow()).length >= expected.length, 5000, `${expected.length} default rows`);
+  const rows = await rowsNow();
+  assert(expected.length === 8 && rows.join() === expected.join(), `default rows ${rows}, listed ${expected}`);
   const first = await waitFor(async () => {
     const t = await text('price-BTCUSD');
     return isPrice(t) && t;
@@ -94,9 +105,11 @@ await runner.check('the stats panel shows the gateway\'s /stats', async () => {
 });
 
 await runner.check('subscribing through the picker adds a live row', async () => {
+  const linked = (await demoChannels(gw.base)).filter((c) => c.includes('LINK'));
+  assert(linked.join() === 'LINKUSD', `listed channels with LINK: ${linked}`);
   await byId('filter').fill('link');
   const chips = await page.$$eval('[data-testid^="pick-"]', (lis) => lis.map((li) => li.textContent));
-  assert(chips.length === 1 && chips[0] === 'LINKUSD', `chips for "link": ${chips}`);
+  assert(chips.join() === linked.join(), `chips for "link": ${chips}`);
   await byId('pick-LINKUSD').click();
   await waitFor(async () => isPrice(await text('price-LINKUSD').catch(() => '')), 10000, 'a LINKUSD price');
   assert(await byId('pick-LINKUSD').evaluate((li) => li.classList.contains('on')), 'the chip is marked on');
@@ -155,10 +168,48 @@ try {
 } catch (e) {
   console.log(`(no screenshot: ${e.message})`);
 }
+
+await runner.check('demo feed off: /demo/channels 404, the picker lists only own channels, typed ones work', async () => {
+  gwOff = await startGateway(argBinary(), {});
+  const listed = await fetch(`${gwOff.base}/demo/channels`);
+  assert(listed.status === 404, `/demo/channels with the feed off: ${listed.status}`);
+  const off = await browser.newPage(); // a context of its own: a first visit, nothing saved
+  const offProblems = []; // as above, but the 404 of /demo/channels is expected
+  off.on('console', (m) => {
+    if (m.type() === 'error' && !m.location().url.endsWith('/demo/channels')) offProblems.push(`console: ${m.text()}`);
+  });
+  off.on('pageerror', (e) => offProblems.push(`page error: ${e}`));
+  off.on('requestfailed', (r) => offProblems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  off.on('response', (r) => {
+    if (r.status() >= 400 && !r.url().endsWith('/demo/channels')) offProblems.push(`HTTP ${r.status()} ${r.url()}`);
+  });
+  const listedToPage = off.waitForResponse((r) => r.url().endsWith('/demo/channels'), { timeout: 10000 });
+  await off.goto(`${gwOff.base}/`, { timeout: 10000 });
+  const offId = (id) => off.locator(`[data-testid="${id}"]`);
+  const offText = async (id) => ((await offId(id).first().textContent({ timeout: 2000 })) ?? '').trim();
+  const chips = () => off.$$eval('[data-testid^="pick-"]', (lis) => lis.map((li) => li.textContent));
+  const rowCount = () => off.locator('[data-testid^="row-"]').count();
+  assert((await listedToPage).status() === 404, 'the page\'s /demo/channels not 404');
+  await waitFor(async () => (await offText('state')) === 'live', 10000, 'status "live"');
+  await sleep(200); // the page has handled the 404 by now
+  assert((await chips()).length === 0 && (await rowCount()) === 0, `chips ${await chips()}, ${await rowCount()} rows`);
+  assert(await offId('count').textContent() === '0 subscribed', `count "${await offId('count').textContent()}"`);
+  await offId('filter').fill('offline.typed');
+  await offId('filter').press('Enter');
+  await waitFor(() => off.evaluate(() => window.odin.channels.includes('offline.typed')), 3000, 'the subscribe');
+  await waitFor(async () => (await chips()).join() === 'offline.typed', 3000, 'the typed channel\'s chip, alone');
+  await sleep(200); // let the subscribe reach the gateway before publishing
+  await gwOff.publish({ channel: 'offline.typed', type: 'note', data: { feed: 'off' } });
+  await waitFor(async () => (await offText('price-offline.typed')).includes('off'), 5000, 'the published payload');
+  assert(offProblems.length === 0, offProblems.join('\n'));
+  await off.close();
+});
+
 await browser.close().catch(() => {});
 const code = await gw.stop();
-if (code !== 0) {
-  console.log(`FAIL page: gateway exited with ${code}\n${gw.output()}`);
+const codeOff = gwOff ? await gwOff.stop() : 0;
+if (code !== 0 || codeOff !== 0) {
+  console.log(`FAIL page: gateway exited with ${code} (feed off: ${codeOff})\n${gw.output()}${gwOff?.output() ?? ''}`);
   runner.finish(1);
 }
 runner.finish();

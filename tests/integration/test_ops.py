@@ -1,5 +1,5 @@
-"""Operations: /health, /stats, /metrics shapes and movement, HTTP keep-alive, POST /publish
-validation, configuration errors and --help."""
+"""Operations: /health, /stats, /metrics shapes and movement, /demo/channels, HTTP keep-alive,
+POST /publish validation, configuration errors and --help."""
 import asyncio
 import http.client
 import json
@@ -76,6 +76,32 @@ async def test_health_stats_metrics(binary):
             await ws.close()
 
 
+def test_demo_channels(binary):
+    # The demo feed's symbols in its order (DemoFeed::symbol_names): 40 known ones, then SYM<n>.
+    with Gateway(binary, WS_DEMO_FEED="1", WS_DEMO_RATE="1", WS_DEMO_SYMBOLS="12") as gw:
+        status, headers, body = gw.http("GET", "/demo/channels")
+        assert status == 200, (status, body)
+        assert headers["Content-Type"] == "application/json"
+        assert headers["Cache-Control"] == "no-store"
+        channels = json.loads(body)["channels"]
+        assert len(channels) == 12 and channels[0] == "BTCUSD" and channels[1] == "ETHUSD", channels
+        assert len(set(channels)) == 12
+        # HEAD: the GET's headers, no body; other methods: 405 like the other GET routes.
+        status, head_headers, head_body = gw.http("HEAD", "/demo/channels")
+        assert status == 200 and head_body == b"" and head_headers["Content-Length"] == str(len(body))
+        status, _, _ = gw.http("POST", "/demo/channels", "{}")
+        assert status == 405
+    with Gateway(binary, WS_DEMO_FEED="1", WS_DEMO_RATE="1", WS_DEMO_SYMBOLS="45") as gw:
+        channels = gw.json("/demo/channels")["channels"]
+        assert len(channels) == 45 and channels[0] == "BTCUSD", channels
+        assert channels[39] == "LDOUSD" and channels[40] == "SYM040" and channels[44] == "SYM044", channels
+    with Gateway(binary) as gw:  # WS_DEMO_FEED off (the default)
+        status, headers, body = gw.http("GET", "/demo/channels")
+        assert status == 404, (status, body)
+        assert headers["Content-Type"] == "application/json"
+        assert isinstance(json.loads(body)["error"], str)
+
+
 def test_keep_alive_and_paths(binary):
     with Gateway(binary) as gw:
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
@@ -149,5 +175,5 @@ def test_json_logs(binary):
 
 
 if __name__ == "__main__":
-    run_tests([test_health_stats_metrics, test_keep_alive_and_paths, test_publish_validation,
+    run_tests([test_health_stats_metrics, test_demo_channels, test_keep_alive_and_paths, test_publish_validation,
                test_configuration_errors_and_help, test_json_logs, test_http_idle_timeout])

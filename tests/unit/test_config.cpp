@@ -57,6 +57,7 @@ const std::vector<std::string> kAllVariables = {
     "WS_HEARTBEAT_TIMEOUT",
     "WS_HANDSHAKE_TIMEOUT",
     "WS_CLIENT_QUEUE_BYTES",
+    "WS_CONFLATE_BYTES",
     "WS_SOCKET_SEND_BUFFER",
     "WS_PUBLISH_TOKEN",
     "WS_PUBLISH_REQUIRE_TOKEN",
@@ -794,6 +795,25 @@ TEST(Config, BrokerFollowsNatsUrlUnlessChosen) {
     EXPECT_FALSE(r.config) << kind;
     EXPECT_EQ(r.error, "WS_BROKER: nats and jetstream need NATS_URL");
   }
+}
+
+// WS_CONFLATE_BYTES: below WS_CLIENT_QUEUE_BYTES, or latest subscriptions would never conflate
+// before the connection is cut; unset, it follows a small queue down.
+TEST(Config, ConflateBytesStaysBelowTheQueueLimit) {
+  auto c = load({});
+  ASSERT_TRUE(c.config) << c.error;
+  EXPECT_EQ(c.config->conflate_bytes, 65536u);
+  c = load({{"WS_CLIENT_QUEUE_BYTES", "64K"}});
+  ASSERT_TRUE(c.config) << c.error;
+  EXPECT_EQ(c.config->conflate_bytes, 16384u);
+  c = load({{"WS_CONFLATE_BYTES", "32K"}, {"WS_CLIENT_QUEUE_BYTES", "64K"}});
+  ASSERT_TRUE(c.config) << c.error;
+  EXPECT_EQ(c.config->conflate_bytes, 32768u);
+  c = load({{"WS_CONFLATE_BYTES", "64K"}, {"WS_CLIENT_QUEUE_BYTES", "64K"}});
+  EXPECT_FALSE(c.config);
+  EXPECT_NE(c.error.find("WS_CONFLATE_BYTES: must be below WS_CLIENT_QUEUE_BYTES"),
+            std::string::npos)
+      << c.error;
 }
 
 TEST(Config, RedisBrokerIsChosenExplicitlyAndRefusesWhatNeedsHistory) {

@@ -315,5 +315,44 @@ TEST(EmbeddedBroker, ConcurrentPublishersShareTheBackPressure) {
   EXPECT_LE(gateway.hub().backlog_bytes(), config.fanout_queue_bytes + kThreads * one_batch);
 }
 
+// A `latest` subscriber without a connection (detached, waiting for a resume) holds only the
+// newest message of its channel, numbers nothing, and counts the rest as conflated; an `all`
+// subscriber beside it numbers every message, as in v1.
+TEST(ThreadFanout, LatestSubscribersHoldTheNewestWhileAllSubscribersGetEverything) {
+  app::Gateway gateway(test_config());
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  session::Session& every = worker.clients().sessions().create(session::SessionId{0, 1}, 100);
+  session::Session& newest = worker.clients().sessions().create(session::SessionId{0, 2}, 100);
+  index.subscribe(every, "L");
+  index.subscribe(newest, "L", pubsub::DeliveryOptions{true, 0});
+  EXPECT_EQ(index.latest_subscription_count(), 1u);
+  publish(gateway.hub(), "L", 10);
+  run_ready(loop);
+  EXPECT_EQ(every.seq(), 10u);
+  EXPECT_EQ(newest.seq(), 0u);
+  EXPECT_EQ(index.held_count(), 1u);
+  EXPECT_EQ(index.conflated_total(), 9u);
+  const pubsub::LatestSlot& slot = *newest.subscriptions()[0].latest;
+  EXPECT_EQ(slot.skipped, 9u);
+  ASSERT_TRUE(slot.held);
+
+  // Becoming `all` sends the held message first, with its count, then every message.
+  session::Session& fresh = newest;
+  fresh.release_held(index, "L", loop.out());
+  EXPECT_EQ(fresh.seq(), 1u);
+  EXPECT_EQ(fresh.conflated_of(1), 9u);
+  EXPECT_EQ(index.held_count(), 0u);
+  index.subscribe(fresh, "L", pubsub::DeliveryOptions{});
+  EXPECT_EQ(index.latest_subscription_count(), 0u);
+  publish(gateway.hub(), "L", 3);
+  loop.io().restart();  // it stopped when it ran out of work
+  run_ready(loop);
+  EXPECT_EQ(fresh.seq(), 4u);
+  EXPECT_EQ(fresh.conflated_of(4), 0u);
+  EXPECT_EQ(every.seq(), 13u);
+}
+
 }  // namespace
 }  // namespace odin

@@ -31,6 +31,9 @@ ops::OpsSnapshot sample_snapshot() {
   s.fanout_latency.sum_ns = 200'000;
   s.fanout_latency.max_ns = 200'000;
   s.sessions = 6;
+  s.latest_subscriptions = 4;
+  s.held_messages = 2;
+  s.conflated_messages = 9;
   s.detached_sessions = 1;
   s.channels = 8;
   s.thread_count = 2;
@@ -147,7 +150,7 @@ TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
       typed.insert(name);
     }
   }
-  EXPECT_EQ(helped.size(), 54u);
+  EXPECT_EQ(helped.size(), 57u);
   EXPECT_EQ(helped, typed);
 }
 
@@ -155,6 +158,7 @@ TEST(RenderStats, IsTheExactDocument) {
   EXPECT_EQ(ops::render_stats(sample_snapshot()),
             R"({"currentConnections":3,"maxConnections":100,"connectionsAccepted":7,)"
             R"("connectionsRejected":3,"connectionsRefused":5,"sessions":6,"detachedSessions":1,)"
+            R"("latestSubscriptions":4,"heldMessages":2,"conflatedMessages":9,)"
             R"("channels":8,"memoryMB":100.0,"cpuPercent":12.3,"messagesIn":40,"messagesOut":120,)"
             R"("bytesOut":9000,"slowClientDisconnects":0,"heartbeatTimeouts":0,"rateLimited":3,)"
             R"("replayRequests":2,"resumesOk":11,"resumesFailed":12,"resumesRestored":13,)"

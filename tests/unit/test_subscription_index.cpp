@@ -49,6 +49,51 @@ TEST(SubscriptionIndex, SwapRemoveKeepsBothSidesInStep) {
   EXPECT_EQ(index.channel_count(), 0u);
 }
 
+// Options move a subscription between the channel's `all` and `latest` lists; both sides stay in
+// step through swap-removes in either list, and a held message is let go with its slot.
+TEST(SubscriptionIndex, DeliveryOptionsMoveASubscriptionBetweenLists) {
+  core::LocalMessagePool pool;
+  pubsub::SubscriptionIndex index;
+  Plain a, b, c;
+  const pubsub::DeliveryOptions latest{true, 4};
+  ASSERT_TRUE(index.subscribe(a, "X", latest));
+  ASSERT_TRUE(index.subscribe(b, "X", latest));
+  ASSERT_TRUE(index.subscribe(c, "X"));
+  pubsub::ChannelSubscribers& ch = *index.find("X");
+  EXPECT_EQ(ch.subscribers.size(), 1u);
+  ASSERT_EQ(ch.latest_subscribers.size(), 2u);
+  EXPECT_EQ(a.subscriptions()[0].latest->min_interval_ns, 250'000'000);
+  EXPECT_EQ(index.latest_subscription_count(), 2u);
+
+  EXPECT_FALSE(index.subscribe(a, "X", latest));  // same options: nothing changes
+  EXPECT_FALSE(index.subscribe(a, "X"));          // no options: the subscription's stay
+  EXPECT_TRUE(a.subscriptions()[0].options.latest);
+
+  index.hold(*a.subscriptions()[0].latest, pool.adopt(std::make_shared<core::Message>()));
+  EXPECT_EQ(index.held_count(), 1u);
+  EXPECT_FALSE(index.subscribe(a, "X", pubsub::DeliveryOptions{}));  // a becomes `all`
+  EXPECT_EQ(index.held_count(), 0u);
+  EXPECT_EQ(index.latest_subscription_count(), 1u);
+  ASSERT_EQ(ch.latest_subscribers.size(), 1u);
+  EXPECT_EQ(ch.latest_subscribers[0]->subscriber, &b);  // b moved into a's slot
+  EXPECT_EQ(b.subscriptions()[0].position, 0u);
+  ASSERT_EQ(ch.subscribers.size(), 2u);
+  EXPECT_EQ(a.subscriptions()[0].position, 1u);
+  EXPECT_EQ(ch.subscribers[1], &a);
+
+  EXPECT_FALSE(index.subscribe(c, "X", latest));  // c becomes `latest`
+  ASSERT_EQ(ch.subscribers.size(), 1u);
+  EXPECT_EQ(ch.subscribers[0], &a);
+  EXPECT_EQ(a.subscriptions()[0].position, 0u);
+  index.unsubscribe_all(b);
+  EXPECT_EQ(ch.latest_subscribers[0]->subscriber, &c);
+  EXPECT_EQ(c.subscriptions()[0].position, 0u);
+  index.unsubscribe_all(a);
+  index.unsubscribe_all(c);
+  EXPECT_EQ(index.latest_subscription_count(), 0u);
+  EXPECT_EQ(index.channel_count(), 0u);
+}
+
 TEST(SubscriptionIndex, UnusedEntriesAreErasedButOnesWithALatestMessageStay) {
   core::LocalMessagePool pool;  // outlives the index, whose entries hold references into it
   pubsub::SubscriptionIndex index;
