@@ -13,7 +13,8 @@ import time
 
 import websockets
 
-from harness import Gateway, RawClient, bounded_memory_env, connect, memory_kb, recv_json, run_tests
+from harness import (Gateway, RawClient, bounded_memory_env, connect, memory_kb, recv_json, recv_until,
+                     run_tests)
 
 # A data envelope: v1's keys in v1's order, with `conflated` (a count, never 0) right after `seq`.
 ENVELOPE = re.compile(r'^\{"seq":\d+,(?:"conflated":[1-9]\d*,)?"ts":\d+,"type":"[^"]*",'
@@ -84,12 +85,15 @@ class Receiver:
         self.ws = ws
         self.frames = []  # (monotonic arrival time, raw text, parsed)
         self.closed = None
+        self.data_arrived = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self):
         try:
             async for raw in self.ws:
                 self.frames.append((time.monotonic(), raw, json.loads(raw)))
+                if "seq" in self.frames[-1][2]:
+                    self.data_arrived.set()
             self.closed = "closed normally"
         except websockets.ConnectionClosed as e:
             self.closed = e
@@ -104,6 +108,12 @@ class Receiver:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    async def next_data(self, timeout=3):
+        """Waits for the next data frame; returns its arrival time."""
+        self.data_arrived.clear()
+        await asyncio.wait_for(self.data_arrived.wait(), timeout)
+        return self.data()[-1][0]
 
     async def stop(self):
         self.task.cancel()
@@ -132,16 +142,16 @@ def check_latest_accounting(envelopes, published, what, previous=-1):
     assert values and values[-1] == published - 1, (
         f"{what}: ended on {values[-1] if values else None}, the last published was {published - 1}")
     conflated = sum(m.get("conflated", 0) for _, m in envelopes)
-    assert conflated + len(envelopes) == published - previous - 1, (
-        f"{what}: sum(conflated) {conflated} + received {len(envelopes)} != published "
-        f"{published - previous - 1}")
-    prev = previous
+    wrong, prev = [], previous
     for _, m in envelopes:
         skipped = m["data"]["n"] - prev - 1
-        assert m.get("conflated", 0) == skipped, (
-            f"{what}: seq {m['seq']} (value {m['data']['n']}) says conflated "
-            f"{m.get('conflated', 0)}, {skipped} were skipped since the previous one")
+        if m.get("conflated", 0) != skipped:
+            wrong.append(f"seq {m['seq']} (value {m['data']['n']}) says conflated "
+                         f"{m.get('conflated', 0)}, {skipped} were skipped since the previous one")
         prev = m["data"]["n"]
+    assert conflated + len(envelopes) == published - previous - 1 and not wrong, (
+        f"{what}: sum(conflated) {conflated} + received {len(envelopes)}, published "
+        f"{published - previous - 1}; " + "; ".join(wrong[:5]))
     return conflated
 
 
@@ -207,44 +217,71 @@ async def test_max_hz_paces_newest_values_and_counts_the_rest(binary):
 
 
 async def test_changing_max_hz_takes_effect_at_once(binary):
-    """100 msg/s for 5.5 s; after 2.5 s at max_hz 4 the client subscribes the channel again with
-    max_hz 10: the next message comes within a new slot, and the rate from then on is 10 +/- 1
-    per second; the accounting runs on across the change."""
+    """100 msg/s for ~7.5 s on a `max_hz: 4` subscription. 120 ms after a message (one held, about
+    12 skipped) the client subscribes the channel again with max_hz 10: the held message goes out
+    within a new slot with its count, and the rate from then on is 10 +/- 1 per second. Right after
+    a later message it subscribes again with max_hz 2: the next slot is half a second after that
+    message. The accounting runs on across both changes."""
     with Gateway(binary) as gw:
         lat, _ = await latest_client(gw, ["RATE"], delivery="latest", max_hz=4)
         lat_rx = Receiver(lat)
-        pub = Paced(gw, "RATE", 100, 550)
+        pub = Paced(gw, "RATE", 100, 750)
         started = time.monotonic()
         publishing = asyncio.get_running_loop().run_in_executor(None, pub.run)
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.3)
+        before_faster = await lat_rx.next_data()
+        await asyncio.sleep(0.12)  # mid-slot: the newest value is held, ~12 skipped
         await lat.send(subscribe(["RATE"], "faster", max_hz=10))
+        await asyncio.sleep(3.0)
+        before_slower = await lat_rx.next_data()
+        await lat.send(subscribe(["RATE"], "slower", max_hz=2))  # right after a message
         await publishing
         stopped = time.monotonic()
-        assert stopped - started < 10, f"the publisher took {stopped - started:.1f} s for 5.5 s of messages"
-        await asyncio.sleep(0.6)
+        assert stopped - started < 12, f"the publisher took {stopped - started:.1f} s for 7.5 s of messages"
+        await asyncio.sleep(1.1)
         await lat_rx.stop()
-        replies = [(t, m) for t, _, m in lat_rx.frames if m.get("id") == "faster"]
-        assert len(replies) == 1, replies
-        changed, reply = replies[0]
-        assert reply["type"] == "subscribed" and reply["data"]["channels"] == ["RATE"], reply
+        replies = {m.get("id"): (t, m) for t, _, m in lat_rx.frames if "seq" not in m}
+        assert set(replies) == {"faster", "slower"}, replies
+        faster, slower = replies["faster"][0], replies["slower"][0]
         got = lat_rx.data()
-        before = [t for t, _, _ in got if started + 0.5 <= t < changed]
-        after = [t for t, _, _ in got if changed < t <= stopped]
-        hz4, hz10 = rate(before), rate(after)
-        first_wait = after[0] - changed
-        in_first_second = sum(1 for t in after if t <= changed + 1.0)
-        print(f"  max_hz 4: {hz4:.2f} msg/s; after the change to 10: {hz10:.2f} msg/s, the first "
-              f"message {first_wait * 1000:.0f} ms after `subscribed`, {in_first_second} in its first second")
-        assert 3.5 <= hz4 <= 4.5, f"max_hz 4 before the change: {hz4:.2f} messages/s"
-        assert 9 <= hz10 <= 11, f"max_hz 10 after the change: {hz10:.2f} messages/s"
-        assert first_wait <= 0.2, f"first message {first_wait * 1000:.0f} ms after the change"
-        assert in_first_second >= 8, f"{in_first_second} messages in the first second at max_hz 10"
-        gaps = [b - a for a, b in zip(after, after[1:])]
-        assert min(gaps) >= 0.5 / 10, f"max_hz 10: two messages {min(gaps) * 1000:.0f} ms apart"
-        check_seq_contiguous([m["seq"] for _, _, m in got], "latest client")
-        check_latest_accounting([(raw, m) for _, raw, m in got], 550, "max_hz 4 then 10")
-        check_newest(got, pub, "max_hz 4 then 10")
-        assert reply["data"].get("max_hz") == 10, reply
+        times = [t for t, _, _ in got]
+        at4 = [t for t in times if started + 0.5 <= t <= before_faster]
+        at10 = [t for t in times if before_faster < t < before_slower]
+        at2 = [t for t in times if before_slower < t <= stopped]
+        hz4, hz10 = rate(at4), rate(at10)
+        first_wait = at10[0] - faster
+        in_first_second = sum(1 for t in at10 if t <= faster + 1.0)
+        gaps10 = [b - a for a, b in zip([before_faster] + at10, at10)]
+        gaps2 = [b - a for a, b in zip([before_slower] + at2, at2)]
+        print(f"  max_hz 4: {hz4:.2f} msg/s; changed to 10 120 ms after a message: the next one "
+              f"{first_wait * 1000:.0f} ms after `subscribed`, then {hz10:.2f} msg/s ({in_first_second} in "
+              f"the first second), smallest gap {min(gaps10) * 1000:.0f} ms; changed to 2 right after a "
+              f"message: gaps {[round(g * 1000) for g in gaps2]} ms")
+        problems = []  # every rule this run broke, not just the first
+
+        def check(ok, message):
+            if not ok:
+                problems.append(message)
+
+        check(3.5 <= hz4 <= 4.5, f"max_hz 4 before the change: {hz4:.2f} messages/s")
+        check(9 <= hz10 <= 11, f"max_hz 10 after the change: {hz10:.2f} messages/s")
+        check(first_wait <= 0.2, f"first message {first_wait * 1000:.0f} ms after the change to 10")
+        check(in_first_second >= 8, f"{in_first_second} messages in the first second at max_hz 10")
+        check(min(gaps10) >= 0.5 / 10, f"max_hz 10: two messages {min(gaps10) * 1000:.0f} ms apart")
+        check(len(at2) >= 3 and min(gaps2) >= 0.8 / 2,
+              f"max_hz 2 from right after a message: gaps {[round(g * 1000) for g in gaps2]} ms "
+              f"(`subscribed` {(slower - before_slower) * 1000:.0f} ms after that message)")
+        for rule, args in ((check_seq_contiguous, ([m["seq"] for _, _, m in got], "latest client")),
+                           (check_latest_accounting, ([(raw, m) for _, raw, m in got], 750,
+                                                      "max_hz 4, then 10, then 2")),
+                           (check_newest, (got, pub, "max_hz 4, then 10, then 2"))):
+            try:
+                rule(*args)
+            except AssertionError as e:
+                problems.append(str(e))
+        check(replies["faster"][1]["data"].get("max_hz") == 10, replies["faster"])
+        check(replies["slower"][1]["data"].get("max_hz") == 2, replies["slower"])
+        assert not problems, "\n".join(map(str, problems))
         await lat.close()
 
 
@@ -350,10 +387,11 @@ async def test_changing_options_of_a_subscribed_channel(binary):
         except asyncio.TimeoutError:
             pass
         await ws.send(subscribe(["C"], "all", delivery="all"))
-        reply = await recv_json(ws)
+        reply, got = await recv_until(ws, lambda m: "seq" not in m)
         assert reply == {"type": "subscribed", "data": {"channels": ["C"], "delivery": "all"}, "id": "all"}, reply
         gw.publish([{"channel": "C", "data": {"n": n}} for n in (4, 5, 6)])
-        got = [await recv_json(ws) for _ in range(4)]
+        while len(got) < 4:
+            got.append(await recv_json(ws))
         assert [(m["seq"], m["data"]["n"], m.get("conflated")) for m in got] == [
             (2, 3, 2), (3, 4, None), (4, 5, None), (5, 6, None)], got
         # Without options: C stays `all`.
@@ -503,7 +541,12 @@ async def test_stalled_latest_reader_is_never_cut_and_holds_one_message_per_chan
                 pong = json.loads(payload)
                 assert pong["type"] == "pong" and pong["id"] == "alive", pong
                 break
-        after = await loop.run_in_executor(None, metrics, gw)
+        # /metrics and /stats show what each event loop copied at its last sweep (up to 1 s ago).
+        for _ in range(40):
+            after = await loop.run_in_executor(None, metrics, gw)
+            if after.get("ws_held_messages") == 0 and after.get("ws_conflated_messages_total") == conflated:
+                break
+            await asyncio.sleep(0.1)
         stats_after = gw.json("/stats")
         grown_mb = (memory_kb(gw, "VmHWM") - peak_before_kb) / 1024
         print(f"  published {total} in {took:.1f} s; latest reader: {len(lazy_frames)} messages "
