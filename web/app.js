@@ -6,11 +6,26 @@
 // asked of the gateway at start (GET /demo/channels, in the feed's order): the picker lists them
 // and a first visit subscribes to the first POPULAR_COUNT. With the feed off (404) or no answer,
 // the picker lists only the visitor's own channels and any typed channel can still be subscribed.
+// Each row has a delivery choice (docs/protocol.md, latest-value subscriptions): every message,
+// only the latest, or the latest at most 1, 4 or 10 times a second; changing it subscribes again
+// with the new options, which the gateway applies at once. The row counts the messages it got and
+// the ones the gateway skipped for it (the `conflated` counts). Channels and choices are kept in
+// localStorage, so a reload comes back to the same board.
 import { CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
 import { ClientState, OdinClient } from './odin-client.js';
 
 const POPULAR_COUNT = 8; // a first visit's channels: the first demo symbols
 const STORAGE_KEY = 'odin-ws.channels';
+const DELIVERY_KEY = 'odin-ws.delivery'; // {channel: choice} for the channels not on "all"
+// The delivery choices of a row, as subscribe() options.
+const DELIVERY = [
+  { value: 'all', label: 'all', options: { delivery: 'all' } },
+  { value: 'latest', label: 'latest', options: { delivery: 'latest' } },
+  { value: '1', label: '1 Hz', options: { delivery: 'latest', maxHz: 1 } },
+  { value: '4', label: '4 Hz', options: { delivery: 'latest', maxHz: 4 } },
+  { value: '10', label: '10 Hz', options: { delivery: 'latest', maxHz: 10 } },
+];
+const deliveryOf = (value) => DELIVERY.find((d) => d.value === value) ?? DELIVERY[0];
 const TREND_POINTS = 60; // prices kept per row for the sparkline
 const LOG_LINES = 80;
 const STATE_LABEL = {
@@ -92,9 +107,30 @@ function log(text, kind = '') {
 function saveChannels() {
   try {
     localStorage.setItem(STORAGE_KEY, JSON.stringify(client.channels));
+    const choices = {};
+    for (const c of client.channels) {
+      const value = deliveryChoices.get(c);
+      if (value && value !== 'all') choices[c] = value;
+    }
+    localStorage.setItem(DELIVERY_KEY, JSON.stringify(choices));
   } catch {
     // storage disabled (private mode, file://): the page just starts with the defaults next time
   }
+}
+
+// channel -> delivery choice (a DELIVERY value); absent: "all", subscribed without options.
+const deliveryChoices = new Map(loadChoices());
+
+function loadChoices() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(DELIVERY_KEY));
+    if (saved && typeof saved === 'object') {
+      return Object.entries(saved).filter(([c, v]) => isChannelName(c) && DELIVERY.some((d) => d.value === v));
+    }
+  } catch {
+    // nothing saved, or not readable
+  }
+  return [];
 }
 
 // ?channels=A,B in the page URL, else what the visitor had last time; null on a first visit,
@@ -132,8 +168,10 @@ function makeRow(channel) {
   tr.dataset.channel = channel;
 
   const sym = el('td', 'sym', channel);
+  sym.title = channel;
   const sub = el('small', '', 'waiting for data');
-  sym.append(sub);
+  const meta = el('div', 'meta');
+  sym.append(meta);
 
   const price = el('td', 'num price waiting');
   price.dataset.testid = `price-${channel}`;
@@ -154,8 +192,25 @@ function makeRow(channel) {
   svg.append(area, line);
   trend.append(svg);
 
+  // The delivery choice sits under the symbol, beside the message type: it fits a phone's width.
+  const delivery = el('select', 'delivery');
+  delivery.dataset.testid = `delivery-${channel}`;
+  delivery.title = `How ${channel} is delivered: every message, or only the latest (at most n a second)`;
+  delivery.setAttribute('aria-label', `Delivery of ${channel}`);
+  for (const d of DELIVERY) delivery.append(new Option(d.label, d.value));
+  delivery.value = deliveryChoices.get(channel) ?? 'all';
+  delivery.onchange = () => setDelivery(channel, delivery.value);
+  meta.append(delivery, sub);
+
   const vol = el('td', 'num vol');
-  const seq = el('td', 'num when');
+  const msgs = el('td', 'num when msgs');
+  const count = el('span', '', '0');
+  count.dataset.testid = `msgs-${channel}`;
+  const skipped = el('small', '', '');
+  skipped.dataset.testid = `conflated-${channel}`;
+  skipped.title = 'Messages the gateway skipped for this channel (latest delivery)';
+  msgs.append(count, skipped);
+  const seq = el('td', 'num when seq');
   seq.dataset.testid = `seq-${channel}`;
   const when = el('td', 'num when');
   when.dataset.testid = `updated-${channel}`;
@@ -168,9 +223,13 @@ function makeRow(channel) {
   remove.onclick = () => unsubscribe(channel);
   actions.append(remove);
 
-  tr.append(sym, price, change, trend, vol, seq, when, actions);
+  tr.append(sym, price, change, trend, vol, msgs, seq, when, actions);
   $('rows').append(tr);
-  const row = { tr, sub, price, arrow, value, change, area, line, vol, seq, when, last: null, ts: 0, history: [] };
+  const row = {
+    tr, sub, price, arrow, value, change, area, line, vol, seq, when, delivery, count, skipped,
+    received: 0, last: null, ts: 0, history: [],
+  };
+  renderSkipped(row, channel);
   rows.set(channel, row);
   return row;
 }
@@ -209,6 +268,9 @@ function onMessage(env, gap) {
   const d = env.data;
   const isPrice = d !== null && typeof d === 'object' && typeof d.price === 'number';
   row.sub.textContent = env.type;
+  row.received += 1;
+  row.count.textContent = integer.format(row.received);
+  if (env.conflated) renderSkipped(row, env.channel);
   row.seq.textContent = env.seq;
   row.tr.dataset.seq = env.seq;
   row.ts = env.ts;
@@ -254,6 +316,14 @@ function onMessage(env, gap) {
   drawTrend(row);
 }
 
+// "N skipped" under the message count: what the gateway left out for this channel (latest
+// delivery); hidden while the channel is on "all" and nothing was skipped.
+function renderSkipped(row, channel) {
+  const n = client.conflatedTotal(channel);
+  const choice = deliveryChoices.get(channel) ?? 'all';
+  setText(row.skipped, n > 0 || choice !== 'all' ? `${integer.format(n)} skipped` : '');
+}
+
 // The "updated" column ages in place.
 setInterval(() => {
   const now = Date.now();
@@ -285,8 +355,33 @@ function subscribe(channel) {
   renderPicker();
 }
 
+// A row's delivery choice changed: subscribe again with the new options (no snapshot: the row
+// already has the value); the gateway applies them at once.
+function setDelivery(channel, value) {
+  const d = deliveryOf(value);
+  if (d.value === 'all') deliveryChoices.delete(channel);
+  else deliveryChoices.set(channel, d.value);
+  saveChannels();
+  const row = rows.get(channel);
+  if (row) renderSkipped(row, channel);
+  client.subscribe([channel], { ...d.options, snapshot: false }).then(
+    () => log(`${channel}: delivery ${d.label}`),
+    (e) => {
+      log(`${channel}: delivery ${d.label} refused: ${e.code}${e.message ? ` (${e.message})` : ''}`, 'bad');
+      // Back to what the client still has for the channel.
+      const { delivery, maxHz } = client.channelOptions(channel);
+      const now = DELIVERY.find((x) => x.options.delivery === delivery && (x.options.maxHz ?? null) === maxHz) ?? DELIVERY[0];
+      if (now.value === 'all') deliveryChoices.delete(channel);
+      else deliveryChoices.set(channel, now.value);
+      if (row) row.delivery.value = now.value;
+      saveChannels();
+    },
+  );
+}
+
 function unsubscribe(channel) {
   client.unsubscribe([channel]).then(() => log(`unsubscribed ${channel}`), () => {});
+  deliveryChoices.delete(channel);
   removeRow(channel);
   saveChannels();
   renderPicker();
@@ -506,10 +601,20 @@ async function pollStats() {
 
 // ---- start -----------------------------------------------------------------------------------
 
+// One subscribe per delivery choice; the channels on "all" without options, as a v1 client.
 function subscribeAtStart(channels) {
   for (const c of channels) if (!rows.has(c)) makeRow(c);
   updateEmpty();
-  if (channels.length) client.subscribe(channels, { snapshot: true }).catch(() => {});
+  const groups = new Map();
+  for (const c of channels) {
+    const value = deliveryChoices.get(c) ?? null;
+    if (!groups.has(value)) groups.set(value, []);
+    groups.get(value).push(c);
+  }
+  for (const [value, group] of groups) {
+    const options = value === null ? {} : deliveryOf(value).options;
+    client.subscribe(group, { ...options, snapshot: true }).catch(() => {});
+  }
 }
 
 // Asked first, so that it usually answers before the connection is open.

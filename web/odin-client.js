@@ -28,7 +28,16 @@
 //     position stays null and `resume` is the v1 request;
 //   - remembers the channel set the application asked for and re-applies it after a reconnect,
 //     including changes made while disconnected;
-//   - correlates every request with its reply through the request `id` (promises).
+//   - correlates every request with its reply through the request `id` (promises);
+//   - latest-value subscriptions (docs/protocol.md): `subscribe(channels, {delivery: 'latest',
+//     maxHz: 4})` lets the gateway skip messages of those channels (at most maxHz a second, each
+//     the newest). The client remembers the options per channel and keeps them across
+//     reconnects: a resume on the same instance keeps them on the gateway, a restore on another
+//     instance sends them in the resume's `options`, and after resume_failed each group of
+//     channels is subscribed again with its options. Options changed while disconnected are
+//     sent once the client is open again. `seq` stays contiguous (skipped messages are never
+//     numbered); a message's `conflated` says how many of its channel were skipped just
+//     before it, and conflatedTotal(channel) adds them up.
 //
 // Quick start:
 //   import { OdinClient } from './odin-client.js';
@@ -41,10 +50,13 @@
 // unsubscribe function; `addEventListener(type, e => e.detail)` works too):
 //   state          {state, previous}          one of ClientState
 //   welcome        {session, heartbeat_ms, replay_size, resume_ttl_ms}  each new connection
-//   message        envelope {seq, pos, ts, type, channel, data} (`pos`: the JetStream stream
-//                  sequence, JetStream mode only); event.gap is {from, to} when the messages
-//                  just before this one were lost for good, otherwise null
-//   subscribed     {channels}                 the gateway confirmed a subscribe
+//   message        envelope {seq, pos, conflated, ts, type, channel, data} (`pos`: the
+//                  JetStream stream sequence, JetStream mode only; `conflated`: messages of the
+//                  channel skipped just before this one, `latest` subscriptions only, else 0);
+//                  event.gap is {from, to} when the messages just before this one were lost
+//                  for good, otherwise null
+//   subscribed     {channels}                 the gateway confirmed a subscribe (plus delivery
+//                  and maxHz when the request had options)
 //   unsubscribed   {channels}
 //   gap            {from, to}                 missing seqs detected; a replay is requested
 //   replay_start   {from, to}
@@ -73,6 +85,41 @@ import { Sequencer } from './odin-sequencer.js';
 import { nowMs, Transport } from './odin-transport.js';
 
 export { OdinError };
+
+/** The range of a subscription's maxHz (docs/protocol.md, data.max_hz). */
+export const MAX_HZ_MIN = 0.1;
+export const MAX_HZ_MAX = 1000;
+
+// A subscribe's delivery options as the client keeps them per channel: {delivery, maxHz, wire}
+// where `wire` holds the request fields exactly as given (delivery and/or max_hz). Returns null
+// without options, or throws an OdinError (`bad_request`) for options the gateway would refuse.
+function deliveryOptions(delivery, maxHz) {
+  if (delivery === undefined && maxHz === undefined) return null;
+  if (delivery !== undefined && delivery !== 'all' && delivery !== 'latest') {
+    throw new OdinError('bad_request', `delivery must be "all" or "latest", not ${JSON.stringify(delivery)}`);
+  }
+  if (maxHz !== undefined && !(typeof maxHz === 'number' && maxHz >= MAX_HZ_MIN && maxHz <= MAX_HZ_MAX)) {
+    throw new OdinError('bad_request', `maxHz must be a number from ${MAX_HZ_MIN} to ${MAX_HZ_MAX}`);
+  }
+  if (maxHz !== undefined && delivery === 'all') {
+    throw new OdinError('bad_request', 'maxHz needs delivery "latest"');
+  }
+  const wire = {};
+  if (delivery !== undefined) wire.delivery = delivery;
+  if (maxHz !== undefined) wire.max_hz = maxHz;
+  return Object.freeze({ delivery: maxHz !== undefined ? 'latest' : delivery, maxHz: maxHz ?? null, wire });
+}
+
+// Groups channels by their options (the same entry object, or none), for one subscribe each.
+function groupByOptions(channels, optionsOf) {
+  const groups = new Map(); // entry or null -> channels
+  for (const c of channels) {
+    const o = optionsOf(c) ?? null;
+    if (!groups.has(o)) groups.set(o, []);
+    groups.get(o).push(c);
+  }
+  return [...groups];
+}
 
 /** Connection states, in the order a client usually goes through them. */
 export const ClientState = Object.freeze({
@@ -129,6 +176,13 @@ export class OdinClient extends EventTarget {
     this._disconnectedAt = 0;
     this._resumeId = null;
     this._resumeChannels = null; // the channels sent with `resume`, or null (v1 request)
+    this._resumeOptions = null; // channel -> options entry (or undefined) as sent with them
+    // Delivery options (latest-value subscriptions): what the application asked for per
+    // channel, and what the gateway is known to hold for this session. A channel the
+    // application never gave options is on neither (the gateway's default, `all`).
+    this._options = new Map(); // channel -> {delivery, maxHz, wire}
+    this._gatewayOptions = new Map(); // channel -> the entry the gateway confirmed
+    this._conflated = new Map(); // channel -> total of `conflated` delivered
     this._whenOpen = []; // {resolve, reject}: connect() promises and offline (un)subscribes
 
     this._stats = {
@@ -141,6 +195,7 @@ export class OdinClient extends EventTarget {
       reconnects: 0, // connections opened after the first
       resumes: 0,
       resumeFailures: 0,
+      conflated: 0, // messages the gateway skipped for latest subscriptions (sum of `conflated`)
       rttMs: null, // last heartbeat round trip
     };
 
@@ -152,7 +207,7 @@ export class OdinClient extends EventTarget {
       heartbeat: () => this.ping().catch(() => {}),
     });
     this._seq = new Sequencer(this._opt, this._stats, {
-      deliver: (env, gap) => this.dispatchEvent(new OdinEvent('message', env, gap)),
+      deliver: (env, gap) => this._deliver(env, gap),
       emit: (type, detail) => this._emit(type, detail),
       canReplay: () => this._state === ClientState.OPEN && this._transport.socket !== null,
       connected: () => this._transport.socket !== null,
@@ -179,6 +234,21 @@ export class OdinClient extends EventTarget {
   get serverInfo() { return this._welcome ? { ...this._welcome } : null; }
   get stats() { return { ...this._stats, buffered: this._seq.buffered }; }
   isSubscribed(channel) { return this._channels.wants(channel); }
+  /**
+   * The delivery options the application asked for on `channel`: {delivery, maxHz}
+   * (`{delivery: 'all', maxHz: null}` when it never gave any).
+   */
+  channelOptions(channel) {
+    const o = this._options.get(channel);
+    return o ? { delivery: o.delivery, maxHz: o.maxHz } : { delivery: 'all', maxHz: null };
+  }
+
+  /**
+   * Messages of `channel` the gateway skipped for this client (latest subscriptions): the sum
+   * of the `conflated` counts delivered since the channel was subscribed. Messages received plus
+   * this make how many were published on it meanwhile.
+   */
+  conflatedTotal(channel) { return this._conflated.get(channel) ?? 0; }
 
   // ---- lifecycle ---------------------------------------------------------------------------
 
@@ -227,26 +297,37 @@ export class OdinClient extends EventTarget {
   /**
    * Subscribes to channels. The client remembers them and subscribes again after reconnects.
    * With `snapshot` (default true) the gateway first sends each channel's latest message.
+   * `delivery` ('all' or 'latest') and `maxHz` (0.1 to 1000, implies 'latest') choose how the
+   * channels are delivered (docs/protocol.md, latest-value subscriptions); they are sent only
+   * when given, apply at once to channels already subscribed, and are kept per channel across
+   * reconnects. Without them an existing subscription keeps its options.
    * Resolves with the channels the gateway confirmed; rejects with an OdinError (e.g.
    * `too_many_channels`, `bad_request`; those channels are then forgotten). While disconnected
    * it resolves once the client is open again and the channels are subscribed.
    * @param {string|string[]} channels
-   * @param {{snapshot?: boolean}} [options]
+   * @param {{snapshot?: boolean, delivery?: 'all'|'latest', maxHz?: number}} [options]
    * @returns {Promise<string[]>}
    */
-  subscribe(channels, { snapshot = this._opt.snapshot } = {}) {
+  subscribe(channels, { snapshot = this._opt.snapshot, delivery, maxHz } = {}) {
     const list = normaliseChannels(channels);
     const invalid = list.find((c) => !isChannelName(c));
     if (invalid !== undefined || list.length === 0) {
       return quiet(Promise.reject(new OdinError('bad_request',
         invalid === undefined ? 'no channels' : `invalid channel name: ${invalid}`)));
     }
+    let options;
+    try {
+      options = deliveryOptions(delivery, maxHz);
+    } catch (e) {
+      return quiet(Promise.reject(e));
+    }
     this._channels.want(list);
+    if (options) for (const c of list) this._options.set(c, options);
     const whenOpen = () => this._waitOpen().then(() => this._confirmedOf(list));
     if (this._state !== ClientState.OPEN) return quiet(whenOpen());
     // A connection lost before the reply is not a refusal: the channels stay wanted and are
-    // subscribed again once the client is open.
-    return quiet(this._sendSubscribe(list, snapshot).catch((e) => {
+    // subscribed again once the client is open (with the options asked for here).
+    return quiet(this._sendSubscribe(list, snapshot, options).catch((e) => {
       if (e.code === 'disconnected' && this._state !== ClientState.CLOSED) return whenOpen();
       throw e;
     }));
@@ -260,6 +341,11 @@ export class OdinClient extends EventTarget {
   unsubscribe(channels) {
     const list = normaliseChannels(channels);
     this._channels.unwant(list);
+    for (const c of list) {
+      this._options.delete(c);
+      this._gatewayOptions.delete(c);
+      this._conflated.delete(c);
+    }
     if (this._state !== ClientState.OPEN) return quiet(this._waitOpen().then(() => list));
     return quiet(this._sendUnsubscribe(list));
   }
@@ -389,14 +475,28 @@ export class OdinClient extends EventTarget {
   _resumeData() {
     const data = { session: this._session, last_seq: this._seq.lastSeq };
     this._resumeChannels = null;
+    this._resumeOptions = null;
     const channels = this._channels.held();
     // The request must stay under the gateway's frame limit (4096 bytes by default): a channel
     // set too large for it falls back to the v1 request, which only the same instance honours.
     if (this._seq.position === null || channels.length === 0 ||
       JSON.stringify(channels).length > NAME_BYTES_PER_REQUEST) return data;
+    // The options of the channels that are not `all`, for an instance that restores the session
+    // (one that knows it keeps its own; changes it lacks are sent after `resumed`).
+    const options = {};
+    for (const c of channels) {
+      const o = this._options.get(c);
+      if (o && o.delivery === 'latest') {
+        options[c] = o.maxHz === null ? { delivery: 'latest' } : { delivery: 'latest', max_hz: o.maxHz };
+      }
+    }
+    const withOptions = Object.keys(options).length > 0;
+    if (withOptions && JSON.stringify({ channels, options }).length > NAME_BYTES_PER_REQUEST) return data;
     data.last_pos = this._seq.position;
     data.channels = channels;
+    if (withOptions) data.options = options;
     this._resumeChannels = channels;
+    this._resumeOptions = new Map(channels.map((c) => [c, this._options.get(c)]));
     this._seq.dropBuffer();
     return data;
   }
@@ -413,8 +513,12 @@ export class OdinClient extends EventTarget {
       // the channels the request named.
       this._channels.restored(this._resumeChannels);
       this._seq.restored();
+      // It holds the options the request named (the others `all`).
+      this._gatewayOptions.clear();
+      for (const [c, o] of this._resumeOptions) if (o) this._gatewayOptions.set(c, o);
     }
     this._resumeChannels = null;
+    this._resumeOptions = null;
     if (typeof data.session === 'string' && data.session) this._session = data.session;
     this._seq.replyPos(data.pos);
     this._emit('resumed', {
@@ -442,8 +546,10 @@ export class OdinClient extends EventTarget {
   _freshSession(session) {
     this._session = session;
     this._resumeChannels = null;
+    this._resumeOptions = null;
     this._seq.restart();
     this._channels.forget();
+    this._gatewayOptions.clear();
   }
 
   // Ready: bring the gateway's channel set in line with the application's, then wake up
@@ -456,7 +562,16 @@ export class OdinClient extends EventTarget {
     const pending = [];
     if (unsubscribe.length) pending.push(this._sendUnsubscribe(unsubscribe));
     // Snapshots: a fresh session has no values yet, and after a resume these channels are new.
-    if (subscribe.length) pending.push(this._sendSubscribe(subscribe, true));
+    // One subscribe per set of delivery options (none: a v1 subscribe).
+    for (const [options, group] of groupByOptions(subscribe, (c) => this._options.get(c))) {
+      pending.push(this._sendSubscribe(group, true, options));
+    }
+    // Channels the session holds whose options changed while the gateway could not hear of it.
+    const stale = this._channels.confirmedOf(this._channels.wanted)
+      .filter((c) => this._options.has(c) && this._options.get(c) !== this._gatewayOptions.get(c));
+    for (const [options, group] of groupByOptions(stale, (c) => this._options.get(c))) {
+      pending.push(this._sendSubscribe(group, false, options));
+    }
     const waiters = this._whenOpen;
     this._whenOpen = [];
     Promise.allSettled(pending).then(() => {
@@ -468,7 +583,20 @@ export class OdinClient extends EventTarget {
     this._channels.subscribed(msg.data.channels);
     this._seq.replyPos(msg.data.pos);
     this._requests.settle(msg.id, msg);
-    this._emit('subscribed', { channels: [...msg.data.channels] });
+    const detail = { channels: [...msg.data.channels] };
+    if (typeof msg.data.delivery === 'string') detail.delivery = msg.data.delivery;
+    if (typeof msg.data.max_hz === 'number') detail.maxHz = msg.data.max_hz;
+    this._emit('subscribed', detail);
+  }
+
+  _deliver(env, gap) {
+    const conflated = typeof env.conflated === 'number' && env.conflated > 0 ? env.conflated : 0;
+    env.conflated = conflated;
+    if (conflated) {
+      this._stats.conflated += conflated;
+      this._conflated.set(env.channel, (this._conflated.get(env.channel) ?? 0) + conflated);
+    }
+    this.dispatchEvent(new OdinEvent('message', env, gap));
   }
 
   _onUnsubscribed(msg) {
@@ -501,10 +629,27 @@ export class OdinClient extends EventTarget {
 
   // ---- requests ----------------------------------------------------------------------------
 
-  _sendSubscribe(channels, snapshot) {
+  // `options`: the channels' delivery options entry, or null for a v1 subscribe.
+  _sendSubscribe(channels, snapshot, options = null) {
     this._channels.asked(channels);
     return Promise.all(chunkChannels(channels).map((part) =>
-      this.request('subscribe', { channels: part, snapshot: Boolean(snapshot) })))
+      this.request('subscribe', { channels: part, snapshot: Boolean(snapshot), ...(options ? options.wire : {}) })
+        .then((reply) => {
+          if (options) for (const c of part) this._gatewayOptions.set(c, options);
+          return reply;
+        }, (e) => {
+          // Refused: the gateway kept what it had, and so does the client (unless asked again
+          // meanwhile). A lost connection is not a refusal: the options are sent once open.
+          if (options && e.request && e.code !== 'timeout') {
+            for (const c of part) {
+              if (this._options.get(c) !== options) continue;
+              const held = this._gatewayOptions.get(c);
+              if (held && this._channels.wants(c)) this._options.set(c, held);
+              else this._options.delete(c);
+            }
+          }
+          throw e;
+        })))
       .then((replies) => replies.flatMap((reply) => reply.data.channels));
   }
 

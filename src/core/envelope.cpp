@@ -34,22 +34,31 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
 size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size) {
   static constexpr std::string_view kSeqKey = "{\"seq\":";
   static constexpr std::string_view kConflatedKey = "\"conflated\":";
-  // The keys and numbers first, so the frame header can say the payload's size.
-  char keys[kMaxDataPrefixBytes];
-  size_t k = 0;
-  std::memcpy(keys, kSeqKey.data(), kSeqKey.size());
-  k += kSeqKey.size();
-  k = static_cast<size_t>(json::write_uint(keys + k, seq) - keys);
-  keys[k++] = ',';
-  if (conflated != 0) {
-    std::memcpy(keys + k, kConflatedKey.data(), kConflatedKey.size());
-    k += kConflatedKey.size();
-    k = static_cast<size_t>(json::write_uint(keys + k, conflated) - keys);
-    keys[k++] = ',';
+  // The numbers first, so the frame header can say the payload's size.
+  char seq_digits[json::kMaxUintDigits];
+  const size_t seq_size = static_cast<size_t>(json::write_uint(seq_digits, seq) - seq_digits);
+  char conflated_digits[json::kMaxUintDigits];
+  size_t conflated_size = 0;
+  if (conflated != 0) [[unlikely]] {
+    conflated_size =
+        static_cast<size_t>(json::write_uint(conflated_digits, conflated) - conflated_digits);
   }
-  const size_t n = ws::encode_frame_header(out, ws::Opcode::kText, k + tail_size);
-  std::memcpy(out + n, keys, k);
-  return n + k;
+  const size_t keys = kSeqKey.size() + seq_size + 1 +
+                      (conflated_size ? kConflatedKey.size() + conflated_size + 1 : 0);
+  size_t n = ws::encode_frame_header(out, ws::Opcode::kText, keys + tail_size);
+  std::memcpy(out + n, kSeqKey.data(), kSeqKey.size());
+  n += kSeqKey.size();
+  std::memcpy(out + n, seq_digits, seq_size);
+  n += seq_size;
+  out[n++] = ',';
+  if (conflated_size != 0) {
+    std::memcpy(out + n, kConflatedKey.data(), kConflatedKey.size());
+    n += kConflatedKey.size();
+    std::memcpy(out + n, conflated_digits, conflated_size);
+    n += conflated_size;
+    out[n++] = ',';
+  }
+  return n;
 }
 
 std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,

@@ -4,6 +4,8 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+
 #include "core/channel_name.hpp"
 #include "core/unique_channels.hpp"
 #include "session/session.hpp"
@@ -14,6 +16,9 @@ namespace {
 
 constexpr std::string_view kBadRequest = "bad_request";
 constexpr std::string_view kChannelsNeeded = "data.channels must be an array of channel names";
+
+constexpr std::string_view kResumeOptions =
+    "data.options must map channels of data.channels to {delivery, max_hz}";
 
 void fail(ClientRequest& r, std::string_view message) {
   r.error = RequestError{kBadRequest, message};
@@ -43,37 +48,36 @@ std::string_view read_channels(simdjson::dom::element data, std::vector<std::str
   return {};
 }
 
-// data.delivery and data.max_hz (docs/protocol.md, latest-value subscriptions).
-void read_delivery(simdjson::dom::element data, ClientRequest& r) {
+// `delivery` and `max_hz` of `object` (docs/protocol.md, latest-value subscriptions) into
+// `options` when either is there. Returns the problem, empty when none.
+std::string_view read_delivery(simdjson::dom::element object,
+                               std::optional<pubsub::DeliveryOptions>& options,
+                               bool& max_hz_given) {
   simdjson::dom::element delivery;
   simdjson::dom::element max_hz;
-  const bool has_delivery = !data["delivery"].get(delivery);
-  const bool has_max_hz = !data["max_hz"].get(max_hz);
-  if (!has_delivery && !has_max_hz) return;
-  pubsub::DeliveryOptions options;
+  const bool has_delivery = !object["delivery"].get(delivery);
+  const bool has_max_hz = !object["max_hz"].get(max_hz);
+  if (!has_delivery && !has_max_hz) return {};
+  pubsub::DeliveryOptions read;
   if (has_delivery) {
     std::string_view word;
     if (delivery.get(word) || (word != "all" && word != "latest")) {
-      r.channels.clear();
-      return fail(r, "data.delivery must be \"all\" or \"latest\"");
+      return "delivery must be \"all\" or \"latest\"";
     }
-    options.latest = word == "latest";
+    read.latest = word == "latest";
   }
   if (has_max_hz) {
     double hz = 0;
     if (!max_hz.is_number() || max_hz.get(hz) || !(hz >= kMinMaxHz && hz <= kMaxMaxHz)) {
-      r.channels.clear();
-      return fail(r, "data.max_hz must be a number from 0.1 to 1000");
+      return "max_hz must be a number from 0.1 to 1000";
     }
-    if (has_delivery && !options.latest) {
-      r.channels.clear();
-      return fail(r, "data.max_hz needs \"delivery\":\"latest\"");
-    }
-    options.latest = true;
-    options.max_hz = hz;
-    r.max_hz_given = true;
+    if (has_delivery && !read.latest) return "max_hz needs \"delivery\":\"latest\"";
+    read.latest = true;
+    read.max_hz = hz;
+    max_hz_given = true;
   }
-  r.delivery = options;
+  options = read;
+  return {};
 }
 
 void read_subscribe(simdjson::dom::element root, ClientRequest& r, size_t max_channels) {
@@ -94,7 +98,12 @@ void read_subscribe(simdjson::dom::element root, ClientRequest& r, size_t max_ch
   if (r.kind != RequestKind::kSubscribe) return;
   bool flag = false;
   if (!data["snapshot"].get(flag)) r.snapshot = flag;
-  read_delivery(data, r);
+  if (std::string_view problem = read_delivery(data, r.delivery, r.max_hz_given);
+      !problem.empty()) {
+    r.channels.clear();
+    r.delivery.reset();
+    return fail(r, problem);
+  }
 }
 
 // A non-negative integer, whichever way simdjson stored it.
@@ -151,6 +160,25 @@ void read_resume(simdjson::dom::element root, ClientRequest& r, size_t max_chann
   if (std::string_view problem = read_channels(data, r.channels, max_channels); !problem.empty()) {
     r.channels.clear();
     return fail(r, problem);
+  }
+  // data.options: the delivery options of the restored channels that are not `all`.
+  simdjson::dom::object options;
+  if (!data["options"].error()) {
+    if (data["options"].get(options)) return fail(r, kResumeOptions);
+    for (auto [channel, value] : options) {
+      if (std::find(r.channels.begin(), r.channels.end(), channel) == r.channels.end() ||
+          !value.is_object()) {
+        r.resume_options.clear();
+        return fail(r, kResumeOptions);
+      }
+      std::optional<pubsub::DeliveryOptions> read;
+      bool max_hz_given = false;
+      if (std::string_view problem = read_delivery(value, read, max_hz_given); !problem.empty()) {
+        r.resume_options.clear();
+        return fail(r, problem);
+      }
+      if (read) r.resume_options.emplace_back(channel, *read);
+    }
   }
   r.resume_last_pos = last_pos;
 }

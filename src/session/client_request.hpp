@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/unique_channels.hpp"
@@ -66,6 +67,8 @@ struct ClientRequest {
   uint64_t resume_last_seq = 0;
   // kResume on another instance: data.last_pos, set only together with `channels`.
   std::optional<uint64_t> resume_last_pos;
+  // kResume with resume_last_pos: data.options, the channels that are not `all`.
+  std::vector<std::pair<std::string_view, pubsub::DeliveryOptions>> resume_options;
   // kAuth: data.token.
   std::string_view auth_token;
 };

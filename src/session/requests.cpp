@@ -484,14 +484,44 @@ Restore restore_from_position(Client& client, const ClientRequest& request,
   index.unsubscribe_all(*session);  // `?channels=` at connect: the resumed channels replace them
   for (std::string_view channel : channels)
     index.subscribe(*session, channel);
+  for (const auto& [channel, options] : request.resume_options)
+    index.subscribe(*session, channel, options);
   session->continue_numbering_after(request.resume_last_seq);
   session->skip_restored_through(last_pos);  // these channels only: later ones start here
-  for (const core::MessageRef& message : replay)
-    deliver_now(client, *session, message);
+  // A `latest` channel gets only its newest message, counting the ones before it as conflated.
+  std::vector<uint32_t> skipped_before(replay.size(), 0);
+  std::vector<bool> send(replay.size(), true);
+  for (const auto& [channel, options] : request.resume_options) {
+    uint32_t skipped = 0;
+    size_t newest = replay.size();
+    for (size_t i = 0; i < replay.size(); ++i) {
+      if (replay[i]->channel != channel) continue;
+      if (newest != replay.size()) {
+        send[newest] = false;
+        ++skipped;
+      }
+      newest = i;
+    }
+    if (newest != replay.size()) skipped_before[newest] = skipped;
+  }
+  size_t sent = 0;
+  for (size_t i = 0; i < replay.size(); ++i) {
+    if (!send[i]) continue;
+    ++sent;
+    if (skipped_before[i] == 0) {
+      deliver_now(client, *session, replay[i]);
+      continue;
+    }
+    client.make_room_for_output();
+    if (session->deliver_newest_of(index, replay[i], skipped_before[i], loop.out())) {
+      loop.stats().messages_out.add();
+      loop.schedule_flush();
+    }
+  }
   Reply reply(thread.json_scratch(), "resumed");
   std::string& out = reply.out();
   out.append(",\"data\":{\"session\":\"").append(session->id_text()).append("\",\"replayed\":");
-  core::json::append_uint(out, replay.size());
+  core::json::append_uint(out, sent);
   out.append(",\"restored\":true,\"pos\":");
   core::json::append_uint(out, std::max(last_pos, index.last_pos()));
   out.push_back('}');

@@ -153,6 +153,16 @@ void Session::release_held(pubsub::SubscriptionIndex& index, std::string_view ch
   }
 }
 
+bool Session::deliver_newest_of(pubsub::SubscriptionIndex& index, const core::MessageRef& message,
+                                uint32_t skipped, net::OutBatch& out) {
+  for (Subscription& sub : mutable_subscriptions()) {
+    if (sub.channel->name != message->channel || !sub.latest) continue;
+    index.count_conflated(*sub.latest, skipped);
+    return deliver(message, out, std::exchange(sub.latest->skipped, 0));
+  }
+  return deliver(message, out);
+}
+
 RequestAdmission Session::take_request(const core::TokenBucketPolicy& policy, int64_t now_ns,
                                        uint32_t strikes) {
   if (request_budget_.full(policy, now_ns)) refused_since_full_ = 0;

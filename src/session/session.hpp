@@ -132,6 +132,9 @@ class Session : public pubsub::Subscriber {
                  net::OutBatch& out, uint64_t& sent);
   // Sends the held message of `channel` now, whatever the rate (its subscription becomes `all`).
   void release_held(pubsub::SubscriptionIndex& index, std::string_view channel, net::OutBatch& out);
+  // A restore's newest message of a `latest` channel, after `skipped` older ones it leaves out.
+  bool deliver_newest_of(pubsub::SubscriptionIndex& index, const core::MessageRef& message,
+                         uint32_t skipped, net::OutBatch& out);
   // Whether a message may be held (false: certainly none is).
   bool may_hold() const { return may_hold_; }
   // Warms what deliver() touches, a few recipients ahead (its ring slot, its connection).

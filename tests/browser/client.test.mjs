@@ -4,7 +4,11 @@
 // changes made while disconnected, resume_failed after a gateway restart; and, against scripted
 // fake servers, that a connection without pongs is declared dead, the JetStream-mode resume
 // on another instance (positions, `last_pos`, a restored session under a new id), and that a
-// replay cut short by close() does not stop later gaps from being replayed.
+// replay cut short by close() does not stop later gaps from being replayed. Latest-value
+// subscriptions (docs/protocol.md): a maxHz cap against a channel published at ~100/s (rate,
+// contiguous seq, conflated + received == published, ends on the last value), kept across a
+// resume and re-applied after resume_failed; against a scripted JetStream gateway, the options
+// in a restoring `resume` and options changed while disconnected.
 //   node tests/browser/client.test.mjs --binary build/odin-ws
 import WebSocket, { WebSocketServer } from 'ws';
 import { ClientState, OdinClient } from '../../web/odin-client.js';
@@ -16,7 +20,7 @@ const GATEWAY_ENV = { WS_REPLAY_SIZE: '8', WS_RESUME_TTL: '30s' };
 let gw = await startGateway(binary, GATEWAY_ENV);
 const runner = new Runner('client');
 const clients = new Set();
-runner.budget(55000, async () => {
+runner.budget(100000, async () => {
   for (const c of clients) c.close();
   await gw.stop(1000);
 });
@@ -306,6 +310,133 @@ await runner.check('a connection that stops answering heartbeats is declared dea
   }
 });
 
+// ---- latest-value subscriptions (the real gateway) --------------------------------------------
+
+// Publishes on `channel` at about `perSecond` for `ms` (batches catching up with the clock, so a
+// late timer does not lower the rate), numbering data.i from `from`; resolves with the count.
+async function publishAtRate(channel, perSecond, ms, from = 0) {
+  const start = Date.now();
+  const total = Math.round((perSecond * ms) / 1000);
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((Date.now() - start) * perSecond) / 1000) + 1);
+    if (due > sent) {
+      await gw.publish(Array.from({ length: due - sent }, (_, k) => ({ channel, type: 'tick', data: { i: from + sent + k } })));
+      sent = due;
+    }
+    await sleep(10);
+  }
+  return sent;
+}
+
+// What a latest subscription must always hold: seq contiguous from 1, values in publishing
+// order, no gap, every `conflated` a number, and received + conflated == published.
+function checkLatest(c, channel, published) {
+  const mine = c.got.filter((m) => m.channel === channel);
+  assert(seqs(c) === range(1, c.got.length), `seqs ${seqs(c)}`);
+  assert(mine.every((m, k) => k === 0 || m.data.i > mine[k - 1].data.i), `values out of order: ${mine.map((m) => m.data.i)}`);
+  assert(mine.every((m) => Number.isInteger(m.conflated) && m.conflated >= 0), 'conflated is a number on every message');
+  assert(c.seen('gap').length === 0 && c.stats.gaps === 0 && c.stats.lostMessages === 0, `gaps ${JSON.stringify(c.stats)}`);
+  const skipped = mine.reduce((n, m) => n + m.conflated, 0);
+  assert(c.conflatedTotal(channel) === skipped, `conflatedTotal ${c.conflatedTotal(channel)} != sum ${skipped}`);
+  assert(skipped + mine.length === published, `received ${mine.length} + conflated ${skipped} != published ${published}`);
+  assert(mine.at(-1).data.i === published - 1, `last value ${mine.at(-1).data.i}, last published ${published - 1}`);
+  return { received: mine.length, skipped };
+}
+
+await runner.check('maxHz 4 on a channel published at ~100/s: about 4/s, seq contiguous, nothing unaccounted', async () => {
+  const c = client();
+  await c.connect();
+  await c.subscribe('hz', { snapshot: false, maxHz: 4 });
+  const sub = c.seen('subscribed')[0]?.detail;
+  assert(sub && sub.delivery === 'latest' && sub.maxHz === 4, `subscribed ${JSON.stringify(sub)}`);
+  assert(JSON.stringify(c.channelOptions('hz')) === '{"delivery":"latest","maxHz":4}', JSON.stringify(c.channelOptions('hz')));
+  const start = Date.now();
+  const published = await publishAtRate('hz', 100, 3000);
+  const seconds = (Date.now() - start) / 1000;
+  const during = c.got.length;
+  await sleep(600); // the next slot (250 ms) brings the newest held message
+  const rate = during / seconds;
+  console.log(`  (${published} published in ${seconds.toFixed(2)} s, ${during} received meanwhile: ${rate.toFixed(2)}/s; ${c.got.length} after settling)`);
+  assert(rate >= 3 && rate <= 5.5, `rate ${rate.toFixed(2)}/s`);
+  const { skipped } = checkLatest(c, 'hz', published);
+  assert(skipped > 0 && c.stats.conflated === skipped, `conflated ${skipped}, stats ${c.stats.conflated}`);
+  c.close();
+});
+
+await runner.check('maxHz survives a reconnect: after the resume the rate stays capped, with no new subscribe', async () => {
+  const c = client();
+  await c.connect();
+  await c.subscribe('hzres', { snapshot: false, maxHz: 4 });
+  let published = await publishAtRate('hzres', 100, 1000);
+  const session = c.session;
+  c.socket()._socket.destroy(); // a network failure, as in the resume checks above
+  published += await publishAtRate('hzres', 100, 500, published); // while away
+  await waitFor(() => c.seen('resumed').length === 1, 5000, 'resumed');
+  assert(c.session === session, 'the same session');
+  const resumedAt = Date.now();
+  const before = c.got.length;
+  published += await publishAtRate('hzres', 100, 2500, published);
+  const seconds = (Date.now() - resumedAt) / 1000;
+  const after = c.got.length - before;
+  await sleep(600);
+  const rate = after / seconds;
+  console.log(`  (after the resume: ${after} in ${seconds.toFixed(2)} s = ${rate.toFixed(2)}/s; ${published} published in all)`);
+  assert(rate >= 3 && rate <= 5.5, `rate after resume ${rate.toFixed(2)}/s`);
+  // The gateway kept the options itself: the client had nothing to subscribe again.
+  assert(c.seen('subscribed').length === 1, `subscribed events: ${JSON.stringify(c.seen('subscribed'))}`);
+  checkLatest(c, 'hzres', published);
+  c.close();
+});
+
+await runner.check('resume_failed: each group of channels is subscribed again with its options', async () => {
+  const c = client();
+  c.subscribe('grp.capped', { maxHz: 4, snapshot: false });
+  c.subscribe('grp.all', { snapshot: false });
+  // As if this client had a session the gateway has never heard of.
+  c._session = '0123456789abcd01';
+  c._seq.lastSeq = 5;
+  c._disconnectedAt = Date.now();
+  await c.connect();
+  assert(c.seen('resume_failed').length === 1, 'resume_failed');
+  await waitFor(() => c.seen('subscribed').length === 2, 3000, 'two subscribes');
+  const subs = c.seen('subscribed').map((e) => e.detail);
+  const capped = subs.find((d) => d.channels.join() === 'grp.capped');
+  const plain = subs.find((d) => d.channels.join() === 'grp.all');
+  assert(capped && capped.maxHz === 4 && plain && plain.delivery === undefined, JSON.stringify(subs));
+  const [a, b] = await Promise.all([publishAtRate('grp.capped', 100, 2000), publishAtRate('grp.all', 20, 2000)]);
+  await sleep(600);
+  const got = (ch) => c.got.filter((m) => m.channel === ch);
+  assert(got('grp.all').length === b && got('grp.all').every((m) => m.conflated === 0), `all: ${got('grp.all').length} of ${b}`);
+  assert(got('grp.capped').length <= 13 && c.conflatedTotal('grp.capped') + got('grp.capped').length === a,
+    `capped: ${got('grp.capped').length} + ${c.conflatedTotal('grp.capped')} of ${a}`);
+  assert(seqs(c) === range(1, c.got.length) && c.stats.gaps === 0, seqs(c));
+  c.close();
+});
+
+await runner.check('bad options are refused by the client; switching back to all delivers everything', async () => {
+  const c = client();
+  await c.connect();
+  let error = null;
+  await c.subscribe('sw', { delivery: 'all', maxHz: 4 }).catch((e) => { error = e; });
+  assert(error && error.code === 'bad_request' && !c.isSubscribed('sw'), `all + maxHz: ${error}`);
+  error = null;
+  await c.subscribe('sw', { maxHz: 5000 }).catch((e) => { error = e; });
+  assert(error && error.code === 'bad_request', `maxHz 5000: ${error}`);
+  await c.subscribe('sw', { snapshot: false, maxHz: 2 });
+  const capped = await publishAtRate('sw', 100, 1000);
+  await sleep(700);
+  const n = c.got.length;
+  assert(n <= 5 && c.conflatedTotal('sw') + n === capped, `capped: ${n} + ${c.conflatedTotal('sw')} of ${capped}`);
+  await c.subscribe('sw', { snapshot: false, delivery: 'all' });
+  assert(c.channelOptions('sw').delivery === 'all', JSON.stringify(c.channelOptions('sw')));
+  const all = await publishAtRate('sw', 100, 1000, capped);
+  await waitFor(() => c.got.length >= n + all, 3000, `all ${all} after switching to all`);
+  assert(c.got.slice(n).every((m) => m.conflated === 0), 'nothing skipped with all');
+  assert(seqs(c) === range(1, c.got.length) && c.stats.gaps === 0, seqs(c));
+  c.close();
+});
+
 // ---- positions and resume on another instance (a scripted gateway) --------------------------
 // The embedded gateway has no stream positions, so these checks script the JetStream-mode side
 // of docs/protocol.md by hand: every connection to the fake is "another instance" (welcome
@@ -467,6 +598,63 @@ await runner.check('fake JetStream gateways: resume_failed starts afresh with sn
     const failed = c.seen('resume_failed')[0]?.detail;
     assert(failed && failed.session === 's1' && failed.newSession === 's2' && c.session === 's2', JSON.stringify(failed));
     assert(c.lastSeq === 1 && c.got[1].data === 'snap' && c.position === 120, `lastSeq ${c.lastSeq} position ${c.position}`);
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
+await runner.check('fake JetStream gateways: a restoring resume carries the latest options; offline changes are sent after resume', async () => {
+  const fake = await fakeGateway((conn, msg) => {
+    if (msg.type === 'subscribe') {
+      const { channels, delivery, max_hz: maxHz } = msg.data;
+      conn.send({ type: 'subscribed', id: msg.id, data: { channels, pos: 100, ...(delivery ? { delivery } : {}), ...(maxHz ? { max_hz: maxHz } : {}) } });
+    }
+    if (conn.n === 1 && msg.type === 'subscribe' && msg.data.channels[0] === 'A') {
+      conn.data(1, 101, 'A', 'a1');
+      conn.send({ seq: 2, pos: 130, conflated: 28, ts: Date.now(), type: 'test', channel: 'A', data: 'a2' });
+    }
+    if (conn.n === 2 && msg.type === 'resume') {
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 0, restored: true, pos: 140 } });
+    }
+    if (conn.n === 3 && msg.type === 'resume') {
+      conn.send({ type: 'resumed', id: msg.id, data: { session: 's2', replayed: 0, pos: 150 } });
+    }
+  });
+  const c = client({}, fake.url);
+  try {
+    await c.connect();
+    await c.subscribe('A', { snapshot: false, maxHz: 4 });
+    await c.subscribe('B', { snapshot: false });
+    await c.subscribe('C', { snapshot: false, delivery: 'latest' });
+    const subs = fake.conns[0].requests.filter((m) => m.type === 'subscribe').map((m) => JSON.stringify(m.data));
+    assert(subs.join(' ') === '{"channels":["A"],"snapshot":false,"max_hz":4} {"channels":["B"],"snapshot":false} ' +
+      '{"channels":["C"],"snapshot":false,"delivery":"latest"}', subs.join(' '));
+    await waitFor(() => c.got.length >= 2, 3000, '2 messages');
+    assert(c.got[0].conflated === 0 && c.got[1].conflated === 28 && c.conflatedTotal('A') === 28, JSON.stringify(c.got));
+    fake.conns[0].sock.terminate();
+    await waitFor(() => c.seen('resumed').length === 1, 5000, 'the restore');
+    const sent = resumeOf(fake.conns[1]);
+    assert(JSON.stringify(sent.options) === '{"A":{"delivery":"latest","max_hz":4},"C":{"delivery":"latest"}}' &&
+      sent.channels.join() === 'A,B,C', JSON.stringify(sent));
+    assert(c.seen('resumed')[0].detail.restored === true, 'restored');
+    await sleep(100);
+    assert(fake.conns[1].requests.map((m) => m.type).join() === 'resume', `after the restore: ${JSON.stringify(fake.conns[1].requests)}`);
+    // Changed while disconnected; the next instance knows the session and keeps its own options.
+    const off = c.on('disconnected', () => {
+      off();
+      c.subscribe('B', { maxHz: 10 });
+      c.subscribe('A', { delivery: 'all' });
+    });
+    fake.conns[1].sock.terminate();
+    await waitFor(() => c.seen('resumed').length === 2, 5000, 'the second resume');
+    await waitFor(() => fake.conns[2].requests.filter((m) => m.type === 'subscribe').length === 2, 3000, 'the option changes');
+    const changes = fake.conns[2].requests.filter((m) => m.type === 'subscribe').map((m) => JSON.stringify(m.data)).sort();
+    assert(changes.join(' ') === '{"channels":["A"],"snapshot":false,"delivery":"all"} {"channels":["B"],"snapshot":false,"max_hz":10}',
+      changes.join(' '));
+    assert(JSON.stringify(resumeOf(fake.conns[2]).options) === '{"B":{"delivery":"latest","max_hz":10},"C":{"delivery":"latest"}}',
+      JSON.stringify(resumeOf(fake.conns[2])));
+    for (const conn of fake.conns) assert(!conn.failure, conn.failure);
   } finally {
     c.close();
     await fake.close();

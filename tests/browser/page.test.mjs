@@ -4,7 +4,10 @@
 // symbols, as GET /demo/channels lists them, and any typed channel), and "Drop connection" leading
 // to a reconnect and a resume with nothing lost; no console errors. Then, against a gateway with
 // the demo feed off (/demo/channels 404), the picker lists only the visitor's own channels and a
-// typed channel still works. Leaves a screenshot in tests/browser/out/page.png.
+// typed channel still works. The delivery choice per row (docs/protocol.md, latest-value
+// subscriptions): "4 Hz" on a channel published at ~100/s keeps its count near 4/s and shows the
+// skipped count, the choice survives a reload, "all" brings every message again, and the board
+// fits a phone's width. Leaves screenshots in tests/browser/out/page.png and page-phone.png.
 //   node tests/browser/page.test.mjs --binary build/odin-ws
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,7 +20,7 @@ const runner = new Runner('page');
 let browser = null;
 let gw = null;
 let gwOff = null; // the demo feed off
-runner.budget(58000, async () => {
+runner.budget(110000, async () => {
   await browser?.close().catch(() => {});
   await Promise.all([gw?.stop(1000), gwOff?.stop(1000)]);
 });
@@ -129,6 +132,83 @@ await runner.check('any typed channel can be subscribed; its messages show; unsu
   assert(!(await page.evaluate(() => window.odin.isSubscribed('page-test.custom'))), 'still subscribed');
 });
 
+// Publishes on `channel` at about `perSecond` for `ms` (batches that catch up with the clock);
+// resolves with how many were published.
+async function publishAtRate(channel, perSecond, ms) {
+  const start = Date.now();
+  const total = Math.round((perSecond * ms) / 1000);
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((Date.now() - start) * perSecond) / 1000) + 1);
+    if (due > sent) {
+      await gw.publish(Array.from({ length: due - sent }, (_, k) => ({ channel, type: 'tick', data: { price: 100 + ((sent + k) % 50) } })));
+      sent = due;
+    }
+    await sleep(10);
+  }
+  return sent;
+}
+
+const RATE = 'page-test.rate';
+const skippedCount = async () => {
+  const m = /^([0-9,]+) skipped$/.exec(await text(`conflated-${RATE}`));
+  return m ? Number(m[1].replace(/,/g, '')) : NaN;
+};
+
+await runner.check('"4 Hz" on a channel published at ~100/s: about 4 messages/s, the skipped count shown', async () => {
+  await byId('filter').fill(RATE);
+  await byId('filter').press('Enter');
+  await waitFor(() => byId(`row-${RATE}`).count(), 3000, 'the row');
+  await waitFor(async () => (await text('log')).includes(`subscribed ${RATE}`), 3000, 'the subscribe');
+  await byId(`delivery-${RATE}`).selectOption('4');
+  await waitFor(async () => (await text('log')).includes(`${RATE}: delivery 4 Hz`), 3000, 'the new options confirmed');
+  const before = await number(`msgs-${RATE}`);
+  const start = Date.now();
+  const published = await publishAtRate(RATE, 100, 3000);
+  const seconds = (Date.now() - start) / 1000;
+  const during = (await number(`msgs-${RATE}`)) - before;
+  const rate = during / seconds;
+  console.log(`  (${published} published in ${seconds.toFixed(2)} s; the row counted ${during}: ${rate.toFixed(2)}/s)`);
+  assert(rate >= 3 && rate <= 5.5, `rate ${rate.toFixed(2)}/s`);
+  await sleep(700); // the last held message goes out in the next slot
+  const received = (await number(`msgs-${RATE}`)) - before;
+  const skipped = await skippedCount();
+  assert(skipped > 0 && received + skipped === published, `received ${received} + skipped ${skipped} != published ${published}`);
+  assert((await text(`price-${RATE}`)).endsWith((100 + ((published - 1) % 50)).toFixed(2)),
+    `the last value shown: ${await text(`price-${RATE}`)}`);
+  assert((await text('gaps')) === '0' && (await text('lost')) === '0', `gaps ${await text('gaps')} lost ${await text('lost')}`);
+});
+
+await runner.check('the delivery choice survives a reload', async () => {
+  await page.reload({ timeout: 10000 });
+  await waitFor(async () => (await text('state')) === 'live', 10000, 'status "live"');
+  await waitFor(() => byId(`row-${RATE}`).count(), 3000, 'the row after the reload');
+  assert((await byId(`delivery-${RATE}`).inputValue()) === '4', `choice after reload: ${await byId(`delivery-${RATE}`).inputValue()}`);
+  const options = await page.evaluate((c) => window.odin.channelOptions(c), RATE);
+  assert(options.delivery === 'latest' && options.maxHz === 4, JSON.stringify(options));
+  await waitFor(() => page.evaluate(() => window.odin.stats.received > 0), 5000, 'live messages');
+  await sleep(300);
+  const published = await publishAtRate(RATE, 100, 1500);
+  await sleep(700);
+  const received = await number(`msgs-${RATE}`);
+  // The reload's snapshot counts as one message; then at most 4/s (and one held) in 1.5 s.
+  assert(received >= 2 && received <= 10, `received ${received} of ${published} after the reload`);
+});
+
+await runner.check('switching back to "all": the count follows every published message', async () => {
+  await byId(`delivery-${RATE}`).selectOption('all');
+  await waitFor(async () => (await text('log')).includes(`${RATE}: delivery all`), 3000, 'the new options confirmed');
+  const before = await number(`msgs-${RATE}`);
+  const skipped = await skippedCount();
+  const published = await publishAtRate(RATE, 100, 2000);
+  await waitFor(async () => (await number(`msgs-${RATE}`)) >= before + published, 5000, `${published} more messages counted`);
+  await sleep(300);
+  assert((await number(`msgs-${RATE}`)) === before + published, `count ${await number(`msgs-${RATE}`)}, expected ${before + published}`);
+  assert((await skippedCount()) === skipped, `skipped changed under "all": ${skipped} -> ${await skippedCount()}`);
+  const stored = await page.evaluate(() => localStorage.getItem('odin-ws.delivery'));
+  assert(stored === '{}', `stored choices ${stored}`);
+});
+
 await runner.check('"Drop connection" reconnects and resumes the session without loss', async () => {
   // Record every seq the page's client delivers from now on.
   // The hook and the starting point are taken in one step: the seq shown on the page may lag.
@@ -156,6 +236,24 @@ await runner.check('"Drop connection" reconnects and resumes the session without
   assert(log.includes('resumed') && log.includes('disconnected'), `event log: ${log.slice(0, 300)}`);
   const gs = await gw.stats();
   assert(gs.resumesOk >= 1, `gateway resumesOk ${gs.resumesOk}`);
+});
+
+await runner.check('on a phone\'s width the board fits: delivery choice and counts visible', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await sleep(300);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 0, `the page scrolls sideways by ${overflow} px`);
+  for (const id of [`delivery-BTCUSD`, `msgs-BTCUSD`, `price-BTCUSD`]) {
+    const box = await byId(id).boundingBox();
+    assert(box && box.width > 0 && box.x >= 0 && box.x + box.width <= 390, `${id} at ${JSON.stringify(box)}`);
+  }
+  try {
+    mkdirSync(join(here, 'out'), { recursive: true });
+    await page.screenshot({ path: join(here, 'out', 'page-phone.png'), fullPage: true });
+  } catch (e) {
+    console.log(`(no phone screenshot: ${e.message})`);
+  }
+  await page.setViewportSize({ width: 1360, height: 900 });
 });
 
 await runner.check('no console errors, page errors or failed requests', async () => {

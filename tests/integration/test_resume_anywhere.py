@@ -196,6 +196,52 @@ async def test_resume_on_an_instance_started_later_reads_the_stream(binary):
             await client.ws.close()
 
 
+async def test_restore_keeps_latest_options_and_sends_only_the_newest(binary):
+    """A restored `latest` channel (data.options) gets only its newest missed message, with
+    `conflated` counting the others; an `all` channel beside it gets every one; seq stays
+    contiguous and the options hold for live messages after the resume."""
+    with NatsServer(jetstream=True) as nats, js_gateway(binary, nats) as a, js_gateway(binary, nats) as b:
+        client = Client(["RA", "RB"])
+        await client.open(a)
+        pub = Publisher(nats.url, ["RA", "RB"])
+        pub.publish(20)
+        await client.read_until(lambda: len(client.data) == 20, 10)
+        a.stop(signal.SIGKILL)  # kill -9, by PID
+        pub.publish(30)  # 15 on each channel, missed by the client
+        client.ws, _ = await connect(b)
+        await client.ws.send(json.dumps({"type": "resume", "data": {
+            "session": client.session, "last_seq": client.seq, "last_pos": client.pos,
+            "channels": client.channels, "options": {"RB": {"delivery": "latest"}}}}))
+        frames = []
+        while True:
+            msg = await recv_json(client.ws, 10)
+            client.note(msg)
+            if "seq" in msg:
+                frames.append(msg)
+            if msg.get("type") in ("resumed", "error"):
+                break
+        assert msg["type"] == "resumed" and msg["data"]["restored"], msg
+        assert msg["data"]["replayed"] == 16, msg
+        missed_a = [i for c, i in pub.sent[20:] if c == "RA"]
+        missed_b = [i for c, i in pub.sent[20:] if c == "RB"]
+        assert [f["data"] for f in frames if f["channel"] == "RA"] == missed_a
+        assert all("conflated" not in f for f in frames if f["channel"] == "RA")
+        got_b = [f for f in frames if f["channel"] == "RB"]
+        assert len(got_b) == 1 and got_b[0]["data"] == missed_b[-1], got_b
+        assert got_b[0]["conflated"] == len(missed_b) - 1, got_b
+        seqs = [s for s, _, _, _ in client.data]
+        assert seqs == list(range(1, len(seqs) + 1)), seqs
+        # Live: nothing is behind, so a latest channel gets each message too, without conflated.
+        pub.publish(4)
+        await client.read_until(lambda: len(client.data) == 20 + 16 + 4, 10)
+        assert [d for _, _, c, d in client.data[-4:]] == [i for _, i in pub.sent[-4:]]
+        await client.ws.close()
+        deadline = time.time() + 5  # the count is published once a second
+        while metric(b, "ws_conflated_messages_total") < len(missed_b) - 1 and time.time() < deadline:
+            await asyncio.sleep(0.2)
+        assert metric(b, "ws_conflated_messages_total") == len(missed_b) - 1
+
+
 async def test_resume_on_an_instance_behind_the_client_skips_what_it_has(binary):
     with NatsServer(jetstream=True) as nats, js_gateway(binary, nats) as fast, \
             js_gateway(binary, nats, WS_MAX_NATS_RATE=25) as slow:
@@ -310,6 +356,7 @@ if __name__ == "__main__":
         test_positions_are_the_stream_sequence,
         test_kill9_then_resume_on_another_instance_from_its_history,
         test_resume_on_an_instance_started_later_reads_the_stream,
+        test_restore_keeps_latest_options_and_sends_only_the_newest,
         test_resume_on_an_instance_behind_the_client_skips_what_it_has,
         test_restore_is_never_partial,
         test_a_gap_in_the_stream_is_read_back_in_order,

@@ -63,6 +63,43 @@ TEST_F(ClientRequestTest, Subscribe) {
   EXPECT_EQ(r.channels, (std::vector<std::string_view>{"C"}));
 }
 
+// docs/protocol.md, latest-value subscriptions: delivery and max_hz (which implies latest).
+TEST_F(ClientRequestTest, SubscribeDeliveryOptions) {
+  session::ClientRequest r = parse(R"({"type":"subscribe","data":{"channels":["A"]}})");
+  EXPECT_FALSE(r.delivery);  // v1: nothing given, nothing changed on a subscribed channel
+  r = parse(R"({"type":"subscribe","data":{"channels":["A"],"delivery":"latest"}})");
+  ASSERT_FALSE(r.error);
+  ASSERT_TRUE(r.delivery);
+  EXPECT_TRUE(r.delivery->latest);
+  EXPECT_EQ(r.delivery->max_hz, 0);
+  EXPECT_FALSE(r.max_hz_given);
+  r = parse(R"({"type":"subscribe","data":{"channels":["A"],"max_hz":4}})");
+  ASSERT_TRUE(r.delivery);
+  EXPECT_TRUE(r.delivery->latest);
+  EXPECT_EQ(r.delivery->max_hz, 4);
+  EXPECT_TRUE(r.max_hz_given);
+  r = parse(R"({"type":"subscribe","data":{"channels":["A"],"max_hz":0.1,"delivery":"latest"}})");
+  ASSERT_TRUE(r.delivery);
+  EXPECT_DOUBLE_EQ(r.delivery->max_hz, 0.1);
+  r = parse(R"({"type":"subscribe","data":{"channels":["A"],"delivery":"all"}})");
+  ASSERT_TRUE(r.delivery);
+  EXPECT_FALSE(r.delivery->latest);
+
+  const std::string head = R"({"type":"subscribe","data":{"channels":["A"],)";
+  for (const char* rest : {R"("max_hz":0}})", R"("max_hz":0.09}})", R"("max_hz":1000.5}})",
+                           R"("max_hz":"4"}})", R"("max_hz":null}})", R"("max_hz":-1}})"}) {
+    expect_bad(head + rest, session::RequestKind::kSubscribe,
+               "max_hz must be a number from 0.1 to 1000");
+  }
+  for (const char* rest : {R"("delivery":"bogus"}})", R"("delivery":1}})", R"("delivery":""}})"}) {
+    expect_bad(head + rest, session::RequestKind::kSubscribe,
+               "delivery must be \"all\" or \"latest\"");
+  }
+  expect_bad(head + R"("delivery":"all","max_hz":4}})", session::RequestKind::kSubscribe,
+             "max_hz needs \"delivery\":\"latest\"");
+  EXPECT_TRUE(parse(head + R"("max_hz":5000}})").channels.empty());  // refused: nothing changes
+}
+
 TEST_F(ClientRequestTest, Unsubscribe) {
   const session::ClientRequest r =
       parse(R"({"type":"unsubscribe","data":{"channels":["A","A"],"snapshot":true}})");
@@ -278,6 +315,27 @@ TEST_F(ClientRequestTest, ResumeWithStreamPositionErrors) {
              "invalid channel name (1-128 of A-Z a-z 0-9 _ - . :)");
   expect_bad(head + R"("last_pos":5,"channels":[]}})", session::RequestKind::kResume,
              "data.channels must be a non-empty array of channel names");
+}
+
+TEST_F(ClientRequestTest, ResumeWithStreamPositionCarriesDeliveryOptions) {
+  const std::string head =
+      R"({"type":"resume","data":{"session":"00000000000abc01","last_seq":1,"last_pos":5,)"
+      R"("channels":["A","B","C"],)";
+  const session::ClientRequest r =
+      parse(head + R"("options":{"A":{"max_hz":2},"B":{"delivery":"all"},"C":{}}}})");
+  ASSERT_FALSE(r.error) << r.error->message;
+  ASSERT_EQ(r.resume_options.size(), 2u);  // C gave none
+  EXPECT_EQ(r.resume_options[0].first, "A");
+  EXPECT_TRUE(r.resume_options[0].second.latest);
+  EXPECT_EQ(r.resume_options[0].second.max_hz, 2);
+  EXPECT_EQ(r.resume_options[1].first, "B");
+  EXPECT_FALSE(r.resume_options[1].second.latest);
+  const std::string bad = "data.options must map channels of data.channels to {delivery, max_hz}";
+  expect_bad(head + R"("options":{"Z":{"max_hz":2}}}})", session::RequestKind::kResume, bad);
+  expect_bad(head + R"("options":[1]}})", session::RequestKind::kResume, bad);
+  expect_bad(head + R"("options":{"A":3}}})", session::RequestKind::kResume, bad);
+  expect_bad(head + R"("options":{"A":{"max_hz":0}}}})", session::RequestKind::kResume,
+             "max_hz must be a number from 0.1 to 1000");
 }
 
 TEST_F(ClientRequestTest, Auth) {
