@@ -285,6 +285,32 @@ async def test_changing_max_hz_takes_effect_at_once(binary):
         await lat.close()
 
 
+async def test_max_hz_spacing_when_messages_are_sparse(binary):
+    """max_hz 4 with messages that come now and then: value 0 after a quiet second (sent at once),
+    values 1 and 2 together 0.4 s later (1 at once: its slot was free; 2 held for the slot 1/4 s
+    after 1). Three rounds: 2 never comes less than 1/max_hz (with 20% slack) after 1."""
+    with Gateway(binary) as gw:
+        ws, _ = await latest_client(gw, ["SPARSE"], max_hz=4)
+        gaps = []
+        for round_ in range(3):
+            await asyncio.sleep(1.0)
+            base = 3 * round_
+            gw.publish({"channel": "SPARSE", "data": {"n": base}})
+            first = await recv_json(ws)
+            assert first["data"] == {"n": base} and "conflated" not in first, first
+            await asyncio.sleep(0.4)
+            gw.publish([{"channel": "SPARSE", "data": {"n": base + 1}}, {"channel": "SPARSE", "data": {"n": base + 2}}])
+            got = []
+            while len(got) < 2:
+                m = await recv_json(ws, 2)
+                got.append((time.monotonic(), m))
+            assert [(m["data"]["n"], m.get("conflated")) for _, m in got] == [(base + 1, None), (base + 2, None)], got
+            gaps.append(got[1][0] - got[0][0])
+        print(f"  max_hz 4: values 1 and 2 published together 0.4 s after 0 came {[round(g * 1000) for g in gaps]} ms apart")
+        assert min(gaps) >= 0.8 / 4, f"max_hz 4: messages {[round(g * 1000) for g in gaps]} ms apart"
+        await ws.close()
+
+
 async def expect_paced(gw, ws, channel, first, count, max_hz, what):
     """Publishes values first..first+count-1 on `channel` in one POST to a connection whose only
     traffic is that channel and whose last value there was first-1 (or none): a `max_hz`
@@ -660,6 +686,7 @@ async def test_replay_and_resume_resend_conflated_frames_unchanged(binary):
 if __name__ == "__main__":
     run_tests([test_max_hz_paces_newest_values_and_counts_the_rest,
                test_changing_max_hz_takes_effect_at_once,
+               test_max_hz_spacing_when_messages_are_sparse,
                test_subscribed_echo_and_bad_options,
                test_changing_options_of_a_subscribed_channel,
                test_stalled_latest_reader_is_never_cut_and_holds_one_message_per_channel,
