@@ -2,6 +2,10 @@
 // closing, lifetime, and leaving for another thread.
 #include "net/connection.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -213,6 +217,14 @@ void Connection::abort() {
   boost::system::error_code ignored;
   socket_.close(ignored);
   release_if_done();
+}
+
+void Connection::limit_unsent_in_kernel(uint32_t bytes) {
+  if (unsent_limited_ || bytes == 0) return;
+  unsent_limited_ = true;
+  const int value = static_cast<int>(bytes);
+  // Failure only means the kernel buffers more than asked: conflation starts later.
+  ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &value, sizeof value);
 }
 
 bool Connection::over_queue_limit() const {

@@ -77,6 +77,10 @@ class Connection final {
   // the turn. False once the connection takes no more data (its handler closed it): the producer
   // stops.
   bool make_room_for_output();
+  // Keeps at most about `bytes` not yet sent in the kernel (TCP_NOTSENT_LOWAT): the rest waits
+  // in this connection's backlog, where the handler can see it and drop what is superseded
+  // (latest-value subscriptions). Once per connection; 0 leaves the kernel's default.
+  void limit_unsent_in_kernel(uint32_t bytes);
   // Queues bytes (a whole HTTP response or a whole frame) and schedules the flush.
   void send_raw(std::string_view bytes);
   // Queues one text frame.
@@ -144,6 +148,7 @@ class Connection final {
   bool half_close_ = false;  // with close_when_flushed_: end our side and read until EOF
   bool retired_ = false;
   bool tls_hello_checked_ = false;
+  bool unsent_limited_ = false;
   size_t loop_index_ = 0;  // its place in its EventLoop's connection list, kept by the loop
 
   friend class EventLoop;

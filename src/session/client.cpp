@@ -96,6 +96,12 @@ void Client::bind_session(Session& session, bool returning_from_transit) {
   session_ = &session;
   thread_.sessions().on_attached(session);
   thread_.on_room_for_held(session);  // `latest` messages held while it had no connection
+  for (const pubsub::Subscriber::Subscription& sub : session.subscriptions()) {
+    if (sub.latest) {  // a resumed session's `latest` channels skip only what is not sent yet
+      conn_.limit_unsent_in_kernel(static_cast<uint32_t>(loop().config().conflate_bytes));
+      break;
+    }
+  }
 }
 
 Session* Client::take_session() {

@@ -119,6 +119,11 @@ void subscribe_channels(Client& client, Session& session,
     if (!options->latest) session.release_held(index, channel, loop.out());
     index.subscribe(session, channel, *options);
   }
+  // A `latest` channel can only skip what is still in the gateway's backlog.
+  if (options && options->latest) {
+    client.connection().limit_unsent_in_kernel(
+        static_cast<uint32_t>(std::min<uint64_t>(loop.config().conflate_bytes, 1u << 30)));
+  }
   loop.schedule_flush();
   Reply reply(thread.json_scratch(), "subscribed");
   append_channel_list(reply.out(), channels);

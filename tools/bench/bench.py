@@ -6,8 +6,11 @@ client `loadclient`, the publisher `publisher`), stops them by PID, and appends 
 docs/bench/results.json. `report.py` turns that file into docs/benchmarks.md and its plots.
 Normally called through tools/bench/run.sh, which installs and builds what is needed.
 
-  bench.py fanout|sustained|maxrate|capacity|slow|burst|tls|all [--targets odin,blaster,node,nats-ws]
-           [--quick] [--build build/release]
+  bench.py fanout|sustained|maxrate|capacity|slow|burst|tls|scale|conflate|all
+           [--targets odin,blaster,node,nats-ws] [--quick] [--build build/release]
+
+`conflate` (not in `all`): 12,000 clients x 5 of 100 channels at twice the deliverable rate,
+`latest` subscriptions against `all` (--rate R: the deliverable per-client rate, else searched).
 
 `tls` measures odin-ws with and without TLS (WS_TLS_CERT/KEY, certificates made by the `openssl`
 command), always against the odin target; `all` does not include it.
@@ -375,7 +378,8 @@ class Bench:
     def run(self, target, connections, channels=1, per_conn=1, rate=10.0, seconds=10.0,
             size=500, slow_fraction=0.0, instances=1, ramp=0, burst=None, extra_wait=20,
             settle=1.0, client_processes=None, tls=None, tls_resume=False, part=None,
-            profile=None, heap=False, broker="nats", detail=False, during=None):
+            profile=None, heap=False, broker="nats", detail=False, during=None, delivery=None,
+            max_hz=None, observe=False):
         """One run: start NATS and the target, connect, publish `rate` msg/s for `seconds`,
         collect. Returns the load client's JSON plus the publisher's and the setup.
 
@@ -388,12 +392,17 @@ class Bench:
         instance's RSS, open files and CPU (`instances`) and the machine's load (`host_cpu`).
         during: called with (ports, server procs) once the clients are connected, just before
         publishing starts; what it returns is called with no argument once the publisher is done,
-        and its result is kept as `during` (tools/bench/hostile.py: an attack meanwhile)."""
+        and its result is kept as `during` (tools/bench/hostile.py: an attack meanwhile).
+        delivery ("all" or "latest") and max_hz: how the clients subscribe (loadclient
+        --delivery, --max-hz). observe: the load client also reads what is published from NATS
+        and samples every client's staleness (loadclient --observe-nats)."""
         setup = dict(target=target, connections=connections, channels=channels, per_conn=per_conn,
                      rate=rate, seconds=seconds, size=size, slow_fraction=slow_fraction,
                      instances=instances, ramp=ramp, burst=burst)
         if broker != "nats":
             setup["broker"] = broker
+        if delivery:  # only the conflate scenario's runs carry these
+            setup.update(delivery=delivery, max_hz=max_hz)
         if detail and self.threads:  # scale runs: WS_THREADS is part of the shape
             setup["threads"] = self.threads
         if part:  # only the tls scenario's runs carry these; the others keep their shape
@@ -434,6 +443,12 @@ class Bench:
                 argv += ["--processes", str(client_processes)]
             if tls:
                 argv += ["--tls"] + (["--tls-resume"] if tls_resume else [])
+            if delivery:
+                argv += ["--delivery", delivery]
+            if max_hz:
+                argv += ["--max-hz", str(max_hz)]
+            if observe:
+                argv += ["--observe-nats", f"127.0.0.1:{nats_port}"]
             if profile == "connect":
                 perf = Perf(server_procs[0].pid)
             client = Proc("loadclient", argv)
@@ -493,7 +508,7 @@ class Bench:
                 result["during"] = during_result
             if per_instance:
                 result["instances"] = [s.figures() for s in per_instance]
-            if part or detail:
+            if part or detail or delivery:
                 result["host_cpu"] = host_cpu
                 if profiles:
                     result["profile"] = profiles
@@ -509,6 +524,9 @@ class Bench:
                     result["server_stats"] = {
                         k: sum(s.get(k, 0) for s in stats)
                         for k in ("messagesIn", "messagesOut", "slowClientDisconnects")}
+                    if all("conflatedMessages" in s for s in stats):  # latest-value subscriptions
+                        result["server_stats"]["conflatedMessages"] = sum(
+                            s["conflatedMessages"] for s in stats)
                 except Exception as e:
                     result["server_stats"] = {"error": str(e)}
             return result
@@ -675,23 +693,81 @@ def sustained(b, targets, quick, repeat, seconds=60):
     return runs
 
 
+def highest_rate(b, t, runs, seconds=20, step=25, steps=10):
+    """The highest per-client rate the sustained configuration holds on target t (100%
+    delivered, p99 under 1 s): `seconds`-long steps of `step` msg/s per client from `step`, at
+    most `steps` of them, stopping at the first that fails. Each run is appended to `runs`
+    (setup.search = True). None when even the first step fails."""
+    held, rate = None, step
+    for _ in range(steps):
+        r = attempt(b, f"max-rate {t} {rate}/s per client", target=t,
+                    rate=per_client_to_publish_rate(rate), seconds=seconds, **SUSTAINED)
+        r["setup"]["search"] = True
+        runs.append(r)
+        ok = "error" not in r and r.get("delivery_percent", 0) >= 100 and r["latency_ms"]["p99"] < 1000
+        if not ok:
+            break
+        held = rate
+        rate += step
+    log(f"max-rate {t}: highest per-client rate held {held}/s")
+    return held
+
+
 def maxrate(b, targets, quick, repeat):
     """The highest per-client rate the sustained configuration holds (100% delivered, p99 under
     1 s), for odin and for the ceiling: 20-s steps of 25 msg/s per client from 25, bounded."""
     runs = []
     for t in [x for x in ("odin", "odin-1t", "blaster") if x in targets]:
-        held, rate = None, 25
-        for _ in range(10):
-            r = attempt(b, f"max-rate {t} {rate}/s per client", target=t,
-                        rate=per_client_to_publish_rate(rate), seconds=20, **SUSTAINED)
-            r["setup"]["search"] = True
-            runs.append(r)
-            ok = "error" not in r and r.get("delivery_percent", 0) >= 100 and r["latency_ms"]["p99"] < 1000
-            if not ok:
-                break
-            held = rate
-            rate += 25
-        log(f"max-rate {t}: highest per-client rate held {held}/s")
+        highest_rate(b, t, runs)
+    return runs
+
+
+def conflate(b, targets, quick, repeat, rate=None, seconds=30, max_hz=None, quiet_wait=60):
+    """Latest-value subscriptions under overload (docs/protocol.md): the sustained configuration
+    (12,000 clients x 5 of 100 channels, 500-byte payloads) published at twice the per-client rate
+    this machine can deliver, once with every client subscribed `latest` (no rate cap unless
+    max_hz) and once with `all` (v1), `seconds` each. The deliverable rate is `rate` (per client,
+    msg/s) when given, else found first as the maxrate scenario does (20-s steps of 25 msg/s per
+    client; the highest with 100% delivered and p99 under 1 s). The load client reads what is
+    published from NATS and samples every client's staleness every 100 ms; the gateway's RSS is
+    sampled every 250 ms. Before each of the two runs it waits (up to quiet_wait s) for the
+    machine's other work to settle, and each run records how busy the machine was (host_cpu).
+    When the search holds no rate (not even its first step), nothing more is measured. --quick: 2,000 clients, 10 s, no search (25/s per client unless --rate)."""
+    if "odin" not in targets:
+        log("conflate: measures the odin target only; add it to --targets")
+        return []
+    shape = dict(SUSTAINED, connections=2000) if quick else dict(SUSTAINED)
+    seconds = 10 if quick else seconds
+    runs = []
+    found = None
+    if rate is None and not quick:
+        found = highest_rate(b, "odin", runs)
+        if found is None:  # not even the first step: no rate to double; say so, measure nothing
+            log("conflate: the search held no rate (not even 25/s per client with p99 under 1 s); "
+                "give the deliverable rate with --rate")
+            return runs
+    deliverable = rate or found or 25
+    per_client = 2 * deliverable
+    for delivery in ("latest", "all"):
+        quiet = wait_quiet(quiet_wait) if quiet_wait else None
+        r = attempt(b, f"conflate {delivery} {per_client}/s per client", target="odin",
+                    rate=per_client * shape["channels"] / shape["per_conn"], seconds=seconds,
+                    delivery=delivery, max_hz=max_hz if delivery == "latest" else None,
+                    observe=True, extra_wait=20, **shape)
+        r["deliverable_per_client"] = deliverable
+        r["deliverable_from"] = "given" if rate else ("search" if found else "default")
+        if quiet:
+            r["host_before"] = quiet
+        if "error" not in r:
+            st, cc = r.get("staleness_ms", {}), r.get("channel_check", {})
+            srv = r.get("server", {})
+            log(f"conflate {delivery}: staleness p50 {st.get('p50')} p99 {st.get('p99')} max "
+                f"{st.get('max')} ms; closed {r.get('closed')} {r.get('close_codes')}; RSS publish "
+                f"start {srv.get('rss_kb_publish_start')} peak {srv.get('rss_kb_peak')} end "
+                f"{srv.get('rss_kb_end')} KiB; conflated {cc.get('conflated')}, final on newest "
+                f"{cc.get('final_newest')}/{cc.get('final_slots')}; host other "
+                f"{r.get('host_cpu', {}).get('other_percent')}%")
+        runs.append(r)
     return runs
 
 
@@ -854,8 +930,8 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
 
 SCENARIOS = {"fanout": fanout, "sustained": sustained, "maxrate": maxrate,
              "capacity": capacity, "slow": slow, "burst": burst, "tls": tls,
-             "scale": scale}
-ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls, scale
+             "scale": scale, "conflate": conflate}
+ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls, scale, conflate
 
 
 def main():
@@ -869,9 +945,11 @@ def main():
                     help="runs of each configuration, medians quoted (default: 3 for fanout, 1 for the longer scenarios)")
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: a smoke run")
     ap.add_argument("--seconds", type=int, default=None,
-                    help="length of the sustained runs (default 60) and the scale runs (default 30)")
+                    help="length of the sustained runs (default 60), the scale runs (default 30) "
+                         "and the conflate runs (default 30)")
     ap.add_argument("--quiet-wait", type=int, default=60,
-                    help="tls: seconds to wait before each run for other work on the machine to settle (0: don't)")
+                    help="tls, scale, conflate: seconds to wait before each run for other work on "
+                         "the machine to settle (0: don't)")
     ap.add_argument("--no-profile", action="store_true", help="tls: no perf profiles")
     ap.add_argument("--connections", type=int, default=None,
                     help="scale: clients (default 100,000; 10,000 with --quick)")
@@ -879,6 +957,11 @@ def main():
                     help="scale: the gateways' WS_BROKER")
     ap.add_argument("--instances", type=int, default=6,
                     help="scale: gateway instances (each may hold at most 20,000 open files here)")
+    ap.add_argument("--rate", type=int, default=None,
+                    help="conflate: the deliverable per-client rate (msg/s); default: found first "
+                         "with the maxrate search")
+    ap.add_argument("--max-hz", type=float, default=None,
+                    help="conflate: max_hz of the latest subscriptions (default: none, no cap)")
     ap.add_argument("--results", default=RESULTS,
                     help="where the runs are saved (default docs/bench/results.json; "
                          "tools/bench/compare.py keeps its runs elsewhere)")
@@ -900,6 +983,8 @@ def main():
         elif name == "scale":
             runs = scale(b, targets, a.quick, a.repeat or 3, a.instances, a.quiet_wait,
                          a.seconds or 30, a.connections, a.broker)
+        elif name == "conflate":
+            runs = conflate(b, targets, a.quick, 1, a.rate, a.seconds or 30, a.max_hz, a.quiet_wait)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
         notes = {"quick": a.quick, "threads": a.threads}
@@ -912,8 +997,16 @@ def main():
                                       and setup.get("instances") == shape[1]
                                       and setup.get("broker", "nats") == a.broker
                                       and setup.get("threads", 0) == a.threads)
+        if name == "conflate":
+            notes.update(rate=a.rate, max_hz=a.max_hz, quiet_wait=a.quiet_wait)
+            # Runs at another per-client rate stay (the report shows each rate's pair); a new
+            # search replaces the old one.
+            rates = {r["setup"]["rate"] for r in runs if not r["setup"].get("search")}
+            searched = any(r["setup"].get("search") for r in runs)
+            replaces = lambda setup: (searched if setup.get("search")
+                                      else setup.get("rate") in rates)
         # tls runs are all of the odin target: they replace the earlier tls runs
-        save(name, runs, command, notes, ["odin"] if name in ("tls", "scale") else targets,
+        save(name, runs, command, notes, ["odin"] if name in ("tls", "scale", "conflate") else targets,
              replaces)
 
 

@@ -12,6 +12,11 @@
 // per-process read buffer (only a partial trailing frame is copied), fixed-size log-linear
 // histograms instead of sample vectors, and reach-all bookkeeping per message, not per delivery.
 //
+// With --delivery latest it subscribes with a `subscribe` frame asking for latest-value delivery
+// and checks the `conflated` counts per channel instead of expecting every message; with
+// --observe-nats the parent reads what is published from NATS into memory shared with the
+// workers, which sample how stale every connection's values are.
+//
 // With --tls it speaks TLS (OpenSSL, one SSL_CTX per worker): the handshake is driven by the same
 // epoll loop, then the upgrade and the frames go through SSL_read/SSL_write. Plain mode keeps its
 // code path: the TLS state lives in vectors that stay empty without --tls.
@@ -27,6 +32,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -35,6 +41,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdarg>
@@ -44,6 +51,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -117,11 +125,19 @@ struct Options {
   bool tls_resume = false;  // --tls-resume: resume a TLS session instead of full handshakes
   std::string ca;           // --ca: verify the server's certificate against this PEM file
   std::string servername;   // --servername: SNI, and the name verified with --ca
+  std::string delivery;     // --delivery all|latest (empty: not given, which is all)
+  double max_hz = 0;        // --max-hz (0: not given)
+  std::string observe;      // --observe-nats HOST:PORT: read what is published, for staleness
+  double stale_interval_s = 0.1;  // --stale-interval
 
   // Derived.
   uint32_t host_addr = 0;  // network order
   bool bind_source = false;
   long slow_step = 0;
+  bool latest = false;         // subscribe with a `subscribe` frame asking for latest delivery
+  uint32_t observe_addr = 0;   // network order
+  int observe_port = 0;
+  uint32_t per_channel = 0;    // messages published per channel: expect / per_conn (0: unknown)
 
   bool is_slow(long gi) const { return slow_step > 0 && (gi + 1) % slow_step == 0; }
   // Hard stop: D + 60 s after the start, plus the time --ramp itself needs to open everything.
@@ -159,7 +175,13 @@ void usage(FILE* f) {
       "                      name: --servername, else the --host IP address)\n"
       "  --servername NAME   SNI server name (and the name --ca checks)\n"
       "  --tls-resume        each worker makes one full handshake, then every other connection\n"
-      "                      resumes its latest session ticket (default: full handshakes only)\n",
+      "                      resumes its latest session ticket (default: full handshakes only)\n"
+      "  --delivery D        all (default: subscribe in the URL, v1) or latest (connect without\n"
+      "                      channels, then a subscribe frame with \"delivery\":\"latest\")\n"
+      "  --max-hz X          with latest: \"max_hz\":X in the subscribe frame (implies latest)\n"
+      "  --observe-nats H:P  subscribe to <prefix>> on this NATS server to see what is\n"
+      "                      published, and sample every connection's staleness\n"
+      "  --stale-interval S  seconds between staleness samples (default 0.1)\n",
       f);
 }
 
@@ -262,6 +284,15 @@ bool parse_options(int argc, char** argv, Options& o) {
       o.ca = value;
     } else if (key == "--servername") {
       o.servername = value;
+    } else if (key == "--delivery") {
+      ok = value == "all" || value == "latest";
+      o.delivery = value;
+    } else if (key == "--max-hz") {
+      ok = to_double(value, o.max_hz) && o.max_hz >= 0.1 && o.max_hz <= 1000;
+    } else if (key == "--observe-nats") {
+      o.observe = value;
+    } else if (key == "--stale-interval") {
+      ok = to_double(value, o.stale_interval_s) && o.stale_interval_s >= 0.001;
     } else {
       std::fprintf(stderr, "loadclient: unknown option %s (see --help)\n", key.c_str());
       return false;
@@ -293,6 +324,33 @@ bool parse_options(int argc, char** argv, Options& o) {
   if ((o.tls_resume || !o.ca.empty() || !o.servername.empty()) && !o.tls) {
     std::fprintf(stderr, "loadclient: --tls-resume, --ca and --servername need --tls\n");
     return false;
+  }
+  if (o.max_hz > 0 && o.delivery == "all") {
+    std::fprintf(stderr, "loadclient: --max-hz needs --delivery latest (a rate implies latest)\n");
+    return false;
+  }
+  o.latest = o.delivery == "latest" || o.max_hz > 0;
+  if (o.latest && o.protocol != Protocol::kOdin) {
+    std::fprintf(stderr, "loadclient: --delivery latest and --max-hz need --protocol odin\n");
+    return false;
+  }
+  if (o.expect > 0 && o.expect % o.per_conn == 0)
+    o.per_channel = static_cast<uint32_t>(o.expect / o.per_conn);
+  if (o.latest && o.expect > 0 && o.per_channel == 0) {
+    std::fprintf(stderr, "loadclient: with latest, --expect must be a multiple of --per-conn\n");
+    return false;
+  }
+  if (!o.observe.empty()) {
+    const size_t colon = o.observe.rfind(':');
+    long port = 0;
+    in_addr oa{};
+    if (colon == std::string::npos || !to_long(o.observe.substr(colon + 1), port) || port <= 0 ||
+        port > 65535 || inet_pton(AF_INET, o.observe.substr(0, colon).c_str(), &oa) != 1) {
+      std::fprintf(stderr, "loadclient: --observe-nats wants IPv4:PORT: %s\n", o.observe.c_str());
+      return false;
+    }
+    o.observe_addr = oa.s_addr;
+    o.observe_port = static_cast<int>(port);
   }
   if (o.slow_fraction > 0) o.slow_step = std::max(1L, std::lround(1.0 / o.slow_fraction));
   if (o.processes == 0) o.processes = (o.connections + kDefaultPerProcess - 1) / kDefaultPerProcess;
@@ -388,6 +446,49 @@ struct MsgStat {
 using MsgMap = std::unordered_map<MsgKey, MsgStat, MsgKeyHash>;
 
 // ---------------------------------------------------------------------------------------------
+// What has been published (--observe-nats): the parent reads every message from NATS, as the
+// gateway does, and writes per channel the newest counter n seen and each message's publish time
+// t into memory it maps shared before forking, so that every worker can tell, for the value a
+// connection holds, whether a newer one exists and since when (staleness). Times are kept in a
+// ring of `cap` slots per channel, indexed by n % cap: with --expect, cap covers every message.
+
+static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+              "the board is shared between processes: its atomics must be lock-free");
+
+struct PubBoard {
+  uint32_t channels = 0;
+  uint32_t cap = 0;
+  std::atomic<int64_t>* first_ns = nullptr;  // when the first message was seen (0: none yet)
+  std::atomic<uint32_t>* done = nullptr;     // 1 once every channel has its last message
+  std::atomic<uint32_t>* newest = nullptr;   // per channel: the highest n seen
+  std::atomic<int64_t>* t = nullptr;         // per channel: cap publish times, by n % cap
+
+  bool map(uint32_t nchannels, uint32_t slots) {
+    channels = nchannels;
+    cap = slots;
+    const size_t head = 16 + (size_t{channels} * 4 + 7) / 8 * 8;
+    const size_t bytes = head + size_t{channels} * cap * 8;
+    void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return false;
+    auto* base = static_cast<char*>(m);  // zero-filled: every atomic starts at 0
+    first_ns = new (base) std::atomic<int64_t>(0);
+    done = new (base + 8) std::atomic<uint32_t>(0);
+    newest = reinterpret_cast<std::atomic<uint32_t>*>(base + 16);
+    t = reinterpret_cast<std::atomic<int64_t>*>(base + head);
+    return true;
+  }
+  uint32_t newest_n(uint32_t c) const { return newest[c].load(std::memory_order_acquire); }
+  int64_t time_of(uint32_t c, uint32_t n) const {
+    return t[size_t{c} * cap + n % cap].load(std::memory_order_relaxed);
+  }
+  // One writer (the parent); n of a channel arrive in order from NATS.
+  void record(uint32_t c, uint32_t n, int64_t when) {
+    t[size_t{c} * cap + n % cap].store(when, std::memory_order_relaxed);
+    if (n > newest[c].load(std::memory_order_relaxed)) newest[c].store(n, std::memory_order_release);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // Worker <-> parent messages over pipes: {uint32 type, uint32 length} then the payload.
 
 enum MsgType : uint32_t { kReady = 1, kDone = 2, kResult = 3, kGo = 4, kStop = 5 };
@@ -418,6 +519,19 @@ struct Totals {
   int64_t cpu_connect_us = 0;   // this worker's CPU from its start to all its connections resolved
   uint64_t tls_handshakes = 0;  // TLS handshakes completed
   uint64_t tls_resumed = 0;     // of which resumed a session
+  // Per (connection, channel) checks, with --delivery latest or --observe-nats (non-slow only).
+  uint64_t conflated = 0;           // sum of the envelopes' "conflated"
+  uint64_t conflated_frames = 0;    // data frames that carried one
+  uint64_t conflated_mismatch = 0;  // frames where n - previous n - 1 != conflated
+  uint64_t order_errors = 0;        // frames whose n was not above the previous one's
+  uint64_t foreign = 0;             // frames of a channel the connection did not subscribe to
+  uint64_t final_slots = 0;         // at the end, (open connection, channel) pairs checked
+  uint64_t final_newest = 0;        // of which hold the last message published
+  uint64_t final_short = 0;         // received + conflated < published
+  uint64_t final_over = 0;          // received + conflated > published
+  uint64_t stale_rounds = 0;        // staleness sampling passes
+  uint64_t stale_clamped = 0;       // samples older than the board's window (a lower bound)
+  uint64_t stale_unknown = 0;       // samples whose next message's time was not on the board
 };
 
 struct Writer {
@@ -703,8 +817,10 @@ constexpr uint32_t kCtlTag = 0xffffffff;
 
 class Worker {
  public:
-  Worker(const Options& o, long lo, long hi, int to_parent, int from_parent, int64_t t0)
+  Worker(const Options& o, long lo, long hi, int to_parent, int from_parent, int64_t t0,
+         const PubBoard* board)
       : o_(o),
+        board_(board),
         lo_(lo),
         n_(static_cast<size_t>(hi - lo)),
         to_parent_(to_parent),
@@ -714,6 +830,11 @@ class Worker {
         scratch_(1 << 18),
         subs_(static_cast<size_t>(o.channels), 0) {
     if (o_.protocol == Protocol::kNats) last_n_.assign(n_ * static_cast<size_t>(o_.per_conn), kNoN);
+    if (o_.latest || board_) {  // per (connection, channel): the newest n held, received + conflated
+      held_.assign(n_ * static_cast<size_t>(o_.per_conn), 0);
+      acc_.assign(n_ * static_cast<size_t>(o_.per_conn), 0);
+    }
+    stale_interval_ns_ = static_cast<int64_t>(o_.stale_interval_s * 1e9);
     if (o_.tls) {
       ssl_.assign(n_, nullptr);
       tls_t0_.assign(n_, 0);
@@ -755,6 +876,7 @@ class Worker {
         done_sent_ = true;
       }
       int timeout_ms = 100;
+      if (board_) timeout_ms = static_cast<int>(std::clamp<int64_t>(stale_interval_ns_ / kMs, 1, 100));
       if (next_ < n_ && ramp_ > 0) {
         const int64_t due =
             start_ns_ + static_cast<int64_t>(static_cast<double>(next_) * 1e9 / ramp_);
@@ -768,11 +890,23 @@ class Worker {
           continue;
         }
         on_event(x.data.u32, x.events);
+        // A busy loop (a thousand sockets with data) must not starve the staleness samples.
+        if (board_ && t_all_ > 0 && (e & 63) == 63) {
+          const int64_t t = bench::realtime_ns();
+          if (t >= next_stale_ns_) {
+            sample_staleness(t);
+            next_stale_ns_ = t + stale_interval_ns_;
+          }
+        }
       }
       now = bench::realtime_ns();
       if (inflight_ > 0 && now >= next_timeout_check) {
         check_timeouts(now);
         next_timeout_check = now + 250 * kMs;
+      }
+      if (board_ && t_all_ > 0 && now >= next_stale_ns_) {
+        sample_staleness(now);
+        next_stale_ns_ = now + stale_interval_ns_;
       }
     }
     if (t_all_ > 0) t_.cpu_window_us = cpu_us_self() - cpu_go_us_;
@@ -782,6 +916,7 @@ class Worker {
       if (p == kIdle || in_flight(p)) fail(static_cast<uint32_t>(ci), "unfinished");
     }
     drain_slow();
+    final_check();
     send_result();
     _exit(0);
   }
@@ -792,6 +927,23 @@ class Worker {
   long gi(uint32_t ci) const { return lo_ + static_cast<long>(ci); }
   uint32_t channel_of(uint32_t ci, long j) const {
     return static_cast<uint32_t>((gi(ci) + j) % o_.channels);
+  }
+  // j such that channel_of(ci, j) == ch, or -1 when connection ci is not on channel ch.
+  long slot_in(uint32_t ci, uint32_t ch) const {
+    const long c = o_.channels;
+    const long j = ((static_cast<long>(ch) - gi(ci) % c) % c + c) % c;
+    return j < o_.per_conn ? j : -1;
+  }
+  size_t slot(uint32_t ci, long j) const {
+    return static_cast<size_t>(ci) * static_cast<size_t>(o_.per_conn) + static_cast<size_t>(j);
+  }
+  // With latest, a connection is done when each of its channels has received + conflated equal
+  // to what was published on it: the (connection, channel) pairs still short of it.
+  long short_slots(uint32_t ci) const {
+    long k = 0;
+    for (long j = 0; j < o_.per_conn; ++j)
+      k += acc_[slot(ci, j)] < o_.per_channel;
+    return k;
   }
 
   void open_due(int64_t now) {
@@ -872,7 +1024,7 @@ class Worker {
     std::string& req = out_;
     req.clear();
     req.append("GET ").append(o_.path);
-    if (o_.protocol == Protocol::kOdin) {
+    if (o_.protocol == Protocol::kOdin && !o_.latest) {  // latest: a subscribe frame instead
       req.append(o_.path.find('?') == std::string::npos ? "?channels=" : "&channels=");
       for (long j = 0; j < o_.per_conn; ++j) {
         std::snprintf(buf, sizeof(buf), "%sch%u", j ? "," : "", channel_of(ci, j));
@@ -961,7 +1113,11 @@ class Worker {
     if (!c.slow) {
       ++t_.closed;
       ++close_codes_[code];
-      if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) --pending_;
+      if (o_.latest) {
+        if (o_.expect > 0) pending_ -= short_slots(ci);
+      } else if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) {
+        --pending_;
+      }
     }
     if (!ssl_.empty()) tls_release(ci);
     close(c.fd);
@@ -980,7 +1136,11 @@ class Worker {
     }
     for (long j = 0; j < o_.per_conn; ++j)
       ++subs_[channel_of(ci, j)];
-    if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) ++pending_;
+    if (o_.latest) {
+      if (o_.expect > 0) pending_ += short_slots(ci);
+    } else if (o_.expect > 0 && c.received < static_cast<uint64_t>(o_.expect)) {
+      ++pending_;
+    }
   }
 
   // Bytes read from connection ci. False when the connection is gone.
@@ -1047,6 +1207,26 @@ class Worker {
     }
     c.phase = kUpgraded;
     t_.last_upgrade_ns = std::max(t_.last_upgrade_ns, now);
+    if (o_.protocol == Protocol::kOdin && o_.latest) {
+      // Connected without channels; subscribed once the `subscribed` reply echoes the delivery.
+      std::string& cmd = nats_cmd_;
+      cmd.assign("{\"type\":\"subscribe\",\"data\":{\"channels\":[");
+      char buf[64];
+      for (long j = 0; j < o_.per_conn; ++j) {
+        std::snprintf(buf, sizeof(buf), "%s\"ch%u\"", j ? "," : "", channel_of(ci, j));
+        cmd.append(buf);
+      }
+      cmd.append("],\"delivery\":\"latest\"");
+      if (o_.max_hz > 0) {
+        std::snprintf(buf, sizeof(buf), ",\"max_hz\":%.15g", o_.max_hz);
+        cmd.append(buf);
+      }
+      cmd.append("}}");
+      if (!send_frame(ci, 0x1, cmd.data(), cmd.size())) {
+        fail(ci, "write");
+        return false;
+      }
+    }
     if (o_.protocol == Protocol::kNats) {
       // Subscribed once the server has answered the PING that follows the SUBs. "headers":true
       // as a browser nats.ws client declares it: header-carrying messages arrive as HMSG.
@@ -1155,6 +1335,12 @@ class Worker {
       const char* q = p + 7;
       uint64_t seq = 0;
       parse_u64(q, end, seq);
+      // `latest` subscriptions: "conflated":K right after seq, when K messages were skipped.
+      uint64_t conflated = 0;
+      if (starts_with(q, static_cast<size_t>(end - q), ",\"conflated\":")) {
+        q += 13;
+        parse_u64(q, end, conflated);
+      }
       const bool dup = seq <= c.last_seq;
       if (dup)
         ++t_.dups;
@@ -1180,11 +1366,19 @@ class Worker {
       int64_t t = 0;
       uint64_t num = 0;
       bool has_n = false;
-      if (parse_tn(data, end, t, num, has_n)) record(ch, t, num, has_n, dup, t_read);
+      if (parse_tn(data, end, t, num, has_n)) {
+        if (!held_.empty() && !dup && has_n) check_channel(ci, ch, num, conflated);
+        record(ch, t, num, has_n, dup, t_read);
+      }
       return true;
     }
     if (c.phase == kUpgraded) {
       if (starts_with(p, n, "{\"type\":\"subscribed\"")) {
+        // A gateway without latest-value subscriptions answers without echoing the delivery.
+        if (o_.latest && !find(p, p + n, "\"delivery\":\"latest\"")) {
+          fail(ci, "no_latest");
+          return false;
+        }
         mark_open(ci);
       } else if (starts_with(p, n, "{\"type\":\"error\"")) {
         fail(ci, "error_reply");
@@ -1197,8 +1391,103 @@ class Worker {
   void count_delivery(Conn& c) {
     ++c.received;
     ++t_.received;
-    if (o_.expect > 0 && c.phase == kOpen && c.received == static_cast<uint64_t>(o_.expect))
+    if (!o_.latest && o_.expect > 0 && c.phase == kOpen &&
+        c.received == static_cast<uint64_t>(o_.expect))
       --pending_;
+  }
+
+  // Per (connection, channel), from the publisher's counter n: it only increases, and the
+  // messages skipped since the previous one the connection received are exactly the envelope's
+  // `conflated` (with `all`, none: any skip counts). Assumes the connection subscribed before
+  // the first message of the channel was published, as the bench does.
+  void check_channel(uint32_t ci, uint32_t ch, uint64_t num, uint64_t conflated) {
+    const long j = ch == 0xffffffff ? -1 : slot_in(ci, ch);
+    if (j < 0) {
+      ++t_.foreign;
+      return;
+    }
+    const size_t s = slot(ci, j);
+    t_.conflated += conflated;
+    if (conflated) ++t_.conflated_frames;
+    uint32_t& held = held_[s];
+    if (num <= held) {
+      ++t_.order_errors;
+    } else {
+      if (num - held - 1 != conflated) ++t_.conflated_mismatch;
+      held = static_cast<uint32_t>(num);
+    }
+    const uint32_t before = acc_[s];
+    acc_[s] = static_cast<uint32_t>(before + 1 + conflated);
+    if (o_.latest && o_.expect > 0 && conns_[ci].phase == kOpen && before < o_.per_channel &&
+        acc_[s] >= o_.per_channel)
+      --pending_;
+  }
+
+  // Staleness, every --stale-interval: for each subscribed non-slow connection and each of its
+  // channels, how long the value it holds has been out of date = now minus the publish time of
+  // the first message newer than the one it holds (0 when it holds the newest published).
+  // Sampled from the first publish until publishing has ended and every open connection is up
+  // to date again. Connections the server closed keep their last value (a frozen screen): they
+  // count in the "with closed" figure only.
+  void sample_staleness(int64_t now) {
+    if (stale_finished_ || board_->first_ns->load(std::memory_order_acquire) == 0) return;
+    const bool done = board_->done->load(std::memory_order_acquire) != 0;
+    TimeHist* tl = nullptr;
+    const size_t sec = static_cast<size_t>(std::max<int64_t>(0, now - t_all_) / kSec);
+    if (sec < timeline_cap_) {
+      if (sec >= stale_tl_.size()) stale_tl_.resize(sec + 1);
+      tl = &stale_tl_[sec];
+    }
+    int64_t worst_open = 0;
+    for (size_t ci = 0; ci < n_; ++ci) {
+      const Conn& c = conns_[ci];
+      if (c.slow || (c.phase != kOpen && c.phase != kClosed)) continue;
+      const bool open = c.phase == kOpen;
+      for (long j = 0; j < o_.per_conn; ++j) {
+        const uint32_t ch = channel_of(static_cast<uint32_t>(ci), j);
+        const uint32_t held = held_[slot(static_cast<uint32_t>(ci), j)];
+        const uint32_t newest = board_->newest_n(ch);
+        int64_t age = 0;
+        if (newest > held) {
+          uint32_t next = held + 1;
+          if (newest - next >= board_->cap) {  // overwritten in the ring: a lower bound
+            next = newest - board_->cap + 1;
+            ++t_.stale_clamped;
+          }
+          const int64_t since = board_->time_of(ch, next);
+          if (since == 0) {
+            ++t_.stale_unknown;
+            continue;
+          }
+          age = std::max<int64_t>(0, now - since);
+        }
+        stale_closed_hist_.add(age);
+        if (!open) continue;
+        stale_hist_.add(age);
+        if (tl) tl->add(age);
+        worst_open = std::max(worst_open, age);
+      }
+    }
+    ++t_.stale_rounds;
+    if (done && worst_open == 0) stale_finished_ = true;
+  }
+
+  // At the end: every open connection's channels against what was published on them.
+  void final_check() {
+    if (held_.empty() || (!board_ && o_.per_channel == 0)) return;
+    for (size_t ci = 0; ci < n_; ++ci) {
+      const Conn& c = conns_[ci];
+      if (c.slow || c.phase != kOpen) continue;
+      for (long j = 0; j < o_.per_conn; ++j) {
+        const uint32_t ch = channel_of(static_cast<uint32_t>(ci), j);
+        const uint32_t published = board_ ? board_->newest_n(ch) : o_.per_channel;
+        const size_t s = slot(static_cast<uint32_t>(ci), j);
+        ++t_.final_slots;
+        if (held_[s] == published) ++t_.final_newest;
+        if (acc_[s] < published) ++t_.final_short;
+        if (acc_[s] > published) ++t_.final_over;
+      }
+    }
   }
 
   // Latency of one delivery, and its contribution to its message's reach-all.
@@ -1704,6 +1993,11 @@ class Worker {
     Writer w;
     w.put(t_);
     w.put(hist_);
+    w.put(stale_hist_);
+    w.put(stale_closed_hist_);
+    w.put(static_cast<uint32_t>(stale_tl_.size()));
+    for (const TimeHist& h : stale_tl_)
+      w.put(h);
     if (o_.tls) {
       w.put(tls_hist_);
       w.put_str(tls_desc_);
@@ -1740,6 +2034,7 @@ class Worker {
   }
 
   const Options& o_;
+  const PubBoard* const board_;  // --observe-nats: what has been published; else null
   const long lo_;
   const size_t n_;
   const int to_parent_, from_parent_;
@@ -1749,6 +2044,13 @@ class Worker {
   double ramp_ = 0;
   std::vector<Conn> conns_;
   std::vector<uint32_t> last_n_;  // nats-ws: last n per (connection, channel)
+  // With latest or --observe-nats, per (connection, channel): the newest n held, and received
+  // + conflated. Empty otherwise.
+  std::vector<uint32_t> held_, acc_;
+  LatHist stale_hist_, stale_closed_hist_;
+  std::vector<TimeHist> stale_tl_;  // staleness per second since all connected (open ones)
+  int64_t stale_interval_ns_ = 0, next_stale_ns_ = 0;
+  bool stale_finished_ = false;
   std::vector<char> scratch_;     // every read lands here
   std::string out_, nats_cmd_, frame_out_;
   std::vector<uint32_t> subs_;  // non-slow subscribed connections per channel
@@ -1816,6 +2118,166 @@ ProcSample sample_procs(const std::vector<int>& pids) {
   return s;
 }
 
+// --observe-nats: a plain NATS subscriber to <prefix>> in the parent, writing what is published
+// on the board the workers read. It sees each message when the gateway's own subscription does.
+class NatsObserver {
+ public:
+  NatsObserver(const Options& o, PubBoard& board) : o_(o), board_(board) {}
+  ~NatsObserver() {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Connects and subscribes; returns once the server has answered the PING after the SUB (so
+  // nothing published afterwards is missed), or false after 10 s.
+  bool start() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(o_.observe_port));
+    a.sin_addr.s_addr = o_.observe_addr;
+    if (fd_ < 0 || connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      std::perror("loadclient: --observe-nats connect");
+      return false;
+    }
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const std::string cmd = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB " +
+                            o_.prefix + "> 1\r\nPING\r\n";
+    if (!write_all(fd_, cmd.data(), cmd.size())) return false;
+    fcntl(fd_, F_SETFL, O_NONBLOCK);
+    const int64_t deadline = bench::realtime_ns() + 10 * kSec;
+    while (!ponged_) {
+      const int64_t left = deadline - bench::realtime_ns();
+      if (left <= 0) break;
+      pollfd pf{fd_, POLLIN, 0};
+      poll(&pf, 1, static_cast<int>(left / kMs + 1));
+      if (!on_readable()) return false;
+    }
+    if (!ponged_) std::fprintf(stderr, "loadclient: --observe-nats: no PONG from the server\n");
+    return ponged_;
+  }
+
+  int fd() const { return fd_; }
+
+  // False when the connection is gone.
+  bool on_readable() {
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t r = read(fd_, buf, sizeof(buf));
+      if (r > 0) {
+        buf_.append(buf, static_cast<size_t>(r));
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      lost_ = true;
+      break;
+    }
+    parse();
+    return !lost_;
+  }
+
+  bool lost() const { return lost_; }
+  uint64_t messages = 0;  // messages of ch0..ch{C-1} with t and n
+  uint64_t gaps = 0;      // n of a channel that did not follow the previous one
+  uint64_t other = 0;     // messages that were not
+  int64_t first_ns = 0, last_ns = 0;
+
+ private:
+  void parse() {
+    const char* p = buf_.data();
+    const char* end = p + buf_.size();
+    const char* pos = p;
+    for (;;) {
+      const char* eol = find(pos, end, "\r\n");
+      if (!eol) break;
+      const size_t ll = static_cast<size_t>(eol - pos);
+      const bool hmsg = starts_with(pos, ll, "HMSG ");
+      if (hmsg || starts_with(pos, ll, "MSG ")) {
+        // MSG <subject> <sid> [reply] <size> | HMSG <subject> <sid> [reply] <hdr> <total>
+        std::array<std::string_view, 7> tok;
+        size_t nt = 0;
+        for (const char* q = pos; q < eol && nt < tok.size();) {
+          while (q < eol && *q == ' ')
+            ++q;
+          const char* s = q;
+          while (q < eol && *q != ' ')
+            ++q;
+          if (q > s) tok[nt++] = std::string_view(s, static_cast<size_t>(q - s));
+        }
+        if (nt < (hmsg ? 5u : 4u)) {  // not a message line after all
+          pos = eol + 2;
+          continue;
+        }
+        uint64_t total = 0, hdr = 0;
+        const char* a = tok[nt - 1].data();
+        parse_u64(a, a + tok[nt - 1].size(), total);
+        if (hmsg) {
+          a = tok[nt - 2].data();
+          parse_u64(a, a + tok[nt - 2].size(), hdr);
+        }
+        const char* body = eol + 2;
+        if (static_cast<uint64_t>(end - body) < total + 2) break;  // wait for the rest
+        on_msg(tok[1], body + std::min(hdr, total), body + total);
+        pos = body + total + 2;
+        continue;
+      }
+      if (starts_with(pos, ll, "PING")) {
+        write_all(fd_, "PONG\r\n", 6);
+      } else if (starts_with(pos, ll, "PONG")) {
+        ponged_ = true;
+      } else if (starts_with(pos, ll, "-ERR")) {
+        std::fprintf(stderr, "loadclient: --observe-nats: %.*s\n", static_cast<int>(ll), pos);
+      }
+      pos = eol + 2;
+    }
+    buf_.erase(0, static_cast<size_t>(pos - p));
+  }
+
+  void on_msg(std::string_view subject, const char* p, const char* end) {
+    // <prefix>ch<c>, with t and n in the payload
+    const std::string_view want = o_.prefix;
+    if (subject.size() <= want.size() + 2 || subject.substr(0, want.size()) != want ||
+        subject.substr(want.size(), 2) != "ch") {
+      ++other;
+      return;
+    }
+    const char* q = subject.data() + want.size() + 2;
+    uint64_t c = 0, n = 0;
+    int64_t t = 0;
+    bool has_n = false;
+    if (!parse_u64(q, subject.data() + subject.size(), c) || q != subject.data() + subject.size() ||
+        c >= board_.channels || !parse_tn(p, end, t, n, has_n) || !has_n || n == 0 ||
+        n > 0xffffffffu) {
+      ++other;
+      return;
+    }
+    const auto ch = static_cast<uint32_t>(c);
+    const uint32_t before = board_.newest_n(ch);
+    if (n != uint64_t{before} + 1) ++gaps;
+    board_.record(ch, static_cast<uint32_t>(n), t);
+    ++messages;
+    const int64_t now = bench::realtime_ns();
+    if (!first_ns) {
+      first_ns = now;
+      board_.first_ns->store(now, std::memory_order_release);
+    }
+    last_ns = now;
+    if (o_.per_channel && n >= o_.per_channel && !board_.done->load(std::memory_order_relaxed)) {
+      bool all = true;
+      for (uint32_t k = 0; k < board_.channels && all; ++k)
+        all = board_.newest_n(k) >= o_.per_channel;
+      if (all) board_.done->store(1, std::memory_order_release);
+    }
+  }
+
+  const Options& o_;
+  PubBoard& board_;
+  int fd_ = -1;
+  std::string buf_;
+  bool ponged_ = false, lost_ = false;
+};
+
 struct WorkerState {
   pid_t pid = -1;
   int rfd = -1, wfd = -1;
@@ -1837,6 +2299,8 @@ struct Merged {
   int64_t cpu_connect_us = 0;
   LatHist tls_hist;
   std::string tls_desc;
+  LatHist stale, stale_closed;
+  std::vector<TimeHist> stale_timeline;
 };
 
 bool merge_result(const std::vector<char>& blob, bool tls, Merged& m) {
@@ -1844,6 +2308,21 @@ bool merge_result(const std::vector<char>& blob, bool tls, Merged& m) {
   Totals t = r.get<Totals>();
   auto h = std::make_unique<LatHist>();
   r.get_into(*h);
+  {
+    auto sh = std::make_unique<LatHist>();
+    r.get_into(*sh);
+    m.stale.merge(*sh);
+    r.get_into(*sh);
+    m.stale_closed.merge(*sh);
+    const uint32_t ns = r.get<uint32_t>();
+    if (!r.ok) return false;
+    if (m.stale_timeline.size() < ns) m.stale_timeline.resize(ns);
+    auto th = std::make_unique<TimeHist>();
+    for (uint32_t i = 0; i < ns && r.ok; ++i) {
+      r.get_into(*th);
+      m.stale_timeline[i].merge(*th);
+    }
+  }
   if (tls) {
     auto th = std::make_unique<LatHist>();
     r.get_into(*th);
@@ -1868,6 +2347,18 @@ bool merge_result(const std::vector<char>& blob, bool tls, Merged& m) {
   m.cpu_connect_us += t.cpu_connect_us;
   m.t.tls_handshakes += t.tls_handshakes;
   m.t.tls_resumed += t.tls_resumed;
+  m.t.conflated += t.conflated;
+  m.t.conflated_frames += t.conflated_frames;
+  m.t.conflated_mismatch += t.conflated_mismatch;
+  m.t.order_errors += t.order_errors;
+  m.t.foreign += t.foreign;
+  m.t.final_slots += t.final_slots;
+  m.t.final_newest += t.final_newest;
+  m.t.final_short += t.final_short;
+  m.t.final_over += t.final_over;
+  m.t.stale_rounds = std::max(m.t.stale_rounds, t.stale_rounds);  // per worker: the most
+  m.t.stale_clamped += t.stale_clamped;
+  m.t.stale_unknown += t.stale_unknown;
   m.hist.merge(*h);
   const uint32_t nt = r.get<uint32_t>();
   if (!r.ok) return false;
@@ -1942,6 +2433,15 @@ int run_parent(const Options& o) {
                  "more --processes\n",
                  slice, nofile);
 
+  // --observe-nats: the board is mapped before the fork, so the workers share it.
+  PubBoard board;
+  if (!o.observe.empty() &&
+      !board.map(static_cast<uint32_t>(o.channels), o.per_channel ? o.per_channel + 1 : 8192)) {
+    std::perror("loadclient: mmap");
+    return 2;
+  }
+  const PubBoard* worker_board = o.observe.empty() ? nullptr : &board;
+
   const ProcSample s_start = sample_procs(o.server_pids);
   const int64_t parent_cpu_start = cpu_us_self();
   long rss_peak = s_start.rss_kb;
@@ -1968,7 +2468,7 @@ int run_parent(const Options& o) {
       close(up[0]);
       close(down[1]);
       bench::raise_nofile_limit("loadclient");
-      Worker w(o, lo, hi, up[1], down[0], t0);
+      Worker w(o, lo, hi, up[1], down[0], t0, worker_board);
       w.run();
     }
     close(up[1]);
@@ -1979,6 +2479,21 @@ int run_parent(const Options& o) {
     st.wfd = down[1];
     fcntl(st.rfd, F_SETFL, O_NONBLOCK);
   }
+
+  std::unique_ptr<NatsObserver> observer;
+  if (worker_board) {
+    observer = std::make_unique<NatsObserver>(o, board);
+    if (!observer->start()) {
+      for (WorkerState& w : ws)
+        kill(w.pid, SIGTERM);
+      for (WorkerState& w : ws)
+        waitpid(w.pid, nullptr, 0);
+      return 2;
+    }
+  }
+  ProcSample s_publish{};  // the server when the observer saw the first message
+  bool publish_sampled = false;
+  std::vector<long> rss_timeline;  // highest RSS sampled in each second since all connected
 
   const int64_t hard_stop = t0 + o.hard_stop_ns();
   int64_t t_all = 0, t_end = 0, next_sample = t0, stop_deadline = 0;
@@ -1991,7 +2506,15 @@ int run_parent(const Options& o) {
   for (;;) {
     const int64_t now = bench::realtime_ns();
     if (!o.server_pids.empty() && now >= next_sample) {
-      rss_peak = std::max(rss_peak, sample_procs(o.server_pids).rss_kb);
+      const long rss = sample_procs(o.server_pids).rss_kb;
+      rss_peak = std::max(rss_peak, rss);
+      if (t_all && !stopping) {
+        const auto sec = static_cast<size_t>((now - t_all) / kSec);
+        if (sec < 100000) {
+          if (sec >= rss_timeline.size()) rss_timeline.resize(sec + 1, 0);
+          rss_timeline[sec] = std::max(rss_timeline[sec], rss);
+        }
+      }
       next_sample = now + 250 * kMs;
     }
     if (!t_all &&
@@ -2044,7 +2567,16 @@ int run_parent(const Options& o) {
     for (const WorkerState& w : ws) {
       pfds.push_back({w.dead || w.result ? -1 : w.rfd, POLLIN, 0});
     }
+    if (observer) pfds.push_back({observer->lost() ? -1 : observer->fd(), POLLIN, 0});
     poll(pfds.data(), pfds.size(), 50);
+    if (observer && (pfds.back().revents & (POLLIN | POLLHUP | POLLERR))) {
+      if (!observer->on_readable())
+        std::fprintf(stderr, "loadclient: --observe-nats: the NATS connection was lost\n");
+      if (observer->first_ns && !publish_sampled) {
+        s_publish = sample_procs(o.server_pids);
+        publish_sampled = true;
+      }
+    }
     for (size_t i = 0; i < ws.size(); ++i) {
       WorkerState& w = ws[i];
       if (pfds[i].fd < 0 || !(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -2160,9 +2692,57 @@ int run_parent(const Options& o) {
         window_s > 0 ? 100.0 * (s_end.cpu_s - s_connected.cpu_s) / window_s : 0.0;
     appendf(j,
             "\"server\":{\"rss_kb_start\":%ld,\"rss_kb_connected\":%ld,\"rss_kb_end\":%ld,"
-            "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f,\"cpu_seconds_connecting\":%.3f},",
+            "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f,\"cpu_seconds_connecting\":%.3f",
             s_start.rss_kb, s_connected.rss_kb, s_end.rss_kb, rss_peak, server_cpu,
             s_connected.cpu_s - s_start.cpu_s);
+    if (observer) appendf(j, ",\"rss_kb_publish_start\":%ld", publish_sampled ? s_publish.rss_kb : 0L);
+    j += "},";
+  }
+  // Delivery options, the per-channel checks, staleness and what the observer saw.
+  appendf(j, "\"delivery\":\"%s\",", o.latest ? "latest" : "all");
+  if (o.max_hz > 0)
+    appendf(j, "\"max_hz\":%.15g,", o.max_hz);
+  else
+    j += "\"max_hz\":null,";
+  if (o.latest || observer) {
+    appendf(j,
+            "\"channel_check\":{\"conflated\":%lu,\"conflated_frames\":%lu,"
+            "\"conflated_mismatch\":%lu,\"order_errors\":%lu,\"foreign\":%lu,\"final_slots\":%lu,"
+            "\"final_newest\":%lu,\"final_short\":%lu,\"final_over\":%lu},",
+            static_cast<unsigned long>(m.t.conflated), static_cast<unsigned long>(m.t.conflated_frames),
+            static_cast<unsigned long>(m.t.conflated_mismatch),
+            static_cast<unsigned long>(m.t.order_errors), static_cast<unsigned long>(m.t.foreign),
+            static_cast<unsigned long>(m.t.final_slots), static_cast<unsigned long>(m.t.final_newest),
+            static_cast<unsigned long>(m.t.final_short), static_cast<unsigned long>(m.t.final_over));
+  } else {
+    j += "\"channel_check\":{},";
+  }
+  if (observer) {
+    appendf(j,
+            "\"staleness_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,"
+            "\"samples\":%lu,\"rounds\":%lu,\"clamped\":%lu,\"unknown\":%lu},",
+            m.stale.quantile_ms(0.5), m.stale.quantile_ms(0.9), m.stale.quantile_ms(0.99),
+            m.stale.quantile_ms(0.999), m.stale.quantile_ms(1),
+            static_cast<unsigned long>(m.stale.total), static_cast<unsigned long>(m.t.stale_rounds),
+            static_cast<unsigned long>(m.t.stale_clamped),
+            static_cast<unsigned long>(m.t.stale_unknown));
+    appendf(j,
+            "\"staleness_with_closed_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%lu},",
+            m.stale_closed.quantile_ms(0.5), m.stale_closed.quantile_ms(0.99),
+            m.stale_closed.quantile_ms(1), static_cast<unsigned long>(m.stale_closed.total));
+    const double span =
+        observer->last_ns > observer->first_ns
+            ? static_cast<double>(observer->last_ns - observer->first_ns) / 1e9
+            : 0;
+    appendf(j,
+            "\"observer\":{\"messages\":%lu,\"gaps\":%lu,\"other\":%lu,\"seconds\":%.3f,"
+            "\"rate\":%.0f,\"first_after_connected_s\":%.3f},",
+            static_cast<unsigned long>(observer->messages), static_cast<unsigned long>(observer->gaps),
+            static_cast<unsigned long>(observer->other), span,
+            span > 0 ? static_cast<double>(observer->messages - 1) / span : 0.0,
+            observer->first_ns && t_all ? static_cast<double>(observer->first_ns - t_all) / 1e9 : 0.0);
+  } else {
+    j += "\"staleness_ms\":{},\"staleness_with_closed_ms\":{},\"observer\":{},";
   }
   appendf(j, "\"client_cpu_percent\":%.1f,\"window_seconds\":%.3f,", client_cpu, window_s);
   // CPU spent getting everyone connected (TCP, TLS, upgrade, subscribe): the client's here, the
@@ -2199,14 +2779,33 @@ int run_parent(const Options& o) {
   if (window_s > 0) seconds = std::max(seconds, static_cast<size_t>(std::ceil(window_s)));
   for (size_t s = 0; s < seconds; ++s) {
     const TimeHist* h = s < m.timeline.size() ? &m.timeline[s] : nullptr;
-    appendf(j, "%s{\"s\":%zu,\"received\":%lu,\"p99_ms\":%.3f}", s ? "," : "", s,
+    appendf(j, "%s{\"s\":%zu,\"received\":%lu,\"p99_ms\":%.3f", s ? "," : "", s,
             static_cast<unsigned long>(h ? h->total : 0), h ? h->quantile_ms(0.99) : 0.0);
+    if (observer) {  // staleness p99 of the samples taken in that second (none: null)
+      const TimeHist* st = s < m.stale_timeline.size() ? &m.stale_timeline[s] : nullptr;
+      if (st && st->total)
+        appendf(j, ",\"stale_p99_ms\":%.3f", st->quantile_ms(0.99));
+      else
+        j += ",\"stale_p99_ms\":null";
+    }
+    if (!o.server_pids.empty()) {
+      if (s < rss_timeline.size() && rss_timeline[s])
+        appendf(j, ",\"rss_kb\":%ld", rss_timeline[s]);
+      else
+        j += ",\"rss_kb\":null";
+    }
+    j += "}";
   }
   j += "]}\n";
   std::fwrite(j.data(), 1, j.size(), stdout);
   std::fflush(stdout);
 
-  const bool short_delivery = o.expect > 0 && static_cast<double>(m.t.received) < expected;
+  // With latest, fewer deliveries than published is the point; what must hold instead is that
+  // every channel of every open connection ends on the last message, counted exactly.
+  const bool short_delivery =
+      o.latest ? o.expect > 0 && (m.t.final_short || m.t.final_over || m.t.conflated_mismatch ||
+                                  m.t.order_errors)
+               : o.expect > 0 && static_cast<double>(m.t.received) < expected;
   return (m.t.failed > 0 || short_delivery || m.t.gaps > 0) ? 1 : 0;
 }
 

@@ -19,6 +19,7 @@ RESULTS = os.path.join(BENCH, "results.json")
 ANALYSIS = os.path.join(BENCH, "analysis.md")
 TLS_ANALYSIS = os.path.join(BENCH, "tls-analysis.md")
 SCALE_ANALYSIS = os.path.join(BENCH, "scale-analysis.md")
+CONFLATE_ANALYSIS = os.path.join(BENCH, "conflate-analysis.md")
 TARGETS = ["odin", "odin-1t", "blaster", "node", "nats-ws"]
 LABEL = {"odin": "odin-ws", "odin-1t": "odin-ws, 1 thread", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
          "nats-ws": "nats-server WebSocket"}
@@ -499,6 +500,158 @@ class Report:
         self.w()
         self.plot(fig, "burst.png", "p99 per second through the burst")
 
+    # ---- latest-value subscriptions under overload ----
+
+    @staticmethod
+    def publishing_window(r):
+        """Seconds since all connected (the timeline's clock) of the first and the last message
+        the load client's NATS observer saw."""
+        obs = r.get("observer") or {}
+        if not obs.get("messages"):
+            return None, None
+        p0 = obs.get("first_after_connected_s", 0)
+        return p0, p0 + obs.get("seconds", 0)
+
+    @staticmethod
+    def rss_at(r, second):
+        """The gateway's RSS (KiB) sampled in that second of the timeline, else the nearest one
+        before it."""
+        best = None
+        for e in r.get("timeline", []):
+            if e.get("rss_kb") and e["s"] <= second:
+                best = e["rss_kb"]
+        return best
+
+    def conflate(self):
+        runs = self.section(
+            "conflate", "Latest-value subscriptions under overload (`latest` against `all`)",
+            "The sustained configuration (12,000 clients, each on 5 of 100 channels, 500-byte "
+            "payloads published on core NATS) at **twice the deliverable per-client rate** (the "
+            "rate this machine can deliver), for 30 s: once with every client subscribed `\"delivery\":\"latest\"` (no "
+            "`max_hz`: at most the socket's pace), once with `all` (v1, `?channels=`), one gateway "
+            "with default threads. The deliverable rate is the highest per-client rate the "
+            "sustained configuration holds with 100% delivered and p99 under 1 s, found first with "
+            "the maxrate search (20-s steps of 25 msg/s per client) unless `--rate` gives it. "
+            "**Staleness** is what a user's screen shows: every 100 ms, for every client and each "
+            "of its channels, how long the value it holds has been out of date, i.e. now minus "
+            "the publish time (the payload's `t`) of the first message newer than the one it "
+            "holds, and 0 when it holds the newest published (the load client knows what was "
+            "published from its own NATS subscription). Sampled from the first publish until "
+            "every client is up to date after the last; clients the gateway closed are left out "
+            "(their count is *disconnects*), the *with closed* column keeps their frozen values "
+            "in. *Checks*: per client and channel the publisher's counter only increases, each "
+            "`conflated` is exactly the messages skipped, and at the end received + conflated "
+            "= published, ending on the newest. Gateway RSS is sampled every 250 ms: at the "
+            "first publish, its peak, and when the load client stopped (clients still connected).")
+        if runs is None:
+            return
+        search = [r for r in runs if r["setup"].get("search")]
+        pc = lambda r: r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
+        main = sorted([r for r in runs if r["setup"].get("delivery")],
+                      key=lambda r: (pc(r), r["setup"]["delivery"] != "latest"))
+        if search:
+            tried = "; ".join(
+                f"{r['setup']['rate'] * r['setup']['per_conn'] / r['setup']['channels']:.0f}/s ("
+                + (f"{r.get('delivery_percent', 0):.2f}%, {fmt(get(r, 'latency_ms.p99'), ' ms', 0)})" if ok(r) else "failed)")
+                for r in search)
+            self.w(f"Deliverable rate, searched first: {tried}.")
+            self.w()
+        given = sorted({r.get("deliverable_per_client") for r in main if r.get("deliverable_from") == "given"})
+        if given:
+            held = [r["setup"]["rate"] * r["setup"]["per_conn"] / r["setup"]["channels"]
+                    for r in self.s.get("maxrate", {}).get("runs", [])
+                    if r["setup"].get("target") == "odin" and ok(r) and r.get("delivery_percent", 0) >= 100
+                    and get(r, "latency_ms.p99") is not None and r["latency_ms"]["p99"] < 1000]
+            ref = (f" (the maxrate search above holds {max(held):.0f}/s for odin-ws, "
+                   f"{self.s['maxrate']['date'][:10]})" if held else "")
+            self.w("Deliverable rates given on the command line (`--rate`), each run at twice it: "
+                   + " and ".join(f"{g}/s per client (run at {2 * g}/s)" for g in given) + f"{ref}.")
+            self.w()
+        self.w("| delivery | per client (published/s) | clients connected | frames received per client (mean) / published | staleness p50 / p99 / max | staleness p99 with closed | disconnects (close codes) | gateway RSS: first publish / peak / at the stop | RSS growth, 2nd half of publishing | gateway CPU (100% = 1 core) | conflated (gateway's count) | checks | other work on the machine |")
+        self.w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        verdicts = []
+        for r in main:
+            d = r["setup"]["delivery"] + (f", max_hz {r['setup']['max_hz']}" if r["setup"].get("max_hz") else "")
+            per_client = pc(r)
+            if not ok(r):
+                self.w(f"| {d} | {per_client:.0f}/s | failed: {r['error'][:160]} | | | | | | | | | | |")
+                continue
+            st, stc, cc, srv = (r.get("staleness_ms") or {}), (r.get("staleness_with_closed_ms") or {}), \
+                (r.get("channel_check") or {}), (r.get("server") or {})
+            mib = lambda kb: fmt(kb / 1024 if kb else None, " MiB")
+            p0, p1 = self.publishing_window(r)
+            growth = mid = None
+            if p0 is not None:
+                mid, end = self.rss_at(r, (p0 + p1) / 2), self.rss_at(r, p1)
+                if mid and end:
+                    growth = (end - mid) / 1024
+            codes = ", ".join(f"{k}: {v:,}" for k, v in sorted((r.get("close_codes") or {}).items())) or "none"
+            checks = []
+            if cc:
+                checks.append(f"on newest {cc.get('final_newest', 0):,} of {cc.get('final_slots', 0):,}")
+                bad = {k: cc.get(k, 0) for k in ("conflated_mismatch", "order_errors", "final_short", "final_over") if cc.get(k)}
+                checks.append(", ".join(f"{k} {v:,}" for k, v in bad.items()) or "counts exact")
+            checks.append(f"seq gaps {r.get('gaps', 0)}")
+            count = round(r["setup"]["rate"] * r["setup"]["seconds"])
+            published = count // r["setup"]["channels"] * r["setup"]["per_conn"]
+            received = r.get("received", 0) / max(1, r.get("connections", 1))
+            self.w(f"| {d} | {per_client:.0f}/s ({r['setup']['rate']:,.0f}/s) | {r.get('connections', 0):,} of {r['setup']['connections']:,} | "
+                   f"{received:,.0f} / {published:,.0f} | {fmt(st.get('p50'), ' ms')} / **{fmt(st.get('p99'), ' ms')}** / {fmt(st.get('max'), ' ms')} | "
+                   f"{fmt(stc.get('p99'), ' ms')} | **{r.get('closed', 0):,}** ({codes}) | {mib(srv.get('rss_kb_publish_start'))} / {mib(srv.get('rss_kb_peak'))} / {mib(srv.get('rss_kb_end'))} | "
+                   f"{fmt(growth, ' MiB')} | {fmt(srv.get('cpu_percent'), '%', 0)} | {cc.get('conflated', 0):,} ({fmt(get(r, 'server_stats.conflatedMessages'), '', 0)}) | {'; '.join(checks)} | "
+                   f"{fmt(get(r, 'host_cpu.other_percent'), '%', 0)} |")
+            at = f"at {per_client:.0f}/s per client"
+            if r["setup"]["delivery"] == "latest":
+                flat = growth is not None and mid and growth * 1024 <= 0.05 * mid
+                verdicts += [
+                    f"- {at}, p99 staleness at most 1 s with `latest`: **{'met' if st.get('p99', 1e9) <= 1000 else 'not met'}** ({fmt(st.get('p99'), ' ms')}; `all`: see its row)",
+                    f"- {at}, zero disconnects with `latest`: **{'met' if r.get('closed', 1) == 0 and r.get('failed', 1) == 0 else 'not met'}** ({r.get('closed', 0):,} closed, {r.get('failed', 0):,} failed to connect)",
+                    f"- {at}, gateway memory flat with `latest` (over the second half of publishing RSS grows by at most 5% of its value at the middle): "
+                    f"**{'met' if flat else 'not met'}** ({fmt(growth, ' MiB')})",
+                ]
+            else:
+                verdicts.append(f"- {at}, `all`: {r.get('closed', 0):,} of {r.get('connections', 0):,} clients cut ({codes})")
+        self.w()
+        if verdicts:
+            self.w("Against the targets of the issue:")
+            self.w()
+            for v in verdicts:
+                self.w(v)
+            self.w()
+        top = max((pc(r) for r in main), default=None)
+        good = [r for r in main if ok(r) and r.get("timeline") and pc(r) == top]
+        if good:
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+            for r, color in zip(good, ("#1f77b4", "#d62728")):
+                label = r["setup"]["delivery"]
+                tl = r["timeline"]
+                pts = [(e["s"], max(e["stale_p99_ms"], 0.1)) for e in tl if e.get("stale_p99_ms") is not None]
+                if pts:
+                    a1.plot([x for x, _ in pts], [y for _, y in pts], label=label, color=color)
+                pts = [(e["s"], e["rss_kb"] / 1024) for e in tl if e.get("rss_kb")]
+                if pts:
+                    a2.plot([x for x, _ in pts], [y for _, y in pts], label=label, color=color)
+                p0, p1 = self.publishing_window(r)
+                if p0 is not None:
+                    for ax in (a1, a2):
+                        ax.axvspan(p0, p1, color=color, alpha=0.06)
+            a1.axhline(1000, color="gray", linestyle="--", linewidth=0.8)
+            a1.set_yscale("log")
+            a1.set_xlabel("seconds since the clients were connected")
+            a1.set_ylabel("staleness p99 of that second's samples, ms")
+            a1.set_title(f"Staleness (open clients), {top:.0f}/s per client")
+            a2.set_xlabel("seconds since the clients were connected")
+            a2.set_ylabel("gateway RSS, MiB")
+            a2.set_title(f"Gateway memory, {top:.0f}/s per client")
+            for ax in (a1, a2):
+                ax.legend(fontsize=8)
+                ax.grid(True, which="both", alpha=0.3)
+            self.plot(fig, "conflate.png", "Staleness and gateway RSS per second, latest against all")
+        if os.path.exists(CONFLATE_ANALYSIS):
+            with open(CONFLATE_ANALYSIS) as f:
+                self.w(f.read().rstrip())
+            self.w()
+
     # ---- TLS cost ----
 
     def tls(self):
@@ -778,7 +931,7 @@ class Report:
         m = self.data.get("machine", {})
         body_start = len(self.out)
         for part in (self.fanout, self.sustained, self.capacity, self.scale, self.slow, self.burst,
-                     self.tls):
+                     self.conflate, self.tls):
             part()
         body = self.out[body_start:]
         self.out = self.out[:body_start]
@@ -792,6 +945,8 @@ class Report:
         self.w("tools/bench/run.sh all        # about an hour; or one scenario: fanout, sustained, maxrate, capacity, slow, burst")
         self.w("tools/bench/run.sh tls        # not in all: TLS against plain")
         self.w("tools/bench/run.sh scale      # not in all: 100,000 clients, JetStream, 6 gateways, 3 runs (about 8 minutes)")
+        if "conflate" in self.s:
+            self.w("tools/bench/run.sh conflate   # not in all: latest against all at twice the deliverable rate (about 5 minutes)")
         self.w("```")
         self.w()
         self.w(f"Machine: {m.get('os', '?')}, {m.get('cpus', '?')} vCPU ({m.get('cpu', '?')}), "
