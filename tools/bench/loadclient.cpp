@@ -120,24 +120,24 @@ struct Options {
   double slow_fraction = 0;
   std::vector<int> server_pids;
   double connect_timeout_s = 30;
-  std::string path;         // default "/ws" (odin) or "/" (nats-ws)
-  bool tls = false;         // --tls: wss:// (TLS on the same port)
-  bool tls_resume = false;  // --tls-resume: resume a TLS session instead of full handshakes
-  std::string ca;           // --ca: verify the server's certificate against this PEM file
-  std::string servername;   // --servername: SNI, and the name verified with --ca
-  std::string delivery;     // --delivery all|latest (empty: not given, which is all)
-  double max_hz = 0;        // --max-hz (0: not given)
-  std::string observe;      // --observe-nats HOST:PORT: read what is published, for staleness
+  std::string path;               // default "/ws" (odin) or "/" (nats-ws)
+  bool tls = false;               // --tls: wss:// (TLS on the same port)
+  bool tls_resume = false;        // --tls-resume: resume a TLS session instead of full handshakes
+  std::string ca;                 // --ca: verify the server's certificate against this PEM file
+  std::string servername;         // --servername: SNI, and the name verified with --ca
+  std::string delivery;           // --delivery all|latest (empty: not given, which is all)
+  double max_hz = 0;              // --max-hz (0: not given)
+  std::string observe;            // --observe-nats HOST:PORT: read what is published, for staleness
   double stale_interval_s = 0.1;  // --stale-interval
 
   // Derived.
   uint32_t host_addr = 0;  // network order
   bool bind_source = false;
   long slow_step = 0;
-  bool latest = false;         // subscribe with a `subscribe` frame asking for latest delivery
-  uint32_t observe_addr = 0;   // network order
+  bool latest = false;        // subscribe with a `subscribe` frame asking for latest delivery
+  uint32_t observe_addr = 0;  // network order
   int observe_port = 0;
-  uint32_t per_channel = 0;    // messages published per channel: expect / per_conn (0: unknown)
+  uint32_t per_channel = 0;  // messages published per channel: expect / per_conn (0: unknown)
 
   bool is_slow(long gi) const { return slow_step > 0 && (gi + 1) % slow_step == 0; }
   // Hard stop: D + 60 s after the start, plus the time --ramp itself needs to open everything.
@@ -452,7 +452,8 @@ using MsgMap = std::unordered_map<MsgKey, MsgStat, MsgKeyHash>;
 // connection holds, whether a newer one exists and since when (staleness). Times are kept in a
 // ring of `cap` slots per channel, indexed by n % cap: with --expect, cap covers every message.
 
-static_assert(std::atomic<int64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+static_assert(std::atomic<int64_t>::is_always_lock_free &&
+                  std::atomic<uint32_t>::is_always_lock_free,
               "the board is shared between processes: its atomics must be lock-free");
 
 struct PubBoard {
@@ -484,7 +485,8 @@ struct PubBoard {
   // One writer (the parent); n of a channel arrive in order from NATS.
   void record(uint32_t c, uint32_t n, int64_t when) {
     t[size_t{c} * cap + n % cap].store(when, std::memory_order_relaxed);
-    if (n > newest[c].load(std::memory_order_relaxed)) newest[c].store(n, std::memory_order_release);
+    if (n > newest[c].load(std::memory_order_relaxed))
+      newest[c].store(n, std::memory_order_release);
   }
 };
 
@@ -830,7 +832,8 @@ class Worker {
         scratch_(1 << 18),
         subs_(static_cast<size_t>(o.channels), 0) {
     if (o_.protocol == Protocol::kNats) last_n_.assign(n_ * static_cast<size_t>(o_.per_conn), kNoN);
-    if (o_.latest || board_) {  // per (connection, channel): the newest n held, received + conflated
+    if (o_.latest ||
+        board_) {  // per (connection, channel): the newest n held, received + conflated
       held_.assign(n_ * static_cast<size_t>(o_.per_conn), 0);
       acc_.assign(n_ * static_cast<size_t>(o_.per_conn), 0);
     }
@@ -876,7 +879,8 @@ class Worker {
         done_sent_ = true;
       }
       int timeout_ms = 100;
-      if (board_) timeout_ms = static_cast<int>(std::clamp<int64_t>(stale_interval_ns_ / kMs, 1, 100));
+      if (board_)
+        timeout_ms = static_cast<int>(std::clamp<int64_t>(stale_interval_ns_ / kMs, 1, 100));
       if (next_ < n_ && ramp_ > 0) {
         const int64_t due =
             start_ns_ + static_cast<int64_t>(static_cast<double>(next_) * 1e9 / ramp_);
@@ -2051,7 +2055,7 @@ class Worker {
   std::vector<TimeHist> stale_tl_;  // staleness per second since all connected (open ones)
   int64_t stale_interval_ns_ = 0, next_stale_ns_ = 0;
   bool stale_finished_ = false;
-  std::vector<char> scratch_;     // every read lands here
+  std::vector<char> scratch_;  // every read lands here
   std::string out_, nats_cmd_, frame_out_;
   std::vector<uint32_t> subs_;  // non-slow subscribed connections per channel
   size_t next_ = 0;             // next connection to open
@@ -2141,8 +2145,9 @@ class NatsObserver {
     }
     const int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    const std::string cmd = "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB " +
-                            o_.prefix + "> 1\r\nPING\r\n";
+    const std::string cmd =
+        "CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\nSUB " + o_.prefix +
+        "> 1\r\nPING\r\n";
     if (!write_all(fd_, cmd.data(), cmd.size())) return false;
     fcntl(fd_, F_SETFL, O_NONBLOCK);
     const int64_t deadline = bench::realtime_ns() + 10 * kSec;
@@ -2695,7 +2700,8 @@ int run_parent(const Options& o) {
             "\"rss_kb_peak\":%ld,\"cpu_percent\":%.1f,\"cpu_seconds_connecting\":%.3f",
             s_start.rss_kb, s_connected.rss_kb, s_end.rss_kb, rss_peak, server_cpu,
             s_connected.cpu_s - s_start.cpu_s);
-    if (observer) appendf(j, ",\"rss_kb_publish_start\":%ld", publish_sampled ? s_publish.rss_kb : 0L);
+    if (observer)
+      appendf(j, ",\"rss_kb_publish_start\":%ld", publish_sampled ? s_publish.rss_kb : 0L);
     j += "},";
   }
   // Delivery options, the per-channel checks, staleness and what the observer saw.
@@ -2705,15 +2711,16 @@ int run_parent(const Options& o) {
   else
     j += "\"max_hz\":null,";
   if (o.latest || observer) {
-    appendf(j,
-            "\"channel_check\":{\"conflated\":%lu,\"conflated_frames\":%lu,"
-            "\"conflated_mismatch\":%lu,\"order_errors\":%lu,\"foreign\":%lu,\"final_slots\":%lu,"
-            "\"final_newest\":%lu,\"final_short\":%lu,\"final_over\":%lu},",
-            static_cast<unsigned long>(m.t.conflated), static_cast<unsigned long>(m.t.conflated_frames),
-            static_cast<unsigned long>(m.t.conflated_mismatch),
-            static_cast<unsigned long>(m.t.order_errors), static_cast<unsigned long>(m.t.foreign),
-            static_cast<unsigned long>(m.t.final_slots), static_cast<unsigned long>(m.t.final_newest),
-            static_cast<unsigned long>(m.t.final_short), static_cast<unsigned long>(m.t.final_over));
+    appendf(
+        j,
+        "\"channel_check\":{\"conflated\":%lu,\"conflated_frames\":%lu,"
+        "\"conflated_mismatch\":%lu,\"order_errors\":%lu,\"foreign\":%lu,\"final_slots\":%lu,"
+        "\"final_newest\":%lu,\"final_short\":%lu,\"final_over\":%lu},",
+        static_cast<unsigned long>(m.t.conflated), static_cast<unsigned long>(m.t.conflated_frames),
+        static_cast<unsigned long>(m.t.conflated_mismatch),
+        static_cast<unsigned long>(m.t.order_errors), static_cast<unsigned long>(m.t.foreign),
+        static_cast<unsigned long>(m.t.final_slots), static_cast<unsigned long>(m.t.final_newest),
+        static_cast<unsigned long>(m.t.final_short), static_cast<unsigned long>(m.t.final_over));
   } else {
     j += "\"channel_check\":{},";
   }
@@ -2726,21 +2733,21 @@ int run_parent(const Options& o) {
             static_cast<unsigned long>(m.stale.total), static_cast<unsigned long>(m.t.stale_rounds),
             static_cast<unsigned long>(m.t.stale_clamped),
             static_cast<unsigned long>(m.t.stale_unknown));
-    appendf(j,
-            "\"staleness_with_closed_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%lu},",
-            m.stale_closed.quantile_ms(0.5), m.stale_closed.quantile_ms(0.99),
-            m.stale_closed.quantile_ms(1), static_cast<unsigned long>(m.stale_closed.total));
-    const double span =
-        observer->last_ns > observer->first_ns
-            ? static_cast<double>(observer->last_ns - observer->first_ns) / 1e9
-            : 0;
-    appendf(j,
-            "\"observer\":{\"messages\":%lu,\"gaps\":%lu,\"other\":%lu,\"seconds\":%.3f,"
-            "\"rate\":%.0f,\"first_after_connected_s\":%.3f},",
-            static_cast<unsigned long>(observer->messages), static_cast<unsigned long>(observer->gaps),
-            static_cast<unsigned long>(observer->other), span,
-            span > 0 ? static_cast<double>(observer->messages - 1) / span : 0.0,
-            observer->first_ns && t_all ? static_cast<double>(observer->first_ns - t_all) / 1e9 : 0.0);
+    appendf(
+        j, "\"staleness_with_closed_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"samples\":%lu},",
+        m.stale_closed.quantile_ms(0.5), m.stale_closed.quantile_ms(0.99),
+        m.stale_closed.quantile_ms(1), static_cast<unsigned long>(m.stale_closed.total));
+    const double span = observer->last_ns > observer->first_ns
+                            ? static_cast<double>(observer->last_ns - observer->first_ns) / 1e9
+                            : 0;
+    appendf(
+        j,
+        "\"observer\":{\"messages\":%lu,\"gaps\":%lu,\"other\":%lu,\"seconds\":%.3f,"
+        "\"rate\":%.0f,\"first_after_connected_s\":%.3f},",
+        static_cast<unsigned long>(observer->messages), static_cast<unsigned long>(observer->gaps),
+        static_cast<unsigned long>(observer->other), span,
+        span > 0 ? static_cast<double>(observer->messages - 1) / span : 0.0,
+        observer->first_ns && t_all ? static_cast<double>(observer->first_ns - t_all) / 1e9 : 0.0);
   } else {
     j += "\"staleness_ms\":{},\"staleness_with_closed_ms\":{},\"observer\":{},";
   }
@@ -2802,10 +2809,10 @@ int run_parent(const Options& o) {
 
   // With latest, fewer deliveries than published is the point; what must hold instead is that
   // every channel of every open connection ends on the last message, counted exactly.
-  const bool short_delivery =
-      o.latest ? o.expect > 0 && (m.t.final_short || m.t.final_over || m.t.conflated_mismatch ||
-                                  m.t.order_errors)
-               : o.expect > 0 && static_cast<double>(m.t.received) < expected;
+  const bool short_delivery = o.latest
+                                  ? o.expect > 0 && (m.t.final_short || m.t.final_over ||
+                                                     m.t.conflated_mismatch || m.t.order_errors)
+                                  : o.expect > 0 && static_cast<double>(m.t.received) < expected;
   return (m.t.failed > 0 || short_delivery || m.t.gaps > 0) ? 1 : 0;
 }
 
