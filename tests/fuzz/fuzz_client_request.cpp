@@ -54,27 +54,28 @@ std::string summary(const odin::session::ClientRequest& r) {
 
 void check_request(const odin::session::ClientRequest& r, std::string_view text) {
   using odin::session::RequestKind;
-  if (r.kind == session::RequestKind::kInvalid || r.kind == session::RequestKind::kUnknown) {
+  if (r.kind == odin::session::RequestKind::kInvalid ||
+      r.kind == odin::session::RequestKind::kUnknown) {
     check(r.error.has_value(), "invalid or unknown request without an error");
   }
   if (r.error) {
-    check(
-        r.error->code ==
-                (r.kind == session::RequestKind::kUnknown ? "unknown_type" : "bad_request") ||
-            (r.kind == session::RequestKind::kUnsubscribe && r.error->code == "too_many_channels"),
-        "unexpected error code");
+    check(r.error->code == (r.kind == odin::session::RequestKind::kUnknown ? "unknown_type"
+                                                                           : "bad_request") ||
+              (r.kind == odin::session::RequestKind::kUnsubscribe &&
+               r.error->code == "too_many_channels"),
+          "unexpected error code");
     check(r.channels.empty(), "channels left on an error");
     check(!r.error->message.empty(), "error without a message");
     return;  // the fields mean nothing then
   }
-  const bool has_list = r.kind == session::RequestKind::kSubscribe ||
-                        r.kind == session::RequestKind::kUnsubscribe ||
-                        (r.kind == session::RequestKind::kResume && r.resume_last_pos);
+  const bool has_list = r.kind == odin::session::RequestKind::kSubscribe ||
+                        r.kind == odin::session::RequestKind::kUnsubscribe ||
+                        (r.kind == odin::session::RequestKind::kResume && r.resume_last_pos);
   check(has_list || r.channels.empty(), "channels on a request that has none");
   switch (r.kind) {
-    case session::RequestKind::kSubscribe:
-    case session::RequestKind::kUnsubscribe:
-    case session::RequestKind::kResume:
+    case odin::session::RequestKind::kSubscribe:
+    case odin::session::RequestKind::kUnsubscribe:
+    case odin::session::RequestKind::kResume:
       if (!has_list) break;
       check(!r.channels.empty(), "a channel list without channels");
       // Each name takes at least its quotes and a separator in the text.
@@ -84,17 +85,18 @@ void check_request(const odin::session::ClientRequest& r, std::string_view text)
         for (size_t j = 0; j < i; ++j)
           check(r.channels[j] != r.channels[i], "duplicate channel name");
       }
-      check(r.kind == session::RequestKind::kSubscribe || !r.snapshot, "snapshot on unsubscribe");
+      check(r.kind == odin::session::RequestKind::kSubscribe || !r.snapshot,
+            "snapshot on unsubscribe");
       break;
     default:
       break;
   }
   switch (r.kind) {
-    case session::RequestKind::kReplay:
+    case odin::session::RequestKind::kReplay:
       check(r.replay_from >= 1, "replay from 0");
       check(!r.replay_to || *r.replay_to >= r.replay_from, "replay to before from");
       break;
-    case session::RequestKind::kResume: {
+    case odin::session::RequestKind::kResume: {
       // Any string names a session; one of our form decodes, and encodes back to the same text.
       check(!r.resume_session_id || r.resume_session_id->text() == r.resume_session,
             "resume session id does not encode back to the text given");
