@@ -79,38 +79,34 @@ void ThreadFanout::enqueue(std::span<const std::shared_ptr<const core::Message>>
 
 void ThreadFanout::drain() {
   drain_posted_.exchange(false, std::memory_order_seq_cst);
+  const uint64_t drained_bytes = take_turn();
   net::OutBatch& out = loop_.out();
   uint64_t delivered = 0;
-  uint64_t drained_bytes = 0;
-  size_t budget = kTurnRecipients;
 
-  while (budget != 0) {
-    std::shared_ptr<const core::Message> shared = queue_.pop();
-    if (!shared) break;
-    drained_bytes += queued_cost(*shared);
-    --budget;
-    if (shared->marker) {
-      if (shared->stream_reset) {
+  for (uint32_t turn_index = 0; turn_index < turn_.size(); ++turn_index) {
+    TurnItem& item = turn_[turn_index];
+    if (item.message->marker) {
+      if (item.message->stream_reset) {
         // Old positions mean nothing in the new stream: a restored session skipping up to one
         // of them would silently drop the new stream's first messages.
         sessions_.for_each([](session::Session& session) { session.forget_restored_skip(); });
       }
-      index_.mark_complete_after(shared->pos, shared->stream_reset);
+      index_.mark_complete_after(item.message->pos, item.message->stream_reset);
       continue;
     }
-    pubsub::ChannelSubscribers* entry = index_.try_entry(shared->channel);
-    if (!entry) {
+    if (!item.channel) {
       // WS_MAX_CHANNELS: no entry, so no subscriber here, and no snapshot or history kept.
-      index_.saw_pos(shared->pos);
-      index_.forget_message(shared->pos);
+      index_.saw_pos(item.message->pos);
+      index_.forget_message(item.message->pos);
       ++channels_refused_;
       continue;
     }
-    pubsub::ChannelSubscribers& channel = *entry;
-    core::MessageRef message = loop_.pool().adopt(std::move(shared));
+    pubsub::ChannelSubscribers& channel = *item.channel;
+    core::MessageRef message = loop_.pool().adopt(std::move(item.message));
     channel.latest = message;  // what a `snapshot` subscribe sends
     const uint64_t pos = message->pos;
     if (pos != 0) remember(channel, message);
+    drained_ingest_ns_.push_back(message->ingest_steady_ns);
 
     // Each recipient is three cold cache lines (session, ring slot, connection): ask for them a
     // few recipients ahead, in two stages since the last two are found through the session.
@@ -127,39 +123,45 @@ void ThreadFanout::drain() {
       if (session->already_sent(&channel, pos)) continue;
       delivered += session->deliver(message, out);
     }
-    // `latest` subscribers: each may skip this message (docs/protocol.md).
+
+    // `latest` subscribers (docs/protocol.md) are offered only the turn's newest message of the
+    // channel: the older ones are skipped for all of them at once, so a thread that fell behind
+    // catches up on `latest` channels in one turn.
     const std::vector<pubsub::LatestSlot*>& latest = channel.latest_subscribers;
-    if (!latest.empty()) {
-      const int64_t now_ns = core::steady_ns();
-      const size_t conflate_bytes = loop_.config().conflate_bytes;
-      const size_t latest_count = latest.size();
-      for (size_t i = 0; i < latest_count; ++i) {
-        // As above, one stage further: the slot, then its session, then the session's lines.
-        if (i + 2 * kPrefetchAhead < latest_count)
-          __builtin_prefetch(latest[i + 2 * kPrefetchAhead]);
-        if (i + kPrefetchAhead < latest_count) {
-          const pubsub::LatestSlot* ahead = latest[i + kPrefetchAhead];
-          __builtin_prefetch(ahead->subscriber);
-          session::session_of(ahead->subscriber).prefetch_for_delivery();
-        }
-        pubsub::LatestSlot* slot = latest[i];
-        session::Session& session = session::session_of(slot->subscriber);
-        if (session.already_sent(&channel, pos)) continue;
-        switch (session.offer_latest(index_, *slot, message, now_ns, conflate_bytes, out)) {
-          case session::LatestOffer::kSent:
-            ++delivered;
-            break;
-          case session::LatestOffer::kHeldForRate:
-            sessions_.wait_to_send(session);
-            break;
-          case session::LatestOffer::kHeldForConnection:
-            break;
-        }
+    if (latest.empty()) continue;
+    if (channel.newest_in_turn != turn_index) {
+      channel.skipped_in_turn.push_back(pos);
+      continue;
+    }
+    const std::span<const uint64_t> skipped = channel.skipped_in_turn;
+    const int64_t now_ns = core::steady_ns();
+    const size_t latest_count = latest.size();
+    for (size_t i = 0; i < latest_count; ++i) {
+      // As above, one stage further: the slot, then its session, then the session's lines.
+      if (i + 2 * kPrefetchAhead < latest_count) __builtin_prefetch(latest[i + 2 * kPrefetchAhead]);
+      if (i + kPrefetchAhead < latest_count) {
+        const pubsub::LatestSlot* ahead = latest[i + kPrefetchAhead];
+        __builtin_prefetch(ahead->subscriber);
+        session::session_of(ahead->subscriber).prefetch_for_delivery();
+      }
+      pubsub::LatestSlot* slot = latest[i];
+      session::Session& session = session::session_of(slot->subscriber);
+      if (session.already_sent(&channel, pos)) continue;  // and so were the older ones
+      switch (session.offer_latest(index_, *slot, message, session.count_unsent(&channel, skipped),
+                                   now_ns, out)) {
+        case session::LatestOffer::kSent:
+          ++delivered;
+          break;
+        case session::LatestOffer::kHeldForRate:
+          sessions_.wait_to_send(session);
+          break;
+        case session::LatestOffer::kHeldForConnection:
+          break;
       }
     }
-    budget -= std::min(budget, count + latest.size());
-    drained_ingest_ns_.push_back(message->ingest_steady_ns);
+    channel.skipped_in_turn.clear();
   }
+  turn_.clear();
   queued_bytes_.fetch_sub(drained_bytes, std::memory_order_relaxed);
 
   ops::ThreadStats& stats = loop_.stats();
@@ -173,11 +175,39 @@ void ThreadFanout::drain() {
   }
   drained_ingest_ns_.clear();
 
-  // The turn's budget ran out: the rest in a later turn, after the handlers already waiting
+  // The turn took all it could: the rest in a later turn, after the handlers already waiting
   // (reads, timers, accepts), unless a producer already posted one.
-  if (budget == 0 && !drain_posted_.exchange(true, std::memory_order_seq_cst)) {
+  if (turn_full_ && !drain_posted_.exchange(true, std::memory_order_seq_cst)) {
     boost::asio::post(loop_.io(), [this] { drain(); });
   }
+}
+
+uint64_t ThreadFanout::take_turn() {
+  // Recipients the turn will visit: every `all` subscriber of each message, the `latest` ones
+  // once per channel (for its newest message in the turn), plus one per message. A message is
+  // never split, so one with more recipients than the budget still goes out whole.
+  size_t visits = 0;
+  uint64_t bytes = 0;
+  turn_full_ = false;
+  while (!turn_full_) {
+    std::shared_ptr<const core::Message> message = queue_.pop();
+    if (!message) break;
+    bytes += queued_cost(*message);
+    const auto turn_index = static_cast<uint32_t>(turn_.size());
+    pubsub::ChannelSubscribers* channel =
+        message->marker ? nullptr : index_.try_entry(message->channel);
+    visits += 1;
+    if (channel) {
+      visits += channel->subscribers.size();
+      const bool first_in_turn = channel->newest_in_turn >= turn_index ||
+                                 turn_[channel->newest_in_turn].channel != channel;
+      if (first_in_turn) visits += channel->latest_subscribers.size();
+      channel->newest_in_turn = turn_index;
+    }
+    turn_.push_back(TurnItem{std::move(message), channel});
+    turn_full_ = visits >= kTurnRecipients;
+  }
+  return bytes;
 }
 
 // What the hot path leans on: the channel histories, the sweep, the markers, the queue.

@@ -75,14 +75,17 @@ class ThreadFanout {
   // Any thread: the most queued_bytes() has been since start.
   uint64_t peak_queued_bytes() const { return peak_queued_bytes_.load(std::memory_order_relaxed); }
 
-  // Recipients (plus one per message) one drain turn delivers at most; a message is never
-  // split, so one with more recipients still goes out whole. Large on purpose (a few ms of work
-  // plus the flush): a thread that fell behind catches up only by writing many messages per
+  // Recipients (plus one per message) one drain turn visits at most (take_turn); a message is
+  // never split, so one with more recipients still goes out whole. Large on purpose (a few ms of
+  // work plus the flush): a thread that fell behind catches up only by writing many messages per
   // socket in one writev; at 32,768 it made several times the writes under load, fell further
   // behind and stopped delivering everything (docs/bench/analysis.md, "The fan-out turn").
   static constexpr size_t kTurnRecipients = 262144;
 
  private:
+  // Takes the next turn's messages off the queue into turn_, marking each channel's newest
+  // (ChannelSubscribers::newest_in_turn); returns their queued_cost() sum.
+  uint64_t take_turn();
   void remember(pubsub::ChannelSubscribers& channel, const core::MessageRef& message);
   void age_history(pubsub::ChannelSubscribers& channel, int64_t oldest_ns);
 
@@ -95,6 +98,14 @@ class ThreadFanout {
   std::atomic<uint64_t> peak_queued_bytes_{0};  // written by the producer only (under the hub lock)
   pubsub::SubscriptionIndex& index_;
   session::SessionTable& sessions_;
+  // One drain turn's messages with their channel entries (nullptr: a marker, or a channel
+  // beyond WS_MAX_CHANNELS); reused.
+  struct TurnItem {
+    std::shared_ptr<const core::Message> message;
+    pubsub::ChannelSubscribers* channel;
+  };
+  std::vector<TurnItem> turn_;
+  bool turn_full_ = false;  // the last take_turn stopped at the budget, not at an empty queue
   std::vector<int64_t> drained_ingest_ns_;  // for the latency histogram, reused
   int64_t next_channel_sweep_ns_ = 0;
   uint64_t channels_refused_ = 0;  // messages on channels beyond WS_MAX_CHANNELS (for the log)

@@ -246,8 +246,9 @@ ConfigSection gateway_config_section() {
       {"WS_CLIENT_QUEUE_BYTES", "Limits", "262144", "outbound backlog per client before close 4008",
        bytes(&Config::client_queue_bytes, 1024, 1ull << 30)},
       {"WS_CONFLATE_BYTES", "Limits", "65536 (at most WS_CLIENT_QUEUE_BYTES / 4)",
-       "outbound backlog past which a client's `latest` subscriptions keep only their newest "
-       "message until it drains (below WS_CLIENT_QUEUE_BYTES)",
+       "unsent bytes (in the kernel, then the gateway) past which a client's `latest` "
+       "subscriptions keep only their newest message until they drain (below "
+       "WS_CLIENT_QUEUE_BYTES)",
        bytes(&Config::conflate_bytes, 0, 1ull << 30)},
       {"WS_SOCKET_SEND_BUFFER", "Limits", "0",
        "kernel send buffer of each client socket (SO_SNDBUF, which Linux doubles): what a client "

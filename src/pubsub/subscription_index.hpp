@@ -57,6 +57,11 @@ struct ChannelSubscribers {
   // so a client resuming from another instance can be sent what it missed. Sized on first use.
   core::ReplayRing<core::MessageRef> history{0};
   uint64_t history_evicted_through = 0;  // pos of the newest message dropped from `history`
+  // The fan-out's scratch for one drain turn (hub/fanout.cpp): the turn's newest message of the
+  // channel is the only one its `latest` subscribers are offered; the older ones' positions wait
+  // here to be counted as skipped. Empty between turns; its storage is reused.
+  uint32_t newest_in_turn = 0;
+  std::vector<uint64_t> skipped_in_turn;
 };
 
 // A subscriber's side of membership: the channels it is in, each with its place in that

@@ -42,12 +42,10 @@ void ClientThread::arm_held_timer() {
 // still waiting for a rate slot stay listed, the others are listed again by on_room_for_held.
 void ClientThread::send_held() {
   const int64_t now_ns = core::steady_ns();
-  const size_t conflate_bytes = config().conflate_bytes;
   net::OutBatch& out = loop_.out();
   uint64_t sent = 0;
-  sessions_.for_each_waiting([&](Session& session) {
-    return session.send_held(index_, now_ns, conflate_bytes, out, sent);
-  });
+  sessions_.for_each_waiting(
+      [&](Session& session) { return session.send_held(index_, now_ns, out, sent); });
   if (sent != 0) {
     loop_.stats().messages_out.add(sent);
     loop_.flush();

@@ -34,10 +34,11 @@ bool Session::send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& m
 }
 
 LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::LatestSlot& slot,
-                                  const core::MessageRef& message, int64_t now_ns,
-                                  size_t conflate_bytes, net::OutBatch& out) {
+                                  const core::MessageRef& message, uint32_t skipped_before,
+                                  int64_t now_ns, net::OutBatch& out) {
+  if (skipped_before != 0) index.count_conflated(slot, skipped_before);
   const bool connected = connection_ != nullptr && connection_->accepts_data();
-  if (connected && !congested(conflate_bytes) && slot.due(now_ns)) {
+  if (connected && !congested() && slot.due(now_ns)) {
     if (slot.held) {  // a timer tick had not come yet: the newer one goes instead
       index.take_held(slot);
       index.count_conflated(slot, 1);
@@ -47,19 +48,26 @@ LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::Late
   }
   index.hold(slot, message);
   may_hold_ = true;
-  return connected && !congested(conflate_bytes) ? LatestOffer::kHeldForRate
-                                                 : LatestOffer::kHeldForConnection;
+  return connected && !congested() ? LatestOffer::kHeldForRate : LatestOffer::kHeldForConnection;
 }
 
-bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t conflate_bytes,
-                        net::OutBatch& out, uint64_t& sent) {
+uint32_t Session::count_unsent_slow(const pubsub::ChannelSubscribers* channel,
+                                    std::span<const uint64_t> positions) const {
+  uint32_t unsent = 0;
+  for (uint64_t pos : positions)
+    unsent += !already_sent(channel, pos);
+  return unsent;
+}
+
+bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, net::OutBatch& out,
+                        uint64_t& sent) {
   if (!may_hold_) return false;
   bool held_for_rate = false;
   bool any_held = false;
   for (Subscription& sub : mutable_subscriptions()) {
     pubsub::LatestSlot* slot = sub.latest.get();
     if (!slot || !slot->held) continue;
-    if (connection_ == nullptr || !connection_->accepts_data() || congested(conflate_bytes)) {
+    if (connection_ == nullptr || !connection_->accepts_data() || congested()) {
       any_held = true;  // the connection's turn: on_flushed or a resume lists it again
       continue;
     }
@@ -70,8 +78,7 @@ bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t
     sent += send_from_slot(*slot, index.take_held(*slot), now_ns, out);
   }
   may_hold_ = any_held;
-  return held_for_rate && connection_ != nullptr && connection_->accepts_data() &&
-         !congested(conflate_bytes);
+  return held_for_rate && connection_ != nullptr && connection_->accepts_data() && !congested();
 }
 
 void Session::release_held(pubsub::SubscriptionIndex& index, std::string_view channel,

@@ -9,6 +9,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -119,17 +120,27 @@ class Session : public pubsub::Subscriber {
   // The `conflated` count frame `seq` (still in the ring) went out with.
   uint32_t conflated_of(uint64_t seq) const;
 
-  // `latest` subscriptions (docs/protocol.md). The fan-out offers each message of the channel:
-  // it goes out now when the connection takes data with at most `conflate_bytes` of backlog and
-  // the subscription's rate allows, else it replaces the slot's held message.
+  // `latest` subscriptions (docs/protocol.md). The fan-out offers the newest message of the
+  // channel in its turn, after `skipped_before` older ones of the turn this session was not sent:
+  // it goes out now when the connection takes data, has no backlog and the subscription's rate
+  // allows, else it replaces the slot's held message.
   LatestOffer offer_latest(pubsub::SubscriptionIndex& index, pubsub::LatestSlot& slot,
-                           const core::MessageRef& message, int64_t now_ns, size_t conflate_bytes,
+                           const core::MessageRef& message, uint32_t skipped_before, int64_t now_ns,
                            net::OutBatch& out);
+  // How many of `positions` (messages of `channel`) this session was not already sent by
+  // another instance (already_sent).
+  uint32_t count_unsent(const pubsub::ChannelSubscribers* channel,
+                        std::span<const uint64_t> positions) const {
+    if (skip_through_pos_ == 0 || positions.empty() || positions.front() > skip_through_pos_)
+        [[likely]]
+      return static_cast<uint32_t>(positions.size());
+    return count_unsent_slow(channel, positions);
+  }
   // Sends the held messages that may go now (same rules); true while one still waits for its
   // subscription's rate only, so the caller's timer should come back. Sent frames are counted
   // in `sent`.
-  bool send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, size_t conflate_bytes,
-                 net::OutBatch& out, uint64_t& sent);
+  bool send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, net::OutBatch& out,
+                 uint64_t& sent);
   // Sends the held message of `channel` now, whatever the rate (its subscription becomes `all`).
   void release_held(pubsub::SubscriptionIndex& index, std::string_view channel, net::OutBatch& out);
   // A restore's newest message of a `latest` channel, after `skipped` older ones it leaves out.
@@ -158,9 +169,13 @@ class Session : public pubsub::Subscriber {
   void detach(int64_t now_ms, bool in_transit);
   bool already_sent_slow(const pubsub::ChannelSubscribers* channel, uint64_t pos) const;
   void remember_conflated(uint64_t seq, uint32_t conflated);
-  bool congested(size_t conflate_bytes) const {
-    return connection_->outbound().backlog_bytes() > conflate_bytes;
-  }
+  uint32_t count_unsent_slow(const pubsub::ChannelSubscribers* channel,
+                             std::span<const uint64_t> positions) const;
+  // Whether a `latest` message would wait behind other frames: the connection has a backlog,
+  // i.e. the kernel refused more, which it does past WS_CONFLATE_BYTES unsent on a connection
+  // with a `latest` subscription (Connection::limit_unsent_in_kernel). Holding it then costs
+  // one slot, and a newer message replaces it instead of queueing behind it.
+  bool congested() const { return connection_->outbound().backlog_bytes() != 0; }
   // Sends `slot`'s held message if it may go now.
   bool send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& message, int64_t now_ns,
                       net::OutBatch& out);
