@@ -143,7 +143,10 @@ void subscribe_channels(Client& client, Session& session,
   for (std::string_view channel : channels) {
     pubsub::ChannelSubscribers* entry = index.find(channel);
     if (!entry || !entry->latest) continue;
-    deliver_now(client, session, entry->latest);
+    client.make_room_for_output();
+    if (!session.deliver_snapshot(index, entry->latest, core::steady_ns(), loop.out())) continue;
+    loop.stats().messages_out.add();
+    loop.schedule_flush();
   }
 }
 

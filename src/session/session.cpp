@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/clock.hpp"
 #include "spdlog/spdlog.h"
 
 namespace odin::session {
@@ -97,7 +98,24 @@ bool Session::deliver_newest_of(pubsub::SubscriptionIndex& index, const core::Me
   for (Subscription& sub : mutable_subscriptions()) {
     if (sub.channel->name != message->channel || !sub.latest) continue;
     index.count_conflated(*sub.latest, skipped);
-    return deliver(message, out, std::exchange(sub.latest->skipped, 0));
+    return send_from_slot(*sub.latest, message, core::steady_ns(), out);
+  }
+  return deliver(message, out);
+}
+
+bool Session::deliver_snapshot(pubsub::SubscriptionIndex& index, const core::MessageRef& message,
+                               int64_t now_ns, net::OutBatch& out) {
+  for (Subscription& sub : mutable_subscriptions()) {
+    if (sub.channel->name != message->channel || !sub.latest) continue;
+    pubsub::LatestSlot& slot = *sub.latest;
+    // The held message is the snapshot's message or an older one (the fan-out updates the
+    // channel's latest before it offers): sent now either way, never again after it.
+    if (slot.held) {
+      const bool superseded = !(slot.held == message);
+      index.take_held(slot);
+      if (superseded) index.count_conflated(slot, 1);
+    }
+    return send_from_slot(slot, message, now_ns, out);
   }
   return deliver(message, out);
 }

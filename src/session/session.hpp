@@ -143,9 +143,14 @@ class Session : public pubsub::Subscriber {
                  uint64_t& sent);
   // Sends the held message of `channel` now, whatever the rate (its subscription becomes `all`).
   void release_held(pubsub::SubscriptionIndex& index, std::string_view channel, net::OutBatch& out);
-  // A restore's newest message of a `latest` channel, after `skipped` older ones it leaves out.
+  // A restore's newest message of a `latest` channel, after `skipped` older ones it leaves out;
+  // the subscription's rate counts from it.
   bool deliver_newest_of(pubsub::SubscriptionIndex& index, const core::MessageRef& message,
                          uint32_t skipped, net::OutBatch& out);
+  // A `snapshot`'s message (its channel's newest): at once, whatever the rate. For a `latest`
+  // subscription it replaces the held message and restarts the rate from now.
+  bool deliver_snapshot(pubsub::SubscriptionIndex& index, const core::MessageRef& message,
+                        int64_t now_ns, net::OutBatch& out);
   // Whether a message may be held (false: certainly none is).
   bool may_hold() const { return may_hold_; }
   // Warms what deliver() touches, a few recipients ahead (its ring slot, its connection).

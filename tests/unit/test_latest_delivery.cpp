@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "hub/fanout.hpp"
 #include "loop_harness.hpp"
 #include "ops/config.hpp"
@@ -157,6 +158,53 @@ TEST(LatestDelivery, ABackloggedConnectionHoldsTheNewestAndSendsItWhenTheBacklog
   EXPECT_TRUE(last.ends_with("\"data\":" + data[2] + "}"));
   EXPECT_EQ(c.index().held_count(), 0u);
   EXPECT_EQ(c.loop().stats().slow_consumer_closes.get(), 0u);
+}
+
+// A snapshot on a `max_hz` subscription that holds a message for its rate: the snapshot's message
+// (the channel's newest) goes at once and the held one is not sent after it; the rate counts from
+// the snapshot.
+TEST(LatestDelivery, ASnapshotReplacesTheHeldMessageAndRestartsTheRate) {
+  LatestClient c(ops::Config{});
+  ASSERT_NE(c.attached.session, nullptr);
+  ASSERT_TRUE(c.index().subscribe(c.session(), "L", pubsub::DeliveryOptions{true, 2}));
+  const std::vector<std::string> data = numbered(3);
+  c.hub.ingest(std::vector<core::IngestItem>{item("L", data[0])});
+  ASSERT_TRUE(c.drained());
+  c.hub.ingest(std::vector<core::IngestItem>{item("L", data[1])});
+  ASSERT_TRUE(c.drained());
+  ASSERT_EQ(c.session().seq(), 1u);
+  ASSERT_EQ(c.index().held_count(), 1u) << "L2 waits for the next slot, 500 ms after L1";
+
+  const pubsub::ChannelSubscribers* channel = c.index().find("L");
+  ASSERT_NE(channel, nullptr);
+  const int64_t snapshot_ns = core::steady_ns();
+  ASSERT_TRUE(
+      c.session().deliver_snapshot(c.index(), channel->latest, snapshot_ns, c.loop().out()));
+  c.loop().flush();
+  EXPECT_EQ(c.index().held_count(), 0u);
+  EXPECT_EQ(c.session().subscriptions()[0].latest->last_sent_ns, snapshot_ns);
+
+  // L3 right after the snapshot waits for its slot, 500 ms after the snapshot.
+  c.hub.ingest(std::vector<core::IngestItem>{item("L", data[2])});
+  ASSERT_TRUE(c.drained());
+  EXPECT_EQ(c.index().held_count(), 1u);
+  const std::vector<Frame> frames = read_frames(c.end, {&c.loop()}, 3);
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_GE(core::steady_ns() - snapshot_ns, 450'000'000);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(json_member(frames[i].payload, "seq"), std::to_string(i + 1));
+    EXPECT_TRUE(frames[i].payload.ends_with("\"data\":" + data[i] + "}"));
+    EXPECT_EQ(json_member(frames[i].payload, "conflated"), "");
+  }
+  // Nothing else: the held L2 was the snapshot's message.
+  EXPECT_FALSE(pump_until(
+      {&c.loop()},
+      [&] {
+        c.end.read_available();
+        return !c.end.bytes.empty();
+      },
+      std::chrono::milliseconds(700)));
 }
 
 }  // namespace
