@@ -4,7 +4,7 @@
 # the benchmark suite (tools/bench/run.sh), "cluster" for deploy/local-cluster.sh.
 set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libspdlog-dev
-          libfmt-dev libssl-dev libnats-dev libhiredis-dev)
+          libfmt-dev libssl-dev libnats-dev libhiredis-dev zlib1g-dev)
 if [[ "${1:-}" == "bench" ]]; then
   # iproute2 (ip, ss) and util-linux (unshare): tools/bench/kernel.py.
   packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux)

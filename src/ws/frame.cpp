@@ -1,8 +1,10 @@
-// RFC 6455 framing (see frame.hpp). Section numbers refer to RFC 6455.
+// RFC 6455 framing (see frame.hpp). Section numbers refer to RFC 6455 unless RFC 7692 is named.
 #include "ws/frame.hpp"
 
 #include <algorithm>
 #include <cstring>
+
+#include "ws/deflate.hpp"
 
 namespace odin::ws {
 
@@ -81,7 +83,13 @@ void MessageReader::stop() {
   held_ = Held{};
   in_frame_ = false;
   in_message_ = false;
+  compressed_ = false;
   header_len_ = 0;
+}
+
+void MessageReader::accept_compressed(MessageInflater* inflater) {
+  if (!inflater && compressed_) stop();  // the message in progress could never be read
+  inflater_ = inflater;
 }
 
 ReadError MessageReader::fail(ReadError error) {
@@ -101,9 +109,16 @@ MessageReader::Parse MessageReader::parse_header(const char* data, size_t n, Hea
   const uint8_t op = b0 & 0x0F;
   h.fin = (b0 & 0x80) != 0;
   h.opcode = op;
-  // 5.2: RSV1-3 must be 0 unless an extension defines them; we negotiate none.
-  if (b0 & 0x70)
+  h.compressed = (b0 & 0x40) != 0;
+  // 5.2: RSV1-3 must be 0 unless an extension defines them; permessage-deflate defines RSV1 when
+  // negotiated, no extension we know RSV2 or RSV3.
+  if ((b0 & 0x30) || (h.compressed && !inflater_))
     return error = ReadError{close_code::kProtocolError, "reserved bits set"}, Parse::kError;
+  // RFC 7692 6.1: RSV1 marks a message, so it sits on the message's first frame only.
+  if (h.compressed && (is_control(op) || op == 0x0)) {
+    return error = ReadError{close_code::kProtocolError, "RSV1 on a control or continuation frame"},
+           Parse::kError;
+  }
   if ((op > 0x2 && op < 0x8) || op > 0xA) {
     return error = ReadError{close_code::kProtocolError, "unknown opcode"}, Parse::kError;
   }
@@ -168,12 +183,35 @@ MessageReader::Parse MessageReader::parse_header(const char* data, size_t n, Hea
   return Parse::kDone;
 }
 
-bool MessageReader::deliver_message(FrameHandler& handler) {
+bool MessageReader::deliver_message(FrameHandler& handler, std::optional<ReadError>& error) {
   // The reader holds nothing once the message is handed over, and the handler may call
   // release_buffers() without pulling the message from under its own feet.
-  const Held message = std::move(held_);
+  Held message = std::move(held_);
   in_message_ = false;
+  if (compressed_) {
+    compressed_ = false;
+    const InflateResult inflated = inflater_->inflate(message.view(), max_message_);
+    message = Held{};  // the compressed copy is not needed while the handler runs
+    return deliver_inflated(inflated, handler, error);
+  }
   return handler.on_text(message.view());
+}
+
+bool MessageReader::deliver_inflated(InflateResult inflated, FrameHandler& handler,
+                                     std::optional<ReadError>& error) {
+  // The inflater's buffer holds the message, not the reader: the reader stays free of heap
+  // memory, and the inflater's buffer is only reused by the next message this thread inflates.
+  switch (inflated) {
+    case InflateResult::kOk:
+      break;
+    case InflateResult::kTooBig:
+      return error = ReadError{close_code::kTooBig, "message too big"}, false;
+    case InflateResult::kBad:
+      return error = ReadError{close_code::kInvalidPayload, "invalid compressed data"}, false;
+  }
+  const std::string_view message = inflater_->output();
+  if (!is_valid_utf8(message)) return error = kInvalidUtf8, false;
+  return handler.on_text(message);
 }
 
 bool MessageReader::on_control(Opcode op, std::string_view payload, FrameHandler& handler,
@@ -212,24 +250,35 @@ bool MessageReader::on_whole_frame(const Header& h, std::span<char> payload, Fra
   if (h.opcode == static_cast<uint8_t>(Opcode::kText)) {
     if (h.fin) {
       // The common case: one frame, one message, straight from the read buffer.
+      if (h.compressed) {
+        return deliver_inflated(inflater_->inflate(text, max_message_), handler, error);
+      }
       if (!is_valid_utf8(text)) return error = kInvalidUtf8, false;
       return handler.on_text(text);
     }
-    utf8_.reset();
-    if (!utf8_.feed(text)) return error = kInvalidUtf8, false;
+    compressed_ = h.compressed;
+    if (!compressed_) {  // compressed bytes are no text: checked once inflated
+      utf8_.reset();
+      if (!utf8_.feed(text)) return error = kInvalidUtf8, false;
+    }
     in_message_ = true;
   } else {  // continuation; parse_header saw to it that a message is in progress
-    if (!utf8_.feed(text) || (h.fin && !utf8_.complete())) return error = kInvalidUtf8, false;
+    if (!compressed_ && (!utf8_.feed(text) || (h.fin && !utf8_.complete())))
+      return error = kInvalidUtf8, false;
     if (h.fin && held_.size == 0) {  // nothing before it: no need to copy
       in_message_ = false;
       held_ = Held{};
+      if (compressed_) {
+        compressed_ = false;
+        return deliver_inflated(inflater_->inflate(text, max_message_), handler, error);
+      }
       return handler.on_text(text);
     }
   }
   held_.reserve(held_.size + payload.size(), max_message_);
   if (!payload.empty()) std::memcpy(held_.data.get() + held_.size, payload.data(), payload.size());
   held_.size += payload.size();
-  return h.fin ? deliver_message(handler) : true;
+  return h.fin ? deliver_message(handler, error) : true;
 }
 
 void MessageReader::start_split_frame(const Header& h) {
@@ -241,7 +290,10 @@ void MessageReader::start_split_frame(const Header& h) {
   std::memcpy(mask_, h.mask, 4);
   // Exact size for a single split frame; a control frame goes after the message in progress.
   held_.reserve(held_.size + h.payload_len, max_message_);
-  if (h.opcode == static_cast<uint8_t>(Opcode::kText)) utf8_.reset();
+  if (h.opcode == static_cast<uint8_t>(Opcode::kText)) {
+    compressed_ = h.compressed;
+    utf8_.reset();
+  }
 }
 
 bool MessageReader::collect(std::span<char> chunk, std::optional<ReadError>& error) {
@@ -254,7 +306,8 @@ bool MessageReader::collect(std::span<char> chunk, std::optional<ReadError>& err
     std::memcpy(mask_, rotated, 4);
   }
   // Text is validated as it arrives: an invalid byte fails now, not when the frame completes.
-  if (!is_control(frame_opcode_) && !utf8_.feed({chunk.data(), chunk.size()})) {
+  // Compressed text is validated once inflated.
+  if (!is_control(frame_opcode_) && !compressed_ && !utf8_.feed({chunk.data(), chunk.size()})) {
     error = kInvalidUtf8;
     return false;
   }
@@ -271,8 +324,8 @@ bool MessageReader::finish_split_frame(FrameHandler& handler, std::optional<Read
       in_message_ = true;
       return true;
     }
-    if (!utf8_.complete()) return error = kInvalidUtf8, false;
-    return deliver_message(handler);
+    if (!compressed_ && !utf8_.complete()) return error = kInvalidUtf8, false;
+    return deliver_message(handler, error);
   }
   // Copied out so the message in progress goes back to exactly what it was, and the handler can
   // release the reader's buffers safely.

@@ -1,6 +1,7 @@
 // RFC 6455 server-side framing: encoding server frames (FIN, unmasked) and reading one client
 // connection's frames (masked) into complete text messages, enforcing section 5 with the close
-// code the gateway must answer with. Pure logic, no I/O.
+// code the gateway must answer with; compressed messages (RFC 7692) when the connection
+// negotiated permessage-deflate. Pure logic, no I/O.
 #pragma once
 
 #include <cstddef>
@@ -15,6 +16,9 @@
 #include "ws/utf8.hpp"
 
 namespace odin::ws {
+
+class MessageInflater;  // ws/deflate.hpp
+enum class InflateResult : uint8_t;
 
 enum class Opcode : uint8_t {
   kContinuation = 0x0,
@@ -85,8 +89,9 @@ class FrameHandler {
  public:
   virtual ~FrameHandler() = default;
   // Each returns false to stop reading (the connection is being closed); feed() then returns at
-  // once. Views point into the caller's read buffer or into memory the reader frees right after
-  // the call: copy what must outlive it.
+  // once. Views point into the caller's read buffer, into memory the reader frees right after the
+  // call, or (a compressed message) into the inflater's buffer, which the thread's next inflated
+  // message reuses: copy what must outlive the call.
   virtual bool on_text(std::string_view message) = 0;  // complete, valid UTF-8, maybe reassembled
   virtual bool on_ping(std::string_view payload) = 0;
   virtual bool on_pong(std::string_view payload) = 0;
@@ -106,6 +111,13 @@ class FrameHandler {
 // Non-minimal length encodings are accepted: RFC 6455 5.2 asks senders for the minimal form but
 // does not tell receivers to fail on it (and Autobahn does not test for it).
 //
+// Compressed messages (RFC 7692), only after accept_compressed(): RSV1 on the first frame of a
+// message marks it compressed. Such a message is collected as it came (its compressed size obeys
+// max_message_bytes like any message's), inflated when its last frame arrives into the inflater's
+// buffer (at most max_message_bytes, else 1009; 1007 when it is not DEFLATE), then checked for
+// UTF-8 as a whole (1007). RSV1 on a continuation or control frame, RSV1 without
+// accept_compressed(), and RSV2/RSV3 always are protocol errors (1002).
+//
 // Once feed() returns an error, or on_close() was called, the reader ignores all further input.
 // When a handler returns false with bytes of the same feed() left over, those bytes are lost and
 // the reader ignores further input as well (it would be out of sync); when the stop came with the
@@ -113,6 +125,15 @@ class FrameHandler {
 class MessageReader {
  public:
   explicit MessageReader(uint32_t max_message_bytes) : max_message_(max_message_bytes) {}
+
+  // Accepts compressed messages (the connection negotiated permessage-deflate with
+  // client_no_context_takeover), inflating them with `inflater`; nullptr refuses them again.
+  // Threading: the reader does not own the inflater and uses it only inside feed(), so it must be
+  // the inflater of the thread that calls feed() and outlive that use. A reader moved to another
+  // thread is handed that thread's inflater before its next feed(); a compressed message in
+  // progress is held by the reader, not the inflater, so it survives the move. Clearing it in the
+  // middle of a compressed message drops the stream (later input is ignored).
+  void accept_compressed(MessageInflater* inflater);
 
   // Consumes all of `bytes` (unmasking in place). Returns nullopt when fine, including when more
   // bytes are needed; otherwise the code and reason to close the connection with.
@@ -153,6 +174,7 @@ class MessageReader {
     uint8_t size;  // header bytes, masking key included
     uint8_t opcode;
     bool fin;
+    bool compressed;  // RSV1, allowed only on the first frame of a message
     char mask[4];
   };
   enum class Parse : uint8_t { kNeedMore, kDone, kError };
@@ -167,11 +189,15 @@ class MessageReader {
   bool finish_split_frame(FrameHandler& handler, std::optional<ReadError>& error);
   bool on_control(Opcode op, std::string_view payload, FrameHandler& handler,
                   std::optional<ReadError>& error);
-  bool deliver_message(FrameHandler& handler);
+  bool deliver_message(FrameHandler& handler, std::optional<ReadError>& error);
+  // Hands over a compressed message the inflater has just inflated into its buffer.
+  bool deliver_inflated(InflateResult inflated, FrameHandler& handler,
+                        std::optional<ReadError>& error);
   ReadError fail(ReadError error);
   void stop();
 
   Held held_;  // the fragmented message so far, then a split frame's payload
+  MessageInflater* inflater_ = nullptr;  // not owned: the feeding thread's (accept_compressed)
   uint32_t max_message_;
   uint32_t frame_left_ = 0;   // payload bytes of the split frame still to come
   uint32_t frame_start_ = 0;  // where the split frame's payload starts in held_
@@ -182,8 +208,9 @@ class MessageReader {
   bool frame_fin_ = false;
   bool in_frame_ = false;    // a split frame's payload is being collected
   bool in_message_ = false;  // a fragmented text message is in progress
+  bool compressed_ = false;  // the message in progress (split or fragmented) is compressed
   bool stopped_ = false;
-  Utf8Validator utf8_;  // of the message in progress (whole frames skip it)
+  Utf8Validator utf8_;  // of the uncompressed message in progress (whole frames skip it)
 };
 
 }  // namespace odin::ws

@@ -1,5 +1,7 @@
 // Fuzzes ws::MessageReader::feed, the RFC 6455 reader every client byte after the upgrade goes
-// through, with arbitrary client bytes split into reads at fuzzer-chosen points.
+// through, with arbitrary client bytes split into reads at fuzzer-chosen points; each input runs
+// through a plain reader and through one that accepts compressed messages (RFC 7692), the latter
+// with one inflater shared by every run, as a thread shares it between its connections.
 //
 // Input: byte 0 picks the message size limit (byte 0 % 11) and how the handler behaves (byte 0 /
 // 11 % 4: plain; returns false, "stop reading", on every third event as the gateway does when a
@@ -15,7 +17,10 @@
 //  - the reader's memory stays within the limit (+ one control frame) at every step;
 //  - the events and the final error are the same whether the stream comes in one read or split
 //    (unless the handler stops reading: then what was left of a read is dropped by design):
-//    how TCP cuts the stream must not change what the gateway sees.
+//    how TCP cuts the stream must not change what the gateway sees;
+//  - accepting compression changes nothing for a stream the plain reader did not refuse for its
+//    reserved bits (so no RSV1 frame was read); an inflated message obeys the limit like any
+//    other, and the shared inflater's buffer stays within the largest limit + one chunk.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,12 +30,14 @@
 #include <string>
 #include <vector>
 
+#include "ws/deflate.hpp"
 #include "ws/frame.hpp"
 #include "ws/utf8.hpp"
 
 namespace {
 
 using odin::ws::FrameHandler;
+using odin::ws::MessageInflater;
 using odin::ws::MessageReader;
 
 constexpr uint32_t kLimits[] = {0, 1, 2, 16, 125, 126, 127, 1000, 65535, 65536, 1 << 20};
@@ -121,10 +128,13 @@ class Recorder : public FrameHandler {
   std::string log_;
 };
 
-// Feeds `stream` in reads whose sizes come from `seed` (0: all at once); returns the event log
-// with the final error, if any, appended.
-std::string run(std::string stream, uint32_t limit, unsigned mode, uint8_t seed) {
+// Feeds `stream` in reads whose sizes come from `seed` (0: all at once), to a reader that
+// accepts compressed messages when given an inflater; returns the event log with the final
+// error, if any, appended.
+std::string run(std::string stream, uint32_t limit, unsigned mode, uint8_t seed,
+                MessageInflater* inflater) {
   MessageReader reader(limit);
+  reader.accept_compressed(inflater);
   Recorder recorder(limit, mode, reader);
   std::optional<odin::ws::ReadError> error;
   uint32_t state = seed;
@@ -153,6 +163,11 @@ std::string run(std::string stream, uint32_t limit, unsigned mode, uint8_t seed)
           "reader holds more memory than the limit allows");
     check(reader.buffered_bytes() <= size_t{limit} + odin::ws::kMaxControlPayload + 14,
           "reader buffers more than the limit allows");
+    if (inflater) {
+      check(inflater->output_capacity() <=
+                size_t{kLimits[std::size(kLimits) - 1]} + MessageInflater::kChunk,
+            "inflater buffer past the limit");
+    }
     if (error) {
       check(error->close_code == odin::ws::close_code::kProtocolError ||
                 error->close_code == odin::ws::close_code::kUnsupportedData ||
@@ -182,12 +197,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const unsigned mode = data[0] / std::size(kLimits) % 4;
   const uint8_t seed = data[1];
   const std::string stream(reinterpret_cast<const char*>(data) + 2, size - 2);
-  const std::string whole = run(stream, limit, mode, 0);
-  if (seed == 0) return 0;
-  const std::string split = run(stream, limit, mode, seed);
-  if (!(mode & kStopSometimes) && split != whole) {
-    std::fprintf(stderr, "one read:\n%s\nsplit reads:\n%s\n", whole.c_str(), split.c_str());
-    violated("split reads change the events");
+  static MessageInflater inflater;
+  std::string plain;
+  for (MessageInflater* with : {static_cast<MessageInflater*>(nullptr), &inflater}) {
+    const std::string whole = run(stream, limit, mode, 0, with);
+    if (!with) {
+      plain = whole;
+    } else if (!plain.ends_with("E1002:reserved bits set") && whole != plain) {
+      std::fprintf(stderr, "plain:\n%s\naccepting compression:\n%s\n", plain.c_str(),
+                   whole.c_str());
+      violated("accepting compression changes a stream without RSV1");
+    }
+    if (seed == 0) continue;
+    const std::string split = run(stream, limit, mode, seed, with);
+    if (!(mode & kStopSometimes) && split != whole) {
+      std::fprintf(stderr, "one read:\n%s\nsplit reads:\n%s\n", whole.c_str(), split.c_str());
+      violated("split reads change the events");
+    }
   }
   return 0;
 }

@@ -1,5 +1,6 @@
 // Unit tests of RFC 6455 framing: the encoder, and every rule the reader enforces with the exact
-// close code it must answer with, plus the reader's memory behaviour (in place, released, bounded).
+// close code it must answer with, plus the reader's memory behaviour (in place, released, bounded),
+// and compressed messages (RFC 7692) once a reader accepts them.
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ws/deflate.hpp"
 #include "ws/frame.hpp"
 
 namespace odin::ws {
@@ -802,6 +804,282 @@ TEST(CloseCodes, ValidityTable) {
   }
   EXPECT_FALSE(is_valid_close_code(close_code::kNoStatus));
   EXPECT_FALSE(is_valid_close_code(close_code::kAbnormal));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader: compressed messages (RFC 7692)
+
+// A message as a client's deflater sends it: raw DEFLATE, sync-flushed, 00 00 ff ff removed.
+std::string deflated(std::string_view message) {
+  MessageDeflater deflater;
+  std::string out;
+  EXPECT_TRUE(deflater.compress_always(message, out));
+  return out;
+}
+
+// A compressed message in `parts` frames: RSV1 on the first only.
+std::string compressed_message(std::string_view message, size_t parts = 1) {
+  const std::string payload = deflated(message);
+  const size_t step = payload.size() / parts;
+  std::string frames;
+  for (size_t i = 0; i < parts; ++i) {
+    const bool last = i + 1 == parts;
+    const uint8_t first = static_cast<uint8_t>((last ? 0x80 : 0) | (i == 0 ? 0x41 : 0x00));
+    frames += client_frame(first, last ? payload.substr(i * step) : payload.substr(i * step, step));
+  }
+  return frames;
+}
+
+// The close code a reader that accepts compressed messages answers `bytes` with (0: none), fed in
+// one call and byte by byte (the two must agree).
+uint16_t compressed_error(const std::string& bytes, uint32_t max = 4096) {
+  MessageInflater inflater;
+  MessageReader whole(max);
+  whole.accept_compressed(&inflater);
+  Recorder h;
+  auto e = feed(whole, bytes, h);
+  const uint16_t code = e ? e->close_code : 0;
+  MessageReader bytewise(max);
+  bytewise.accept_compressed(&inflater);
+  Recorder h2;
+  uint16_t code2 = 0;
+  for (char c : bytes) {
+    if (auto e2 = feed(bytewise, std::string(1, c), h2)) {
+      code2 = e2->close_code;
+      break;
+    }
+  }
+  EXPECT_EQ(code, code2) << "byte by byte";
+  EXPECT_EQ(h.events, h2.events);
+  return code;
+}
+
+TEST(CompressedReader, WholeFrameDeliversTheInflatedText) {
+  MessageInflater inflater;
+  MessageReader r(4096);
+  r.accept_compressed(&inflater);
+  Recorder h;
+  const std::string message =
+      "{\"op\":\"subscribe\",\"channels\":[\"prices\",\"prices\",\"prices\"]}";
+  ASSERT_FALSE(feed(r, compressed_message(message), h));
+  EXPECT_EQ(h.events, (std::vector<std::string>{"text:" + message}));
+  EXPECT_EQ(r.heap_bytes(), 0u);
+  EXPECT_EQ(r.buffered_bytes(), 0u);
+  // RFC 7692 7.2.3.1's frame, "Hello" compressed, masked as a client sends it.
+  ASSERT_FALSE(feed(r, client_frame(0xC1, std::string("\xf2\x48\xcd\xc9\xc9\x07\x00", 7)), h));
+  EXPECT_EQ(h.events.back(), "text:Hello");
+}
+
+TEST(CompressedReader, FragmentedMessageWithRsv1OnTheFirstFrameOnly) {
+  const std::string message = std::string(3000, 'a') + "€" + std::string(3000, 'b');
+  for (size_t parts : {2u, 3u, 7u}) {
+    MessageInflater inflater;
+    MessageReader r(8192);
+    r.accept_compressed(&inflater);
+    Recorder h;
+    std::string bytes = compressed_message(message, parts);
+    ASSERT_FALSE(feed(r, bytes, h)) << parts;
+    EXPECT_EQ(h.events, (std::vector<std::string>{"text:" + message})) << parts;
+    EXPECT_EQ(r.heap_bytes(), 0u);
+    // Byte by byte, with a ping between the first two frames.
+    MessageReader r2(8192);
+    r2.accept_compressed(&inflater);
+    Recorder h2;
+    const std::string payload = deflated(message);
+    bytes = client_frame(0x41, payload.substr(0, 5)) + ping("p") + client_frame(0x00, "") +
+            client_frame(0x80, payload.substr(5));
+    for (char c : bytes)
+      ASSERT_FALSE(feed(r2, std::string(1, c), h2));
+    EXPECT_EQ(h2.events, (std::vector<std::string>{"ping:p", "text:" + message}));
+    EXPECT_EQ(r2.heap_bytes(), 0u);
+  }
+}
+
+TEST(CompressedReader, SplitAndRandomlyCutStreamsGiveTheSameEvents) {
+  const std::string big = std::string(2000, 'x') + "😀" + std::string(1000, 'y');
+  const std::string bytes = compressed_message("one") + text("plain") + compressed_message(big, 3) +
+                            first_fragment("frag-") + ping("p") + last_fragment("ment") +
+                            compressed_message("") + compressed_message("last") +
+                            close_frame(1000, "bye");
+  const std::vector<std::string> events = {
+      "text:one",       "text:plain", "text:" + big, "ping:p",
+      "text:frag-ment", "text:",      "text:last",   "close:1000:bye"};
+  MessageInflater inflater;
+  std::mt19937 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    MessageReader r(4096);
+    r.accept_compressed(&inflater);
+    Recorder h;
+    size_t pos = 0;
+    const size_t most = 1 + rng() % 300;
+    while (pos < bytes.size()) {
+      const size_t n = std::min<size_t>(bytes.size() - pos, rng() % (most + 1));
+      ASSERT_FALSE(feed(r, bytes.substr(pos, n), h));
+      pos += n;
+      ASSERT_LE(r.heap_bytes(), 4096u + kMaxControlPayload);
+    }
+    ASSERT_EQ(h.events, events) << round;
+    EXPECT_EQ(r.heap_bytes(), 0u);
+  }
+}
+
+TEST(CompressedReader, Rsv1RulesAndReservedBits) {
+  const std::string payload = deflated("hello");
+  // Not on continuation frames (6.1), even when the message is compressed.
+  EXPECT_EQ(compressed_error(client_frame(0x41, payload.substr(0, 2)) +
+                             client_frame(0xC0, payload.substr(2))),
+            1002);
+  EXPECT_EQ(compressed_error(first_fragment("ab") + client_frame(0xC0, "cd")), 1002);
+  // Not on control frames.
+  EXPECT_EQ(compressed_error(client_frame(0xC9, "")), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0xCA, "")), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0xC8, std::string("\x03\xe8", 2))), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0x41, payload) + client_frame(0xC9, "")), 1002);
+  // RSV2 and RSV3 are never allowed.
+  EXPECT_EQ(compressed_error(client_frame(0xE1, payload)), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0xD1, payload)), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0xA1, "x")), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0x91, "x")), 1002);
+  // Binary stays unsupported, compressed or not.
+  EXPECT_EQ(compressed_error(client_frame(0xC2, payload)), 1003);
+  // A reader that was not told to accept compression refuses RSV1 as before.
+  EXPECT_EQ(error_code(client_frame(0xC1, payload)), 1002);
+  EXPECT_EQ(error_code_bytewise(client_frame(0xC1, payload)), 1002);
+  EXPECT_EQ(compressed_error(client_frame(0xC1, payload)), 0);
+}
+
+TEST(CompressedReader, BombIsTooBig) {
+  // 1 MiB of zeros is about 1 KiB compressed: the compressed size passes, the inflated does not.
+  const std::string bomb = client_frame(0xC1, deflated(std::string(1 << 20, '\0')));
+  ASSERT_LT(bomb.size(), 4096u);
+  EXPECT_EQ(compressed_error(bomb, 65536), 1009);
+  MessageInflater inflater;
+  MessageReader r(65536);
+  r.accept_compressed(&inflater);
+  Recorder h;
+  auto e = feed(r, bomb, h);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->close_code, 1009);
+  EXPECT_LE(inflater.output_capacity(), 65536u + MessageInflater::kChunk);
+  EXPECT_EQ(r.heap_bytes(), 0u);
+  // Exactly at the limit is fine; the compressed bytes count against the limit too.
+  EXPECT_EQ(compressed_error(compressed_message(std::string(4096, 'a')), 4096), 0);
+  EXPECT_EQ(compressed_error(compressed_message(std::string(4097, 'a')), 4096), 1009);
+  const std::string random_text = [] {
+    std::mt19937 rng(5);
+    std::string s(3000, ' ');
+    for (char& c : s)
+      c = static_cast<char>(0x21 + rng() % 94);
+    return s;
+  }();
+  ASSERT_GT(deflated(random_text).size(), 2000u);
+  EXPECT_EQ(compressed_error(compressed_message(random_text), 3000), 0);
+  EXPECT_EQ(compressed_error(compressed_message(random_text), 2000), 1009);  // from the header
+  EXPECT_EQ(compressed_error(compressed_message(random_text, 4), 2000), 1009);
+}
+
+TEST(CompressedReader, InvalidDataOrUtf8AfterInflatingIs1007) {
+  EXPECT_EQ(compressed_error(client_frame(0xC1, deflated("ok\xff"))), 1007);
+  EXPECT_EQ(compressed_error(client_frame(0xC1, deflated("\xed\xa0\x80"))), 1007);
+  EXPECT_EQ(compressed_error(compressed_message("truncated \xe2\x82", 3)), 1007);
+  EXPECT_EQ(compressed_error(client_frame(0xC1, std::string("\xff\xff\xff", 3))), 1007);
+  // Cut short: the message ends inside a DEFLATE block.
+  EXPECT_EQ(compressed_error(client_frame(0xC1, std::string("\x00\x0a\x00\xf5\xffHe", 7))), 1007);
+  // The same bytes uncompressed are fine: only the inflated text is checked, not the DEFLATE data.
+  std::string payload;
+  for (int i = 0; is_valid_utf8(payload) && i < 100; ++i)
+    payload = deflated(std::string(500, 'q') + std::to_string(i));
+  ASSERT_FALSE(is_valid_utf8(payload));
+  EXPECT_EQ(compressed_error(client_frame(0xC1, payload)), 0);
+}
+
+TEST(CompressedReader, UncompressedMessagesStillWork) {
+  MessageInflater inflater;
+  MessageReader r(4096);
+  r.accept_compressed(&inflater);
+  Recorder h;
+  const std::string bytes = mixed_stream();
+  for (char c : bytes)
+    ASSERT_FALSE(feed(r, std::string(1, c), h));
+  EXPECT_EQ(h.events, mixed_events());
+  EXPECT_EQ(error_code(text("ok\xff")), 1007);
+  EXPECT_EQ(compressed_error(text("ok\xff")), 1007);
+  EXPECT_EQ(compressed_error(first_fragment("ok\xe2") + last_fragment("(")), 1007);
+}
+
+TEST(CompressedReader, OneInflaterServesInterleavedReaders) {
+  // The inflater belongs to the thread: two connections' messages interleave, each reader keeps
+  // its own compressed bytes until its message ends.
+  MessageInflater inflater;
+  MessageReader a(4096);
+  MessageReader b(4096);
+  a.accept_compressed(&inflater);
+  b.accept_compressed(&inflater);
+  Recorder ha;
+  Recorder hb;
+  const std::string pa = deflated("message of a, " + std::string(100, 'a'));
+  const std::string pb = deflated("message of b, " + std::string(100, 'b'));
+  ASSERT_FALSE(feed(a, client_frame(0x41, pa.substr(0, 4)), ha));
+  ASSERT_FALSE(feed(b, client_frame(0x41, pb.substr(0, 3)), hb));
+  ASSERT_FALSE(feed(a, client_frame(0x80, pa.substr(4)).substr(0, 5), ha));
+  ASSERT_FALSE(feed(b, client_frame(0x80, pb.substr(3)), hb));
+  ASSERT_FALSE(feed(a, client_frame(0x80, pa.substr(4)).substr(5), ha));
+  EXPECT_EQ(ha.events, (std::vector<std::string>{"text:message of a, " + std::string(100, 'a')}));
+  EXPECT_EQ(hb.events, (std::vector<std::string>{"text:message of b, " + std::string(100, 'b')}));
+  EXPECT_EQ(a.heap_bytes(), 0u);
+  EXPECT_EQ(b.heap_bytes(), 0u);
+}
+
+TEST(CompressedReader, MovedReaderCarriesOnWithTheNewThreadsInflater) {
+  MessageInflater first_thread;
+  MessageInflater second_thread;
+  MessageReader r(4096);
+  r.accept_compressed(&first_thread);
+  Recorder h;
+  const std::string payload = deflated("moved mid-message");
+  const std::string last = client_frame(0x80, payload.substr(6));
+  ASSERT_FALSE(feed(r, client_frame(0x41, payload.substr(0, 6)) + last.substr(0, 7), h));
+  MessageReader moved(std::move(r));
+  moved.accept_compressed(&second_thread);
+  ASSERT_FALSE(feed(moved, last.substr(7), h));
+  EXPECT_EQ(h.events, (std::vector<std::string>{"text:moved mid-message"}));
+  EXPECT_EQ(second_thread.output(), "moved mid-message");
+}
+
+TEST(CompressedReader, RefusingCompressionMidMessageDropsTheStream) {
+  MessageInflater inflater;
+  MessageReader r(4096);
+  r.accept_compressed(&inflater);
+  Recorder h;
+  const std::string payload = deflated("abc");
+  ASSERT_FALSE(feed(r, client_frame(0x41, payload.substr(0, 2)), h));
+  r.accept_compressed(nullptr);
+  EXPECT_EQ(r.heap_bytes(), 0u);
+  EXPECT_FALSE(feed(r, client_frame(0x80, payload.substr(2)) + text("x"), h));
+  EXPECT_TRUE(h.events.empty());
+  // Between messages it is fine, and RSV1 is refused from then on.
+  MessageReader r2(4096);
+  r2.accept_compressed(&inflater);
+  ASSERT_FALSE(feed(r2, client_frame(0xC1, payload), h));
+  r2.accept_compressed(nullptr);
+  ASSERT_FALSE(feed(r2, text("plain"), h));
+  auto e = feed(r2, client_frame(0xC1, payload), h);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->close_code, 1002);
+  EXPECT_EQ(h.events, (std::vector<std::string>{"text:abc", "text:plain"}));
+}
+
+TEST(CompressedReader, HandlerMayReleaseBuffersDuringItsCallback) {
+  MessageInflater inflater;
+  MessageReader r(4096);
+  r.accept_compressed(&inflater);
+  Recorder h;
+  h.during_callback = [&] { r.release_buffers(); };
+  const std::string bytes = compressed_message(std::string(300, 'z'), 3);
+  for (char c : bytes)
+    ASSERT_FALSE(feed(r, std::string(1, c), h));
+  EXPECT_EQ(h.events, (std::vector<std::string>{"text:" + std::string(300, 'z')}));
+  EXPECT_EQ(r.heap_bytes(), 0u);
 }
 
 }  // namespace
