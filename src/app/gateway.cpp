@@ -49,6 +49,7 @@ Gateway::Gateway(ops::Config config)
     session::ClientThreadParts client_parts;
     client_parts.jwt_verifier = [this] { return jwt_verifier(); };
     client_parts.stream_reader = &stream_reader_;
+    if (config_.compression) client_parts.deflate_readers = &deflate_readers_;
     workers_.push_back(
         std::make_unique<Worker>(config_, i, std::move(loop_parts), std::move(client_parts)));
     fanouts.push_back(&workers_.back()->fanout());
@@ -56,7 +57,8 @@ Gateway::Gateway(ops::Config config)
   }
   for (auto& worker : workers_)
     worker->clients().set_peers(client_threads);
-  hub_ = std::make_unique<hub::Hub>(std::move(fanouts));
+  hub_ = std::make_unique<hub::Hub>(std::move(fanouts),
+                                    config_.compression ? &deflate_readers_ : nullptr);
   resources_.configure(config_.cpu_limit, config_.memory_limit);
   const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
   const size_t files = web_.load(root);

@@ -14,6 +14,7 @@
 #include "app/worker.hpp"
 #include "auth/jwt.hpp"
 #include "broker/broker.hpp"
+#include "core/deflate_readers.hpp"
 #include "guard/address_limits.hpp"
 #include "guard/admission.hpp"
 #include "guard/resource_monitor.hpp"
@@ -45,6 +46,7 @@ class Gateway {
   const Worker& worker(unsigned index) const { return *workers_[index]; }
   hub::Hub& hub() { return *hub_; }
   const hub::Hub& hub() const { return *hub_; }
+  const core::DeflateReaders& deflate_readers() const { return deflate_readers_; }
   broker::Broker& broker() { return *broker_; }
   const broker::Broker& broker() const { return *broker_; }
   guard::ResourceMonitor& resources() { return resources_; }
@@ -113,6 +115,8 @@ class Gateway {
     void count_abandoned_stream_read() override { broker->count_abandoned_stream_read(); }
   };
   BrokerStreamReader stream_reader_;
+  // Connections reading compressed frames: the clients count themselves, the hub reads it.
+  core::DeflateReaders deflate_readers_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<hub::Hub> hub_;
   std::unique_ptr<broker::Broker> broker_;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <simdjson.h>
+#include <array>
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/string.hpp>
@@ -24,6 +25,7 @@
 #include "session/client.hpp"
 #include "session/requests.hpp"
 #include "session/session.hpp"
+#include "ws/extensions.hpp"
 #include "ws/handshake.hpp"
 
 namespace odin::app {
@@ -112,11 +114,22 @@ bool handle_upgrade(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest&
     phase.respond_error(503, ops::reject_reason_name(*refused), keep_alive, "Retry-After: 1\r\n");
     return keep_alive;
   }
+  // permessage-deflate (docs/protocol.md): a bad or unknown offer only means no compression.
+  ws::DeflateAgreement deflate;
+  std::array<char, ws::kDeflateResponseCapacity> deflate_response_buffer{};
+  std::string_view deflate_response;
+  if (gateway.config().compression) {
+    std::array<std::string_view, ws::kMaxExtensionHeaderLines + 1> lines;
+    deflate = ws::negotiate_deflate(
+        std::span(lines.data(), http::extension_header_values(request, lines)));
+    deflate_response = ws::write_deflate_response(deflate, deflate_response_buffer);
+  }
   const std::string accept = ws::accept_key(up.key);
   phase.send_raw(fmt::format(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: {}\r\n\r\n",
-      accept));
+      "Sec-WebSocket-Accept: {}\r\n{}{}{}\r\n",
+      accept, deflate_response.empty() ? "" : "Sec-WebSocket-Extensions: ", deflate_response,
+      deflate_response.empty() ? "" : "\r\n"));
   const ops::Config& config = gateway.config();
   session::Session& session =
       clients.sessions().create(clients.new_session_id(), config.replay_size,
@@ -125,6 +138,7 @@ bool handle_upgrade(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest&
       clients, conn, std::get<guard::Admission::Ticket>(std::move(admitted)));
   session::Client& client = *owned;
   if (token) client.set_token(std::move(token));
+  if (deflate.enabled) client.enable_deflate(deflate.server_max_window_bits);
   conn.set_handler(std::move(owned));  // this phase ends with this request
   client.bind_session(session, false);
   loop.stats().connections_accepted.add();

@@ -27,6 +27,13 @@ ops::OpsSnapshot Gateway::snapshot() const {
   s.draining = draining();
 
   s.messages_in = hub_->messages_in();
+  s.compressed_connections = deflate_readers_.count();
+  const hub::CompressionCounters& compression = hub_->compression();
+  s.compressed_messages = compression.messages.load(std::memory_order_relaxed);
+  s.compression_not_worth = compression.not_worth.load(std::memory_order_relaxed);
+  s.compression_input_bytes = compression.input_bytes.load(std::memory_order_relaxed);
+  s.compression_output_bytes = compression.output_bytes.load(std::memory_order_relaxed);
+  s.compression_nanoseconds = compression.nanoseconds.load(std::memory_order_relaxed);
   s.fanout_backlog_bytes = hub_->backlog_bytes();
   s.fanout_peak_backlog_bytes = hub_->peak_backlog_bytes();
 

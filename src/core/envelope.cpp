@@ -31,38 +31,61 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
   out.push_back('}');
 }
 
-size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size) {
+namespace {
+
+// `{"seq":N,` and `"conflated":K,` (K not 0), written after the frame header or alone.
+struct DataKeys {
   static constexpr std::string_view kSeqKey = "{\"seq\":";
   static constexpr std::string_view kConflatedKey = "\"conflated\":";
-  // The numbers first, so the frame header can say the payload's size.
   char seq_digits[json::kMaxUintDigits];
-  const size_t seq_size = static_cast<size_t>(json::write_uint(seq_digits, seq) - seq_digits);
   char conflated_digits[json::kMaxUintDigits];
+  size_t seq_size;
   size_t conflated_size = 0;
-  if (conflated != 0) [[unlikely]] {
-    conflated_size =
-        static_cast<size_t>(json::write_uint(conflated_digits, conflated) - conflated_digits);
+
+  // The numbers first, so the frame header can say the payload's size.
+  DataKeys(uint64_t seq, uint32_t conflated)
+      : seq_size(static_cast<size_t>(json::write_uint(seq_digits, seq) - seq_digits)) {
+    if (conflated != 0) [[unlikely]] {
+      conflated_size =
+          static_cast<size_t>(json::write_uint(conflated_digits, conflated) - conflated_digits);
+    }
   }
-  const size_t keys = kSeqKey.size() + seq_size + 1 +
-                      (conflated_size ? kConflatedKey.size() + conflated_size + 1 : 0);
-  size_t n = ws::encode_frame_header(out, ws::Opcode::kText, keys + tail_size);
-  std::memcpy(out + n, kSeqKey.data(), kSeqKey.size());
-  n += kSeqKey.size();
-  std::memcpy(out + n, seq_digits, seq_size);
-  n += seq_size;
-  out[n++] = ',';
-  if (conflated_size != 0) {
-    std::memcpy(out + n, kConflatedKey.data(), kConflatedKey.size());
-    n += kConflatedKey.size();
-    std::memcpy(out + n, conflated_digits, conflated_size);
-    n += conflated_size;
+  size_t size() const {
+    return kSeqKey.size() + seq_size + 1 +
+           (conflated_size ? kConflatedKey.size() + conflated_size + 1 : 0);
+  }
+  size_t write(char* out) const {
+    size_t n = 0;
+    std::memcpy(out + n, kSeqKey.data(), kSeqKey.size());
+    n += kSeqKey.size();
+    std::memcpy(out + n, seq_digits, seq_size);
+    n += seq_size;
     out[n++] = ',';
+    if (conflated_size != 0) {
+      std::memcpy(out + n, kConflatedKey.data(), kConflatedKey.size());
+      n += kConflatedKey.size();
+      std::memcpy(out + n, conflated_digits, conflated_size);
+      n += conflated_size;
+      out[n++] = ',';
+    }
+    return n;
   }
-  return n;
+};
+
+}  // namespace
+
+size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size) {
+  const DataKeys keys(seq, conflated);
+  const size_t n = ws::encode_frame_header(out, ws::Opcode::kText, keys.size() + tail_size);
+  return n + keys.write(out + n);
 }
 
-std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
-                                              int64_t ingest_steady_ns) {
+size_t encode_data_keys(char* out, uint64_t seq, uint32_t conflated) {
+  return DataKeys(seq, conflated).write(out);
+}
+
+std::shared_ptr<Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                        int64_t ingest_steady_ns) {
   auto message = std::make_shared<Message>();
   message->channel = std::string(item.channel);
   message->tail.reserve(item.data.size() + item.channel.size() + item.type.size() + 64);

@@ -24,9 +24,14 @@ void encode_envelope_tail(std::string& out, uint64_t pos, int64_t ts_ms, std::st
 // before this one, docs/protocol.md). `out` needs kMaxDataPrefixBytes. Returns the bytes written.
 inline constexpr size_t kMaxDataPrefixBytes = 10 + 7 + 20 + 1 + 12 + 10 + 1;
 size_t encode_data_prefix(char* out, uint64_t seq, uint32_t conflated, size_t tail_size);
+// The same keys without a frame header (a compressed frame wraps them in a DEFLATE stored
+// block, ws/deflate.hpp). `out` needs kMaxDataKeysBytes.
+inline constexpr size_t kMaxDataKeysBytes = kMaxDataPrefixBytes - 10;
+size_t encode_data_keys(char* out, uint64_t seq, uint32_t conflated);
 
-// Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts.
-std::shared_ptr<const Message> encode_message(const IngestItem& item, int64_t ts_ms,
-                                              int64_t ingest_steady_ns);
+// Encodes one message: its envelope's shared tail, once. `ts_ms` is the envelope's ts. Mutable
+// until the caller shares it, so the hub can add the compressed tail.
+std::shared_ptr<Message> encode_message(const IngestItem& item, int64_t ts_ms,
+                                        int64_t ingest_steady_ns);
 
 }  // namespace odin::core

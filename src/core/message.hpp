@@ -17,6 +17,10 @@ struct Message {
   // `"pos":P,"ts":...,"type":...,"channel":...,"data":...}`: the envelope minus `{"seq":N,`
   // ("pos" only in JetStream mode).
   std::string tail;
+  // permessage-deflate: `tail` compressed once for every recipient that negotiated it (raw
+  // DEFLATE, sync-flushed, 00 00 ff ff removed: RFC 7692 7.2.1); empty when compression is off,
+  // nobody reads compressed, or the message was too small to gain (it then goes uncompressed).
+  std::string deflated;
   int64_t ingest_steady_ns = 0;  // for the ingest-to-write latency histogram
   int64_t ts_ms = 0;             // the envelope's ts (ages the per-channel history)
   // JetStream: the message's stream sequence, the same on every instance (0 in other modes).

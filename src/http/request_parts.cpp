@@ -64,4 +64,12 @@ ws::UpgradeRequest upgrade_request_of(const HttpRequest& request) {
   return up;
 }
 
+size_t extension_header_values(const HttpRequest& request, std::span<std::string_view> out) {
+  size_t n = 0;
+  auto [it, end] = request.equal_range(boost::beast::http::field::sec_websocket_extensions);
+  for (; it != end && n < out.size(); ++it)
+    out[n++] = it->value();
+  return n;
+}
+
 }  // namespace odin::http

@@ -3,6 +3,7 @@
 // router.cpp so they can be tested and fuzzed without a connection.
 #pragma once
 
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -29,5 +30,9 @@ bool split_channels(std::string_view list, std::vector<std::string_view>& out,
 
 // The headers ws::check_upgrade looks at (views into `request`).
 ws::UpgradeRequest upgrade_request_of(const HttpRequest& request);
+// The values of the request's Sec-WebSocket-Extensions lines, in order, into `out`; returns how
+// many there were, up to out.size() (a caller that needs to know there were more passes one
+// slot more than it accepts).
+size_t extension_header_values(const HttpRequest& request, std::span<std::string_view> out);
 
 }  // namespace odin::http

@@ -17,6 +17,7 @@
 #include "ops/metrics.hpp"
 #include "session/session.hpp"
 #include "spdlog/spdlog.h"
+#include "ws/deflate.hpp"
 
 namespace odin::hub {
 
@@ -32,17 +33,25 @@ constexpr size_t kTrimAfterFreed = 1024;
 
 // 1. A batch from the broker: encoded once, handed to every thread in one order.
 
-Hub::Hub(std::vector<ThreadFanout*> threads) : threads_(std::move(threads)) {}
+Hub::Hub(std::vector<ThreadFanout*> threads, const core::DeflateReaders* deflate_readers)
+    : threads_(std::move(threads)), deflate_readers_(deflate_readers) {
+  if (deflate_readers_) deflater_ = std::make_unique<ws::MessageDeflater>();
+}
+
+Hub::~Hub() = default;
 
 void Hub::ingest(std::span<const core::IngestItem> items) {
   const int64_t ts_ms = core::wall_ms();
   const int64_t ingest_ns = core::steady_ns();
 
-  // Encode outside the lock; the lock only fixes the order of hand-off.
-  std::vector<std::shared_ptr<const core::Message>> encoded;
-  encoded.reserve(items.size());
+  // Encode (and compress) outside the order lock; that lock only fixes the order of hand-off.
+  std::vector<std::shared_ptr<core::Message>> made;
+  made.reserve(items.size());
   for (const core::IngestItem& item : items)
-    encoded.push_back(core::encode_message(item, ts_ms, ingest_ns));
+    made.push_back(core::encode_message(item, ts_ms, ingest_ns));
+  if (deflate_readers_ && deflate_readers_->any()) compress(made);
+  std::vector<std::shared_ptr<const core::Message>> encoded(std::make_move_iterator(made.begin()),
+                                                            std::make_move_iterator(made.end()));
 
   uint64_t bytes = 0;
   for (const auto& message : encoded)
@@ -272,6 +281,33 @@ void ThreadFanout::sweep() {
     channels_refused_ = 0;
     channels_refused_logged_ns_ = now;
   }
+}
+
+// Once per message, for every connection that reads compressed frames (session::append_data_frame
+// puts each recipient's prefix in front of these bytes).
+void Hub::compress(std::span<const std::shared_ptr<core::Message>> messages) {
+  uint64_t worth = 0;
+  uint64_t input = 0;
+  uint64_t output = 0;
+  std::lock_guard lock(deflate_lock_);
+  const int64_t started = core::steady_ns();
+  for (const std::shared_ptr<core::Message>& message : messages) {
+    if (deflater_->compress(message->tail, message->deflated)) {
+      message->deflated.shrink_to_fit();  // the deflater sized it for the worst case
+      ++worth;
+      input += message->tail.size();
+      output += message->deflated.size();
+    } else {
+      message->deflated.clear();
+      message->deflated.shrink_to_fit();
+    }
+  }
+  compression_.nanoseconds.fetch_add(static_cast<uint64_t>(core::steady_ns() - started),
+                                     std::memory_order_relaxed);
+  compression_.messages.fetch_add(worth, std::memory_order_relaxed);
+  compression_.not_worth.fetch_add(messages.size() - worth, std::memory_order_relaxed);
+  compression_.input_bytes.fetch_add(input, std::memory_order_relaxed);
+  compression_.output_bytes.fetch_add(output, std::memory_order_relaxed);
 }
 
 void Hub::enqueue_marker(uint64_t pos, bool stream_reset) {

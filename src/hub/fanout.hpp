@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/deflate_readers.hpp"
 #include "core/ingest.hpp"
 #include "core/message.hpp"
 #include "pubsub/subscription_index.hpp"
@@ -20,6 +21,10 @@
 namespace odin::net {
 class EventLoop;
 }  // namespace odin::net
+
+namespace odin::ws {
+class MessageDeflater;
+}  // namespace odin::ws
 
 namespace odin::session {
 class SessionTable;
@@ -47,10 +52,11 @@ class MessageQueue {
   alignas(64) Node* tail_;
 };
 
-// What a queued message is counted as against WS_FANOUT_QUEUE_BYTES: its envelope plus about
-// what the message, its control block and a queue node take around it.
+// What a queued message is counted as against WS_FANOUT_QUEUE_BYTES: its envelope (and its
+// compressed copy) plus about what the message, its control block and a queue node take around
+// it.
 inline uint64_t queued_cost(const core::Message& message) {
-  return message.tail.size() + message.channel.size() + 160;
+  return message.tail.size() + message.deflated.size() + message.channel.size() + 160;
 }
 
 // One event-loop thread's half of the fan-out.
@@ -112,10 +118,23 @@ class ThreadFanout {
   int64_t channels_refused_logged_ns_ = 0;
 };
 
+// What compressing each message once has cost (permessage-deflate; read by /metrics).
+struct CompressionCounters {
+  std::atomic<uint64_t> messages{0};      // compressed and worth sending compressed
+  std::atomic<uint64_t> not_worth{0};     // compressed, but no smaller enough: sent as they are
+  std::atomic<uint64_t> input_bytes{0};   // tails of the compressed messages
+  std::atomic<uint64_t> output_bytes{0};  // what they compressed to
+  std::atomic<uint64_t> nanoseconds{0};   // time spent compressing, both kinds
+};
+
 // The process-wide entry of the fan-out.
 class Hub {
  public:
-  explicit Hub(std::vector<ThreadFanout*> threads);
+  // `deflate_readers`: set when WS_COMPRESSION is on; while it counts a reader, each message is
+  // compressed once, here, for all of them.
+  explicit Hub(std::vector<ThreadFanout*> threads,
+               const core::DeflateReaders* deflate_readers = nullptr);
+  ~Hub();
   // Encodes each item once and hands it to every thread. Any thread may call it.
   void ingest(std::span<const core::IngestItem> items);
   // JetStream: from here on (in ingest order) this instance hands over every stream message after
@@ -126,6 +145,7 @@ class Hub {
   // `pos` like mark_complete_after. Any thread.
   void mark_stream_reset(uint64_t pos) { enqueue_marker(pos, true); }
   uint64_t messages_in() const { return messages_in_.load(std::memory_order_relaxed); }
+  const CompressionCounters& compression() const { return compression_; }
   // Any thread: the largest backlog of any thread's queue (ThreadFanout::queued_bytes), which
   // is about what the queues hold alive, since they share the messages.
   uint64_t backlog_bytes() const;
@@ -134,8 +154,15 @@ class Hub {
 
  private:
   void enqueue_marker(uint64_t pos, bool stream_reset);
+  void compress(std::span<const std::shared_ptr<core::Message>> messages);
 
   std::vector<ThreadFanout*> threads_;
+  const core::DeflateReaders* deflate_readers_;
+  // One deflater (about 256 KiB of zlib state) for every publisher: compressing a message takes
+  // microseconds, and publishers rarely run at once (one broker thread in production).
+  std::mutex deflate_lock_;
+  std::unique_ptr<ws::MessageDeflater> deflater_;
+  CompressionCounters compression_;
   // Serialises concurrent publishers so every thread (hence every client) sees one order.
   std::mutex ingest_order_;
   std::atomic<uint64_t> messages_in_{0};

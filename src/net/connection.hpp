@@ -70,6 +70,12 @@ class Connection final {
     __builtin_prefetch(&out_.batch_slot, 1);
   }
   int64_t opened_at_ms() const { return opened_at_ms_; }
+  // permessage-deflate (docs/protocol.md): the window, in bits, of the client's inflater for
+  // what the gateway sends (8..15) when the client negotiated compression, else 0. The WebSocket
+  // handler sets it at the upgrade and when the connection arrives from another thread; the
+  // fan-out reads it per data frame, next to state_.
+  uint8_t deflate_window_bits() const { return deflate_window_bits_; }
+  void set_deflate_window_bits(uint8_t bits) { deflate_window_bits_ = bits; }
 
   // For a producer of much output in one turn (replay, resume): once this connection has more
   // than a little unsent output (batch and backlog), writes the thread's batch now, so what a
@@ -141,6 +147,7 @@ class Connection final {
   int64_t close_deadline_ms_ = 0;  // mono_ms()
   uint16_t pending_ops_ = 0;
   State state_ = State::kOpen;
+  uint8_t deflate_window_bits_ = 0;
   bool loopback_;
   bool reading_ = false;
   bool writing_ = false;

@@ -192,6 +192,10 @@ ConfigSection gateway_config_section() {
        "listen address, host:port or :port (port 0 = any free port)", parse_addr},
       {"WS_THREADS", "Listener", "0 (CPUs available)", "event-loop threads",
        integer(&Config::threads, 0, 255)},
+      {"WS_COMPRESSION", "Listener", "true",
+       "permessage-deflate for clients that offer it; each message is compressed once for all "
+       "of them, and a message too small to gain goes uncompressed",
+       boolean(&Config::compression)},
       {"WS_MAX_CONNECTIONS", "Limits", "10000", "WebSocket connections; beyond: 503",
        integer(&Config::max_connections, 1, 10'000'000)},
       {"WS_MAX_MESSAGE_BYTES", "Limits", "4096",

@@ -22,6 +22,9 @@ struct Config {
   uint16_t listen_port = 3002;
   // Event-loop threads (WS_THREADS; 0 = the CPUs this process may run on).
   unsigned threads = 0;
+  // permessage-deflate (RFC 7692) for clients that offer it (WS_COMPRESSION): each message is
+  // compressed once for all of them (docs/protocol.md).
+  bool compression = true;
 
   // Admission and per-connection limits.
   uint32_t max_connections = 10000;      // WS_MAX_CONNECTIONS

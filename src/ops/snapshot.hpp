@@ -30,6 +30,15 @@ struct OpsSnapshot {
   uint64_t latest_subscriptions = 0;
   uint64_t held_messages = 0;
   uint64_t conflated_messages = 0;
+  // permessage-deflate (docs/protocol.md): connections reading compressed frames now; messages
+  // compressed once (sent compressed, or not worth it and sent as they were); their bytes before
+  // and after, and the time compressing took.
+  uint64_t compressed_connections = 0;
+  uint64_t compressed_messages = 0;
+  uint64_t compression_not_worth = 0;
+  uint64_t compression_input_bytes = 0;
+  uint64_t compression_output_bytes = 0;
+  uint64_t compression_nanoseconds = 0;
   uint64_t channels = 0;  // of the fullest thread (WS_MAX_CHANNELS applies per thread)
   uint64_t thread_count = 0;
 

@@ -28,23 +28,41 @@ Client::Client(ClientThread& thread, net::Connection& conn, core::CountedPlace t
       last_heard_ms_(core::mono_ms()),
       last_ping_ms_(last_heard_ms_) {}
 
-Client::~Client() = default;
+Client::~Client() {
+  if (counted_as_deflate_reader_) thread_.deflate_readers()->remove();
+}
+
+void Client::enable_deflate(uint8_t window_bits) {
+  core::DeflateReaders* readers = thread_.deflate_readers();
+  if (!readers || counted_as_deflate_reader_) return;
+  conn_.set_deflate_window_bits(window_bits);
+  reader_.accept_compressed(&thread_.inflater());
+  readers->add();
+  counted_as_deflate_reader_ = true;
+}
 
 bool Client::wants_input() const {
   return !migrating_ && !replay_;
 }
 
+bool Client::charge_input(size_t bytes) {
+  const uint64_t byte_rate = conn_.loop().config().client_max_bytes_per_sec;
+  if (byte_rate == 0 || !open()) return true;
+  const core::TokenBucketPolicy policy{static_cast<double>(byte_rate),
+                                       static_cast<double>(byte_rate)};
+  if (input_bytes_.take_up_to(policy, core::steady_ns(), bytes) == bytes) return true;
+  loop().stats().flood_closes.add();
+  close(ws::close_code::kPolicy, "sending too fast");
+  return false;
+}
+
+bool Client::on_inflated(size_t bytes) {
+  return charge_input(bytes);
+}
+
 void Client::on_input(std::span<char> bytes) {
   last_heard_ms_ = core::mono_ms();
-  const uint64_t byte_rate = conn_.loop().config().client_max_bytes_per_sec;
-  if (byte_rate > 0 && open()) {
-    const core::TokenBucketPolicy policy{static_cast<double>(byte_rate),
-                                         static_cast<double>(byte_rate)};
-    if (input_bytes_.take_up_to(policy, core::steady_ns(), bytes.size()) < bytes.size()) {
-      loop().stats().flood_closes.add();
-      return close(ws::close_code::kPolicy, "sending too fast");
-    }
-  }
+  if (!charge_input(bytes.size())) return;
   if (auto error = reader_.feed(bytes, *this)) {
     loop().stats().protocol_errors.add();
     close(error->close_code, error->reason);
@@ -211,6 +229,7 @@ void Client::migrate(unsigned thread, MigrationPurpose purpose, std::string requ
         moving->saw_request = saw_request;
         moving->reader = std::move(reader_);
         moving->token = std::move(token_);
+        moving->deflate_window_bits = conn_.deflate_window_bits();
         moving->ticket = std::move(ticket_);
         ClientThread& home = thread_;
         boost::system::error_code ec;

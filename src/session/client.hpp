@@ -48,6 +48,7 @@ struct MigratingConnection {
   bool saw_request = false;
   std::unique_ptr<auth::TokenClaims> token;  // WS_AUTH=jwt: what the client may read, until when
   std::unique_ptr<core::StreamFetch> fetch;  // kRestore: what to read from the stream, then read
+  uint8_t deflate_window_bits = 0;  // permessage-deflate, as negotiated at the upgrade (0: none)
 };
 
 // Every member runs on the loop thread that owns the connection.
@@ -69,6 +70,11 @@ class Client final : public net::ConnectionHandler, private ws::FrameHandler {
   // WS_AUTH=jwt: the claims of the token this client presented (null when auth is off).
   const auth::TokenClaims* token() const { return token_.get(); }
   void set_token(std::unique_ptr<auth::TokenClaims> token) { token_ = std::move(token); }
+  // permessage-deflate was negotiated (at the upgrade, or on the thread it came from): data
+  // frames go out compressed when that gains (session::append_data_frame), compressed client
+  // messages are inflated with this thread's inflater, and the hub counts this reader.
+  // `window_bits` is the client's window for what the gateway sends (8..15).
+  void enable_deflate(uint8_t window_bits);
 
   // Set once the client has made its first request (resume is only allowed as the first).
   bool saw_request = false;
@@ -113,6 +119,10 @@ class Client final : public net::ConnectionHandler, private ws::FrameHandler {
 
  private:
   // ws::FrameHandler
+  bool on_inflated(size_t bytes) override;
+  // WS_CLIENT_MAX_BYTES_PER_SEC: spends `bytes` (read, or inflated); false when that closed the
+  // connection with 1008.
+  bool charge_input(size_t bytes);
   bool on_text(std::string_view message) override;
   bool on_ping(std::string_view payload) override;
   bool on_pong(std::string_view payload) override;
@@ -142,6 +152,7 @@ class Client final : public net::ConnectionHandler, private ws::FrameHandler {
   int64_t last_ping_ms_;
   core::TokenBucket input_bytes_;  // WS_CLIENT_MAX_BYTES_PER_SEC
   bool migrating_ = false;
+  bool counted_as_deflate_reader_ = false;
   bool closing_ = false;  // our close frame (or the echo of the client's) is queued
   // Requests read while the client is migrating or replaying, answered in order after.
   std::vector<std::string> waiting_requests_;

@@ -59,6 +59,11 @@ ClientThread::~ClientThread() {
   }
 }
 
+ws::MessageInflater& ClientThread::inflater() {
+  if (!inflater_) inflater_ = std::make_unique<ws::MessageInflater>();
+  return *inflater_;
+}
+
 const ops::Config& ClientThread::config() const {
   return loop_.config();
 }
@@ -172,6 +177,7 @@ void ClientThread::adopt(MigratingConnection moving) {
   }
   client->saw_request = moving.saw_request;
   client->set_token(std::move(moving.token));
+  if (moving.deflate_window_bits != 0) client->enable_deflate(moving.deflate_window_bits);
   continue_migrated(*client, moving);
   // It left its thread before this one began draining (begin_drain did not see it): it is
   // answered as usual, then told to go like everyone else.

@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "auth/jwt.hpp"
+#include "core/deflate_readers.hpp"
 #include "core/stream.hpp"
 #include "pubsub/subscription_index.hpp"
 #include "session/client.hpp"
 #include "session/session.hpp"
+#include "ws/deflate.hpp"
 
 namespace simdjson::dom {
 class parser;
@@ -36,6 +38,9 @@ struct ClientThreadParts {
   std::function<std::shared_ptr<const auth::JwtVerifier>()> jwt_verifier;
   // Reads the stream back for a restore (a broker without a stream answers at once).
   core::StreamReader* stream_reader = nullptr;
+  // WS_COMPRESSION: the count of connections reading compressed frames, which the hub reads
+  // (null: compression off, nobody negotiates it).
+  core::DeflateReaders* deflate_readers = nullptr;
 };
 
 // Every member runs on this thread's loop unless it says otherwise.
@@ -94,6 +99,11 @@ class ClientThread {
   uint32_t held_count() const { return held_messages_.load(std::memory_order_relaxed); }
   uint64_t conflated_total() const { return conflated_total_.load(std::memory_order_relaxed); }
 
+  // permessage-deflate: this thread's inflater, and the count the hub compresses for (null when
+  // WS_COMPRESSION is off).
+  ws::MessageInflater& inflater();
+  core::DeflateReaders* deflate_readers() { return parts_.deflate_readers; }
+
   // How often held `latest` messages are looked at (the granularity docs/protocol.md states).
   static constexpr std::chrono::milliseconds kHeldTick{5};
 
@@ -111,6 +121,9 @@ class ClientThread {
   net::EventLoop& loop_;
   pubsub::SubscriptionIndex& index_;
   ClientThreadParts parts_;
+  // Inflates every compressed client message of this thread, one at a time (no connection holds
+  // zlib state: clients are asked for client_no_context_takeover). Made on first use.
+  std::unique_ptr<ws::MessageInflater> inflater_;
   std::vector<ClientThread*> peers_;
   SessionTable sessions_;
   std::unique_ptr<simdjson::dom::parser> json_parser_;

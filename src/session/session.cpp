@@ -9,8 +9,19 @@
 
 #include "core/clock.hpp"
 #include "spdlog/spdlog.h"
+#include "ws/deflate.hpp"
 
 namespace odin::session {
+
+void append_compressed_data_frame(net::OutBatch& out, net::Connection& conn, uint64_t seq,
+                                  const core::MessageRef& message, uint32_t conflated) {
+  char keys[core::kMaxDataKeysBytes];
+  const size_t keys_size = core::encode_data_keys(keys, seq, conflated);
+  char head[ws::kMaxCompressedDataHeadBytes];
+  const size_t head_size =
+      ws::encode_compressed_data_head(head, {keys, keys_size}, message->deflated.size());
+  out.append_shared(conn, {head, head_size}, message, message->deflated);
+}
 
 Session::Session(SessionId id, uint32_t replay_size, SessionOwner owner)
     : ring_(replay_size), id_(id), owner_(std::move(owner)) {}

@@ -30,10 +30,25 @@ class Client;
 
 // A data frame to `conn`: the frame header and `{"seq":N,` (and `"conflated":K,` for a `latest`
 // subscription's frame that skipped K messages; written here, ~20 bytes) in front of the
-// message's shared envelope tail (referenced, not copied). Session::deliver and the re-sends of
-// replay and resume write every data frame with this.
+// message's shared envelope tail (referenced, not copied), or, for a connection that negotiated
+// permessage-deflate, the same keys as a DEFLATE stored block in front of the shared compressed
+// tail. Session::deliver and the re-sends of replay and resume write every data frame with this.
+void append_compressed_data_frame(net::OutBatch& out, net::Connection& conn, uint64_t seq,
+                                  const core::MessageRef& message, uint32_t conflated);
+// Whether `conn` gets `message` compressed: it negotiated permessage-deflate, the message was
+// compressed (ws::MessageDeflater::compress found it worth it), and every back-reference fits
+// the client's window (each lies within the message's own tail).
+inline bool sends_compressed(const net::Connection& conn, const core::Message& message) {
+  const uint8_t window_bits = conn.deflate_window_bits();
+  return window_bits != 0 && !message.deflated.empty() &&
+         (window_bits >= 15 || message.tail.size() <= (size_t{1} << window_bits));
+}
+
 inline void append_data_frame(net::OutBatch& out, net::Connection& conn, uint64_t seq,
                               const core::MessageRef& message, uint32_t conflated = 0) {
+  if (sends_compressed(conn, *message)) [[unlikely]] {
+    return append_compressed_data_frame(out, conn, seq, message, conflated);
+  }
   char prefix[core::kMaxDataPrefixBytes];
   const size_t size = core::encode_data_prefix(prefix, seq, conflated, message->tail.size());
   out.append_shared(conn, {prefix, size}, message, message->tail);

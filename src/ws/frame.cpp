@@ -210,6 +210,7 @@ bool MessageReader::deliver_inflated(InflateResult inflated, FrameHandler& handl
       return error = ReadError{close_code::kInvalidPayload, "invalid compressed data"}, false;
   }
   const std::string_view message = inflater_->output();
+  if (!handler.on_inflated(message.size())) return false;
   if (!is_valid_utf8(message)) return error = kInvalidUtf8, false;
   return handler.on_text(message);
 }

@@ -93,6 +93,13 @@ class FrameHandler {
   // call, or (a compressed message) into the inflater's buffer, which the thread's next inflated
   // message reuses: copy what must outlive the call.
   virtual bool on_text(std::string_view message) = 0;  // complete, valid UTF-8, maybe reassembled
+  // A compressed message inflated to `bytes`, before its on_text: a handler that bounds what a
+  // client makes it process counts them here (the wire bytes alone undercount a compressed
+  // flood). Returns false to stop reading, as on_text.
+  virtual bool on_inflated(size_t bytes) {
+    (void)bytes;
+    return true;
+  }
   virtual bool on_ping(std::string_view payload) = 0;
   virtual bool on_pong(std::string_view payload) = 0;
   // A valid close frame; code 1005 when it had no payload. Nothing is read after it.

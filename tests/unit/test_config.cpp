@@ -42,6 +42,7 @@ bool accepts(const std::string& name, const std::string& value) {
 const std::vector<std::string> kAllVariables = {
     "WS_ADDR",
     "WS_THREADS",
+    "WS_COMPRESSION",
     "WS_MAX_CONNECTIONS",
     "WS_MAX_MESSAGE_BYTES",
     "WS_MAX_CHANNELS_PER_CONN",
@@ -151,12 +152,14 @@ const Env kEveryValue = {
     {"ENVIRONMENT", "production"},      {"WS_MAX_STREAM_READS", "8"},
     {"WS_STREAM_READ_TIMEOUT", "2s"},   {"WS_MAX_CHANNELS", "5000"},
     {"WS_CHANNEL_IDLE_TTL", "90s"},     {"WS_FANOUT_QUEUE_BYTES", "8MiB"},
+    {"WS_COMPRESSION", "false"},
 };
 
 void expect_every_value(const ops::Config& c) {
   EXPECT_EQ(c.listen_host, "127.0.0.1");
   EXPECT_EQ(c.listen_port, 8080);
   EXPECT_EQ(c.threads, 3u);
+  EXPECT_FALSE(c.compression);
   EXPECT_EQ(c.max_connections, 5000u);
   EXPECT_EQ(c.max_message_bytes, 8192u);
   EXPECT_EQ(c.max_channels_per_conn, 50u);
@@ -221,6 +224,7 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c.listen_host, "");
   EXPECT_EQ(c.listen_port, 3002);
   EXPECT_EQ(c.threads, 0u);
+  EXPECT_TRUE(c.compression);
   EXPECT_EQ(c.max_connections, 10000u);
   EXPECT_EQ(c.max_message_bytes, 4096u);
   EXPECT_EQ(c.max_channels_per_conn, 100u);

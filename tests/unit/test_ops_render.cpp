@@ -34,6 +34,12 @@ ops::OpsSnapshot sample_snapshot() {
   s.latest_subscriptions = 4;
   s.held_messages = 2;
   s.conflated_messages = 9;
+  s.compressed_connections = 2;
+  s.compressed_messages = 30;
+  s.compression_not_worth = 4;
+  s.compression_input_bytes = 15000;
+  s.compression_output_bytes = 6000;
+  s.compression_nanoseconds = 204'000;
   s.detached_sessions = 1;
   s.channels = 8;
   s.thread_count = 2;
@@ -150,7 +156,7 @@ TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
       typed.insert(name);
     }
   }
-  EXPECT_EQ(helped.size(), 57u);
+  EXPECT_EQ(helped.size(), 63u);
   EXPECT_EQ(helped, typed);
 }
 
@@ -159,6 +165,9 @@ TEST(RenderStats, IsTheExactDocument) {
             R"({"currentConnections":3,"maxConnections":100,"connectionsAccepted":7,)"
             R"("connectionsRejected":3,"connectionsRefused":5,"sessions":6,"detachedSessions":1,)"
             R"("latestSubscriptions":4,"heldMessages":2,"conflatedMessages":9,)"
+            R"("compressedConnections":2,"compressedMessages":30,"compressionNotWorth":4,)"
+            R"("compressionInputBytes":15000,"compressionOutputBytes":6000,)"
+            R"("compressionSeconds":0.000204,)"
             R"("channels":8,"memoryMB":100.0,"cpuPercent":12.3,"messagesIn":40,"messagesOut":120,)"
             R"("bytesOut":9000,"slowClientDisconnects":0,"heartbeatTimeouts":0,"rateLimited":3,)"
             R"("replayRequests":2,"resumesOk":11,"resumesFailed":12,"resumesRestored":13,)"
