@@ -105,6 +105,28 @@ await runner.check('subscribe resolves with the reply; messages arrive in seq or
   assert(c.state === ClientState.CLOSED, c.state);
 });
 
+await runner.check('npm ws negotiates permessage-deflate: market data arrives compressed, byte for byte', async () => {
+  const c = client();
+  await c.connect();
+  assert(/permessage-deflate/.test(c.socket().extensions), `extensions "${c.socket().extensions}"`);
+  await c.subscribe(['deflate'], { snapshot: false });
+  const before = await gw.stats();
+  const published = Array.from({ length: 30 }, (_, i) => ({
+    symbol: 'ETHUSD', seq: 5120000 + i, last: (2291.37 + i * 0.03).toFixed(2),
+    bids: Array.from({ length: 5 }, (_, j) => [(2291.12 - j * 0.11 - i * 0.01).toFixed(2), (3.125 + j * 0.7 + i * 0.01).toFixed(4)]),
+    asks: Array.from({ length: 5 }, (_, j) => [(2291.61 + j * 0.13 + i * 0.01).toFixed(2), (2.211 + j * 0.9 + i * 0.01).toFixed(4)]),
+    volume24h: (812342.771 + i).toFixed(3), ts: 1733220000123 + i,
+  }));
+  await gw.publish(published.map((data) => ({ channel: 'deflate', type: 'book', data })));
+  await waitFor(() => c.got.length >= 30, 5000, '30 messages');
+  assert(seqs(c) === range(1, 30), `seqs ${seqs(c)}`);
+  assert(c.got.every((m, i) => JSON.stringify(m.data) === JSON.stringify(published[i])), 'payloads byte for byte');
+  const after = await gw.stats();
+  assert(after.compressedMessages - before.compressedMessages === 30,
+    `compressed ${after.compressedMessages - before.compressedMessages} of 30`);
+  c.close();
+});
+
 await runner.check('snapshot: the latest message arrives right after subscribing', async () => {
   await gw.publish([{ channel: 'snap', data: { v: 1 } }, { channel: 'snap', data: { v: 2 } }]);
   const c = client();

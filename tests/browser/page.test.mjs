@@ -132,6 +132,35 @@ await runner.check('any typed channel can be subscribed; its messages show; unsu
   assert(!(await page.evaluate(() => window.odin.isSubscribed('page-test.custom'))), 'still subscribed');
 });
 
+await runner.check('Chromium negotiated permessage-deflate: compressed market data arrives byte for byte', async () => {
+  const Z = 'page-test.deflate';
+  const before = await gw.stats();
+  assert(before.compressedConnections >= 1, `compressedConnections ${before.compressedConnections}`);
+  await page.evaluate((z) => {
+    window.__deflated = [];
+    window.odin.on('message', (env) => { if (env.channel === z) window.__deflated.push(JSON.stringify(env.data)); });
+    window.odin.subscribe([z]);
+  }, Z);
+  await waitFor(() => page.evaluate((z) => window.odin.channels.includes(z), Z), 3000, 'the subscribe');
+  await sleep(200);
+  // Order-book updates of ~500 bytes with real numbers, each different: they compress.
+  const published = Array.from({ length: 20 }, (_, i) => ({
+    symbol: 'BTCUSD', seq: 88120000 + i, last: (43251.55 + i * 0.02).toFixed(2),
+    bids: Array.from({ length: 5 }, (_, j) => [(43251.17 - j * 0.37 - i * 0.01).toFixed(2), (0.125 + j * 0.031 + i * 0.001).toFixed(4)]),
+    asks: Array.from({ length: 5 }, (_, j) => [(43251.90 + j * 0.41 + i * 0.01).toFixed(2), (0.211 + j * 0.027 + i * 0.001).toFixed(4)]),
+    volume24h: (18342.771 + i * 0.5).toFixed(3), high24h: '43980.00', low24h: '42710.15', ts: 1733220000123 + i,
+  }));
+  await gw.publish(published.map((data) => ({ channel: Z, type: 'book', data })));
+  await waitFor(() => page.evaluate(() => window.__deflated.length >= 20), 5000, '20 messages');
+  const got = await page.evaluate(() => window.__deflated);
+  assert(got.length === 20 && got.every((g, i) => g === JSON.stringify(published[i])),
+    `received ${got.length}; first mismatch at ${got.findIndex((g, i) => g !== JSON.stringify(published[i]))}`);
+  const after = await gw.stats();
+  assert(after.compressedMessages - before.compressedMessages >= 20,
+    `compressedMessages ${before.compressedMessages} -> ${after.compressedMessages}`);
+  await page.evaluate((z) => window.odin.unsubscribe([z]), Z);
+});
+
 // Publishes on `channel` at about `perSecond` for `ms` (batches that catch up with the clock);
 // resolves with how many were published.
 async function publishAtRate(channel, perSecond, ms) {
