@@ -23,8 +23,11 @@ using namespace odin::testing;
 const pubsub::DeliveryOptions kLatest{true, 0};
 
 struct LatestClient {
-  explicit LatestClient(const ops::Config& config, int client_rcvbuf = 0, int server_sndbuf = 0)
-      : worker(config), pair(make_tcp_pair(client_rcvbuf, server_sndbuf)), end{pair.client.get()} {
+  explicit LatestClient(const ops::Config& settings, int client_rcvbuf = 0, int server_sndbuf = 0)
+      : config(settings),
+        worker(config),
+        pair(make_tcp_pair(client_rcvbuf, server_sndbuf)),
+        end{pair.client.get()} {
     attached = attach_client(worker, pair, session::SessionId{3, 0x300});
   }
   net::EventLoop& loop() { return worker.loop(); }
@@ -35,6 +38,7 @@ struct LatestClient {
     return pump_until({&loop()}, [&] { return worker.fanout().queued_bytes() == 0; });
   }
 
+  ops::Config config;  // the worker keeps a reference: it must outlive it
   SoloWorker worker;
   hub::Hub hub{{&worker.fanout()}};
   TcpPair pair;
