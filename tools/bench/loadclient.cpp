@@ -1374,7 +1374,7 @@ class Worker {
       zs_.next_in = part ? const_cast<unsigned char*>(kTail)
                          : reinterpret_cast<unsigned char*>(const_cast<char*>(p));
       zs_.avail_in = part ? 4u : static_cast<uInt>(n);
-      while (zs_.avail_in > 0) {
+      for (;;) {  // until this part is consumed and nothing is left to come out
         if (out == inflated_.size()) inflated_.resize(inflated_.size() * 2);
         zs_.next_out = reinterpret_cast<unsigned char*>(inflated_.data() + out);
         zs_.avail_out = static_cast<uInt>(inflated_.size() - out);
@@ -1385,8 +1385,7 @@ class Worker {
           close_conn(ci, kCodeBadFrame);
           return false;
         }
-        if (r == Z_BUF_ERROR && zs_.avail_out > 0) break;  // no progress possible
-        if (r == Z_STREAM_END) break;
+        if (r == Z_STREAM_END || zs_.avail_out > 0) break;  // all input consumed, or the end
       }
     }
     t_.inflated_bytes += out;

@@ -1031,9 +1031,6 @@ class Report:
             n = (idle_on or idle_off)[0].get("connections")
             self.w(f"| idle | gateway RSS per connection ({n:,} connected − empty) | {q(ri_on, 0, ' B')} | "
                    f"{q(ri_off, 0, ' B')} | {('+' if ri_on >= ri_off else '') + fmt(ri_on - ri_off, ' B', 0) if None not in (ri_on, ri_off) else '–'} |")
-            self.w(f"| idle | connections that negotiated compression (ws_compressed_connections) | "
-                   f"{q(val(idle_on, lambda r: get(r, 'server_metrics.ws_compressed_connections')), 0)} | "
-                   f"{q(val(idle_off, lambda r: get(r, 'server_metrics.ws_compressed_connections')), 0)} | |")
         self.w()
         counts = {p: (len(sel(p, True)), len(sel(p, False))) for p in ("market", "tick", "idle")}
         self.w("Runs (on, off): " + ", ".join(f"{p} {a}+{b}" for p, (a, b) in counts.items())
