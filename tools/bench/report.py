@@ -1085,7 +1085,7 @@ class Report:
         if "conflate" in self.s:
             self.w("tools/bench/run.sh conflate   # not in all: latest against all at twice the deliverable rate (about 5 minutes)")
         if "compression" in self.s:
-            self.w("tools/bench/run.sh compression  # not in all: permessage-deflate on against off (about 5 minutes a pair)")
+            self.w("tools/bench/run.sh compression  # not in all: permessage-deflate on against off (about 6 minutes with --repeat 3)")
         self.w("```")
         self.w()
         self.w(f"Machine: {m.get('os', '?')}, {m.get('cpus', '?')} vCPU ({m.get('cpu', '?')}), "
