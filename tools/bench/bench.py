@@ -6,11 +6,15 @@ client `loadclient`, the publisher `publisher`), stops them by PID, and appends 
 docs/bench/results.json. `report.py` turns that file into docs/benchmarks.md and its plots.
 Normally called through tools/bench/run.sh, which installs and builds what is needed.
 
-  bench.py fanout|sustained|maxrate|capacity|slow|burst|tls|scale|conflate|all
+  bench.py fanout|sustained|maxrate|capacity|slow|burst|tls|scale|conflate|compression|all
            [--targets odin,blaster,node,nats-ws] [--quick] [--build build/release]
 
 `conflate` (not in `all`): 12,000 clients x 5 of 100 channels at twice the deliverable rate,
 `latest` subscriptions against `all` (--rate R: the deliverable per-client rate, else searched).
+
+`compression` (not in `all`): permessage-deflate on against off, alternating: 12,000 clients x 5
+of 100 channels at 25 msg/s per client with ~500-byte market objects (publisher --payload market),
+the same with ~180-byte ticks, and the idle RSS per connection of 10,000 clients.
 
 `tls` measures odin-ws with and without TLS (WS_TLS_CERT/KEY, certificates made by the `openssl`
 command), always against the odin target; `all` does not include it.
@@ -325,7 +329,7 @@ class Bench:
         wait_port(port, proc=p)
         return p, port
 
-    def start_target(self, target, nats_port, instances=1, tls=None, broker="nats"):
+    def start_target(self, target, nats_port, instances=1, tls=None, broker="nats", env_extra=None):
         """Starts `instances` of the target on one NATS; returns (procs, ws ports, protocol).
         With `tls` ({"cert", "key"} PEM paths) odin's listener speaks only TLS. broker: odin's
         WS_BROKER, `nats` (core) or `jetstream`."""
@@ -347,6 +351,7 @@ class Bench:
                     env["WS_THREADS"] = "1"
                 if tls:
                     env.update(WS_TLS_CERT=tls["cert"], WS_TLS_KEY=tls["key"])
+                env.update(env_extra or {})
                 p = Proc(f"odin{i}", [self.tool("odin-ws")], env)
                 wait_http(port, proc=p, tls=tls)
             elif target == "blaster":
@@ -379,7 +384,8 @@ class Bench:
             size=500, slow_fraction=0.0, instances=1, ramp=0, burst=None, extra_wait=20,
             settle=1.0, client_processes=None, tls=None, tls_resume=False, part=None,
             profile=None, heap=False, broker="nats", detail=False, during=None, delivery=None,
-            max_hz=None, observe=False):
+            max_hz=None, observe=False, payload=None, deflate=False, server_env=None,
+            metrics=False):
         """One run: start NATS and the target, connect, publish `rate` msg/s for `seconds`,
         collect. Returns the load client's JSON plus the publisher's and the setup.
 
@@ -395,7 +401,10 @@ class Bench:
         and its result is kept as `during` (tools/bench/hostile.py: an attack meanwhile).
         delivery ("all" or "latest") and max_hz: how the clients subscribe (loadclient
         --delivery, --max-hz). observe: the load client also reads what is published from NATS
-        and samples every client's staleness (loadclient --observe-nats)."""
+        and samples every client's staleness (loadclient --observe-nats). payload: publisher
+        --payload (market, tick); deflate: loadclient --deflate (offers permessage-deflate);
+        server_env: more environment for odin (e.g. WS_COMPRESSION=false); metrics: keep odin's
+        /metrics counters at the end as `server_metrics`."""
         setup = dict(target=target, connections=connections, channels=channels, per_conn=per_conn,
                      rate=rate, seconds=seconds, size=size, slow_fraction=slow_fraction,
                      instances=instances, ramp=ramp, burst=burst)
@@ -403,6 +412,8 @@ class Bench:
             setup["broker"] = broker
         if delivery:  # only the conflate scenario's runs carry these
             setup.update(delivery=delivery, max_hz=max_hz)
+        if payload or deflate or server_env:  # only the compression scenario's runs carry these
+            setup.update(payload=payload, deflate=deflate, server_env=server_env)
         if detail and self.threads:  # scale runs: WS_THREADS is part of the shape
             setup["threads"] = self.threads
         if part:  # only the tls scenario's runs carry these; the others keep their shape
@@ -419,7 +430,7 @@ class Bench:
                 nats, nats_port = self.start_nats(jetstream=broker == "jetstream")
                 started.append(nats)
                 server_procs, ports, protocol = self.start_target(target, nats_port, instances,
-                                                                  tls, broker)
+                                                                  tls, broker, server_env)
                 started += server_procs
             per_instance = [InstanceSampler(p.pid) for p in server_procs] if detail else []
             count = int(round(rate * seconds))
@@ -449,6 +460,8 @@ class Bench:
                 argv += ["--max-hz", str(max_hz)]
             if observe:
                 argv += ["--observe-nats", f"127.0.0.1:{nats_port}"]
+            if deflate:
+                argv += ["--deflate"]
             if profile == "connect":
                 perf = Perf(server_procs[0].pid)
             client = Proc("loadclient", argv)
@@ -480,6 +493,8 @@ class Bench:
             if burst:
                 pub_argv += ["--burst-rate", str(burst["rate"]), "--burst-at", str(burst["at"]),
                              "--burst-for", str(burst["for"])]
+            if payload:
+                pub_argv += ["--payload", payload]
             finish_during = during(ports, server_procs) if during else None
             pub = Proc("publisher", pub_argv)
             started.append(pub)
@@ -514,6 +529,8 @@ class Bench:
                     result["profile"] = profiles
                 if heap_stats:
                     result["server_heap"] = heap_stats
+            if metrics and target in ("odin", "odin-1t"):
+                result["server_metrics"] = read_metrics(ports, tls)
             if target in ("odin", "node"):  # their own counters, e.g. slow-consumer closes
                 try:
                     stats = []
@@ -535,6 +552,25 @@ class Bench:
                 perf.stop()
             for p in reversed(started):
                 p.stop()
+
+
+def read_metrics(ports, tls=None):
+    """odin's /metrics: every unlabelled sample, summed over the instances."""
+    out = {}
+    try:
+        for port in ports:
+            address, kw = url(port, "/metrics", tls)
+            with urllib.request.urlopen(address, timeout=5, **kw) as r:
+                for line in r.read().decode().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and not line.startswith("#") and "{" not in parts[0]:
+                        try:
+                            out[parts[0]] = out.get(parts[0], 0) + float(parts[1])
+                        except ValueError:
+                            pass
+    except Exception as e:
+        out["error"] = str(e)
+    return out
 
 
 class InstanceSampler:
@@ -928,10 +964,67 @@ def scale(b, targets, quick, repeat, instances=6, quiet_wait=60, seconds=30, con
     return runs
 
 
+def compression(b, targets, quick, repeat, seconds=30, quiet_wait=60):
+    """permessage-deflate on against off, alternating, on odin only (each run's gateway CPU,
+    wire bytes, RSS and /metrics kept):
+      market: the sustained shape, 12,000 clients x 5 of 100 channels at 25 msg/s per client
+              (500 msg/s published, 300,000 deliveries/s), `seconds` s, publisher --payload
+              market (~500-byte order-book objects); on = loadclient --deflate (compression
+              negotiated), off = the same clients without --deflate on a gateway with
+              WS_COMPRESSION=false. `repeat` pairs.
+      tick:   the same shape for 10 s with --payload tick (~180 bytes), one pair.
+      idle:   10,000 clients (2 load-client processes) connected, on 1 channel, one message;
+              the gateway's RSS once all are connected against its RSS empty, per connection,
+              with and without --deflate. `repeat` pairs.
+    Before each run it waits (up to quiet_wait s) for other work on the machine to settle.
+    --quick: 2,000 clients, 10 s."""
+    if "odin" not in targets:
+        log("compression: measures the odin target only; add it to --targets")
+        return []
+    shape = dict(SUSTAINED, connections=2000) if quick else dict(SUSTAINED)
+    seconds = 10 if quick else seconds
+    n_idle = 2000 if quick else 10000
+    runs = []
+
+    def one(label, part, on, **kw):
+        quiet = wait_quiet(quiet_wait) if quiet_wait else None
+        r = attempt(b, label, target="odin", deflate=on,
+                    server_env=None if on else {"WS_COMPRESSION": "false"}, metrics=True,
+                    detail=True, **kw)
+        r["setup"]["part"] = part
+        r["setup"]["compression"] = on
+        if quiet:
+            r["host_before"] = quiet
+        if "error" not in r:
+            w, mt = r.get("wire", {}), r.get("server_metrics", {})
+            inst = (r.get("instances") or [{}])[0]
+            log(f"{label}: wire {w.get('bytes_per_frame')} B/frame, compressed frames "
+                f"{w.get('compressed_frames')}, gateway cpu {inst.get('cpu_seconds')} s, "
+                f"bytes_out {mt.get('ws_bytes_out_total')} messages_out "
+                f"{mt.get('ws_messages_out_total')}, RSS empty "
+                f"{(inst.get('empty') or {}).get('rss_kb')} connected "
+                f"{(inst.get('connected') or {}).get('rss_kb')} KiB")
+        runs.append(r)
+
+    for rep in range(repeat):
+        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+            one(f"compression market {'on' if on else 'off'} #{rep + 1}", "market", on,
+                rate=per_client_to_publish_rate(25), seconds=seconds, payload="market", **shape)
+    for on in (True, False):
+        one(f"compression tick {'on' if on else 'off'}", "tick", on,
+            rate=per_client_to_publish_rate(25), seconds=10, payload="tick", **shape)
+    for rep in range(repeat):
+        for on in ((True, False) if rep % 2 == 0 else (False, True)):
+            one(f"compression idle {'on' if on else 'off'} #{rep + 1}", "idle", on,
+                connections=n_idle, channels=1, per_conn=1, rate=1, seconds=1, extra_wait=2,
+                client_processes=2, payload="market")
+    return runs
+
+
 SCENARIOS = {"fanout": fanout, "sustained": sustained, "maxrate": maxrate,
              "capacity": capacity, "slow": slow, "burst": burst, "tls": tls,
-             "scale": scale, "conflate": conflate}
-ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls, scale, conflate
+             "scale": scale, "conflate": conflate, "compression": compression}
+ALL = ["fanout", "sustained", "maxrate", "capacity", "slow", "burst"]  # `all`: not tls, scale, conflate, compression
 
 
 def main():
@@ -983,12 +1076,14 @@ def main():
         elif name == "scale":
             runs = scale(b, targets, a.quick, a.repeat or 3, a.instances, a.quiet_wait,
                          a.seconds or 30, a.connections, a.broker)
+        elif name == "compression":
+            runs = compression(b, targets, a.quick, a.repeat or 1, a.seconds or 30, a.quiet_wait)
         elif name == "conflate":
             runs = conflate(b, targets, a.quick, 1, a.rate, a.seconds or 30, a.max_hz, a.quiet_wait)
         else:
             runs = SCENARIOS[name](b, targets, a.quick, a.repeat or (3 if name == "fanout" else 1))
         notes = {"quick": a.quick, "threads": a.threads}
-        if name in ("tls", "scale"):
+        if name in ("tls", "scale", "compression"):
             notes["quiet_wait"] = a.quiet_wait
         replaces = None
         if name == "scale":  # runs of another size or instance count stay
@@ -1006,7 +1101,8 @@ def main():
             replaces = lambda setup: (searched if setup.get("search")
                                       else setup.get("rate") in rates)
         # tls runs are all of the odin target: they replace the earlier tls runs
-        save(name, runs, command, notes, ["odin"] if name in ("tls", "scale", "conflate") else targets,
+        save(name, runs, command, notes,
+             ["odin"] if name in ("tls", "scale", "conflate", "compression") else targets,
              replaces)
 
 

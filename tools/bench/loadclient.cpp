@@ -38,6 +38,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <array>
@@ -129,6 +130,7 @@ struct Options {
   double max_hz = 0;              // --max-hz (0: not given)
   std::string observe;            // --observe-nats HOST:PORT: read what is published, for staleness
   double stale_interval_s = 0.1;  // --stale-interval
+  bool deflate = false;           // --deflate: offer permessage-deflate, inflate RSV1 frames
 
   // Derived.
   uint32_t host_addr = 0;  // network order
@@ -171,6 +173,7 @@ void usage(FILE* f) {
       "  --ready-file F      written with the upgraded count once all are connected\n"
       "  --server-pid PID    server process to measure (repeatable or comma list; summed)\n"
       "  --tls               TLS (wss://); no certificate verification unless --ca is given\n"
+      "  --deflate           offer permessage-deflate; inflate frames with RSV1 (per message)\n"
       "  --ca FILE           verify the server's certificate against this PEM CA file (and its\n"
       "                      name: --servername, else the --host IP address)\n"
       "  --servername NAME   SNI server name (and the name --ca checks)\n"
@@ -225,6 +228,10 @@ bool parse_options(int argc, char** argv, Options& o) {
     }
     if (key == "--tls" || key == "--tls-resume") {  // switches: no value
       (key == "--tls" ? o.tls : o.tls_resume) = true;
+      continue;
+    }
+    if (key == "--deflate") {
+      o.deflate = true;
       continue;
     }
     const size_t eq = key.find('=');
@@ -528,12 +535,20 @@ struct Totals {
   uint64_t order_errors = 0;        // frames whose n was not above the previous one's
   uint64_t foreign = 0;             // frames of a channel the connection did not subscribe to
   uint64_t final_slots = 0;         // at the end, (open connection, channel) pairs checked
-  uint64_t final_newest = 0;        // of which hold the last message published
-  uint64_t final_short = 0;         // received + conflated < published
-  uint64_t final_over = 0;          // received + conflated > published
-  uint64_t stale_rounds = 0;        // staleness sampling passes
-  uint64_t stale_clamped = 0;       // samples older than the board's window (a lower bound)
-  uint64_t stale_unknown = 0;       // samples whose next message's time was not on the board
+  // Data frames (opcodes 0-2) as read: payload bytes on the wire, and with --deflate the frames
+  // with RSV1 set and the bytes they inflated to.
+  uint64_t wire_frames = 0;
+  uint64_t wire_payload_bytes = 0;
+  uint64_t compressed_frames = 0;
+  uint64_t compressed_wire_bytes = 0;
+  uint64_t inflated_bytes = 0;
+  uint64_t inflate_errors = 0;
+  uint64_t final_newest = 0;   // of which hold the last message published
+  uint64_t final_short = 0;    // received + conflated < published
+  uint64_t final_over = 0;     // received + conflated > published
+  uint64_t stale_rounds = 0;   // staleness sampling passes
+  uint64_t stale_clamped = 0;  // samples older than the board's window (a lower bound)
+  uint64_t stale_unknown = 0;  // samples whose next message's time was not on the board
 };
 
 struct Writer {
@@ -1038,7 +1053,10 @@ class Worker {
     std::snprintf(buf, sizeof(buf), " HTTP/1.1\r\nHost: %s:%d\r\n", o_.host.c_str(), port);
     req.append(buf);
     req.append("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
-    req.append("Sec-WebSocket-Key: ").append(key, 24).append("\r\n\r\n");
+    req.append("Sec-WebSocket-Key: ").append(key, 24).append("\r\n");
+    if (o_.deflate)
+      req.append("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
+    req.append("\r\n");
     if (!ssl_.empty()) {
       if (!tls_write(ci, req.data(), req.size())) return fail(ci, "write");
     } else if (write(c.fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
@@ -1324,11 +1342,55 @@ class Worker {
       case 0x0:
       case 0x1:
       case 0x2:
+        ++t_.wire_frames;
+        t_.wire_payload_bytes += n;
+        if ((b0 & 0x40) && o_.deflate) return on_compressed(ci, payload, n, t_read);
         if (o_.protocol == Protocol::kOdin) return on_odin_text(ci, payload, n, t_read);
         return nats_feed(ci, payload, n, t_read);
       default:
         return true;
     }
+  }
+
+  // A permessage-deflate frame (RSV1): the server keeps no context between messages, so each
+  // one inflates alone (inflateReset, then the payload and the 00 00 ff ff it left off) into a
+  // buffer reused by the whole worker.
+  bool on_compressed(uint32_t ci, const char* p, size_t n, int64_t t_read) {
+    ++t_.compressed_frames;
+    t_.compressed_wire_bytes += n;
+    if (!zs_ready_) {
+      if (inflateInit2(&zs_, -15) != Z_OK) {
+        std::fprintf(stderr, "loadclient: inflateInit2 failed\n");
+        std::exit(1);
+      }
+      zs_ready_ = true;
+    } else {
+      inflateReset(&zs_);
+    }
+    if (inflated_.size() < 4096) inflated_.resize(4096);
+    static const unsigned char kTail[4] = {0x00, 0x00, 0xff, 0xff};
+    size_t out = 0;
+    for (int part = 0; part < 2; ++part) {
+      zs_.next_in = part ? const_cast<unsigned char*>(kTail)
+                         : reinterpret_cast<unsigned char*>(const_cast<char*>(p));
+      zs_.avail_in = part ? 4u : static_cast<uInt>(n);
+      for (;;) {  // until this part is consumed and nothing is left to come out
+        if (out == inflated_.size()) inflated_.resize(inflated_.size() * 2);
+        zs_.next_out = reinterpret_cast<unsigned char*>(inflated_.data() + out);
+        zs_.avail_out = static_cast<uInt>(inflated_.size() - out);
+        const int r = inflate(&zs_, Z_SYNC_FLUSH);
+        out = inflated_.size() - zs_.avail_out;
+        if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) {
+          ++t_.inflate_errors;
+          close_conn(ci, kCodeBadFrame);
+          return false;
+        }
+        if (r == Z_STREAM_END || zs_.avail_out > 0) break;  // all input consumed, or the end
+      }
+    }
+    t_.inflated_bytes += out;
+    if (o_.protocol == Protocol::kOdin) return on_odin_text(ci, inflated_.data(), out, t_read);
+    return nats_feed(ci, inflated_.data(), out, t_read);
   }
 
   bool on_odin_text(uint32_t ci, const char* p, size_t n, int64_t t_read) {
@@ -2067,6 +2129,9 @@ class Worker {
   uint64_t rng_ = 0;
   std::vector<char> ctl_;
   Totals t_;
+  z_stream zs_{};  // --deflate: one inflater per worker, reset per message
+  bool zs_ready_ = false;
+  std::vector<char> inflated_;
   LatHist hist_;
   std::vector<TimeHist> timeline_;
   size_t timeline_cap_ = 0;
@@ -2358,6 +2423,12 @@ bool merge_result(const std::vector<char>& blob, bool tls, Merged& m) {
   m.t.order_errors += t.order_errors;
   m.t.foreign += t.foreign;
   m.t.final_slots += t.final_slots;
+  m.t.wire_frames += t.wire_frames;
+  m.t.wire_payload_bytes += t.wire_payload_bytes;
+  m.t.compressed_frames += t.compressed_frames;
+  m.t.compressed_wire_bytes += t.compressed_wire_bytes;
+  m.t.inflated_bytes += t.inflated_bytes;
+  m.t.inflate_errors += t.inflate_errors;
   m.t.final_newest += t.final_newest;
   m.t.final_short += t.final_short;
   m.t.final_over += t.final_over;
@@ -2751,6 +2822,19 @@ int run_parent(const Options& o) {
   } else {
     j += "\"staleness_ms\":{},\"staleness_with_closed_ms\":{},\"observer\":{},";
   }
+  appendf(j,
+          "\"deflate\":%s,\"wire\":{\"frames\":%lu,\"payload_bytes\":%lu,\"bytes_per_frame\":%.1f,"
+          "\"compressed_frames\":%lu,\"compressed_payload_bytes\":%lu,\"inflated_bytes\":%lu,"
+          "\"inflate_errors\":%lu},",
+          o.deflate ? "true" : "false", static_cast<unsigned long>(m.t.wire_frames),
+          static_cast<unsigned long>(m.t.wire_payload_bytes),
+          m.t.wire_frames
+              ? static_cast<double>(m.t.wire_payload_bytes) / static_cast<double>(m.t.wire_frames)
+              : 0.0,
+          static_cast<unsigned long>(m.t.compressed_frames),
+          static_cast<unsigned long>(m.t.compressed_wire_bytes),
+          static_cast<unsigned long>(m.t.inflated_bytes),
+          static_cast<unsigned long>(m.t.inflate_errors));
   appendf(j, "\"client_cpu_percent\":%.1f,\"window_seconds\":%.3f,", client_cpu, window_s);
   // CPU spent getting everyone connected (TCP, TLS, upgrade, subscribe): the client's here, the
   // server's in server.cpu_seconds_connecting.

@@ -6,6 +6,9 @@
 //   {"t":<CLOCK_REALTIME unix ns just before the write>,"n":<per-channel counter from
 //   1>,"pad":"x.."}
 // with t first and n second, because the load clients read them at those fixed places.
+// --payload market|tick replace the padding with realistic data after t and n (for compression
+// measurements): an order-book/trade object of about 500 bytes, or a price tick of about 180
+// bytes, whose numbers follow a seeded random walk per channel (deterministic, never padding).
 //
 // It shares the machine (often two cores) with the gateway it feeds, so it is built to be cheap:
 // one thread, a tick at most every millisecond (fewer when the rate needs fewer), and every
@@ -75,6 +78,7 @@ struct Options {
   double burst_rate = -1;
   double burst_at = 0;
   double burst_for = 0;
+  std::string payload = "pad";  // pad | market | tick
 };
 
 void usage() {
@@ -88,7 +92,10 @@ void usage() {
                "  --prefix P        NATS subject prefix (default odin.token.)\n"
                "  --type T          message type (NATS: HPUB with a Type header; HTTP: \"type\")\n"
                "  --burst-rate R2 --burst-at T1 --burst-for T2\n"
-               "                    publish at R2 instead of R from T1 s after start for T2 s\n",
+               "                    publish at R2 instead of R from T1 s after start for T2 s\n"
+               "  --payload P       pad (default: --size bytes of padding), market (an order\n"
+               "                    book + trade object, ~500 bytes) or tick (~180 bytes); market\n"
+               "                    and tick ignore --size\n",
                kMinSize);
   std::exit(2);
 }
@@ -138,6 +145,8 @@ Options parse_args(int argc, char** argv) {
       o.burst_at = to_double(argv[i - 1], v);
     else if (a == "--burst-for")
       o.burst_for = to_double(argv[i - 1], v);
+    else if (a == "--payload")
+      o.payload = v;
     else
       die("unknown flag %s (see --help)", argv[i - 1]);
   }
@@ -148,6 +157,8 @@ Options parse_args(int argc, char** argv) {
   if (!o.http.empty() && o.size + 200 > static_cast<long>(kMaxHttpBody))
     die("--size too large for one POST /publish body");
   if (o.duration < 0 && o.count < 0) o.duration = 10;
+  if (o.payload != "pad" && o.payload != "market" && o.payload != "tick")
+    die("--payload must be pad, market or tick");
   if (o.type.find_first_of("\r\n\"\\") != std::string::npos) die("--type must be plain text");
   if (o.prefix.find_first_of(" \t\r\n") != std::string::npos) die("--prefix has whitespace");
   return o;
@@ -228,6 +239,57 @@ void write_all(int fd, const char* p, size_t n) {
   }
 }
 
+// A seeded random walk per channel, for --payload market|tick: prices in cents, sizes in
+// ten-thousandths, so that every number prints exactly with 2 or 4 decimals.
+struct Market {
+  uint64_t rng;
+  int64_t price_cents;  // last trade
+  int64_t open_cents;
+  int64_t high_cents;
+  int64_t low_cents;
+  int64_t volume_e4;  // 24 h volume in 1e-4 units
+  uint64_t trade_id;
+  const char* symbol;
+
+  explicit Market(long ch)
+      : rng(0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(ch + 1) ^ 0x0d1a5eedULL),
+        price_cents(4325117),
+        open_cents(4325117),
+        high_cents(4325117),
+        low_cents(4325117),
+        volume_e4(123456789),
+        trade_id(880000000ULL + static_cast<uint64_t>(ch) * 1000000ULL) {
+    static constexpr const char* kSymbols[] = {"BTC-USD", "BTC-EUR",  "BTC-USDT", "BTC-GBP",
+                                               "BTC-JPY", "BTC-USDC", "BTC-AUD",  "BTC-CAD"};
+    symbol = kSymbols[static_cast<size_t>(ch) % 8];
+  }
+  uint64_t next() {  // splitmix64
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  int64_t uniform(int64_t lo, int64_t hi) {  // [lo, hi]
+    return lo + static_cast<int64_t>(next() % static_cast<uint64_t>(hi - lo + 1));
+  }
+  void step() {
+    price_cents = std::max<int64_t>(100, price_cents + uniform(-250, 250));
+    high_cents = std::max(high_cents, price_cents);
+    low_cents = std::min(low_cents, price_cents);
+    ++trade_id;
+  }
+};
+
+void append_fixed(std::string& s, int64_t v, int decimals) {
+  char buf[32];
+  const int64_t scale = decimals == 2 ? 100 : 10000;
+  const int64_t a = v < 0 ? -v : v;
+  const int len =
+      std::snprintf(buf, sizeof buf, "%s%lld.%0*lld", v < 0 ? "-" : "",
+                    static_cast<long long>(a / scale), decimals, static_cast<long long>(a % scale));
+  s.append(buf, static_cast<size_t>(len));
+}
+
 class Publisher {
  public:
   explicit Publisher(const Options& o)
@@ -237,6 +299,9 @@ class Publisher {
     if (o.count >= 0) total_ = std::min(total_, o.count);
     for (long c = 0; c < o.channels; ++c)
       names_.push_back("ch" + std::to_string(c));
+    if (o.payload != "pad")
+      for (long c = 0; c < o.channels; ++c)
+        markets_.emplace_back(c);
     buf_.reserve(kMaxWriteBytes + 4096);
   }
 
@@ -379,8 +444,91 @@ class Publisher {
     }
   }
 
-  // One message's data object, exactly --size bytes.
-  void put_payload(std::string& s, int64_t t, uint64_t n) {
+  // One message's data object: exactly --size bytes, or with --payload market|tick the next
+  // state of channel ch's market (t and n first all the same).
+  void put_payload(std::string& s, int64_t t, uint64_t n, size_t ch) {
+    if (o_.payload == "pad") return put_pad(s, t, n);
+    Market& m = markets_[ch];
+    m.step();
+    const int64_t size = m.uniform(1, 25000);  // last trade size, 1e-4 units
+    m.volume_e4 += size;
+    const int64_t spread = m.uniform(1, 12);
+    const int64_t bid = m.price_cents - spread / 2 - 1;
+    const int64_t ask = bid + spread;
+    s.append("{\"t\":");
+    bench::append_decimal(s, static_cast<uint64_t>(t));
+    s.append(",\"n\":");
+    bench::append_decimal(s, n);
+    s.append(",\"symbol\":\"");
+    s.append(m.symbol);
+    if (o_.payload == "tick") {
+      s.append("\",\"price\":");
+      append_fixed(s, m.price_cents, 2);
+      s.append(",\"change\":");
+      append_fixed(s, (m.price_cents - m.open_cents) * 1000000 / m.open_cents, 4);  // %
+      s.append(",\"volume\":");
+      append_fixed(s, m.volume_e4, 4);
+      s.append(",\"bid\":");
+      append_fixed(s, bid, 2);
+      s.append(",\"ask\":");
+      append_fixed(s, ask, 2);
+      s.append(",\"size\":");
+      append_fixed(s, size, 4);
+      s.append(",\"side\":\"");
+      s.append(m.next() & 1 ? "buy\"" : "sell\"");
+      s.append(",\"ts\":");
+      bench::append_decimal(s, static_cast<uint64_t>(t / kMs));
+      s.push_back('}');
+      return;
+    }
+    s.append("\",\"type\":\"book\",\"trade_id\":");
+    bench::append_decimal(s, m.trade_id);
+    s.append(",\"side\":\"");
+    s.append(m.next() & 1 ? "buy" : "sell");
+    s.append("\",\"last\":");
+    append_fixed(s, m.price_cents, 2);
+    s.append(",\"last_size\":");
+    append_fixed(s, size, 4);
+    s.append(",\"best_bid\":");
+    append_fixed(s, bid, 2);
+    s.append(",\"best_ask\":");
+    append_fixed(s, ask, 2);
+    s.append(",\"open_24h\":");
+    append_fixed(s, m.open_cents, 2);
+    s.append(",\"high_24h\":");
+    append_fixed(s, m.high_cents, 2);
+    s.append(",\"low_24h\":");
+    append_fixed(s, m.low_cents, 2);
+    s.append(",\"volume_24h\":");
+    append_fixed(s, m.volume_e4, 4);
+    s.append(",\"bids\":[");
+    int64_t px = bid;
+    for (int i = 0; i < 5; ++i) {
+      if (i) px -= m.uniform(1, 40);
+      s.append(i ? ",[" : "[");
+      append_fixed(s, px, 2);
+      s.push_back(',');
+      append_fixed(s, m.uniform(100, 60000), 4);
+      s.push_back(']');
+    }
+    s.append("],\"asks\":[");
+    px = ask;
+    for (int i = 0; i < 5; ++i) {
+      if (i) px += m.uniform(1, 40);
+      s.append(i ? ",[" : "[");
+      append_fixed(s, px, 2);
+      s.push_back(',');
+      append_fixed(s, m.uniform(100, 60000), 4);
+      s.push_back(']');
+    }
+    s.append("],\"ts\":");
+    bench::append_decimal(s, static_cast<uint64_t>(t / kMs));
+    s.append(",\"exchange_ts\":");
+    bench::append_decimal(s, static_cast<uint64_t>(t / 1000 - m.uniform(200, 4000)));
+    s.push_back('}');
+  }
+
+  void put_pad(std::string& s, int64_t t, uint64_t n) {
     s.append("{\"t\":");
     bench::append_decimal(s, static_cast<uint64_t>(t));
     s.append(",\"n\":");
@@ -411,10 +559,19 @@ class Publisher {
         bench::append_decimal(buf_, hdr_.size());
         buf_.push_back(' ');
       }
-      bench::append_decimal(buf_, hdr_.size() + static_cast<size_t>(o_.size));
+      size_t size = static_cast<size_t>(o_.size);
+      if (!markets_.empty()) {
+        one_.clear();
+        put_payload(one_, t, n, ch);
+        size = one_.size();
+      }
+      bench::append_decimal(buf_, hdr_.size() + size);
       buf_.append("\r\n");
       buf_.append(hdr_);
-      put_payload(buf_, t, n);
+      if (markets_.empty())
+        put_payload(buf_, t, n, ch);
+      else
+        buf_.append(one_);
       buf_.append("\r\n");
       ++sent_;
     }
@@ -439,7 +596,7 @@ class Publisher {
         body_.append(o_.type);
       }
       body_.append("\",\"data\":");
-      put_payload(body_, t, n);
+      put_payload(body_, t, n, ch);
       body_.push_back('}');
       ++sent_;
     }
@@ -496,6 +653,8 @@ class Publisher {
   Schedule sched_;
   std::vector<uint64_t> counters_;
   std::vector<std::string> names_;
+  std::vector<Market> markets_;  // --payload market|tick: one walk per channel
+  std::string one_;              // one such payload, to know its size before the PUB line
   std::string pad_;
   std::string hdr_;
   std::string buf_;
