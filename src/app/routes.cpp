@@ -116,20 +116,21 @@ bool handle_upgrade(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest&
   }
   // permessage-deflate (docs/protocol.md): a bad or unknown offer only means no compression.
   ws::DeflateAgreement deflate;
-  std::array<char, ws::kDeflateResponseCapacity> deflate_response_buffer{};
-  std::string_view deflate_response;
+  std::array<char, ws::kDeflateResponseCapacity> deflate_response{};
+  std::string extensions_line;
   if (gateway.config().compression) {
     std::array<std::string_view, ws::kMaxExtensionHeaderLines + 1> lines;
     deflate = ws::negotiate_deflate(
         std::span(lines.data(), http::extension_header_values(request, lines)));
-    deflate_response = ws::write_deflate_response(deflate, deflate_response_buffer);
+    if (deflate.enabled) {
+      extensions_line = fmt::format("Sec-WebSocket-Extensions: {}\r\n",
+                                    ws::write_deflate_response(deflate, deflate_response));
+    }
   }
-  const std::string accept = ws::accept_key(up.key);
   phase.send_raw(fmt::format(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Accept: {}\r\n{}{}{}\r\n",
-      accept, deflate_response.empty() ? "" : "Sec-WebSocket-Extensions: ", deflate_response,
-      deflate_response.empty() ? "" : "\r\n"));
+      "Sec-WebSocket-Accept: {}\r\n{}\r\n",
+      ws::accept_key(up.key), extensions_line));
   const ops::Config& config = gateway.config();
   session::Session& session =
       clients.sessions().create(clients.new_session_id(), config.replay_size,

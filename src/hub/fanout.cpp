@@ -45,13 +45,14 @@ void Hub::ingest(std::span<const core::IngestItem> items) {
   const int64_t ingest_ns = core::steady_ns();
 
   // Encode (and compress) outside the order lock; that lock only fixes the order of hand-off.
-  std::vector<std::shared_ptr<core::Message>> made;
-  made.reserve(items.size());
-  for (const core::IngestItem& item : items)
-    made.push_back(core::encode_message(item, ts_ms, ingest_ns));
-  if (deflate_readers_ && deflate_readers_->any()) compress(made);
-  std::vector<std::shared_ptr<const core::Message>> encoded(std::make_move_iterator(made.begin()),
-                                                            std::make_move_iterator(made.end()));
+  const bool compressing = deflate_readers_ && deflate_readers_->any();
+  std::vector<std::shared_ptr<const core::Message>> encoded;
+  encoded.reserve(items.size());
+  for (const core::IngestItem& item : items) {
+    std::shared_ptr<core::Message> message = core::encode_message(item, ts_ms, ingest_ns);
+    if (compressing) compress(*message);
+    encoded.push_back(std::move(message));
+  }
 
   uint64_t bytes = 0;
   for (const auto& message : encoded)
@@ -285,29 +286,21 @@ void ThreadFanout::sweep() {
 
 // Once per message, for every connection that reads compressed frames (session::append_data_frame
 // puts each recipient's prefix in front of these bytes).
-void Hub::compress(std::span<const std::shared_ptr<core::Message>> messages) {
-  uint64_t worth = 0;
-  uint64_t input = 0;
-  uint64_t output = 0;
+void Hub::compress(core::Message& message) {
   std::lock_guard lock(deflate_lock_);
   const int64_t started = core::steady_ns();
-  for (const std::shared_ptr<core::Message>& message : messages) {
-    if (deflater_->compress(message->tail, message->deflated)) {
-      message->deflated.shrink_to_fit();  // the deflater sized it for the worst case
-      ++worth;
-      input += message->tail.size();
-      output += message->deflated.size();
-    } else {
-      message->deflated.clear();
-      message->deflated.shrink_to_fit();
-    }
-  }
+  const bool worth = deflater_->compress(message.tail, message.deflated);
+  if (!worth) message.deflated.clear();
+  message.deflated.shrink_to_fit();  // the deflater sized it for the worst case
   compression_.nanoseconds.fetch_add(static_cast<uint64_t>(core::steady_ns() - started),
                                      std::memory_order_relaxed);
-  compression_.messages.fetch_add(worth, std::memory_order_relaxed);
-  compression_.not_worth.fetch_add(messages.size() - worth, std::memory_order_relaxed);
-  compression_.input_bytes.fetch_add(input, std::memory_order_relaxed);
-  compression_.output_bytes.fetch_add(output, std::memory_order_relaxed);
+  if (!worth) {
+    compression_.not_worth.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  compression_.messages.fetch_add(1, std::memory_order_relaxed);
+  compression_.input_bytes.fetch_add(message.tail.size(), std::memory_order_relaxed);
+  compression_.output_bytes.fetch_add(message.deflated.size(), std::memory_order_relaxed);
 }
 
 void Hub::enqueue_marker(uint64_t pos, bool stream_reset) {

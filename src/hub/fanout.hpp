@@ -154,7 +154,8 @@ class Hub {
 
  private:
   void enqueue_marker(uint64_t pos, bool stream_reset);
-  void compress(std::span<const std::shared_ptr<core::Message>> messages);
+  // Any thread: sets message.deflated when compressing it gains (counted in compression_).
+  void compress(core::Message& message);
 
   std::vector<ThreadFanout*> threads_;
   const core::DeflateReaders* deflate_readers_;

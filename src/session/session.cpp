@@ -49,8 +49,8 @@ LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::Late
                                   const core::MessageRef& message, uint32_t skipped_before,
                                   int64_t now_ns, net::OutBatch& out) {
   if (skipped_before != 0) index.count_conflated(slot, skipped_before);
-  const bool connected = connection_ != nullptr && connection_->accepts_data();
-  if (connected && !congested() && slot.due(now_ns)) {
+  const bool can_go = latest_can_go_now();
+  if (can_go && slot.due(now_ns)) {
     if (slot.held) {  // a timer tick had not come yet: the newer one goes instead
       index.take_held(slot);
       index.count_conflated(slot, 1);
@@ -60,7 +60,7 @@ LatestOffer Session::offer_latest(pubsub::SubscriptionIndex& index, pubsub::Late
   }
   index.hold(slot, message);
   may_hold_ = true;
-  return connected && !congested() ? LatestOffer::kHeldForRate : LatestOffer::kHeldForConnection;
+  return can_go ? LatestOffer::kHeldForRate : LatestOffer::kHeldForConnection;
 }
 
 uint32_t Session::count_unsent_slow(const pubsub::ChannelSubscribers* channel,
@@ -79,7 +79,7 @@ bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, net::O
   for (Subscription& sub : mutable_subscriptions()) {
     pubsub::LatestSlot* slot = sub.latest.get();
     if (!slot || !slot->held) continue;
-    if (connection_ == nullptr || !connection_->accepts_data() || congested()) {
+    if (!latest_can_go_now()) {
       any_held = true;  // the connection's turn: on_flushed or a resume lists it again
       continue;
     }
@@ -90,7 +90,7 @@ bool Session::send_held(pubsub::SubscriptionIndex& index, int64_t now_ns, net::O
     sent += send_from_slot(*slot, index.take_held(*slot), now_ns, out);
   }
   may_hold_ = any_held;
-  return held_for_rate && connection_ != nullptr && connection_->accepts_data() && !congested();
+  return held_for_rate && latest_can_go_now();
 }
 
 void Session::release_held(pubsub::SubscriptionIndex& index, std::string_view channel,

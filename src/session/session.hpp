@@ -196,6 +196,10 @@ class Session : public pubsub::Subscriber {
   // with a `latest` subscription (Connection::limit_unsent_in_kernel). Holding it then costs
   // one slot, and a newer message replaces it instead of queueing behind it.
   bool congested() const { return connection_->outbound().backlog_bytes() != 0; }
+  // A `latest` message may go out now, rate aside: a connection that takes data, no backlog.
+  bool latest_can_go_now() const {
+    return connection_ != nullptr && connection_->accepts_data() && !congested();
+  }
   // Sends `slot`'s held message if it may go now.
   bool send_from_slot(pubsub::LatestSlot& slot, const core::MessageRef& message, int64_t now_ns,
                       net::OutBatch& out);

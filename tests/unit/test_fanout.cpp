@@ -16,6 +16,7 @@
 #include "hub/fanout.hpp"
 #include "net/event_loop.hpp"
 #include "session/session.hpp"
+#include "ws/deflate.hpp"
 
 namespace odin {
 namespace {
@@ -352,6 +353,60 @@ TEST(ThreadFanout, LatestSubscribersHoldTheNewestWhileAllSubscribersGetEverythin
   EXPECT_EQ(fresh.seq(), 4u);
   EXPECT_EQ(fresh.conflated_of(4), 0u);
   EXPECT_EQ(every.seq(), 13u);
+}
+
+// Race test (run under TSan by scripts/test.sh): publishers on several threads share the hub's one
+// deflater. However they interleave, every message is compressed exactly once, its compressed
+// bytes inflate back to its own envelope, and the counters add up.
+TEST(Hub, ConcurrentPublishersShareTheDeflater) {
+  app::Gateway gateway(test_config());
+  app::Worker& worker = gateway.worker(0);
+  net::EventLoop& loop = worker.loop();
+  pubsub::SubscriptionIndex& index = worker.clients().index();
+  constexpr int kThreads = 4;
+  constexpr int kBatches = 25;
+  constexpr size_t kPerBatch = 4;
+  constexpr size_t kTotal = kThreads * kBatches * kPerBatch;
+  session::Session& s = worker.clients().sessions().create(session::SessionId{0, 1}, kTotal);
+  index.subscribe(s, "Z");
+  core::DeflateReaders readers;
+  readers.add();
+  hub::Hub hub({&worker.fanout()}, &readers);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&hub, t] {
+      for (int b = 0; b < kBatches; ++b) {
+        std::vector<std::string> data;
+        for (size_t i = 0; i < kPerBatch; ++i)
+          data.push_back("{\"thread\":" + std::to_string(t) + ",\"batch\":" + std::to_string(b) +
+                         ",\"bids\":[[\"43251.17\",\"0.1250\"],[\"43250.80\",\"0.1560\"]],"
+                         "\"asks\":[[\"43251.90\",\"0.2110\"],[\"43252.31\",\"0.2380\"]]}");
+        std::vector<core::IngestItem> items;
+        for (const std::string& d : data)
+          items.push_back(core::IngestItem{"Z", "book", d, true});
+        hub.ingest(items);
+      }
+    });
+  }
+  for (std::thread& thread : threads)
+    thread.join();
+  run_ready(loop);
+  ASSERT_EQ(s.seq(), kTotal);
+  const hub::CompressionCounters& counters = hub.compression();
+  EXPECT_EQ(counters.messages.load() + counters.not_worth.load(), kTotal);
+  EXPECT_EQ(counters.messages.load(), kTotal) << "each of these shrinks";
+  uint64_t input = 0;
+  uint64_t output = 0;
+  ws::MessageInflater inflater;
+  s.ring().for_range(1, kTotal, [&](uint64_t, const core::MessageRef& m) {
+    ASSERT_FALSE(m->deflated.empty());
+    ASSERT_EQ(inflater.inflate(m->deflated, 1 << 20), ws::InflateResult::kOk);
+    EXPECT_EQ(inflater.output(), m->tail);
+    input += m->tail.size();
+    output += m->deflated.size();
+  });
+  EXPECT_EQ(counters.input_bytes.load(), input);
+  EXPECT_EQ(counters.output_bytes.load(), output);
 }
 
 }  // namespace
