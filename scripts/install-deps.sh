@@ -7,7 +7,9 @@ packages=(cmake ninja-build g++ pkg-config libboost1.81-dev libsimdjson-dev libs
           libfmt-dev libssl-dev libnats-dev libhiredis-dev zlib1g-dev)
 if [[ "${1:-}" == "bench" ]]; then
   # iproute2 (ip, ss) and util-linux (unshare): tools/bench/kernel.py.
-  packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux)
+  # zopfli and libdeflate-tools: tools/bench/deflate_bound.py (the encoders compared).
+  packages+=(nats-server python3 python3-matplotlib openssl gdb linux-perf iproute2 util-linux
+             zopfli libdeflate-tools)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 if [[ "${1:-}" == "cluster" ]]; then

@@ -20,6 +20,8 @@ ANALYSIS = os.path.join(BENCH, "analysis.md")
 TLS_ANALYSIS = os.path.join(BENCH, "tls-analysis.md")
 SCALE_ANALYSIS = os.path.join(BENCH, "scale-analysis.md")
 CONFLATE_ANALYSIS = os.path.join(BENCH, "conflate-analysis.md")
+COMPRESSION_BOUND = os.path.join(BENCH, "compression-bound.md")  # tools/bench/deflate_bound.py
+COMPRESSION_ANALYSIS = os.path.join(BENCH, "compression-analysis.md")
 TARGETS = ["odin", "odin-1t", "blaster", "node", "nats-ws"]
 LABEL = {"odin": "odin-ws", "odin-1t": "odin-ws, 1 thread", "blaster": "ceiling (writev blaster)", "node": "Node ws+nats",
          "nats-ws": "nats-server WebSocket"}
@@ -1041,6 +1043,11 @@ class Report:
                "ratio is what raw DEFLATE gets from one ~500-byte message alone (no context between "
                "messages); zlib's level makes little difference on it.")
         self.w()
+        for extra in (COMPRESSION_BOUND, COMPRESSION_ANALYSIS):
+            if os.path.exists(extra):
+                with open(extra) as f:
+                    self.w(f.read().rstrip())
+                self.w()
         counts = {p: (len(sel(p, True)), len(sel(p, False))) for p in ("market", "tick", "idle")}
         self.w("Runs (on, off): " + ", ".join(f"{p} {a}+{b}" for p, (a, b) in counts.items())
                + " (medians when more than one)" + failures(runs) + ".")
