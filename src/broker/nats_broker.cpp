@@ -33,7 +33,7 @@ std::unique_ptr<IntakeSource> make_intake(const ops::Config& config, NatsConnect
                                           hub::Hub& hub, ops::BrokerCounters& counters,
                                           const std::string& consumer) {
   if (config.broker != ops::BrokerKind::kJetStream) {
-    return std::make_unique<NatsCoreIntake>(nats, config.subject_prefix + ">");
+    return std::make_unique<NatsCoreIntake>(nats, counters, config.subject_prefix + ">");
   }
   auto intake = std::make_unique<JetStreamIntake>(config, nats, hub, counters, consumer);
   nats.on_reconnected = [jetstream = intake.get()] { jetstream->connection_moved(); };

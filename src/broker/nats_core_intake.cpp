@@ -7,13 +7,24 @@ namespace odin::broker {
 
 IntakeSource::Readiness NatsCoreIntake::prepare(IntakeRunner&) {
   if (!nats_.connected()) return Readiness::kWaiting;
-  if (batch_.subscription) return Readiness::kReady;
+  if (subscription_confirmed_) return Readiness::kReady;
   // nats.c resubscribes by itself after a reconnect: this runs once, unless it fails.
-  const natsStatus s = batch_.subscribe(nats_.get(), subject_filter_);
+  if (!batch_.subscription) {
+    const natsStatus s = batch_.subscribe(nats_.get(), subject_filter_);
+    if (s != NATS_OK) {
+      spdlog::warn("NATS subscribe to {} failed: {}", subject_filter_, status_text(s));
+      return Readiness::kFailed;
+    }
+  }
+  // nats.c only queues the SUB. Ready (and /health with it) must mean that a message published
+  // from now on reaches this instance, so wait for the server to answer a PING sent after it.
+  const natsStatus s = natsConnection_FlushTimeout(nats_.get(), kNatsPublishTimeoutMs);
   if (s != NATS_OK) {
-    spdlog::warn("NATS subscribe to {} failed: {}", subject_filter_, status_text(s));
+    spdlog::warn("NATS subscribe to {} not confirmed: {}", subject_filter_, status_text(s));
     return Readiness::kFailed;
   }
+  subscription_confirmed_ = true;
+  counters_.intake_ready = true;
   spdlog::info("NATS intake subscribed to {}", subject_filter_);
   return Readiness::kReady;
 }

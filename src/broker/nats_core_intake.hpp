@@ -12,8 +12,10 @@ namespace odin::broker {
 
 class NatsCoreIntake final : public IntakeSource {
  public:
-  NatsCoreIntake(NatsConnection& nats, std::string subject_filter)
-      : nats_(nats), subject_filter_(std::move(subject_filter)) {}
+  NatsCoreIntake(NatsConnection& nats, ops::BrokerCounters& counters, std::string subject_filter)
+      : nats_(nats), counters_(counters), subject_filter_(std::move(subject_filter)) {
+    counters_.intake_ready = false;  // until the server has our SUB
+  }
 
   Readiness prepare(IntakeRunner& runner) override;
   int64_t retry_delay_ms(int failures) const override;
@@ -24,8 +26,10 @@ class NatsCoreIntake final : public IntakeSource {
 
  private:
   NatsConnection& nats_;
+  ops::BrokerCounters& counters_;
   const std::string subject_filter_;
   NatsBatch batch_;
+  bool subscription_confirmed_ = false;  // the server answered a PING sent after our SUB
 };
 
 }  // namespace odin::broker

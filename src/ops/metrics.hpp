@@ -120,7 +120,7 @@ template <template <typename> class Cell>
 struct BrokerCountersOf {
   Cell<bool> connected{false};
   Cell<bool> paused{false};
-  Cell<bool> intake_ready{true};  // JetStream: false until the consumer is bound
+  Cell<bool> intake_ready{true};  // NATS: false until subscribed (core) or the consumer is bound
   Cell<uint64_t> received{0};     // messages taken from the broker
   Cell<uint64_t> delivered{0};    // handed to the fan-out
   Cell<uint64_t> disconnects{0};  // connection to the broker lost

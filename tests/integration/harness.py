@@ -30,9 +30,9 @@ class Gateway:
     """One gateway process, stopped by PID when the test is done."""
 
     def __init__(self, binary, wait_ready=None, **env):
-        """Starts the gateway and waits until it answers /health. In JetStream mode it waits
-        for 200 (`broker.ready`: the instance reads the stream, so what a test publishes from
-        now on reaches it), unless wait_ready=False."""
+        """Starts the gateway and waits until it answers /health. With NATS (core or JetStream)
+        it waits for 200 (`broker.ready`: the instance is subscribed or reads the stream, so what
+        a test publishes from now on reaches it), unless wait_ready=False."""
         self.port = free_port()
         self.env = dict(os.environ)
         self.env.update({"WS_ADDR": f"127.0.0.1:{self.port}", "LOG_LEVEL": "warn", "LOG_FORMAT": "text"})
@@ -44,7 +44,8 @@ class Gateway:
         self.log = tempfile.NamedTemporaryFile(prefix="odin-ws-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([binary], env=self.env, stdout=self.log, stderr=self.log)
         if wait_ready is None:
-            wait_ready = self.env.get("WS_BROKER", "").lower() == "jetstream"
+            wait_ready = (self.env.get("WS_BROKER", "").lower() == "jetstream"
+                          or bool(self.env.get("NATS_URL")))
         deadline = time.time() + (20 if wait_ready else 10)
         while time.time() < deadline:
             try:

@@ -7,6 +7,7 @@ import collections
 import json
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -446,6 +447,105 @@ class NatsClient:
             self.url = None
             if self._conn is not None:
                 self._drop(self._conn)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class NatsProxy:
+    """A TCP proxy between the gateway and nats-server. While `dropping` is set it drops the
+    gateway's acks (PUB/HPUB to $JS.ACK. subjects); with `sub_delay` > 0 it holds the gateway's
+    bytes for that many seconds when they contain a SUB (and, the stream being ordered, all that
+    follows it). Everything else passes unchanged."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.port = free_port()
+        self.dropping = threading.Event()
+        self.dropped = 0
+        self.sub_delay = 0.0
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(8)
+        self.stop = threading.Event()
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        self.listener.settimeout(0.2)
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, bytearray()),
+                             daemon=True).start()
+
+    def _filter(self, buf):
+        """Complete protocol operations out of `buf`, acks left out while dropping."""
+        out = bytearray()
+        while True:
+            end = buf.find(b"\r\n")
+            if end < 0:
+                return bytes(out)
+            line = bytes(buf[:end])
+            words = line.split()
+            op = words[0].upper() if words else b""
+            size = end + 2
+            if op in (b"PUB", b"HPUB"):
+                size += int(words[-1]) + 2
+                if len(buf) < size:
+                    return bytes(out)
+                if self.dropping.is_set() and words[1].startswith(b"$JS.ACK."):
+                    self.dropped += 1
+                    del buf[:size]
+                    continue
+            if op == b"SUB" and self.sub_delay > 0:
+                time.sleep(self.sub_delay)
+            out += buf[:size]
+            del buf[:size]
+
+    def _pump(self, source, sink, parse):
+        try:
+            while not self.stop.is_set():
+                readable, _, _ = select.select([source], [], [], 0.2)
+                if not readable:
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    break
+                if parse is not None:
+                    parse += data
+                    data = self._filter(parse)
+                if data:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+        for s in self.sockets:
+            s.close()
 
     def __enter__(self):
         return self

@@ -10,7 +10,7 @@ import time
 
 from harness import (EXACT_DATA, Gateway, connect, data_text, exact_publish_body, metric, recv_json,
                      run_tests)
-from nats_support import NatsClient, NatsServer, free_port
+from nats_support import NatsClient, NatsProxy, NatsServer, free_port
 
 
 async def subscribed(gw, channels):
@@ -89,6 +89,22 @@ async def test_core_nats_reaches_exactly_the_subscribers(binary):
         [(_, m)] = await collect(btc, 1, 5)
         assert m["type"] == "trade" and m["data"] == {"q": 2} and m["seq"] == 2
         for ws in (btc, eth, both):
+            await ws.close()
+
+
+async def test_ready_means_subscribed(binary):
+    """/health says ready only once nats-server has the instance's SUB: a message published right
+    after it arrives, even when the SUB is slow to reach the server (held 1 s by a proxy)."""
+    with NatsServer() as nats, NatsProxy(nats.port) as proxy:
+        proxy.sub_delay = 1.0
+        started = time.monotonic()
+        with Gateway(binary, NATS_URL=proxy.url) as gw, NatsClient(nats.url) as pub:
+            assert time.monotonic() - started >= proxy.sub_delay  # it did wait for the SUB
+            ws = await subscribed(gw, ["READY"])
+            pub.publish("odin.token.READY", b'{"n":1}')
+            pub.flush()
+            [(_, m)] = await collect(ws, 1, 5)
+            assert m["data"] == {"n": 1}, m
             await ws.close()
 
 
@@ -261,7 +277,7 @@ async def test_intake_rate_cap_holds_near_the_limit(binary):
 
 async def test_nats_not_up_yet_then_connected(binary):
     port = free_port()
-    with Gateway(binary, NATS_URL=f"nats://127.0.0.1:{port}", LOG_LEVEL="info") as gw:
+    with Gateway(binary, wait_ready=False, NATS_URL=f"nats://127.0.0.1:{port}", LOG_LEVEL="info") as gw:
         status, _, body = gw.http("GET", "/health")
         health = json.loads(body)
         assert status == 503 and health["status"] == "unhealthy", health
@@ -310,6 +326,7 @@ async def test_publish_data_is_the_nats_payload_byte_for_byte(binary):
 if __name__ == "__main__":
     run_tests([
         test_core_nats_reaches_exactly_the_subscribers,
+        test_ready_means_subscribed,
         test_bad_broker_input_is_counted_and_never_delivered,
         test_jetstream_restart_mid_stream_loses_nothing,
         test_two_instances_each_receive_every_message,
