@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -319,6 +320,38 @@ async def ordered_exactly_once(binary):
         await asyncio.wait_for(got.task, 2)  # the iterator ends at close()
 
 
+async def resume_failed_resubscribes_with_snapshot(binary):
+    """More was published while away than the replay ring holds: the resume fails, the client
+    takes the fresh session and subscribes its channels again with a snapshot (the newest value
+    at once, numbered from 1 on the new session)."""
+    odin_ws = sdk()
+    with Gateway(binary, WS_REPLAY_SIZE=5) as gw:
+        client = odin_ws.OdinClient(gw.ws_url, backoff_initial=0.3, backoff_max=0.3)
+        await client.connect()
+        await client.subscribe(["R1", "R2"], snapshot=False)
+        got = Collector(client, events=("disconnected", "resumed", "resume_failed", "subscribed"))
+        publish(gw, "R1", [0, 1])
+        await got.until(2)
+        old = client.session
+        client.drop()
+        await wait_for(lambda: got.named("disconnected"), 5, "the drop")
+        publish(gw, "R1", list(range(2, 20)))
+        publish(gw, "R2", ["r2"])
+        await wait_for(lambda: got.named("resume_failed"), 5, "resume_failed")
+        await got.until(4)
+        failed = got.named("resume_failed")[0]
+        assert failed["session"] == old and failed["new_session"] == client.session != old, failed
+        assert not got.named("resumed")
+        fresh = got.messages[2:]
+        assert sorted((m.seq, m.channel, m.data) for m in fresh) == [(1, "R1", 19), (2, "R2", "r2")] or \
+            sorted((m.seq, m.channel, m.data) for m in fresh) == [(1, "R2", "r2"), (2, "R1", 19)], fresh
+        assert client.channels == ["R1", "R2"] and client.last_seq == 2
+        publish(gw, "R2", ["live"])
+        await got.until(5)
+        assert (got.messages[-1].seq, got.messages[-1].data) == (3, "live")
+        await client.close()
+
+
 async def heartbeat_detects_a_dead_connection(binary):
     """The gateway stops answering (SIGSTOP): no pong, so the client declares the connection
     dead, and once the gateway runs again it reconnects and resumes without a loss."""
@@ -383,15 +416,18 @@ async def cancel_and_close_leave_nothing(binary):
         assert not left, f"tasks left behind: {left}"
         assert sockets() == before_sockets, "a socket was left open"
         await wait_for(lambda: gw.json("/stats")["currentConnections"] == 0, 5, "the gateway to see the close")
-        # close() while reconnecting (gateway unreachable) ends the retry loop as well.
-        client = odin_ws.OdinClient(f"ws://127.0.0.1:{gw.port + 1 if gw.port < 65535 else 1}/ws",
-                                    backoff_initial=0.05)
-        connecting = asyncio.ensure_future(client.connect())
-        await asyncio.sleep(0.3)
-        await client.close()
-        await asyncio.gather(connecting, return_exceptions=True)
-        assert isinstance(connecting.exception(), odin_ws.OdinError)
-        assert not set(asyncio.all_tasks()) - before_tasks and sockets() == before_sockets
+        # close() while reconnecting (nothing listens on the port: refused) ends the retry loop too.
+        with socket.socket() as bound:
+            bound.bind(("127.0.0.1", 0))  # held, never listening: a connect is refused
+            before_sockets = sockets()
+            client = odin_ws.OdinClient(f"ws://127.0.0.1:{bound.getsockname()[1]}/ws", backoff_initial=0.05)
+            connecting = asyncio.ensure_future(client.connect())
+            await asyncio.sleep(0.3)
+            assert client.state == odin_ws.ClientState.RECONNECTING, client.state
+            await client.close()
+            await asyncio.gather(connecting, return_exceptions=True)
+            assert isinstance(connecting.exception(), odin_ws.OdinError), connecting
+            assert not set(asyncio.all_tasks()) - before_tasks and sockets() == before_sockets
 
 
 async def latest_and_max_hz(binary):
@@ -609,7 +645,8 @@ async def jetstream_kill9_resumes_elsewhere(binary):
                 gw.__exit__(None, None, None)
 
 
-CHILD_TESTS = {f.__name__: f for f in (sequencer_units, ordered_exactly_once, heartbeat_detects_a_dead_connection,
+CHILD_TESTS = {f.__name__: f for f in (sequencer_units, ordered_exactly_once, resume_failed_resubscribes_with_snapshot,
+                                       heartbeat_detects_a_dead_connection,
                                        cancel_and_close_leave_nothing,
                                        latest_and_max_hz, compression_negotiated, token_refresh,
                                        jetstream_kill9_resumes_elsewhere)}
