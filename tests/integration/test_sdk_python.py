@@ -352,6 +352,30 @@ async def resume_failed_resubscribes_with_snapshot(binary):
         await client.close()
 
 
+async def slow_consumer_pauses_reading(binary):
+    """An application that does not keep up: at max_queue messages waiting the client stops
+    reading the socket (the kernel and the gateway hold the rest), and the connection lives on;
+    then every message arrives once, in order."""
+    odin_ws = sdk()
+    with Gateway(binary) as gw:
+        client = odin_ws.OdinClient(gw.ws_url, max_queue=10, heartbeat_interval=0.2, pong_timeout=0.4)
+        drops = []
+        client.on("disconnected", drops.append)
+        await client.connect()
+        await client.subscribe("S", snapshot=False)
+        publish(gw, "S", list(range(300)))
+        await asyncio.sleep(1.0)  # several pong timeouts: a paused reader is not a dead connection
+        assert 10 <= client.stats.received < 300, client.stats
+        data = []
+        async for msg in client:
+            data.append((msg.seq, msg.data))
+            if len(data) == 300:
+                break
+        assert data == [(i + 1, i) for i in range(300)], data[:20]
+        assert not drops, drops
+        await client.close()
+
+
 async def heartbeat_detects_a_dead_connection(binary):
     """The gateway stops answering (SIGSTOP): no pong, so the client declares the connection
     dead, and once the gateway runs again it reconnects and resumes without a loss."""
@@ -646,7 +670,7 @@ async def jetstream_kill9_resumes_elsewhere(binary):
 
 
 CHILD_TESTS = {f.__name__: f for f in (sequencer_units, ordered_exactly_once, resume_failed_resubscribes_with_snapshot,
-                                       heartbeat_detects_a_dead_connection,
+                                       slow_consumer_pauses_reading, heartbeat_detects_a_dead_connection,
                                        cancel_and_close_leave_nothing,
                                        latest_and_max_hz, compression_negotiated, token_refresh,
                                        jetstream_kill9_resumes_elsewhere)}

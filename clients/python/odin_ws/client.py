@@ -521,7 +521,14 @@ class OdinClient:
         self._pending[rid] = _Pending(req, fut)
         try:
             await ws.send(json.dumps(req))
-            return await asyncio.wait_for(fut, self._request_timeout)
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), self._request_timeout)
+                except asyncio.TimeoutError:
+                    # While the client does not read (the application is behind), the reply
+                    # cannot have been read either: the time does not count.
+                    if not (self._reader_paused and self._ws is ws):
+                        raise
         except asyncio.TimeoutError:
             raise OdinError("timeout", f"no reply to {type} within {self._request_timeout:g} s",
                             id=rid, request=req) from None
@@ -779,8 +786,7 @@ class OdinClient:
         rid = self._next_id
         self._next_id += 1
         self._resume_id = rid
-        self._resume_timer = asyncio.get_running_loop().call_later(
-            self._request_timeout, self._declare_dead, ws, "no answer to resume")
+        self._arm_resume_deadline(ws)
         await ws.send(json.dumps({"type": "resume", "data": self._resume_data(), "id": rid}))
 
     def _resume_data(self) -> Dict[str, Any]:
@@ -808,6 +814,15 @@ class OdinClient:
         self._resume_options = {c: self._options.get(c) for c in channels}
         self._seq.drop_buffer()
         return data
+
+    def _arm_resume_deadline(self, ws: Any) -> None:
+        def expired() -> None:
+            if self._reader_paused and ws is self._ws:
+                self._arm_resume_deadline(ws)  # the answer may wait unread behind the application
+            else:
+                self._declare_dead(ws, "no answer to resume")
+
+        self._resume_timer = asyncio.get_running_loop().call_later(self._request_timeout, expired)
 
     def _end_resume(self) -> None:
         self._resume_id = None
