@@ -495,25 +495,36 @@ async def latest_and_max_hz(binary):
 
 
 async def compression_negotiated(binary):
+    """permessage-deflate offered by default and taken by the gateway; over TLS (wss://) too."""
     odin_ws = sdk()
-    with Gateway(binary) as gw:
-        on = odin_ws.OdinClient(gw.ws_url)
-        off = odin_ws.OdinClient(gw.ws_url, compression=False)
-        await on.connect()
-        await off.connect()
-        assert on.compressed and not off.compressed, (on.extensions, off.extensions)
-        assert gw.json("/stats")["compressedConnections"] == 1
-        for c in (on, off):
-            await c.subscribe("Z", snapshot=False)
-        big = {"text": "odin " * 2000, "n": list(range(300))}
-        got_on, got_off = Collector(on), Collector(off)
-        publish(gw, "Z", [big])
-        await got_on.until(1)
-        await got_off.until(1)
-        assert got_on.messages[0].data == big == got_off.messages[0].data
-        assert metric(gw, "ws_compressed_messages_total") >= 1
-        await on.close()
-        await off.close()
+    from test_tls import make_certificate
+    tmp = tempfile.mkdtemp(prefix="odin-sdk-tls-")
+    try:
+        cert, key = make_certificate(tmp, "server")
+        with Gateway(binary, WS_TLS_CERT=cert, WS_TLS_KEY=key) as gw:
+            await compressed_and_not(odin_ws, gw, ssl=gw.ssl)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def compressed_and_not(odin_ws, gw, **options):
+    on = odin_ws.OdinClient(gw.ws_url, **options)
+    off = odin_ws.OdinClient(gw.ws_url, compression=False, **options)
+    await on.connect()
+    await off.connect()
+    assert on.compressed and not off.compressed, (on.extensions, off.extensions)
+    assert gw.json("/stats")["compressedConnections"] == 1
+    for c in (on, off):
+        await c.subscribe("Z", snapshot=False)
+    big = {"text": "odin " * 2000, "n": list(range(300))}
+    got_on, got_off = Collector(on), Collector(off)
+    publish(gw, "Z", [big])
+    await got_on.until(1)
+    await got_off.until(1)
+    assert got_on.messages[0].data == big == got_off.messages[0].data
+    assert metric(gw, "ws_compressed_messages_total") >= 1
+    await on.close()
+    await off.close()
 
 
 # JWT: tokens signed ES256 with a key the gateway reads from a file, re-read on SIGHUP.

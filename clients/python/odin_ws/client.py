@@ -33,6 +33,7 @@ import enum
 import json
 import logging
 import random
+import ssl as _ssl
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -168,6 +169,7 @@ class OdinClient:
     - ``compression`` (True): offer permessage-deflate.
     - ``max_size`` (16 MiB): the largest message accepted.
     - ``headers``: extra HTTP headers for the upgrade.
+    - ``ssl``: an ``ssl.SSLContext`` for ``wss://`` (default: the system's trust store).
     """
 
     def __init__(self, url: str, *, get_token: Optional[TokenProvider] = None,
@@ -178,7 +180,7 @@ class OdinClient:
                  pong_timeout: Optional[float] = None, max_buffered: int = 10000,
                  replay_retries: int = 3, iterate: bool = True, max_queue: int = 10000,
                  compression: bool = True, max_size: Optional[int] = 16 * 1024 * 1024,
-                 headers: Optional[Dict[str, str]] = None) -> None:
+                 headers: Optional[Dict[str, str]] = None, ssl: Optional[_ssl.SSLContext] = None) -> None:
         self._url = url
         self._get_token = get_token
         self._token_margin = token_refresh_margin
@@ -194,6 +196,7 @@ class OdinClient:
         self._compression = compression
         self._max_size = max_size
         self._headers = dict(headers or {})
+        self._ssl = ssl
 
         self._state = ClientState.IDLE
         self._listeners: Dict[str, List[Listener]] = {}
@@ -605,6 +608,8 @@ class OdinClient:
             assert self._token is not None
             headers["Authorization"] = "Bearer " + self._token
         kwargs = _compat.connect_kwargs(headers, self._connect_timeout, self._compression, self._max_size)
+        if self._ssl is not None:
+            kwargs["ssl"] = self._ssl  # wss:// with a CA of one's own; without it, the system's
 
         async def connect() -> Any:
             return await _compat.CONNECT(self._url, **kwargs)
