@@ -453,6 +453,20 @@ async def cancel_and_close_leave_nothing(binary):
             assert isinstance(connecting.exception(), odin_ws.OdinError), connecting
             assert not set(asyncio.all_tasks()) - before_tasks and sockets() == before_sockets
 
+            # A consumer cancelled while its `async with` is still connecting.
+            async def never_connects():
+                async with odin_ws.OdinClient(f"ws://127.0.0.1:{bound.getsockname()[1]}/ws",
+                                              backoff_initial=0.05) as client:
+                    async for _ in client:
+                        pass
+
+            task = asyncio.ensure_future(never_connects())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            assert task.cancelled()
+            assert not set(asyncio.all_tasks()) - before_tasks and sockets() == before_sockets
+
 
 async def latest_and_max_hz(binary):
     odin_ws = sdk()

@@ -396,7 +396,11 @@ class OdinClient:
             self._spawn(ws.close(code, reason))
 
     async def __aenter__(self) -> "OdinClient":
-        await self.connect()
+        try:
+            await self.connect()
+        except BaseException:  # cancelled or closed while connecting: leave nothing running
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -405,6 +409,8 @@ class OdinClient:
     # ---- the iterator ------------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[Message]:
+        if not self._iterate:
+            raise RuntimeError("OdinClient(iterate=False) queues no messages: use on('message', ...)")
         return self
 
     async def __anext__(self) -> Message:
