@@ -21,9 +21,11 @@ if [[ "${1:-}" == "test" ]]; then
   # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
   # haproxy balances the scale-out tests' gateways (test_cluster.py, the browser resume test); redis-server is
   # the Redis broker test's server. faketime steps the wall clock under the gateway (test_clock.py).
+  # test_sdk_python.py installs clients/python offline into a venv (python3-venv, python3-pip,
+  # python3-setuptools, python3-wheel) and type-checks it with mypy.
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
              python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
-             redis-server faketime)
+             redis-server faketime mypy python3-venv python3-pip python3-setuptools python3-wheel)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()
