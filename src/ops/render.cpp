@@ -128,8 +128,8 @@ const std::vector<Field>& fields() {
        "What those messages compressed to (each recipient adds its own prefix of ~15 bytes).",
        [](S s) { return s.compression_output_bytes; }, "compressionOutputBytes"},
       {"ws_compression_seconds_total", "counter",
-       "Time spent compressing messages, once each (divide by the two message counters for the "
-       "time per message).",
+       "CPU time spent compressing messages, once each (divide by the two message counters for "
+       "the time per message).",
        [](S s) {
          return Fixed{static_cast<double>(s.compression_nanoseconds) / 1e9, 6};
        },

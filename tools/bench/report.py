@@ -948,8 +948,8 @@ class Report:
             "bytes the clients read per data frame (load client), and the gateway's "
             "`ws_bytes_out_total / ws_messages_out_total` (frame headers included). *Compression "
             "ratio*: `ws_compression_output_bytes_total / ws_compression_input_bytes_total` (the "
-            "shared tail; each recipient adds its stored `{\"seq\":N,` block). *Time per message*: "
-            "`ws_compression_seconds_total` / (compressed + not worth) messages, each compressed "
+            "shared tail; each recipient adds its stored `{\"seq\":N,` block). *CPU time per message*: "
+            "`ws_compression_seconds_total` (the compressing thread's CPU time) / (compressed + not worth) messages, each compressed "
             "once for all its recipients.")
         if runs is None:
             return
@@ -1008,7 +1008,7 @@ class Report:
             ("compressed frames received", lambda r: get(r, "wire.compressed_frames"), 0, ""),
             ("compression ratio (gateway: output / input bytes)",
              lambda r: mdiv(r, "ws_compression_output_bytes_total", "ws_compression_input_bytes_total"), 3, ""),
-            ("compression time per message", comp_us, 2, " µs"),
+            ("compression CPU time per message", comp_us, 2, " µs"),
             ("messages compressed / sent uncompressed (not worth)",
              lambda r: None, 0, ""),
         ]
