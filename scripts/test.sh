@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice: a normal build, then under AddressSanitizer +
-# UndefinedBehaviorSanitizer. Unit (GoogleTest), integration (python3-websockets against the
-# binary), browser (headless Chromium). Then ThreadSanitizer on the unit tests and the integration
-# tests that run several event-loop threads against each other (label `threads`). Then the
-# parsers' libFuzzer targets, built with clang, each for ODIN_FUZZ_SECONDS (60). Exits non-zero
-# if any test fails.
+# UndefinedBehaviorSanitizer (without the SDK and Prometheus-kit tests, label `sdk`). Unit
+# (GoogleTest), integration (python3-websockets against the binary), browser (headless Chromium),
+# the client SDKs (clients/js, clients/python) and the Prometheus kit (deploy/prometheus). Then
+# ThreadSanitizer on the unit tests and the integration tests that run several event-loop threads
+# against each other (label `threads`). Then the parsers' libFuzzer targets, built with clang,
+# each for ODIN_FUZZ_SECONDS (60). Exits non-zero if any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
@@ -18,16 +19,23 @@ status=0
 # The layer table (docs/architecture.md): an include against it names its file and line here, and
 # fails the build too (one CMake library per folder).
 /usr/bin/python3 tools/layers/check_layers.py || status=1
+# run_suite DIR CTEST_ARGS... -- CMAKE_ARGS...
 run_suite() {
   local dir=$1; shift
+  local ctest_args=()
+  while [[ $1 != -- ]]; do ctest_args+=("$1"); shift; done
+  shift
   cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir"
   echo "=== ctest in $dir ==="
-  ctest --test-dir "$dir" --output-on-failure --timeout 300 || status=1
+  ctest --test-dir "$dir" --output-on-failure --timeout 300 "${ctest_args[@]}" || status=1
 }
-run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+run_suite build/test -- -DCMAKE_BUILD_TYPE=RelWithDebInfo
+# The client SDKs' and the Prometheus kit's tests (label `sdk`) test code outside the gateway, and
+# the gateway paths they drive are covered under the sanitizers by the other tests: they run in the
+# normal build only, which keeps the whole command inside CI's time budget.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_suite build/sanitize -DCMAKE_BUILD_TYPE=Debug -DODIN_SANITIZE=ON
+  run_suite build/sanitize -LE sdk -- -DCMAKE_BUILD_TYPE=Debug -DODIN_SANITIZE=ON
 # ThreadSanitizer: any report fails the stage. Reports go to files (log_path), because a gateway
 # started by an integration test logs to a temporary file the test deletes; tests/tsan.supp holds
 # suppressions for third-party code only.
