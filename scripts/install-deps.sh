@@ -19,9 +19,11 @@ if [[ "${1:-}" == "test" ]]; then
   # openssl makes the TLS tests' certificates; python3-jwt and python3-cryptography their tokens.
   # haproxy balances the scale-out tests' gateways (test_cluster.py, the browser resume test); redis-server is
   # the Redis broker test's server. faketime steps the wall clock under the gateway (test_clock.py).
+  # prometheus (with promtool) checks and runs deploy/prometheus/ (test_prometheus_kit.py, which
+  # starts its own on a free port; on a systemd host the package also enables a service on :9090).
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
              python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
-             redis-server faketime)
+             redis-server faketime prometheus)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()
