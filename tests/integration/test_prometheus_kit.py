@@ -219,7 +219,9 @@ class Prometheus:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            print("prometheus log (last 40 lines):\n" + "\n".join(self.output().splitlines()[-40:]))
         self.stop()
 
 
@@ -293,7 +295,8 @@ async def test_real_prometheus_scrapes_and_records(binary):
         assert 0 < memory < 0.8, memory
 
         # 5 of 6 connections: over 80% of WS_MAX_CONNECTIONS, OdinWsConnectionsNearCapacity is
-        # pending (it fires after 5 minutes); nothing fires.
+        # pending (it fires after 5 minutes); nothing fires. (Others may be pending on a busy
+        # machine: OdinWsCpuHigh.)
         deadline = time.time() + 5
         while True:
             alerts = prom.api("alerts")["alerts"]
@@ -301,7 +304,8 @@ async def test_real_prometheus_scrapes_and_records(binary):
             if ("OdinWsConnectionsNearCapacity", "pending") in states or time.time() > deadline:
                 break
             await asyncio.sleep(0.2)
-        assert states == {("OdinWsConnectionsNearCapacity", "pending")}, states
+        assert ("OdinWsConnectionsNearCapacity", "pending") in states, states
+        assert not [a for a in alerts if a["state"] == "firing"], alerts
 
         print(f"  deliveries {delivered}, rate1m*60 {per_minute:.1f} (in), bytes {bytes_total:.0f} "
               f"(rate1m*60 {bytes_rate:.0f}), compression {ratio:.2f}, fan-out p99 {p99 * 1e3:.2f} ms",
