@@ -23,9 +23,12 @@ if [[ "${1:-}" == "test" ]]; then
   # the Redis broker test's server. faketime steps the wall clock under the gateway (test_clock.py).
   # test_sdk_python.py installs clients/python offline into a venv (python3-venv, python3-pip,
   # python3-setuptools, python3-wheel) and type-checks it with mypy.
+  # prometheus (with promtool) checks and runs deploy/prometheus/ (test_prometheus_kit.py, which
+  # starts its own on a free port; on a systemd host the package also enables a service on :9090).
   packages+=(libgtest-dev libbenchmark-dev clang-format clang libclang-rt-14-dev nats-server
              python3 python3-websockets python3-jwt python3-cryptography openssl chromium haproxy
-             redis-server faketime mypy python3-venv python3-pip python3-setuptools python3-wheel)
+             redis-server faketime mypy python3-venv python3-pip python3-setuptools python3-wheel
+             prometheus)
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 missing=()
