@@ -2,7 +2,7 @@
 // docs/protocol.md). Plain ES modules, no dependencies, no build step, no DOM access: it runs in
 // browsers and in Node 20+ (pass a WebSocket constructor, e.g. npm `ws`, where there is no global
 // one). This file is the public entry and the part that speaks the protocol; it leans on one
-// module per concern, each beside it in web/:
+// module per concern, each beside it in clients/js/src/:
 //   odin-transport.js  the socket: connect deadline, heartbeat, reconnect backoff with jitter
 //   odin-sequencer.js  seq order, gaps and their replay, duplicates, the stream position
 //   odin-requests.js   request ids, reply matching, timeouts; OdinError
@@ -85,6 +85,7 @@ import { Sequencer } from './odin-sequencer.js';
 import { nowMs, Transport } from './odin-transport.js';
 
 export { OdinError };
+export { CHANNEL_NAME, CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
 
 /** The range of a subscription's maxHz (docs/protocol.md, data.max_hz). */
 export const MAX_HZ_MIN = 0.1;
