@@ -124,7 +124,10 @@ export interface WebSocketLike {
 export type WebSocketConstructor = new (url: string, protocols?: string | string[], options?: any) => WebSocketLike;
 
 export interface OdinClientOptions {
-  /** The WebSocket constructor; default: npm `ws` in Node (loaded at connect), globalThis.WebSocket elsewhere. */
+  /**
+   * The WebSocket constructor; default: npm `ws` in Node (loaded at connect; without it Node's own,
+   * 22+), globalThis.WebSocket elsewhere.
+   */
   WebSocket?: WebSocketConstructor;
   /** Node with npm `ws`: offer permessage-deflate (or ws's options for it). Default true. */
   perMessageDeflate?: boolean | object;

@@ -192,7 +192,7 @@ export class OdinEvent extends Event {
 }
 
 const DEFAULTS = {
-  WebSocket: undefined, // constructor; omitted: npm `ws` in Node, globalThis.WebSocket elsewhere
+  WebSocket: undefined, // constructor; omitted: npm `ws` in Node (else Node's own), globalThis.WebSocket elsewhere
   perMessageDeflate: true, // Node with npm `ws`: offer compression (or ws's options object)
   wsOptions: null, // Node with npm `ws`: more options for its constructor (headers, agent, ...)
   token: null, // a fixed token, sent as ?token= (WS_AUTH=jwt)
@@ -221,7 +221,8 @@ export class OdinClient extends EventTarget {
     super();
     this._url = url;
     this._opt = { ...DEFAULTS, ...options };
-    // In Node the client prefers npm `ws` (compression, headers), loaded at the first connect.
+    // In Node the client prefers npm `ws` (compression, headers), loaded at the first connect;
+    // without it, Node's own WebSocket (Node 22+).
     let WebSocket = this._opt.WebSocket || (IS_NODE ? null : globalThis.WebSocket);
     if (typeof WebSocket !== 'function' && !IS_NODE) {
       throw new TypeError('OdinClient: no WebSocket implementation; pass options.WebSocket');
@@ -533,9 +534,14 @@ export class OdinClient extends EventTarget {
     let ready = null;
     if (!this._transport.hasWebSocket) {
       ready = loadWs().then((WebSocket) => {
-        if (typeof WebSocket !== 'function') throw new Error('no WebSocket export');
+        if (typeof WebSocket !== 'function') throw new Error('npm `ws` exports no WebSocket');
         this._useWebSocket(WebSocket);
-      }, (e) => {
+      }).catch((e) => {
+        // Without npm `ws`, Node's own WebSocket (Node 22+) will do, without the options.
+        if (typeof globalThis.WebSocket === 'function') {
+          this._useWebSocket(globalThis.WebSocket);
+          return;
+        }
         throw new OdinError('no_websocket',
           `no WebSocket implementation: install npm \`ws\` or pass options.WebSocket (${e && e.message})`);
       });
