@@ -137,8 +137,9 @@ export interface OdinClientOptions {
   token?: string | null;
   /**
    * Gives a token (e.g. from your auth server): at connect, before the token expires (then sent
-   * in an `auth` request), and after a 401 / a close with 4001. A rejection is reported as an
-   * `error` event (`token_failed`) and retried with the reconnect backoff.
+   * in an `auth` request), and after a 401 / a close with 4001. A rejection, or no answer within
+   * connectTimeoutMs, is reported as an `error` event (`token_failed`) and retried with the
+   * reconnect backoff.
    */
   getToken?: ((context: { reason: TokenReason }) => string | Promise<string>) | null;
   /** Refresh this long before the token's exp (at most half its remaining life). Default 30000. */

@@ -561,11 +561,23 @@ export class OdinClient extends EventTarget {
     return null;
   }
 
+  // getToken(), bounded by connectTimeoutMs (a hanging token endpoint must not stall the client).
+  _callGetToken(reason) {
+    let timer;
+    const deadline = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new OdinError('token_failed',
+        `getToken() gave no token within ${this._opt.connectTimeoutMs} ms`)), this._opt.connectTimeoutMs);
+    });
+    return Promise.race([Promise.resolve().then(() => this._opt.getToken({ reason })), deadline])
+      .then((token) => {
+        if (typeof token !== 'string' || token === '') throw new OdinError('token_failed', 'getToken() gave no token');
+        return token;
+      })
+      .finally(() => clearTimeout(timer));
+  }
+
   async _fetchToken(reason) {
-    const token = await this._opt.getToken({ reason });
-    if (typeof token !== 'string' || token === '') {
-      throw new OdinError('token_failed', 'getToken() gave no token');
-    }
+    const token = await this._callGetToken(reason);
     this._token = token;
     this._tokenExpiresAt = tokenExpiry(token);
     this._tokenStale = null;
@@ -608,8 +620,7 @@ export class OdinClient extends EventTarget {
     const attempt = this._attemptId;
     const previous = this._tokenExpiresAt;
     try {
-      const token = await this._opt.getToken({ reason: 'refresh' });
-      if (typeof token !== 'string' || token === '') throw new OdinError('token_failed', 'getToken() gave no token');
+      const token = await this._callGetToken('refresh');
       const expiresAt = tokenExpiry(token);
       if (token === this._token || (expiresAt !== null && previous !== null && expiresAt <= previous)) {
         throw new OdinError('token_failed', 'getToken() gave no newer token');
