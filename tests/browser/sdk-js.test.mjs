@@ -14,7 +14,8 @@
 //     burst conflated, `conflated` on the messages);
 //   - WS_AUTH=jwt (ES256 keys made here): getToken() at connect; a short-lived token refreshed
 //     with `auth` before it expires, so the gateway never closes with 4001; after a key rotation
-//     (SIGHUP) the reconnect gets 401, fetches a fresh token and resumes with nothing lost;
+//     (SIGHUP) the reconnect gets 401, fetches a fresh token and resumes with nothing lost; a
+//     getToken() that fails is reported and retried;
 //   - JetStream, two gateways behind HAProxy: kill -9 of the client's instance, the other one
 //     restores the session, every message exactly once and in order, seq contiguous;
 //   - headless Chromium: the gateway serving the installed package as /sdk/ (WS_SDK_ROOT), the
@@ -370,6 +371,22 @@ await runner.check('auth: after a key rotation the reconnect gets 401, fetches a
   assert(reasons.join() === 'connect,unauthorized', `getToken reasons ${reasons}`);
   assert(await metric(gwAuth, 'ws_connections_refused_total{reason="unauthorized"}') >= refused + 1, 'no 401 counted');
   assert(c.seen('resumed').length === 1 && c.seen('resume_failed').length === 0, JSON.stringify(c.events.filter((e) => e.type.startsWith('resume'))));
+  c.close();
+});
+
+await runner.check('auth: a getToken() that fails is reported (token_failed) and retried with the backoff', async () => {
+  let calls = 0;
+  const c = client(gwAuth.ws, {
+    getToken: async () => {
+      calls += 1;
+      if (calls === 1) throw new Error('token server down');
+      return mint(keys[keyIndex], 3600);
+    },
+  });
+  await c.connect();
+  const errors = c.seen('error').map((e) => e.detail.code);
+  assert(calls === 2 && errors.join() === 'token_failed' && c.state === 'open' && c.seen('reconnecting').length === 1,
+    `calls ${calls}, errors ${errors}, state ${c.state}`);
   c.close();
 });
 
