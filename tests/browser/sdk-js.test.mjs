@@ -39,6 +39,7 @@ const binary = argBinary();
 const runner = new Runner('sdk-js');
 
 const gateways = []; // every gateway started here, stopped at the end
+const killed = new Set(); // the ones killed on purpose
 const clients = new Set();
 let browser = null;
 let proxy = null;
@@ -410,7 +411,10 @@ await runner.check('JetStream behind HAProxy: kill -9 of the client\'s instance,
   const firstSession = c.session;
   const total = 150;
   for (let i = 0; i < total; i++) {
-    if (i === 50) await victim.kill();
+    if (i === 50) {
+      await victim.kill();
+      killed.add(victim);
+    }
     await survivor.publish({ channel: 'SDK.js', type: 't', data: { i } });
     await sleep(5);
   }
@@ -484,6 +488,14 @@ const typeCheck = await runner.check('types: tsc --noEmit --strict accepts the A
 });
 void typeCheck;
 
+for (const c of clients) c.close();
+await browser?.close().catch(() => {});
+await proxy?.stop(1000);
+await runner.check('every gateway not killed on purpose exits 0 on SIGTERM (under ASan: no leak or error report)', async () => {
+  const codes = await Promise.all(gateways.map((g) => g.stop(5000)));
+  const bad = gateways.filter((g, i) => !killed.has(g) && codes[i] !== 0);
+  assert(bad.length === 0, bad.map((g) => `:${g.port} exited ${codes[gateways.indexOf(g)]}\n${g.output().slice(-2000)}`).join('\n'));
+});
 if (runner.failed) {
   const tail = (text) => text.split('\n').slice(-12).join('\n    ');
   for (const g of gateways) console.log(`  gateway :${g.port} output:\n    ${tail(g.output())}`);
