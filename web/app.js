@@ -1,8 +1,9 @@
 // The live ticker page (index.html): one OdinClient, a price board of the subscribed channels, a
 // channel picker, the client's own counters, the gateway's /stats and an event log. Everything
 // the page knows about the connection comes from the client's events, so the page is also a
-// living example of the odin-client.js API. The channel-name rule is imported, not copied, so
-// that it has one copy in JavaScript. The demo feed's symbols (WS_DEMO_FEED, WS_DEMO_SYMBOLS) are
+// living example of the SDK's API: it imports the JavaScript SDK (clients/js, the npm package
+// odin-ws-client), which the gateway serves under /sdk/ (WS_SDK_ROOT); the page has no copy of
+// it. The channel-name rule is imported from it too, so that it has one copy in JavaScript. The demo feed's symbols (WS_DEMO_FEED, WS_DEMO_SYMBOLS) are
 // asked of the gateway at start (GET /demo/channels, in the feed's order): the picker lists them
 // and a first visit subscribes to the first POPULAR_COUNT. With the feed off (404) or no answer,
 // the picker lists only the visitor's own channels and any typed channel can still be subscribed.
@@ -11,8 +12,9 @@
 // with the new options, which the gateway applies at once. The row counts the messages it got and
 // the ones the gateway skipped for it (the `conflated` counts). Channels and choices are kept in
 // localStorage, so a reload comes back to the same board.
-import { CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
-import { ClientState, OdinClient } from './odin-client.js';
+import {
+  CHANNEL_NAME_RULE, ClientState, isChannelName, OdinClient,
+} from './sdk/odin-client.js';
 
 const POPULAR_COUNT = 8; // a first visit's channels: the first demo symbols
 const STORAGE_KEY = 'odin-ws.channels';

@@ -63,6 +63,8 @@ Gateway::Gateway(ops::Config config)
   const std::string root = config_.web_root.empty() ? std::string(ODIN_WEB_ROOT) : config_.web_root;
   const size_t files = web_.load(root);
   if (files == 0) spdlog::warn("no page files found in {}", root);
+  const std::string sdk = config_.sdk_root.empty() ? std::string(ODIN_SDK_ROOT) : config_.sdk_root;
+  if (web_.load(sdk, "/sdk/") == 0) spdlog::warn("no SDK modules found in {}", sdk);
 }
 
 Gateway::~Gateway() {

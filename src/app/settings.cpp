@@ -27,6 +27,9 @@ ops::ConfigSection demo_config_section() {
        integer(&ops::Config::demo_symbols, 1, 10'000)},
       {"WS_WEB_ROOT", "Demo", "the repository's web/", "directory of the page's files",
        text_value(&ops::Config::web_root)},
+      {"WS_SDK_ROOT", "Demo", "the repository's clients/js/src",
+       "directory of the JavaScript SDK's modules, served under /sdk/ (the page imports them)",
+       text_value(&ops::Config::sdk_root)},
   };
   return section;
 }

@@ -22,7 +22,8 @@ std::string_view content_type_for(const std::filesystem::path& path) {
 }
 }  // namespace
 
-size_t StaticFiles::load(const std::string& root) {
+size_t StaticFiles::load(const std::string& root, std::string_view prefix) {
+  size_t loaded = 0;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
     if (!entry.is_regular_file()) continue;
@@ -30,11 +31,12 @@ size_t StaticFiles::load(const std::string& root) {
     std::ostringstream body;
     body << in.rdbuf();
     // Built with append, not operator+: g++ 12 at -O3 reports a false -Wrestrict on the latter.
-    std::string key(1, '/');
+    std::string key(prefix);
     key.append(entry.path().filename().string());
     files_[key] = File{body.str(), content_type_for(entry.path())};
+    ++loaded;
   }
-  return files_.size();
+  return loaded;
 }
 
 const StaticFiles::File* StaticFiles::find(std::string_view path) const {

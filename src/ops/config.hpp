@@ -105,6 +105,7 @@ struct Config {
   double demo_rate = 50.0;      // WS_DEMO_RATE, messages/s over all demo symbols
   uint32_t demo_symbols = 100;  // WS_DEMO_SYMBOLS
   std::string web_root;         // WS_WEB_ROOT (empty = the repository's web/)
+  std::string sdk_root;         // WS_SDK_ROOT (empty = the repository's clients/js/src), at /sdk/
 
   // Operations.
   Millis metrics_interval{15'000};          // METRICS_INTERVAL (periodic stats log line)

@@ -1,5 +1,6 @@
-// Tests web/odin-client.js under Node 20 with npm `ws` against the real gateway: ordered
-// delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
+// Tests the JavaScript SDK's client (clients/js/src/odin-client.js, from the source tree; the
+// packed tarball is sdk-js.test.mjs's) under Node 20 with npm `ws` against the real gateway:
+// ordered delivery, snapshots, request/reply correlation, a gap filled by replay, a gap the replay
 // cannot fill, reconnect + resume after the socket dies or the gateway closes it, channel
 // changes made while disconnected, resume_failed after a gateway restart; and, against scripted
 // fake servers, that a connection without pongs is declared dead, the JetStream-mode resume
@@ -11,7 +12,7 @@
 // in a restoring `resume` and options changed while disconnected.
 //   node tests/browser/client.test.mjs --binary build/odin-ws
 import WebSocket, { WebSocketServer } from 'ws';
-import { ClientState, OdinClient } from '../../web/odin-client.js';
+import { ClientState, OdinClient } from '../../clients/js/src/odin-client.js';
 import { argBinary, assert, Runner, sleep, startGateway, waitFor } from './gateway.mjs';
 
 const binary = argBinary();

@@ -1,10 +1,10 @@
 // Resume on any instance, end to end in headless Chromium: two gateways in JetStream mode on one
 // nats-server, behind HAProxy (round-robin, no stickiness). The live ticker page, loaded through
 // HAProxy, is subscribed to a channel fed a steady stream; the gateway it is connected to is
-// killed with SIGKILL. The page's client (web/odin-client.js) must reconnect through HAProxy to
-// the other instance, which restores the session (`resumed` with `restored: true`, a new session
-// id), and end with every published message exactly once, in stream order, seq contiguous, no
-// gap given up, within a bounded time.
+// killed with SIGKILL. The page's client (the JavaScript SDK, clients/js, served under /sdk/)
+// must reconnect through HAProxy to the other instance, which restores the session (`resumed`
+// with `restored: true`, a new session id), and end with every published message exactly once,
+// in stream order, seq contiguous, no gap given up, within a bounded time.
 //   node tests/browser/resume.test.mjs --binary build/odin-ws
 import { chromium } from 'playwright-core';
 import {

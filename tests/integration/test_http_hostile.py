@@ -134,7 +134,7 @@ def test_keep_alive_idle_after_a_pause_still_times_out(binary):
     # it must be closed WS_HANDSHAKE_TIMEOUT after that. (A regression: the resume stamped the
     # idle start on the wall clock while the sweep measures on the monotonic one, so such a
     # connection was never closed and held its socket for ever.)
-    request = b"GET /odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    request = b"GET /sdk/odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
     with Gateway(binary, WS_HANDSHAKE_TIMEOUT="2s") as gw:
         one = raw_get(gw.port, request)
         s = socket.socket()
@@ -232,7 +232,7 @@ def test_answer_larger_than_the_queue_nobody_reads_is_a_slow_consumer(binary):
 
 def test_head_has_the_headers_of_get_and_no_body(binary):
     with Gateway(binary) as gw:
-        for path in ("/odin-client.js", "/health", "/nope"):
+        for path in ("/sdk/odin-client.js", "/app.js", "/health", "/nope"):
             get_status, get_headers, get_body = gw.http("GET", path)
             s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
             # HEAD then GET /health on one connection: a body after the HEAD answer would be

@@ -110,6 +110,7 @@ const std::vector<std::string> kAllVariables = {
     "WS_DEMO_RATE",
     "WS_DEMO_SYMBOLS",
     "WS_WEB_ROOT",
+    "WS_SDK_ROOT",
     "METRICS_INTERVAL",
     "LOG_LEVEL",
     "LOG_FORMAT",
@@ -152,7 +153,7 @@ const Env kEveryValue = {
     {"ENVIRONMENT", "production"},      {"WS_MAX_STREAM_READS", "8"},
     {"WS_STREAM_READ_TIMEOUT", "2s"},   {"WS_MAX_CHANNELS", "5000"},
     {"WS_CHANNEL_IDLE_TTL", "90s"},     {"WS_FANOUT_QUEUE_BYTES", "8MiB"},
-    {"WS_COMPRESSION", "false"},
+    {"WS_COMPRESSION", "false"},        {"WS_SDK_ROOT", "/srv/sdk"},
 };
 
 void expect_every_value(const ops::Config& c) {
@@ -204,6 +205,7 @@ void expect_every_value(const ops::Config& c) {
   EXPECT_DOUBLE_EQ(c.demo_rate, 1000);
   EXPECT_EQ(c.demo_symbols, 7u);
   EXPECT_EQ(c.web_root, "/srv/web");
+  EXPECT_EQ(c.sdk_root, "/srv/sdk");
   EXPECT_EQ(c.metrics_interval, ops::Millis(60'000));
   EXPECT_EQ(c.log_level, ops::LogLevel::kWarn);
   EXPECT_EQ(c.log_format, ops::LogFormat::kText);

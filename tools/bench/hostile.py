@@ -151,8 +151,8 @@ class Attack:
 # ---- the attacks ----------------------------------------------------------------------------
 
 def pipelined_gets(stop, port):
-    """2 sockets x 256 KiB of pipelined GET /odin-client.js whose answers are never read."""
-    request = b"GET /odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
+    """2 sockets x 256 KiB of pipelined GET /sdk/odin-client.js whose answers are never read."""
+    request = b"GET /sdk/odin-client.js HTTP/1.1\r\nHost: x\r\n\r\n"
     socks, sent = [], 0
     for _ in range(2):
         s = socket.socket()

@@ -1,8 +1,9 @@
-// odin-client.js: the JavaScript client for the odin-ws gateway (wire protocol v1, see
-// docs/protocol.md). Plain ES modules, no dependencies, no build step, no DOM access: it runs in
-// browsers and in Node 20+ (pass a WebSocket constructor, e.g. npm `ws`, where there is no global
-// one). This file is the public entry and the part that speaks the protocol; it leans on one
-// module per concern, each beside it in web/:
+// odin-client.js: the JavaScript SDK for the odin-ws gateway (wire protocol v1 and the extensions
+// in docs/protocol.md), the entry of the npm package `odin-ws-client` (clients/js). Plain ES
+// modules, no dependencies, no build step, no DOM access: it runs in browsers (the gateway serves
+// these files under /sdk/, and its page imports them from there) and in Node 20+ with npm `ws`
+// (loaded on demand, or passed as options.WebSocket). This file is the public entry and the part
+// that speaks the protocol; it leans on one module per concern, each beside it in src/:
 //   odin-transport.js  the socket: connect deadline, heartbeat, reconnect backoff with jitter
 //   odin-sequencer.js  seq order, gaps and their replay, duplicates, the stream position
 //   odin-requests.js   request ids, reply matching, timeouts; OdinError
@@ -37,7 +38,18 @@
 //     channels is subscribed again with its options. Options changed while disconnected are
 //     sent once the client is open again. `seq` stays contiguous (skipped messages are never
 //     numbered); a message's `conflated` says how many of its channel were skipped just
-//     before it, and conflatedTotal(channel) adds them up.
+//     before it, and conflatedTotal(channel) adds them up. `latest: true` is short for
+//     `delivery: 'latest'`;
+//   - authentication (WS_AUTH=jwt): `getToken` (an async callback) gives the token sent as
+//     `?token=` at connect. Before the token expires (its JWT `exp`, or the gateway's
+//     `authenticated.expires_at`) the client asks for a fresh one and sends it in an `auth`
+//     request on the open connection, so the gateway never closes it with 4001. After a 401
+//     (npm `ws` reports the status; a browser only sees a connection that failed before it
+//     opened), a 4001 close, or with a token about to expire, the next attempt gets a fresh token
+//     first. A static `token` option works too (no refresh);
+//   - compression: browsers negotiate permessage-deflate by themselves; in Node the client passes
+//     `perMessageDeflate` (default true) to npm `ws`. `client.compression` tells whether the
+//     current connection has it.
 //
 // Quick start:
 //   import { OdinClient } from './odin-client.js';
@@ -61,7 +73,9 @@
 //   gap            {from, to}                 missing seqs detected; a replay is requested
 //   replay_start   {from, to}
 //   replay_done    {from, to, sent, first_available, lost}  lost: {from, to} or null
-//   disconnected   {code, reason}             the socket closed (or was declared dead)
+//   disconnected   {code, reason, status}     the socket closed (or was declared dead); status:
+//                  the HTTP status of a refused upgrade when the WebSocket implementation
+//                  reports it (npm `ws`), else null
 //   reconnecting   {attempt, delayMs}         a reconnect is scheduled
 //   resumed        {session, replayed, restored, previousSession, pos}  the session continues,
 //                  nothing was lost; restored: true when an instance that did not run the
@@ -69,8 +83,13 @@
 //                  previousSession the old one; pos: the reply's position (null without positions)
 //   resume_failed  {session, newSession, message}  a fresh session; channels re-subscribed
 //   pong           {rttMs}
+//   token          {reason, expiresAt}        getToken() gave a token; reason: `connect`,
+//                  `refresh` (before expiry, sent in an `auth` request), `unauthorized` (after a
+//                  401 or a connection that failed before it opened), `expired` (after a 4001
+//                  close, or it was about to expire); expiresAt: its exp in ms, or null
+//   authenticated  {expiresAt}                the gateway took a refreshed token
 //   error          {code, message, id, request}  the gateway refused a request (or a client
-//                  problem: code `bad_frame`, `timeout`)
+//                  problem: code `bad_frame`, `timeout`, `token_failed` when getToken() threw)
 //
 // Tests and demos that need a lossy or observable connection inject it: `options.WebSocket` takes
 // any constructor with the browser WebSocket's interface, e.g. a subclass that records its
@@ -85,6 +104,38 @@ import { Sequencer } from './odin-sequencer.js';
 import { nowMs, Transport } from './odin-transport.js';
 
 export { OdinError };
+export { CHANNEL_NAME, CHANNEL_NAME_RULE, isChannelName } from './odin-channels.js';
+
+const IS_NODE = typeof globalThis.process === 'object' && globalThis.process !== null &&
+  typeof globalThis.process.versions === 'object' && Boolean(globalThis.process.versions.node);
+
+// npm `ws`, loaded the first time a client in Node needs it (a browser never gets here). The
+// specifier is a variable so that bundlers do not try to pull `ws` into a browser build.
+let wsModule = null;
+async function loadWs() {
+  if (!wsModule) {
+    const name = 'ws';
+    wsModule = import(/* webpackIgnore: true */ /* @vite-ignore */ name).then((m) => m.WebSocket || m.default);
+  }
+  return wsModule;
+}
+
+/**
+ * The expiry of a JWT (its `exp` claim) in milliseconds since the epoch, or null when the token
+ * is not a JWT or has no `exp`. The signature is not checked: the gateway does that.
+ */
+export function tokenExpiry(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    return typeof claims.exp === 'number' ? claims.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The range of a subscription's maxHz (docs/protocol.md, data.max_hz). */
 export const MAX_HZ_MIN = 0.1;
@@ -141,7 +192,12 @@ export class OdinEvent extends Event {
 }
 
 const DEFAULTS = {
-  WebSocket: undefined, // constructor; globalThis.WebSocket when omitted
+  WebSocket: undefined, // constructor; omitted: npm `ws` in Node (else Node's own), globalThis.WebSocket elsewhere
+  perMessageDeflate: true, // Node with npm `ws`: offer compression (or ws's options object)
+  wsOptions: null, // Node with npm `ws`: more options for its constructor (headers, agent, ...)
+  token: null, // a fixed token, sent as ?token= (WS_AUTH=jwt)
+  getToken: null, // async () => token: called at connect, before expiry, after a 401 / 4001
+  tokenRefreshMarginMs: 30000, // refresh this long before exp (at most half the token's life)
   snapshot: true, // default of subscribe()'s `snapshot`
   reconnect: true, // reconnect after a close the application did not ask for
   backoffInitialMs: 250, // first reconnect delay
@@ -165,11 +221,24 @@ export class OdinClient extends EventTarget {
     super();
     this._url = url;
     this._opt = { ...DEFAULTS, ...options };
-    const WebSocket = this._opt.WebSocket || globalThis.WebSocket;
-    if (typeof WebSocket !== 'function') {
+    // In Node the client prefers npm `ws` (compression, headers), loaded at the first connect;
+    // without it, Node's own WebSocket (Node 22+).
+    let WebSocket = this._opt.WebSocket || (IS_NODE ? null : globalThis.WebSocket);
+    if (typeof WebSocket !== 'function' && !IS_NODE) {
       throw new TypeError('OdinClient: no WebSocket implementation; pass options.WebSocket');
     }
+    if (typeof WebSocket !== 'function') WebSocket = null;
+    if (this._opt.getToken !== null && typeof this._opt.getToken !== 'function') {
+      throw new TypeError('OdinClient: options.getToken must be a function returning a token');
+    }
     this._state = ClientState.IDLE;
+    // Authentication: the token of the next (or current) connection and its expiry.
+    this._token = typeof this._opt.token === 'string' ? this._opt.token : null;
+    this._tokenExpiresAt = tokenExpiry(this._token);
+    this._tokenStale = null; // why the next connection needs a fresh token, or null
+    this._refreshTimer = null;
+    this._attemptId = 0; // bumps on every connection attempt and close(): stale awaits stop
+
     this._welcome = null; // the current connection's welcome data
     this._welcomed = false; // a welcome was seen before: later ones are reconnects
     this._session = null;
@@ -196,12 +265,14 @@ export class OdinClient extends EventTarget {
       resumes: 0,
       resumeFailures: 0,
       conflated: 0, // messages the gateway skipped for latest subscriptions (sum of `conflated`)
+      tokenFetches: 0, // getToken() calls that gave a token
+      tokenRefreshes: 0, // tokens the gateway took in an `auth` request
       rttMs: null, // last heartbeat round trip
     };
 
     this._channels = new ChannelSet();
     this._requests = new Requests(this._opt.requestTimeoutMs);
-    this._transport = new Transport(url, WebSocket, this._opt, {
+    this._transport = new Transport(url, null, this._opt, {
       frame: (data) => this._onFrame(data),
       lost: (code, reason) => this._afterDisconnect(code, reason),
       heartbeat: () => this.ping().catch(() => {}),
@@ -213,6 +284,17 @@ export class OdinClient extends EventTarget {
       connected: () => this._transport.socket !== null,
       replay: (from, to) => this.request('replay', { from, to }),
     });
+    if (WebSocket) this._useWebSocket(WebSocket);
+  }
+
+  // npm `ws` (and subclasses of it, as tests inject) take a third argument of options; browsers
+  // and Node's own WebSocket do not.
+  _useWebSocket(WebSocket) {
+    const native = WebSocket === globalThis.WebSocket;
+    const ctorOptions = IS_NODE && !native
+      ? { perMessageDeflate: this._opt.perMessageDeflate, ...(this._opt.wsOptions || {}) }
+      : null;
+    this._transport.setWebSocket(WebSocket, ctorOptions);
   }
 
   // ---- read-only state -------------------------------------------------------------------
@@ -233,6 +315,15 @@ export class OdinClient extends EventTarget {
   /** The last welcome's data: {session, heartbeat_ms, replay_size, resume_ttl_ms}. */
   get serverInfo() { return this._welcome ? { ...this._welcome } : null; }
   get stats() { return { ...this._stats, buffered: this._seq.buffered }; }
+  /**
+   * Whether the current connection negotiated permessage-deflate (from the socket's
+   * `extensions`; false while disconnected).
+   */
+  get compression() { return /permessage-deflate/.test(this._transport.extensions); }
+  /** The extensions the gateway accepted on the current connection, as the socket reports them. */
+  get extensions() { return this._transport.extensions; }
+  /** The expiry (ms since the epoch) of the token in use, or null (no token, or no exp). */
+  get tokenExpiresAt() { return this._tokenExpiresAt; }
   isSubscribed(channel) { return this._channels.wants(channel); }
   /**
    * The delivery options the application asked for on `channel`: {delivery, maxHz}
@@ -273,6 +364,8 @@ export class OdinClient extends EventTarget {
    */
   close(code = 1000, reason = 'client closed') {
     if (this._state === ClientState.CLOSED) return;
+    this._attemptId += 1; // a getToken() or `ws` load under way opens nothing afterwards
+    this._stopRefresh();
     this._transport.stop();
     // A replay outstanding on this socket will not be answered; left set, it would keep every
     // later gap from being replayed after a connect().
@@ -304,11 +397,13 @@ export class OdinClient extends EventTarget {
    * Resolves with the channels the gateway confirmed; rejects with an OdinError (e.g.
    * `too_many_channels`, `bad_request`; those channels are then forgotten). While disconnected
    * it resolves once the client is open again and the channels are subscribed.
+   * `latest: true` is short for `delivery: 'latest'`.
    * @param {string|string[]} channels
-   * @param {{snapshot?: boolean, delivery?: 'all'|'latest', maxHz?: number}} [options]
+   * @param {{snapshot?: boolean, delivery?: 'all'|'latest', latest?: boolean, maxHz?: number}} [options]
    * @returns {Promise<string[]>}
    */
-  subscribe(channels, { snapshot = this._opt.snapshot, delivery, maxHz } = {}) {
+  subscribe(channels, { snapshot = this._opt.snapshot, delivery, latest, maxHz } = {}) {
+    if (latest === true && delivery === undefined) delivery = 'latest';
     const list = normaliseChannels(channels);
     const invalid = list.find((c) => !isChannelName(c));
     if (invalid !== undefined || list.length === 0) {
@@ -388,10 +483,42 @@ export class OdinClient extends EventTarget {
 
   // ---- connection --------------------------------------------------------------------------
 
+  // One connection attempt: first what it needs and may have to wait for (npm `ws` in Node, a
+  // token from getToken()), then the socket. Synchronous when it needs nothing.
   _openSocket() {
     if (this._state !== ClientState.RECONNECTING) this._setState(ClientState.CONNECTING);
+    const attempt = ++this._attemptId;
+    const ready = this._prepareAttempt();
+    if (ready === null) {
+      this._openNow();
+      return;
+    }
+    ready.then(() => {
+      if (attempt === this._attemptId && this._state !== ClientState.CLOSED) this._openNow();
+    }, (e) => {
+      if (attempt !== this._attemptId || this._state === ClientState.CLOSED) return;
+      const code = e instanceof OdinError ? e.code : 'token_failed';
+      this._emit('error', { code, message: String(e && e.message), id: null, request: null });
+      if (code === 'no_websocket') {
+        this._failWaiters(e);
+        this.close();
+        return;
+      }
+      // getToken() failed: try again later, like a connection that failed.
+      this._tokenStale = this._tokenStale ?? 'connect';
+      if (!this._opt.reconnect) {
+        this._failWaiters(e instanceof OdinError ? e : new OdinError('token_failed', String(e && e.message)));
+        this._setState(ClientState.CLOSED);
+        return;
+      }
+      this._setState(ClientState.RECONNECTING);
+      this._emit('reconnecting', this._transport.scheduleReconnect(() => this._openSocket()));
+    });
+  }
+
+  _openNow() {
     try {
-      this._transport.open();
+      this._transport.open(this._connectUrl());
     } catch (e) {
       // A malformed URL is not going to get better.
       this._emit('error', { code: 'bad_url', message: String(e && e.message), id: null, request: null });
@@ -402,21 +529,160 @@ export class OdinClient extends EventTarget {
     this._resumeId = null;
   }
 
+  // null when the attempt can go at once, else a promise of everything it waits for.
+  _prepareAttempt() {
+    let ready = null;
+    if (!this._transport.hasWebSocket) {
+      ready = loadWs().then((WebSocket) => {
+        if (typeof WebSocket !== 'function') throw new Error('npm `ws` exports no WebSocket');
+        this._useWebSocket(WebSocket);
+      }).catch((e) => {
+        // Without npm `ws`, Node's own WebSocket (Node 22+) will do, without the options.
+        if (typeof globalThis.WebSocket === 'function') {
+          this._useWebSocket(globalThis.WebSocket);
+          return;
+        }
+        throw new OdinError('no_websocket',
+          `no WebSocket implementation: install npm \`ws\` or pass options.WebSocket (${e && e.message})`);
+      });
+    }
+    const reason = this._tokenReason();
+    if (reason !== null) ready = (ready || Promise.resolve()).then(() => this._fetchToken(reason));
+    return ready;
+  }
+
+  // Why the next connection needs a token from getToken(), or null when the one held will do.
+  _tokenReason() {
+    if (typeof this._opt.getToken !== 'function') return null;
+    if (this._token === null) return 'connect';
+    if (this._tokenStale !== null) return this._tokenStale;
+    if (this._tokenExpiresAt !== null &&
+      this._tokenExpiresAt - Date.now() <= this._opt.tokenRefreshMarginMs) return 'expired';
+    return null;
+  }
+
+  // getToken(), bounded by connectTimeoutMs (a hanging token endpoint must not stall the client).
+  _callGetToken(reason) {
+    let timer;
+    const deadline = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new OdinError('token_failed',
+        `getToken() gave no token within ${this._opt.connectTimeoutMs} ms`)), this._opt.connectTimeoutMs);
+    });
+    return Promise.race([Promise.resolve().then(() => this._opt.getToken({ reason })), deadline])
+      .then((token) => {
+        if (typeof token !== 'string' || token === '') throw new OdinError('token_failed', 'getToken() gave no token');
+        return token;
+      })
+      .finally(() => clearTimeout(timer));
+  }
+
+  async _fetchToken(reason) {
+    const token = await this._callGetToken(reason);
+    this._token = token;
+    this._tokenExpiresAt = tokenExpiry(token);
+    this._tokenStale = null;
+    this._stats.tokenFetches += 1;
+    this._emit('token', { reason, expiresAt: this._tokenExpiresAt });
+    return token;
+  }
+
+  // The URL of the next socket: the client's, with `?token=` when it has a token.
+  _connectUrl() {
+    if (this._token === null) return this._url;
+    const base = globalThis.location ? globalThis.location.href : undefined;
+    const url = new URL(this._url, base);
+    url.searchParams.set('token', this._token);
+    return url.toString();
+  }
+
+  // Before the token expires: a fresh one from getToken(), sent in an `auth` request. At most
+  // tokenRefreshMarginMs, and at most half its remaining life, ahead of its expiry.
+  _scheduleRefresh(delayMs = null) {
+    this._stopRefresh();
+    if (typeof this._opt.getToken !== 'function' || this._tokenExpiresAt === null) return;
+    const remaining = this._tokenExpiresAt - Date.now();
+    if (delayMs === null) {
+      delayMs = Math.max(250, remaining - Math.min(this._opt.tokenRefreshMarginMs, remaining / 2));
+    }
+    this._refreshTimer = setTimeout(() => {
+      this._refreshTimer = null;
+      this._refreshToken();
+    }, delayMs);
+  }
+
+  _stopRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+  }
+
+  async _refreshToken() {
+    if (this._state !== ClientState.OPEN) return; // the next open schedules it again
+    const attempt = this._attemptId;
+    const previous = this._tokenExpiresAt;
+    try {
+      const token = await this._callGetToken('refresh');
+      const expiresAt = tokenExpiry(token);
+      if (token === this._token || (expiresAt !== null && previous !== null && expiresAt <= previous)) {
+        throw new OdinError('token_failed', 'getToken() gave no newer token');
+      }
+      this._stats.tokenFetches += 1;
+      this._emit('token', { reason: 'refresh', expiresAt });
+      if (this._state === ClientState.CLOSED) return;
+      if (this._state !== ClientState.OPEN) {
+        // The connection went meanwhile: the next one opens with this token.
+        this._token = token;
+        this._tokenExpiresAt = expiresAt;
+        this._tokenStale = null;
+        return;
+      }
+      const reply = await this.request('auth', { token });
+      this._token = token;
+      const confirmed = reply.data && reply.data.expires_at;
+      this._tokenExpiresAt = typeof confirmed === 'number' ? confirmed : expiresAt;
+      this._stats.tokenRefreshes += 1;
+      this._emit('authenticated', { expiresAt: this._tokenExpiresAt });
+      if (this._state === ClientState.OPEN) this._scheduleRefresh();
+    } catch (e) {
+      if (attempt !== this._attemptId || this._state !== ClientState.OPEN) return;
+      // A refusal by the gateway (invalid_token, forbidden) was reported as an `error` event
+      // already; the old token stays in force. Try again while it lasts; at its expiry the
+      // gateway closes with 4001 and the next connection fetches a fresh token.
+      if (!(e instanceof OdinError) || e.code === 'token_failed') {
+        this._emit('error', { code: 'token_failed', message: String(e && e.message), id: null, request: null });
+      }
+      const remaining = previous === null ? 0 : previous - Date.now();
+      if (remaining > 0) this._scheduleRefresh(Math.max(250, Math.min(5000, remaining / 4)));
+    }
+  }
+
   _afterDisconnect(code, reason) {
+    const failure = this._transport.failure;
+    const status = failure ? failure.status : null;
+    const neverOpened = this._welcome === null;
+    this._stopRefresh();
     this._transport.stop();
     this._seq.stop();
     this._disconnectedAt = Date.now();
     this._requests.failAll(new OdinError('disconnected', `connection closed (${code})`));
     if (this._state === ClientState.CLOSED) return;
+    // The next connection needs a fresh token after a 4001 (token expired), and after a 401 (or,
+    // where the WebSocket implementation does not tell the status, as in browsers, after an
+    // upgrade that failed for a reason other than the network).
+    if (code === 4001) {
+      this._tokenStale = 'expired';
+    } else if (neverOpened && (status === 401 || (status === null && !(failure && failure.networkError)))) {
+      this._tokenStale = 'unauthorized';
+    }
+    const detail = { code, reason: reason || '', status };
     if (!this._opt.reconnect) {
       this._failWaiters(new OdinError('disconnected', `connection closed (${code})`));
       this._setState(ClientState.CLOSED);
-      this._emit('disconnected', { code, reason: reason || '' });
+      this._emit('disconnected', detail);
       return;
     }
     // The state changes first, so that listeners of `disconnected` see the client as offline.
     this._setState(ClientState.RECONNECTING);
-    this._emit('disconnected', { code, reason: reason || '' });
+    this._emit('disconnected', detail);
     this._emit('reconnecting', this._transport.scheduleReconnect(() => this._openSocket()));
   }
 
@@ -442,6 +708,7 @@ export class OdinClient extends EventTarget {
       case 'unsubscribed': this._onUnsubscribed(msg); break;
       case 'replay_done': this._onReplayDone(msg); break;
       case 'pong': this._requests.settle(msg.id, msg); break;
+      case 'authenticated': this._requests.settle(msg.id, msg); break;
       case 'error': this._onError(msg); break;
       default: break; // a message type from a later protocol version
     }
@@ -557,6 +824,7 @@ export class OdinClient extends EventTarget {
   _becomeOpen() {
     this._transport.resetBackoff();
     this._setState(ClientState.OPEN);
+    this._scheduleRefresh();
     const unsubscribe = this._channels.toUnsubscribe();
     const subscribe = this._channels.toSubscribe();
     const pending = [];

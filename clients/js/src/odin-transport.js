@@ -1,7 +1,9 @@
 // odin-transport.js: the socket under odin-client.js, one at a time: opening it, the deadline for
 // the gateway's welcome, the heartbeat that notices a dead connection, and the delay before the
 // next attempt (exponential backoff with jitter). It does not read the protocol: frames go up as
-// they came, and the client says when a welcome arrived and when to try again.
+// they came, and the client says when a welcome arrived and when to try again. It also notes why
+// an attempt failed, as far as the WebSocket implementation tells (npm `ws` reports the HTTP
+// status of a refused upgrade, e.g. 401; a browser tells nothing), for the client's token logic.
 
 const OPEN = 1; // WebSocket.OPEN, identical for browsers and npm `ws`
 
@@ -12,8 +14,9 @@ export function nowMs() {
 export class Transport {
   /**
    * @param {string} url
-   * @param {Function} WebSocket  the constructor; anything with the browser WebSocket's
-   *   interface (onmessage, onclose, onerror, send, close, readyState) will do
+   * @param {Function|null} WebSocket  the constructor; anything with the browser WebSocket's
+   *   interface (onmessage, onclose, onerror, send, close, readyState) will do. null: given later
+   *   with setWebSocket() (the client loads npm `ws` on demand in Node)
    * @param {object} options  the client's: connectTimeoutMs, heartbeatIntervalMs, pongTimeoutMs,
    *   backoffInitialMs, backoffMaxMs, backoffFactor, backoffJitter
    * @param {{frame(data), lost(code, reason), heartbeat()}} up  the client: a frame arrived; the
@@ -28,7 +31,33 @@ export class Transport {
     this._attempt = 0;
     this._timers = { connect: null, heartbeat: null, reconnect: null };
     this._pingSentAt = null; // oldest heartbeat not followed by anything from the gateway
+    this._ctorOptions = null; // third constructor argument (npm `ws` options), or null
+    this._failure = null; // {status, networkError} of the current socket's error, if any
   }
+
+  /**
+   * The constructor to use from now on, and the options object passed as its third argument
+   * (npm `ws`: perMessageDeflate, headers, ...), or null to call it with the URL alone.
+   */
+  setWebSocket(WebSocket, ctorOptions = null) {
+    this._WebSocket = WebSocket;
+    this._ctorOptions = ctorOptions;
+  }
+
+  get hasWebSocket() { return typeof this._WebSocket === 'function'; }
+
+  /** The extensions the gateway accepted on the current socket ('' when none or unknown). */
+  get extensions() {
+    const ext = this._ws && this._ws.extensions;
+    return typeof ext === 'string' ? ext : '';
+  }
+
+  /**
+   * Why the last socket failed, when the implementation said: {status, networkError} where
+   * status is the HTTP status of a refused upgrade (npm `ws` only) and networkError tells that
+   * the connection failed below HTTP (refused, reset, DNS); both null/false when unknown.
+   */
+  get failure() { return this._failure; }
 
   /** The current socket, or null: a token for declareDead(). */
   get socket() { return this._ws; }
@@ -38,9 +67,15 @@ export class Transport {
     this._ws.send(JSON.stringify(message));
   }
 
-  /** Opens a socket; throws when the URL is malformed. */
-  open() {
-    const ws = new this._WebSocket(this._url);
+  /**
+   * Opens a socket to `url` (the client's URL with its token, if any); throws when the URL is
+   * malformed.
+   */
+  open(url = this._url) {
+    this._failure = null;
+    const ws = this._ctorOptions
+      ? new this._WebSocket(url, undefined, this._ctorOptions)
+      : new this._WebSocket(url);
     this._ws = ws;
     ws.onmessage = (event) => {
       this._pingSentAt = null; // anything at all from the gateway proves the connection alive
@@ -51,7 +86,16 @@ export class Transport {
       this._ws = null;
       this._up.lost(event.code, event.reason);
     };
-    ws.onerror = () => {}; // a close event always follows; that is where it is handled
+    // A close event always follows; that is where it is handled. Only the cause is noted here.
+    ws.onerror = (event) => {
+      if (ws !== this._ws) return;
+      const message = String((event && (event.message || (event.error && event.error.message))) || '');
+      const status = /Unexpected server response: (\d{3})/.exec(message);
+      this._failure = {
+        status: status ? Number(status[1]) : null,
+        networkError: Boolean(event && event.error && event.error.code),
+      };
+    };
     this._timers.connect = setTimeout(
       () => this.declareDead(ws, 'no welcome in time'), this._opt.connectTimeoutMs);
   }
