@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <simdjson.h>
+#include <algorithm>
 #include <array>
 
 #include <boost/asio/post.hpp>
@@ -126,6 +127,12 @@ bool handle_upgrade(Gateway& gateway, http::HttpPhase& phase, http::HttpRequest&
       extensions_line = fmt::format("Sec-WebSocket-Extensions: {}\r\n",
                                     ws::write_deflate_response(deflate, deflate_response));
     }
+  }
+  // The seeds' "connection latency" (ws_handshake_duration_seconds; docs/operations.md, Alerts).
+  const int64_t started_ms = phase.request_started_ms();
+  if (started_ms != 0) {
+    const int64_t took_ms = std::max<int64_t>(0, core::mono_ms() - started_ms);
+    loop.stats().handshake_latency.record(static_cast<uint64_t>(took_ms) * 1'000'000);
   }
   phase.send_raw(fmt::format(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -14,6 +14,7 @@ ops::OpsSnapshot Gateway::snapshot() const {
     const ops::ThreadStats& stats = worker->loop().stats();
     ops::add_counts(s.threads, stats);
     s.fanout_latency.merge(stats.fanout_latency.snapshot());
+    s.handshake_latency.merge(stats.handshake_latency.snapshot());
     s.sessions += worker->clients().session_count();
     s.detached_sessions += worker->clients().detached_count();
     s.latest_subscriptions += worker->clients().latest_subscription_count();

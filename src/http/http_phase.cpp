@@ -145,6 +145,7 @@ bool HttpPhase::feed(std::span<char> bytes) {
     if (!parser_->is_done()) continue;
     HttpRequest request = parser_->release();
     start_request_parser(parser_, config_.max_header_bytes, config_.max_body_bytes);
+    answering_started_ms_ = request_started_ms_;
     request_started_ms_ = 0;
     stats.http_requests.add();
     // WS_MAX_REQUESTS_PER_CONNECTION: the answer to the last one closes the connection.

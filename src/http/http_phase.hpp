@@ -37,6 +37,9 @@ class HttpPhase final : public net::ConnectionHandler {
   ~HttpPhase() override;
 
   net::Connection& connection() { return conn_; }
+  // When the request being answered began, on mono_ms(): the accept for a connection's first
+  // request (so a TLS handshake counts), else its first byte.
+  int64_t request_started_ms() const { return answering_started_ms_; }
 
   // Queues a complete response; `extra_headers` are full header lines ending in CRLF. Without
   // keep-alive the connection closes once it is written.
@@ -78,6 +81,7 @@ class HttpPhase final : public net::ConnectionHandler {
   // All on mono_ms(). When the request being received began (0: between requests): the
   // slowloris guard; and when the client was last heard from (keep-alive idle).
   int64_t request_started_ms_;
+  int64_t answering_started_ms_ = 0;  // request_started_ms_ of the request being answered
   int64_t last_heard_ms_;
   size_t unflushed_ = 0;  // bytes appended to this turn's batch (reset once it is flushed)
   uint32_t requests_ = 0;

@@ -301,7 +301,8 @@ inline void add_counts(ThreadCounts& sums, const ThreadCountersOf<Counter>& live
 
 struct alignas(64) ThreadStats : ThreadCountersOf<Counter> {
   void refused(RefuseReason r) { connections_refused[static_cast<int>(r)].add(); }
-  LatencyHistogram fanout_latency;  // ingest -> write to the last local recipient
+  LatencyHistogram fanout_latency;     // ingest -> write to the last local recipient
+  LatencyHistogram handshake_latency;  // request begun (the accept, for the first) -> 101 queued
 };
 
 }  // namespace odin::ops

@@ -180,6 +180,7 @@ const std::vector<Field>& fields() {
                         {"restored", s.threads.resumes_restored, "resumesRestored"}}};
        }},
       stats_only("fanoutLatencyMs", [](S s) { return &s.fanout_latency; }),
+      stats_only("handshakeLatencyMs", [](S s) { return &s.handshake_latency; }),
       stats_only("threads", [](S s) { return s.thread_count; }),
       stats_only("broker", [](S s) { return std::string_view(s.broker.name); }),
       stats_only("brokerConnected", [](S s) { return s.broker.counts.connected; }),
@@ -255,6 +256,10 @@ const std::vector<Field>& fields() {
          return Fixed{s.uptime_seconds, 1};
        },
        "uptimeSeconds"},
+      {"ws_handshake_duration_seconds", "histogram",
+       "WebSocket upgrades: time from the start of the request (the accept, for a connection's "
+       "first; TLS included) to the 101 queued, at millisecond resolution.",
+       [](S s) { return &s.handshake_latency; }},
       {"ws_fanout_latency_seconds", "histogram",
        "Time from ingest to the write to the last recipient on an event-loop thread.",
        [](S s) { return &s.fanout_latency; }},

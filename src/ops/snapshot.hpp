@@ -23,8 +23,9 @@ struct OpsSnapshot {
   // Every event-loop thread's counters and fan-out latencies, summed.
   ThreadCounts threads;
   HistogramSnapshot fanout_latency;
-  uint64_t sessions = 0;           // attached and detached
-  uint64_t detached_sessions = 0;  // waiting for a resume
+  HistogramSnapshot handshake_latency;  // WebSocket upgrades: request begun -> 101 queued
+  uint64_t sessions = 0;                // attached and detached
+  uint64_t detached_sessions = 0;       // waiting for a resume
   // `latest` subscriptions (docs/protocol.md): how many, messages held for them now, and
   // messages skipped for them since start.
   uint64_t latest_subscriptions = 0;

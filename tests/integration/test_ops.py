@@ -6,7 +6,11 @@ import json
 import re
 import subprocess
 
-from harness import Gateway, connect, recv_json, run_tests
+import base64
+import os
+import time
+
+from harness import Gateway, RawClient, connect, recv_json, run_tests
 
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9.eE+-]+$|^[a-zA-Z_:][a-zA-Z0-9_:]*\{le="\+Inf"\} [0-9]+$')
 
@@ -74,6 +78,36 @@ async def test_health_stats_metrics(binary):
         assert m2["ws_replay_requests_total"] == m["ws_replay_requests_total"] + 1
         for ws in clients:
             await ws.close()
+
+
+def test_handshake_duration_histogram(binary):
+    """ws_handshake_duration_seconds counts every upgrade once, from the accept to the 101: a
+    client that takes 0.6 s to send its request lands above 0.5 s, quick ones at once."""
+    with Gateway(binary) as gw:
+        quick = [RawClient(gw.port) for _ in range(3)]
+        for c in quick:
+            assert c.read_http_head()[0] == 101
+        slow = RawClient(gw.port, upgrade=False)
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   f"Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        slow.send_raw(request[:20])
+        time.sleep(0.6)
+        slow.send_raw(request[20:])
+        assert slow.read_http_head()[0] == 101
+        s = parse_metrics(gw.http("GET", "/metrics")[2].decode())
+        name = "ws_handshake_duration_seconds"
+        assert s[name + "_count"] == 4, s[name + "_count"]
+        assert s[name + '_bucket{le="+Inf"}'] == 4
+        assert s[name + '_bucket{le="0.25"}'] == 3, s[name + '_bucket{le="0.25"}']  # the quick ones
+        assert s[name + '_bucket{le="0.5"}'] == 3  # not the slow one
+        assert s[name + '_bucket{le="1"}'] == 4
+        assert 0.6 <= s[name + "_sum"] < 3, s[name + "_sum"]
+        stats = gw.json("/stats")
+        assert stats["handshakeLatencyMs"]["p99"] >= 500, stats["handshakeLatencyMs"]
+        for c in quick + [slow]:
+            c.sock.close()
 
 
 def test_demo_channels(binary):
@@ -175,5 +209,5 @@ def test_json_logs(binary):
 
 
 if __name__ == "__main__":
-    run_tests([test_health_stats_metrics, test_demo_channels, test_keep_alive_and_paths, test_publish_validation,
+    run_tests([test_health_stats_metrics, test_handshake_duration_histogram, test_demo_channels, test_keep_alive_and_paths, test_publish_validation,
                test_configuration_errors_and_help, test_json_logs, test_http_idle_timeout])

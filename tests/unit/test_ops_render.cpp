@@ -30,6 +30,7 @@ ops::OpsSnapshot sample_snapshot() {
   s.fanout_latency.count = 1;
   s.fanout_latency.sum_ns = 200'000;
   s.fanout_latency.max_ns = 200'000;
+  s.handshake_latency = s.fanout_latency;
   s.sessions = 6;
   s.latest_subscriptions = 4;
   s.held_messages = 2;
@@ -140,6 +141,8 @@ TEST(RenderMetrics, EndsWithTheLatencyHistogram) {
   EXPECT_TRUE(has_line(m, "ws_fanout_latency_seconds_bucket{le=\"0.00025\"} 1"));
   EXPECT_TRUE(has_line(m, "ws_fanout_latency_seconds_sum 0.000200000"));
   EXPECT_EQ(lines(m).back(), "ws_fanout_latency_seconds_count 1");
+  EXPECT_TRUE(has_line(m, "ws_handshake_duration_seconds_bucket{le=\"0.00025\"} 1"));
+  EXPECT_TRUE(has_line(m, "ws_handshake_duration_seconds_count 1"));
 }
 
 TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
@@ -156,7 +159,7 @@ TEST(RenderMetrics, EveryNameHasOneHeadAndSamples) {
       typed.insert(name);
     }
   }
-  EXPECT_EQ(helped.size(), 63u);
+  EXPECT_EQ(helped.size(), 64u);
   EXPECT_EQ(helped, typed);
 }
 
@@ -171,7 +174,8 @@ TEST(RenderStats, IsTheExactDocument) {
             R"("channels":8,"memoryMB":100.0,"cpuPercent":12.3,"messagesIn":40,"messagesOut":120,)"
             R"("bytesOut":9000,"slowClientDisconnects":0,"heartbeatTimeouts":0,"rateLimited":3,)"
             R"("replayRequests":2,"resumesOk":11,"resumesFailed":12,"resumesRestored":13,)"
-            R"("fanoutLatencyMs":{"p50":0.200,"p99":0.200},"threads":2,"broker":"embedded",)"
+            R"("fanoutLatencyMs":{"p50":0.200,"p99":0.200},)"
+            R"("handshakeLatencyMs":{"p50":0.200,"p99":0.200},"threads":2,"broker":"embedded",)"
             R"("brokerConnected":true,"brokerPaused":false,"brokerReceived":40,)"
             R"("brokerRejected":5,"uptimeSeconds":61.3})");
 }
