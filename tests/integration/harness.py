@@ -26,6 +26,36 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Stops a process this test started (by its Popen, never by name): `sig`, then SIGKILL after
+    `timeout` seconds. Returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def es256_keys(directory):
+    """Two P-256 keys and a public-key file in `directory` for WS_JWT_PUBLIC_KEY: returns
+    (keys, path, install), where install(key) replaces the file atomically (then SIGHUP the
+    gateway to rotate)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
+    path = os.path.join(directory, "key.pem")
+
+    def install(key):
+        with open(path + ".new", "wb") as f:
+            f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+        os.replace(path + ".new", path)
+    return keys, path, install
+
+
 class Gateway:
     """One gateway process, stopped by PID when the test is done."""
 
@@ -98,14 +128,7 @@ class Gateway:
             return f.read()
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
     def __enter__(self):
         return self

@@ -20,7 +20,8 @@ import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from harness import Gateway, RawClient, close_code_of, connect, metric, recv_json, recv_until, run_tests
+from harness import (Gateway, RawClient, close_code_of, connect, es256_keys, metric, recv_json, recv_until,
+                     run_tests)
 
 SECRET = "test-secret-that-is-at-least-32-bytes!"
 
@@ -223,15 +224,7 @@ async def test_no_resume_with_tokens_without_a_subject(binary):
 async def test_key_rotation_on_sighup_and_bad_settings(binary):
     tmp = tempfile.mkdtemp(prefix="odin-jwt-")
     try:
-        keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
-        path = os.path.join(tmp, "key.pem")
-
-        def install(key):
-            with open(path + ".new", "wb") as f:
-                f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
-            os.replace(path + ".new", path)
-
+        keys, path, install = es256_keys(tmp)
         install(keys[0])
         with Gateway(binary, WS_AUTH="jwt", WS_JWT_PUBLIC_KEY=path) as gw:
             old_ws, _ = await connect(gw, "?token=" + token(key=keys[0], alg="ES256"))

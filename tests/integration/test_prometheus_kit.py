@@ -9,14 +9,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 
-from harness import Gateway, connect, free_port, recv_json, run_tests
+from harness import Gateway, connect, free_port, recv_json, run_tests, stop_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -206,13 +205,7 @@ class Prometheus:
         raise AssertionError(f"{expr}: {value} after {timeout} s")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from harness import Gateway, RawClient, metric, run_tests
+from harness import Gateway, RawClient, es256_keys, metric, run_tests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -542,20 +542,6 @@ async def compressed_and_not(odin_ws, gw, **options):
 
 
 # JWT: tokens signed ES256 with a key the gateway reads from a file, re-read on SIGHUP.
-def es256_keys(tmp):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
-    path = os.path.join(tmp, "key.pem")
-
-    def install(key):
-        with open(path + ".new", "wb") as f:
-            f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
-        os.replace(path + ".new", path)
-    return keys, path, install
-
-
 def upgrade_status(gw, token):
     c = RawClient(gw.port, headers={"Authorization": "Bearer " + token})
     try:
